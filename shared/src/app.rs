@@ -1,0 +1,104 @@
+//! The services a function builds once per Lambda instance and reuses for every request.
+
+use std::time::Duration;
+
+use crate::auth::{Authenticator, TokenKeys};
+use crate::cache::{RedisCache, Users};
+use crate::config::{validate_jwt_secret, Config, ConfigError, Secret, SecretSource};
+use crate::cursor::CursorCodec;
+use crate::store::{client_from_config, Store};
+
+/// Everything a handler needs: built in `main` before the runtime starts, then borrowed.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub users: Users,
+    pub auth: Authenticator,
+    pub cursors: CursorCodec,
+}
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("reading secret {arn}: {message}")]
+    Secret { arn: String, message: String },
+}
+
+impl App {
+    /// Reads the environment, fetches secrets named by ARN, and builds the clients.
+    pub async fn from_env() -> Result<Self, InitError> {
+        install_crypto_provider();
+        let config = Config::from_env()?;
+        let dynamo = client_from_config(&config).await;
+        let secrets = SecretFetcher::new(&config).await;
+        let jwt_secret = match &config.jwt_secret {
+            SecretSource::Value(secret) => secret.clone(),
+            SecretSource::SecretsManager { arn } => validate_jwt_secret(secrets.fetch(arn).await?.expose().to_owned())?,
+        };
+        let redis_password = match &config.redis_password_secret_arn {
+            Some(arn) => Some(secrets.fetch(arn).await?),
+            None => None,
+        };
+        Self::build(config, dynamo, jwt_secret, redis_password)
+    }
+
+    /// Builds the services from parts: what `from_env` does after I/O, and what tests use to
+    /// point an app at their own DynamoDB and Redis.
+    pub fn build(
+        config: Config,
+        dynamo: aws_sdk_dynamodb::Client,
+        jwt_secret: Secret,
+        redis_password: Option<Secret>,
+    ) -> Result<Self, InitError> {
+        install_crypto_provider();
+        let store = Store::new(dynamo, config.table_name.clone());
+        let cache = RedisCache::new(&config, redis_password)?;
+        let users = Users::new(store.clone(), cache);
+        let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
+        let cursors = CursorCodec::new(&jwt_secret);
+        Ok(App { config, store, users, auth, cursors })
+    }
+
+    /// Opens the Redis connection before the first request, so that request does not pay
+    /// for it; bounded, so a dead Redis delays the init by `bound` at most and fails nothing.
+    pub async fn prewarm(&self, bound: Duration) {
+        self.users.cache().prewarm(bound).await;
+    }
+}
+
+/// `rediss://` (rustls) needs a process-wide crypto provider; the AWS SDK already links
+/// aws-lc-rs, so that is the one installed.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Secrets Manager, used only at init and only when a secret is given by ARN.
+struct SecretFetcher {
+    client: Option<aws_sdk_secretsmanager::Client>,
+}
+
+impl SecretFetcher {
+    async fn new(config: &Config) -> Self {
+        let needed = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
+            || config.redis_password_secret_arn.is_some();
+        if !needed {
+            return SecretFetcher { client: None };
+        }
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        SecretFetcher { client: Some(aws_sdk_secretsmanager::Client::new(&shared)) }
+    }
+
+    async fn fetch(&self, arn: &str) -> Result<Secret, InitError> {
+        let fail = |message: String| InitError::Secret { arn: arn.to_owned(), message };
+        let client = self.client.as_ref().ok_or_else(|| fail("no Secrets Manager client".into()))?;
+        let out = client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| fail(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
+        out.secret_string.map(Secret::new).ok_or_else(|| fail("the secret has no string value".into()))
+    }
+}

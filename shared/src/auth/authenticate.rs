@@ -1,0 +1,49 @@
+//! The one call every authenticated route makes: headers in, user out, or `401`.
+
+use lambda_http::http::HeaderMap;
+
+use super::token::{token_from_headers, TokenKeys};
+use crate::cache::{CacheOutcome, Users};
+use crate::domain::{Email, User};
+use crate::error::AppError;
+
+/// Verifies tokens and loads their users cache-aside. Built once per instance.
+pub struct Authenticator {
+    keys: TokenKeys,
+    users: Users,
+}
+
+impl Authenticator {
+    pub fn new(keys: TokenKeys, users: Users) -> Self {
+        Authenticator { keys, users }
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    /// Enforces the whole rule of `API.md`: signature, `iss`, `aud`, `exp`, AND the user still
+    /// exists (same id: an email re-registered after a delete is another user) AND the
+    /// token's `jwtVersion` is the user's current one. Every failure is `401 unauthorized`;
+    /// only a database that cannot be reached is something else (`503`).
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, AppError> {
+        let span = tracing::Span::current();
+        let token = token_from_headers(headers)?;
+        let claims = self.keys.verify(token)?;
+        let email = Email::parse(&claims.email).map_err(|_| AppError::Unauthorized("token email malformed"))?;
+        let (user, outcome) = self.users.find(&email).await?;
+        span.record("cache", outcome.as_str());
+        let user = user.ok_or(AppError::Unauthorized("user is gone"))?;
+        if user.id != claims.sub {
+            return Err(AppError::Unauthorized("token is for an earlier user with this email"));
+        }
+        if user.jwt_version != claims.jwt_version {
+            return Err(AppError::Unauthorized("token revoked"));
+        }
+        span.record("user_id", user.id.as_str());
+        if outcome == CacheOutcome::Hit {
+            tracing::trace!("authenticated from cache");
+        }
+        Ok(user)
+    }
+}

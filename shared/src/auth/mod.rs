@@ -1,0 +1,8 @@
+//! Authentication: JWTs in, an authenticated [`User`](crate::domain::User) out.
+
+pub mod authenticate;
+pub mod password;
+pub mod token;
+
+pub use authenticate::Authenticator;
+pub use token::{Claims, IssuedToken, TokenKeys};

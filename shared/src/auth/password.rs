@@ -1,0 +1,68 @@
+//! Argon2id password hashing, run off the async executor.
+
+use std::sync::OnceLock;
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+
+use crate::domain::Password;
+use crate::error::AppError;
+
+/// Hashes `password` with Argon2id (the crate's OWASP-recommended defaults).
+pub async fn hash(password: Password) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map(|h: PasswordHash| h.to_string())
+            .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("hashing task: {e}")))?
+}
+
+/// Checks `password` against `stored`, or against a dummy hash when there is no user, so an
+/// unknown email costs the same time as a wrong password and the two cannot be told apart.
+pub async fn verify(password: Password, stored: Option<String>) -> Result<bool, AppError> {
+    tokio::task::spawn_blocking(move || {
+        let (hash, real) = match stored {
+            Some(hash) => (hash, true),
+            None => (dummy_hash().to_owned(), false),
+        };
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| AppError::Internal(format!("stored hash unreadable: {e}")))?;
+        let matches = Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok();
+        Ok(real && matches)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("verifying task: {e}")))?
+}
+
+/// A hash of a random password with the same parameters as real ones, made once per instance.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let random = crate::domain::new_id();
+        Argon2::default().hash_password(random.as_bytes()).map(|h: PasswordHash| h.to_string()).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Password {
+        Password::parse(s).expect("valid password")
+    }
+
+    #[tokio::test]
+    async fn right_password_verifies_and_wrong_does_not() {
+        let stored = hash(pw("correct horse")).await.expect("hash");
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(verify(pw("correct horse"), Some(stored.clone())).await.expect("verify"));
+        assert!(!verify(pw("wrong horse!"), Some(stored)).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn no_user_never_verifies() {
+        assert!(!verify(pw("anything at all"), None).await.expect("verify"));
+    }
+}

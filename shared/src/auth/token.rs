@@ -1,0 +1,191 @@
+//! HS256 tokens with the contract's issuer and audience, and where a request carries them.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lambda_http::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+use crate::domain::User;
+use crate::error::AppError;
+
+pub const ISSUER: &str = "Caching-Code-Login";
+pub const AUDIENCE: &str = "Caching-Code-Auth";
+
+/// The claims of a token, as `API.md` names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    pub sub: String,
+    pub email: String,
+    pub name: String,
+    pub jwt_version: u64,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// A freshly signed token and its lifetime in seconds (`expiresIn`).
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+/// Signing and verifying keys, built once per instance from the secret.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+        // Only HS256: a token whose header names `none`, RS256 or anything else is refused
+        // before its signature is looked at, which closes the alg-confusion attacks.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 0;
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    /// Signs a token for `user` at its current `jwtVersion`.
+    pub fn issue(&self, user: &User) -> Result<IssuedToken, AppError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user.id.clone(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            jwt_version: user.jwt_version,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AppError::Internal(format!("signing a token: {e}")))?;
+        Ok(IssuedToken { token, expires_in: self.ttl.as_secs() })
+    }
+
+    /// Checks signature, algorithm, `iss`, `aud`, `exp` (and `nbf` when present).
+    /// Whether the user still exists at this `jwtVersion` is the [`Authenticator`]'s job.
+    ///
+    /// [`Authenticator`]: super::Authenticator
+    pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
+            tracing::debug!(reason = ?e.kind(), "token refused");
+            AppError::Unauthorized("token refused")
+        })
+    }
+}
+
+/// The token from `aid: <jwt>` or `Authorization: Bearer <jwt>`.
+///
+/// Both headers may be sent, but then they must carry the same token: two different tokens
+/// in one request are refused rather than guessing which one the client meant.
+pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, AppError> {
+    let single = |name: &str| -> Result<Option<&str>, AppError> {
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else { return Ok(None) };
+        if values.next().is_some() {
+            return Err(AppError::Unauthorized("header sent twice"));
+        }
+        first.to_str().map(|v| Some(v.trim())).map_err(|_| AppError::Unauthorized("header is not text"))
+    };
+    let aid = single("aid")?.filter(|v| !v.is_empty());
+    let bearer = match single("authorization")? {
+        None => None,
+        Some(value) => {
+            let (scheme, token) = value.split_once(' ').ok_or(AppError::Unauthorized("malformed authorization"))?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(AppError::Unauthorized("authorization scheme is not Bearer"));
+            }
+            Some(token.trim())
+        }
+    };
+    match (aid, bearer) {
+        (Some(a), Some(b)) if a != b => Err(AppError::Unauthorized("aid and authorization disagree")),
+        (Some(token), _) | (None, Some(token)) if !token.is_empty() => Ok(token),
+        _ => Err(AppError::Unauthorized("no token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&Secret::new("k".repeat(32)), Duration::from_secs(60))
+    }
+
+    fn user() -> User {
+        User {
+            id: "01J0000000000000000000000A".into(),
+            email: "a@x.io".into(),
+            name: "Ada".into(),
+            jwt_version: 3,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_their_claims() {
+        let keys = keys();
+        let issued = keys.issue(&user()).expect("sign");
+        let claims = keys.verify(&issued.token).expect("verify");
+        assert_eq!(claims.sub, user().id);
+        assert_eq!(claims.jwt_version, 3);
+        assert_eq!(claims.iss, ISSUER);
+        assert_eq!(issued.expires_in, 60);
+    }
+
+    #[test]
+    fn another_key_is_refused() {
+        let issued = keys().issue(&user()).expect("sign");
+        let other = TokenKeys::new(&Secret::new("o".repeat(32)), Duration::from_secs(60));
+        assert!(other.verify(&issued.token).is_err());
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        map
+    }
+
+    #[test]
+    fn token_comes_from_aid_or_bearer() {
+        assert_eq!(token_from_headers(&headers(&[("aid", "abc")])).ok(), Some("abc"));
+        assert_eq!(token_from_headers(&headers(&[("authorization", "Bearer abc")])).ok(), Some("abc"));
+        assert_eq!(token_from_headers(&headers(&[("authorization", "bearer abc")])).ok(), Some("abc"));
+        assert_eq!(token_from_headers(&headers(&[("aid", "abc"), ("authorization", "Bearer abc")])).ok(), Some("abc"));
+    }
+
+    #[test]
+    fn missing_or_conflicting_tokens_are_refused() {
+        for h in [
+            headers(&[]),
+            headers(&[("aid", "")]),
+            headers(&[("authorization", "Basic abc")]),
+            headers(&[("authorization", "Bearer")]),
+            headers(&[("authorization", "Bearer ")]),
+            headers(&[("aid", "abc"), ("authorization", "Bearer xyz")]),
+            headers(&[("aid", "abc"), ("aid", "abc")]),
+        ] {
+            assert!(matches!(token_from_headers(&h), Err(AppError::Unauthorized(_))), "{h:?}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Configuration, read from the environment once per Lambda instance.
+//!
+//! Every variable is validated up front with an error that names it, so a misconfigured
+//! deployment fails at init with a clear log line instead of on the first request.
+//! Secrets may be given directly (`JWT_SECRET`, local use) or as a Secrets Manager ARN
+//! (`JWT_SECRET_ARN`, `REDIS_PASSWORD_SECRET_ARN`, production), fetched once at init.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A secret value whose `Debug` never prints it, so it cannot leak into a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The secret used only by `cargo lambda watch` and the tests when `JWT_SECRET` is unset.
+/// Release builds refuse to start without a real secret.
+#[cfg(debug_assertions)]
+const DEV_JWT_SECRET: &str = "dev-only-secret-do-not-use-in-production-0123456789";
+
+/// Where the JWT signing secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Value(Secret),
+    SecretsManager { arn: String },
+}
+
+/// Everything a function needs to build its clients.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The single DynamoDB table (users, posts, comments).
+    pub table_name: String,
+    /// Overrides the DynamoDB endpoint (dynoxide locally); `None` uses AWS.
+    pub dynamodb_endpoint: Option<String>,
+    /// Per-attempt budget of a DynamoDB call; with `dynamodb_attempts` it bounds a request.
+    pub dynamodb_attempt_timeout: Duration,
+    pub dynamodb_connect_timeout: Duration,
+    pub dynamodb_attempts: u32,
+    /// `redis://` or `rediss://` (TLS, ElastiCache in-transit encryption).
+    pub redis_url: String,
+    /// A Secrets Manager ARN holding the Redis AUTH token, if the cache needs one.
+    pub redis_password_secret_arn: Option<String>,
+    /// Bound on every Redis command: past it the request falls back to DynamoDB.
+    pub redis_timeout: Duration,
+    /// Bound on opening a Redis connection.
+    pub redis_connect_timeout: Duration,
+    pub jwt_secret: SecretSource,
+    pub token_ttl: Duration,
+    /// TTL of a cached user (jittered by ±10% so entries do not expire together).
+    pub cache_ttl: Duration,
+    /// TTL of a "no such user" entry: short, since registration may follow.
+    pub negative_cache_ttl: Duration,
+    pub log_json: bool,
+}
+
+/// A variable that is present but wrong, or missing where it is required.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn err(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { variable, message: message.into() }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            parse_u64(name, get(name), default, 1, 600_000).map(Duration::from_millis)
+        };
+        let seconds = |name: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
+            parse_u64(name, get(name), default, 1, max).map(Duration::from_secs)
+        };
+
+        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        let scheme_ok = redis_url.starts_with("redis://") || redis_url.starts_with("rediss://");
+        if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).is_err() {
+            return Err(err("REDIS_URL", "must be a redis:// or rediss:// URL"));
+        }
+
+        let jwt_secret = match (get("JWT_SECRET"), get("JWT_SECRET_ARN")) {
+            (Some(_), Some(_)) => return Err(err("JWT_SECRET", "set JWT_SECRET or JWT_SECRET_ARN, not both")),
+            (Some(value), None) => SecretSource::Value(validate_jwt_secret(value)?),
+            (None, Some(arn)) => SecretSource::SecretsManager { arn },
+            (None, None) => default_jwt_secret()?,
+        };
+
+        let dynamodb_attempts = parse_u64("DYNAMODB_MAX_ATTEMPTS", get("DYNAMODB_MAX_ATTEMPTS"), 2, 1, 10)? as u32;
+        Ok(Config {
+            table_name: get("TABLE_NAME").unwrap_or_else(|| "social".to_owned()),
+            dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
+            dynamodb_attempt_timeout: millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
+            dynamodb_connect_timeout: millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
+            dynamodb_attempts,
+            redis_url,
+            redis_password_secret_arn: get("REDIS_PASSWORD_SECRET_ARN"),
+            redis_timeout: millis("REDIS_TIMEOUT_MS", 50)?,
+            redis_connect_timeout: millis("REDIS_CONNECT_TIMEOUT_MS", 250)?,
+            jwt_secret,
+            token_ttl: seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
+            cache_ttl: seconds("CACHE_TTL_SECONDS", 300, 24 * 3_600)?,
+            negative_cache_ttl: seconds("NEGATIVE_CACHE_TTL_SECONDS", 30, 3_600)?,
+            log_json: match get("LOG_FORMAT").as_deref() {
+                Some("json") => true,
+                Some("text") => false,
+                None => lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+                Some(_) => return Err(err("LOG_FORMAT", "must be `json` or `text`")),
+            },
+        })
+    }
+}
+
+/// HS256 keys shorter than the hash output are guessable; refuse them.
+pub fn validate_jwt_secret(value: String) -> Result<Secret, ConfigError> {
+    if value.len() < 32 {
+        return Err(err("JWT_SECRET", "must be at least 32 bytes"));
+    }
+    Ok(Secret(value))
+}
+
+#[cfg(debug_assertions)]
+fn default_jwt_secret() -> Result<SecretSource, ConfigError> {
+    Ok(SecretSource::Value(Secret(DEV_JWT_SECRET.to_owned())))
+}
+
+#[cfg(not(debug_assertions))]
+fn default_jwt_secret() -> Result<SecretSource, ConfigError> {
+    Err(err("JWT_SECRET", "is required (or JWT_SECRET_ARN)"))
+}
+
+fn parse_u64(name: &'static str, value: Option<String>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let Some(value) = value else { return Ok(default) };
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(err(name, format!("must be a whole number from {min} to {max}, got {value:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_suit_local_use() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.table_name, "social");
+        assert_eq!(c.redis_timeout, Duration::from_millis(50));
+        assert!(matches!(c.jwt_secret, SecretSource::Value(_)));
+        assert!(!c.log_json);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("REDIS_TIMEOUT_MS", "soon"),
+            ("REDIS_TIMEOUT_MS", "0"),
+            ("CACHE_TTL_SECONDS", "-5"),
+            ("JWT_SECRET", "short"),
+            ("REDIS_URL", "http://example.com"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let e = config(&[(var, value)]).expect_err(var);
+            assert_eq!(e.variable, var, "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_is_never_printed() {
+        let c = config(&[("JWT_SECRET", "a-very-long-secret-value-of-more-than-32-bytes")]).expect("valid");
+        assert!(!format!("{c:?}").contains("a-very-long-secret"));
+    }
+
+    #[test]
+    fn lambda_environment_logs_json() {
+        assert!(config(&[("AWS_LAMBDA_FUNCTION_NAME", "posts")]).expect("valid").log_json);
+    }
+}

@@ -1,0 +1,62 @@
+//! A post and the rules about who may change it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Caption, ImageUrl};
+
+/// `Post` in `API.md`; its serde form is both the response body and the stored attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Post {
+    pub id: String,
+    pub author_id: String,
+    /// The author's name when the post was written (a snapshot, not a join).
+    pub author_name: String,
+    pub caption: String,
+    pub image_url: Option<String>,
+    pub comment_count: u64,
+    /// Starts at 1, grows by one on every edit; the `ETag`.
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Post {
+    pub fn new(
+        id: String,
+        author_id: String,
+        author_name: String,
+        caption: Caption,
+        image_url: Option<ImageUrl>,
+        now: String,
+    ) -> Self {
+        Post {
+            id,
+            author_id,
+            author_name,
+            caption: caption.into_inner(),
+            image_url: image_url.map(ImageUrl::into_inner),
+            comment_count: 0,
+            version: 1,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+}
+
+/// An edit of a post: at least one field is set (`PostPatch::new` enforces it).
+#[derive(Debug, Clone)]
+pub struct PostPatch {
+    pub caption: Option<Caption>,
+    /// `Some(None)` clears the image; `None` leaves it.
+    pub image_url: Option<Option<ImageUrl>>,
+}
+
+impl PostPatch {
+    pub fn new(caption: Option<Caption>, image_url: Option<Option<ImageUrl>>) -> Result<Self, crate::error::AppError> {
+        if caption.is_none() && image_url.is_none() {
+            return Err(crate::error::AppError::validation("caption", "or `imageUrl` must be given"));
+        }
+        Ok(PostPatch { caption, image_url })
+    }
+}

@@ -1,0 +1,207 @@
+//! Reading requests: the routed path, JSON bodies with per-field errors, query parameters,
+//! and `If-Match`. Each failure is the contract's 4xx, never a panic.
+
+use lambda_http::http::header::CONTENT_TYPE;
+use lambda_http::http::HeaderMap;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
+use serde_json::{Map, Value};
+
+use crate::error::AppError;
+
+/// The contract's body limit: 64 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The path segments a route matches on, the same for REST API (with or without its stage
+/// prefix), HTTP API, function URLs and `cargo lambda watch`.
+pub fn path_segments(req: &Request) -> Vec<String> {
+    let raw = req.raw_http_path();
+    let path = if raw.is_empty() { req.uri().path() } else { raw };
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
+        _ => None,
+    };
+    let mut segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if let Some(stage) = stage.filter(|s| s != "$default") {
+        let routes_start_here = matches!(segments.get(1).map(String::as_str), Some("posts" | "users" | "auth"));
+        if segments.first() == Some(&stage) && routes_start_here {
+            segments.remove(0);
+        }
+    }
+    segments
+}
+
+/// A JSON object body; unknown fields are kept but never read.
+pub struct JsonObject(Map<String, Value>);
+
+impl JsonObject {
+    /// Reads the body as a JSON object: `413` over 64 KiB, `415` for a non-JSON content type,
+    /// `400 invalid_json` when it is not a JSON object.
+    pub fn from_request(req: &Request) -> Result<Self, AppError> {
+        let bytes: &[u8] = match req.body() {
+            Body::Empty => &[],
+            Body::Text(text) => text.as_bytes(),
+            Body::Binary(bytes) => bytes,
+            _ => &[],
+        };
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(AppError::PayloadTooLarge);
+        }
+        check_content_type(req.headers(), !bytes.is_empty())?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(AppError::InvalidJson("the body is empty".into()));
+        }
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(AppError::InvalidJson("the body must be an object".into())),
+            Err(e) => Err(AppError::InvalidJson(format!("line {} column {}", e.line(), e.column()).into())),
+        }
+    }
+
+    /// A required string field.
+    pub fn required_str(&self, field: &'static str) -> Result<&str, AppError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(AppError::validation(field, "is required")),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(AppError::validation(field, "must be a string")),
+        }
+    }
+
+    /// An optional string field that may not be `null`.
+    pub fn optional_str(&self, field: &'static str) -> Result<Option<&str>, AppError> {
+        match self.0.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(AppError::validation(field, "must be a string")),
+        }
+    }
+
+    /// A field that may be absent (`None`), `null` (`Some(None)`) or a string.
+    pub fn nullable_str(&self, field: &'static str) -> Result<Option<Option<&str>>, AppError> {
+        match self.0.get(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) => Ok(Some(Some(s))),
+            Some(_) => Err(AppError::validation(field, "must be a string or null")),
+        }
+    }
+}
+
+/// `415` when a body comes with a content type that is not JSON (`application/json`,
+/// with or without parameters, or any `+json` type). A body without a type is read as JSON.
+fn check_content_type(headers: &HeaderMap, has_body: bool) -> Result<(), AppError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else { return Ok(()) };
+    if !has_body {
+        return Ok(());
+    }
+    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(AppError::UnsupportedMediaType)
+    }
+}
+
+/// The first value of a query parameter.
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+}
+
+/// `limit`: 1 to 100, default 20; anything else is `400 validation_failed`.
+pub fn limit_param(req: &Request) -> Result<usize, AppError> {
+    match query_param(req, "limit") {
+        None => Ok(20),
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n @ 1..=100) => Ok(n),
+            _ => Err(AppError::validation("limit", "must be a whole number from 1 to 100")),
+        },
+    }
+}
+
+/// The raw `cursor` query parameter; an empty one counts as absent.
+pub fn cursor_param(req: &Request) -> Option<String> {
+    query_param(req, "cursor").filter(|c| !c.is_empty())
+}
+
+/// What an `If-Match` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `If-Match: "<version>"`.
+    Version(u64),
+    /// A value that no version can match (malformed, weak, or several): the write is `412`
+    /// once existence and authorship have been checked.
+    Never,
+}
+
+impl IfMatch {
+    /// The version a conditional write must find, if any.
+    pub fn expected_version(self) -> u64 {
+        match self {
+            IfMatch::Version(v) => v,
+            // Versions count up from 1 and never reach this.
+            IfMatch::Never => u64::MAX,
+        }
+    }
+}
+
+/// Reads `If-Match`: absent or `*` is no precondition.
+pub fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
+    let values: Vec<&str> = headers
+        .get_all("if-match")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    match values.as_slice() {
+        [] | ["*"] => None,
+        [single] => Some(
+            single
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v > 0)
+                .map_or(IfMatch::Never, IfMatch::Version),
+        ),
+        _ => Some(IfMatch::Never),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).expect("value"));
+        h
+    }
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(if_match(&HeaderMap::new()), None);
+        assert_eq!(if_match(&headers("if-match", "*")), None);
+        assert_eq!(if_match(&headers("if-match", "\"3\"")), Some(IfMatch::Version(3)));
+        for never in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\""] {
+            assert_eq!(if_match(&headers("if-match", never)), Some(IfMatch::Never), "{never}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(&headers("content-type", "application/json; charset=utf-8"), true).is_ok());
+        assert!(check_content_type(&headers("content-type", "application/merge-patch+json"), true).is_ok());
+        assert!(check_content_type(&HeaderMap::new(), true).is_ok());
+        assert!(check_content_type(&headers("content-type", "text/plain"), false).is_ok());
+        assert!(matches!(
+            check_content_type(&headers("content-type", "text/plain"), true),
+            Err(AppError::UnsupportedMediaType)
+        ));
+        assert!(matches!(
+            check_content_type(&headers("content-type", "application/x-www-form-urlencoded"), true),
+            Err(AppError::UnsupportedMediaType)
+        ));
+    }
+}

@@ -1,0 +1,54 @@
+//! Writing responses: JSON bodies with the contract's headers.
+
+use lambda_http::http::header::{CONTENT_TYPE, ETAG, LOCATION};
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::error::AppError;
+
+/// A JSON response. Serializing our own types cannot fail; if it ever did, the client gets
+/// a `500` body of the contract rather than a panic.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    match serde_json::to_string(body) {
+        Ok(text) => raw_json(status, text),
+        Err(e) => error(&AppError::Internal(format!("serializing a response: {e}"))),
+    }
+}
+
+fn raw_json(status: u16, text: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `201` with `Location`.
+pub fn created<T: Serialize>(body: &T, location: &str) -> Response<Body> {
+    let mut response = json(201, body);
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+/// Adds `ETag: "<version>"`.
+pub fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
+}
+
+/// `204`, no body.
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// `{"error": {"code", "message"}}` with the error's status.
+pub fn error(err: &AppError) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": err.code(), "message": err.public_message() } });
+    raw_json(err.status(), body.to_string())
+}

@@ -1,0 +1,215 @@
+//! Posts: conditional writes for `version`/`If-Match`, a newest-first feed on `gsi1`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use serde::{Deserialize, Serialize};
+
+use super::dynamo::{classify, from_item, n, s, to_item, Item};
+use super::{Page, Store, FEED_INDEX};
+use crate::domain::{Post, PostPatch};
+use crate::error::AppError;
+
+const POST_SK: &str = "POST";
+const FEED_PK: &str = "FEED";
+
+pub(super) fn post_pk(post_id: &str) -> String {
+    format!("POST#{post_id}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct PostItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    #[serde(flatten)]
+    post: Post,
+}
+
+/// The full primary and index key of a post, which is what a feed page starts after.
+fn feed_key(post_id: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(post_pk(post_id))),
+        ("sk".to_owned(), s(POST_SK)),
+        ("gsi1pk".to_owned(), s(FEED_PK)),
+        ("gsi1sk".to_owned(), s(post_id)),
+    ])
+}
+
+/// Why a conditional write on a post failed, told from the item as it was (`ALL_OLD`):
+/// gone is `404`, someone else's is `403`, another version is `412` — in that order.
+fn explain_refusal(old: Option<Item>, user_id: &str) -> AppError {
+    let Some(old) = old else { return AppError::NotFound("post") };
+    match old.get("authorId") {
+        Some(AttributeValue::S(author)) if author == user_id => AppError::PreconditionFailed,
+        _ => AppError::Forbidden,
+    }
+}
+
+fn author_and_version_condition(if_match: Option<u64>) -> String {
+    let mut condition = "attribute_exists(pk) AND authorId = :me".to_owned();
+    if if_match.is_some() {
+        condition.push_str(" AND version = :expected");
+    }
+    condition
+}
+
+impl Store {
+    pub async fn create_post(&self, post: &Post) -> Result<(), AppError> {
+        let item = PostItem {
+            pk: post_pk(&post.id),
+            sk: POST_SK.to_owned(),
+            gsi1pk: FEED_PK.to_owned(),
+            gsi1sk: post.id.clone(),
+            post: post.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item("post", &item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify("PutItem post", e))?;
+        Ok(())
+    }
+
+    pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, AppError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(post_pk(post_id)))
+            .key("sk", s(POST_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem post", e))?;
+        out.item.map(|item| from_item::<PostItem>("post", item).map(|i| i.post)).transpose()
+    }
+
+    /// The feed, newest first, `limit` posts after the post `after` (exclusive).
+    pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, AppError> {
+        let mut start = after.map(feed_key);
+        let mut items = Vec::with_capacity(limit + 1);
+        // One item more than asked tells whether another page exists, so the last page says
+        // `nextCursor: null` instead of leading to an empty page.
+        while items.len() <= limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FEED_INDEX)
+                .key_condition_expression("gsi1pk = :feed")
+                .expression_attribute_values(":feed", s(FEED_PK))
+                .scan_index_forward(false)
+                .limit((limit + 1 - items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query feed", e))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item::<PostItem>("post", item)?.post);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(page(items, limit, |p| p.id.clone()))
+    }
+
+    /// Applies `patch` if `user_id` wrote the post and, with `if_match`, it is at that version.
+    pub async fn update_post(
+        &self,
+        post_id: &str,
+        user_id: &str,
+        patch: PostPatch,
+        if_match: Option<u64>,
+        now: String,
+    ) -> Result<Post, AppError> {
+        let mut sets = vec!["updatedAt = :now"];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(post_pk(post_id)))
+            .key("sk", s(POST_SK))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":me", s(user_id))
+            .expression_attribute_values(":one", n(1));
+        if let Some(caption) = patch.caption {
+            sets.push("caption = :caption");
+            request = request.expression_attribute_values(":caption", s(caption.into_inner()));
+        }
+        if let Some(image_url) = patch.image_url {
+            sets.push("imageUrl = :imageUrl");
+            let value = image_url.map_or(AttributeValue::Null(true), |u| s(u.into_inner()));
+            request = request.expression_attribute_values(":imageUrl", value);
+        }
+        if let Some(expected) = if_match {
+            request = request.expression_attribute_values(":expected", n(expected));
+        }
+        let result = request
+            .update_expression(format!("SET {} ADD version :one", sets.join(", ")))
+            .condition_expression(author_and_version_condition(if_match))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| AppError::Internal("UpdateItem post: no attributes".into()))?;
+                Ok(from_item::<PostItem>("post", item)?.post)
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    Err(explain_refusal(refused.item.clone(), user_id))
+                }
+                _ => Err(classify("UpdateItem post", e)),
+            },
+        }
+    }
+
+    /// Deletes the post, then every comment in its partition.
+    ///
+    /// The post goes first: from then on no comment can be added (adding one is a
+    /// transaction conditioned on the post), so the sweep that follows leaves none behind.
+    pub async fn delete_post(&self, post_id: &str, user_id: &str, if_match: Option<u64>) -> Result<(), AppError> {
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(post_pk(post_id)))
+            .key("sk", s(POST_SK))
+            .condition_expression(author_and_version_condition(if_match))
+            .expression_attribute_values(":me", s(user_id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(expected) = if_match {
+            request = request.expression_attribute_values(":expected", n(expected));
+        }
+        match request.send().await {
+            Ok(_) => self.delete_comments_of(post_id).await,
+            Err(e) => match e.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(refused)) => {
+                    Err(explain_refusal(refused.item.clone(), user_id))
+                }
+                _ => Err(classify("DeleteItem post", e)),
+            },
+        }
+    }
+}
+
+/// Cuts `items` (fetched with one extra) to `limit`, and names the last id if more follow.
+pub(super) fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> Page<T> {
+    let last_id = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id)
+    } else {
+        None
+    };
+    Page { items, last_id }
+}
