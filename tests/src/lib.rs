@@ -1,1 +1,123 @@
+//! The test harness: real services, a fresh set per test.
+//!
+//! - [`RedisServer`]: a real `redis-server` on a free loopback port, owned by one test.
+//! - [`Dynamo`]: dynoxide, a DynamoDB emulator, served over HTTP in this process and reached
+//!   through the real `aws-sdk-dynamodb` client; every call is counted by operation.
+//! - [`TestEnv`]: both, the table created as the template creates it, an [`App`] wired to
+//!   them, and a client that sends API Gateway events through `lambda_http`'s own
+//!   deserializer into the function handlers.
 
+pub mod dynamo;
+pub mod events;
+pub mod redis_server;
+
+use std::time::Duration;
+
+use lambda_http::{Body, Response};
+use serde_json::{json, Value};
+use shared::config::{Config, Secret};
+use shared::App;
+
+pub use dynamo::{CallCounter, Dynamo};
+pub use events::{ApiRequest, ApiResponse};
+pub use redis_server::{RedisServer, SilentServer};
+
+/// The signing secret of every test app.
+pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A password that meets the contract's rules.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// One test's world: its own Redis, its own DynamoDB, an app over both.
+pub struct TestEnv {
+    pub app: App,
+    pub redis: RedisServer,
+    pub dynamo: Dynamo,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A fresh world with the test's own tweaks to the configuration.
+    pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
+        let redis = RedisServer::start().await;
+        let dynamo = Dynamo::start().await;
+        let mut config = test_config(&redis.url(), &dynamo.endpoint);
+        tweak(&mut config);
+        let app = App::build(config, dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
+        TestEnv { app, redis, dynamo }
+    }
+
+    /// Sends a request through the function that serves its path, as API Gateway would.
+    pub async fn send(&self, request: ApiRequest) -> ApiResponse {
+        let event = request.to_v2_event();
+        self.invoke_event(&event.to_string(), &request.path).await
+    }
+
+    /// Deserializes a raw event with `lambda_http` and runs it through the right handler.
+    pub async fn invoke_event(&self, event: &str, path: &str) -> ApiResponse {
+        let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
+        let response: Response<Body> = match function_for(path) {
+            "users" => users_fn::handle(&self.app, req).await,
+            "comments" => comments_fn::handle(&self.app, req).await,
+            _ => posts_fn::handle(&self.app, req).await,
+        };
+        ApiResponse::from(response)
+    }
+
+    pub async fn register(&self, email: &str, name: &str) -> ApiResponse {
+        self.send(ApiRequest::post("/users").json(json!({"email": email, "name": name, "password": PASSWORD}))).await
+    }
+
+    pub async fn login(&self, email: &str) -> ApiResponse {
+        self.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD}))).await
+    }
+
+    /// Registers a new user with a unique email and logs in: `(token, user)`.
+    pub async fn new_user(&self, name: &str) -> (String, Value) {
+        let email = unique_email(name);
+        let registered = self.register(&email, name).await;
+        assert_eq!(registered.status, 201, "register: {}", registered.body);
+        let login = self.login(&email).await;
+        assert_eq!(login.status, 200, "login: {}", login.body);
+        let token = login.body["token"].as_str().expect("token").to_owned();
+        (token, registered.body)
+    }
+
+    /// Creates a post as `token`'s user and returns it.
+    pub async fn new_post(&self, token: &str, caption: &str) -> Value {
+        let res = self.send(ApiRequest::post("/posts").bearer(token).json(json!({"caption": caption}))).await;
+        assert_eq!(res.status, 201, "create post: {}", res.body);
+        res.body
+    }
+}
+
+/// The configuration of a test app: short timeouts so fault tests end fast.
+pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
+    let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
+    config.redis_url = redis_url.to_owned();
+    config.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
+    config.table_name = "social".to_owned();
+    config.redis_timeout = Duration::from_millis(50);
+    config.redis_connect_timeout = Duration::from_millis(100);
+    config
+}
+
+/// Which function serves a path, as `template.yaml` wires it.
+pub fn function_for(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["users", ..] | ["auth", ..] => "users",
+        ["posts", _, "comments", ..] => "comments",
+        _ => "posts",
+    }
+}
+
+/// A new, unique, valid email.
+pub fn unique_email(hint: &str) -> String {
+    let clean: String = hint.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
+    format!("{clean}.{}@example.com", ulid::Ulid::new().to_string().to_lowercase())
+}

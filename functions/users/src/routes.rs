@@ -1,0 +1,93 @@
+//! One handler per route: parse and validate, call the domain, map the result.
+
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use shared::auth::password;
+use shared::domain::{new_id, now_rfc3339, Email, Name, Password, User, UserView};
+use shared::http::{json, no_content, JsonObject};
+use shared::store::NewUser;
+use shared::{App, AppError};
+
+pub async fn register(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
+    let body = JsonObject::from_request(req)?;
+    let email = Email::parse(body.required_str("email")?)?;
+    let name = Name::parse(body.required_str("name")?)?;
+    let password = Password::parse(body.required_str("password")?)?;
+    let password_hash = password::hash(password).await?;
+    let user = User {
+        id: new_id(),
+        email: email.as_str().to_owned(),
+        name: name.into_inner(),
+        jwt_version: 1,
+        created_at: now_rfc3339(),
+    };
+    let user = app.users.register(NewUser { user, password_hash }).await?;
+    Ok(json(201, &user.view()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginResponse<'a> {
+    token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    user: UserView<'a>,
+}
+
+/// An unknown email and a wrong password get the same answer in about the same time: the
+/// password is checked against a dummy hash when there is no user.
+pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
+    let body = JsonObject::from_request(req)?;
+    let raw_email = body.required_str("email")?;
+    let raw_password = body.required_str("password")?;
+    // A malformed email or out-of-bounds password cannot belong to anyone: same answer as
+    // a wrong one, after the same work.
+    let email = Email::parse(raw_email).ok();
+    let password = Password::parse(raw_password).ok();
+    let password_in_bounds = password.is_some();
+    let found = match &email {
+        Some(email) => app.users.credentials(email).await?,
+        None => None,
+    };
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let dummy = Password::parse("not-a-real-password").map_err(|_| AppError::Internal("dummy password".into()))?;
+    let verified = password::verify(password.unwrap_or(dummy), hash).await?;
+    let user = match user {
+        Some(user) if verified && password_in_bounds => user,
+        _ => return Err(AppError::InvalidCredentials),
+    };
+    let issued = app.auth.keys().issue(&user)?;
+    Ok(json(
+        200,
+        &LoginResponse { token: issued.token, token_type: "Bearer", expires_in: issued.expires_in, user: user.view() },
+    ))
+}
+
+/// Bumps `jwtVersion`: every token issued to this user so far stops working at once.
+pub async fn logout(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
+    let user = app.auth.authenticate(req.headers()).await?;
+    app.users.logout(&Email::parse(&user.email)?).await?;
+    Ok(no_content())
+}
+
+pub async fn me(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
+    let user = app.auth.authenticate(req.headers()).await?;
+    Ok(json(200, &user.view()))
+}
+
+pub async fn rename(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
+    let user = app.auth.authenticate(req.headers()).await?;
+    let body = JsonObject::from_request(req)?;
+    let name = Name::parse(body.required_str("name")?)?;
+    let user = app.users.rename(&Email::parse(&user.email)?, name.into_inner()).await?;
+    Ok(json(200, &user.view()))
+}
+
+pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
+    let user = app.auth.authenticate(req.headers()).await?;
+    app.users.delete(&Email::parse(&user.email)?).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,148 @@
+//! dynoxide served over HTTP in-process, one fresh database per test, with every call the
+//! app makes counted by operation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Counts DynamoDB requests as they leave the client, by operation (`GetItem`, `Query`, ...).
+#[derive(Debug, Default, Clone)]
+pub struct CallCounter {
+    calls: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl CallCounter {
+    pub fn get(&self, operation: &str) -> u64 {
+        self.calls.lock().map(|m| m.get(operation).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.calls.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.calls.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("unknown");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        if let Ok(mut m) = self.calls.lock() {
+            *m.entry(operation).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A DynamoDB API on a loopback port, its table created, and a counted client for it.
+pub struct Dynamo {
+    pub endpoint: String,
+    pub client: Client,
+    pub calls: CallCounter,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Dynamo {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let db = dynoxide::Database::memory().expect("in-memory dynoxide");
+        let server = tokio::spawn(dynoxide::server::serve_on(listener, db));
+        let calls = CallCounter::default();
+        let client = client_for(&endpoint, Some(calls.clone()));
+        create_table(&client, "social").await;
+        calls.reset();
+        Dynamo { endpoint, client, calls, server }
+    }
+
+    /// Stops serving: the endpoint refuses connections from now on.
+    pub fn stop(&self) {
+        self.server.abort();
+    }
+}
+
+impl Drop for Dynamo {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// An SDK client for `endpoint` with dummy credentials (the emulator checks none), the
+/// same timeouts and retries as production, and optionally a call counter.
+pub fn client_for(endpoint: &str, counter: Option<CallCounter>) -> Client {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    use std::time::Duration;
+
+    let mut builder = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(500))
+                .operation_attempt_timeout(Duration::from_millis(1500))
+                .operation_timeout(Duration::from_secs(3))
+                .build(),
+        );
+    if let Some(counter) = counter {
+        builder = builder.interceptor(counter);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// The table as `template.yaml` declares it: `pk`/`sk`, and the feed index `gsi1`.
+pub async fn create_table(client: &Client, name: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().expect("attr")
+    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("key");
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("gsi1pk"))
+        .attribute_definitions(attr("gsi1sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(shared::store::FEED_INDEX)
+                .key_schema(key("gsi1pk", KeyType::Hash))
+                .key_schema(key("gsi1sk", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .expect("gsi"),
+        )
+        .send()
+        .await
+        .expect("create table");
+}
