@@ -14,6 +14,7 @@
 mod comments;
 mod dynamo;
 mod posts;
+pub mod schema;
 mod users;
 
 use aws_sdk_dynamodb::Client;

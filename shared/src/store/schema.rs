@@ -1,0 +1,50 @@
+//! The table as `template.yaml` declares it, for the places that must create it themselves:
+//! the local stack, the tests and the benchmarks. A test checks the template agrees.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::FEED_INDEX;
+
+/// Attribute names of the table's keys and of the feed index's keys.
+pub const KEY_ATTRIBUTES: [&str; 4] = ["pk", "sk", "gsi1pk", "gsi1sk"];
+
+/// Creates the table (on-demand, `pk`/`sk`, feed index `gsi1` on `gsi1pk`/`gsi1sk`).
+/// An existing table is left as it is.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder().attribute_name(n).key_type(t).build().map_err(|e| e.to_string())
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(FEED_INDEX)
+        .key_schema(key("gsi1pk", KeyType::Hash)?)
+        .key_schema(key("gsi1sk", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(index);
+    for name in KEY_ATTRIBUTES {
+        request = request.attribute_definitions(attr(name)?);
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
+        Err(e) => Err(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()),
+    }
+}
