@@ -67,6 +67,31 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// Variables a deployment must set (`template.yaml` sets each; a test checks it).
+pub const DEPLOYMENT_VARIABLES: &[&str] = &[
+    "TABLE_NAME",
+    "REDIS_URL",
+    "REDIS_PASSWORD_SECRET_ARN",
+    "JWT_SECRET_ARN",
+    "TOKEN_TTL_SECONDS",
+    "CACHE_TTL_SECONDS",
+    "REDIS_TIMEOUT_MS",
+    "LOG_FORMAT",
+];
+
+/// Variables with good defaults everywhere, or meant for local use only (`JWT_SECRET`,
+/// `DYNAMODB_ENDPOINT`). `AWS_LAMBDA_FUNCTION_NAME` is set by Lambda itself.
+pub const OPTIONAL_VARIABLES: &[&str] = &[
+    "JWT_SECRET",
+    "DYNAMODB_ENDPOINT",
+    "DYNAMODB_TIMEOUT_MS",
+    "DYNAMODB_CONNECT_TIMEOUT_MS",
+    "DYNAMODB_MAX_ATTEMPTS",
+    "REDIS_CONNECT_TIMEOUT_MS",
+    "NEGATIVE_CACHE_TTL_SECONDS",
+    "AWS_LAMBDA_FUNCTION_NAME",
+];
+
 /// A variable that is present but wrong, or missing where it is required.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error in {variable}: {message}")]
@@ -197,6 +222,21 @@ mod tests {
     fn secret_is_never_printed() {
         let c = config(&[("JWT_SECRET", "a-very-long-secret-value-of-more-than-32-bytes")]).expect("valid");
         assert!(!format!("{c:?}").contains("a-very-long-secret"));
+    }
+
+    #[test]
+    fn every_variable_read_is_listed() {
+        let read = std::sync::Mutex::new(Vec::new());
+        let _ = Config::from_lookup(|name| {
+            read.lock().expect("lock").push(name.to_owned());
+            None
+        });
+        for name in read.into_inner().expect("lock") {
+            assert!(
+                DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
+                "{name} is read but not listed"
+            );
+        }
     }
 
     #[test]
