@@ -54,6 +54,27 @@ fn is_condition(code: &Option<String>) -> bool {
     code.as_deref() == Some("ConditionalCheckFailed")
 }
 
+/// Whether a cancelled transaction may simply be tried again: it was cancelled only because
+/// another transaction on the same item was in flight (many comments on one post at once)
+/// or it was throttled, never because a condition failed. The SDK does not retry these.
+fn is_retryable(codes: &[Option<String>]) -> bool {
+    !codes.iter().any(is_condition)
+        && codes
+            .iter()
+            .flatten()
+            .any(|c| matches!(c.as_str(), "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+}
+
+/// Attempts of one transaction that keeps being cancelled by conflicts, before `503`.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// How a transaction ended, when DynamoDB answered.
+enum Transaction {
+    Done,
+    /// Cancelled by a condition; the reasons, one per item, in order.
+    Refused(Vec<Option<String>>),
+}
+
 impl Store {
     /// Adds `comment` and grows the post's `commentCount` by one, or neither: a missing post
     /// cancels the transaction (`404`).
@@ -74,20 +95,44 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error().and_then(cancellation_codes) {
-                Some(codes) if codes.get(1).is_some_and(is_condition) => Err(AppError::NotFound("post")),
-                _ => Err(classify("TransactWriteItems add comment", e)),
-            },
+        let items = [TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
+        match self.transact(&items, "TransactWriteItems add comment").await? {
+            Transaction::Done => Ok(()),
+            Transaction::Refused(codes) if codes.get(1).is_some_and(is_condition) => Err(AppError::NotFound("post")),
+            Transaction::Refused(codes) => {
+                Err(AppError::Internal(format!("TransactWriteItems add comment: refused {codes:?}")))
+            }
         }
+    }
+
+    /// Runs a transaction, trying it again with a jittered backoff while DynamoDB cancels it
+    /// only for a conflict or throttling (see [`is_retryable`]); `503` if that goes on.
+    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, AppError> {
+        use rand::Rng;
+        let mut backoff_ms = 10u64;
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.to_vec())).send().await;
+            let err = match result {
+                Ok(_) => return Ok(Transaction::Done),
+                Err(err) => err,
+            };
+            match err.as_service_error().and_then(cancellation_codes) {
+                Some(codes) if is_retryable(&codes) => {
+                    if attempt == TRANSACTION_ATTEMPTS {
+                        return Err(AppError::Unavailable(format!(
+                            "{operation}: still cancelled after {attempt} attempts: {codes:?}"
+                        )));
+                    }
+                    tracing::debug!(operation, attempt, ?codes, "transaction cancelled by a conflict; retrying");
+                    let sleep_ms = rand::thread_rng().gen_range(backoff_ms / 2..=backoff_ms);
+                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                    backoff_ms = (backoff_ms * 2).min(200);
+                }
+                Some(codes) if codes.iter().any(is_condition) => return Ok(Transaction::Refused(codes)),
+                _ => return Err(classify(operation, err)),
+            }
+        }
+        Err(AppError::Unavailable(format!("{operation}: no attempt made")))
     }
 
     pub async fn get_comment(&self, post_id: &str, comment_id: &str) -> Result<Option<Comment>, AppError> {
@@ -196,19 +241,11 @@ impl Store {
             .expression_attribute_values(":minus", n(-1))
             .build()
             .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error().and_then(cancellation_codes) {
-                Some(codes) if codes.iter().any(is_condition) => Err(AppError::NotFound("comment")),
-                _ => Err(classify("TransactWriteItems remove comment", e)),
-            },
+        let items =
+            [TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()];
+        match self.transact(&items, "TransactWriteItems remove comment").await? {
+            Transaction::Done => Ok(()),
+            Transaction::Refused(_) => Err(AppError::NotFound("comment")),
         }
     }
 
@@ -269,5 +306,26 @@ impl Store {
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
         Err(AppError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(raw: &[&str]) -> Vec<Option<String>> {
+        raw.iter().map(|c| if *c == "None" { None } else { Some((*c).to_owned()) }).collect()
+    }
+
+    #[test]
+    fn conflicts_and_throttling_are_retried_failed_conditions_are_not() {
+        assert!(is_retryable(&codes(&["None", "TransactionConflict"])));
+        assert!(is_retryable(&codes(&["TransactionConflict", "TransactionConflict"])));
+        assert!(is_retryable(&codes(&["ThrottlingError", "None"])));
+        assert!(is_retryable(&codes(&["None", "ProvisionedThroughputExceeded"])));
+        assert!(!is_retryable(&codes(&["None", "ConditionalCheckFailed"])));
+        assert!(!is_retryable(&codes(&["TransactionConflict", "ConditionalCheckFailed"])));
+        assert!(!is_retryable(&codes(&["None", "ValidationError"])));
+        assert!(!is_retryable(&codes(&["None", "None"])));
     }
 }

@@ -90,7 +90,8 @@ fn contract_routes_match_api_md() {
             documented.insert((method.to_owned(), route.to_owned()));
         }
     }
-    let ours: BTreeSet<(String, String)> = CONTRACT_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let ours: BTreeSet<(String, String)> =
+        CONTRACT_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, ours);
 }
 
@@ -132,7 +133,9 @@ fn the_table_has_the_keys_and_index_the_code_uses() {
             .as_sequence()
             .expect("KeySchema")
             .iter()
-            .map(|k| (k["AttributeName"].as_str().unwrap_or("").to_owned(), k["KeyType"].as_str().unwrap_or("").to_owned()))
+            .map(|k| {
+                (k["AttributeName"].as_str().unwrap_or("").to_owned(), k["KeyType"].as_str().unwrap_or("").to_owned())
+            })
             .collect()
     };
     assert_eq!(key(&props["KeySchema"]), vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]);
@@ -153,9 +156,10 @@ fn functions_are_built_by_cargo_lambda_for_arm64() {
         let resource = &resources(&t)[function_id(function).as_str()];
         assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
         assert_eq!(resource["Metadata"]["BuildProperties"]["Binary"].as_str(), Some(function));
-        let arch = resource["Properties"]["Architectures"].as_sequence().cloned().unwrap_or_else(|| {
-            t["Globals"]["Function"]["Architectures"].as_sequence().cloned().unwrap_or_default()
-        });
+        let arch = resource["Properties"]["Architectures"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_else(|| t["Globals"]["Function"]["Architectures"].as_sequence().cloned().unwrap_or_default());
         assert_eq!(arch, vec![Value::from("arm64")], "{function}");
     }
 }

@@ -1,0 +1,490 @@
+//! Comments, as API.md describes them: create, list, read, edit and delete, the post's
+//! `commentCount` kept exact, and many comments at once.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::{Response, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use futures::future::join_all;
+use integration_tests::{test_config, ApiRequest, ApiResponse, TestEnv, TEST_SECRET};
+use serde_json::{json, Value};
+use shared::config::Secret;
+use shared::domain::new_id;
+use shared::App;
+
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+fn id_of(value: &Value) -> String {
+    value["id"].as_str().expect("id").to_owned()
+}
+
+fn assert_validation(res: &ApiResponse, field: &str) {
+    res.assert_error(400, "validation_failed");
+    let message = res.body["error"]["message"].as_str().expect("message");
+    assert!(message.contains(field), "message should name `{field}`: {message}");
+}
+
+async fn comment(env: &TestEnv, token: &str, post_id: &str, text: &str) -> ApiResponse {
+    env.send(ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(token).json(json!({"text": text}))).await
+}
+
+async fn new_comment(env: &TestEnv, token: &str, post_id: &str, text: &str) -> Value {
+    let res = comment(env, token, post_id, text).await;
+    assert_eq!(res.status, 201, "create comment: {}", res.raw_body);
+    res.body
+}
+
+async fn comment_count(env: &TestEnv, token: &str, post_id: &str) -> u64 {
+    let res = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+    res.body["commentCount"].as_u64().expect("commentCount")
+}
+
+/// Every comment id of a post, following `nextCursor`, and the page sizes.
+async fn walk(env: &TestEnv, token: &str, post_id: &str, limit: usize) -> (Vec<String>, Vec<usize>) {
+    let base = format!("/posts/{post_id}/comments?limit={limit}");
+    let (mut ids, mut sizes, mut path) = (Vec::new(), Vec::new(), base.clone());
+    loop {
+        let res = env.send(ApiRequest::get(&path).bearer(token)).await;
+        assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
+        assert_eq!(keys(&res.body), ["items", "nextCursor"]);
+        let items = res.body["items"].as_array().expect("items");
+        sizes.push(items.len());
+        ids.extend(items.iter().map(id_of));
+        match &res.body["nextCursor"] {
+            Value::Null => return (ids, sizes),
+            Value::String(c) => path = format!("{base}&cursor={c}"),
+            other => panic!("nextCursor must be a string or null: {other}"),
+        }
+        assert!(sizes.len() < 1000, "paging does not end");
+    }
+}
+
+async fn partition_len(env: &TestEnv, post_id: &str) -> usize {
+    let out = env
+        .dynamo
+        .client
+        .query()
+        .table_name("social")
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query partition");
+    out.items().len()
+}
+
+#[tokio::test]
+async fn create_returns_201_and_grows_comment_count() {
+    let env = TestEnv::new().await;
+    let (author, _) = env.new_user("Poster").await;
+    let (token, user) = env.new_user("Commenter").await;
+    let post_id = id_of(&env.new_post(&author, "talk to me").await);
+
+    let res = comment(&env, &token, &post_id, "First!").await;
+    assert_eq!(res.status, 201, "{}", res.raw_body);
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    let c = &res.body;
+    assert_eq!(keys(c), ["authorId", "authorName", "createdAt", "id", "postId", "text", "updatedAt"]);
+    assert_eq!(c["postId"], post_id.as_str());
+    assert_eq!(c["authorId"], user["id"]);
+    assert_eq!(c["authorName"], "Commenter");
+    assert_eq!(c["text"], "First!");
+    assert_eq!(c["createdAt"], c["updatedAt"]);
+    assert!(c["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+
+    new_comment(&env, &author, &post_id, "Second").await;
+    assert_eq!(comment_count(&env, &token, &post_id).await, 2);
+
+    // A post's other fields and version are not an edit.
+    let post = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&author)).await;
+    assert_eq!(post.body["version"], 1);
+}
+
+#[tokio::test]
+async fn create_enforces_text_limits() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Limits").await;
+    let post_id = id_of(&env.new_post(&token, "limits").await);
+
+    let res = comment(&env, &token, &post_id, &"t".repeat(1000)).await;
+    assert_eq!(res.status, 201, "{}", res.raw_body);
+    let res = comment(&env, &token, &post_id, &"ü".repeat(1000)).await;
+    assert_eq!(res.status, 201, "characters, not bytes: {}", res.raw_body);
+
+    let path = format!("/posts/{post_id}/comments");
+    for body in [
+        json!({"text": ""}),
+        json!({"text": "t".repeat(1001)}),
+        json!({}),
+        json!({"text": null}),
+        json!({"text": 1}),
+        json!({"comment": "wrong field"}),
+    ] {
+        let res = env.send(ApiRequest::post(&path).bearer(&token).json(body.clone())).await;
+        assert_eq!(res.status, 400, "{body} → {}", res.raw_body);
+        assert_validation(&res, "text");
+    }
+    env.send(ApiRequest::post(&path).bearer(&token).raw_body("text/plain", "{\"text\":\"x\"}"))
+        .await
+        .assert_error(415, "unsupported_media_type");
+    env.send(ApiRequest::post(&path).bearer(&token).raw_body("application/json", "{\"text\":"))
+        .await
+        .assert_error(400, "invalid_json");
+    env.send(ApiRequest::post(&path).json(json!({"text": "anonymous"}))).await.assert_error(401, "unauthorized");
+
+    assert_eq!(comment_count(&env, &token, &post_id).await, 2, "refused comments are not counted");
+    assert_eq!(walk(&env, &token, &post_id, 100).await.0.len(), 2);
+}
+
+#[tokio::test]
+async fn comment_on_a_missing_post_is_404_and_writes_nothing() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Nowhere").await;
+    let missing = new_id();
+    comment(&env, &token, &missing, "hello?").await.assert_error(404, "not_found");
+    assert_eq!(partition_len(&env, &missing).await, 0);
+    comment(&env, &token, "not-a-post", "hello?").await.assert_error(404, "not_found");
+
+    // A deleted post takes no more comments either.
+    let post_id = id_of(&env.new_post(&token, "short-lived").await);
+    assert_eq!(env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await.status, 204);
+    comment(&env, &token, &post_id, "too late").await.assert_error(404, "not_found");
+    assert_eq!(partition_len(&env, &post_id).await, 0);
+
+    // Lists, reads, edits and deletes under a missing post are 404 too.
+    let comment_id = new_id();
+    env.send(ApiRequest::get(&format!("/posts/{missing}/comments")).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
+    let one = format!("/posts/{missing}/comments/{comment_id}");
+    env.send(ApiRequest::get(&one).bearer(&token)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::patch(&one).bearer(&token).json(json!({"text": "x"}))).await.assert_error(404, "not_found");
+    env.send(ApiRequest::delete(&one).bearer(&token)).await.assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn list_is_oldest_first_with_cursor_paging() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Lister").await;
+    let post_id = id_of(&env.new_post(&token, "many comments").await);
+    let other_post = id_of(&env.new_post(&token, "other").await);
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(id_of(&new_comment(&env, &token, &post_id, &format!("c{i}")).await));
+    }
+    new_comment(&env, &token, &other_post, "elsewhere").await;
+
+    let (ids, sizes) = walk(&env, &token, &post_id, 3).await;
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(ids, created);
+    let (ids, sizes) = walk(&env, &token, &post_id, 7).await;
+    assert_eq!((ids, sizes), (created.clone(), vec![7]));
+    let (ids, _) = walk(&env, &token, &post_id, 1).await;
+    assert_eq!(ids, created);
+
+    // Default limit, and the full items.
+    let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments")).bearer(&token)).await;
+    assert_eq!(res.body["items"].as_array().map(Vec::len), Some(7));
+    assert_eq!(res.body["nextCursor"], Value::Null);
+    assert_eq!(res.body["items"][0]["text"], "c0");
+
+    // Paging stays exact while comments are added: new ones come at the end.
+    let first = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit=4")).bearer(&token)).await;
+    let cursor = first.body["nextCursor"].as_str().expect("cursor").to_owned();
+    let late = id_of(&new_comment(&env, &token, &post_id, "late").await);
+    let rest =
+        env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit=10&cursor={cursor}")).bearer(&token)).await;
+    let mut seen: Vec<String> = first.body["items"].as_array().expect("items").iter().map(id_of).collect();
+    seen.extend(rest.body["items"].as_array().expect("items").iter().map(id_of));
+    let mut expected = created.clone();
+    expected.push(late);
+    assert_eq!(seen, expected);
+
+    // A cursor belongs to its post's list.
+    env.send(ApiRequest::get(&format!("/posts/{other_post}/comments?cursor={cursor}")).bearer(&token))
+        .await
+        .assert_error(400, "invalid_cursor");
+    let feed = env.send(ApiRequest::get("/posts?limit=1").bearer(&token)).await;
+    let feed_cursor = feed.body["nextCursor"].as_str().expect("feed cursor");
+    env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?cursor={feed_cursor}")).bearer(&token))
+        .await
+        .assert_error(400, "invalid_cursor");
+    for garbage in ["garbage", "AAAA", &"B".repeat(300)] {
+        env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?cursor={garbage}")).bearer(&token))
+            .await
+            .assert_error(400, "invalid_cursor");
+    }
+    for limit in ["0", "101", "abc", "-1"] {
+        let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit={limit}")).bearer(&token)).await;
+        assert_validation(&res, "limit");
+    }
+    env.send(ApiRequest::get(&format!("/posts/{post_id}/comments"))).await.assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn get_and_patch_a_comment() {
+    let env = TestEnv::new().await;
+    let (author, _) = env.new_user("PostAuthor").await;
+    let (token, _) = env.new_user("CommentAuthor").await;
+    let (third, _) = env.new_user("Third").await;
+    let post_id = id_of(&env.new_post(&author, "post").await);
+    let other_post = id_of(&env.new_post(&author, "other post").await);
+    let created = new_comment(&env, &token, &post_id, "original").await;
+    let path = format!("/posts/{post_id}/comments/{}", id_of(&created));
+
+    for reader in [&author, &token, &third] {
+        let res = env.send(ApiRequest::get(&path).bearer(reader)).await;
+        assert_eq!((res.status, &res.body), (200, &created), "{}", res.raw_body);
+    }
+    env.send(ApiRequest::get(&path)).await.assert_error(401, "unauthorized");
+    for missing in [
+        format!("/posts/{post_id}/comments/{}", new_id()),
+        format!("/posts/{post_id}/comments/garbage"),
+        format!("/posts/{other_post}/comments/{}", id_of(&created)),
+    ] {
+        env.send(ApiRequest::get(&missing).bearer(&token)).await.assert_error(404, "not_found");
+        env.send(ApiRequest::patch(&missing).bearer(&token).json(json!({"text": "x"})))
+            .await
+            .assert_error(404, "not_found");
+    }
+
+    let res = env.send(ApiRequest::patch(&path).bearer(&token).json(json!({"text": "edited"}))).await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+    assert_eq!(res.body["text"], "edited");
+    for field in ["id", "postId", "authorId", "authorName", "createdAt"] {
+        assert_eq!(res.body[field], created[field], "{field}");
+    }
+    assert!(res.body["updatedAt"].as_str() >= created["updatedAt"].as_str());
+    let got = env.send(ApiRequest::get(&path).bearer(&third)).await;
+    assert_eq!(got.body, res.body);
+
+    // Only the comment's author edits it, not even the post's author.
+    for other in [&author, &third] {
+        env.send(ApiRequest::patch(&path).bearer(other).json(json!({"text": "hijack"})))
+            .await
+            .assert_error(403, "forbidden");
+    }
+    for (body, field) in
+        [(json!({"text": ""}), "text"), (json!({"text": "t".repeat(1001)}), "text"), (json!({}), "text")]
+    {
+        assert_validation(&env.send(ApiRequest::patch(&path).bearer(&token).json(body)).await, field);
+    }
+    let got = env.send(ApiRequest::get(&path).bearer(&token)).await;
+    assert_eq!(got.body["text"], "edited");
+    assert_eq!(comment_count(&env, &author, &post_id).await, 1, "edits do not count");
+
+    for method in ["PUT", "POST"] {
+        env.send(ApiRequest::new(method, &path).bearer(&token)).await.assert_error(405, "method_not_allowed");
+    }
+    env.send(ApiRequest::new("PUT", &format!("/posts/{post_id}/comments")).bearer(&token))
+        .await
+        .assert_error(405, "method_not_allowed");
+    env.send(ApiRequest::get(&format!("{path}/extra")).bearer(&token)).await.assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn delete_by_comment_author_or_post_author_only() {
+    let env = TestEnv::new().await;
+    let (author, _) = env.new_user("PostAuthor").await;
+    let (token, _) = env.new_user("CommentAuthor").await;
+    let (third, _) = env.new_user("Third").await;
+    let post_id = id_of(&env.new_post(&author, "post").await);
+    let by_commenter = id_of(&new_comment(&env, &token, &post_id, "one").await);
+    let removed_by_post_author = id_of(&new_comment(&env, &token, &post_id, "two").await);
+    let survivor = id_of(&new_comment(&env, &token, &post_id, "three").await);
+    assert_eq!(comment_count(&env, &author, &post_id).await, 3);
+    let at = |id: &str| format!("/posts/{post_id}/comments/{id}");
+
+    for id in [&by_commenter, &removed_by_post_author, &survivor] {
+        env.send(ApiRequest::delete(&at(id)).bearer(&third)).await.assert_error(403, "forbidden");
+    }
+    env.send(ApiRequest::delete(&at(&survivor))).await.assert_error(401, "unauthorized");
+    assert_eq!(comment_count(&env, &author, &post_id).await, 3);
+
+    let res = env.send(ApiRequest::delete(&at(&by_commenter)).bearer(&token)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    assert!(res.raw_body.is_empty());
+    assert_eq!(comment_count(&env, &author, &post_id).await, 2);
+    env.send(ApiRequest::get(&at(&by_commenter)).bearer(&token)).await.assert_error(404, "not_found");
+
+    let res = env.send(ApiRequest::delete(&at(&removed_by_post_author)).bearer(&author)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+
+    // Deleting again is 404 and counts nothing twice.
+    for who in [&token, &author, &third] {
+        env.send(ApiRequest::delete(&at(&by_commenter)).bearer(who)).await.assert_error(404, "not_found");
+    }
+    env.send(ApiRequest::delete(&at(&new_id())).bearer(&author)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::delete(&at("garbage")).bearer(&author)).await.assert_error(404, "not_found");
+    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+    assert_eq!(walk(&env, &token, &post_id, 10).await.0, vec![survivor]);
+}
+
+#[tokio::test]
+async fn concurrent_deletes_of_one_comment_count_once() {
+    let env = TestEnv::new().await;
+    let (author, _) = env.new_user("PostAuthor").await;
+    let (token, _) = env.new_user("CommentAuthor").await;
+    let post_id = id_of(&env.new_post(&author, "post").await);
+    let victim = id_of(&new_comment(&env, &token, &post_id, "doomed").await);
+    new_comment(&env, &token, &post_id, "stays").await;
+    let path = format!("/posts/{post_id}/comments/{victim}");
+
+    let requests = (0..10).map(|i| {
+        let who = if i % 2 == 0 { &token } else { &author };
+        env.send(ApiRequest::delete(&path).bearer(who))
+    });
+    let statuses: Vec<u16> = join_all(requests).await.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 204 || *s == 404), "{statuses:?}");
+    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_comments_are_all_counted_and_listed() {
+    let env = TestEnv::new().await;
+    let (author, _) = env.new_user("Viral").await;
+    let (token, _) = env.new_user("Crowd").await;
+    let post_id = id_of(&env.new_post(&author, "viral").await);
+
+    let texts: Vec<String> = (0..100).map(|i| format!("comment {i}")).collect();
+    let responses = join_all(texts.iter().map(|t| comment(&env, &token, &post_id, t))).await;
+    for res in &responses {
+        assert_eq!(res.status, 201, "{}", res.raw_body);
+    }
+    let created: HashSet<String> = responses.iter().map(|r| id_of(&r.body)).collect();
+    assert_eq!(created.len(), 100);
+
+    assert_eq!(comment_count(&env, &author, &post_id).await, 100);
+    let (ids, sizes) = walk(&env, &token, &post_id, 30).await;
+    assert_eq!(sizes, [30, 30, 30, 10]);
+    let listed: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(listed.len(), 100, "no duplicates");
+    assert_eq!(listed, created);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "oldest first");
+}
+
+/// Makes DynamoDB cancel the next `remaining` transactions for a conflict with another
+/// transaction, as real DynamoDB does when many write one post at once (dynoxide never
+/// does): the request becomes a harmless `ListTables`, its answer a
+/// `TransactionCanceledException` with a `TransactionConflict` reason.
+#[derive(Debug, Clone, Default)]
+struct Conflicts {
+    remaining: Arc<AtomicU32>,
+    injected: Arc<AtomicU32>,
+}
+
+#[derive(Debug, Clone)]
+struct Injected(bool);
+
+impl Storable for Injected {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for Conflicts {
+    fn name(&self) -> &'static str {
+        "Conflicts"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        let is_transaction = request.headers().get("x-amz-target").is_some_and(|t| t.ends_with(".TransactWriteItems"));
+        let inject = is_transaction
+            && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if inject {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            request.headers_mut().insert("x-amz-target", "DynamoDB_20120810.ListTables");
+            request.headers_mut().insert("content-length", "2");
+            *request.body_mut() = SdkBody::from("{}");
+        }
+        cfg.interceptor_state().store_put(Injected(inject));
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<Injected>().is_some_and(|i| i.0) {
+            let body = json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]",
+                "CancellationReasons": [
+                    {"Code": "None"},
+                    {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                ]
+            });
+            let mut response = Response::new(StatusCode::try_from(400u16)?, SdkBody::from(body.to_string()));
+            response.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+            *context.response_mut() = response;
+        }
+        Ok(())
+    }
+}
+
+/// A test world whose app's DynamoDB client goes through [`Conflicts`].
+async fn env_with_conflicts() -> (TestEnv, Conflicts) {
+    let env = TestEnv::new().await;
+    let conflicts = Conflicts::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        env.dynamo.client.config().to_builder().interceptor(conflicts.clone()).build(),
+    );
+    let config = test_config(&env.redis.url(), &env.dynamo.endpoint);
+    let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
+    (TestEnv { app, ..env }, conflicts)
+}
+
+#[tokio::test]
+async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
+    let (env, conflicts) = env_with_conflicts().await;
+    let (token, _) = env.new_user("Busy").await;
+    let post_id = id_of(&env.new_post(&token, "contended").await);
+
+    // A few conflicts: the comment is still written, and counted, once.
+    conflicts.remaining.store(3, Ordering::SeqCst);
+    let created = new_comment(&env, &token, &post_id, "after conflicts").await;
+    assert_eq!(conflicts.injected.load(Ordering::SeqCst), 3, "the conflicts happened");
+    assert_eq!(comment_count(&env, &token, &post_id).await, 1);
+    assert_eq!(walk(&env, &token, &post_id, 10).await.0, vec![id_of(&created)]);
+
+    // The same for a delete.
+    conflicts.remaining.store(2, Ordering::SeqCst);
+    let res =
+        env.send(ApiRequest::delete(&format!("/posts/{post_id}/comments/{}", id_of(&created))).bearer(&token)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    assert_eq!(comment_count(&env, &token, &post_id).await, 0);
+
+    // Conflicts that never end are the database being unavailable, not a server bug.
+    conflicts.remaining.store(u32::MAX, Ordering::SeqCst);
+    comment(&env, &token, &post_id, "never").await.assert_error(503, "service_unavailable");
+    conflicts.remaining.store(0, Ordering::SeqCst);
+    assert_eq!(comment_count(&env, &token, &post_id).await, 0);
+    assert!(walk(&env, &token, &post_id, 10).await.0.is_empty(), "nothing written");
+}

@@ -1,0 +1,182 @@
+//! The sample events under `events/` (see events/README.md): each one, its placeholders
+//! filled with real values, goes through `lambda_http`'s deserializer and the function that
+//! serves its path, and succeeds. A sample that no longer parses, routes or validates fails.
+
+use std::path::{Path, PathBuf};
+
+use integration_tests::{unique_email, ApiRequest, TestEnv};
+use serde_json::{json, Value};
+
+const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+const PLACEHOLDERS: [&str; 4] = ["{{TOKEN}}", "{{EMAIL}}", "{{POST_ID}}", "{{COMMENT_ID}}"];
+
+fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            json_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+/// Method and path of an event: HTTP API (2.0) or REST API (1.0).
+fn method_and_path(event: &Value) -> (String, String) {
+    let method = event["requestContext"]["http"]["method"]
+        .as_str()
+        .or_else(|| event["httpMethod"].as_str())
+        .expect("a method (requestContext.http.method or httpMethod)");
+    let path = event["rawPath"].as_str().or_else(|| event["path"].as_str()).expect("a path (rawPath or path)");
+    (method.to_owned(), path.to_owned())
+}
+
+/// The status API.md promises for a successful call of this route.
+fn expected_status(method: &str, path: &str) -> u16 {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["users"]) | ("POST", ["posts"]) | ("POST", ["posts", _, "comments"]) => 201,
+        ("POST", ["auth", "logout"]) | ("DELETE", _) => 204,
+        _ => 200,
+    }
+}
+
+/// Real values for one event: its own user, post and comment, so events that change or
+/// delete them (logout, delete, `if-match: "1"`) never disturb another event.
+struct Fixture {
+    email: String,
+    token: String,
+    post_id: String,
+    comment_id: String,
+}
+
+impl Fixture {
+    async fn new(env: &TestEnv) -> Self {
+        let email = unique_email("sample");
+        let registered = env.register(&email, "Ada Lovelace").await;
+        assert_eq!(registered.status, 201, "{}", registered.raw_body);
+        let login = env.login(&email).await;
+        assert_eq!(login.status, 200, "{}", login.raw_body);
+        let token = login.body["token"].as_str().expect("token").to_owned();
+        let post = env.new_post(&token, "sample post").await;
+        let post_id = post["id"].as_str().expect("post id").to_owned();
+        let comment = env
+            .send(
+                ApiRequest::post(&format!("/posts/{post_id}/comments"))
+                    .bearer(&token)
+                    .json(json!({"text": "sample comment"})),
+            )
+            .await;
+        assert_eq!(comment.status, 201, "{}", comment.raw_body);
+        let comment_id = comment.body["id"].as_str().expect("comment id").to_owned();
+        Fixture { email, token, post_id, comment_id }
+    }
+
+    /// Fills the placeholders. Registration gets an email nobody has yet.
+    fn fill(&self, raw: &str, registers: bool) -> String {
+        let email = if registers { unique_email("register") } else { self.email.clone() };
+        raw.replace("{{TOKEN}}", &self.token)
+            .replace("{{EMAIL}}", &email)
+            .replace("{{POST_ID}}", &self.post_id)
+            .replace("{{COMMENT_ID}}", &self.comment_id)
+    }
+}
+
+#[tokio::test]
+async fn every_sample_event_succeeds_once_filled() {
+    let checked = check_samples(Path::new(EVENTS_DIR)).await;
+    assert!(checked.len() >= 20, "only {} samples found: {checked:?}", checked.len());
+    for folder in ["users", "posts", "comments", "v1"] {
+        assert!(checked.iter().any(|name| name.starts_with(&format!("{folder}/"))), "no sample under events/{folder}/");
+    }
+}
+
+/// The check itself fails on a broken sample: one that is not JSON, has a wrong path, an
+/// invalid body, or an unknown placeholder.
+#[tokio::test]
+async fn a_broken_sample_fails_the_check() {
+    let good = std::fs::read_to_string(format!("{EVENTS_DIR}/posts/create.json")).expect("posts/create.json");
+    let broken = [
+        ("not-json", good.replacen('{', "", 1)),
+        ("wrong-path", good.replace(r#""/posts""#, r#""/postz""#)),
+        ("invalid-body", good.replace(r#"\"caption\":\"Hello\""#, r#"\"caption\":\"\""#)),
+        ("unknown-placeholder", good.replace("Hello", "{{CAPTION}}")),
+        (
+            "no-token",
+            good.replace("Bearer {{TOKEN}}", "Bearer nope").replace(r#""accept""#, r#""x-ph": "{{EMAIL}}", "accept""#),
+        ),
+    ];
+    for (what, sample) in broken {
+        assert_ne!(sample, good, "{what}: the breakage must change the sample");
+        let dir = std::env::temp_dir().join(format!("events-{what}-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("create.json"), sample).expect("write sample");
+        let outcome = tokio::spawn({
+            let dir = dir.clone();
+            async move { check_samples(&dir).await }
+        })
+        .await;
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(outcome.is_err_and(|e| e.is_panic()), "{what}: a broken sample passed the check");
+    }
+}
+
+/// Runs every `*.json` under `dir` as events/README.md says to, and returns their names.
+async fn check_samples(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    json_files(dir, &mut files);
+    files.sort();
+    let env = TestEnv::new().await;
+    let mut checked = Vec::new();
+    for file in &files {
+        let name = file.strip_prefix(dir).unwrap_or(file).display().to_string().trim_start_matches('/').to_owned();
+        let raw = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(PLACEHOLDERS.iter().any(|p| raw.contains(p)), "{name}: every sample carries a placeholder");
+
+        let event: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+        let (method, path) = method_and_path(&event);
+        if let Some(route_key) = event["routeKey"].as_str() {
+            assert!(route_key.starts_with(&format!("{method} /")), "{name}: routeKey {route_key} vs method {method}");
+            assert_eq!(event["requestContext"]["http"]["path"].as_str(), Some(path.as_str()), "{name}");
+        }
+
+        let fixture = Fixture::new(&env).await;
+        let registers = method == "POST" && path == "/users";
+        let filled = fixture.fill(&raw, registers);
+        assert!(!filled.contains("{{"), "{name}: a placeholder events/README.md does not list is left");
+        let path = fixture.fill(&path, registers);
+
+        let res = env.invoke_event(&filled, &path).await;
+        let expected = expected_status(&method, &path);
+        assert_eq!(res.status, expected, "{name} ({method} {path}): {}", res.raw_body);
+
+        // What some samples promise beyond the status.
+        match name.as_str() {
+            "posts/create-base64.json" => {
+                assert_eq!(res.body["caption"], "Hello from a base64 body", "{name}");
+                assert_eq!(res.body["imageUrl"], "https://example.com/hello.jpg", "{name}");
+            }
+            "posts/patch.json" => assert_eq!(res.body["version"], 2, "{name}"),
+            "users/login.json" | "v1/users-login.json" => {
+                assert_eq!(res.body["user"]["email"], fixture.email.as_str(), "{name}");
+                assert!(res.body["token"].is_string(), "{name}");
+            }
+            "users/register.json" => assert_eq!(res.body["name"], "Ada Lovelace", "{name}"),
+            "posts/list.json" | "comments/list.json" | "v1/posts-list.json" => {
+                assert!(res.body["items"].as_array().is_some_and(|i| !i.is_empty()), "{name}: {}", res.raw_body);
+            }
+            _ => {}
+        }
+        if method == "DELETE" || path == "/auth/logout" {
+            // The effect is real: what was deleted or revoked is gone.
+            let after = if path == "/users/me" || path == "/auth/logout" {
+                env.send(ApiRequest::get("/users/me").bearer(&fixture.token)).await.status
+            } else {
+                env.send(ApiRequest::get(&path).bearer(&fixture.token)).await.status
+            };
+            assert!(after == 401 || after == 404, "{name}: still there after it ({after})");
+        }
+        checked.push(name);
+    }
+    checked
+}
