@@ -61,10 +61,12 @@ impl App {
         Ok(App { config, store, users, auth, cursors })
     }
 
-    /// Opens the Redis connection before the first request, so that request does not pay
-    /// for it; bounded, so a dead Redis delays the init by `bound` at most and fails nothing.
+    /// Opens the Redis and DynamoDB connections before the first request, so that request
+    /// does not pay for them (TCP, TLS, credentials, the SDK's first-call setup). Both run at
+    /// once, each bounded by `bound`: a dead dependency delays the init by `bound` at most
+    /// and fails nothing.
     pub async fn prewarm(&self, bound: Duration) {
-        self.users.cache().prewarm(bound).await;
+        tokio::join!(self.users.cache().prewarm(bound), self.store.prewarm(bound));
     }
 }
 

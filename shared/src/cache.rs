@@ -107,6 +107,12 @@ impl RedisCache {
         })
     }
 
+    /// The connection every lookup uses (a cheap clone of the manager): for diagnostics and
+    /// the benchmark, which times a bare `GET` on it against the whole auth path.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     pub fn key(email: &Email) -> String {
         format!("{KEY_PREFIX}{}", email.as_str())
     }

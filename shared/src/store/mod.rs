@@ -52,4 +52,29 @@ impl Store {
     pub fn table(&self) -> &str {
         &self.table
     }
+
+    /// Reads a key that never exists, waiting at most `bound`, so the first request finds the
+    /// connection open, the credentials resolved and the client's first-call work done. Never
+    /// fails: an error or timeout is logged and the request path connects as usual.
+    pub async fn prewarm(&self, bound: std::time::Duration) {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", dynamo::s("PREWARM"))
+            .key("sk", dynamo::s("PREWARM"))
+            .projection_expression("pk")
+            .send();
+        match tokio::time::timeout(bound, read).await {
+            Ok(Ok(_)) => tracing::debug!("dynamodb connection ready"),
+            Ok(Err(e)) => tracing::warn!(
+                error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
+                "dynamodb not ready at init; the first request will connect"
+            ),
+            Err(_) => tracing::warn!(
+                bound_ms = bound.as_millis() as u64,
+                "dynamodb not ready at init; the first request will connect"
+            ),
+        }
+    }
 }

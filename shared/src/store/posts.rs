@@ -195,7 +195,15 @@ impl Store {
             Ok(_) => self.delete_comments_of(post_id).await,
             Err(e) => match e.as_service_error() {
                 Some(DeleteItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(explain_refusal(refused.item.clone(), user_id))
+                    let refusal = explain_refusal(refused.item.clone(), user_id);
+                    if matches!(refusal, AppError::NotFound(_)) {
+                        // A delete that failed half-way (post gone, comments left) is finished
+                        // by the client's retry, which lands here.
+                        if let Err(e) = self.delete_comments_of(post_id).await {
+                            tracing::warn!(error = %e, "sweeping the comments of a deleted post failed");
+                        }
+                    }
+                    Err(refusal)
                 }
                 _ => Err(classify("DeleteItem post", e)),
             },
