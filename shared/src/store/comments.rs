@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, s, to_item, Item};
-use super::posts::{page, post_pk};
+use super::posts::{post_pk, query_page};
 use super::{Page, Store};
 use crate::domain::Comment;
 use crate::error::AppError;
@@ -155,31 +155,17 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<Page<Comment>, AppError> {
-        let mut start = after.map(|id| comment_key(post_id, id));
-        let mut items = Vec::with_capacity(limit + 1);
-        while items.len() <= limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(post_pk(post_id)))
-                .expression_attribute_values(":prefix", s(COMMENT_PREFIX))
-                .consistent_read(true)
-                .limit((limit + 1 - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query comments", e))?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_item::<CommentItem>("comment", item)?.comment);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(page(items, limit, |c| c.id.clone()))
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(post_pk(post_id)))
+            .expression_attribute_values(":prefix", s(COMMENT_PREFIX))
+            .consistent_read(true);
+        let start = after.map(|id| comment_key(post_id, id));
+        let decode = |item| from_item::<CommentItem>("comment", item).map(|i| i.comment);
+        query_page(query, "Query comments", limit, start, decode, |c: &Comment| c.id.clone()).await
     }
 
     /// Changes the text of a comment written by `user_id`.

@@ -93,33 +93,16 @@ impl Store {
 
     /// The feed, newest first, `limit` posts after the post `after` (exclusive).
     pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, AppError> {
-        let mut start = after.map(feed_key);
-        let mut items = Vec::with_capacity(limit + 1);
-        // One item more than asked tells whether another page exists, so the last page says
-        // `nextCursor: null` instead of leading to an empty page.
-        while items.len() <= limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(FEED_INDEX)
-                .key_condition_expression("gsi1pk = :feed")
-                .expression_attribute_values(":feed", s(FEED_PK))
-                .scan_index_forward(false)
-                .limit((limit + 1 - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query feed", e))?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_item::<PostItem>("post", item)?.post);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(page(items, limit, |p| p.id.clone()))
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FEED_INDEX)
+            .key_condition_expression("gsi1pk = :feed")
+            .expression_attribute_values(":feed", s(FEED_PK))
+            .scan_index_forward(false);
+        let decode = |item| from_item::<PostItem>("post", item).map(|i| i.post);
+        query_page(query, "Query feed", limit, after.map(feed_key), decode, |p: &Post| p.id.clone()).await
     }
 
     /// Applies `patch` if `user_id` wrote the post and, with `if_match`, it is at that version.
@@ -211,13 +194,41 @@ impl Store {
     }
 }
 
-/// Cuts `items` (fetched with one extra) to `limit`, and names the last id if more follow.
-pub(super) fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> Page<T> {
+/// Runs `query` from `start` until it has `limit` items and knows whether more follow.
+///
+/// It asks for one item more than `limit`: if that one exists, the page names its last id
+/// (the cursor), so the last page says `nextCursor: null` instead of leading to an empty
+/// page. It keeps querying while DynamoDB stops early (the 1 MB page limit).
+pub(super) async fn query_page<T>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    operation: &'static str,
+    limit: usize,
+    mut start: Option<Item>,
+    decode: impl Fn(Item) -> Result<T, AppError>,
+    id: impl Fn(&T) -> String,
+) -> Result<Page<T>, AppError> {
+    let mut items = Vec::with_capacity(limit + 1);
+    while items.len() <= limit {
+        let out = query
+            .clone()
+            .limit((limit + 1 - items.len()) as i32)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| classify(operation, e))?;
+        for item in out.items.unwrap_or_default() {
+            items.push(decode(item)?);
+        }
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
     let last_id = if items.len() > limit {
         items.truncate(limit);
         items.last().map(id)
     } else {
         None
     };
-    Page { items, last_id }
+    Ok(Page { items, last_id })
 }
