@@ -55,10 +55,27 @@ impl CacheOutcome {
 }
 
 /// A cache entry: JSON tagged with its kind. A negative entry is explicit, not `"null"`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Entry {
     User { user: User },
+    Absent,
+}
+
+/// An [`Entry`] as it is read: the same JSON, decoded straight into a struct. (Deriving
+/// `Deserialize` on the internally tagged enum would copy every field into a buffer first
+/// to find the tag: a measurable part of a cache hit.)
+#[derive(Deserialize)]
+struct StoredEntry {
+    kind: EntryKind,
+    #[serde(default)]
+    user: Option<User>,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum EntryKind {
+    User,
     Absent,
 }
 
@@ -155,17 +172,10 @@ impl RedisCache {
         let key = Self::key(email);
         let Some(raw) = self.bounded("GET", conn.get::<_, Option<Vec<u8>>>(&key)).await else { return Lookup::Failed };
         let Some(raw) = raw else { return Lookup::Empty { overwrite: false } };
-        match serde_json::from_slice::<Entry>(&raw) {
-            Ok(Entry::User { user }) if user.email == email.as_str() => Lookup::Found(user),
-            Ok(Entry::Absent) => Lookup::Absent,
-            Ok(Entry::User { .. }) => {
-                tracing::warn!("cache entry holds another user; ignoring it");
-                Lookup::Empty { overwrite: true }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cache entry unreadable; ignoring it");
-                Lookup::Empty { overwrite: true }
-            }
+        match decode_entry(&raw, email) {
+            Some(Some(user)) => Lookup::Found(user),
+            Some(None) => Lookup::Absent,
+            None => Lookup::Empty { overwrite: true },
         }
     }
 
@@ -183,6 +193,28 @@ impl RedisCache {
         let mut conn = self.conn.clone();
         let key = Self::key(email);
         self.bounded("SET", conn.set_options::<_, _, Option<String>>(&key, json, options)).await.is_some()
+    }
+}
+
+/// What the raw value of `email`'s key says: `Some(Some(user))` a user, `Some(None)` the
+/// negative entry, `None` nothing usable (unreadable, another format, another user's), which
+/// the caller treats as a miss and overwrites. Never panics, whatever the bytes.
+pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Option<User>> {
+    match serde_json::from_slice::<StoredEntry>(raw) {
+        Ok(StoredEntry { kind: EntryKind::User, user: Some(user) }) if user.email == email.as_str() => Some(Some(user)),
+        Ok(StoredEntry { kind: EntryKind::Absent, .. }) => Some(None),
+        Ok(StoredEntry { kind: EntryKind::User, user: Some(_) }) => {
+            tracing::warn!("cache entry holds another user; ignoring it");
+            None
+        }
+        Ok(StoredEntry { kind: EntryKind::User, user: None }) => {
+            tracing::warn!("cache entry unreadable (a user entry without its user); ignoring it");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cache entry unreadable; ignoring it");
+            None
+        }
     }
 }
 
@@ -220,12 +252,28 @@ impl Users {
             }
             Lookup::Empty { overwrite } => overwrite,
         };
+        self.load(email, !overwrite).await
+    }
+
+    /// Reads the user from DynamoDB again, for an entry found provably older than a token
+    /// (a token can only be newer than the truth if the entry missed a change): drops the
+    /// entry, then takes the miss path, whose `NX` write-back cannot overwrite a change
+    /// written meanwhile.
+    pub async fn refresh(&self, email: &Email) -> Result<(Option<User>, CacheOutcome), AppError> {
+        let mut conn = self.cache.conn.clone();
+        let key = RedisCache::key(email);
+        self.cache.bounded("DEL", conn.del::<_, i64>(&key)).await;
+        self.load(email, true).await
+    }
+
+    /// DynamoDB, then the answer written back (`only_if_absent`: with `NX`).
+    async fn load(&self, email: &Email, only_if_absent: bool) -> Result<(Option<User>, CacheOutcome), AppError> {
         let user = self.store.get_user(email).await?;
         let entry = match &user {
             Some(user) => Entry::User { user: user.clone() },
             None => Entry::Absent,
         };
-        self.cache.store(email, &entry, !overwrite).await;
+        self.cache.store(email, &entry, only_if_absent).await;
         Ok((user, CacheOutcome::Miss))
     }
 
@@ -297,5 +345,32 @@ mod tests {
         assert!(json.contains(r#""kind":"user""#));
         assert!(!json.to_lowercase().contains("hash"));
         assert_eq!(serde_json::to_string(&Entry::Absent).expect("json"), r#"{"kind":"absent"}"#);
+    }
+
+    #[test]
+    fn entries_read_back_as_written_and_nothing_else_reads() {
+        let email = Email::parse("a@x.io").expect("email");
+        let user =
+            User { id: "1".into(), email: "a@x.io".into(), name: "A".into(), jwt_version: 2, created_at: "t".into() };
+        let written = serde_json::to_vec(&Entry::User { user: user.clone() }).expect("json");
+        assert_eq!(decode_entry(&written, &email), Some(Some(user.clone())));
+        assert_eq!(decode_entry(br#"{"kind":"absent"}"#, &email), Some(None));
+        let user_json = serde_json::to_string(&user).expect("json");
+        let tag_last = format!(r#"{{"user":{user_json},"kind":"user"}}"#);
+        assert_eq!(decode_entry(tag_last.as_bytes(), &email), Some(Some(user)));
+        let other = Email::parse("b@x.io").expect("email");
+        assert_eq!(decode_entry(&written, &other), None, "another user's entry");
+        for corrupt in [
+            &b"{"[..],
+            b"null",
+            br#"{"kind":"user"}"#,
+            br#"{"kind":"user","user":null}"#,
+            br#"{"kind":"ghost"}"#,
+            br#"{"user":{}}"#,
+            br#"{"kind":"user","user":{"id":"1"}}"#,
+            b"\xff\xfe",
+        ] {
+            assert_eq!(decode_entry(corrupt, &email), None, "{}", String::from_utf8_lossy(corrupt));
+        }
     }
 }

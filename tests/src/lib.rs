@@ -50,6 +50,29 @@ impl TestEnv {
         TestEnv { app, redis, dynamo }
     }
 
+    /// A world with long Redis and DynamoDB timeouts, for tests that check atomicity under
+    /// heavy concurrency (a loaded 2-core machine), not latency.
+    pub async fn patient() -> Self {
+        use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+        let patient = |c: &mut Config| {
+            c.redis_timeout = Duration::from_secs(10);
+            c.redis_connect_timeout = Duration::from_secs(10);
+        };
+        let env = Self::with_config(patient).await;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .operation_timeout(Duration::from_secs(60))
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            env.dynamo.client.config().to_builder().timeout_config(timeouts).build(),
+        );
+        let mut config = test_config(&env.redis.url(), &env.dynamo.endpoint);
+        patient(&mut config);
+        let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
+        TestEnv { app, ..env }
+    }
+
     /// Sends a request through the function that serves its path, as API Gateway would.
     pub async fn send(&self, request: ApiRequest) -> ApiResponse {
         let event = request.to_v2_event();

@@ -360,7 +360,7 @@ async fn concurrent_deletes_of_one_comment_count_once() {
 
 #[tokio::test]
 async fn a_hundred_concurrent_comments_are_all_counted_and_listed() {
-    let env = TestEnv::new().await;
+    let env = TestEnv::patient().await;
     let (author, _) = env.new_user("Viral").await;
     let (token, _) = env.new_user("Crowd").await;
     let post_id = id_of(&env.new_post(&author, "viral").await);

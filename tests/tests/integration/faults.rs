@@ -1,0 +1,767 @@
+//! Faults, for real: a `redis-server` killed with SIGKILL or frozen with SIGSTOP in the middle
+//! of a run, a DynamoDB endpoint that refuses connections or accepts them and never answers,
+//! cache entries that lie, and a post delete that died half-way.
+//!
+//! Latency bounds are never absolute: each run measures its own DynamoDB-only baseline on the
+//! same machine, with the same concurrency, in the same test, and every request of the fault
+//! run must stay within `REDIS_TIMEOUT_MS + baseline p99 + SLACK`.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::future::join_all;
+use integration_tests::dynamo::client_for;
+use integration_tests::{test_config, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use shared::config::Secret;
+use shared::domain::{new_id, Email};
+use shared::App;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Room for a loaded, shared 2-core machine on top of the measured baseline: large next to a
+/// request's real cost (a few ms), small next to what a missing bound costs (a hang).
+const SLACK: Duration = Duration::from_millis(250);
+
+/// What a request may take while DynamoDB is unreachable: the SDK is set to 2 attempts of at
+/// most 1.5 s each (connect 0.5 s), 3 s in all; the rest is slack.
+const DYNAMO_BOUND: Duration = Duration::from_secs(5);
+
+/// Requests in flight at once during a run.
+const LANES: usize = 8;
+
+fn me(token: &str) -> ApiRequest {
+    ApiRequest::get("/users/me").bearer(token)
+}
+
+fn id_of(value: &Value) -> String {
+    value["id"].as_str().expect("id").to_owned()
+}
+
+fn email_of(user: &Value) -> String {
+    user["email"].as_str().expect("email").to_owned()
+}
+
+fn key(email: &str) -> String {
+    format!("user:v1:{email}")
+}
+
+async fn timed(env: &TestEnv, request: ApiRequest) -> (ApiResponse, Duration) {
+    let started = Instant::now();
+    let res = env.send(request).await;
+    (res, started.elapsed())
+}
+
+/// The value at `q` (0..=1) of `samples`, sorted in place.
+fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let index = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[index]
+}
+
+// ---------------------------------------------------------------------------------------
+// A redis-server this file owns, so it can be killed, frozen and thawed by pid.
+// ---------------------------------------------------------------------------------------
+
+/// A `redis-server` child process on a fixed loopback port.
+struct Redis {
+    port: u16,
+    child: Mutex<Option<Child>>,
+}
+
+impl Redis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let redis = Redis { port, child: Mutex::new(None) };
+        redis.spawn().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again, on the same port) and waits until it answers `PING`.
+    async fn spawn(&self) {
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned());
+        let child = Command::new(bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/install-deps puts it on the PATH)");
+        *self.child.lock().expect("lock") = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let ping = async {
+                let mut conn = redis::Client::open(self.url()).ok()?.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+            };
+            if ping.await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL: a crash, not a shutdown. Everything it held is gone.
+    fn kill(&self) {
+        if let Some(mut child) = self.child.lock().expect("lock").take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP (`freeze`) or SIGCONT: while stopped, the kernel still completes TCP handshakes
+    /// on its port, and nothing ever answers.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.lock().expect("lock").as_ref().expect("running").id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().map(|mut c| c.take()).unwrap_or(None) {
+            let _ = child.kill(); // SIGKILL ends a stopped process too
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs of many requests, some lanes at a time, with a fault injected mid-run.
+// ---------------------------------------------------------------------------------------
+
+struct Sample {
+    started: Instant,
+    took: Duration,
+    response: ApiResponse,
+}
+
+/// Sends `total` requests made by `request`, `LANES` at a time, while `during` runs beside
+/// them (it may watch `done` to act mid-run).
+async fn run<F, D>(env: &TestEnv, total: usize, request: F, done: &AtomicUsize, during: D) -> Vec<Sample>
+where
+    F: Fn() -> ApiRequest,
+    D: std::future::Future<Output = ()>,
+{
+    let next = AtomicUsize::new(0);
+    let samples = Mutex::new(Vec::with_capacity(total));
+    let lane = || async {
+        while next.fetch_add(1, Ordering::SeqCst) < total {
+            let started = Instant::now();
+            let response = env.send(request()).await;
+            let took = started.elapsed();
+            samples.lock().expect("lock").push(Sample { started, took, response });
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    tokio::join!(join_all((0..LANES).map(|_| lane())), during);
+    samples.into_inner().expect("lock")
+}
+
+async fn wait_until(done: &AtomicUsize, count: usize) {
+    while done.load(Ordering::SeqCst) < count {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// p99 of the DynamoDB read a request falls back to, `LANES` at a time, on this machine now.
+async fn dynamodb_only_p99(env: &TestEnv, email: &str) -> Duration {
+    let email = Email::parse(email).expect("email");
+    let next = AtomicUsize::new(0);
+    let took = Mutex::new(Vec::new());
+    let lane = || async {
+        while next.fetch_add(1, Ordering::SeqCst) < 200 {
+            let started = Instant::now();
+            env.app.store.get_user(&email).await.expect("GetItem").expect("the user");
+            took.lock().expect("lock").push(started.elapsed());
+        }
+    };
+    join_all((0..LANES).map(|_| lane())).await;
+    quantile(&mut took.into_inner().expect("lock"), 0.99)
+}
+
+/// No help from the test: the app reconnects by itself, misses once, then hits. Returns how
+/// many requests that took.
+async fn assert_hits_resume(env: &TestEnv, token: &str, user: &Value) -> usize {
+    let (mut requests, mut stable) = (0, 0);
+    while stable < 5 {
+        requests += 1;
+        assert!(requests <= 50, "hits did not resume after {requests} requests");
+        let before = env.dynamo.calls.get("GetItem");
+        let res = env.send(me(token)).await;
+        assert_eq!((res.status, &res.body), (200, user), "{}", res.raw_body);
+        stable = if env.dynamo.calls.get("GetItem") == before { stable + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And they stay hits: a burst makes no DynamoDB call at all.
+    let before = env.dynamo.calls.get("GetItem");
+    for _ in 0..50 {
+        assert_eq!(env.send(me(token)).await.status, 200);
+    }
+    assert_eq!(env.dynamo.calls.get("GetItem"), before, "the GetItem count stopped growing");
+    requests
+}
+
+#[derive(Clone, Copy, Debug)]
+enum RedisFault {
+    /// SIGKILL, then a new process on the same port (empty: nothing was persisted).
+    Killed,
+    /// SIGSTOP, then SIGCONT: accepts connections, answers nothing, then comes back.
+    Frozen,
+}
+
+/// 600 authenticated requests; Redis fails after the 150th and returns after the 400th.
+///
+/// Beside the requests, a probe makes the DynamoDB read alone, over and over, so each request
+/// is held to a bound measured at the same moment, under the same load (a sibling test or a
+/// build on this 2-core machine delays the probe as much as the request):
+/// `REDIS_TIMEOUT_MS + max(baseline p99, slowest probe overlapping it) + SLACK`.
+async fn redis_fault_mid_run(fault: RedisFault) {
+    const TOTAL: usize = 600;
+    const FAIL_AT: usize = 150;
+    const BACK_AT: usize = 400;
+
+    let redis = Redis::start().await;
+    let env = TestEnv::with_config(|c| c.redis_url = redis.url()).await;
+    let timeout = env.app.config.redis_timeout;
+    let (token, user) = env.new_user("Outage").await;
+    let email = Email::parse(&email_of(&user)).expect("email");
+    assert_eq!(env.send(me(&token)).await.status, 200);
+
+    let baseline = dynamodb_only_p99(&env, &email_of(&user)).await;
+
+    env.dynamo.calls.reset();
+    let done = AtomicUsize::new(0);
+    let window = Mutex::new(None);
+    let probes = Mutex::new(Vec::new());
+    let fault_injection = async {
+        wait_until(&done, FAIL_AT).await;
+        match fault {
+            RedisFault::Killed => redis.kill(),
+            RedisFault::Frozen => redis.freeze(),
+        }
+        let failed = Instant::now();
+        // Bounded, so requests that hung (no timeout) fail the test instead of stalling it.
+        let _ = tokio::time::timeout(Duration::from_secs(15), wait_until(&done, BACK_AT)).await;
+        let back = Instant::now();
+        match fault {
+            RedisFault::Killed => redis.spawn().await,
+            RedisFault::Frozen => redis.thaw(),
+        }
+        *window.lock().expect("lock") = Some((failed, back));
+    };
+    let probe = async {
+        while done.load(Ordering::SeqCst) < TOTAL {
+            let started = Instant::now();
+            env.app.store.get_user(&email).await.expect("GetItem").expect("the user");
+            probes.lock().expect("lock").push((started, started.elapsed()));
+        }
+    };
+    let during = async {
+        tokio::join!(fault_injection, probe);
+    };
+    let samples = run(&env, TOTAL, || me(&token), &done, during).await;
+    let probes = probes.into_inner().expect("lock");
+    let get_items = env.dynamo.calls.get("GetItem") - probes.len() as u64;
+    let (failed, back) = window.into_inner().expect("lock").expect("the fault happened");
+
+    assert_eq!(samples.len(), TOTAL);
+    let mut worst_margin = Duration::MAX;
+    for (i, s) in samples.iter().enumerate() {
+        assert_eq!((s.response.status, &s.response.body), (200, &user), "request {i}: {}", s.response.raw_body);
+        let ended = s.started + s.took;
+        let overlapping = probes.iter().filter(|(p, took)| *p < ended && *p + *took > s.started).map(|(_, t)| *t);
+        let bound = timeout + overlapping.max().unwrap_or_default().max(baseline) + SLACK;
+        assert!(s.took <= bound, "request {i} took {:?}, over {bound:?} ({fault:?})", s.took);
+        worst_margin = worst_margin.min(bound - s.took);
+    }
+    // Every request made while Redis was down was answered from DynamoDB. (One still waiting
+    // for its GET when Redis comes back may get its answer from Redis after all.)
+    let in_outage: Vec<&Sample> =
+        samples.iter().filter(|s| s.started >= failed && s.started + s.took <= back).collect();
+    assert!(in_outage.len() >= 100, "the fault covered only {} requests", in_outage.len());
+    assert!(get_items >= in_outage.len() as u64, "{get_items} GetItems for {} requests in the outage", in_outage.len());
+
+    let mut outage: Vec<Duration> = in_outage.iter().map(|s| s.took).collect();
+    let mut all: Vec<Duration> = samples.iter().map(|s| s.took).collect();
+    let mut probed: Vec<Duration> = probes.iter().map(|(_, t)| *t).collect();
+    let misses_to_resume = assert_hits_resume(&env, &token, &user).await;
+    println!(
+        "redis {fault:?} mid-run: {TOTAL} requests ({LANES} at a time), {} in the outage, {get_items} GetItem; \
+         DynamoDB-only p99 {baseline:?} before, {:?} during ({} probes); outage p50 {:?} p99 {:?} max {:?}; \
+         all max {:?}; smallest margin under the bound {worst_margin:?}; hits resumed after {misses_to_resume} requests",
+        in_outage.len(),
+        quantile(&mut probed, 0.99),
+        probes.len(),
+        quantile(&mut outage, 0.5),
+        quantile(&mut outage, 0.99),
+        quantile(&mut outage, 1.0),
+        quantile(&mut all, 1.0),
+    );
+}
+
+#[tokio::test]
+async fn redis_killed_mid_run_every_request_succeeds_within_its_timeout_and_hits_resume() {
+    redis_fault_mid_run(RedisFault::Killed).await;
+}
+
+#[tokio::test]
+async fn redis_frozen_mid_run_every_request_succeeds_within_its_timeout_and_hits_resume() {
+    redis_fault_mid_run(RedisFault::Frozen).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// DynamoDB down: a proxy in front of dynoxide that can refuse or swallow connections.
+// (`Dynamo::stop` closes dynoxide's listener, but its keep-alive connections are detached
+// tasks that keep serving, so the SDK's pooled connections would still work.)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Passes bytes both ways.
+    Open,
+    /// Nothing listens on the port (connection refused); open connections are dropped.
+    Refuse,
+    /// Connections are accepted and read, and nothing is ever answered.
+    Blackhole,
+}
+
+struct DynamoProxy {
+    endpoint: String,
+    mode: watch::Sender<Mode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DynamoProxy {
+    async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let (mode, watch) = watch::channel(Mode::Open);
+        let task = tokio::spawn(Self::serve(listener, addr, upstream, watch));
+        DynamoProxy { endpoint: format!("http://{addr}"), mode, task }
+    }
+
+    fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+
+    async fn serve(listener: TcpListener, addr: SocketAddr, upstream: String, mut mode: watch::Receiver<Mode>) {
+        let mut listener = Some(listener);
+        loop {
+            let current = *mode.borrow_and_update();
+            match (current, &listener) {
+                (Mode::Refuse, _) => {
+                    listener = None; // closed: the kernel refuses connections to the port
+                    if mode.changed().await.is_err() {
+                        return;
+                    }
+                }
+                (_, None) => listener = Some(Self::rebind(addr).await),
+                (_, Some(open)) => tokio::select! {
+                    accepted = open.accept() => if let Ok((socket, _)) = accepted {
+                        tokio::spawn(Self::connection(socket, upstream.clone(), mode.clone()));
+                    },
+                    changed = mode.changed() => if changed.is_err() { return },
+                },
+            }
+        }
+    }
+
+    async fn rebind(addr: SocketAddr) -> TcpListener {
+        for _ in 0..200 {
+            if let Ok(listener) = TcpListener::bind(addr).await {
+                return listener;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("could not bind {addr} again");
+    }
+
+    async fn connection(mut client: TcpStream, upstream: String, mut mode: watch::Receiver<Mode>) {
+        if *mode.borrow_and_update() == Mode::Open {
+            let Ok(mut server) = TcpStream::connect(upstream.as_str()).await else { return };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                _ = mode.wait_for(|m| *m != Mode::Open) => {}
+            }
+        }
+        if *mode.borrow() == Mode::Blackhole {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                tokio::select! {
+                    read = client.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { return },
+                    _ = mode.wait_for(|m| *m != Mode::Blackhole) => return,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for DynamoProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A test world whose app reaches DynamoDB only through a [`DynamoProxy`], with the same SDK
+/// timeouts and retries as production, every attempt counted.
+async fn env_behind_proxy() -> (TestEnv, DynamoProxy) {
+    let env = TestEnv::new().await;
+    let proxy = DynamoProxy::start(&env.dynamo.endpoint).await;
+    let client = client_for(&proxy.endpoint, Some(env.dynamo.calls.clone()));
+    let config = test_config(&env.redis.url(), &proxy.endpoint);
+    let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
+    (TestEnv { app, ..env }, proxy)
+}
+
+async fn redis_del(env: &TestEnv, email: &str) {
+    let mut conn = env.redis.connection().await.expect("redis connection");
+    let _: i64 = conn.del(key(email)).await.expect("DEL");
+}
+
+async fn redis_get(env: &TestEnv, email: &str) -> Option<String> {
+    let mut conn = env.redis.connection().await.expect("redis connection");
+    conn.get(key(email)).await.expect("GET")
+}
+
+/// The world of a DynamoDB outage: `hit` has a cached user, `miss` has none, and a post.
+struct OutageWorld {
+    hit: String,
+    hit_user: Value,
+    miss: String,
+    miss_user: Value,
+    post_id: String,
+}
+
+async fn outage_world(env: &TestEnv) -> OutageWorld {
+    let (hit, hit_user) = env.new_user("Cached").await;
+    let (miss, miss_user) = env.new_user("Uncached").await;
+    let post_id = id_of(&env.new_post(&hit, "before the outage").await);
+    redis_del(env, &email_of(&miss_user)).await;
+    assert_eq!(env.send(me(&hit)).await.status, 200);
+    OutageWorld { hit, hit_user, miss, miss_user, post_id }
+}
+
+/// Every kind of request that needs DynamoDB, and whether its user is a cache hit.
+fn needs_dynamodb(w: &OutageWorld) -> Vec<(&'static str, ApiRequest)> {
+    let post = format!("/posts/{}", w.post_id);
+    vec![
+        ("GET /users/me (cache miss)", me(&w.miss)),
+        ("POST /posts (cache hit)", ApiRequest::post("/posts").bearer(&w.hit).json(json!({"caption": "during"}))),
+        ("GET /posts/{id}", ApiRequest::get(&post).bearer(&w.hit)),
+        ("GET /posts", ApiRequest::get("/posts").bearer(&w.hit)),
+        ("PATCH /posts/{id}", ApiRequest::patch(&post).bearer(&w.hit).json(json!({"caption": "edited"}))),
+        (
+            "POST /posts/{id}/comments",
+            ApiRequest::post(&format!("{post}/comments")).bearer(&w.hit).json(json!({"text": "during"})),
+        ),
+        ("PATCH /users/me", ApiRequest::patch("/users/me").bearer(&w.hit).json(json!({"name": "Renamed"}))),
+        (
+            "POST /auth/login",
+            ApiRequest::post("/auth/login").json(json!({"email": email_of(&w.hit_user), "password": PASSWORD})),
+        ),
+        (
+            "POST /users",
+            ApiRequest::post("/users")
+                .json(json!({"email": unique_email("during"), "name": "New", "password": PASSWORD})),
+        ),
+    ]
+}
+
+/// What the outage must not have changed, and that everything works again once it is over.
+async fn assert_recovered(env: &TestEnv, w: &OutageWorld) {
+    // The failed miss wrote nothing: no negative entry that would lock the user out.
+    assert_eq!(redis_get(env, &email_of(&w.miss_user)).await, None, "a DynamoDB failure must not be cached");
+
+    let res = env.send(me(&w.miss)).await;
+    assert_eq!((res.status, &res.body), (200, &w.miss_user), "{}", res.raw_body);
+    let post = env.send(ApiRequest::get(&format!("/posts/{}", w.post_id)).bearer(&w.hit)).await;
+    assert_eq!(post.status, 200, "{}", post.raw_body);
+    assert_eq!((post.body["caption"].as_str(), &post.body["version"]), (Some("before the outage"), &json!(1)));
+    assert_eq!(post.body["commentCount"], 0, "no comment was counted during the outage");
+    let created = env.send(ApiRequest::post("/posts").bearer(&w.hit).json(json!({"caption": "after"}))).await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let login = env.login(&email_of(&w.hit_user)).await;
+    assert_eq!(login.status, 200, "{}", login.raw_body);
+    let feed = env.send(ApiRequest::get("/posts").bearer(&w.hit)).await;
+    let captions: Vec<&str> =
+        feed.body["items"].as_array().expect("items").iter().filter_map(|p| p["caption"].as_str()).collect();
+    assert_eq!(captions, ["after", "before the outage"], "nothing written during the outage");
+}
+
+#[tokio::test]
+async fn dynamodb_refusing_connections_is_a_fast_503_and_requests_recover_when_it_returns() {
+    let (env, proxy) = env_behind_proxy().await;
+    let w = outage_world(&env).await;
+
+    proxy.set(Mode::Refuse);
+    // A cached user still authenticates, and reads that need nothing else still work.
+    let before = env.dynamo.calls.total();
+    let res = env.send(me(&w.hit)).await;
+    assert_eq!((res.status, &res.body), (200, &w.hit_user), "a cache hit needs no DynamoDB: {}", res.raw_body);
+    assert_eq!(env.dynamo.calls.total(), before);
+
+    let mut slowest = Duration::ZERO;
+    for (what, request) in needs_dynamodb(&w) {
+        let before = env.dynamo.calls.total();
+        let (res, took) = timed(&env, request).await;
+        res.assert_error(503, "service_unavailable");
+        assert!(!res.raw_body.contains("dispatch") && !res.raw_body.contains("127.0.0.1"), "{what}: {}", res.raw_body);
+        assert!(took < DYNAMO_BOUND, "{what} took {took:?} with DynamoDB refusing connections");
+        let attempts = env.dynamo.calls.total() - before;
+        assert!((1..=2).contains(&attempts), "{what}: {attempts} attempts; the SDK is set to 2 at most");
+        slowest = slowest.max(took);
+    }
+
+    proxy.set(Mode::Open);
+    let started = Instant::now();
+    assert_recovered(&env, &w).await;
+    println!("DynamoDB refusing: slowest 503 {slowest:?}; recovered in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests_recover() {
+    let (env, proxy) = env_behind_proxy().await;
+    let w = outage_world(&env).await;
+
+    proxy.set(Mode::Blackhole);
+    let res = env.send(me(&w.hit)).await;
+    assert_eq!((res.status, &res.body), (200, &w.hit_user), "a cache hit needs no DynamoDB: {}", res.raw_body);
+
+    // Each of these waits out the SDK's timeouts, so they run at once.
+    let requests = needs_dynamodb(&w);
+    env.dynamo.calls.reset();
+    let results = join_all(requests.iter().map(|(_, r)| timed(&env, r.clone()))).await;
+    let mut slowest = Duration::ZERO;
+    for ((what, _), (res, took)) in requests.iter().zip(&results) {
+        res.assert_error(503, "service_unavailable");
+        assert!(*took < DYNAMO_BOUND, "{what} took {took:?} with DynamoDB not answering");
+        slowest = slowest.max(*took);
+    }
+    assert!(
+        env.dynamo.calls.total() <= 2 * requests.len() as u64,
+        "{} attempts for {} requests; the SDK is set to 2 at most",
+        env.dynamo.calls.total(),
+        requests.len()
+    );
+
+    proxy.set(Mode::Open);
+    let started = Instant::now();
+    assert_recovered(&env, &w).await;
+    println!("DynamoDB silent: slowest 503 {slowest:?}; recovered in {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------
+// Cache entries that lie.
+// ---------------------------------------------------------------------------------------
+
+/// A correctly signed token for any identity and version.
+fn signed(sub: &str, email: &str, jwt_version: u64) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({
+        "sub": sub, "email": email, "name": "Anyone", "jwtVersion": jwt_version,
+        "iss": "Caching-Code-Login", "aud": "Caching-Code-Auth", "iat": now, "exp": now + 600,
+    });
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(TEST_SECRET.as_bytes()))
+        .expect("sign")
+}
+
+/// A well-formed entry for `email` holding a user with this `id` and `jwtVersion`.
+fn entry(id: &str, email: &str, name: &str, jwt_version: u64) -> String {
+    json!({"kind": "user", "user": {
+        "id": id, "email": email, "name": name, "jwtVersion": jwt_version, "createdAt": "2020-01-01T00:00:00Z",
+    }})
+    .to_string()
+}
+
+async fn put_entry(env: &TestEnv, email: &str, value: &str) {
+    let mut conn = env.redis.connection().await.expect("redis connection");
+    let () = conn.set(key(email), value).await.expect("SET");
+}
+
+async fn cached_user(env: &TestEnv, email: &str) -> Value {
+    let raw = redis_get(env, email).await.expect("an entry");
+    let value: Value = serde_json::from_str(&raw).expect("JSON");
+    value["user"].clone()
+}
+
+#[tokio::test]
+async fn a_forged_entry_for_the_right_email_never_authenticates_another_sub() {
+    let env = TestEnv::new().await;
+    let (token, user) = env.new_user("Victim").await;
+    let (email, real_id) = (email_of(&user), id_of(&user));
+    let older_id = "00000000000000000000000000"; // a ULID from 1970: older than any real user
+    let newer_id = new_id(); // made after the user registered
+
+    for (forged_id, dynamo_decides) in [(older_id.to_owned(), true), (newer_id, false)] {
+        put_entry(&env, &email, &entry(&forged_id, &email, "Forged", 1)).await;
+        env.dynamo.calls.reset();
+        let res = env.send(me(&token)).await;
+        assert_ne!(res.body["id"], forged_id.as_str(), "the forged identity was served: {}", res.raw_body);
+        assert_ne!(res.body["name"], "Forged", "{}", res.raw_body);
+        if dynamo_decides {
+            // The entry is older than the token (ids only grow), so it may be stale: DynamoDB
+            // decides, and its answer replaces the entry.
+            assert_eq!((res.status, &res.body), (200, &user), "{}", res.raw_body);
+            assert_eq!(env.dynamo.calls.get("GetItem"), 1);
+            assert_eq!(cached_user(&env, &email).await["id"], real_id.as_str(), "the forged entry was replaced");
+        } else {
+            // The entry is newer than the token: the token is the stale one, refused from the
+            // cache without a DynamoDB call (as a token of an earlier user with this email is).
+            res.assert_error(401, "unauthorized");
+            assert_eq!(env.dynamo.calls.total(), 0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_forged_entry_with_another_jwt_version_never_accepts_a_revoked_token_dynamodb_does_not() {
+    let env = TestEnv::new().await;
+    let (token, user) = env.new_user("Versions").await;
+    let (email, id) = (email_of(&user), id_of(&user));
+
+    // An entry with a higher version than the token: the token looks revoked; refused, and
+    // no DynamoDB call (a revoked token costs nothing).
+    put_entry(&env, &email, &entry(&id, &email, "Versions", 7)).await;
+    env.dynamo.calls.reset();
+    env.send(me(&token)).await.assert_error(401, "unauthorized");
+    assert_eq!(env.dynamo.calls.total(), 0);
+
+    // An entry with a lower version than the token cannot be current (versions only grow):
+    // DynamoDB decides, and the token, current there, is accepted.
+    put_entry(&env, &email, &entry(&id, &email, "Versions", 0)).await;
+    env.dynamo.calls.reset();
+    let res = env.send(me(&token)).await;
+    assert_eq!((res.status, &res.body), (200, &user), "{}", res.raw_body);
+    assert_eq!(env.dynamo.calls.get("GetItem"), 1);
+    assert_eq!(cached_user(&env, &email).await["jwtVersion"], 1);
+    // A token from the future (version 2, never issued) is refused by DynamoDB, and stays so.
+    env.send(me(&signed(&id, &email, 2))).await.assert_error(401, "unauthorized");
+    assert_eq!(env.send(me(&token)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_stale_entry_left_by_a_failed_logout_is_healed_by_the_next_login() {
+    let env = TestEnv::new().await;
+    let (old, user) = env.new_user("Stale").await;
+    let email = email_of(&user);
+    let before_logout = redis_get(&env, &email).await.expect("entry");
+
+    let res = env.send(ApiRequest::post("/auth/logout").bearer(&old)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    // As if Redis had not taken the logout's write-through nor its fallback DEL (README,
+    // "one limit remains"): the entry still says jwtVersion 1.
+    put_entry(&env, &email, &before_logout).await;
+
+    let login = env.login(&email).await;
+    let new = login.body["token"].as_str().expect("token");
+    let res = env.send(me(new)).await;
+    assert_eq!(res.status, 200, "the new token works at once, not after the TTL: {}", res.raw_body);
+    assert_eq!(cached_user(&env, &email).await["jwtVersion"], 2, "and the entry is healed");
+    env.dynamo.calls.reset();
+    env.send(me(&old)).await.assert_error(401, "unauthorized");
+    assert_eq!(env.dynamo.calls.total(), 0, "so the old token is refused from the cache again");
+}
+
+#[tokio::test]
+async fn a_stale_entry_of_a_deleted_user_is_healed_by_the_new_user_of_that_email() {
+    let env = TestEnv::new().await;
+    let email = unique_email("Reused");
+    assert_eq!(env.register(&email, "First").await.status, 201);
+    let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let first_entry = redis_get(&env, &email).await.expect("entry");
+    let res = env.send(ApiRequest::delete("/users/me").bearer(&first)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    let second_user = env.register(&email, "Second").await;
+    assert_eq!(second_user.status, 201, "{}", second_user.raw_body);
+    put_entry(&env, &email, &first_entry).await; // the delete and the registration never reached Redis
+
+    let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let res = env.send(me(&second)).await;
+    assert_eq!((res.status, &res.body), (200, &second_user.body), "{}", res.raw_body);
+    assert_eq!(cached_user(&env, &email).await["id"], second_user.body["id"]);
+    env.send(me(&first)).await.assert_error(401, "unauthorized");
+}
+
+// ---------------------------------------------------------------------------------------
+// A delete that died half-way.
+// ---------------------------------------------------------------------------------------
+
+async fn partition(env: &TestEnv, post_id: &str) -> Vec<String> {
+    let out = env
+        .dynamo
+        .client
+        .query()
+        .table_name("social")
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query partition");
+    out.items().iter().filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned()).collect()
+}
+
+#[tokio::test]
+async fn a_retried_post_delete_finishes_a_half_done_one() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Crashy").await;
+    let (other, _) = env.new_user("Talker").await;
+    let post_id = id_of(&env.new_post(&token, "doomed").await);
+    let keep_id = id_of(&env.new_post(&token, "keeps its comments").await);
+    for i in 0..30 {
+        let (who, post) = if i % 3 == 0 { (&token, &keep_id) } else { (&other, &post_id) };
+        let res = env
+            .send(
+                ApiRequest::post(&format!("/posts/{post}/comments")).bearer(who).json(json!({"text": format!("c{i}")})),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.raw_body);
+    }
+    assert_eq!(partition(&env, &post_id).await.len(), 21, "the post and its 20 comments");
+
+    // The crash: the post item went, the sweep of its comments never ran.
+    env.dynamo
+        .client
+        .delete_item()
+        .table_name("social")
+        .key("pk", AttributeValue::S(format!("POST#{post_id}")))
+        .key("sk", AttributeValue::S("POST".into()))
+        .send()
+        .await
+        .expect("delete the post item alone");
+    assert_eq!(partition(&env, &post_id).await.len(), 20, "20 orphaned comments");
+
+    // The client's retry.
+    env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await.assert_error(404, "not_found");
+    assert_eq!(partition(&env, &post_id).await, Vec::<String>::new(), "the retry swept the orphans");
+    assert_eq!(partition(&env, &keep_id).await.len(), 11, "another post keeps its own");
+
+    // Another retry, by anyone, of a delete already complete is a plain 404.
+    env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&other)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::get(&format!("/posts/{post_id}/comments")).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
+}
