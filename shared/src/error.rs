@@ -24,8 +24,9 @@ pub enum AppError {
     Forbidden,
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// `allow` lists the methods the path serves, sent as the `Allow` header (RFC 9110).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("email taken")]
     EmailTaken,
     #[error("precondition failed")]
@@ -53,7 +54,7 @@ impl AppError {
             AppError::Unauthorized(_) | AppError::InvalidCredentials => 401,
             AppError::Forbidden => 403,
             AppError::NotFound(_) => 404,
-            AppError::MethodNotAllowed => 405,
+            AppError::MethodNotAllowed { .. } => 405,
             AppError::EmailTaken => 409,
             AppError::PreconditionFailed => 412,
             AppError::PayloadTooLarge => 413,
@@ -73,7 +74,7 @@ impl AppError {
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::Forbidden => "forbidden",
             AppError::NotFound(_) => "not_found",
-            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::EmailTaken => "email_taken",
             AppError::PreconditionFailed => "precondition_failed",
             AppError::PayloadTooLarge => "payload_too_large",
@@ -96,7 +97,7 @@ impl AppError {
             AppError::InvalidCredentials => "The email or password is wrong.".into(),
             AppError::Forbidden => "You are not allowed to do this.".into(),
             AppError::NotFound(what) => format!("No such {what}.").into(),
-            AppError::MethodNotAllowed => "This path does not accept that method.".into(),
+            AppError::MethodNotAllowed { .. } => "This path does not accept that method.".into(),
             AppError::EmailTaken => "That email is already registered.".into(),
             AppError::PreconditionFailed => "The resource has changed since the version in If-Match.".into(),
             AppError::PayloadTooLarge => "The request body is over 64 KiB.".into(),

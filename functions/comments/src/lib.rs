@@ -23,7 +23,8 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, AppError> {
         (["posts", post, "comments", id], Method::GET) => routes::get(app, &req, post, id).await,
         (["posts", post, "comments", id], Method::PATCH) => routes::update(app, &req, post, id).await,
         (["posts", post, "comments", id], Method::DELETE) => routes::delete(app, &req, post, id).await,
-        (["posts", _, "comments"] | ["posts", _, "comments", _], _) => Err(AppError::MethodNotAllowed),
+        (["posts", _, "comments"], _) => Err(AppError::MethodNotAllowed { allow: "GET, POST" }),
+        (["posts", _, "comments", _], _) => Err(AppError::MethodNotAllowed { allow: "GET, PATCH, DELETE" }),
         _ => Err(AppError::NotFound("route")),
     }
 }

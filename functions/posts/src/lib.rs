@@ -23,7 +23,8 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, AppError> {
         (["posts", id], Method::GET) => routes::get(app, &req, id).await,
         (["posts", id], Method::PATCH) => routes::update(app, &req, id).await,
         (["posts", id], Method::DELETE) => routes::delete(app, &req, id).await,
-        (["posts"] | ["posts", _], _) => Err(AppError::MethodNotAllowed),
+        (["posts"], _) => Err(AppError::MethodNotAllowed { allow: "GET, POST" }),
+        (["posts", _], _) => Err(AppError::MethodNotAllowed { allow: "GET, PATCH, DELETE" }),
         _ => Err(AppError::NotFound("route")),
     }
 }

@@ -24,7 +24,8 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, AppError> {
         (["users", "me"], Method::GET) => routes::me(app, &req).await,
         (["users", "me"], Method::PATCH) => routes::rename(app, &req).await,
         (["users", "me"], Method::DELETE) => routes::delete(app, &req).await,
-        (["users"] | ["auth", "login" | "logout"] | ["users", "me"], _) => Err(AppError::MethodNotAllowed),
+        (["users"] | ["auth", "login" | "logout"], _) => Err(AppError::MethodNotAllowed { allow: "POST" }),
+        (["users", "me"], _) => Err(AppError::MethodNotAllowed { allow: "GET, PATCH, DELETE" }),
         _ => Err(AppError::NotFound("route")),
     }
 }

@@ -130,7 +130,10 @@ impl ImageUrl {
         let ok = url::Url::parse(raw)
             .map(|u| u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()))
             .unwrap_or(false);
-        if !ok || !raw.starts_with("https://") {
+        // The URL parser forgives white space and control characters (it strips or escapes
+        // them), but the string is stored as sent: refuse them rather than keep them.
+        let clean = !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok || !clean || !raw.starts_with("https://") {
             return Err(AppError::validation("imageUrl", "must be null or an https:// URL"));
         }
         Ok(ImageUrl(raw.to_owned()))
@@ -197,7 +200,18 @@ mod tests {
     #[test]
     fn image_url_must_be_https() {
         assert!(ImageUrl::parse("https://img.example.com/a.png").is_ok());
-        for bad in ["http://x.io/a.png", "ftp://x.io", "https://", "not a url", "javascript:alert(1)", "HTTPS//x"] {
+        for bad in [
+            "http://x.io/a.png",
+            "ftp://x.io",
+            "https://",
+            "not a url",
+            "javascript:alert(1)",
+            "HTTPS//x",
+            "https://x.io/a.png ",
+            "https://x.io/a\n.png",
+            "https://x.\tio/",
+            "https://x.io/\u{0}",
+        ] {
             assert_eq!(field_of(ImageUrl::parse(bad).expect_err(bad)), "imageUrl", "{bad}");
         }
         let long = format!("https://x.io/{}", "a".repeat(2048));

@@ -156,12 +156,13 @@ pub fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
         .collect();
     match values.as_slice() {
         [] | ["*"] => None,
+        // Entity tags compare as strings: only the exact ETag we send, `"<version>"`, names a
+        // version (`"01"` or `"+1"` are other tags, not version 1).
         [single] => Some(
             single
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|v| *v > 0)
+                .and_then(|v| v.parse::<u64>().ok().filter(|n| *n > 0 && n.to_string() == v))
                 .map_or(IfMatch::Never, IfMatch::Version),
         ),
         _ => Some(IfMatch::Never),
@@ -184,7 +185,7 @@ mod tests {
         assert_eq!(if_match(&HeaderMap::new()), None);
         assert_eq!(if_match(&headers("if-match", "*")), None);
         assert_eq!(if_match(&headers("if-match", "\"3\"")), Some(IfMatch::Version(3)));
-        for never in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\""] {
+        for never in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\"", "\"03\"", "\"+3\""] {
             assert_eq!(if_match(&headers("if-match", never)), Some(IfMatch::Never), "{never}");
         }
     }

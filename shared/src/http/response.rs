@@ -1,6 +1,6 @@
 //! Writing responses: JSON bodies with the contract's headers.
 
-use lambda_http::http::header::{CONTENT_TYPE, ETAG, LOCATION};
+use lambda_http::http::header::{ALLOW, CONTENT_TYPE, ETAG, LOCATION};
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
@@ -47,8 +47,13 @@ pub fn no_content() -> Response<Body> {
     response
 }
 
-/// `{"error": {"code", "message"}}` with the error's status.
+/// `{"error": {"code", "message"}}` with the error's status; a `405` also says, in `Allow`,
+/// which methods the path does serve.
 pub fn error(err: &AppError) -> Response<Body> {
     let body = serde_json::json!({ "error": { "code": err.code(), "message": err.public_message() } });
-    raw_json(err.status(), body.to_string())
+    let mut response = raw_json(err.status(), body.to_string());
+    if let AppError::MethodNotAllowed { allow } = err {
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    response
 }
