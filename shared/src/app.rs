@@ -88,8 +88,13 @@ impl SecretFetcher {
         if !needed {
             return SecretFetcher { client: None };
         }
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        SecretFetcher { client: Some(aws_sdk_secretsmanager::Client::new(&shared)) }
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(crate::sdk::region().await)
+            .credentials_provider(crate::sdk::credentials())
+            .http_client(crate::sdk::http_client(None))
+            .build();
+        SecretFetcher { client: Some(aws_sdk_secretsmanager::Client::from_conf(config)) }
     }
 
     async fn fetch(&self, arn: &str) -> Result<Secret, InitError> {

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod store;
+pub mod sdk;
 pub mod telemetry;
 
 pub use app::App;

@@ -3,7 +3,9 @@
 use lambda_http::{service_fn, Error, Request};
 use shared::App;
 
-#[tokio::main]
+// One thread: Lambda sends an instance one event at a time, so more threads would only add
+// wake-ups between them (and memory); Argon2 still runs off it, on the blocking pool.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let json_logs = shared::config::Config::from_env().map(|c| c.log_json).unwrap_or(true);
     shared::telemetry::init(json_logs);

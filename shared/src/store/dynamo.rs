@@ -13,26 +13,26 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 
 /// A DynamoDB client with timeouts and retries set on purpose: a request that cannot reach
 /// the table answers `503` within `attempts × attempt_timeout`, never hangs until the Lambda
-/// timeout.
+/// timeout. Credentials, region and HTTP client as [`crate::sdk`] says.
 pub async fn client_from_config(config: &Config) -> Client {
-    use aws_config::retry::RetryConfig;
-    use aws_config::timeout::TimeoutConfig;
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    use aws_sdk_dynamodb::config::BehaviorVersion;
 
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(config.dynamodb_connect_timeout)
         .operation_attempt_timeout(config.dynamodb_attempt_timeout)
         .operation_timeout(config.dynamodb_attempt_timeout * config.dynamodb_attempts)
         .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut builder = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(crate::sdk::region().await)
+        .credentials_provider(crate::sdk::credentials())
+        .http_client(crate::sdk::http_client(config.dynamodb_endpoint.as_deref()))
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(config.dynamodb_attempts));
     if let Some(endpoint) = &config.dynamodb_endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    let shared = loader.load().await;
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(&shared);
-    if shared.region().is_none() {
-        builder = builder.region(aws_sdk_dynamodb::config::Region::new("us-east-1"));
+        builder = builder.endpoint_url(endpoint);
     }
     Client::from_conf(builder.build())
 }

@@ -1,7 +1,11 @@
+mod bad_input;
 mod cache_aside;
 mod comments_api;
 mod events_files;
+mod faults;
 mod posts_api;
+mod races;
+mod security;
 mod smoke;
 mod template;
 mod tokens;

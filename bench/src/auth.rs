@@ -1,0 +1,248 @@
+//! Figures 1 to 3, in this process: the auth hot path against a bare Redis `GET` of the same
+//! key on the same connection, the miss and no-cache paths, and DynamoDB user reads per
+//! 1,000 authenticated requests with a warm cache.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use integration_tests::{ApiRequest, Dynamo, RedisServer, TestEnv, TEST_SECRET};
+use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
+use serde_json::json;
+use shared::config::{Config, Secret};
+use shared::domain::Email;
+use shared::App;
+
+use crate::report::{median, percentile, Goal, Report};
+
+/// Counts `GetItem` calls for a user item (`pk` = `USER#...`), whatever else is read.
+#[derive(Debug, Default, Clone)]
+pub struct UserReads(Arc<AtomicU64>);
+
+impl UserReads {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for UserReads {
+    fn name(&self) -> &'static str {
+        "UserReads"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let get_item = request.headers().get("x-amz-target").is_some_and(|t| t.ends_with(".GetItem"));
+        let body = request.body().bytes().unwrap_or_default();
+        if get_item && body.windows(6).any(|w| w == b"\"USER#") {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// A fresh Redis and DynamoDB, an app over both whose DynamoDB client also counts user reads.
+pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
+    let redis = RedisServer::start().await;
+    let dynamo = Dynamo::start().await;
+    let reads = UserReads::default();
+    let client_config = dynamo.client.config().to_builder().interceptor(reads.clone()).build();
+    let client = aws_sdk_dynamodb::Client::from_conf(client_config);
+    let app = App::build(config(&redis, &dynamo), client, Secret::new(TEST_SECRET), None).expect("app builds");
+    (TestEnv { app, redis, dynamo }, reads)
+}
+
+/// The configuration the functions get in the benchmark: the defaults, as a deployment has
+/// them, pointed at these services. (Not the harness's `test_config`: a release build has no
+/// default JWT secret, so it is read here as a function reads it.)
+fn config(redis: &RedisServer, dynamo: &Dynamo) -> Config {
+    let vars = [
+        ("JWT_SECRET", TEST_SECRET.to_owned()),
+        ("REDIS_URL", redis.url()),
+        ("DYNAMODB_ENDPOINT", dynamo.endpoint.clone()),
+        ("TABLE_NAME", "social".to_owned()),
+    ];
+    Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).expect("valid config")
+}
+
+/// [`TestEnv::new`], for a release build too.
+pub async fn new_env() -> TestEnv {
+    let redis = RedisServer::start().await;
+    let dynamo = Dynamo::start().await;
+    let app =
+        App::build(config(&redis, &dynamo), dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
+    TestEnv { app, redis, dynamo }
+}
+
+pub struct Counts {
+    /// Interleaved pairs of (auth hit, bare GET).
+    pub pairs: usize,
+    /// Interleaved triples of (hit, miss, no cache).
+    pub misses: usize,
+    /// Authenticated requests for the DynamoDB read count.
+    pub requests: usize,
+}
+
+pub async fn run(report: &mut Report, counts: &Counts) {
+    let (env, reads) = env_with_user_reads().await;
+    let (token, user) = env.new_user("Bench").await;
+    let email = Email::parse(user["email"].as_str().expect("email")).expect("valid email");
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+    let key = shared::cache::RedisCache::key(&email);
+    let auth = &env.app.auth;
+    let conn = env.app.users.cache().connection();
+
+    let hit = || async {
+        let started = Instant::now();
+        let user = auth.authenticate(&headers).await.expect("authenticated");
+        let took = started.elapsed();
+        std::hint::black_box(user);
+        took.as_nanos() as f64 / 1000.0
+    };
+    let bare_get = || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            let started = Instant::now();
+            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.expect("GET");
+            let took = started.elapsed();
+            assert!(raw.is_some(), "the user is cached");
+            took.as_nanos() as f64 / 1000.0
+        }
+    };
+
+    // The cache read alone (`Users::find`: GET within the timeout, decode, checks), no token.
+    let users = &env.app.users;
+    let find = || async {
+        let started = Instant::now();
+        let (user, _) = users.find(&email).await.expect("found");
+        let took = started.elapsed();
+        assert!(user.is_some());
+        took.as_nanos() as f64 / 1000.0
+    };
+
+    // The bare GET inside the cache's timeout, as the cache sends it.
+    let timeout = env.app.config.redis_timeout;
+    let timed_get = || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            let started = Instant::now();
+            let mut get = redis::cmd("GET");
+            get.arg(&key);
+            let raw = tokio::time::timeout(timeout, get.query_async::<Option<Vec<u8>>>(&mut conn))
+                .await
+                .expect("in time")
+                .expect("GET");
+            let took = started.elapsed();
+            assert!(raw.is_some(), "the user is cached");
+            took.as_nanos() as f64 / 1000.0
+        }
+    };
+
+    // Warm every path (connection, allocator, caches) before measuring.
+    for _ in 0..counts.pairs.clamp(50, 2_000) {
+        hit().await;
+        bare_get().await;
+        find().await;
+        timed_get().await;
+    }
+
+    // 1. Interleaved, rotating which goes first, so drift and noise hit all alike.
+    let (mut hits, mut gets, mut finds) =
+        (Vec::with_capacity(counts.pairs), Vec::with_capacity(counts.pairs), Vec::with_capacity(counts.pairs));
+    let mut timed_gets = Vec::with_capacity(counts.pairs);
+    for i in 0..counts.pairs {
+        timed_gets.push(timed_get().await);
+        match i % 3 {
+            0 => {
+                hits.push(hit().await);
+                gets.push(bare_get().await);
+                finds.push(find().await);
+            }
+            1 => {
+                gets.push(bare_get().await);
+                finds.push(find().await);
+                hits.push(hit().await);
+            }
+            _ => {
+                finds.push(find().await);
+                hits.push(hit().await);
+                gets.push(bare_get().await);
+            }
+        }
+    }
+    // Where the difference goes: the token check alone (no I/O), timed in a burst.
+    let mut verifies: Vec<f64> = (0..counts.pairs.min(10_000))
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(auth.keys().verify(&token).expect("valid token"));
+            started.elapsed().as_nanos() as f64 / 1000.0
+        })
+        .collect();
+    let (hit_median, get_median) = (median(&mut hits), median(&mut gets));
+    report.add("auth.hit_us", hit_median, "us", None);
+    report.add("auth.hit_p99_us", percentile(&mut hits, 99.0), "us", None);
+    report.add("auth.redis_get_us", get_median, "us", None);
+    report.add("auth.redis_get_p99_us", percentile(&mut gets, 99.0), "us", None);
+    report.add("auth.hit_minus_redis_get_us", hit_median - get_median, "us", None);
+    report.add("auth.cache_find_us", median(&mut finds), "us", None);
+    report.add("auth.redis_get_in_timeout_us", median(&mut timed_gets), "us", None);
+    report.add("auth.jwt_verify_us", median(&mut verifies), "us", None);
+    report.add("auth.hit_over_redis_get", hit_median / get_median, "ratio", Some(Goal::AtMost(1.10)));
+
+    // 2. The miss path (GET, GetItem, SET NX) and the no-cache path (GetItem only), beside hits.
+    let keys = auth.keys();
+    let store = &env.app.store;
+    let no_cache = || async {
+        let started = Instant::now();
+        let claims = keys.verify(&token).expect("valid token");
+        let email = Email::parse(&claims.email).expect("email");
+        let user = store.get_user(&email).await.expect("read").expect("user exists");
+        assert!(user.id == claims.sub && user.jwt_version == claims.jwt_version);
+        started.elapsed().as_nanos() as f64 / 1000.0
+    };
+    let mut del = conn.clone();
+    let (mut hits2, mut misses, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..counts.misses {
+        hits2.push(hit().await);
+        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut del).await.expect("DEL");
+        misses.push(hit().await); // a miss now: GET, GetItem, SET NX
+        direct.push(no_cache().await);
+    }
+    let (hit2, miss, none) = (median(&mut hits2), median(&mut misses), median(&mut direct));
+    report.add("auth.miss_us", miss, "us", None);
+    report.add("auth.no_cache_us", none, "us", None);
+    report.add("auth.miss_over_hit", miss / hit2, "ratio", None);
+    report.add("auth.no_cache_over_hit", none / hit2, "ratio", None);
+
+    // 3. Authenticated requests through the three functions' handlers, cache warm.
+    let post = env.new_post(&token, "bench").await;
+    let post_id = post["id"].as_str().expect("post id").to_owned();
+    let requests = [
+        ApiRequest::get("/users/me").bearer(&token),
+        ApiRequest::get(&format!("/posts/{post_id}")).bearer(&token),
+        ApiRequest::get("/posts?limit=10").bearer(&token),
+        ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(&token).json(json!({"text": "hi"})),
+        ApiRequest::get(&format!("/posts/{post_id}/comments?limit=10")).bearer(&token),
+    ];
+    let _ = env.send(requests[0].clone()).await; // the entry is warm (register wrote it; this checks)
+    let before = reads.get();
+    for i in 0..counts.requests {
+        let res = env.send(requests[i % requests.len()].clone()).await;
+        assert!(res.status < 300, "request {i}: {} {}", res.status, res.raw_body);
+    }
+    let per_1000 = (reads.get() - before) as f64 * 1000.0 / counts.requests as f64;
+    report.add("auth.dynamodb_user_reads_per_1000", per_1000, "reads", Some(Goal::Exactly(0.0)));
+}

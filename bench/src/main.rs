@@ -1,0 +1,174 @@
+//! `bench [--smoke] [--bin-dir DIR] [--lambda-dir DIR]`: the benchmark of the README.
+//!
+//! Runs against real services it starts itself (a `redis-server`, dynoxide) and prints every
+//! figure as one JSON line (`{"name", "value", "unit", "goal"}`), then a table. Figures that
+//! depend on a noisy shared machine are ratios measured inside one run.
+//!
+//! - `auth.*`: in this process, the auth hot path against a bare Redis `GET` of the same key
+//!   on the same connection, interleaved; the miss and no-cache paths; DynamoDB user reads.
+//! - `cold_start.*`, `throughput.*`, `rss.*`: the function binaries in `--bin-dir` (release,
+//!   this machine's architecture) under a Runtime API this program serves.
+//! - `size.*`: the arm64 bootstraps in `--lambda-dir` (`cargo lambda build --release --arm64`),
+//!   or, without them, the binaries in `--bin-dir`, with a note saying so.
+//!
+//! `--smoke` runs tiny counts and fails unless every figure was produced; goals are not
+//! checked then, since tiny counts say nothing.
+
+mod auth;
+mod lambda;
+mod report;
+mod runtime_api;
+mod size;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use report::Report;
+
+struct Options {
+    smoke: bool,
+    bin_dir: PathBuf,
+    lambda_dir: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse() -> Result<Self, String> {
+        let mut options = Options { smoke: false, bin_dir: PathBuf::from("target/release"), lambda_dir: None };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match arg.as_str() {
+                "--smoke" => options.smoke = true,
+                "--bin-dir" => options.bin_dir = PathBuf::from(value("--bin-dir")?),
+                "--lambda-dir" => options.lambda_dir = Some(PathBuf::from(value("--lambda-dir")?)),
+                "-h" | "--help" => return Err("usage: bench [--smoke] [--bin-dir DIR] [--lambda-dir DIR]".into()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Every figure a run must produce.
+fn expected() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "auth.hit_us",
+        "auth.redis_get_us",
+        "auth.hit_over_redis_get",
+        "auth.miss_us",
+        "auth.no_cache_us",
+        "auth.dynamodb_user_reads_per_1000",
+        "throughput.get_post_per_s",
+        "throughput.post_comment_per_s",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    for name in lambda::FUNCTIONS {
+        names.push(format!("cold_start.{name}.exec_to_next_ms"));
+        names.push(format!("cold_start.{name}.first_over_warm"));
+        names.push(format!("rss.{name}.peak_mb"));
+        names.push(format!("size.{name}.mb"));
+    }
+    names
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = lambda::online_cores();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let memory_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    format!("{cpu}, {cores} cores, {memory_gb:.0} GB, Linux {}, {}", kernel.trim(), std::env::consts::ARCH)
+}
+
+fn main() {
+    let options = match Options::parse() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    // One thread, as the functions run (their `main.rs`): the in-process figures then time the
+    // auth path as a function runs it.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let started = Instant::now();
+    let report = runtime.block_on(run(&options));
+    println!();
+    println!("machine: {}", machine());
+    println!("{}", report.table());
+
+    let missing: Vec<String> =
+        expected().into_iter().filter(|n| report.get(n).is_none_or(|f| !f.value.is_finite())).collect();
+    if !missing.is_empty() {
+        eprintln!("bench: figures not produced: {}", missing.join(", "));
+        std::process::exit(1);
+    }
+    if options.smoke {
+        println!(
+            "bench --smoke: all {} figures produced in {:.1} s (goals not checked at smoke counts)",
+            report.figures.len(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        let missed = report.missed();
+        println!(
+            "bench: {} figures in {:.0} s; goals missed: {}",
+            report.figures.len(),
+            started.elapsed().as_secs_f64(),
+            if missed.is_empty() {
+                "none".to_owned()
+            } else {
+                missed.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        );
+    }
+}
+
+async fn run(options: &Options) -> Report {
+    let smoke = options.smoke;
+    let mut report = Report::default();
+
+    let counts = if smoke {
+        auth::Counts { pairs: 200, misses: 20, requests: 100 }
+    } else {
+        auth::Counts { pairs: 20_000, misses: 2_000, requests: 1_000 }
+    };
+    auth::run(&mut report, &counts).await;
+
+    {
+        let env = auth::new_env().await;
+        let fixture = lambda::Fixture::new(&env).await;
+        let counts = if smoke {
+            lambda::ColdCounts { starts: 1, warm: 5 }
+        } else {
+            lambda::ColdCounts { starts: 10, warm: 100 }
+        };
+        lambda::cold_start(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
+    }
+
+    // From here the function under test has core 0 to itself (where there is more than one).
+    lambda::keep_off_core(0);
+    {
+        let env = auth::new_env().await;
+        let fixture = lambda::Fixture::new(&env).await;
+        let counts = if smoke {
+            lambda::LoadCounts { throughput: 50, total: 200 }
+        } else {
+            lambda::LoadCounts { throughput: 3_000, total: 10_000 }
+        };
+        lambda::load(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
+    }
+
+    size::run(&mut report, options.lambda_dir.as_deref(), &options.bin_dir);
+    report
+}
