@@ -11,8 +11,8 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod store;
 pub mod sdk;
+pub mod store;
 pub mod telemetry;
 
 pub use app::App;
