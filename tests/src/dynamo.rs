@@ -75,7 +75,8 @@ impl Dynamo {
         Dynamo { endpoint, client, calls, server }
     }
 
-    /// Stops serving: the endpoint refuses connections from now on.
+    /// Stops the server task: new connections are refused, but a kept-alive connection the
+    /// client already holds may still be served. For a real outage use a proxy (faults.rs).
     pub fn stop(&self) {
         self.server.abort();
     }
