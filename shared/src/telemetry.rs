@@ -6,7 +6,6 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 /// Crates whose TRACE lines hold whole requests and responses: the AWS SDK's print every
 /// DynamoDB item (password hashes among them) and the Secrets Manager answers (the JWT key),
@@ -34,10 +33,23 @@ pub fn redact_wire_logs() -> Targets {
     })
 }
 
+/// What `RUST_LOG` asks for: a default level and `target=level` pairs, comma-separated
+/// (`warn`, `info,shared=debug`). Unset, empty, or in `EnvFilter`'s span and field syntax
+/// (`[span]`, `{field=value}`): `info`. A `Targets` filter rather than tracing-subscriber's
+/// `EnvFilter`, which links a regex engine (about 150 KB of the binary) for field filters the
+/// functions never use.
+pub fn level_filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.contains(['[', '{']))
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE);
+    let filter = level_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let builder = tracing_subscriber::fmt().with_span_events(FmtSpan::NONE);
     let result = if json {
         builder
             .json()
@@ -46,10 +58,11 @@ pub fn init(json: bool) {
             .flatten_event(true)
             .without_time() // CloudWatch stamps each line
             .finish()
+            .with(filter)
             .with(redact_wire_logs())
             .try_init()
     } else {
-        builder.compact().finish().with(redact_wire_logs()).try_init()
+        builder.compact().finish().with(filter).with(redact_wire_logs()).try_init()
     };
     let _ = result;
 }
@@ -74,5 +87,20 @@ mod tests {
         }
         assert!(filter.would_enable("shared::cache", &Level::TRACE));
         assert!(filter.would_enable("users_fn", &Level::TRACE));
+    }
+
+    #[test]
+    fn rust_log_sets_levels_by_target_and_defaults_to_info() {
+        let info = level_filter(None);
+        assert!(info.would_enable("shared::cache", &Level::INFO) && !info.would_enable("shared::cache", &Level::DEBUG));
+        let warn = level_filter(Some("warn"));
+        assert!(warn.would_enable("posts_fn", &Level::WARN) && !warn.would_enable("posts_fn", &Level::INFO));
+        let mixed = level_filter(Some("info,shared=debug"));
+        assert!(mixed.would_enable("shared::cache", &Level::DEBUG));
+        assert!(!mixed.would_enable("hyper", &Level::DEBUG));
+        for unsupported in ["", "  ", "[request]=debug", "shared[{user_id=1}]=trace"] {
+            let f = level_filter(Some(unsupported));
+            assert!(f.would_enable("x", &Level::INFO) && !f.would_enable("x", &Level::DEBUG), "{unsupported:?}");
+        }
     }
 }
