@@ -1,6 +1,9 @@
 //! The services a function builds once per Lambda instance and reuses for every request.
 
+use std::future::Future;
 use std::time::Duration;
+
+use lambda_http::{service_fn, Body, Request, Response};
 
 use crate::auth::{Authenticator, TokenKeys};
 use crate::cache::{RedisCache, Users};
@@ -68,6 +71,27 @@ impl App {
     pub async fn prewarm(&self, bound: Duration) {
         tokio::join!(self.users.cache().prewarm(bound), self.store.prewarm(bound));
     }
+}
+
+/// How long the init may spend opening connections before the first request ([`App::prewarm`]).
+const PREWARM_BOUND: Duration = Duration::from_millis(100);
+
+/// A function's whole life: logs, then the services (a failure here is logged and ends the
+/// init, which Lambda reports), then one `handle` call per event until the instance is
+/// retired. The app is leaked on purpose: it lives exactly as long as the process, and a
+/// `'static` borrow is what lets every invocation share it without reference counting.
+pub async fn run<F, Fut>(handle: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(&'static App, Request) -> Fut + Copy + Send,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    let json_logs = Config::from_env().map(|c| c.log_json).unwrap_or(true);
+    crate::telemetry::init(json_logs);
+    let app = App::from_env().await.inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    app.prewarm(PREWARM_BOUND).await;
+    let app: &'static App = Box::leak(Box::new(app));
+    lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) }))
+        .await
 }
 
 /// `rediss://` (rustls) needs a process-wide crypto provider; the AWS SDK already links
