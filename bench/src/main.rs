@@ -1,4 +1,4 @@
-//! `bench [--smoke] [--bin-dir DIR] [--lambda-dir DIR]`: the benchmark of the README.
+//! `bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR]`: the benchmark of the README.
 //!
 //! Runs against real services it starts itself (a `redis-server`, dynoxide) and prints every
 //! figure as one JSON line (`{"name", "value", "unit", "goal"}`), then a table. Figures that
@@ -10,6 +10,8 @@
 //!   this machine's architecture) under a Runtime API this program serves.
 //! - `size.*`: the arm64 bootstraps in `--lambda-dir` (`cargo lambda build --release --arm64`),
 //!   or, without them, the binaries in `--bin-dir`, with a note saying so.
+//!
+//! `--only auth|cold_start|load|size` runs one part (to iterate on it); a full run runs all.
 //!
 //! `--smoke` runs tiny counts and fails unless every figure was produced; goals are not
 //! checked then, since tiny counts say nothing.
@@ -29,11 +31,50 @@ struct Options {
     smoke: bool,
     bin_dir: PathBuf,
     lambda_dir: Option<PathBuf>,
+    only: Option<Part>,
+}
+
+/// The parts of a run, in the order they run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Auth,
+    ColdStart,
+    Load,
+    Size,
+}
+
+impl Part {
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "auth" => Ok(Part::Auth),
+            "cold_start" => Ok(Part::ColdStart),
+            "load" => Ok(Part::Load),
+            "size" => Ok(Part::Size),
+            other => Err(format!("unknown part {other:?}: auth, cold_start, load or size")),
+        }
+    }
+
+    /// The part a figure belongs to, by its name.
+    fn of(figure: &str) -> Self {
+        match figure.split('.').next() {
+            Some("cold_start") => Part::ColdStart,
+            Some("rss" | "throughput") => Part::Load,
+            Some("size") => Part::Size,
+            _ => Part::Auth,
+        }
+    }
+}
+
+impl Options {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_none_or(|only| only == part)
+    }
 }
 
 impl Options {
     fn parse() -> Result<Self, String> {
-        let mut options = Options { smoke: false, bin_dir: PathBuf::from("target/release"), lambda_dir: None };
+        let mut options =
+            Options { smoke: false, bin_dir: PathBuf::from("target/release"), lambda_dir: None, only: None };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -41,7 +82,10 @@ impl Options {
                 "--smoke" => options.smoke = true,
                 "--bin-dir" => options.bin_dir = PathBuf::from(value("--bin-dir")?),
                 "--lambda-dir" => options.lambda_dir = Some(PathBuf::from(value("--lambda-dir")?)),
-                "-h" | "--help" => return Err("usage: bench [--smoke] [--bin-dir DIR] [--lambda-dir DIR]".into()),
+                "--only" => options.only = Some(Part::parse(&value("--only")?)?),
+                "-h" | "--help" => {
+                    return Err("usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR]".into())
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -107,8 +151,11 @@ fn main() {
     println!("machine: {}", machine());
     println!("{}", report.table());
 
-    let missing: Vec<String> =
-        expected().into_iter().filter(|n| report.get(n).is_none_or(|f| !f.value.is_finite())).collect();
+    let missing: Vec<String> = expected()
+        .into_iter()
+        .filter(|n| options.runs(Part::of(n)))
+        .filter(|n| report.get(n).is_none_or(|f| !f.value.is_finite()))
+        .collect();
     if !missing.is_empty() {
         eprintln!("bench: figures not produced: {}", missing.join(", "));
         std::process::exit(1);
@@ -143,9 +190,11 @@ async fn run(options: &Options) -> Report {
     } else {
         auth::Counts { pairs: 20_000, misses: 2_000, requests: 1_000 }
     };
-    auth::run(&mut report, &counts).await;
+    if options.runs(Part::Auth) {
+        auth::run(&mut report, &counts).await;
+    }
 
-    {
+    if options.runs(Part::ColdStart) {
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
         let counts = if smoke {
@@ -158,7 +207,7 @@ async fn run(options: &Options) -> Report {
 
     // From here the function under test has core 0 to itself (where there is more than one).
     lambda::keep_off_core(0);
-    {
+    if options.runs(Part::Load) {
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
         let counts = if smoke {
@@ -169,6 +218,8 @@ async fn run(options: &Options) -> Report {
         lambda::load(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
     }
 
-    size::run(&mut report, options.lambda_dir.as_deref(), &options.bin_dir);
+    if options.runs(Part::Size) {
+        size::run(&mut report, options.lambda_dir.as_deref(), &options.bin_dir);
+    }
     report
 }

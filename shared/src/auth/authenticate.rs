@@ -4,7 +4,7 @@ use lambda_http::http::HeaderMap;
 
 use super::token::{token_from_headers, Claims, TokenKeys};
 use crate::cache::{CacheOutcome, Users};
-use crate::domain::{Email, User};
+use crate::domain::User;
 use crate::error::AppError;
 
 /// Verifies tokens and loads their users cache-aside. Built once per instance.
@@ -29,12 +29,12 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, AppError> {
         let span = tracing::Span::current();
         let token = token_from_headers(headers)?;
-        let claims = self.keys.verify(token)?;
-        let email = Email::parse(&claims.email).map_err(|_| AppError::Unauthorized("token email malformed"))?;
-        let (mut user, mut outcome) = self.users.find(&email).await?;
-        if outcome == CacheOutcome::Hit && user.as_ref().is_some_and(|cached| older_than_token(cached, &claims)) {
+        let verified = self.keys.verify(token)?;
+        let (claims, email) = (&verified.claims, &verified.email);
+        let (mut user, mut outcome) = self.users.find(email).await?;
+        if outcome == CacheOutcome::Hit && user.as_ref().is_some_and(|cached| older_than_token(cached, claims)) {
             tracing::warn!("cache entry older than the token; reading DynamoDB");
-            (user, outcome) = self.users.refresh(&email).await?;
+            (user, outcome) = self.users.refresh(email).await?;
         }
         span.record("cache", outcome.as_str());
         let user = user.ok_or(AppError::Unauthorized("user is gone"))?;

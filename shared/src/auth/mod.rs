@@ -5,4 +5,4 @@ pub mod password;
 pub mod token;
 
 pub use authenticate::Authenticator;
-pub use token::{Claims, IssuedToken, TokenKeys};
+pub use token::{Claims, IssuedToken, TokenKeys, VerifiedToken};

@@ -1,7 +1,7 @@
 //! HS256 tokens with the contract's issuer and audience, and where a request carries them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -9,7 +9,7 @@ use lambda_http::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
-use crate::domain::User;
+use crate::domain::{Email, User};
 use crate::error::AppError;
 
 pub const ISSUER: &str = "Caching-Code-Login";
@@ -29,6 +29,14 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// A token's claims once verified, with the email in them already validated: what an
+/// instance remembers of a token it has accepted ([`TokenKeys::verify`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub claims: Claims,
+    pub email: Email,
+}
+
 /// A freshly signed token and its lifetime in seconds (`expiresIn`).
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -43,7 +51,7 @@ pub struct TokenKeys {
     validation: Validation,
     ttl: Duration,
     /// Tokens this instance has already verified, by their exact text ([`TokenKeys::verify`]).
-    verified: Mutex<HashMap<String, Claims>>,
+    verified: Mutex<HashMap<String, Arc<VerifiedToken>>>,
 }
 
 /// How many verified tokens an instance remembers; past it, it forgets them all and starts
@@ -87,11 +95,12 @@ impl TokenKeys {
         Ok(IssuedToken { token, expires_in: self.ttl.as_secs() })
     }
 
-    /// Checks signature, algorithm, `iss`, `aud`, `exp` (and `nbf` when present).
+    /// Checks signature, algorithm, `iss`, `aud`, `exp` (and `nbf` when present), and that
+    /// the email claim is a valid email.
     /// Whether the user still exists at this `jwtVersion` is the [`Authenticator`]'s job.
     ///
     /// A client sends the same token with every request until it expires, so a token this
-    /// instance has accepted is remembered, by its exact text, with its claims: the next time
+    /// instance has accepted is remembered, by its exact text, with what was read from it: the next time
     /// only `exp` is checked again. That is the whole of the check that can change for the
     /// same bytes (the key is fixed per instance, `nbf` was already past, `iss` and `aud` are
     /// in the bytes), and it spares the request a check that, run right after a network
@@ -99,10 +108,10 @@ impl TokenKeys {
     /// tokens are never remembered, and the memory is bounded ([`VERIFIED_CAPACITY`]).
     ///
     /// [`Authenticator`]: super::Authenticator
-    pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AppError> {
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(claims) = self.remembered(token, now) {
-            return Ok(claims);
+        if let Some(verified) = self.remembered(token, now) {
+            return Ok(verified);
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
@@ -110,16 +119,18 @@ impl TokenKeys {
                 tracing::debug!(reason = ?e.kind(), "token refused");
                 AppError::Unauthorized("token refused")
             })?;
-        self.remember(token, &claims);
-        Ok(claims)
+        let email = Email::parse(&claims.email).map_err(|_| AppError::Unauthorized("token email malformed"))?;
+        let verified = Arc::new(VerifiedToken { claims, email });
+        self.remember(token, &verified);
+        Ok(verified)
     }
 
     /// The claims of `token` if it was verified before and has not expired since (expired:
     /// `exp` before now, as `jsonwebtoken` with no leeway has it).
-    fn remembered(&self, token: &str, now: u64) -> Option<Claims> {
+    fn remembered(&self, token: &str, now: u64) -> Option<Arc<VerifiedToken>> {
         let mut verified = self.verified.lock().ok()?;
         match verified.get(token) {
-            Some(claims) if claims.exp >= now => Some(claims.clone()),
+            Some(known) if known.claims.exp >= now => Some(Arc::clone(known)),
             Some(_) => {
                 verified.remove(token);
                 None
@@ -128,12 +139,12 @@ impl TokenKeys {
         }
     }
 
-    fn remember(&self, token: &str, claims: &Claims) {
+    fn remember(&self, token: &str, known: &Arc<VerifiedToken>) {
         let Ok(mut verified) = self.verified.lock() else { return };
         if verified.len() >= VERIFIED_CAPACITY {
             verified.clear();
         }
-        verified.insert(token.to_owned(), claims.clone());
+        verified.insert(token.to_owned(), Arc::clone(known));
     }
 }
 
@@ -191,7 +202,9 @@ mod tests {
     fn issued_tokens_verify_with_their_claims() {
         let keys = keys();
         let issued = keys.issue(&user()).expect("sign");
-        let claims = keys.verify(&issued.token).expect("verify");
+        let verified = keys.verify(&issued.token).expect("verify");
+        let claims = &verified.claims;
+        assert_eq!(verified.email.as_str(), user().email);
         assert_eq!(claims.sub, user().id);
         assert_eq!(claims.jwt_version, 3);
         assert_eq!(claims.iss, ISSUER);
