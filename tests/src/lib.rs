@@ -13,6 +13,7 @@ pub mod redis_server;
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
 use shared::config::{Config, Secret};
@@ -114,6 +115,33 @@ impl TestEnv {
         let res = self.send(ApiRequest::post("/posts").bearer(token).json(json!({"caption": caption}))).await;
         assert_eq!(res.status, 201, "create post: {}", res.body);
         res.body
+    }
+
+    /// The sort keys of partition `POST#<post_id>` (the post and its comments) as DynamoDB
+    /// holds them, read directly, every page.
+    pub async fn post_partition(&self, post_id: &str) -> Vec<String> {
+        let mut sort_keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .dynamo
+                .client
+                .query()
+                .table_name("social")
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("query partition");
+            let page = out.items().iter().filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned());
+            sort_keys.extend(page);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return sort_keys,
+            }
+        }
     }
 }
 

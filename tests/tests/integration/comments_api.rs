@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
@@ -72,21 +71,6 @@ async fn walk(env: &TestEnv, token: &str, post_id: &str, limit: usize) -> (Vec<S
         }
         assert!(sizes.len() < 1000, "paging does not end");
     }
-}
-
-async fn partition_len(env: &TestEnv, post_id: &str) -> usize {
-    let out = env
-        .dynamo
-        .client
-        .query()
-        .table_name("social")
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("query partition");
-    out.items().len()
 }
 
 #[tokio::test]
@@ -159,14 +143,14 @@ async fn comment_on_a_missing_post_is_404_and_writes_nothing() {
     let (token, _) = env.new_user("Nowhere").await;
     let missing = new_id();
     comment(&env, &token, &missing, "hello?").await.assert_error(404, "not_found");
-    assert_eq!(partition_len(&env, &missing).await, 0);
+    assert_eq!(env.post_partition(&missing).await.len(), 0);
     comment(&env, &token, "not-a-post", "hello?").await.assert_error(404, "not_found");
 
     // A deleted post takes no more comments either.
     let post_id = id_of(&env.new_post(&token, "short-lived").await);
     assert_eq!(env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await.status, 204);
     comment(&env, &token, &post_id, "too late").await.assert_error(404, "not_found");
-    assert_eq!(partition_len(&env, &post_id).await, 0);
+    assert_eq!(env.post_partition(&post_id).await.len(), 0);
 
     // Lists, reads, edits and deletes under a missing post are 404 too.
     let comment_id = new_id();

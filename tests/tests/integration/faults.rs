@@ -709,21 +709,6 @@ async fn a_stale_entry_of_a_deleted_user_is_healed_by_the_new_user_of_that_email
 // A delete that died half-way.
 // ---------------------------------------------------------------------------------------
 
-async fn partition(env: &TestEnv, post_id: &str) -> Vec<String> {
-    let out = env
-        .dynamo
-        .client
-        .query()
-        .table_name("social")
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("query partition");
-    out.items().iter().filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned()).collect()
-}
-
 #[tokio::test]
 async fn a_retried_post_delete_finishes_a_half_done_one() {
     let env = TestEnv::new().await;
@@ -740,7 +725,7 @@ async fn a_retried_post_delete_finishes_a_half_done_one() {
             .await;
         assert_eq!(res.status, 201, "{}", res.raw_body);
     }
-    assert_eq!(partition(&env, &post_id).await.len(), 21, "the post and its 20 comments");
+    assert_eq!(env.post_partition(&post_id).await.len(), 21, "the post and its 20 comments");
 
     // The crash: the post item went, the sweep of its comments never ran.
     env.dynamo
@@ -752,12 +737,12 @@ async fn a_retried_post_delete_finishes_a_half_done_one() {
         .send()
         .await
         .expect("delete the post item alone");
-    assert_eq!(partition(&env, &post_id).await.len(), 20, "20 orphaned comments");
+    assert_eq!(env.post_partition(&post_id).await.len(), 20, "20 orphaned comments");
 
     // The client's retry.
     env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await.assert_error(404, "not_found");
-    assert_eq!(partition(&env, &post_id).await, Vec::<String>::new(), "the retry swept the orphans");
-    assert_eq!(partition(&env, &keep_id).await.len(), 11, "another post keeps its own");
+    assert_eq!(env.post_partition(&post_id).await, Vec::<String>::new(), "the retry swept the orphans");
+    assert_eq!(env.post_partition(&keep_id).await.len(), 11, "another post keeps its own");
 
     // Another retry, by anyone, of a delete already complete is a plain 404.
     env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&other)).await.assert_error(404, "not_found");

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt};
 use integration_tests::{ApiRequest, ApiResponse, TestEnv};
 use serde_json::{json, Value};
@@ -51,31 +50,6 @@ async fn walk(env: &TestEnv, token: &str, base: &str, limit: usize) -> (Vec<Stri
             other => panic!("nextCursor must be a string or null: {other}"),
         }
         assert!(sizes.len() < 1000, "paging does not end");
-    }
-}
-
-/// Items of partition `POST#<id>` as DynamoDB holds them, read directly.
-async fn partition_len(env: &TestEnv, post_id: &str) -> usize {
-    let mut total = 0;
-    let mut start = None;
-    loop {
-        let out = env
-            .dynamo
-            .client
-            .query()
-            .table_name("social")
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("query partition");
-        total += out.items().len();
-        match out.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return total,
-        }
     }
 }
 
@@ -463,12 +437,12 @@ async fn deleting_a_post_deletes_all_its_comments() {
 
     let got = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&token)).await;
     assert_eq!(got.body["commentCount"], 1000);
-    assert_eq!(partition_len(&env, &post_id).await, 1001);
+    assert_eq!(env.post_partition(&post_id).await.len(), 1001);
 
     let res = env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(partition_len(&env, &post_id).await, 0, "no post item and no comment left behind");
-    assert_eq!(partition_len(&env, &keep_id).await, 4, "another post's comments stay");
+    assert_eq!(env.post_partition(&post_id).await.len(), 0, "no post item and no comment left behind");
+    assert_eq!(env.post_partition(&keep_id).await.len(), 4, "another post's comments stay");
 
     let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments/{}", comments[0].id)).bearer(&token)).await;
     res.assert_error(404, "not_found");

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv};
 use redis::AsyncCommands;
@@ -65,22 +64,6 @@ async fn listed(env: &TestEnv, token: &str, post_id: &str, limit: usize) -> Vec<
         }
         assert!(ids.len() <= 10_000, "paging does not end");
     }
-}
-
-/// The sort keys left in a post's partition, read from DynamoDB directly.
-async fn partition(env: &TestEnv, post_id: &str) -> Vec<String> {
-    let out = env
-        .dynamo
-        .client
-        .query()
-        .table_name("social")
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("query partition");
-    out.items().iter().filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +226,7 @@ async fn delete_while_commenting(env: &Arc<TestEnv>, author: &str, crowd: &str, 
         responses.len(),
         responses.len() - created.len()
     );
-    assert_eq!(partition(env, &post_id).await, Vec::<String>::new(), "nothing survives the post");
+    assert_eq!(env.post_partition(&post_id).await, Vec::<String>::new(), "nothing survives the post");
     for id in &created {
         let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments/{id}")).bearer(crowd)).await;
         res.assert_error(404, "not_found");
