@@ -30,10 +30,9 @@ pub enum InitError {
 }
 
 impl App {
-    /// Reads the environment, fetches secrets named by ARN, and builds the clients.
-    pub async fn from_env() -> Result<Self, InitError> {
+    /// Fetches the secrets `config` names by ARN and builds the clients.
+    pub async fn from_config(config: Config) -> Result<Self, InitError> {
         install_crypto_provider();
-        let config = Config::from_env()?;
         let dynamo = client_from_config(&config).await;
         let secrets = SecretFetcher::new(&config).await;
         let jwt_secret = match &config.jwt_secret {
@@ -47,7 +46,7 @@ impl App {
         Self::build(config, dynamo, jwt_secret, redis_password)
     }
 
-    /// Builds the services from parts: what `from_env` does after I/O, and what tests use to
+    /// Builds the services from parts: what `from_config` does after I/O, and what tests use to
     /// point an app at their own DynamoDB and Redis.
     pub fn build(
         config: Config,
@@ -85,9 +84,12 @@ where
     F: Fn(&'static App, Request) -> Fut + Copy + Send,
     Fut: Future<Output = Response<Body>> + Send,
 {
-    let json_logs = Config::from_env().map(|c| c.log_json).unwrap_or(true);
-    crate::telemetry::init(json_logs);
-    let app = App::from_env().await.inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    let config = Config::from_env();
+    // Logs first, so a bad configuration is reported as a log line too (JSON unless it says).
+    crate::telemetry::init(config.as_ref().map_or(true, |c| c.log_json));
+    let app = async { App::from_config(config?).await }
+        .await
+        .inspect_err(|e: &InitError| tracing::error!(error = %e, "init failed"))?;
     app.prewarm(PREWARM_BOUND).await;
     let app: &'static App = Box::leak(Box::new(app));
     lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) }))
