@@ -39,7 +39,7 @@ impl App {
             SecretSource::Value(secret) => secret.clone(),
             SecretSource::SecretsManager { arn } => validate_jwt_secret(secrets.fetch(arn).await?.expose().to_owned())?,
         };
-        let redis_password = match &config.redis_password_secret_arn {
+        let redis_password = match &config.cache.redis_password_secret_arn {
             Some(arn) => Some(secrets.fetch(arn).await?),
             None => None,
         };
@@ -56,7 +56,7 @@ impl App {
     ) -> Result<Self, InitError> {
         install_crypto_provider();
         let store = Store::new(dynamo, config.table_name.clone());
-        let cache = RedisCache::new(&config, redis_password)?;
+        let cache = RedisCache::new(&config.cache, redis_password)?;
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
         let cursors = CursorCodec::new(&jwt_secret);
@@ -110,7 +110,7 @@ struct SecretFetcher {
 impl SecretFetcher {
     async fn new(config: &Config) -> Self {
         let needed = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
-            || config.redis_password_secret_arn.is_some();
+            || config.cache.redis_password_secret_arn.is_some();
         if !needed {
             return SecretFetcher { client: None };
         }

@@ -50,6 +50,18 @@ pub struct Config {
     pub dynamodb_attempt_timeout: Duration,
     pub dynamodb_connect_timeout: Duration,
     pub dynamodb_attempts: u32,
+    /// The cache: what the `cache-sync` function reads too.
+    pub cache: CacheConfig,
+    pub jwt_secret: SecretSource,
+    pub token_ttl: Duration,
+    pub log_json: bool,
+}
+
+/// The user cache (Redis): everything both the API functions and `cache-sync` need of it, and
+/// all `cache-sync` reads, so that function needs no table, no JWT key and no secret but the
+/// cache's own.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
     /// `redis://` or `rediss://` (TLS, ElastiCache in-transit encryption).
     pub redis_url: String,
     /// A Secrets Manager ARN holding the Redis AUTH token, if the cache needs one.
@@ -58,16 +70,15 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Bound on opening a Redis connection.
     pub redis_connect_timeout: Duration,
-    pub jwt_secret: SecretSource,
-    pub token_ttl: Duration,
-    /// TTL of a cached user (jittered by ±10% so entries do not expire together).
+    /// TTL of a cached user or of a deleted user's tombstone (jittered by ±10% so entries do
+    /// not expire together).
     pub cache_ttl: Duration,
     /// TTL of a "no such user" entry: short, since registration may follow.
     pub negative_cache_ttl: Duration,
-    pub log_json: bool,
 }
 
-/// Variables a deployment must set (`template.yaml` sets each; a test checks it).
+/// Variables a deployment must set on every API function (`template.yaml` sets each; a test
+/// checks it).
 pub const DEPLOYMENT_VARIABLES: &[&str] = &[
     "TABLE_NAME",
     "REDIS_URL",
@@ -78,6 +89,10 @@ pub const DEPLOYMENT_VARIABLES: &[&str] = &[
     "REDIS_TIMEOUT_MS",
     "LOG_FORMAT",
 ];
+
+/// Variables a deployment must set on the `cache-sync` function: the cache's, nothing more.
+pub const CACHE_DEPLOYMENT_VARIABLES: &[&str] =
+    &["REDIS_URL", "REDIS_PASSWORD_SECRET_ARN", "CACHE_TTL_SECONDS", "REDIS_TIMEOUT_MS", "LOG_FORMAT"];
 
 /// Variables with good defaults everywhere, or meant for local use only (`JWT_SECRET`,
 /// `DYNAMODB_ENDPOINT`). `AWS_LAMBDA_FUNCTION_NAME` is set by Lambda itself.
@@ -112,19 +127,13 @@ impl Config {
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| non_empty(&lookup, name);
         let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             parse_u64(name, get(name), default, 1, 600_000).map(Duration::from_millis)
         };
         let seconds = |name: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
             parse_u64(name, get(name), default, 1, max).map(Duration::from_secs)
         };
-
-        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        let scheme_ok = redis_url.starts_with("redis://") || redis_url.starts_with("rediss://");
-        if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).is_err() {
-            return Err(err("REDIS_URL", "must be a redis:// or rediss:// URL"));
-        }
 
         let jwt_secret = match (get("JWT_SECRET"), get("JWT_SECRET_ARN")) {
             (Some(_), Some(_)) => return Err(err("JWT_SECRET", "set JWT_SECRET or JWT_SECRET_ARN, not both")),
@@ -140,22 +149,58 @@ impl Config {
             dynamodb_attempt_timeout: millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
             dynamodb_connect_timeout: millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
             dynamodb_attempts,
+            cache: CacheConfig::from_lookup(&lookup)?,
+            jwt_secret,
+            token_ttl: seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
+            log_json: log_json(&lookup)?,
+        })
+    }
+}
+
+impl CacheConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the cache's variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| non_empty(&lookup, name);
+        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            parse_u64(name, get(name), default, 1, 600_000).map(Duration::from_millis)
+        };
+        let seconds = |name: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
+            parse_u64(name, get(name), default, 1, max).map(Duration::from_secs)
+        };
+        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        let scheme_ok = redis_url.starts_with("redis://") || redis_url.starts_with("rediss://");
+        if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).is_err() {
+            return Err(err("REDIS_URL", "must be a redis:// or rediss:// URL"));
+        }
+        Ok(CacheConfig {
             redis_url,
             redis_password_secret_arn: get("REDIS_PASSWORD_SECRET_ARN"),
             redis_timeout: millis("REDIS_TIMEOUT_MS", 50)?,
             redis_connect_timeout: millis("REDIS_CONNECT_TIMEOUT_MS", 250)?,
-            jwt_secret,
-            token_ttl: seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
             cache_ttl: seconds("CACHE_TTL_SECONDS", 300, 24 * 3_600)?,
             negative_cache_ttl: seconds("NEGATIVE_CACHE_TTL_SECONDS", 30, 3_600)?,
-            log_json: match get("LOG_FORMAT").as_deref() {
-                Some("json") => true,
-                Some("text") => false,
-                None => lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
-                Some(_) => return Err(err("LOG_FORMAT", "must be `json` or `text`")),
-            },
         })
     }
+}
+
+/// Whether logs are JSON lines: `LOG_FORMAT`, else JSON exactly when running in Lambda.
+pub fn log_json(lookup: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match non_empty(&lookup, "LOG_FORMAT").as_deref() {
+        Some("json") => Ok(true),
+        Some("text") => Ok(false),
+        None => Ok(lookup("AWS_LAMBDA_FUNCTION_NAME").is_some()),
+        Some(_) => Err(err("LOG_FORMAT", "must be `json` or `text`")),
+    }
+}
+
+/// A variable's value, trimmed; empty counts as unset.
+fn non_empty(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// HS256 keys shorter than the hash output are guessable; refuse them.
@@ -198,7 +243,7 @@ mod tests {
     fn defaults_suit_local_use() {
         let c = config(&[]).expect("defaults are valid");
         assert_eq!(c.table_name, "social");
-        assert_eq!(c.redis_timeout, Duration::from_millis(50));
+        assert_eq!(c.cache.redis_timeout, Duration::from_millis(50));
         assert!(matches!(c.jwt_secret, SecretSource::Value(_)));
         assert!(!c.log_json);
     }
@@ -235,6 +280,25 @@ mod tests {
             assert!(
                 DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
                 "{name} is read but not listed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cache_reads_only_cache_variables() {
+        let read = std::sync::Mutex::new(Vec::new());
+        let _ = CacheConfig::from_lookup(|name| {
+            read.lock().expect("lock").push(name.to_owned());
+            None
+        });
+        let read = read.into_inner().expect("lock");
+        for name in CACHE_DEPLOYMENT_VARIABLES.iter().filter(|v| **v != "LOG_FORMAT") {
+            assert!(read.iter().any(|r| r == name), "{name} is listed but not read");
+        }
+        for name in &read {
+            assert!(
+                CACHE_DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
+                "{name} is read by the cache but not listed"
             );
         }
     }

@@ -56,8 +56,8 @@ impl TestEnv {
     pub async fn patient() -> Self {
         use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
         let patient = |c: &mut Config| {
-            c.redis_timeout = Duration::from_secs(10);
-            c.redis_connect_timeout = Duration::from_secs(10);
+            c.cache.redis_timeout = Duration::from_secs(10);
+            c.cache.redis_connect_timeout = Duration::from_secs(10);
         };
         let env = Self::with_config(patient).await;
         let timeouts = TimeoutConfig::builder()
@@ -148,11 +148,11 @@ impl TestEnv {
 /// The configuration of a test app: short timeouts so fault tests end fast.
 pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
     let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
-    config.redis_url = redis_url.to_owned();
+    config.cache.redis_url = redis_url.to_owned();
     config.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
     config.table_name = "social".to_owned();
-    config.redis_timeout = Duration::from_millis(50);
-    config.redis_connect_timeout = Duration::from_millis(100);
+    config.cache.redis_timeout = Duration::from_millis(50);
+    config.cache.redis_connect_timeout = Duration::from_millis(100);
     config
 }
 

@@ -19,6 +19,7 @@ pub async fn register(app: &App, req: &Request) -> Result<Response<Body>, AppErr
         email: email.as_str().to_owned(),
         name: name.into_inner(),
         jwt_version: 1,
+        revision: 1,
         created_at: now_rfc3339(),
     };
     let user = app.users.register(NewUser { user, password_hash }).await?;
@@ -69,7 +70,7 @@ pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError>
 /// Bumps `jwtVersion`: every token issued to this user so far stops working at once.
 pub async fn logout(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    app.users.logout(&Email::parse(&user.email)?).await?;
+    app.users.logout(&user).await?;
     Ok(no_content())
 }
 
@@ -82,12 +83,12 @@ pub async fn rename(app: &App, req: &Request) -> Result<Response<Body>, AppError
     let user = app.auth.authenticate(req.headers()).await?;
     let body = JsonObject::from_request(req)?;
     let name = Name::parse(body.required_str("name")?)?;
-    let user = app.users.rename(&Email::parse(&user.email)?, name.into_inner()).await?;
+    let user = app.users.rename(&user, name.into_inner()).await?;
     Ok(json(200, &user.view()))
 }
 
 pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    app.users.delete(&Email::parse(&user.email)?).await?;
+    app.users.delete(&user).await?;
     Ok(no_content())
 }

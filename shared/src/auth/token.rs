@@ -194,6 +194,7 @@ mod tests {
             email: "a@x.io".into(),
             name: "Ada".into(),
             jwt_version: 3,
+            revision: 4,
             created_at: "2026-01-01T00:00:00.000Z".into(),
         }
     }

@@ -11,7 +11,7 @@ pub mod values;
 
 pub use comment::Comment;
 pub use post::{Post, PostPatch};
-pub use user::{User, UserView};
+pub use user::{User, UserView, Version};
 pub use values::{Caption, CommentText, Email, ImageUrl, Name, Password};
 
 /// The current instant as an RFC 3339 UTC string with millisecond precision

@@ -20,7 +20,7 @@ mod users;
 use aws_sdk_dynamodb::Client;
 
 pub use dynamo::client_from_config;
-pub use users::NewUser;
+pub use users::{is_user_key, user_from_image, NewUser};
 
 /// A page of a list: the items, and the id of the last one when more follow.
 #[derive(Debug)]

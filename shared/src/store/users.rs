@@ -1,5 +1,12 @@
-//! Users, keyed by normalized email: the lookup every authenticated request makes.
+//! Users, keyed by normalized email: the lookup every authenticated request makes, and the
+//! changes that must reach the cache.
+//!
+//! Every change bumps the item's `revision` in the same write and returns the state it left
+//! (a delete returns the deleted user), so the cache can order copies of a user
+//! ([`crate::domain::Version`]). Every change is conditioned on the user's id, so a request
+//! authenticated as an earlier user of the email can never change a later one.
 
+use aws_sdk_dynamodb::types::ReturnValue;
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, is_condition_failure, n, s, to_item};
@@ -8,9 +15,10 @@ use crate::domain::{Email, User};
 use crate::error::AppError;
 
 const PROFILE: &str = "PROFILE";
+const USER_PREFIX: &str = "USER#";
 
 fn user_pk(email: &Email) -> String {
-    format!("USER#{}", email.as_str())
+    format!("{USER_PREFIX}{}", email.as_str())
 }
 
 /// The stored user: the public fields plus the password hash, which never leaves this module
@@ -29,6 +37,13 @@ struct UserItem {
 pub struct NewUser {
     pub user: User,
     pub password_hash: String,
+}
+
+/// A change of an existing user, as one `UpdateItem`.
+enum UserUpdate {
+    /// Logout: bump `jwtVersion`, revoking every token issued so far.
+    RevokeTokens,
+    Rename(String),
 }
 
 impl Store {
@@ -77,38 +92,40 @@ impl Store {
         }
     }
 
-    /// Atomically bumps `jwtVersion`, revoking every token issued so far.
-    pub async fn bump_jwt_version(&self, email: &Email) -> Result<User, AppError> {
-        self.update_user(email, "ADD jwtVersion :one", &[(":one", n(1))], "UpdateItem logout").await
+    /// Atomically bumps `jwtVersion`, revoking every token `user` was issued so far.
+    pub async fn bump_jwt_version(&self, user: &User) -> Result<User, AppError> {
+        self.update_user(user, UserUpdate::RevokeTokens).await
     }
 
     /// Renames a user; its posts keep the name they were written under.
-    pub async fn rename_user(&self, email: &Email, name: String) -> Result<User, AppError> {
-        self.update_user(email, "SET #name = :name", &[(":name", s(name))], "UpdateItem rename").await
+    pub async fn rename_user(&self, user: &User, name: String) -> Result<User, AppError> {
+        self.update_user(user, UserUpdate::Rename(name)).await
     }
 
-    async fn update_user(
-        &self,
-        email: &Email,
-        update: &str,
-        values: &[(&str, aws_sdk_dynamodb::types::AttributeValue)],
-        operation: &'static str,
-    ) -> Result<User, AppError> {
-        let mut request = self
+    async fn update_user(&self, user: &User, update: UserUpdate) -> Result<User, AppError> {
+        let email = Email::parse(&user.email)?;
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(email)))
+            .key("pk", s(user_pk(&email)))
             .key("sk", s(PROFILE))
-            .update_expression(update)
-            .condition_expression("attribute_exists(pk)")
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        if update.contains("#name") {
-            request = request.expression_attribute_names("#name", "name");
-        }
-        for (name, value) in values {
-            request = request.expression_attribute_values(*name, value.clone());
-        }
+            .condition_expression("attribute_exists(pk) AND id = :id")
+            .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew);
+        let (request, operation) = match update {
+            UserUpdate::RevokeTokens => {
+                (request.update_expression("ADD jwtVersion :one, revision :one"), "UpdateItem logout")
+            }
+            UserUpdate::Rename(name) => (
+                request
+                    .update_expression("SET #name = :name ADD revision :one")
+                    .expression_attribute_names("#name", "name")
+                    .expression_attribute_values(":name", s(name)),
+                "UpdateItem rename",
+            ),
+        };
         match request.send().await {
             Ok(out) => {
                 let item =
@@ -120,21 +137,57 @@ impl Store {
         }
     }
 
-    /// Deletes a user; its tokens then fail the "user still exists" check.
-    pub async fn delete_user(&self, email: &Email) -> Result<(), AppError> {
+    /// Deletes `user` (and only that user of its email) and returns it as it was, so the
+    /// caller can cache the deletion's version; its tokens then fail the "user still
+    /// exists" check.
+    pub async fn delete_user(&self, user: &User) -> Result<User, AppError> {
+        let email = Email::parse(&user.email)?;
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(email)))
+            .key("pk", s(user_pk(&email)))
             .key("sk", s(PROFILE))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND id = :id")
+            .expression_attribute_values(":id", s(&user.id))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| AppError::Internal("DeleteItem user: no old item".into()))?;
+                Ok(from_item::<UserItem>("user", item)?.user)
+            }
             Err(e) if is_condition_failure(&e) => Err(AppError::Unauthorized("user is gone")),
             Err(e) => Err(classify("DeleteItem user", e)),
         }
     }
+}
+
+/// Whether a stream record's `Keys` name a user item (and not a post or a comment). Cheap: two
+/// string comparisons, no decoding.
+pub fn is_user_key(keys: &serde_dynamo::Item) -> bool {
+    let text = |name: &str| match keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
+        _ => None,
+    };
+    text("pk").is_some_and(|pk| pk.starts_with(USER_PREFIX)) && text("sk") == Some(PROFILE)
+}
+
+/// The user a stream record's image holds (`NewImage` of a write, `OldImage` of a remove).
+/// The password hash is in the image but not in the result.
+pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, AppError> {
+    /// A user item without its hash: the hash is never decoded where it is not needed.
+    #[derive(Deserialize)]
+    struct UserImage {
+        pk: String,
+        #[serde(flatten)]
+        user: User,
+    }
+    let item: UserImage =
+        serde_dynamo::from_item(image).map_err(|e| AppError::Internal(format!("unreadable user image: {e}")))?;
+    if item.pk != format!("{USER_PREFIX}{}", item.user.email) {
+        return Err(AppError::Internal("user image: email and key disagree".into()));
+    }
+    Ok(item.user)
 }

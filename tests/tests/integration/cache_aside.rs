@@ -18,7 +18,7 @@ const BOUND: Duration = Duration::from_secs(1);
 
 /// The key of a user's entry, spelled out here so the namespace itself is under test.
 fn key(email: &str) -> String {
-    format!("user:v1:{email}")
+    format!("user:v2:{email}")
 }
 
 async fn raw_entry(env: &TestEnv, email: &str) -> Option<Vec<u8>> {
@@ -136,7 +136,7 @@ async fn a_miss_makes_exactly_one_dynamodb_call_and_populates_the_cache() {
     assert_eq!(cached["user"]["email"], user["email"]);
     assert_eq!(cached["user"]["name"], user["name"]);
     assert_eq!(cached["user"]["jwtVersion"], 1);
-    assert_jittered_ttl(&env, &key(&email), env.app.config.cache_ttl).await;
+    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.cache_ttl).await;
 
     let res = env.send(me(&token)).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
@@ -146,8 +146,8 @@ async fn a_miss_makes_exactly_one_dynamodb_call_and_populates_the_cache() {
 #[tokio::test]
 async fn every_key_has_a_ttl_jittered_within_ten_percent() {
     let env = TestEnv::new().await;
-    let ttl = env.app.config.cache_ttl;
-    let negative_ttl = env.app.config.negative_cache_ttl;
+    let ttl = env.app.config.cache.cache_ttl;
+    let negative_ttl = env.app.config.cache.negative_cache_ttl;
     let (token, user) = env.new_user("Ttl").await;
     let email = email_of(&user);
 
@@ -187,20 +187,22 @@ async fn every_key_has_a_ttl_jittered_within_ten_percent() {
 }
 
 #[tokio::test]
-async fn deleting_a_user_refuses_its_token_at_once_from_a_short_lived_negative_entry() {
+async fn deleting_a_user_refuses_its_token_at_once_from_a_tombstone() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Gone").await;
     let email = email_of(&user);
 
     let res = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(entry(&env, &email).await, json!({"kind": "absent"}));
-    let negative = assert_jittered_ttl(&env, &key(&email), env.app.config.negative_cache_ttl).await;
-    assert!(negative < pttl_floor(env.app.config.cache_ttl), "a negative entry is short-lived: {negative} ms");
+    // The tombstone names the deleted user and the revision after its last (registration: 1),
+    // and lives as long as the user's entry would have, so no late write of the user's old
+    // state can land over it.
+    assert_eq!(entry(&env, &email).await, json!({"id": user["id"], "rev": 2, "kind": "absent"}));
+    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.cache_ttl).await;
 
     env.dynamo.calls.reset();
     env.send(me(&token)).await.assert_error(401, "unauthorized");
-    assert_eq!(env.dynamo.calls.total(), 0, "the negative entry answers without DynamoDB");
+    assert_eq!(env.dynamo.calls.total(), 0, "the tombstone answers without DynamoDB");
 }
 
 #[tokio::test]
@@ -216,8 +218,8 @@ async fn a_miss_for_a_deleted_user_caches_its_absence_briefly() {
     env.send(me(&token)).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
     assert_eq!(env.dynamo.calls.total(), 1);
-    assert_eq!(entry(&env, &email).await, json!({"kind": "absent"}));
-    assert_jittered_ttl(&env, &key(&email), env.app.config.negative_cache_ttl).await;
+    assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
+    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.negative_cache_ttl).await;
 
     env.send(me(&token)).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 1, "the next request makes no DynamoDB call");
@@ -230,14 +232,14 @@ async fn registration_replaces_a_negative_entry_so_the_new_user_works_at_once() 
 
     // A request for the not-yet-registered email leaves a negative entry.
     env.send(me(&signed_token("01NOBODY", &email))).await.assert_error(401, "unauthorized");
-    assert_eq!(entry(&env, &email).await, json!({"kind": "absent"}));
+    assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
 
     let registered = env.register(&email, "Late").await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
     let cached = entry(&env, &email).await;
     assert_eq!(cached["kind"], "user", "registration overwrites the negative entry: {cached}");
     assert_eq!(cached["user"]["id"], registered.body["id"]);
-    assert_jittered_ttl(&env, &key(&email), env.app.config.cache_ttl).await;
+    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.cache_ttl).await;
 
     let login = env.login(&email).await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
@@ -303,7 +305,7 @@ async fn assert_bad_entry_is_replaced(env: &TestEnv, token: &str, user: &Value, 
     assert_eq!(cached["user"]["id"], user["id"]);
     assert_eq!(cached["user"]["email"], user["email"]);
     assert_eq!(cached["user"]["name"], user["name"]);
-    assert_jittered_ttl(env, &key(&email), env.app.config.cache_ttl).await;
+    assert_jittered_ttl(env, &key(&email), env.app.config.cache.cache_ttl).await;
 
     let res = env.send(me(token)).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
@@ -364,7 +366,7 @@ async fn the_cached_value_never_holds_the_password_hash() {
             let mut fields: Vec<&str> =
                 value["user"].as_object().expect("user object").keys().map(String::as_str).collect();
             fields.sort_unstable();
-            assert_eq!(fields, ["createdAt", "email", "id", "jwtVersion", "name"]);
+            assert_eq!(fields, ["createdAt", "email", "id", "jwtVersion", "name", "revision"]);
         }
     };
 
@@ -396,9 +398,9 @@ async fn keys_are_namespaced_user_v1_by_normalized_email() {
 
     let keys = all_keys(&env).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(keys.contains(&format!("user:v1:{email}")), "{keys:?}");
+    assert!(keys.contains(&format!("user:v2:{email}")), "{keys:?}");
     for k in &keys {
-        assert!(k.starts_with("user:v1:"), "key outside the namespace: {k}");
+        assert!(k.starts_with("user:v2:"), "key outside the namespace: {k}");
     }
 }
 
@@ -444,7 +446,7 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
 #[tokio::test]
 async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
     let silent = SilentServer::start().await;
-    let env = TestEnv::with_config(|c| c.redis_url = silent.url()).await;
+    let env = TestEnv::with_config(|c| c.cache.redis_url = silent.url()).await;
 
     let (registered, took) = timed(
         &env,
@@ -527,8 +529,8 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
     let proxy_url = format!("redis://{}", listener.local_addr().expect("addr"));
     let mut upstream = String::new();
     let env = TestEnv::with_config(|c| {
-        upstream = c.redis_url.trim_start_matches("redis://").to_owned();
-        c.redis_url = proxy_url;
+        upstream = c.cache.redis_url.trim_start_matches("redis://").to_owned();
+        c.cache.redis_url = proxy_url;
     })
     .await;
     let proxy = FreezingProxy::start(listener, upstream);
@@ -572,7 +574,7 @@ async fn a_dead_redis_at_cold_start_does_not_fail_init() {
     }; // dropped: nothing listens there now
     let closed_url = format!("redis://127.0.0.1:{closed_port}");
 
-    let env = TestEnv::with_config(|c| c.redis_url = closed_url.clone()).await;
+    let env = TestEnv::with_config(|c| c.cache.redis_url = closed_url.clone()).await;
     let config = integration_tests::test_config(&closed_url, &env.dynamo.endpoint);
     let app = App::build(config, env.dynamo.client.clone(), Secret::new(TEST_SECRET), None);
     assert!(app.is_ok(), "App::build must not need Redis");

@@ -50,7 +50,7 @@ fn email_of(user: &Value) -> String {
 }
 
 fn key(email: &str) -> String {
-    format!("user:v1:{email}")
+    format!("user:v2:{email}")
 }
 
 async fn timed(env: &TestEnv, request: ApiRequest) -> (ApiResponse, Duration) {
@@ -243,8 +243,8 @@ async fn redis_fault_mid_run(fault: RedisFault) {
     const BACK_AT: usize = 400;
 
     let redis = Redis::start().await;
-    let env = TestEnv::with_config(|c| c.redis_url = redis.url()).await;
-    let timeout = env.app.config.redis_timeout;
+    let env = TestEnv::with_config(|c| c.cache.redis_url = redis.url()).await;
+    let timeout = env.app.config.cache.redis_timeout;
     let (token, user) = env.new_user("Outage").await;
     let email = Email::parse(&email_of(&user)).expect("email");
     assert_eq!(env.send(me(&token)).await.status, 200);

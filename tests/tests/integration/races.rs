@@ -179,7 +179,7 @@ async fn twenty_concurrent_registrations_of_one_email_make_exactly_one_user() {
         .await
         .assert_error(401, "invalid_credentials");
     let mut conn = env.redis.connection().await.expect("redis");
-    let cached: String = conn.get(format!("user:v1:{email}")).await.expect("GET");
+    let cached: String = conn.get(format!("user:v2:{email}")).await.expect("GET");
     let cached: Value = serde_json::from_str(&cached).expect("JSON");
     assert_eq!(cached["user"]["id"], user["id"], "the cache holds the winner");
     let token = login.body["token"].as_str().expect("token");

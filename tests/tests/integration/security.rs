@@ -223,7 +223,7 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
         assert!(env.send(request).await.status < 300);
     }
     let mut conn = env.redis.connection().await.expect("redis");
-    let _: i64 = redis::AsyncCommands::del(&mut conn, format!("user:v1:{email}")).await.expect("DEL");
+    let _: i64 = redis::AsyncCommands::del(&mut conn, format!("user:v2:{email}")).await.expect("DEL");
     assert_eq!(env.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200, "a miss");
 
     // Failed logins.

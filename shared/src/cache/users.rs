@@ -1,0 +1,193 @@
+//! The user cache-aside: Redis first, DynamoDB on a miss, then Redis again.
+//!
+//! - **Read** ([`Users::find`]): `GET user:v2:<email>`. A hit returns with no DynamoDB call. A
+//!   miss reads DynamoDB (strongly consistent) and writes the answer back: the user, or "none"
+//!   for a short while.
+//! - **Change** (register, logout, rename, delete): DynamoDB first, in one conditional write
+//!   that bumps the user's revision and returns the new state; then that state is written over
+//!   the entry, so the very next request sees it. A delete leaves a tombstone naming the
+//!   deleted user and its next revision.
+//! - **Order cannot matter**: every write is the compare-and-set of [`RedisCache::put`], which
+//!   keeps the newer state ([`Version`]). A write-back holding a read from before a change, a
+//!   slow change landing after a later one, a stream record delivered twice or late: none can
+//!   put an older state over a newer one.
+//! - **Loss cannot matter**: a change whose write never lands (Redis down, refusing writes,
+//!   failing over) reaches the cache anyway: DynamoDB's stream carries every change to the
+//!   `cache-sync` function, which applies it through the same compare-and-set.
+//! - **Never the truth**: every Redis call is bounded by `REDIS_TIMEOUT_MS`. On timeout or error
+//!   the request is served from DynamoDB (and does not spend a second timeout writing back).
+//!   A corrupt entry, one of another format, or one for another email is a miss and is
+//!   overwritten. The cached value never holds the password hash.
+
+use super::{Entry, Lookup, RedisCache, WriteOutcome};
+use crate::domain::{Email, User, Version};
+use crate::error::AppError;
+use crate::store::{NewUser, Store};
+
+/// What the cache said on a read, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Served from Redis.
+    Hit,
+    /// Redis had nothing usable (or something provably older than the caller's token);
+    /// DynamoDB answered.
+    Miss,
+    /// Redis said "no such user".
+    Negative,
+    /// Redis failed or was too slow; DynamoDB answered.
+    Error,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Negative => "negative",
+            CacheOutcome::Error => "error",
+        }
+    }
+}
+
+/// What a caller knows of the truth without asking: a token proves that its user existed with at
+/// least its `jwtVersion` when it was issued (tokens are issued from DynamoDB). An entry older
+/// than that missed a change, and only DynamoDB can say what the change was.
+#[derive(Debug, Clone, Copy)]
+pub struct AtLeast<'a> {
+    pub id: &'a str,
+    pub jwt_version: u64,
+}
+
+/// The users as the functions see them: the store, fronted by the cache.
+#[derive(Clone)]
+pub struct Users {
+    store: Store,
+    cache: RedisCache,
+}
+
+impl Users {
+    pub fn new(store: Store, cache: RedisCache) -> Self {
+        Users { store, cache }
+    }
+
+    pub fn cache(&self) -> &RedisCache {
+        &self.cache
+    }
+
+    /// The user with this email, cache-aside, and where the answer came from. An entry
+    /// provably older than `at_least` is not trusted: DynamoDB is read and the entry rewritten.
+    /// A token *older* than the entry is refused from the cache, so a revoked token costs no
+    /// DynamoDB call.
+    pub async fn find(
+        &self,
+        email: &Email,
+        at_least: Option<AtLeast<'_>>,
+    ) -> Result<(Option<User>, CacheOutcome), AppError> {
+        match self.cache.lookup(email).await {
+            Lookup::Found(user) if at_least.is_some_and(|t| user_older_than(&user, t)) => {
+                tracing::warn!("cache entry older than the token; reading DynamoDB");
+            }
+            Lookup::Found(user) => return Ok((Some(user), CacheOutcome::Hit)),
+            Lookup::Absent { id } if at_least.is_some_and(|t| !id.is_empty() && id.as_str() < t.id) => {
+                tracing::warn!("cache entry names a user deleted before the token's; reading DynamoDB");
+            }
+            Lookup::Absent { .. } => return Ok((None, CacheOutcome::Negative)),
+            // Redis just failed: do not spend a second timeout writing back to it.
+            Lookup::Failed => return Ok((self.store.get_user(email).await?, CacheOutcome::Error)),
+            Lookup::Empty => {}
+        }
+        let user = self.store.get_user(email).await?;
+        let entry = match &user {
+            Some(user) => Entry::User(user.clone()),
+            None => Entry::Absent(Version::NONE),
+        };
+        self.cache.put(email, &entry).await;
+        Ok((user, CacheOutcome::Miss))
+    }
+
+    /// The user and its password hash, straight from DynamoDB: the hash is never cached.
+    pub async fn credentials(&self, email: &Email) -> Result<Option<(User, String)>, AppError> {
+        self.store.get_user_with_hash(email).await
+    }
+
+    /// Creates the user and caches it over any "no such user" entry, so it can log in at once.
+    pub async fn register(&self, new: NewUser) -> Result<User, AppError> {
+        let user = self.store.create_user(new).await?;
+        self.publish(&user.email, Entry::User(user.clone())).await;
+        Ok(user)
+    }
+
+    /// Revokes every token `user` was issued so far by bumping `jwtVersion`.
+    pub async fn logout(&self, user: &User) -> Result<User, AppError> {
+        let user = self.store.bump_jwt_version(user).await?;
+        self.publish(&user.email, Entry::User(user.clone())).await;
+        Ok(user)
+    }
+
+    pub async fn rename(&self, user: &User, name: String) -> Result<User, AppError> {
+        let user = self.store.rename_user(user, name).await?;
+        self.publish(&user.email, Entry::User(user.clone())).await;
+        Ok(user)
+    }
+
+    pub async fn delete(&self, user: &User) -> Result<(), AppError> {
+        let deleted = self.store.delete_user(user).await?;
+        self.publish(&deleted.email, Entry::Absent(deleted.deleted())).await;
+        Ok(())
+    }
+
+    /// Writes a change through to the cache after DynamoDB took it. If Redis cannot take it
+    /// now, the change is not lost: the table's stream brings it to `cache-sync`, which
+    /// writes it as soon as Redis takes writes again.
+    async fn publish(&self, email: &str, entry: Entry) {
+        let Ok(email) = Email::parse(email) else { return };
+        if self.cache.put(&email, &entry).await == WriteOutcome::Failed {
+            tracing::warn!(
+                revision = entry.version().revision,
+                "cache not updated after a user change; the stream sync will apply it"
+            );
+        }
+    }
+}
+
+/// Whether a cached user is provably older than what a token proves: ids (ULIDs) and
+/// `jwtVersion`s only grow, so a token newer than the entry means the entry missed a change (a
+/// logout whose write never landed, or a delete and a new registration of the email).
+fn user_older_than(cached: &User, token: AtLeast<'_>) -> bool {
+    if cached.id == token.id {
+        cached.jwt_version < token.jwt_version
+    } else {
+        cached.id.as_str() < token.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, jwt_version: u64) -> User {
+        User {
+            id: id.into(),
+            email: "a@x.io".into(),
+            name: "A".into(),
+            jwt_version,
+            revision: jwt_version,
+            created_at: "t".into(),
+        }
+    }
+
+    fn token(id: &str, jwt_version: u64) -> AtLeast<'_> {
+        AtLeast { id, jwt_version }
+    }
+
+    #[test]
+    fn only_a_token_newer_than_the_entry_sends_the_lookup_to_dynamodb() {
+        let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
+        assert!(!user_older_than(&user(old, 2), token(old, 2)), "current");
+        assert!(!user_older_than(&user(old, 2), token(old, 1)), "revoked token");
+        assert!(user_older_than(&user(old, 1), token(old, 2)), "entry missed a logout");
+        assert!(!user_older_than(&user(new, 1), token(old, 1)), "token of an earlier user");
+        assert!(!user_older_than(&user(new, 1), token(old, 5)), "an earlier user's version says nothing");
+        assert!(user_older_than(&user(old, 1), token(new, 1)), "entry missed a delete and re-registration");
+    }
+}
