@@ -7,7 +7,7 @@ use lambda_http::{service_fn, Body, Request, Response};
 
 use crate::auth::{Authenticator, TokenKeys};
 use crate::cache::{RedisCache, Users};
-use crate::config::{validate_jwt_secret, Config, ConfigError, Secret, SecretSource};
+use crate::config::{validate_jwt_secret, CacheConfig, Config, ConfigError, Secret, SecretSource};
 use crate::cursor::CursorCodec;
 use crate::store::{client_from_config, Store};
 
@@ -34,15 +34,14 @@ impl App {
     pub async fn from_config(config: Config) -> Result<Self, InitError> {
         install_crypto_provider();
         let dynamo = client_from_config(&config).await;
-        let secrets = SecretFetcher::new(&config).await;
+        let needs_secrets = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
+            || config.cache.redis_password_secret_arn.is_some();
+        let secrets = SecretFetcher::new(needs_secrets).await;
         let jwt_secret = match &config.jwt_secret {
             SecretSource::Value(secret) => secret.clone(),
             SecretSource::SecretsManager { arn } => validate_jwt_secret(secrets.fetch(arn).await?.expose().to_owned())?,
         };
-        let redis_password = match &config.cache.redis_password_secret_arn {
-            Some(arn) => Some(secrets.fetch(arn).await?),
-            None => None,
-        };
+        let redis_password = secrets.cache_password(&config.cache).await?;
         Self::build(config, dynamo, jwt_secret, redis_password)
     }
 
@@ -102,15 +101,23 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when
+/// the configuration names one, and the (lazy) connection.
+pub async fn cache_from_config(config: &CacheConfig) -> Result<RedisCache, InitError> {
+    install_crypto_provider();
+    let secrets = SecretFetcher::new(config.redis_password_secret_arn.is_some()).await;
+    let password = secrets.cache_password(config).await?;
+    Ok(RedisCache::new(config, password)?)
+}
+
 /// Secrets Manager, used only at init and only when a secret is given by ARN.
 struct SecretFetcher {
     client: Option<aws_sdk_secretsmanager::Client>,
 }
 
 impl SecretFetcher {
-    async fn new(config: &Config) -> Self {
-        let needed = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
-            || config.cache.redis_password_secret_arn.is_some();
+    /// A client when `needed`, none otherwise (so no init time is spent on it).
+    async fn new(needed: bool) -> Self {
         if !needed {
             return SecretFetcher { client: None };
         }
@@ -121,6 +128,14 @@ impl SecretFetcher {
             .http_client(crate::sdk::http_client(None))
             .build();
         SecretFetcher { client: Some(aws_sdk_secretsmanager::Client::from_conf(config)) }
+    }
+
+    /// The cache's AUTH token, if the configuration names its secret.
+    async fn cache_password(&self, config: &CacheConfig) -> Result<Option<Secret>, InitError> {
+        match &config.redis_password_secret_arn {
+            Some(arn) => Ok(Some(self.fetch(arn).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn fetch(&self, arn: &str) -> Result<Secret, InitError> {

@@ -9,7 +9,9 @@
 
 pub mod dynamo;
 pub mod events;
+pub mod redis_proxy;
 pub mod redis_server;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -21,7 +23,9 @@ use shared::App;
 
 pub use dynamo::{CallCounter, Dynamo};
 pub use events::{ApiRequest, ApiResponse};
+pub use redis_proxy::{RedisProxy, WriteFault};
 pub use redis_server::{RedisServer, SilentServer};
+pub use sync::{InProcess, StreamSync};
 
 /// The signing secret of every test app.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -76,19 +80,21 @@ impl TestEnv {
 
     /// Sends a request through the function that serves its path, as API Gateway would.
     pub async fn send(&self, request: ApiRequest) -> ApiResponse {
-        let event = request.to_v2_event();
-        self.invoke_event(&event.to_string(), &request.path).await
+        send_to(&self.app, request).await
     }
 
     /// Deserializes a raw event with `lambda_http` and runs it through the right handler.
     pub async fn invoke_event(&self, event: &str, path: &str) -> ApiResponse {
-        let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
-        let response: Response<Body> = match function_for(path) {
-            "users" => users_fn::handle(&self.app, req).await,
-            "comments" => comments_fn::handle(&self.app, req).await,
-            _ => posts_fn::handle(&self.app, req).await,
-        };
-        ApiResponse::from(response)
+        invoke_event(&self.app, event, path).await
+    }
+
+    /// Another Lambda instance of the functions on this world's table: its own DynamoDB client
+    /// and its own connection to the Redis at `redis_url` (this world's, or a proxy in front of
+    /// it), as two instances in production share nothing but the services.
+    pub fn instance(&self, redis_url: &str) -> App {
+        let config = test_config(redis_url, &self.dynamo.endpoint);
+        let client = dynamo::client_for(&self.dynamo.endpoint, None);
+        App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds")
     }
 
     pub async fn register(&self, email: &str, name: &str) -> ApiResponse {
@@ -143,6 +149,23 @@ impl TestEnv {
             }
         }
     }
+}
+
+/// Sends a request to `app` through the function that serves its path, as API Gateway would.
+pub async fn send_to(app: &App, request: ApiRequest) -> ApiResponse {
+    let event = request.to_v2_event();
+    invoke_event(app, &event.to_string(), &request.path).await
+}
+
+/// Deserializes a raw event with `lambda_http` and runs it through `app`'s right handler.
+pub async fn invoke_event(app: &App, event: &str, path: &str) -> ApiResponse {
+    let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
+    let response: Response<Body> = match function_for(path) {
+        "users" => users_fn::handle(app, req).await,
+        "comments" => comments_fn::handle(app, req).await,
+        _ => posts_fn::handle(app, req).await,
+    };
+    ApiResponse::from(response)
 }
 
 /// The configuration of a test app: short timeouts so fault tests end fast.

@@ -4,10 +4,13 @@ use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `redis-server` child process on a free loopback port; killed on drop.
+/// A `redis-server` child process on a free loopback port, with its own working directory
+/// (nothing it writes, such as a replication snapshot, can reach another server or the
+/// repository); killed on drop.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    dir: std::path::PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -20,7 +23,9 @@ fn redis_binary() -> String {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let mut server = RedisServer { port: free_port(), child: None };
+        let dir = std::env::temp_dir().join(format!("redis-test-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("a working directory for redis-server");
+        let mut server = RedisServer { port: free_port(), child: None, dir };
         server.restart().await;
         server
     }
@@ -33,6 +38,8 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         let child = Command::new(redis_binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -67,6 +74,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

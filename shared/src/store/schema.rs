@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -12,8 +12,8 @@ use super::FEED_INDEX;
 /// Attribute names of the table's keys and of the feed index's keys.
 pub const KEY_ATTRIBUTES: [&str; 4] = ["pk", "sk", "gsi1pk", "gsi1sk"];
 
-/// Creates the table (on-demand, `pk`/`sk`, feed index `gsi1` on `gsi1pk`/`gsi1sk`).
-/// An existing table is left as it is.
+/// Creates the table (on-demand, `pk`/`sk`, feed index `gsi1` on `gsi1pk`/`gsi1sk`, a stream
+/// of new and old images for `cache-sync`). An existing table is left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -38,7 +38,14 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
-        .global_secondary_indexes(index);
+        .global_secondary_indexes(index)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
     for name in KEY_ATTRIBUTES {
         request = request.attribute_definitions(attr(name)?);
     }

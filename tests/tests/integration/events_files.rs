@@ -130,6 +130,9 @@ async fn check_samples(dir: &Path) -> Vec<String> {
     let mut checked = Vec::new();
     for file in &files {
         let name = file.strip_prefix(dir).unwrap_or(file).display().to_string().trim_start_matches('/').to_owned();
+        if name.starts_with("cache-sync/") {
+            continue; // DynamoDB stream events, not API Gateway's: cache_sync.rs runs them
+        }
         let raw = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(PLACEHOLDERS.iter().any(|p| raw.contains(p)), "{name}: every sample carries a placeholder");
 

@@ -94,6 +94,10 @@ impl Redis {
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned());
         let child = Command::new(bin)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // Never a snapshot in (or from) the working directory.
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .args(["--dbfilename", &format!("faults-{}-{}.rdb", self.port, ulid::Ulid::new())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,5 +1,7 @@
 mod bad_input;
 mod cache_aside;
+mod cache_sync;
+mod coherence;
 mod comments_api;
 mod events_files;
 mod faults;

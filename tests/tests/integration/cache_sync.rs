@@ -1,0 +1,291 @@
+//! The `cache-sync` function and the stream that feeds it: every user change in DynamoDB
+//! reaches the cache by itself, whatever became of the change's own cache write; records
+//! delivered twice, late or out of order leave the newest state; a bad record is reported
+//! alone; a Redis that cannot take writes fails the batch so it is retried.
+//!
+//! Records are real: the table's stream in dynoxide, read by the local event source mapping
+//! (`stream_poller`), as the Lambda event `aws_lambda_events` describes.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use integration_tests::sync::{poller, InProcess};
+use integration_tests::{unique_email, ApiRequest, RedisServer, StreamSync, TestEnv};
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use shared::cache::RedisCache;
+use stream_poller::Invoke;
+
+const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+
+/// How long a change may take to reach the cache through the stream (the contract: 5 s).
+const SYNC_BOUND: Duration = Duration::from_secs(5);
+
+fn key(email: &str) -> String {
+    format!("user:v2:{email}")
+}
+
+async fn raw_entry(redis: &RedisServer, email: &str) -> Option<Value> {
+    let mut conn = redis.connection().await.expect("redis connection");
+    let raw: Option<Vec<u8>> = conn.get(key(email)).await.expect("GET");
+    raw.map(|raw| serde_json::from_slice(&raw).expect("entry is JSON"))
+}
+
+/// Waits until `email`'s entry satisfies `check`, at most `SYNC_BOUND`; returns how long.
+async fn wait_for_entry(redis: &RedisServer, email: &str, check: impl Fn(&Value) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let entry = raw_entry(redis, email).await;
+        if entry.as_ref().is_some_and(&check) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < SYNC_BOUND, "{email}: entry {entry:?} after {SYNC_BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A function that records what it is given and answers "all done".
+#[derive(Default)]
+struct Capture {
+    records: Mutex<Vec<EventRecord>>,
+}
+
+impl Invoke for Capture {
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        self.records.lock().expect("lock").extend(event.records);
+        Ok(DynamoDbEventResponse::default())
+    }
+}
+
+/// Every record the table's stream holds so far.
+async fn stream_records(env: &TestEnv) -> Vec<EventRecord> {
+    let capture = Capture::default();
+    let mut poller = poller(&env.dynamo.endpoint).await;
+    poller.drain(&capture, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
+    capture.records.into_inner().expect("lock")
+}
+
+fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
+    let pk = format!("USER#{email}");
+    records
+        .iter()
+        .filter(|r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if *s == pk))
+        .cloned()
+        .collect()
+}
+
+fn sync_cache(redis: &RedisServer) -> RedisCache {
+    InProcess::new(&redis.url()).cache
+}
+
+/// A world whose functions cannot reach Redis at all (a closed port), so every change's own
+/// cache write fails, and the sync on the real Redis.
+async fn env_whose_writes_never_land() -> (TestEnv, integration_tests::RedisServer) {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let env = TestEnv::with_config(|c| c.cache.redis_url = format!("redis://127.0.0.1:{closed}")).await;
+    let redis = RedisServer::start().await;
+    (env, redis)
+}
+
+#[tokio::test]
+async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_write_never_lands() {
+    let (env, redis) = env_whose_writes_never_land().await;
+    let _sync = StreamSync::start(&env.dynamo.endpoint, &redis.url()).await;
+
+    let (token, user) = env.new_user("Synced").await;
+    let email = user["email"].as_str().expect("email").to_owned();
+    let took = wait_for_entry(&redis, &email, |e| e["kind"] == "user" && e["rev"] == 1).await;
+    println!("registration reached the cache through the stream in {took:?}");
+
+    let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+    wait_for_entry(&redis, &email, |e| e["user"]["name"] == "Renamed" && e["rev"] == 2).await;
+
+    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    wait_for_entry(&redis, &email, |e| e["user"]["jwtVersion"] == 2 && e["rev"] == 3).await;
+
+    let fresh = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let res = env.send(ApiRequest::delete("/users/me").bearer(&fresh)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    wait_for_entry(&redis, &email, |e| *e == json!({"id": user["id"], "rev": 4, "kind": "absent"})).await;
+
+    // The entry never holds the hash, though every stream image does.
+    let text = raw_entry(&redis, &email).await.map(|e| e.to_string()).unwrap_or_default();
+    assert!(!text.contains("argon2") && !text.to_lowercase().contains("hash"), "{text}");
+    let ttl: i64 = redis.connection().await.expect("conn").pttl(key(&email)).await.expect("PTTL");
+    assert!(ttl > 0, "the tombstone has a TTL");
+}
+
+#[tokio::test]
+async fn duplicated_reordered_and_stale_records_leave_the_newest_state() {
+    let (env, redis) = env_whose_writes_never_land().await;
+    let (token, user) = env.new_user("Shuffled").await;
+    let email = user["email"].as_str().expect("email").to_owned();
+    for name in ["Two", "Three", "Four"] {
+        let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": name}))).await;
+        assert_eq!(res.status, 200, "{}", res.raw_body);
+    }
+    let records = user_records(&stream_records(&env).await, &email);
+    assert_eq!(records.len(), 4, "one record per change: register and three renames");
+    let cache = sync_cache(&redis);
+    let newest = |entry: &Value| entry["rev"] == 4 && entry["user"]["name"] == "Four";
+
+    // Newest first, then each older one: every older record is stale.
+    let mut reversed = records.clone();
+    reversed.reverse();
+    let (response, report) = cache_sync_fn::apply(&cache, reversed).await.expect("applied");
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.applied, report.stale), (1, 3), "{report:?}");
+    assert!(newest(&raw_entry(&redis, &email).await.expect("entry")));
+
+    // Every record twice, interleaved, in a scrambled order: still the newest.
+    let order = [2, 0, 3, 1, 1, 3, 0, 2];
+    let scrambled: Vec<EventRecord> = order.iter().map(|&i| records[i].clone()).collect();
+    let (_, report) = cache_sync_fn::apply(&cache, scrambled).await.expect("applied");
+    assert_eq!(report.applied + report.stale, 8);
+    assert!(newest(&raw_entry(&redis, &email).await.expect("entry")));
+
+    // A stale record arriving alone, late, changes nothing.
+    let (_, report) = cache_sync_fn::apply(&cache, vec![records[0].clone()]).await.expect("applied");
+    assert_eq!((report.applied, report.stale), (0, 1));
+    assert!(newest(&raw_entry(&redis, &email).await.expect("entry")));
+}
+
+#[tokio::test]
+async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order() {
+    let (env, redis) = env_whose_writes_never_land().await;
+    let email = unique_email("Reborn");
+    assert_eq!(env.register(&email, "First").await.status, 201);
+    let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    assert_eq!(env.send(ApiRequest::delete("/users/me").bearer(&first)).await.status, 204);
+    let second = env.register(&email, "Second").await;
+    assert_eq!(second.status, 201);
+
+    let records = user_records(&stream_records(&env).await, &email);
+    assert_eq!(records.len(), 3, "insert, remove, insert");
+    let cache = sync_cache(&redis);
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1]] {
+        let mut conn = redis.connection().await.expect("conn");
+        let _: i64 = conn.del(key(&email)).await.expect("DEL");
+        let batch = order.iter().map(|&i| records[i].clone()).collect();
+        cache_sync_fn::apply(&cache, batch).await.expect("applied");
+        let entry = raw_entry(&redis, &email).await.expect("entry");
+        assert_eq!(entry["user"]["id"], second.body["id"], "order {order:?}: {entry}");
+    }
+}
+
+#[tokio::test]
+async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
+    let (env, redis) = env_whose_writes_never_land().await;
+    let (_, a) = env.new_user("Alpha").await;
+    let (_, b) = env.new_user("Beta").await;
+    let records = stream_records(&env).await;
+    let good_a = user_records(&records, a["email"].as_str().expect("email"));
+    let good_b = user_records(&records, b["email"].as_str().expect("email"));
+    let mut bad = good_a[0].clone();
+    bad.change.new_image.insert("jwtVersion".into(), serde_dynamo::AttributeValue::S("not a number".into()));
+    bad.change.sequence_number = Some("100000000000000009999".into());
+
+    let batch = vec![good_a[0].clone(), bad, good_b[0].clone()];
+    let (response, report) = cache_sync_fn::apply(&sync_cache(&redis), batch).await.expect("the batch as a whole");
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, [Some("100000000000000009999".to_owned())], "only the bad record is reported");
+    assert_eq!((report.applied, report.failed), (2, 1));
+    for user in [&a, &b] {
+        let entry = raw_entry(&redis, user["email"].as_str().expect("email")).await.expect("applied");
+        assert_eq!(entry["user"]["id"], user["id"]);
+    }
+}
+
+#[tokio::test]
+async fn a_redis_that_cannot_take_writes_fails_the_batch() {
+    let env = TestEnv::new().await;
+    env.new_user("Retried").await;
+    let records = stream_records(&env).await;
+    assert!(!records.is_empty());
+
+    // Down: a closed port.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let down = InProcess::new(&format!("redis://127.0.0.1:{closed}"));
+    assert!(cache_sync_fn::apply(&down.cache, records.clone()).await.is_err(), "Redis down must fail the batch");
+    let mut event = Event::default();
+    event.records = records.clone();
+    assert!(down.invoke(event).await.is_err(), "the handler fails the invocation, so Lambda retries it");
+
+    // Up, but refusing writes (a replica that lost its primary: `min-replicas-to-write`).
+    let mut conn = env.redis.connection().await.expect("conn");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG");
+    let refusing = InProcess::new(&env.redis.url());
+    assert!(cache_sync_fn::apply(&refusing.cache, records.clone()).await.is_err(), "refused writes fail the batch");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG");
+    assert!(cache_sync_fn::apply(&refusing.cache, records).await.is_ok(), "the retry lands once Redis takes writes");
+}
+
+#[tokio::test]
+async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
+    let (env, redis) = env_whose_writes_never_land().await;
+    let (token, _) = env.new_user("Author").await;
+    let post = env.new_post(&token, "not a user").await;
+    let post_id = post["id"].as_str().expect("id");
+    let res = env
+        .send(ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(&token).json(json!({"text": "hi"})))
+        .await;
+    assert_eq!(res.status, 201);
+    let records: Vec<EventRecord> = stream_records(&env)
+        .await
+        .into_iter()
+        .filter(
+            |r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if s.starts_with("POST#")),
+        )
+        .collect();
+    assert!(records.len() >= 3, "the post, the comment, the count: {}", records.len());
+
+    let (response, report) = cache_sync_fn::apply(&sync_cache(&redis), records.clone()).await.expect("applied");
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.ignored, report.applied), (records.len(), 0));
+    let mut conn = redis.connection().await.expect("conn");
+    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    assert!(keys.is_empty(), "nothing written for posts and comments: {keys:?}");
+}
+
+#[tokio::test]
+async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
+    let redis = RedisServer::start().await;
+    let raw =
+        std::fs::read_to_string(format!("{EVENTS_DIR}/cache-sync/stream.json")).expect("events/cache-sync/stream.json");
+    // What lambda_runtime does with the payload before the handler sees it.
+    let event: Event = serde_json::from_str(&raw).expect("a DynamoDB stream event");
+    let function = InProcess::new(&redis.url());
+    let response = function.invoke(event).await.expect("applied");
+    assert!(response.batch_item_failures.is_empty());
+
+    let modified = raw_entry(&redis, "sample.stream@example.com").await.expect("the MODIFY");
+    assert_eq!(modified["user"]["jwtVersion"], 2);
+    assert_eq!(modified["rev"], 2);
+    let removed = raw_entry(&redis, "sample.gone@example.com").await.expect("the REMOVE");
+    assert_eq!(removed, json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": 5, "kind": "absent"}));
+    let mut conn = redis.connection().await.expect("conn");
+    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    assert_eq!(keys.len(), 2, "the post record is skipped: {keys:?}");
+}

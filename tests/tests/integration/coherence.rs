@@ -1,0 +1,367 @@
+//! Cache coherence across instances and cache failures: a revoked token never passes.
+//!
+//! Two Lambda instances are two [`App`]s with their own Redis connections and DynamoDB
+//! clients, on one `redis-server` and one table, as in production. Instance A reaches Redis
+//! through a [`RedisProxy`] that can hold, drop or refuse its writes; B's link is clean. Each
+//! race starts A's change, waits until the proxy holds A's cache write, makes B's conflicting
+//! change, lets A's write land late, and then checks, through both instances, that the revoked
+//! token is refused on every request and that the entry equals DynamoDB's item. No stream sync
+//! runs in the races: the compare-and-set alone must keep the order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    send_to, unique_email, ApiRequest, ApiResponse, RedisProxy, RedisServer, StreamSync, TestEnv, WriteFault, PASSWORD,
+};
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use shared::cache::{decode_entry, Cached};
+use shared::domain::Email;
+use shared::App;
+
+/// How long the proxy holds each of A's writes: far past A's 50 ms Redis timeout, so A's
+/// request is long done (served from DynamoDB) when its write lands.
+const HOLD: Duration = Duration::from_millis(400);
+
+/// Requests checked after each race, alternating between the instances.
+const CHECKS: usize = 20;
+
+/// A and B on one Redis and one table; A behind the proxy.
+struct TwoInstances {
+    env: TestEnv,
+    proxy: RedisProxy,
+    a: Arc<App>,
+    b: Arc<App>,
+}
+
+impl TwoInstances {
+    async fn new() -> Self {
+        let env = TestEnv::new().await;
+        let proxy = RedisProxy::start(env.redis.port).await;
+        let a = Arc::new(env.instance(&proxy.url()));
+        let b = Arc::new(env.instance(&env.redis.url()));
+        TwoInstances { env, proxy, a, b }
+    }
+
+    /// Registers a user through B, logs in, and warms A's connection with a request:
+    /// `(email, token, user)`.
+    async fn user(&self, name: &str) -> (String, String, Value) {
+        let email = unique_email(name);
+        let registered = self.register(&email, name).await;
+        assert_eq!(registered.status, 201, "{}", registered.raw_body);
+        let token = self.login(&email).await;
+        assert_eq!(send_to(&self.a, me(&token)).await.status, 200, "A serves the user");
+        (email, token, registered.body)
+    }
+
+    async fn register(&self, email: &str, name: &str) -> ApiResponse {
+        let body = json!({"email": email, "name": name, "password": PASSWORD});
+        send_to(&self.b, ApiRequest::post("/users").json(body)).await
+    }
+
+    async fn login(&self, email: &str) -> String {
+        let body = json!({"email": email, "password": PASSWORD});
+        let login = send_to(&self.b, ApiRequest::post("/auth/login").json(body)).await;
+        assert_eq!(login.status, 200, "{}", login.raw_body);
+        login.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Starts `request` on A with A's writes held, and returns once the proxy has A's cache
+    /// write in hand, so the conflicting change runs while that write is in flight.
+    async fn on_a_with_its_write_held(&self, request: ApiRequest) -> tokio::task::JoinHandle<ApiResponse> {
+        self.proxy.set_write_fault(WriteFault::Delay(HOLD));
+        let before = self.proxy.writes_seen();
+        let a = self.a.clone();
+        let task = tokio::spawn(async move { send_to(&a, request).await });
+        let started = Instant::now();
+        while self.proxy.writes_seen() == before {
+            assert!(started.elapsed() < Duration::from_secs(5), "A's cache write never reached the proxy");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        task
+    }
+
+    /// Lets every held write land, then lets A's writes through again.
+    async fn release(&self) {
+        tokio::time::sleep(HOLD + Duration::from_millis(150)).await;
+        self.proxy.set_write_fault(WriteFault::None);
+    }
+
+    /// `token` is refused on `CHECKS` requests, through both instances.
+    async fn assert_refused(&self, token: &str, what: &str) {
+        for i in 0..CHECKS {
+            let app = if i % 2 == 0 { &self.a } else { &self.b };
+            let res = send_to(app, me(token)).await;
+            assert_eq!(
+                res.status,
+                401,
+                "{what}: request {i} through {} accepted it: {}",
+                ["A", "B"][i % 2],
+                res.raw_body
+            );
+        }
+    }
+
+    /// `token` is accepted as `name` on `CHECKS` requests, through both instances.
+    async fn assert_accepted(&self, token: &str, name: &str, what: &str) {
+        for i in 0..CHECKS {
+            let app = if i % 2 == 0 { &self.a } else { &self.b };
+            let res = send_to(app, me(token)).await;
+            assert_eq!(res.status, 200, "{what}: request {i}: {}", res.raw_body);
+            assert_eq!(res.body["name"], name, "{what}: request {i}");
+        }
+    }
+
+    /// The cache entry equals DynamoDB's item for `email` (a tombstone or nothing when there
+    /// is none).
+    async fn assert_entry_matches_dynamodb(&self, email: &str) {
+        assert_entry_matches_dynamodb(&self.env, email).await;
+    }
+}
+
+fn me(token: &str) -> ApiRequest {
+    ApiRequest::get("/users/me").bearer(token)
+}
+
+/// The cache entry for `email` agrees with DynamoDB's item: the same user, field for field, or
+/// no user on both sides.
+async fn assert_entry_matches_dynamodb(env: &TestEnv, email: &str) {
+    let parsed = Email::parse(email).expect("email");
+    let truth = env.app.store.get_user(&parsed).await.expect("DynamoDB answers");
+    let mut conn = env.redis.connection().await.expect("redis connection");
+    let raw: Option<Vec<u8>> = conn.get(format!("user:v2:{email}")).await.expect("GET");
+    let cached = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed));
+    match (&truth, &cached) {
+        (Some(user), Some(Cached::User(cached))) => assert_eq!(cached, user, "the entry is DynamoDB's item"),
+        (None, None | Some(Cached::Absent { .. })) => {}
+        _ => panic!("cache {cached:?} disagrees with DynamoDB {truth:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rename_whose_cache_write_lands_after_a_logout_cannot_revive_the_revoked_token() {
+    let w = TwoInstances::new().await;
+    let (email, token, _) = w.user("RenameLogout").await;
+
+    let rename = w
+        .on_a_with_its_write_held(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"})))
+        .await;
+    let logout = send_to(&w.b, ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    assert_eq!(rename.await.expect("rename").status, 200, "the rename itself succeeded");
+    w.release().await;
+    // Before any request that could heal it: the late write changed nothing.
+    w.assert_entry_matches_dynamodb(&email).await;
+
+    w.assert_refused(&token, "the token revoked by the logout").await;
+    let fresh = w.login(&email).await;
+    w.assert_accepted(&fresh, "Renamed", "a token issued after the logout").await;
+}
+
+#[tokio::test]
+async fn a_rename_whose_cache_write_lands_after_a_delete_cannot_revive_the_deleted_user() {
+    let w = TwoInstances::new().await;
+    let (email, token, _) = w.user("RenameDelete").await;
+
+    let rename = w
+        .on_a_with_its_write_held(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"})))
+        .await;
+    let delete = send_to(&w.b, ApiRequest::delete("/users/me").bearer(&token)).await;
+    assert_eq!(delete.status, 204, "{}", delete.raw_body);
+    assert_eq!(rename.await.expect("rename").status, 200);
+    w.release().await;
+    // Before any request that could heal it: the late write changed nothing.
+    w.assert_entry_matches_dynamodb(&email).await;
+
+    w.assert_refused(&token, "the deleted user's token").await;
+}
+
+#[tokio::test]
+async fn a_delete_whose_tombstone_lands_after_a_new_registration_does_not_lock_the_new_user_out() {
+    let w = TwoInstances::new().await;
+    let (email, token, _) = w.user("Reborn").await;
+
+    let delete = w.on_a_with_its_write_held(ApiRequest::delete("/users/me").bearer(&token)).await;
+    assert_eq!(delete.await.expect("delete").status, 204, "A's delete answered while its tombstone is held");
+    let registered = w.register(&email, "Second").await;
+    assert_eq!(registered.status, 201, "{}", registered.raw_body);
+    let second = w.login(&email).await;
+    w.release().await;
+    // Before any request that could heal it: the late write changed nothing.
+    w.assert_entry_matches_dynamodb(&email).await;
+
+    w.assert_accepted(&second, "Second", "the new user of the email").await;
+    w.assert_refused(&token, "the deleted user's token").await;
+}
+
+#[tokio::test]
+async fn of_two_renames_the_cache_keeps_the_later_one_whichever_write_lands_last() {
+    let w = TwoInstances::new().await;
+    let (email, token, _) = w.user("TwoNames").await;
+
+    let first =
+        w.on_a_with_its_write_held(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "First"}))).await;
+    assert_eq!(first.await.expect("first rename").status, 200);
+    let second = send_to(&w.b, ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Second"}))).await;
+    assert_eq!(second.status, 200, "{}", second.raw_body);
+    w.release().await;
+    // Before any request that could heal it: the late write changed nothing.
+    w.assert_entry_matches_dynamodb(&email).await;
+
+    w.assert_accepted(&token, "Second", "after both renames").await;
+}
+
+#[tokio::test]
+async fn a_miss_write_back_holding_a_read_from_before_a_logout_cannot_revive_the_revoked_token() {
+    let w = TwoInstances::new().await;
+    let (email, token, _) = w.user("MissLogout").await;
+    let mut conn = w.env.redis.connection().await.expect("redis connection");
+    let _: i64 = conn.del(format!("user:v2:{email}")).await.expect("DEL"); // as if it had expired
+
+    // A misses, reads the user from DynamoDB (jwtVersion 1), and its write-back is held.
+    let miss = w.on_a_with_its_write_held(me(&token)).await;
+    assert_eq!(miss.await.expect("miss").status, 200, "the token was good when A read it");
+    let logout = send_to(&w.b, ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    w.release().await;
+    // Before any request that could heal it: the late write changed nothing.
+    w.assert_entry_matches_dynamodb(&email).await;
+
+    w.assert_refused(&token, "the token revoked while A's write-back was in flight").await;
+}
+
+#[tokio::test]
+async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_cache() {
+    let w = TwoInstances::new().await;
+    let _sync = StreamSync::start(&w.env.dynamo.endpoint, &w.env.redis.url()).await;
+    let (email, token, _) = w.user("Dropped").await;
+
+    w.proxy.set_write_fault(WriteFault::Drop);
+    let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    w.proxy.set_write_fault(WriteFault::None);
+
+    let took = wait_until_refused(&w.b, &token).await;
+    println!("the logout reached the cache through the stream {took:?} after it answered");
+    w.assert_refused(&token, "after the stream sync").await;
+    w.assert_entry_matches_dynamodb(&email).await;
+}
+
+/// Waits (at most the contract's 5 s) until `token` is refused, and says how long it took.
+async fn wait_until_refused(app: &App, token: &str) -> Duration {
+    let started = Instant::now();
+    while send_to(app, me(token)).await.status != 401 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the revoked token still passes after 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Polls Redis directly (no request that could heal it) until `email`'s entry holds
+/// `jwt_version`, at most 5 s.
+async fn wait_for_jwt_version(redis: &RedisServer, email: &str, jwt_version: u64) -> Duration {
+    let started = Instant::now();
+    let parsed = Email::parse(email).expect("email");
+    let mut conn = redis.connection().await.expect("redis connection");
+    loop {
+        let raw: Option<Vec<u8>> = conn.get(format!("user:v2:{email}")).await.expect("GET");
+        if let Some(Cached::User(user)) = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed)) {
+            if user.jwt_version == jwt_version {
+                return started.elapsed();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the change did not reach the cache within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn set_min_replicas_to_write(redis: &RedisServer, n: u32) {
+    let mut conn = redis.connection().await.expect("redis connection");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(n)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+}
+
+/// The second scenario: Redis refuses writes for a moment while reads go on. The logout
+/// answers `204`; once Redis takes writes again, the change reaches the cache by itself, with
+/// no request to heal it, and from then on every request refuses the revoked token.
+#[tokio::test]
+async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it_takes_them() {
+    let env = TestEnv::new().await;
+    let _sync = StreamSync::start(&env.dynamo.endpoint, &env.redis.url()).await;
+    let (token, user) = env.new_user("Refused").await;
+    let email = user["email"].as_str().expect("email").to_owned();
+    assert_eq!(env.send(me(&token)).await.status, 200);
+
+    set_min_replicas_to_write(&env.redis, 1).await; // every write: NOREPLICAS
+    let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the sync keeps failing meanwhile
+    set_min_replicas_to_write(&env.redis, 0).await;
+
+    let took = wait_for_jwt_version(&env.redis, &email, 2).await;
+    println!("the logout reached the cache {took:?} after Redis took writes again");
+    for i in 0..CHECKS {
+        env.send(me(&token)).await.assert_error(401, "unauthorized");
+        assert!(i < CHECKS);
+    }
+    assert_entry_matches_dynamodb(&env, &email).await;
+}
+
+/// A failover: the primary is demoted to a replica under a live connection and a replica is
+/// promoted; new connections reach the new primary (as ElastiCache's endpoint does). The
+/// demoted server answers the logout's write `READONLY`: the connection moves on and the change
+/// lands on the new primary, at once, with no stream sync running.
+#[tokio::test]
+async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_lands() {
+    let primary = RedisServer::start().await;
+    let replica = RedisServer::start().await;
+    let mut conn = replica.connection().await.expect("replica connection");
+    let () =
+        redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary.port).query_async(&mut conn).await.expect("REPLICAOF");
+    let proxy = RedisProxy::start(primary.port).await;
+    let env = TestEnv::with_config(|c| c.cache.redis_url = proxy.url()).await;
+    let (token, user) = env.new_user("Failover").await;
+    let email = user["email"].as_str().expect("email").to_owned();
+    assert_eq!(env.send(me(&token)).await.status, 200, "connected to the primary");
+    wait_for_jwt_version(&replica, &email, 1).await; // replicated
+
+    // Fail over: promote the replica, demote the primary, point new connections at the new one.
+    let () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut conn).await.expect("promote");
+    let mut old = primary.connection().await.expect("old primary connection");
+    let () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(replica.port).query_async(&mut old).await.expect("demote");
+    proxy.set_upstream(replica.port);
+
+    let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    let took = wait_for_jwt_version(&replica, &email, 2).await;
+    assert!(took < Duration::from_millis(100), "the logout's own write landed on the new primary ({took:?})");
+    for _ in 0..CHECKS {
+        env.send(me(&token)).await.assert_error(401, "unauthorized");
+    }
+}
+
+/// A proxy answering `READONLY` to every write (no primary anywhere for a moment): the change
+/// cannot land when it is made, and reaches the cache through the stream once writes pass.
+#[tokio::test]
+async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream() {
+    let w = TwoInstances::new().await;
+    let _sync = StreamSync::start(&w.env.dynamo.endpoint, &w.proxy.url()).await;
+    let (email, token, _) = w.user("ReadOnly").await;
+
+    w.proxy.set_write_fault(WriteFault::Refuse);
+    let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.proxy.set_write_fault(WriteFault::None);
+
+    let took = wait_for_jwt_version(&w.env.redis, &email, 2).await;
+    println!("the refused logout landed {took:?} after writes passed again");
+    w.assert_refused(&token, "after the refusal ended").await;
+    w.assert_entry_matches_dynamodb(&email).await;
+}
