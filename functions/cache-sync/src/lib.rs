@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use shared::cache::{Entry, RedisCache, WriteOutcome};
 use shared::config::CacheConfig;
 use shared::domain::Email;
@@ -29,6 +29,14 @@ use shared::store::{is_user_key, user_from_image};
 #[error("redis cannot take writes; the batch will be retried ({applied} applied before the failure)")]
 pub struct CacheUnavailable {
     pub applied: usize,
+}
+
+/// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
+/// destination's metadata then shows.
+impl From<CacheUnavailable> for Diagnostic {
+    fn from(e: CacheUnavailable) -> Diagnostic {
+        Diagnostic { error_type: "CacheUnavailable".into(), error_message: e.to_string() }
+    }
 }
 
 /// What one batch did, for the log line and the tests.
@@ -97,15 +105,14 @@ fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
 }
 
 /// The Lambda handler: one batch in, the records to retry out.
-pub async fn handle(
-    cache: &RedisCache,
-    event: LambdaEvent<Event>,
-) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+pub async fn handle(cache: &RedisCache, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, CacheUnavailable> {
     let records = event.payload.records;
     let count = records.len();
-    let oldest = records.iter().map(|r| r.change.approximate_creation_date_time).min();
+    // The stream's clock says when the oldest change was made; its lag is how long the change
+    // took to reach the cache (DynamoDB stamps to the second).
+    let oldest = records.iter().map(|r| r.change.approximate_creation_date_time.timestamp_millis()).min();
     let (response, report) = apply(cache, records).await.inspect_err(|e| tracing::warn!(error = %e, "batch failed"))?;
-    let lag_ms = oldest.map(|t| (chrono_now_ms() - t.timestamp_millis()).max(0));
+    let lag_ms = oldest.map(|t| (unix_millis() - t).max(0));
     tracing::info!(
         records = count,
         applied = report.applied,
@@ -118,7 +125,7 @@ pub async fn handle(
     Ok(response)
 }
 
-fn chrono_now_ms() -> i64 {
+fn unix_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 

@@ -1,8 +1,10 @@
-//! `template.yaml` checked against the code: routes, environment, table and index.
+//! `template.yaml` checked against the code: routes, environment, table and index, and the
+//! cache sync (the table's stream, its mapping to `CacheSyncFunction`, that function's
+//! environment and permissions).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 
 const TEMPLATE: &str = include_str!("../../../template.yaml");
 
@@ -30,8 +32,186 @@ fn template() -> Value {
     serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
 }
 
-fn resources(t: &Value) -> &serde_yaml::Mapping {
+fn resources(t: &Value) -> &Mapping {
     t["Resources"].as_mapping().expect("Resources")
+}
+
+/// The function applying the table's stream to the cache.
+const CACHE_SYNC: &str = "CacheSyncFunction";
+
+/// The logical ids of every `AWS::Serverless::Function`.
+fn functions(t: &Value) -> BTreeSet<String> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, _)| name.as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// The API functions: those behind at least one HttpApi route.
+fn api_functions(t: &Value) -> BTreeSet<String> {
+    wired_routes(t).into_values().collect()
+}
+
+/// A function property, or the `Globals` one when the function does not set it.
+fn function_setting<'a>(t: &'a Value, function: &str, key: &str) -> &'a Value {
+    let own = &resources(t)[function]["Properties"][key];
+    if own.is_null() {
+        &t["Globals"]["Function"][key]
+    } else {
+        own
+    }
+}
+
+/// A function's environment as SAM deploys it: `Globals` merged with its own (its own wins).
+fn environment(t: &Value, function: &str) -> Mapping {
+    let mut vars = t["Globals"]["Function"]["Environment"]["Variables"].as_mapping().cloned().unwrap_or_default();
+    if let Some(own) = resources(t)[function]["Properties"]["Environment"]["Variables"].as_mapping() {
+        vars.extend(own.clone());
+    }
+    vars
+}
+
+/// The logical id named by `!Ref X` or `{Ref: X}`.
+fn ref_name(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        Value::Mapping(m) if m.len() == 1 => m.get("Ref").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// `"Resource.Attribute"` for `!GetAtt Resource.Attribute`, `!GetAtt [Resource, Attribute]` or
+/// `{Fn::GetAtt: ...}`.
+fn get_att(v: &Value) -> Option<String> {
+    let target = match v {
+        Value::Tagged(tagged) if tagged.tag == "GetAtt" => &tagged.value,
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::GetAtt")?,
+        _ => return None,
+    };
+    match target {
+        Value::String(s) => Some(s.clone()),
+        Value::Sequence(parts) => {
+            let parts: Option<Vec<&str>> = parts.iter().map(Value::as_str).collect();
+            Some(parts?.join("."))
+        }
+        _ => None,
+    }
+}
+
+/// One value or a list of them (IAM's `Action` and `Resource`), as a list.
+fn one_or_many(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Sequence(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+/// Every logical id a value refers to (`Ref`, `GetAtt`, `Sub`), at any depth.
+fn referenced_ids(v: &Value, out: &mut BTreeSet<String>) {
+    if let Some(name) = ref_name(v) {
+        out.insert(name.to_owned());
+    }
+    if let Some(att) = get_att(v) {
+        out.insert(att.split('.').next().unwrap_or_default().to_owned());
+    }
+    match v {
+        Value::Tagged(tagged) => {
+            if tagged.tag == "Sub" {
+                let text = tagged.value.as_str().or_else(|| tagged.value[0].as_str()).unwrap_or_default();
+                for piece in text.split("${").skip(1) {
+                    let name = piece.split(['}', '.']).next().unwrap_or_default();
+                    out.insert(name.to_owned());
+                }
+            }
+            referenced_ids(&tagged.value, out);
+        }
+        Value::Mapping(m) => m.values().for_each(|v| referenced_ids(v, out)),
+        Value::Sequence(s) => s.iter().for_each(|v| referenced_ids(v, out)),
+        _ => {}
+    }
+}
+
+/// The logical id of the only resource of `kind`.
+fn only_resource_of(t: &Value, kind: &str) -> String {
+    let ids: Vec<&str> =
+        resources(t).iter().filter(|(_, r)| r["Type"].as_str() == Some(kind)).filter_map(|(n, _)| n.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one {kind}: {ids:?}");
+    ids[0].to_owned()
+}
+
+/// A stream mapping into `CacheSyncFunction`, whichever way it is declared: an
+/// `AWS::Lambda::EventSourceMapping` resource or a SAM `DynamoDB` event on the function. Both
+/// spell the settings the same way but the stream (`EventSourceArn` / `Stream`).
+struct StreamMapping<'a> {
+    name: String,
+    source: &'a Value,
+    props: &'a Value,
+}
+
+fn cache_sync_mappings(t: &Value) -> Vec<StreamMapping<'_>> {
+    let mut mappings = Vec::new();
+    for (name, resource) in resources(t) {
+        let props = &resource["Properties"];
+        if resource["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping") {
+            let target = &props["FunctionName"];
+            let into_sync =
+                ref_name(target) == Some(CACHE_SYNC) || get_att(target) == Some(format!("{CACHE_SYNC}.Arn"));
+            if into_sync {
+                mappings.push(StreamMapping {
+                    name: name.as_str().unwrap_or_default().to_owned(),
+                    source: &props["EventSourceArn"],
+                    props,
+                });
+            }
+        }
+    }
+    if let Some(events) = resources(t)[CACHE_SYNC]["Properties"]["Events"].as_mapping() {
+        for (name, event) in events {
+            if event["Type"].as_str() == Some("DynamoDB") {
+                let props = &event["Properties"];
+                let name = format!("{CACHE_SYNC}.Events.{}", name.as_str().unwrap_or_default());
+                mappings.push(StreamMapping { name, source: &props["Stream"], props });
+            }
+        }
+    }
+    mappings
+}
+
+/// Whether a Lambda event filter pattern matches `event`, for the operators this template uses
+/// (exact values and `prefix`); any other operator fails the test rather than guess.
+fn filter_matches(pattern: &serde_json::Value, event: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match pattern {
+        J::Object(fields) => fields.iter().all(|(key, sub)| event.get(key).is_some_and(|e| filter_matches(sub, e))),
+        J::Array(alternatives) => alternatives.iter().any(|alt| match alt {
+            J::Object(op) if op.len() == 1 && op.contains_key("prefix") => {
+                let prefix = op["prefix"].as_str().expect("prefix is a string");
+                event.as_str().is_some_and(|e| e.starts_with(prefix))
+            }
+            J::Object(op) => panic!("filter operator {op:?} is not understood by this test"),
+            value => value == event,
+        }),
+        other => panic!("a filter pattern's leaves are lists, got {other}"),
+    }
+}
+
+/// The statements of a function's inline `Policies` (each must be a `Statement` document).
+fn policy_statements<'a>(t: &'a Value, function: &str) -> Vec<&'a Value> {
+    let policies = &resources(t)[function]["Properties"]["Policies"];
+    let mut statements = Vec::new();
+    for policy in one_or_many(policies) {
+        let document = policy.as_mapping().expect("an inline policy document, not a managed policy or SAM template");
+        let only_statements = document.len() == 1 && document.contains_key("Statement");
+        assert!(only_statements, "{function}: a policy is one `Statement` list, no SAM policy template: {policy:?}");
+        statements.extend(one_or_many(&policy["Statement"]));
+    }
+    statements
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    one_or_many(&statement["Action"]).into_iter().map(|a| a.as_str().expect("an action name").to_owned()).collect()
 }
 
 /// `(method, path) -> function logical id` for every HttpApi event.
@@ -98,19 +278,45 @@ fn contract_routes_match_api_md() {
 #[test]
 fn every_deployment_variable_is_set_for_every_function() {
     let t = template();
-    let globals = t["Globals"]["Function"]["Environment"]["Variables"].as_mapping().cloned().unwrap_or_default();
-    for (name, resource) in resources(&t) {
-        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
-            continue;
-        }
-        let mut vars = globals.clone();
-        if let Some(own) = resource["Properties"]["Environment"]["Variables"].as_mapping() {
-            vars.extend(own.clone());
-        }
+    let api = api_functions(&t);
+    assert_eq!(api, ["CommentsFunction", "PostsFunction", "UsersFunction"].map(String::from).into());
+    // Every function is an API function or the cache sync, whose environment is checked below.
+    let mut expected = api.clone();
+    expected.insert(CACHE_SYNC.to_owned());
+    assert_eq!(functions(&t), expected);
+    for name in &api {
+        let vars = environment(&t, name);
         for var in shared::config::DEPLOYMENT_VARIABLES {
             assert!(vars.contains_key(*var), "{name:?} lacks {var}");
         }
         assert!(!vars.contains_key("JWT_SECRET"), "the secret itself must not be in the environment");
+    }
+}
+
+#[test]
+fn cache_sync_gets_the_cache_variables_and_nothing_else() {
+    let t = template();
+    let vars = environment(&t, CACHE_SYNC);
+    for var in shared::config::CACHE_DEPLOYMENT_VARIABLES {
+        assert!(vars.contains_key(*var), "{CACHE_SYNC} lacks {var}");
+    }
+    // Not the table, not the JWT key, in any form; nor anything else only the API reads.
+    let api_only =
+        shared::config::DEPLOYMENT_VARIABLES.iter().filter(|v| !shared::config::CACHE_DEPLOYMENT_VARIABLES.contains(v));
+    for var in ["TABLE_NAME", "JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
+        assert!(!vars.contains_key(*var), "{CACHE_SYNC} must not get {var}");
+    }
+    // Whatever else it gets is a variable the cache configuration reads (or RUST_LOG).
+    let read = std::sync::Mutex::new(BTreeSet::new());
+    let _ = shared::config::CacheConfig::from_lookup(|name| {
+        read.lock().expect("lock").insert(name.to_owned());
+        None
+    });
+    let read = read.into_inner().expect("lock");
+    for var in vars.keys().map(|k| k.as_str().expect("a variable name")) {
+        let known =
+            shared::config::CACHE_DEPLOYMENT_VARIABLES.contains(&var) || read.contains(var) || var == "RUST_LOG";
+        assert!(known, "{CACHE_SYNC} gets {var}, which the cache sync does not read");
     }
 }
 
@@ -152,14 +358,228 @@ fn the_table_has_the_keys_and_index_the_code_uses() {
 #[test]
 fn functions_are_built_by_cargo_lambda_for_arm64() {
     let t = template();
-    for function in ["users", "posts", "comments"] {
-        let resource = &resources(&t)[function_id(function).as_str()];
-        assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
-        assert_eq!(resource["Metadata"]["BuildProperties"]["Binary"].as_str(), Some(function));
-        let arch = resource["Properties"]["Architectures"]
-            .as_sequence()
-            .cloned()
-            .unwrap_or_else(|| t["Globals"]["Function"]["Architectures"].as_sequence().cloned().unwrap_or_default());
-        assert_eq!(arch, vec![Value::from("arm64")], "{function}");
+    let builds = ["users", "posts", "comments"].map(|f| (f, function_id(f)));
+    for (binary, id) in builds.into_iter().chain([("cache-sync", CACHE_SYNC.to_owned())]) {
+        let resource = &resources(&t)[id.as_str()];
+        assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{id}");
+        assert_eq!(resource["Metadata"]["BuildProperties"]["Binary"].as_str(), Some(binary), "{id}");
+        assert_eq!(function_setting(&t, &id, "Architectures"), &Value::from(vec!["arm64"]), "{id}");
+        assert_eq!(function_setting(&t, &id, "Runtime").as_str(), Some("provided.al2023"), "{id}");
+        assert_eq!(function_setting(&t, &id, "Handler").as_str(), Some("bootstrap"), "{id}");
     }
+}
+
+#[test]
+fn every_function_runs_in_the_private_subnets() {
+    // The cache is reachable only inside the VPC, from the function security group; so is the
+    // Secrets Manager endpoint.
+    let t = template();
+    for id in functions(&t) {
+        let vpc = function_setting(&t, &id, "VpcConfig");
+        let names = |key: &str| -> BTreeSet<&str> {
+            one_or_many(&vpc[key]).into_iter().map(|v| ref_name(v).expect("a !Ref")).collect()
+        };
+        assert_eq!(names("SubnetIds"), ["PrivateSubnetA", "PrivateSubnetB"].into(), "{id}");
+        assert_eq!(names("SecurityGroupIds"), ["FunctionSecurityGroup"].into(), "{id}");
+    }
+}
+
+#[test]
+fn every_function_logs_json_to_its_own_log_group_with_retention() {
+    let t = template();
+    let mut groups = BTreeSet::new();
+    for id in functions(&t) {
+        let logging = function_setting(&t, &id, "LoggingConfig");
+        assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{id}");
+        let group = ref_name(&logging["LogGroup"]).expect("a log group of the template");
+        let resource = &resources(&t)[group];
+        assert_eq!(resource["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{id}");
+        assert!(!resource["Properties"]["RetentionInDays"].is_null(), "{id}: {group} keeps logs forever");
+        assert!(groups.insert(group.to_owned()), "{id} shares {group}");
+    }
+}
+
+#[test]
+fn cache_sync_is_small_and_short_lived() {
+    // A batch is at most 100 Redis scripts: a short timeout bounds a stuck batch, and so little
+    // work needs little memory.
+    let t = template();
+    let timeout = function_setting(&t, CACHE_SYNC, "Timeout").as_u64();
+    assert!(timeout.is_some_and(|s| s <= 60), "a short timeout, got {timeout:?}");
+    let memory = function_setting(&t, CACHE_SYNC, "MemorySize").as_u64();
+    assert!(memory.is_some_and(|m| m <= 256), "small memory, got {memory:?}");
+}
+
+#[test]
+fn the_table_streams_old_and_new_images() {
+    let t = template();
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    let stream = &resources(&t)[table.as_str()]["Properties"]["StreamSpecification"];
+    assert_eq!(stream["StreamViewType"].as_str(), Some("NEW_AND_OLD_IMAGES"));
+}
+
+#[test]
+fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue() {
+    let t = template();
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    let mappings = cache_sync_mappings(&t);
+    assert_eq!(
+        mappings.len(),
+        1,
+        "one mapping into {CACHE_SYNC}: {:?}",
+        mappings.iter().map(|m| &m.name).collect::<Vec<_>>()
+    );
+    let StreamMapping { name, source, props } = &mappings[0];
+    assert_eq!(get_att(source), Some(format!("{table}.StreamArn")), "{name}: the table's stream");
+    assert_eq!(props["StartingPosition"].as_str(), Some("LATEST"), "{name}");
+    assert_eq!(props["BatchSize"].as_u64(), Some(100), "{name}");
+    let responses: Vec<&str> =
+        one_or_many(&props["FunctionResponseTypes"]).into_iter().filter_map(Value::as_str).collect();
+    assert!(responses.contains(&"ReportBatchItemFailures"), "{name}: partial batch responses");
+    assert_eq!(props["BisectBatchOnFunctionError"].as_bool(), Some(true), "{name}");
+    let retries = props["MaximumRetryAttempts"].as_i64();
+    assert!(retries.is_some_and(|r| (0..=10_000).contains(&r)), "{name}: bounded retries, got {retries:?}");
+
+    // The record age bound, a number or a parameter, must outlive the longest cache entry
+    // (1.1 x the TTL, jitter included), or a record could be dropped while a stale entry lives.
+    let parameter = |name: &str, key: &str| t["Parameters"][name][key].as_f64();
+    let cache_ttl = parameter("CacheTtlSeconds", "Default").expect("CacheTtlSeconds has a default");
+    let age = &props["MaximumRecordAgeInSeconds"];
+    let (age, min_age) = match ref_name(age) {
+        Some(p) => (parameter(p, "Default").expect("the age parameter's default"), parameter(p, "MinValue")),
+        None => (age.as_f64().expect("MaximumRecordAgeInSeconds is set"), None),
+    };
+    assert!(
+        age > 1.1 * cache_ttl,
+        "{name}: record age bound {age} s must exceed 1.1 x CacheTtlSeconds ({cache_ttl} s)"
+    );
+    assert!(min_age.unwrap_or(age) >= 60.0, "{name}: Lambda's smallest record age bound is 60 s");
+
+    // Failures go to an encrypted SQS queue that keeps them as long as SQS can.
+    let destination = &props["DestinationConfig"]["OnFailure"]["Destination"];
+    let queue = get_att(destination).and_then(|d| d.strip_suffix(".Arn").map(str::to_owned)).expect("a queue's Arn");
+    let queue = &resources(&t)[queue.as_str()];
+    assert_eq!(queue["Type"].as_str(), Some("AWS::SQS::Queue"), "{name}: failures go to SQS");
+    assert_eq!(queue["Properties"]["SqsManagedSseEnabled"].as_bool(), Some(true), "the failure queue is encrypted");
+    assert_eq!(queue["Properties"]["MessageRetentionPeriod"].as_u64(), Some(14 * 24 * 3600), "14 days");
+}
+
+#[test]
+fn only_user_items_invoke_cache_sync() {
+    let t = template();
+    let mappings = cache_sync_mappings(&t);
+    let filters = one_or_many(&mappings.first().expect("a mapping").props["FilterCriteria"]["Filters"]);
+    assert!(!filters.is_empty(), "the mapping filters its records");
+    // Stream records' keys as Lambda sees them, per the data model (README).
+    let record = |pk: &str, sk: &str| {
+        let keys = serde_json::json!({"pk": {"S": pk}, "sk": {"S": sk}});
+        serde_json::json!({"eventName": "MODIFY", "dynamodb": {"Keys": keys}})
+    };
+    let user = record("USER#ann@example.com", "PROFILE");
+    let post = record("POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF", "POST");
+    let comment = record("POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF", "COMMENT#01JDX80C9P2N7X4D5E6F7G8H9J");
+    // Filters are alternatives: each must require the USER# prefix of pk, and a user passes.
+    for filter in &filters {
+        let pattern: serde_json::Value =
+            serde_json::from_str(filter["Pattern"].as_str().expect("a JSON pattern")).expect("the pattern is JSON");
+        assert_eq!(pattern["dynamodb"]["Keys"]["pk"]["S"], serde_json::json!([{"prefix": "USER#"}]), "{pattern}");
+        assert!(!filter_matches(&pattern, &post) && !filter_matches(&pattern, &comment), "{pattern} lets posts in");
+    }
+    let pattern = |f: &&Value| serde_json::from_str::<serde_json::Value>(f["Pattern"].as_str().unwrap_or("{}")).ok();
+    assert!(filters.iter().filter_map(pattern).any(|p| filter_matches(&p, &user)), "a user's change must pass");
+}
+
+#[test]
+fn cache_sync_may_read_the_stream_and_the_cache_secret_and_nothing_else() {
+    let t = template();
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    let sync = &resources(&t)[CACHE_SYNC]["Properties"];
+    // SAM's own DynamoDB/Kinesis events attach a managed policy that reads every stream in the
+    // account (Resource "*"); the mapping is a resource of its own and the policy explicit.
+    for event in sync["Events"].as_mapping().map(|e| e.values().collect::<Vec<_>>()).unwrap_or_default() {
+        let kind = event["Type"].as_str().unwrap_or_default();
+        assert!(!["DynamoDB", "Kinesis"].contains(&kind), "a SAM {kind} event widens {CACHE_SYNC}'s role");
+    }
+    for key in ["Role", "ManagedPolicyArns", "PermissionsBoundary"] {
+        assert!(sync[key].is_null(), "{CACHE_SYNC}: {key} would replace or widen the role checked here");
+    }
+
+    let statements = policy_statements(&t, CACHE_SYNC);
+    let mut secrets = BTreeSet::new();
+    let mut stream_actions = BTreeSet::new();
+    let mut queues = BTreeSet::new();
+    for statement in &statements {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        assert!(statement["NotAction"].is_null() && statement["NotResource"].is_null(), "{statement:?}");
+        let mut refs = BTreeSet::new();
+        referenced_ids(statement, &mut refs);
+        assert!(!refs.contains("JwtSecret"), "{CACHE_SYNC} must not reach the JWT key: {statement:?}");
+        let resources: Vec<&Value> = one_or_many(&statement["Resource"]);
+        assert!(resources.iter().all(|r| r.as_str() != Some("*")), "no * resource: {statement:?}");
+        for action in actions(statement) {
+            let (service, name) = action.split_once(':').unwrap_or(("*", "*"));
+            assert!(!name.contains('*'), "no wildcard actions: {action}");
+            match service {
+                "dynamodb" => {
+                    let item_access =
+                        name.ends_with("Item") || name.starts_with("PartiQL") || ["Query", "Scan"].contains(&name);
+                    assert!(!item_access, "{CACHE_SYNC} reads users from the stream, never the table: {action}");
+                    for resource in &resources {
+                        assert_eq!(
+                            get_att(resource),
+                            Some(format!("{table}.StreamArn")),
+                            "{action} on the stream only"
+                        );
+                    }
+                    stream_actions.insert(name.to_owned());
+                }
+                "secretsmanager" => {
+                    assert_eq!(name, "GetSecretValue");
+                    secrets.extend(resources.iter().map(|r| ref_name(r).expect("a secret by !Ref").to_owned()));
+                }
+                "sqs" => {
+                    assert_eq!(name, "SendMessage");
+                    queues.extend(resources.iter().map(|r| get_att(r).expect("a queue's Arn")));
+                }
+                "logs" => {}
+                other => panic!("{CACHE_SYNC} has no business with {other}: {action}"),
+            }
+        }
+    }
+    assert_eq!(secrets, ["CacheAuthSecret".to_owned()].into(), "the only secret it reads is the cache's AUTH token");
+    let needed = ["DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"].map(String::from).into();
+    assert_eq!(stream_actions, needed, "the mapping polls the stream with this role");
+    let mapping = cache_sync_mappings(&t);
+    let destination = get_att(&mapping[0].props["DestinationConfig"]["OnFailure"]["Destination"]).expect("destination");
+    assert_eq!(queues, [destination].into(), "it may send to the failure queue, and only to it");
+}
+
+#[test]
+fn every_parameter_is_in_exactly_one_console_group() {
+    let t = template();
+    let mut grouped = BTreeMap::<String, usize>::new();
+    let groups = &t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"];
+    for group in one_or_many(groups) {
+        for p in one_or_many(&group["Parameters"]) {
+            *grouped.entry(p.as_str().expect("a parameter").to_owned()).or_default() += 1;
+        }
+    }
+    let declared: BTreeSet<String> = t["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .keys()
+        .map(|k| k.as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(grouped.keys().cloned().collect::<BTreeSet<_>>(), declared);
+    assert!(grouped.values().all(|n| *n == 1), "{grouped:?}");
+}
+
+#[test]
+fn outputs_name_the_cache_sync_function_and_its_failure_queue() {
+    let t = template();
+    let queue = only_resource_of(&t, "AWS::SQS::Queue");
+    let outputs: Vec<&Value> = t["Outputs"].as_mapping().expect("Outputs").values().map(|o| &o["Value"]).collect();
+    assert!(outputs.iter().any(|v| ref_name(v) == Some(CACHE_SYNC)), "the function's name");
+    assert!(outputs.iter().any(|v| ref_name(v) == Some(queue.as_str())), "the queue's URL");
+    assert!(outputs.iter().any(|v| get_att(v) == Some(format!("{queue}.Arn"))), "the queue's ARN");
 }
