@@ -209,7 +209,8 @@ pub async fn run(report: &mut Report, counts: &Counts) {
     report.add("auth.token_check_first_us", median(&mut first_checks), "us", None);
     report.add("auth.hit_over_redis_get", hit_median / get_median, "ratio", Some(Goal::AtMost(1.10)));
 
-    // 2. The miss path (GET, GetItem, SET NX) and the no-cache path (GetItem only), beside hits.
+    // 2. The miss path (GET, GetItem, the compare-and-set script) and the no-cache path (GetItem
+    // only), beside hits.
     let keys = auth.keys();
     let store = &env.app.store;
     let no_cache = || async {
@@ -225,7 +226,7 @@ pub async fn run(report: &mut Report, counts: &Counts) {
     for _ in 0..counts.misses {
         hits2.push(hit().await);
         let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut del).await.expect("DEL");
-        misses.push(hit().await); // a miss now: GET, GetItem, SET NX
+        misses.push(hit().await); // a miss now: GET, GetItem, compare-and-set
         direct.push(no_cache().await);
     }
     let (hit2, miss, none) = (median(&mut hits2), median(&mut misses), median(&mut direct));

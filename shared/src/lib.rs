@@ -1,7 +1,8 @@
 //! The library every function shares: configuration, authentication, the user
 //! cache-aside, DynamoDB storage, HTTP plumbing and telemetry.
 //!
-//! A reader looking for the cache-aside finds it whole in [`cache`].
+//! A reader looking for the cache-aside finds it whole in [`cache::users`]; [`cache`] says
+//! how the rest of the cache keeps it coherent.
 
 pub mod app;
 pub mod auth;

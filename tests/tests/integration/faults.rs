@@ -675,8 +675,8 @@ async fn a_stale_entry_left_by_a_failed_logout_is_healed_by_the_next_login() {
 
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&old)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    // As if Redis had not taken the logout's write-through nor its fallback DEL (README,
-    // "one limit remains"): the entry still says jwtVersion 1.
+    // As if Redis had not taken the logout's write-through and no stream sync ran (this world
+    // has none): the entry still says jwtVersion 1.
     put_entry(&env, &email, &before_logout).await;
 
     let login = env.login(&email).await;
