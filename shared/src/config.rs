@@ -127,14 +127,8 @@ impl Config {
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| non_empty(&lookup, name);
-        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            parse_u64(name, get(name), default, 1, 600_000).map(Duration::from_millis)
-        };
-        let seconds = |name: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
-            parse_u64(name, get(name), default, 1, max).map(Duration::from_secs)
-        };
-
+        let vars = Vars(&lookup);
+        let get = |name: &str| vars.get(name);
         let jwt_secret = match (get("JWT_SECRET"), get("JWT_SECRET_ARN")) {
             (Some(_), Some(_)) => return Err(err("JWT_SECRET", "set JWT_SECRET or JWT_SECRET_ARN, not both")),
             (Some(value), None) => SecretSource::Value(validate_jwt_secret(value)?),
@@ -146,12 +140,12 @@ impl Config {
         Ok(Config {
             table_name: get("TABLE_NAME").unwrap_or_else(|| "social".to_owned()),
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
-            dynamodb_attempt_timeout: millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
-            dynamodb_connect_timeout: millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
+            dynamodb_attempt_timeout: vars.millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
+            dynamodb_connect_timeout: vars.millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
             dynamodb_attempts,
             cache: CacheConfig::from_lookup(&lookup)?,
             jwt_secret,
-            token_ttl: seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
+            token_ttl: vars.seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
             log_json: log_json(&lookup)?,
         })
     }
@@ -165,32 +159,26 @@ impl CacheConfig {
 
     /// Reads the cache's variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| non_empty(&lookup, name);
-        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            parse_u64(name, get(name), default, 1, 600_000).map(Duration::from_millis)
-        };
-        let seconds = |name: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
-            parse_u64(name, get(name), default, 1, max).map(Duration::from_secs)
-        };
-        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        let vars = Vars(&lookup);
+        let redis_url = vars.get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
         let scheme_ok = redis_url.starts_with("redis://") || redis_url.starts_with("rediss://");
         if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).is_err() {
             return Err(err("REDIS_URL", "must be a redis:// or rediss:// URL"));
         }
         Ok(CacheConfig {
             redis_url,
-            redis_password_secret_arn: get("REDIS_PASSWORD_SECRET_ARN"),
-            redis_timeout: millis("REDIS_TIMEOUT_MS", 50)?,
-            redis_connect_timeout: millis("REDIS_CONNECT_TIMEOUT_MS", 250)?,
-            cache_ttl: seconds("CACHE_TTL_SECONDS", 300, 24 * 3_600)?,
-            negative_cache_ttl: seconds("NEGATIVE_CACHE_TTL_SECONDS", 30, 3_600)?,
+            redis_password_secret_arn: vars.get("REDIS_PASSWORD_SECRET_ARN"),
+            redis_timeout: vars.millis("REDIS_TIMEOUT_MS", 50)?,
+            redis_connect_timeout: vars.millis("REDIS_CONNECT_TIMEOUT_MS", 250)?,
+            cache_ttl: vars.seconds("CACHE_TTL_SECONDS", 300, 24 * 3_600)?,
+            negative_cache_ttl: vars.seconds("NEGATIVE_CACHE_TTL_SECONDS", 30, 3_600)?,
         })
     }
 }
 
 /// Whether logs are JSON lines: `LOG_FORMAT`, else JSON exactly when running in Lambda.
 pub fn log_json(lookup: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
-    match non_empty(&lookup, "LOG_FORMAT").as_deref() {
+    match Vars(&lookup).get("LOG_FORMAT").as_deref() {
         Some("json") => Ok(true),
         Some("text") => Ok(false),
         None => Ok(lookup("AWS_LAMBDA_FUNCTION_NAME").is_some()),
@@ -198,9 +186,22 @@ pub fn log_json(lookup: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigE
     }
 }
 
-/// A variable's value, trimmed; empty counts as unset.
-fn non_empty(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+/// The variables as configuration reads them: values trimmed, empty ones unset, durations
+/// whole numbers within bounds.
+struct Vars<'a, L>(&'a L);
+
+impl<L: Fn(&str) -> Option<String>> Vars<'_, L> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        parse_u64(name, self.get(name), default, 1, 600_000).map(Duration::from_millis)
+    }
+
+    fn seconds(&self, name: &'static str, default: u64, max: u64) -> Result<Duration, ConfigError> {
+        parse_u64(name, self.get(name), default, 1, max).map(Duration::from_secs)
+    }
 }
 
 /// HS256 keys shorter than the hash output are guessable; refuse them.
