@@ -33,7 +33,7 @@ impl App {
     /// Fetches the secrets `config` names by ARN and builds the clients.
     pub async fn from_config(config: Config) -> Result<Self, InitError> {
         install_crypto_provider();
-        let dynamo = client_from_config(&config).await;
+        let dynamo = client_from_config(&config.table).await;
         let needs_secrets = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
             || config.cache.redis_password_secret_arn.is_some();
         let secrets = SecretFetcher::new(needs_secrets).await;
@@ -54,7 +54,7 @@ impl App {
         redis_password: Option<Secret>,
     ) -> Result<Self, InitError> {
         install_crypto_provider();
-        let store = Store::new(dynamo, config.table_name.clone());
+        let store = Store::new(dynamo, config.table.table_name.clone());
         let cache = RedisCache::new(&config.cache, redis_password)?;
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());

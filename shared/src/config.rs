@@ -39,9 +39,21 @@ pub enum SecretSource {
     SecretsManager { arn: String },
 }
 
-/// Everything a function needs to build its clients.
+/// Everything an API function needs to build its clients.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The table: what `cache-sync` reads too.
+    pub table: TableConfig,
+    /// The cache: what `cache-sync` reads too.
+    pub cache: CacheConfig,
+    pub jwt_secret: SecretSource,
+    pub token_ttl: Duration,
+    pub log_json: bool,
+}
+
+/// The DynamoDB table and how calls to it are bounded.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
     /// The single DynamoDB table (users, posts, comments).
     pub table_name: String,
     /// Overrides the DynamoDB endpoint (dynoxide locally); `None` uses AWS.
@@ -50,15 +62,10 @@ pub struct Config {
     pub dynamodb_attempt_timeout: Duration,
     pub dynamodb_connect_timeout: Duration,
     pub dynamodb_attempts: u32,
-    /// The cache: what the `cache-sync` function reads too.
-    pub cache: CacheConfig,
-    pub jwt_secret: SecretSource,
-    pub token_ttl: Duration,
-    pub log_json: bool,
 }
 
-/// The user cache (Redis): everything both the API functions and `cache-sync` need of it, and
-/// all `cache-sync` reads, so that function needs no table, no JWT key and no secret but the
+/// The user cache (Redis): everything both the API functions and `cache-sync` need of it.
+/// With [`TableConfig`], all `cache-sync` reads: it needs no JWT key and no secret but the
 /// cache's own.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -90,9 +97,10 @@ pub const DEPLOYMENT_VARIABLES: &[&str] = &[
     "LOG_FORMAT",
 ];
 
-/// Variables a deployment must set on the `cache-sync` function: the cache's, nothing more.
-pub const CACHE_DEPLOYMENT_VARIABLES: &[&str] =
-    &["REDIS_URL", "REDIS_PASSWORD_SECRET_ARN", "CACHE_TTL_SECONDS", "REDIS_TIMEOUT_MS", "LOG_FORMAT"];
+/// Variables a deployment must set on the `cache-sync` function: the cache's and the table's
+/// name, nothing more.
+pub const SYNC_DEPLOYMENT_VARIABLES: &[&str] =
+    &["TABLE_NAME", "REDIS_URL", "REDIS_PASSWORD_SECRET_ARN", "CACHE_TTL_SECONDS", "REDIS_TIMEOUT_MS", "LOG_FORMAT"];
 
 /// Variables with good defaults everywhere, or meant for local use only (`JWT_SECRET`,
 /// `DYNAMODB_ENDPOINT`). `AWS_LAMBDA_FUNCTION_NAME` is set by Lambda itself.
@@ -136,17 +144,32 @@ impl Config {
             (None, None) => default_jwt_secret()?,
         };
 
-        let dynamodb_attempts = parse_u64("DYNAMODB_MAX_ATTEMPTS", get("DYNAMODB_MAX_ATTEMPTS"), 2, 1, 10)? as u32;
         Ok(Config {
-            table_name: get("TABLE_NAME").unwrap_or_else(|| "social".to_owned()),
-            dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
-            dynamodb_attempt_timeout: vars.millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
-            dynamodb_connect_timeout: vars.millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
-            dynamodb_attempts,
+            table: TableConfig::from_lookup(&lookup)?,
             cache: CacheConfig::from_lookup(&lookup)?,
             jwt_secret,
             token_ttl: vars.seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
             log_json: log_json(&lookup)?,
+        })
+    }
+}
+
+impl TableConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the table's variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let attempts = parse_u64("DYNAMODB_MAX_ATTEMPTS", vars.get("DYNAMODB_MAX_ATTEMPTS"), 2, 1, 10)? as u32;
+        Ok(TableConfig {
+            table_name: vars.get("TABLE_NAME").unwrap_or_else(|| "social".to_owned()),
+            dynamodb_endpoint: vars.get("DYNAMODB_ENDPOINT"),
+            dynamodb_attempt_timeout: vars.millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
+            dynamodb_connect_timeout: vars.millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
+            dynamodb_attempts: attempts,
         })
     }
 }
@@ -243,7 +266,7 @@ mod tests {
     #[test]
     fn defaults_suit_local_use() {
         let c = config(&[]).expect("defaults are valid");
-        assert_eq!(c.table_name, "social");
+        assert_eq!(c.table.table_name, "social");
         assert_eq!(c.cache.redis_timeout, Duration::from_millis(50));
         assert!(matches!(c.jwt_secret, SecretSource::Value(_)));
         assert!(!c.log_json);
@@ -286,20 +309,23 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_reads_only_cache_variables() {
+    fn the_sync_function_reads_only_its_variables() {
         let read = std::sync::Mutex::new(Vec::new());
-        let _ = CacheConfig::from_lookup(|name| {
+        let record = |name: &str| {
             read.lock().expect("lock").push(name.to_owned());
             None
-        });
+        };
+        let _ = CacheConfig::from_lookup(record);
+        let _ = TableConfig::from_lookup(record);
+        let _ = log_json(record);
         let read = read.into_inner().expect("lock");
-        for name in CACHE_DEPLOYMENT_VARIABLES.iter().filter(|v| **v != "LOG_FORMAT") {
+        for name in SYNC_DEPLOYMENT_VARIABLES {
             assert!(read.iter().any(|r| r == name), "{name} is listed but not read");
         }
         for name in &read {
             assert!(
-                CACHE_DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
-                "{name} is read by the cache but not listed"
+                SYNC_DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
+                "{name} is read by cache-sync but not listed"
             );
         }
     }

@@ -172,8 +172,8 @@ pub async fn invoke_event(app: &App, event: &str, path: &str) -> ApiResponse {
 pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
     let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
     config.cache.redis_url = redis_url.to_owned();
-    config.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
-    config.table_name = "social".to_owned();
+    config.table.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
+    config.table.table_name = "social".to_owned();
     config.cache.redis_timeout = Duration::from_millis(50);
     config.cache.redis_connect_timeout = Duration::from_millis(100);
     config

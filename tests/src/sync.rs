@@ -1,35 +1,41 @@
 //! The stream sync as it runs in production, in the test process: the table's DynamoDB stream
 //! (dynoxide's), read by the local event source mapping ([`stream_poller::Poller`]), feeding
-//! the real `cache-sync` handler with its own Redis connection.
+//! the real `cache-sync` handler with its own Redis connection and DynamoDB client.
 
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use cache_sync_fn::CacheSync;
 use lambda_runtime::{Context, LambdaEvent};
 use shared::cache::RedisCache;
-use shared::config::{CacheConfig, Config};
+use shared::config::Config;
+use shared::store::Store;
 use stream_poller::{Invoke, Poller, PollerConfig, StreamApi};
 
 /// `cache-sync`'s handler called in this process, as the Lambda runtime would call it.
 pub struct InProcess {
-    pub cache: RedisCache,
+    pub sync: CacheSync,
 }
 
 impl InProcess {
-    /// A `cache-sync` instance with its own connection to `redis_url`.
-    pub fn new(redis_url: &str) -> Self {
-        Self::with_config(&crate::test_config(redis_url, "http://unused").cache)
+    /// A `cache-sync` instance with its own connection to `redis_url` and its own client for the
+    /// table behind `dynamo_endpoint`.
+    pub fn new(redis_url: &str, dynamo_endpoint: &str) -> Self {
+        Self::with_config(&crate::test_config(redis_url, dynamo_endpoint))
     }
 
-    pub fn with_config(config: &CacheConfig) -> Self {
-        InProcess { cache: RedisCache::new(config, None).expect("cache-sync's cache builds") }
+    pub fn with_config(config: &Config) -> Self {
+        let endpoint = config.table.dynamodb_endpoint.as_deref().expect("a test table endpoint");
+        let cache = RedisCache::new(&config.cache, None).expect("cache-sync's cache builds");
+        let store = Store::new(crate::dynamo::client_for(endpoint, None), config.table.table_name.clone());
+        InProcess { sync: CacheSync { cache, store } }
     }
 }
 
 impl Invoke for InProcess {
     async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        cache_sync_fn::handle(&self.cache, LambdaEvent::new(event, Context::default())).await.map_err(|e| e.to_string())
+        cache_sync_fn::handle(&self.sync, LambdaEvent::new(event, Context::default())).await.map_err(|e| e.to_string())
     }
 }
 
@@ -54,18 +60,17 @@ pub struct StreamSync {
 }
 
 impl StreamSync {
-    /// Starts reading `dynamo_endpoint`'s stream from its start, applying every record to
-    /// the Redis at `redis_url` through `cache-sync`.
+    /// Starts reading `dynamo_endpoint`'s stream from its start, bringing the Redis at
+    /// `redis_url` to the table's state through `cache-sync`.
     pub async fn start(dynamo_endpoint: &str, redis_url: &str) -> Self {
-        let poller = poller(dynamo_endpoint).await;
-        let function = InProcess::new(redis_url);
-        StreamSync { task: tokio::spawn(poller.run(function)) }
+        Self::start_with(&crate::test_config(redis_url, dynamo_endpoint)).await
     }
 
-    /// The same, with the cache-sync function's own cache configuration.
-    pub async fn start_with(dynamo_endpoint: &str, config: &Config) -> Self {
-        let poller = poller(dynamo_endpoint).await;
-        let function = InProcess::with_config(&config.cache);
+    /// The same, with `cache-sync`'s configuration given whole.
+    pub async fn start_with(config: &Config) -> Self {
+        let endpoint = config.table.dynamodb_endpoint.as_deref().expect("a test table endpoint");
+        let poller = poller(endpoint).await;
+        let function = InProcess::with_config(config);
         StreamSync { task: tokio::spawn(poller.run(function)) }
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use crate::config::Config;
+use crate::config::TableConfig;
 use crate::error::AppError;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -14,7 +14,7 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 /// A DynamoDB client with timeouts and retries set on purpose: a request that cannot reach
 /// the table answers `503` within `attempts × attempt_timeout`, never hangs until the Lambda
 /// timeout. Credentials, region and HTTP client as [`crate::sdk`] says.
-pub async fn client_from_config(config: &Config) -> Client {
+pub async fn client_from_config(config: &TableConfig) -> Client {
     use aws_sdk_dynamodb::config::retry::RetryConfig;
     use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
     use aws_sdk_dynamodb::config::BehaviorVersion;

@@ -591,3 +591,22 @@ async fn a_dead_redis_at_cold_start_does_not_fail_init() {
         assert!(took < BOUND, "request {i} with a dead Redis took {took:?}");
     }
 }
+
+#[tokio::test]
+async fn the_write_script_is_loaded_again_when_redis_has_forgotten_it() {
+    let env = TestEnv::new().await;
+    let (token, user) = env.new_user("Script").await;
+    let email = email_of(&user);
+    let sha = redis::Script::new(shared::cache::entry::COMPARE_AND_SET).get_hash().to_owned();
+    let mut conn = env.redis.connection().await.expect("redis connection");
+    let loaded: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query_async(&mut conn).await.expect("EXISTS");
+    assert_eq!(loaded, [true], "registration's write loaded the script");
+
+    // As after a restart or a failover to a server that never saw it: EVALSHA gets NOSCRIPT.
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("SCRIPT FLUSH");
+    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    assert_eq!(entry(&env, &email).await["user"]["jwtVersion"], 2, "the logout's write landed all the same");
+    let loaded: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query_async(&mut conn).await.expect("EXISTS");
+    assert_eq!(loaded, [true], "loaded again");
+}

@@ -1,7 +1,8 @@
 //! The `cache-sync` function and the stream that feeds it: every user change in DynamoDB
 //! reaches the cache by itself, whatever became of the change's own cache write; records
-//! delivered twice, late or out of order leave the newest state; a bad record is reported
-//! alone; a Redis that cannot take writes fails the batch so it is retried.
+//! delivered twice, late, out of order, or replayed after the cache lost its data leave the
+//! current state, never an older one; a bad record is reported alone; a Redis that cannot take
+//! writes, or a table that cannot be read, fails the batch so it is retried.
 //!
 //! Records are real: the table's stream in dynoxide, read by the local event source mapping
 //! (`stream_poller`), as the Lambda event `aws_lambda_events` describes.
@@ -11,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use cache_sync_fn::CacheSync;
 use integration_tests::sync::{poller, InProcess};
 use integration_tests::{unique_email, ApiRequest, RedisServer, StreamSync, TestEnv};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use shared::cache::RedisCache;
+use shared::store::Store;
 use stream_poller::Invoke;
 
 const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
@@ -76,8 +78,10 @@ fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
         .collect()
 }
 
-fn sync_cache(redis: &RedisServer) -> RedisCache {
-    InProcess::new(&redis.url()).cache
+/// `cache-sync` on `redis` and `env`'s table, reading the table through `env`'s counted client.
+fn sync_for(env: &TestEnv, redis: &RedisServer) -> CacheSync {
+    let cache = InProcess::new(&redis.url(), &env.dynamo.endpoint).sync.cache;
+    CacheSync { cache, store: Store::new(env.dynamo.client.clone(), "social") }
 }
 
 /// A world whose functions cannot reach Redis at all (a closed port), so every change's own
@@ -123,7 +127,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
 }
 
 #[tokio::test]
-async fn duplicated_reordered_and_stale_records_leave_the_newest_state() {
+async fn duplicated_reordered_and_stale_records_leave_the_current_state() {
     let (env, redis) = env_whose_writes_never_land().await;
     let (token, user) = env.new_user("Shuffled").await;
     let email = user["email"].as_str().expect("email").to_owned();
@@ -133,28 +137,54 @@ async fn duplicated_reordered_and_stale_records_leave_the_newest_state() {
     }
     let records = user_records(&stream_records(&env).await, &email);
     assert_eq!(records.len(), 4, "one record per change: register and three renames");
-    let cache = sync_cache(&redis);
-    let newest = |entry: &Value| entry["rev"] == 4 && entry["user"]["name"] == "Four";
+    let sync = sync_for(&env, &redis);
+    let current = |entry: &Value| entry["rev"] == 4 && entry["user"]["name"] == "Four";
 
-    // Newest first, then each older one: every older record is stale.
+    // Newest first: one user named, read once, written once.
     let mut reversed = records.clone();
     reversed.reverse();
-    let (response, report) = cache_sync_fn::apply(&cache, reversed).await.expect("applied");
+    env.dynamo.calls.reset();
+    let (response, report) = sync.apply(reversed).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!((report.applied, report.stale), (1, 3), "{report:?}");
-    assert!(newest(&raw_entry(&redis, &email).await.expect("entry")));
+    assert_eq!((report.users, report.written), (1, 1), "{report:?}");
+    assert_eq!(env.dynamo.calls.get("GetItem"), 1, "one consistent read per user, not per record");
+    assert!(current(&raw_entry(&redis, &email).await.expect("entry")));
 
-    // Every record twice, interleaved, in a scrambled order: still the newest.
+    // Every record twice, in a scrambled order; then the oldest alone, late: still the current.
     let order = [2, 0, 3, 1, 1, 3, 0, 2];
-    let scrambled: Vec<EventRecord> = order.iter().map(|&i| records[i].clone()).collect();
-    let (_, report) = cache_sync_fn::apply(&cache, scrambled).await.expect("applied");
-    assert_eq!(report.applied + report.stale, 8);
-    assert!(newest(&raw_entry(&redis, &email).await.expect("entry")));
+    sync.apply(order.iter().map(|&i| records[i].clone()).collect()).await.expect("applied");
+    assert!(current(&raw_entry(&redis, &email).await.expect("entry")));
+    sync.apply(vec![records[0].clone()]).await.expect("applied");
+    assert!(current(&raw_entry(&redis, &email).await.expect("entry")));
+}
 
-    // A stale record arriving alone, late, changes nothing.
-    let (_, report) = cache_sync_fn::apply(&cache, vec![records[0].clone()]).await.expect("applied");
-    assert_eq!((report.applied, report.stale), (0, 1));
-    assert!(newest(&raw_entry(&redis, &email).await.expect("entry")));
+/// Found by the interleavings test: after a Redis restart emptied the cache, the stream's retry
+/// of a batch wrote the records' old images back one by one, so a user deleted before the
+/// restart was served again (its revoked token accepted) until the batch reached the remove.
+/// The sync writes what the table holds now, so a replay never shows an older state.
+#[tokio::test]
+async fn a_replay_after_the_cache_lost_its_data_writes_the_current_state_not_the_old_images() {
+    let (env, redis) = env_whose_writes_never_land().await;
+    let (token, user) = env.new_user("Replayed").await;
+    let email = user["email"].as_str().expect("email").to_owned();
+    assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+    let records = user_records(&stream_records(&env).await, &email);
+    let sync = sync_for(&env, &redis);
+
+    // The cache lost everything; the oldest record (the registration, jwtVersion 1) comes again.
+    sync.apply(vec![records[0].clone()]).await.expect("applied");
+    let entry = raw_entry(&redis, &email).await.expect("entry");
+    assert_eq!(entry["user"]["jwtVersion"], 2, "the logout's state, not the registration's: {entry}");
+
+    // Deleted since: the same old record leaves a tombstone, not the user.
+    let fresh = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    assert_eq!(env.send(ApiRequest::delete("/users/me").bearer(&fresh)).await.status, 204);
+    let mut conn = redis.connection().await.expect("conn");
+    let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    sync.apply(vec![records[0].clone()]).await.expect("applied");
+    let entry = raw_entry(&redis, &email).await.expect("entry");
+    assert_eq!(entry["kind"], "absent", "a user deleted since is absent: {entry}");
+    assert_eq!(entry["id"], user["id"]);
 }
 
 #[tokio::test]
@@ -169,12 +199,12 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
 
     let records = user_records(&stream_records(&env).await, &email);
     assert_eq!(records.len(), 3, "insert, remove, insert");
-    let cache = sync_cache(&redis);
-    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1]] {
+    let sync = sync_for(&env, &redis);
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1], [1, 1, 0]] {
         let mut conn = redis.connection().await.expect("conn");
         let _: i64 = conn.del(key(&email)).await.expect("DEL");
         let batch = order.iter().map(|&i| records[i].clone()).collect();
-        cache_sync_fn::apply(&cache, batch).await.expect("applied");
+        sync.apply(batch).await.expect("applied");
         let entry = raw_entry(&redis, &email).await.expect("entry");
         assert_eq!(entry["user"]["id"], second.body["id"], "order {order:?}: {entry}");
     }
@@ -193,53 +223,48 @@ async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
     bad.change.sequence_number = Some("100000000000000009999".into());
 
     let batch = vec![good_a[0].clone(), bad, good_b[0].clone()];
-    let (response, report) = cache_sync_fn::apply(&sync_cache(&redis), batch).await.expect("the batch as a whole");
+    let (response, report) = sync_for(&env, &redis).apply(batch).await.expect("the batch as a whole");
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     assert_eq!(failed, [Some("100000000000000009999".to_owned())], "only the bad record is reported");
-    assert_eq!((report.applied, report.failed), (2, 1));
+    assert_eq!((report.written, report.failed), (2, 1));
     for user in [&a, &b] {
         let entry = raw_entry(&redis, user["email"].as_str().expect("email")).await.expect("applied");
         assert_eq!(entry["user"]["id"], user["id"]);
     }
 }
 
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 #[tokio::test]
-async fn a_redis_that_cannot_take_writes_fails_the_batch() {
+async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_the_batch() {
     let env = TestEnv::new().await;
     env.new_user("Retried").await;
     let records = stream_records(&env).await;
     assert!(!records.is_empty());
 
-    // Down: a closed port.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let down = InProcess::new(&format!("redis://127.0.0.1:{closed}"));
-    assert!(cache_sync_fn::apply(&down.cache, records.clone()).await.is_err(), "Redis down must fail the batch");
+    // Redis down: a closed port.
+    let down = InProcess::new(&format!("redis://127.0.0.1:{}", closed_port()), &env.dynamo.endpoint);
+    assert!(down.sync.apply(records.clone()).await.is_err(), "Redis down must fail the batch");
     let mut event = Event::default();
     event.records = records.clone();
     assert!(down.invoke(event).await.is_err(), "the handler fails the invocation, so Lambda retries it");
 
+    // The table unreachable: nothing is written, the batch fails.
+    let blind = InProcess::new(&env.redis.url(), &format!("http://127.0.0.1:{}", closed_port()));
+    let error = blind.sync.apply(records.clone()).await.expect_err("the table unreachable must fail the batch");
+    assert!(matches!(error, cache_sync_fn::BatchFailed::Table(_)), "{error}");
+
     // Up, but refusing writes (a replica that lost its primary: `min-replicas-to-write`).
     let mut conn = env.redis.connection().await.expect("conn");
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-to-write")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .expect("CONFIG");
-    let refusing = InProcess::new(&env.redis.url());
-    assert!(cache_sync_fn::apply(&refusing.cache, records.clone()).await.is_err(), "refused writes fail the batch");
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-to-write")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("CONFIG");
-    assert!(cache_sync_fn::apply(&refusing.cache, records).await.is_ok(), "the retry lands once Redis takes writes");
+    let set = |n: u32| redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(n).to_owned();
+    let () = set(1).query_async(&mut conn).await.expect("CONFIG");
+    let refusing = InProcess::new(&env.redis.url(), &env.dynamo.endpoint);
+    assert!(refusing.sync.apply(records.clone()).await.is_err(), "refused writes fail the batch");
+    let () = set(0).query_async(&mut conn).await.expect("CONFIG");
+    assert!(refusing.sync.apply(records).await.is_ok(), "the retry lands once Redis takes writes");
 }
 
 #[tokio::test]
@@ -261,9 +286,11 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
         .collect();
     assert!(records.len() >= 3, "the post, the comment, the count: {}", records.len());
 
-    let (response, report) = cache_sync_fn::apply(&sync_cache(&redis), records.clone()).await.expect("applied");
+    env.dynamo.calls.reset();
+    let (response, report) = sync_for(&env, &redis).apply(records.clone()).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!((report.ignored, report.applied), (records.len(), 0));
+    assert_eq!((report.ignored, report.users), (records.len(), 0));
+    assert_eq!(env.dynamo.calls.total(), 0, "no read for posts and comments");
     let mut conn = redis.connection().await.expect("conn");
     let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
     assert!(keys.is_empty(), "nothing written for posts and comments: {keys:?}");
@@ -271,12 +298,24 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
 
 #[tokio::test]
 async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
-    let redis = RedisServer::start().await;
+    let (env, redis) = env_whose_writes_never_land().await;
+    // The table as the sample's records leave it: the logged-out user is there (its new image),
+    // the removed one is not.
+    let user = shared::domain::User {
+        id: "01KBFZ8W3Q5R6S7T8V9W0X1Y2Z".into(),
+        email: "sample.stream@example.com".into(),
+        name: "Ada Lovelace".into(),
+        jwt_version: 2,
+        revision: 2,
+        created_at: "2026-12-02T00:00:00.000Z".into(),
+    };
+    env.app.store.create_user(shared::store::NewUser { user, password_hash: "sample".into() }).await.expect("put");
+
     let raw =
         std::fs::read_to_string(format!("{EVENTS_DIR}/cache-sync/stream.json")).expect("events/cache-sync/stream.json");
     // What lambda_runtime does with the payload before the handler sees it.
     let event: Event = serde_json::from_str(&raw).expect("a DynamoDB stream event");
-    let function = InProcess::new(&redis.url());
+    let function = InProcess { sync: sync_for(&env, &redis) };
     let response = function.invoke(event).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
 

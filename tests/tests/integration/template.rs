@@ -294,28 +294,29 @@ fn every_deployment_variable_is_set_for_every_function() {
 }
 
 #[test]
-fn cache_sync_gets_the_cache_variables_and_nothing_else() {
+fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
+    use shared::config::{CacheConfig, TableConfig, DEPLOYMENT_VARIABLES, SYNC_DEPLOYMENT_VARIABLES};
     let t = template();
     let vars = environment(&t, CACHE_SYNC);
-    for var in shared::config::CACHE_DEPLOYMENT_VARIABLES {
+    for var in SYNC_DEPLOYMENT_VARIABLES {
         assert!(vars.contains_key(*var), "{CACHE_SYNC} lacks {var}");
     }
-    // Not the table, not the JWT key, in any form; nor anything else only the API reads.
-    let api_only =
-        shared::config::DEPLOYMENT_VARIABLES.iter().filter(|v| !shared::config::CACHE_DEPLOYMENT_VARIABLES.contains(v));
-    for var in ["TABLE_NAME", "JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
+    // Not the JWT key, in any form; nor anything else only the API reads.
+    let api_only = DEPLOYMENT_VARIABLES.iter().filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
+    for var in ["JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
         assert!(!vars.contains_key(*var), "{CACHE_SYNC} must not get {var}");
     }
-    // Whatever else it gets is a variable the cache configuration reads (or RUST_LOG).
+    // Whatever else it gets is a variable its configuration reads (or RUST_LOG).
     let read = std::sync::Mutex::new(BTreeSet::new());
-    let _ = shared::config::CacheConfig::from_lookup(|name| {
+    let record = |name: &str| {
         read.lock().expect("lock").insert(name.to_owned());
         None
-    });
+    };
+    let _ = CacheConfig::from_lookup(record);
+    let _ = TableConfig::from_lookup(record);
     let read = read.into_inner().expect("lock");
     for var in vars.keys().map(|k| k.as_str().expect("a variable name")) {
-        let known =
-            shared::config::CACHE_DEPLOYMENT_VARIABLES.contains(&var) || read.contains(var) || var == "RUST_LOG";
+        let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var) || read.contains(var) || var == "RUST_LOG";
         assert!(known, "{CACHE_SYNC} gets {var}, which the cache sync does not read");
     }
 }
@@ -490,7 +491,7 @@ fn only_user_items_invoke_cache_sync() {
 }
 
 #[test]
-fn cache_sync_may_read_the_stream_and_the_cache_secret_and_nothing_else() {
+fn cache_sync_may_read_the_stream_user_items_and_the_cache_secret_and_nothing_else() {
     let t = template();
     let table = only_resource_of(&t, "AWS::DynamoDB::Table");
     let sync = &resources(&t)[CACHE_SYNC]["Properties"];
@@ -508,6 +509,7 @@ fn cache_sync_may_read_the_stream_and_the_cache_secret_and_nothing_else() {
     let mut secrets = BTreeSet::new();
     let mut stream_actions = BTreeSet::new();
     let mut queues = BTreeSet::new();
+    let mut user_reads = false;
     for statement in &statements {
         assert_eq!(statement["Effect"].as_str(), Some("Allow"));
         assert!(statement["NotAction"].is_null() && statement["NotResource"].is_null(), "{statement:?}");
@@ -520,10 +522,20 @@ fn cache_sync_may_read_the_stream_and_the_cache_secret_and_nothing_else() {
             let (service, name) = action.split_once(':').unwrap_or(("*", "*"));
             assert!(!name.contains('*'), "no wildcard actions: {action}");
             match service {
+                "dynamodb" if name == "GetItem" => {
+                    // The current state of a changed user: user items only, by their key.
+                    for resource in &resources {
+                        assert_eq!(get_att(resource), Some(format!("{table}.Arn")), "{action} on the table, no index");
+                    }
+                    let leading = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+                    let prefixes: Vec<&str> = one_or_many(leading).iter().filter_map(|v| v.as_str()).collect();
+                    assert_eq!(prefixes, ["USER#*"], "{action} limited to user items: {statement:?}");
+                    user_reads = true;
+                }
                 "dynamodb" => {
                     let item_access =
                         name.ends_with("Item") || name.starts_with("PartiQL") || ["Query", "Scan"].contains(&name);
-                    assert!(!item_access, "{CACHE_SYNC} reads users from the stream, never the table: {action}");
+                    assert!(!item_access, "{CACHE_SYNC} reads one user at a time by its key, nothing else: {action}");
                     for resource in &resources {
                         assert_eq!(
                             get_att(resource),
@@ -546,6 +558,7 @@ fn cache_sync_may_read_the_stream_and_the_cache_secret_and_nothing_else() {
             }
         }
     }
+    assert!(user_reads, "{CACHE_SYNC} reads each changed user's item");
     assert_eq!(secrets, ["CacheAuthSecret".to_owned()].into(), "the only secret it reads is the cache's AUTH token");
     let needed = ["DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"].map(String::from).into();
     assert_eq!(stream_actions, needed, "the mapping polls the stream with this role");
