@@ -75,11 +75,6 @@ impl RedisConnection {
         ConnectionManager::clone(&self.inner.current.load())
     }
 
-    /// The bound on every call.
-    pub fn timeout(&self) -> Duration {
-        self.inner.timeout
-    }
-
     /// Runs `call` on the connection within the timeout. A reply that says the connection is on
     /// the wrong server ([`is_wrong_server`]) replaces the connection, and `call` runs once more
     /// on the new one, inside the same bound.

@@ -118,17 +118,6 @@ pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
     }
 }
 
-/// The version a raw entry carries, as the compare-and-set script reads it: `None` when it
-/// carries none it could read. For tests and diagnostics; the script is the authority.
-pub fn stored_version(raw: &[u8]) -> Option<Version> {
-    #[derive(Deserialize)]
-    struct Versioned {
-        id: String,
-        rev: u64,
-    }
-    serde_json::from_slice::<Versioned>(raw).ok().map(|v| Version { id: v.id, revision: v.rev })
-}
-
 /// The compare-and-set script every cache write runs (`cas.lua`).
 pub const COMPARE_AND_SET: &str = include_str!("cas.lua");
 
@@ -155,7 +144,6 @@ mod tests {
         let tombstone = Entry::Absent(user(1, 3).deleted()).encode().expect("json");
         assert_eq!(tombstone, br#"{"id":"01J00000000000000000000000","rev":4,"kind":"absent"}"#);
         assert_eq!(Entry::Absent(Version::NONE).encode().expect("json"), br#"{"id":"","rev":0,"kind":"absent"}"#);
-        assert_eq!(stored_version(&tombstone), Some(user(1, 3).deleted()));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod posts_api;
 mod races;
 mod security;
 mod smoke;
+mod stream_poller;
 mod template;
 mod tokens;
 mod users_api;
