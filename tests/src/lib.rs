@@ -92,7 +92,13 @@ impl TestEnv {
     /// and its own connection to the Redis at `redis_url` (this world's, or a proxy in front of
     /// it), as two instances in production share nothing but the services.
     pub fn instance(&self, redis_url: &str) -> App {
-        let config = test_config(redis_url, &self.dynamo.endpoint);
+        self.instance_with(redis_url, |_| {})
+    }
+
+    /// The same, with the test's own tweaks to that instance's configuration.
+    pub fn instance_with(&self, redis_url: &str, tweak: impl FnOnce(&mut Config)) -> App {
+        let mut config = test_config(redis_url, &self.dynamo.endpoint);
+        tweak(&mut config);
         let client = dynamo::client_for(&self.dynamo.endpoint, None);
         App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds")
     }

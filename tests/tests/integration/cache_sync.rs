@@ -80,7 +80,8 @@ fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
 
 /// `cache-sync` on `redis` and `env`'s table, reading the table through `env`'s counted client.
 fn sync_for(env: &TestEnv, redis: &RedisServer) -> CacheSync {
-    let cache = InProcess::new(&redis.url(), &env.dynamo.endpoint).sync.cache;
+    let config = integration_tests::test_config(&redis.url(), &env.dynamo.endpoint);
+    let cache = shared::cache::RedisCache::new(&config.cache, None).expect("cache builds");
     CacheSync { cache, store: Store::new(env.dynamo.client.clone(), "social") }
 }
 

@@ -470,19 +470,11 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
     for _ in 0..=INSTANCES {
         links.push(RedisProxy::start(redis.port).await);
     }
-    let instances = (0..INSTANCES)
-        .map(|i| {
-            let config = {
-                let mut c = integration_tests::test_config(&links[i].url(), &env.dynamo.endpoint);
-                c.cache.redis_timeout = REDIS_TIMEOUT;
-                c.cache.redis_connect_timeout = REDIS_TIMEOUT;
-                c
-            };
-            let client = integration_tests::dynamo::client_for(&env.dynamo.endpoint, None);
-            App::build(config, client, shared::config::Secret::new(integration_tests::TEST_SECRET), None)
-                .expect("app builds")
-        })
-        .collect();
+    let patient = |c: &mut shared::config::Config| {
+        c.cache.redis_timeout = REDIS_TIMEOUT;
+        c.cache.redis_connect_timeout = REDIS_TIMEOUT;
+    };
+    let instances = links[..INSTANCES].iter().map(|link| env.instance_with(&link.url(), patient)).collect();
     let mut sync_config = integration_tests::test_config(&links[INSTANCES].url(), &env.dynamo.endpoint);
     sync_config.cache.redis_timeout = REDIS_TIMEOUT;
     let _sync = StreamSync::start_with(&sync_config).await;
