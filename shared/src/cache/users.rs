@@ -84,11 +84,11 @@ impl Users {
         at_least: Option<AtLeast<'_>>,
     ) -> Result<(Option<User>, CacheOutcome), AppError> {
         match self.cache.lookup(email).await {
-            Lookup::Found(user) if at_least.is_some_and(|t| user_older_than(&user, t)) => {
+            Lookup::Found(user) if at_least.is_some_and(|t| t.outdates(&user.id, Some(user.jwt_version))) => {
                 tracing::warn!("cache entry older than the token; reading DynamoDB");
             }
             Lookup::Found(user) => return Ok((Some(user), CacheOutcome::Hit)),
-            Lookup::Absent { id } if at_least.is_some_and(|t| !id.is_empty() && id.as_str() < t.id) => {
+            Lookup::Absent { id } if at_least.is_some_and(|t| t.outdates(&id, None)) => {
                 tracing::warn!("cache entry names a user deleted before the token's; reading DynamoDB");
             }
             Lookup::Absent { .. } => return Ok((None, CacheOutcome::Negative)),
@@ -150,31 +150,24 @@ impl Users {
     }
 }
 
-/// Whether a cached user is provably older than what a token proves: ids (ULIDs) and
-/// `jwtVersion`s only grow, so a token newer than the entry means the entry missed a change (a
-/// logout whose write never landed, or a delete and a new registration of the email).
-fn user_older_than(cached: &User, token: AtLeast<'_>) -> bool {
-    if cached.id == token.id {
-        cached.jwt_version < token.jwt_version
-    } else {
-        cached.id.as_str() < token.id
+impl AtLeast<'_> {
+    /// Whether an entry of user `id` (at `jwt_version`; `None` for that user's tombstone) is
+    /// provably older than what the token proves. Ids (ULIDs) and `jwtVersion`s only grow, so a
+    /// token newer than the entry means the entry missed a change: a logout whose write never
+    /// landed, or a delete and a new registration of the email. A tombstone of the token's own
+    /// user is newer than any of its tokens; "DynamoDB had none" (an empty id) proves nothing.
+    fn outdates(&self, id: &str, jwt_version: Option<u64>) -> bool {
+        if id == self.id {
+            jwt_version.is_some_and(|cached| cached < self.jwt_version)
+        } else {
+            !id.is_empty() && id < self.id
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(id: &str, jwt_version: u64) -> User {
-        User {
-            id: id.into(),
-            email: "a@x.io".into(),
-            name: "A".into(),
-            jwt_version,
-            revision: jwt_version,
-            created_at: "t".into(),
-        }
-    }
 
     fn token(id: &str, jwt_version: u64) -> AtLeast<'_> {
         AtLeast { id, jwt_version }
@@ -183,11 +176,14 @@ mod tests {
     #[test]
     fn only_a_token_newer_than_the_entry_sends_the_lookup_to_dynamodb() {
         let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
-        assert!(!user_older_than(&user(old, 2), token(old, 2)), "current");
-        assert!(!user_older_than(&user(old, 2), token(old, 1)), "revoked token");
-        assert!(user_older_than(&user(old, 1), token(old, 2)), "entry missed a logout");
-        assert!(!user_older_than(&user(new, 1), token(old, 1)), "token of an earlier user");
-        assert!(!user_older_than(&user(new, 1), token(old, 5)), "an earlier user's version says nothing");
-        assert!(user_older_than(&user(old, 1), token(new, 1)), "entry missed a delete and re-registration");
+        assert!(!token(old, 2).outdates(old, Some(2)), "current");
+        assert!(!token(old, 1).outdates(old, Some(2)), "revoked token");
+        assert!(token(old, 2).outdates(old, Some(1)), "entry missed a logout");
+        assert!(!token(old, 1).outdates(new, Some(1)), "token of an earlier user");
+        assert!(!token(old, 5).outdates(new, Some(1)), "an earlier user's version says nothing");
+        assert!(token(new, 1).outdates(old, Some(1)), "entry missed a delete and re-registration");
+        assert!(!token(old, 9).outdates(old, None), "the token's own user's tombstone");
+        assert!(token(new, 1).outdates(old, None), "the tombstone of an earlier user of the email");
+        assert!(!token(new, 1).outdates("", None), "DynamoDB had none: proves nothing");
     }
 }
