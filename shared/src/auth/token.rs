@@ -27,6 +27,10 @@ pub struct Claims {
     pub aud: String,
     pub iat: u64,
     pub exp: u64,
+    /// A unique id per token, so two logins in the same second get two different tokens (and
+    /// a test of "every token" checks more than one).
+    #[serde(default)]
+    pub jti: String,
 }
 
 /// A token's claims once verified, with the email in them already validated: what an
@@ -89,6 +93,7 @@ impl TokenKeys {
             aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            jti: crate::domain::new_id(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing a token: {e}")))?;
@@ -151,7 +156,9 @@ impl TokenKeys {
 /// The token from `aid: <jwt>` or `Authorization: Bearer <jwt>`.
 ///
 /// Both headers may be sent, but then they must carry the same token: two different tokens
-/// in one request are refused rather than guessing which one the client meant.
+/// in one request are refused rather than guessing which one the client meant. An
+/// `Authorization` of another scheme (Basic from a proxy, SigV4) is not a token of ours: with
+/// `aid` present it is ignored, and alone it is no token at all.
 pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, AppError> {
     let single = |name: &str| -> Result<Option<&str>, AppError> {
         let mut values = headers.get_all(name).iter();
@@ -162,21 +169,32 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, AppError> {
         first.to_str().map(|v| Some(v.trim())).map_err(|_| AppError::Unauthorized("header is not text"))
     };
     let aid = single("aid")?.filter(|v| !v.is_empty());
-    let bearer = match single("authorization")? {
-        None => None,
-        Some(value) => {
-            let (scheme, token) = value.split_once(' ').ok_or(AppError::Unauthorized("malformed authorization"))?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(AppError::Unauthorized("authorization scheme is not Bearer"));
-            }
-            Some(token.trim())
-        }
+    let bearer = match single("authorization") {
+        Ok(Some(value)) => match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
+            _ if value.eq_ignore_ascii_case("bearer") => Some(""),
+            _ => None,
+        },
+        Ok(None) => None,
+        // Not text, or sent twice: beside `aid`, ignored unless one of them is a Bearer token.
+        Err(_) if aid.is_some() && !any_bearer(headers) => None,
+        Err(e) => return Err(e),
     };
     match (aid, bearer) {
         (Some(a), Some(b)) if a != b => Err(AppError::Unauthorized("aid and authorization disagree")),
         (Some(token), _) | (None, Some(token)) if !token.is_empty() => Ok(token),
+        (None, None) if headers.contains_key("authorization") => {
+            Err(AppError::Unauthorized("authorization scheme is not Bearer"))
+        }
         _ => Err(AppError::Unauthorized("no token")),
     }
+}
+/// Whether any `Authorization` value names the Bearer scheme.
+fn any_bearer(headers: &HeaderMap) -> bool {
+    headers.get_all("authorization").iter().any(|v| {
+        let bytes = v.as_bytes().trim_ascii_start();
+        bytes.len() >= 6 && bytes[..6].eq_ignore_ascii_case(b"bearer")
+    })
 }
 
 #[cfg(test)]
@@ -214,13 +232,18 @@ mod tests {
 
     #[test]
     fn a_remembered_token_still_expires_and_a_refused_one_is_never_remembered() {
-        // A lifetime of 0 s: valid during the second it was issued in, expired after.
+        // A lifetime of 0 s: valid during the second it was issued in, expired after. Issued
+        // again until issue and first check fall in the same second, so the checks below
+        // always run (a tick between the two would leave nothing to remember).
         let keys = TokenKeys::new(&Secret::new("k".repeat(32)), Duration::from_secs(0));
-        let issued = keys.issue(&user()).expect("sign");
-        if let Ok(first) = keys.verify(&issued.token) {
-            assert!(keys.verified.lock().expect("lock").contains_key(&issued.token), "remembered");
-            assert_eq!(keys.verify(&issued.token).ok(), Some(first), "and answered from memory");
-        }
+        let (issued, first) = (0..10)
+            .find_map(|_| {
+                let issued = keys.issue(&user()).expect("sign");
+                keys.verify(&issued.token).ok().map(|first| (issued, first))
+            })
+            .expect("a token verified within the second it was issued in");
+        assert!(keys.verified.lock().expect("lock").contains_key(&issued.token), "remembered");
+        assert_eq!(keys.verify(&issued.token).ok(), Some(first), "and answered from memory");
         let second_after_exp = (jsonwebtoken::get_current_timestamp() + 1) * 1000;
         let now_ms =
             || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as u64;
@@ -269,6 +292,27 @@ mod tests {
     }
 
     #[test]
+    fn another_authorization_scheme_beside_aid_is_not_a_token() {
+        for other in ["Basic dXNlcjpwYXNz", "AWS4-HMAC-SHA256 Credential=x/y, Signature=z", "Negotiate", "\u{1}"] {
+            let Ok(value) = HeaderValue::from_str(other) else { continue };
+            let mut h = headers(&[("aid", "abc")]);
+            h.append("authorization", value);
+            assert_eq!(token_from_headers(&h).ok(), Some("abc"), "{other}");
+        }
+        let two = headers(&[("aid", "abc"), ("authorization", "Basic a"), ("authorization", "Basic b")]);
+        assert_eq!(token_from_headers(&two).ok(), Some("abc"));
+        assert!(token_from_headers(&headers(&[("authorization", "Basic abc")])).is_err(), "alone: no token");
+    }
+
+    #[test]
+    fn two_logins_in_one_second_get_two_tokens() {
+        let keys = keys();
+        let (a, b) = (keys.issue(&user()).expect("sign"), keys.issue(&user()).expect("sign"));
+        assert_ne!(a.token, b.token);
+        assert_ne!(keys.verify(&a.token).expect("a").claims.jti, keys.verify(&b.token).expect("b").claims.jti);
+    }
+
+    #[test]
     fn missing_or_conflicting_tokens_are_refused() {
         for h in [
             headers(&[]),
@@ -278,6 +322,7 @@ mod tests {
             headers(&[("authorization", "Bearer ")]),
             headers(&[("aid", "abc"), ("authorization", "Bearer xyz")]),
             headers(&[("aid", "abc"), ("aid", "abc")]),
+            headers(&[("aid", "abc"), ("authorization", "Bearer abc"), ("authorization", "Basic x")]),
         ] {
             assert!(matches!(token_from_headers(&h), Err(AppError::Unauthorized(_))), "{h:?}");
         }

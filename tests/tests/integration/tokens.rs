@@ -279,3 +279,19 @@ async fn a_basic_authorization_header_is_refused() {
     assert_refused(&env, me().header("Authorization", &format!("Basic {credentials}"))).await;
     assert_refused(&env, me().header("Authorization", &format!("Basic {token}"))).await;
 }
+
+#[tokio::test]
+async fn another_authorization_scheme_beside_aid_is_ignored_and_a_second_token_is_not() {
+    let env = TestEnv::new().await;
+    let (token, user) = env.new_user("Proxied").await;
+    for scheme in ["Basic dXNlcjpwYXNz", "AWS4-HMAC-SHA256 Credential=AKIA/20261202/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=abc"] {
+        let res = env.send(ApiRequest::get("/users/me").aid(&token).header("authorization", scheme)).await;
+        assert_eq!((res.status, &res.body), (200, &user), "aid with {scheme}: {}", res.raw_body);
+    }
+    let (other, _) = env.new_user("Other").await;
+    let res = env.send(ApiRequest::get("/users/me").aid(&token).bearer(&other)).await;
+    res.assert_error(401, "unauthorized");
+    env.send(ApiRequest::get("/users/me").header("authorization", "Basic dXNlcjpwYXNz"))
+        .await
+        .assert_error(401, "unauthorized");
+}
