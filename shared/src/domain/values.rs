@@ -6,13 +6,19 @@ fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
-/// A normalized email: trimmed and lower-cased, so `A@X.io` and ` a@x.io ` are one user.
+/// A normalized email: trimmed, in Unicode NFC, lower-cased, so `A@X.io` and ` a@x.io ` are
+/// one user, and so are `josé@x.io` typed with a precomposed `é` and with `e` plus a
+/// combining accent (two strings that look the same would otherwise be two accounts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, AppError> {
-        let email = raw.trim().to_lowercase();
+        use unicode_normalization::UnicodeNormalization;
+        // NFC, then lower case; NFC once more, since lower-casing can leave a sequence that
+        // composes (so parsing a parsed email changes nothing).
+        let lower = raw.trim().nfc().collect::<String>().to_lowercase();
+        let email: String = lower.nfc().collect();
         if email.is_empty() {
             return Err(AppError::validation("email", "must not be empty"));
         }
@@ -157,6 +163,16 @@ mod tests {
     #[test]
     fn email_is_trimmed_and_lowercased() {
         assert_eq!(Email::parse("  A@X.io ").map(|e| e.0).ok(), Some("a@x.io".to_owned()));
+    }
+
+    #[test]
+    fn precomposed_and_decomposed_accents_are_one_email() {
+        let precomposed = Email::parse("jos\u{e9}@x.io").expect("valid");
+        let decomposed = Email::parse("JOSE\u{301}@X.io").expect("valid");
+        assert_eq!(precomposed, decomposed);
+        assert_eq!(precomposed.as_str(), "jos\u{e9}@x.io");
+        let again = Email::parse(precomposed.as_str()).expect("valid");
+        assert_eq!(again, precomposed, "parsing is idempotent");
     }
 
     #[test]
