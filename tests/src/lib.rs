@@ -8,6 +8,7 @@
 //!   deserializer into the function handlers.
 
 pub mod dynamo;
+pub mod dynamo_proxy;
 pub mod events;
 pub mod redis_proxy;
 pub mod redis_server;
@@ -22,6 +23,7 @@ use shared::config::{Config, Secret};
 use shared::App;
 
 pub use dynamo::{CallCounter, Dynamo};
+pub use dynamo_proxy::DynamoProxy;
 pub use events::{ApiRequest, ApiResponse};
 pub use redis_proxy::{RedisProxy, WriteFault};
 pub use redis_server::{RedisServer, SilentServer};
@@ -76,6 +78,17 @@ impl TestEnv {
         patient(&mut config);
         let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
         TestEnv { app, ..env }
+    }
+
+    /// A world whose app reaches DynamoDB only through a [`DynamoProxy`] (every call still
+    /// counted), with the same SDK timeouts and retries as production.
+    pub async fn behind_dynamo_proxy() -> (Self, DynamoProxy) {
+        let env = TestEnv::new().await;
+        let proxy = DynamoProxy::start(&env.dynamo.endpoint).await;
+        let client = dynamo::client_for(&proxy.endpoint, Some(env.dynamo.calls.clone()));
+        let config = test_config(&env.redis.url(), &proxy.endpoint);
+        let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
+        (TestEnv { app, ..env }, proxy)
     }
 
     /// Sends a request through the function that serves its path, as API Gateway would.

@@ -1,6 +1,8 @@
 //! Building the DynamoDB client, key helpers and SDK error classification.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -37,6 +39,53 @@ pub async fn client_from_config(config: &TableConfig) -> Client {
     Client::from_conf(builder.build())
 }
 
+/// Counts the attempts the SDK makes of one call. The SDK tries a call again when its answer
+/// was lost (a dropped connection, a timeout), and a write's second attempt then meets the
+/// state its first attempt left: a condition that held fails, an item it created exists. A
+/// write that learns from this count that an earlier attempt was sent can tell "my own first
+/// attempt did it" from a real refusal. Attach one per call with `.customize().interceptor(..)`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Attempts(Arc<AtomicU32>);
+
+impl Attempts {
+    /// Whether more than one attempt was sent, so an earlier one may have been applied.
+    pub(super) fn retried(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "Attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The attribute every update of a user or a post stamps with a token of its own. The SDK
+/// sends a retried attempt byte for byte as the first, token included, so a condition failure
+/// that finds the item stamped with this call's token means the first attempt was applied:
+/// the call succeeded, and the item as found is its result. Updates are also conditioned on
+/// the item not carrying their token yet, so a retry never applies the same change twice.
+pub(super) const WRITE_TOKEN: &str = "writeToken";
+
+/// `(attribute_not_exists(writeToken) OR writeToken <> :writeToken)`, for the condition of an
+/// update stamped with [`WRITE_TOKEN`].
+pub(super) const NOT_YET_WRITTEN: &str = "(attribute_not_exists(writeToken) OR writeToken <> :writeToken)";
+
+/// Whether `item` carries `token` in [`WRITE_TOKEN`].
+pub(super) fn written_by(item: &Item, token: &str) -> bool {
+    matches!(item.get(WRITE_TOKEN), Some(AttributeValue::S(found)) if found == token)
+}
+
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -45,9 +94,36 @@ pub(super) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// Whether a failed call was a condition that did not hold.
-pub(super) fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+/// The errors of writes that can be refused by their condition, and the item as the refusal
+/// found it (asked for with `ReturnValuesOnConditionCheckFailure::AllOld`).
+pub(super) trait ConditionalError {
+    /// `Some(item)` when the condition failed (`item` is `None` when there was none), `None`
+    /// for any other error.
+    fn refused_item(&self) -> Option<Option<Item>>;
+}
+
+macro_rules! conditional_error {
+    ($($error:ty),*) => {$(
+        impl ConditionalError for $error {
+            fn refused_item(&self) -> Option<Option<Item>> {
+                match self {
+                    Self::ConditionalCheckFailedException(refused) => Some(refused.item.clone()),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+conditional_error!(
+    aws_sdk_dynamodb::operation::put_item::PutItemError,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemError
+);
+
+/// If `err` is a failed condition, the item as it was then (`Some(None)`: no item).
+pub(super) fn refused<E: ConditionalError, R>(err: &SdkError<E, R>) -> Option<Option<Item>> {
+    err.as_service_error().and_then(ConditionalError::refused_item)
 }
 
 /// Maps an SDK failure to the contract: unreachable, slow or throttled is `503`, the rest

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{classify, from_item, n, s, to_item, Item};
+use super::dynamo::{
+    classify, from_item, n, refused, s, to_item, written_by, Attempts, Item, NOT_YET_WRITTEN, WRITE_TOKEN,
+};
 use super::{Page, Store, FEED_INDEX};
 use crate::domain::{Post, PostPatch};
 use crate::error::AppError;
@@ -57,7 +57,21 @@ fn author_and_version_condition(if_match: Option<u64>) -> String {
     condition
 }
 
+/// Whether `old`, found where a new post was to be created, is that post: written by an earlier
+/// attempt of the same call (its id is a new ULID, so nothing else can be there).
+fn is_same_post(old: &Item, post: &Post) -> bool {
+    let text = |name: &str| match old.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.as_str()),
+        _ => None,
+    };
+    text("id") == Some(post.id.as_str())
+        && text("authorId") == Some(post.author_id.as_str())
+        && text("createdAt") == Some(post.created_at.as_str())
+}
+
 impl Store {
+    /// Stores a new post. A retried attempt that finds the post its first attempt wrote has
+    /// succeeded, not failed.
     pub async fn create_post(&self, post: &Post) -> Result<(), AppError> {
         let item = PostItem {
             pk: post_pk(&post.id),
@@ -66,15 +80,25 @@ impl Store {
             gsi1sk: post.id.clone(),
             post: post.clone(),
         };
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item("post", &item)?))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(|e| classify("PutItem post", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match refused(&e) {
+                Some(Some(old)) if is_same_post(&old, post) => {
+                    tracing::info!("post written by an earlier attempt of this call");
+                    Ok(())
+                }
+                _ => Err(classify("PutItem post", e)),
+            },
+        }
     }
 
     pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, AppError> {
@@ -106,6 +130,8 @@ impl Store {
     }
 
     /// Applies `patch` if `user_id` wrote the post and, with `if_match`, it is at that version.
+    /// Stamped with a write token: a retried attempt neither applies the edit twice nor
+    /// reports its own first attempt's edit as `412` (see [`WRITE_TOKEN`]).
     pub async fn update_post(
         &self,
         post_id: &str,
@@ -114,13 +140,16 @@ impl Store {
         if_match: Option<u64>,
         now: String,
     ) -> Result<Post, AppError> {
-        let mut sets = vec!["updatedAt = :now"];
+        let token = crate::domain::new_id();
+        let stamp = format!("{WRITE_TOKEN} = :writeToken");
+        let mut sets = vec!["updatedAt = :now", stamp.as_str()];
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(post_pk(post_id)))
             .key("sk", s(POST_SK))
+            .expression_attribute_values(":writeToken", s(&token))
             .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":me", s(user_id))
             .expression_attribute_values(":one", n(1));
@@ -138,7 +167,7 @@ impl Store {
         }
         let result = request
             .update_expression(format!("SET {} ADD version :one", sets.join(", ")))
-            .condition_expression(author_and_version_condition(if_match))
+            .condition_expression(format!("{} AND {NOT_YET_WRITTEN}", author_and_version_condition(if_match)))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -148,11 +177,13 @@ impl Store {
                 let item = out.attributes.ok_or_else(|| AppError::Internal("UpdateItem post: no attributes".into()))?;
                 Ok(from_item::<PostItem>("post", item)?.post)
             }
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(explain_refusal(refused.item.clone(), user_id))
+            Err(e) => match refused(&e) {
+                Some(Some(item)) if written_by(&item, &token) => {
+                    tracing::info!("post edit applied by an earlier attempt of this call");
+                    Ok(from_item::<PostItem>("post", item)?.post)
                 }
-                _ => Err(classify("UpdateItem post", e)),
+                Some(old) => Err(explain_refusal(old, user_id)),
+                None => Err(classify("UpdateItem post", e)),
             },
         }
     }
@@ -160,8 +191,13 @@ impl Store {
     /// Deletes the post, then every comment in its partition.
     ///
     /// The post goes first: from then on no comment can be added (adding one is a
-    /// transaction conditioned on the post), so the sweep that follows leaves none behind.
+    /// transaction conditioned on the post), so the sweep that follows leaves none behind. A
+    /// sweep that fails is `503`, so the client tries again; the retry finds the post gone,
+    /// sweeps again, and answers `404` (or `204`, when the post went in an earlier attempt of
+    /// this same call, whose answer was lost), so comments are never left behind by an answer
+    /// that tells the client to stop.
     pub async fn delete_post(&self, post_id: &str, user_id: &str, if_match: Option<u64>) -> Result<(), AppError> {
+        let attempts = Attempts::default();
         let mut request = self
             .client
             .delete_item()
@@ -174,23 +210,33 @@ impl Store {
         if let Some(expected) = if_match {
             request = request.expression_attribute_values(":expected", n(expected));
         }
-        match request.send().await {
-            Ok(_) => self.delete_comments_of(post_id).await,
-            Err(e) => match e.as_service_error() {
-                Some(DeleteItemError::ConditionalCheckFailedException(refused)) => {
-                    let refusal = explain_refusal(refused.item.clone(), user_id);
-                    if matches!(refusal, AppError::NotFound(_)) {
-                        // A delete that failed half-way (post gone, comments left) is finished
-                        // by the client's retry, which lands here.
-                        if let Err(e) = self.delete_comments_of(post_id).await {
-                            tracing::warn!(error = %e, "sweeping the comments of a deleted post failed");
-                        }
+        let result = request.customize().interceptor(attempts.clone()).send().await;
+        match result {
+            Ok(_) => self.sweep_comments_of(post_id).await,
+            Err(e) => match refused(&e) {
+                Some(None) => {
+                    self.sweep_comments_of(post_id).await?;
+                    if attempts.retried() {
+                        tracing::info!("post deleted by an earlier attempt of this call");
+                        Ok(())
+                    } else {
+                        Err(AppError::NotFound("post"))
                     }
-                    Err(refusal)
                 }
-                _ => Err(classify("DeleteItem post", e)),
+                Some(old) => Err(explain_refusal(old, user_id)),
+                None => Err(classify("DeleteItem post", e)),
             },
         }
+    }
+
+    /// [`Store::delete_comments_of`], where any failure means "not done yet, try again": `503`.
+    async fn sweep_comments_of(&self, post_id: &str) -> Result<(), AppError> {
+        self.delete_comments_of(post_id).await.map_err(|e| match e {
+            AppError::Unavailable(detail) | AppError::Internal(detail) => {
+                AppError::Unavailable(format!("sweeping the comments of a deleted post: {detail}"))
+            }
+            other => other,
+        })
     }
 }
 

@@ -6,10 +6,10 @@
 //! ([`crate::domain::Version`]). Every change is conditioned on the user's id, so a request
 //! authenticated as an earlier user of the email can never change a later one.
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{classify, from_item, is_condition_failure, n, s, to_item};
+use super::dynamo::{classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN};
 use super::Store;
 use crate::domain::{Email, User};
 use crate::error::AppError;
@@ -73,6 +73,9 @@ impl Store {
     }
 
     /// Creates a user; of two registrations of one email, exactly one wins (`email_taken`).
+    ///
+    /// A retried attempt finds the item its own first attempt wrote: the item holds this
+    /// registration's user id (a new ULID), so that is a success, not `email_taken`.
     pub async fn create_user(&self, new: NewUser) -> Result<User, AppError> {
         let email = Email::parse(&new.user.email)?;
         let item =
@@ -83,12 +86,19 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(to_item("user", &item)?))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(item.user),
-            Err(e) if is_condition_failure(&e) => Err(AppError::EmailTaken),
-            Err(e) => Err(classify("PutItem user", e)),
+            Err(e) => match refused(&e) {
+                Some(Some(old)) if matches!(old.get("id"), Some(AttributeValue::S(id)) if *id == item.user.id) => {
+                    tracing::info!("registration written by an earlier attempt of this call");
+                    Ok(item.user)
+                }
+                Some(_) => Err(AppError::EmailTaken),
+                None => Err(classify("PutItem user", e)),
+            },
         }
     }
 
@@ -102,25 +112,35 @@ impl Store {
         self.update_user(user, UserUpdate::Rename(name)).await
     }
 
+    /// Changes `user` only as the token that authenticated it knows it: the same user id (not
+    /// a later user of the email) at the same `jwtVersion` (not revoked since). Stamped with a
+    /// write token, so a retried attempt neither applies twice nor reports its own first
+    /// attempt's change as a refusal (see [`WRITE_TOKEN`]).
     async fn update_user(&self, user: &User, update: UserUpdate) -> Result<User, AppError> {
         let email = Email::parse(&user.email)?;
+        let token = crate::domain::new_id();
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(user_pk(&email)))
             .key("sk", s(PROFILE))
-            .condition_expression("attribute_exists(pk) AND id = :id")
+            .condition_expression(format!("id = :id AND jwtVersion = :jwtVersion AND {NOT_YET_WRITTEN}"))
             .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":jwtVersion", n(user.jwt_version))
+            .expression_attribute_values(":writeToken", s(&token))
             .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew);
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let (request, operation) = match update {
-            UserUpdate::RevokeTokens => {
-                (request.update_expression("ADD jwtVersion :one, revision :one"), "UpdateItem logout")
-            }
+            UserUpdate::RevokeTokens => (
+                request
+                    .update_expression(format!("SET {WRITE_TOKEN} = :writeToken ADD jwtVersion :one, revision :one")),
+                "UpdateItem logout",
+            ),
             UserUpdate::Rename(name) => (
                 request
-                    .update_expression("SET #name = :name ADD revision :one")
+                    .update_expression(format!("SET #name = :name, {WRITE_TOKEN} = :writeToken ADD revision :one"))
                     .expression_attribute_names("#name", "name")
                     .expression_attribute_values(":name", s(name)),
                 "UpdateItem rename",
@@ -132,14 +152,26 @@ impl Store {
                     out.attributes.ok_or_else(|| AppError::Internal(format!("{operation}: no attributes returned")))?;
                 Ok(from_item::<UserItem>("user", item)?.user)
             }
-            Err(e) if is_condition_failure(&e) => Err(AppError::Unauthorized("user is gone")),
-            Err(e) => Err(classify(operation, e)),
+            Err(e) => match refused(&e) {
+                Some(Some(item)) if written_by(&item, &token) => {
+                    tracing::info!(operation, "change applied by an earlier attempt of this call");
+                    Ok(from_item::<UserItem>("user", item)?.user)
+                }
+                Some(Some(_)) => Err(AppError::Unauthorized("user changed since the token was checked")),
+                Some(None) => Err(AppError::Unauthorized("user is gone")),
+                None => Err(classify(operation, e)),
+            },
         }
     }
 
-    /// Deletes `user` (and only that user of its email) and returns it as it was, so the
-    /// caller can cache the deletion's version; its tokens then fail the "user still
-    /// exists" check.
+    /// Deletes `user` (and only that user of its email, at the token's `jwtVersion`) and
+    /// returns it as it was, so the caller can cache the deletion's version; its tokens then
+    /// fail the "user still exists" check.
+    ///
+    /// A user found already gone is a success: the request was authenticated as that user, so
+    /// it existed moments ago, and whoever removed it (this call's own first attempt, whose
+    /// answer was lost, or a concurrent delete) left the state the caller asked for. Its
+    /// deletion's version is then the one `user` implies.
     pub async fn delete_user(&self, user: &User) -> Result<User, AppError> {
         let email = Email::parse(&user.email)?;
         let result = self
@@ -148,9 +180,11 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(user_pk(&email)))
             .key("sk", s(PROFILE))
-            .condition_expression("attribute_exists(pk) AND id = :id")
+            .condition_expression("id = :id AND jwtVersion = :jwtVersion")
             .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":jwtVersion", n(user.jwt_version))
             .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
@@ -158,8 +192,14 @@ impl Store {
                 let item = out.attributes.ok_or_else(|| AppError::Internal("DeleteItem user: no old item".into()))?;
                 Ok(from_item::<UserItem>("user", item)?.user)
             }
-            Err(e) if is_condition_failure(&e) => Err(AppError::Unauthorized("user is gone")),
-            Err(e) => Err(classify("DeleteItem user", e)),
+            Err(e) => match refused(&e) {
+                Some(Some(_)) => Err(AppError::Unauthorized("user changed since the token was checked")),
+                Some(None) => {
+                    tracing::info!("user already gone; its deletion stands");
+                    Ok(user.clone())
+                }
+                None => Err(classify("DeleteItem user", e)),
+            },
         }
     }
 }

@@ -472,3 +472,29 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
     assert_eq!(comment_count(&env, &token, &post_id).await, 0);
     assert!(walk(&env, &token, &post_id, 10).await.0.is_empty(), "nothing written");
 }
+
+#[tokio::test]
+async fn a_failed_sweep_is_503_and_a_comment_whose_post_is_gone_is_404_until_a_retry_sweeps_it() {
+    let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
+    let (token, _) = env.new_user("Sweep").await;
+    let post = id_of(&env.new_post(&token, "to sweep").await);
+    let comment = id_of(&comment(&env, &token, &post, "orphan to be").await.body);
+    let path = format!("/posts/{post}/comments/{comment}");
+
+    // The post goes, the sweep of its comments fails (both of the SDK's attempts).
+    proxy.fail_requests("BatchWriteItem", 2);
+    let res = env.send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token)).await;
+    res.assert_error(503, "service_unavailable");
+    assert_eq!(env.post_partition(&post).await.len(), 1, "the comment is left: {:?}", env.post_partition(&post).await);
+
+    // Left behind, it is still not reachable.
+    env.send(ApiRequest::get(&path).bearer(&token)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::patch(&path).bearer(&token).json(json!({"text": "still here?"})))
+        .await
+        .assert_error(404, "not_found");
+
+    // The client's retry sweeps it.
+    let res = env.send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token)).await;
+    res.assert_error(404, "not_found");
+    assert!(env.post_partition(&post).await.is_empty());
+}

@@ -230,6 +230,7 @@ async fn logout_revokes_every_token_and_a_new_login_works() {
     env.register(&email, "Logout").await;
     let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
     let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    assert_ne!(first, second, "two logins, two tokens (even within one second)");
 
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&first)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
@@ -330,4 +331,42 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     ] {
         env.send(ApiRequest::new(method, path).bearer(&token)).await.assert_error(405, "method_not_allowed");
     }
+}
+
+#[tokio::test]
+async fn precomposed_and_decomposed_accents_are_one_email() {
+    let env = TestEnv::new().await;
+    let local = ulid::Ulid::new().to_string().to_lowercase();
+    let precomposed = format!("jos\u{e9}.{local}@example.com");
+    let decomposed = format!("JOSE\u{301}.{local}@EXAMPLE.com");
+    assert_ne!(precomposed.to_lowercase(), decomposed.to_lowercase(), "they differ as strings");
+    let res = env.register(&precomposed, "Jos\u{e9}").await;
+    assert_eq!(res.status, 201, "{}", res.raw_body);
+    env.register(&decomposed, "Impostor").await.assert_error(409, "email_taken");
+    let login =
+        env.send(ApiRequest::post("/auth/login").json(json!({"email": decomposed, "password": PASSWORD}))).await;
+    assert_eq!((login.status, &login.body["user"]), (200, &res.body), "{}", login.raw_body);
+}
+
+#[tokio::test]
+async fn a_change_acts_only_on_the_user_and_jwt_version_the_token_was_checked_against() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Checked").await;
+    let mut headers = lambda_http::http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    // Authenticated as the route would, then the token is revoked before the change is made
+    // (a logout on another instance between the two).
+    let user = env.app.auth.authenticate(&headers).await.expect("authenticated");
+    assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+
+    let renamed = env.app.users.rename(&user, "Too Late".into()).await;
+    assert!(matches!(renamed, Err(shared::AppError::Unauthorized(_))), "{renamed:?}");
+    let logged_out = env.app.users.logout(&user).await;
+    assert!(matches!(logged_out, Err(shared::AppError::Unauthorized(_))), "{logged_out:?}");
+    let deleted = env.app.users.delete(&user).await;
+    assert!(matches!(deleted, Err(shared::AppError::Unauthorized(_))), "{deleted:?}");
+
+    let fresh = env.login(user.email.as_str()).await.body["token"].as_str().expect("token").to_owned();
+    let me = env.send(ApiRequest::get("/users/me").bearer(&fresh)).await;
+    assert_eq!((me.status, me.body["name"].as_str()), (200, Some("Checked")), "nothing changed");
 }
