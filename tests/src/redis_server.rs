@@ -57,6 +57,14 @@ impl RedisServer {
         panic!("redis-server did not start on port {}", self.port);
     }
 
+    /// Writes the data to disk (`SAVE`), so a restart after a [`stop`](Self::stop) comes back
+    /// with it, as a cache restarted from a snapshot (or a replica promoted) does: entries
+    /// written before, stale ones among them, are still there.
+    pub async fn snapshot(&self) {
+        let mut conn = self.connection().await.expect("redis connection");
+        redis::cmd("SAVE").query_async::<String>(&mut conn).await.expect("SAVE");
+    }
+
     /// Kills the server (SIGKILL: a crash, not a shutdown).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
