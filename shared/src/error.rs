@@ -29,12 +29,20 @@ pub enum AppError {
     MethodNotAllowed { allow: &'static str },
     #[error("email taken")]
     EmailTaken,
+    /// A request with the same `Idempotency-Key` is still running; sent with `Retry-After: 1`.
+    #[error("a request with this idempotency key is still running")]
+    RequestInProgress,
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    #[error("idempotency key reused for another request")]
+    IdempotencyKeyReused,
+    /// Too many failed logins; `retry_after` (seconds) is sent as `Retry-After`.
+    #[error("too many failed login attempts")]
+    TooManyAttempts { retry_after: u64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -55,10 +63,12 @@ impl AppError {
             AppError::Forbidden => 403,
             AppError::NotFound(_) => 404,
             AppError::MethodNotAllowed { .. } => 405,
-            AppError::EmailTaken => 409,
+            AppError::EmailTaken | AppError::RequestInProgress => 409,
             AppError::PreconditionFailed => 412,
             AppError::PayloadTooLarge => 413,
             AppError::UnsupportedMediaType => 415,
+            AppError::IdempotencyKeyReused => 422,
+            AppError::TooManyAttempts { .. } => 429,
             AppError::Unavailable(_) => 503,
             AppError::Internal(_) => 500,
         }
@@ -76,9 +86,12 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::EmailTaken => "email_taken",
+            AppError::RequestInProgress => "request_in_progress",
             AppError::PreconditionFailed => "precondition_failed",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::IdempotencyKeyReused => "idempotency_key_reused",
+            AppError::TooManyAttempts { .. } => "too_many_attempts",
             AppError::Unavailable(_) => "service_unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -99,11 +112,28 @@ impl AppError {
             AppError::NotFound(what) => format!("No such {what}.").into(),
             AppError::MethodNotAllowed { .. } => "This path does not accept that method.".into(),
             AppError::EmailTaken => "That email is already registered.".into(),
+            AppError::RequestInProgress => {
+                "A request with this Idempotency-Key is still running; try again shortly.".into()
+            }
+            AppError::IdempotencyKeyReused => {
+                "This Idempotency-Key was used for another request (body, route or post).".into()
+            }
+            AppError::TooManyAttempts { .. } => "Too many failed logins; try again later.".into(),
             AppError::PreconditionFailed => "The resource has changed since the version in If-Match.".into(),
             AppError::PayloadTooLarge => "The request body is over 64 KiB.".into(),
             AppError::UnsupportedMediaType => "Send the body as application/json.".into(),
             AppError::Unavailable(_) => "The database cannot be reached right now; try again.".into(),
             AppError::Internal(_) => "Something went wrong on our side.".into(),
+        }
+    }
+
+    /// Seconds the client should wait before trying again (`Retry-After`), where the contract
+    /// gives one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::RequestInProgress => Some(1),
+            AppError::TooManyAttempts { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 

@@ -14,6 +14,8 @@ pub struct ApiRequest {
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
     pub base64: bool,
+    /// The client's IP as API Gateway reports it (`requestContext.http.sourceIp`).
+    pub source_ip: String,
 }
 
 impl ApiRequest {
@@ -24,6 +26,7 @@ impl ApiRequest {
             headers: BTreeMap::new(),
             body: None,
             base64: false,
+            source_ip: "127.0.0.1".to_owned(),
         }
     }
     pub fn get(path: &str) -> Self {
@@ -41,6 +44,12 @@ impl ApiRequest {
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.insert(name.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    /// Sends the request from `ip`, as API Gateway would report it.
+    pub fn from_ip(mut self, ip: &str) -> Self {
+        self.source_ip = ip.to_owned();
         self
     }
 
@@ -87,7 +96,7 @@ impl ApiRequest {
                 "apiId": "test",
                 "domainName": "test.execute-api.us-east-1.amazonaws.com",
                 "domainPrefix": "test",
-                "http": {"method": self.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"},
+                "http": {"method": self.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": self.source_ip, "userAgent": "tests"},
                 "requestId": "test-request",
                 "routeKey": "$default",
                 "stage": "$default",

@@ -5,7 +5,9 @@ use serde::Serialize;
 use shared::cursor::CursorScope;
 use shared::domain::{is_valid_id, new_id, now_rfc3339, Caption, ImageUrl, Post, PostPatch};
 use shared::http::request::cursor_param;
-use shared::http::{created, if_match, json, limit_param, no_content, with_etag, JsonObject};
+use shared::http::{
+    created, idempotent, if_match, if_none_match, json, limit_param, no_content, not_modified, with_etag, JsonObject,
+};
 use shared::{App, AppError};
 
 /// A post id from the path; one that cannot be ours is simply not found.
@@ -17,14 +19,18 @@ fn post_id(raw: &str) -> Result<&str, AppError> {
     }
 }
 
+/// With an `Idempotency-Key`, at most one post per key (see [`idempotent`]).
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    let body = JsonObject::from_request(req)?;
-    let caption = Caption::parse(body.required_str("caption")?)?;
-    let image_url = body.nullable_str("imageUrl")?.flatten().map(ImageUrl::parse).transpose()?;
-    let post = Post::new(new_id(), user.id, user.name, caption, image_url, now_rfc3339());
-    app.store.create_post(&post).await?;
-    Ok(with_etag(created(&post, &format!("/posts/{}", post.id)), post.version))
+    idempotent(&app.store, req, &user.id, "POST /posts", None, || async {
+        let body = JsonObject::from_request(req)?;
+        let caption = Caption::parse(body.required_str("caption")?)?;
+        let image_url = body.nullable_str("imageUrl")?.flatten().map(ImageUrl::parse).transpose()?;
+        let post = Post::new(new_id(), user.id.clone(), user.name.clone(), caption, image_url, now_rfc3339());
+        app.store.create_post(&post).await?;
+        Ok(with_etag(created(&post, &format!("/posts/{}", post.id)), post.version))
+    })
+    .await
 }
 
 #[derive(Serialize)]
@@ -43,9 +49,13 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, AppError> 
     Ok(json(200, &PostPage { items: page.items, next_cursor }))
 }
 
+/// With `If-None-Match` naming the post's current version (or `*`), `304` and no body.
 pub async fn get(app: &App, req: &Request, id: &str) -> Result<Response<Body>, AppError> {
     app.auth.authenticate(req.headers()).await?;
     let post = app.store.get_post(post_id(id)?).await?.ok_or(AppError::NotFound("post"))?;
+    if if_none_match(req.headers()).is_some_and(|tags| tags.matches(post.version)) {
+        return Ok(not_modified(post.version));
+    }
     Ok(with_etag(json(200, &post), post.version))
 }
 

@@ -1,10 +1,12 @@
 //! HTTP plumbing shared by the functions: reading requests, writing responses, and the
 //! wrapper that turns any [`AppError`](crate::error::AppError) into the contract's JSON.
 
+pub mod idempotency;
 pub mod request;
 pub mod response;
 pub mod serve;
 
-pub use request::{if_match, limit_param, path_segments, IfMatch, JsonObject};
-pub use response::{created, json, no_content, with_etag};
-pub use serve::serve;
+pub use idempotency::idempotent;
+pub use request::{if_match, if_none_match, limit_param, path_segments, source_ip, IfMatch, IfNoneMatch, JsonObject};
+pub use response::{created, json, no_content, not_modified, with_etag};
+pub use serve::{respond, serve};

@@ -32,6 +32,26 @@ pub fn path_segments(req: &Request) -> Vec<String> {
     segments
 }
 
+/// The client's IP as API Gateway saw it (`requestContext`), never a client-sent header such
+/// as `X-Forwarded-For`, which anyone can write. `None` where the event has none (ALB).
+pub fn source_ip(req: &Request) -> Option<&str> {
+    let ip = match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.as_deref(),
+        _ => None,
+    };
+    ip.map(str::trim).filter(|ip| !ip.is_empty())
+}
+
+/// The body as sent (`lambda_http` has already decoded a base64 one).
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}
+
 /// A JSON object body; unknown fields are kept but never read.
 pub struct JsonObject(Map<String, Value>);
 
@@ -39,12 +59,7 @@ impl JsonObject {
     /// Reads the body as a JSON object: `413` over 64 KiB, `415` for a non-JSON content type,
     /// `400 invalid_json` when it is not a JSON object.
     pub fn from_request(req: &Request) -> Result<Self, AppError> {
-        let bytes: &[u8] = match req.body() {
-            Body::Empty => &[],
-            Body::Text(text) => text.as_bytes(),
-            Body::Binary(bytes) => bytes,
-            _ => &[],
-        };
+        let bytes = body_bytes(req);
         if bytes.len() > MAX_BODY_BYTES {
             return Err(AppError::PayloadTooLarge);
         }
@@ -158,15 +173,56 @@ pub fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
         [] | ["*"] => None,
         // Entity tags compare as strings: only the exact ETag we send, `"<version>"`, names a
         // version (`"01"` or `"+1"` are other tags, not version 1).
-        [single] => Some(
-            single
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .and_then(|v| v.parse::<u64>().ok().filter(|n| *n > 0 && n.to_string() == v))
-                .map_or(IfMatch::Never, IfMatch::Version),
-        ),
+        [single] => Some(version_of_tag(single).map_or(IfMatch::Never, IfMatch::Version)),
         _ => Some(IfMatch::Never),
     }
+}
+
+/// What an `If-None-Match` header lists: `*`, or entity tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfNoneMatch {
+    Any,
+    /// The versions named by well-formed tags (weak or strong: `If-None-Match` compares weakly,
+    /// RFC 9110 13.1.2); other tags name no version of ours and are left out.
+    Versions(Vec<u64>),
+}
+
+impl IfNoneMatch {
+    /// Whether a resource at `version` is one the client already has (`304`).
+    pub fn matches(&self, version: u64) -> bool {
+        match self {
+            IfNoneMatch::Any => true,
+            IfNoneMatch::Versions(versions) => versions.contains(&version),
+        }
+    }
+}
+
+/// Reads `If-None-Match` (every value, comma-separated lists); absent or empty is `None`.
+pub fn if_none_match(headers: &HeaderMap) -> Option<IfNoneMatch> {
+    let tags: Vec<&str> = headers
+        .get_all("if-none-match")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if tags.is_empty() {
+        return None;
+    }
+    if tags.contains(&"*") {
+        return Some(IfNoneMatch::Any);
+    }
+    let versions = tags.iter().filter_map(|tag| version_of_tag(tag.strip_prefix("W/").unwrap_or(tag))).collect();
+    Some(IfNoneMatch::Versions(versions))
+}
+
+/// The version an entity tag names: only the exact form we send, `"<version>"` (so `"01"` or
+/// `"+1"` are other tags, not version 1).
+fn version_of_tag(tag: &str) -> Option<u64> {
+    tag.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(|v| v.parse::<u64>().ok().filter(|n| *n > 0 && n.to_string() == v))
 }
 
 #[cfg(test)]
@@ -188,6 +244,20 @@ mod tests {
         for never in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\"", "\"03\"", "\"+3\""] {
             assert_eq!(if_match(&headers("if-match", never)), Some(IfMatch::Never), "{never}");
         }
+    }
+
+    #[test]
+    fn if_none_match_forms() {
+        assert_eq!(if_none_match(&HeaderMap::new()), None);
+        assert_eq!(if_none_match(&headers("if-none-match", " ")), None);
+        assert_eq!(if_none_match(&headers("if-none-match", "*")), Some(IfNoneMatch::Any));
+        let list = if_none_match(&headers("if-none-match", "\"1\", W/\"3\", \"x\", \"03\"")).expect("a list");
+        assert_eq!(list, IfNoneMatch::Versions(vec![1, 3]));
+        assert!(list.matches(3) && list.matches(1) && !list.matches(2));
+        assert!(!if_none_match(&headers("if-none-match", "3")).expect("a tag").matches(3), "unquoted");
+        let mut two = headers("if-none-match", "\"1\"");
+        two.append("if-none-match", HeaderValue::from_static("\"2\""));
+        assert!(if_none_match(&two).expect("two").matches(2));
     }
 
     #[test]

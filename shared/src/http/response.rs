@@ -1,6 +1,6 @@
 //! Writing responses: JSON bodies with the contract's headers.
 
-use lambda_http::http::header::{ALLOW, CONTENT_TYPE, ETAG, LOCATION};
+use lambda_http::http::header::{ALLOW, CONTENT_TYPE, ETAG, LOCATION, RETRY_AFTER};
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
@@ -40,6 +40,13 @@ pub fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
     response
 }
 
+/// `304 Not Modified` for a resource at `version`: its `ETag`, no body.
+pub fn not_modified(version: u64) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    with_etag(response, version)
+}
+
 /// `204`, no body.
 pub fn no_content() -> Response<Body> {
     let mut response = Response::new(Body::Empty);
@@ -54,6 +61,9 @@ pub fn error(err: &AppError) -> Response<Body> {
     let mut response = raw_json(err.status(), body.to_string());
     if let AppError::MethodNotAllowed { allow } = err {
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(seconds) = err.retry_after() {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -36,17 +36,7 @@ where
     );
     let started = Instant::now();
     async move {
-        let response = match handler(req).await {
-            Ok(response) => response,
-            Err(err) => {
-                if err.is_server_error() {
-                    tracing::error!(code = err.code(), error = %err, "request failed");
-                } else {
-                    tracing::info!(code = err.code(), reason = %err, "request refused");
-                }
-                response::error(&err)
-            }
-        };
+        let response = respond(handler(req).await);
         tracing::info!(
             status = response.status().as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
@@ -56,4 +46,20 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// A handler's result as the client gets it: an error becomes its contract response, logged
+/// (a server-side one with its details, which the client never sees).
+pub fn respond(result: Result<Response<Body>, AppError>) -> Response<Body> {
+    match result {
+        Ok(response) => response,
+        Err(err) => {
+            if err.is_server_error() {
+                tracing::error!(code = err.code(), error = %err, "request failed");
+            } else {
+                tracing::info!(code = err.code(), reason = %err, "request refused");
+            }
+            response::error(&err)
+        }
+    }
 }

@@ -13,6 +13,7 @@
 
 mod comments;
 mod dynamo;
+mod idempotency;
 mod posts;
 pub mod schema;
 mod users;
@@ -20,6 +21,7 @@ mod users;
 use aws_sdk_dynamodb::Client;
 
 pub use dynamo::client_from_config;
+pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, IDEMPOTENCY_PREFIX, RECORD_LIFETIME};
 pub use users::{is_user_key, user_from_image, NewUser};
 
 /// A page of a list: the items, and the id of the last one when more follow.

@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -12,8 +12,13 @@ use super::FEED_INDEX;
 /// Attribute names of the table's keys and of the feed index's keys.
 pub const KEY_ATTRIBUTES: [&str; 4] = ["pk", "sk", "gsi1pk", "gsi1sk"];
 
+/// The attribute DynamoDB's TTL reads (Unix seconds): items past it are deleted some time
+/// later. Only idempotency records carry it.
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+
 /// Creates the table (on-demand, `pk`/`sk`, feed index `gsi1` on `gsi1pk`/`gsi1sk`, a stream
-/// of new and old images for `cache-sync`). An existing table is left as it is.
+/// of new and old images for `cache-sync`, TTL on [`TTL_ATTRIBUTE`]). An existing table is
+/// left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -50,8 +55,21 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
         request = request.attribute_definitions(attr(name)?);
     }
     match request.send().await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
-        Err(e) => Err(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()),
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => return Ok(()),
+        Err(e) => return Err(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()),
     }
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(TTL_ATTRIBUTE)
+        .build()
+        .map_err(|e| e.to_string())?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
 }

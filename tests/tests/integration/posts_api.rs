@@ -605,3 +605,37 @@ async fn concurrent_edits_with_the_same_if_match_let_exactly_one_through() {
     assert_eq!(got.body["version"], 2);
     assert_eq!(got.body["caption"], winners[0].body["caption"]);
 }
+
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_is_304_without_a_body() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Cond").await;
+    let id = id_of(&env.new_post(&token, "v1").await);
+    let get = |tags: &str| ApiRequest::get(&format!("/posts/{id}")).bearer(&token).header("if-none-match", tags);
+
+    for current in ["\"1\"", "W/\"1\"", "*", "\"7\", \"1\"", " \"1\" "] {
+        let res = env.send(get(current)).await;
+        assert_eq!(res.status, 304, "{current}: {}", res.raw_body);
+        assert!(res.raw_body.is_empty(), "no body");
+        assert_eq!(res.header("etag"), Some("\"1\""));
+    }
+    for other in ["\"2\"", "\"01\"", "1", "\"x\""] {
+        let res = env.send(get(other)).await;
+        assert_eq!((res.status, res.header("etag")), (200, Some("\"1\"")), "{other}");
+        assert_eq!(res.body["caption"], "v1");
+    }
+
+    // An edit makes the client's copy stale: the full post again.
+    let edit = ApiRequest::patch(&format!("/posts/{id}")).bearer(&token).json(json!({"caption": "v2"}));
+    assert_eq!(env.send(edit).await.status, 200);
+    let res = env.send(get("\"1\"")).await;
+    assert_eq!((res.status, res.header("etag")), (200, Some("\"2\"")));
+    assert_eq!(env.send(get("\"2\"")).await.status, 304);
+
+    // Conditions do not hide errors: a missing post is 404, a missing token 401.
+    let missing = new_id();
+    let res = env.send(ApiRequest::get(&format!("/posts/{missing}")).bearer(&token).header("if-none-match", "*")).await;
+    res.assert_error(404, "not_found");
+    let res = env.send(ApiRequest::get(&format!("/posts/{id}")).header("if-none-match", "*")).await;
+    res.assert_error(401, "unauthorized");
+}
