@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lambda_http::{service_fn, Body, Request, Response};
 
-use crate::auth::{Authenticator, TokenKeys};
+use crate::auth::{Authenticator, LoginAttempts, TokenKeys};
 use crate::cache::{RedisCache, Users};
 use crate::config::{validate_jwt_secret, CacheConfig, Config, ConfigError, Secret, SecretSource};
 use crate::cursor::CursorCodec;
@@ -17,6 +17,7 @@ pub struct App {
     pub store: Store,
     pub users: Users,
     pub auth: Authenticator,
+    pub login_attempts: LoginAttempts,
     pub cursors: CursorCodec,
 }
 
@@ -56,10 +57,11 @@ impl App {
         install_crypto_provider();
         let store = Store::new(dynamo, config.table.table_name.clone());
         let cache = RedisCache::new(&config.cache, redis_password)?;
+        let login_attempts = LoginAttempts::new(cache.connection().clone(), config.login_limits);
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
         let cursors = CursorCodec::new(&jwt_secret);
-        Ok(App { config, store, users, auth, cursors })
+        Ok(App { config, store, users, auth, login_attempts, cursors })
     }
 
     /// Opens the Redis and DynamoDB connections before the first request, so that request

@@ -48,7 +48,17 @@ pub struct Config {
     pub cache: CacheConfig,
     pub jwt_secret: SecretSource,
     pub token_ttl: Duration,
+    pub login_limits: LoginLimits,
     pub log_json: bool,
+}
+
+/// How many failed logins are allowed before `429 too_many_attempts` (API.md, "Abuse
+/// limits"): per pair of email and source IP, per source IP, within one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    pub per_pair: u32,
+    pub per_ip: u32,
+    pub window: Duration,
 }
 
 /// The DynamoDB table and how calls to it are bounded.
@@ -112,6 +122,9 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
     "DYNAMODB_MAX_ATTEMPTS",
     "REDIS_CONNECT_TIMEOUT_MS",
     "NEGATIVE_CACHE_TTL_SECONDS",
+    "LOGIN_MAX_FAILURES_PER_PAIR",
+    "LOGIN_MAX_FAILURES_PER_IP",
+    "LOGIN_FAILURE_WINDOW_SECONDS",
     "AWS_LAMBDA_FUNCTION_NAME",
 ];
 
@@ -149,6 +162,18 @@ impl Config {
             cache: CacheConfig::from_lookup(&lookup)?,
             jwt_secret,
             token_ttl: vars.seconds("TOKEN_TTL_SECONDS", 3_600, 30 * 24 * 3_600)?,
+            login_limits: LoginLimits {
+                per_pair: parse_u64(
+                    "LOGIN_MAX_FAILURES_PER_PAIR",
+                    vars.get("LOGIN_MAX_FAILURES_PER_PAIR"),
+                    5,
+                    1,
+                    10_000,
+                )? as u32,
+                per_ip: parse_u64("LOGIN_MAX_FAILURES_PER_IP", vars.get("LOGIN_MAX_FAILURES_PER_IP"), 50, 1, 1_000_000)?
+                    as u32,
+                window: vars.seconds("LOGIN_FAILURE_WINDOW_SECONDS", 900, 24 * 3_600)?,
+            },
             log_json: log_json(&lookup)?,
         })
     }
@@ -270,6 +295,8 @@ mod tests {
         assert_eq!(c.cache.redis_timeout, Duration::from_millis(50));
         assert!(matches!(c.jwt_secret, SecretSource::Value(_)));
         assert!(!c.log_json);
+        let contract = LoginLimits { per_pair: 5, per_ip: 50, window: Duration::from_secs(900) };
+        assert_eq!(c.login_limits, contract, "API.md's defaults");
     }
 
     #[test]
@@ -281,6 +308,9 @@ mod tests {
             ("JWT_SECRET", "short"),
             ("REDIS_URL", "http://example.com"),
             ("LOG_FORMAT", "xml"),
+            ("LOGIN_MAX_FAILURES_PER_PAIR", "0"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "many"),
+            ("LOGIN_FAILURE_WINDOW_SECONDS", "0"),
         ] {
             let e = config(&[(var, value)]).expect_err(var);
             assert_eq!(e.variable, var, "{e}");

@@ -2,9 +2,9 @@
 
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
-use shared::auth::password;
+use shared::auth::{password, Admission, Outcome};
 use shared::domain::{new_id, now_rfc3339, Email, Name, Password, User, UserView};
-use shared::http::{json, no_content, JsonObject};
+use shared::http::{json, no_content, source_ip, JsonObject};
 use shared::store::NewUser;
 use shared::{App, AppError};
 
@@ -36,7 +36,9 @@ struct LoginResponse<'a> {
 }
 
 /// An unknown email and a wrong password get the same answer in about the same time: the
-/// password is checked against a dummy hash when there is no user.
+/// password is checked against a dummy hash when there is no user. Failed attempts are counted
+/// per email and source IP, and per source IP; past the limits the answer is `429` before any
+/// password is checked (see [`shared::auth::attempts`]).
 pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
     let body = JsonObject::from_request(req)?;
     let raw_email = body.required_str("email")?;
@@ -45,8 +47,30 @@ pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError>
     // a wrong one, after the same work.
     let email = Email::parse(raw_email).ok();
     let password = Password::parse(raw_password).ok();
+    let counted_as = email.as_ref().map_or_else(|| raw_email.trim().to_lowercase(), |e| e.as_str().to_owned());
+    let reservation = match app.login_attempts.admit(&counted_as, source_ip(req).unwrap_or("unknown")).await {
+        Admission::Allowed(reservation) => reservation,
+        Admission::Refused { retry_after } => return Err(AppError::TooManyAttempts { retry_after }),
+    };
+    let checked = check_credentials(app, email.as_ref(), password).await;
+    let outcome = match &checked {
+        Ok(_) => Outcome::Succeeded,
+        Err(AppError::InvalidCredentials) => Outcome::Failed,
+        Err(_) => Outcome::Undecided,
+    };
+    app.login_attempts.settle(reservation, outcome).await;
+    let user = checked?;
+    let issued = app.auth.keys().issue(&user)?;
+    Ok(json(
+        200,
+        &LoginResponse { token: issued.token, token_type: "Bearer", expires_in: issued.expires_in, user: user.view() },
+    ))
+}
+
+/// The user whose password this is, or `invalid_credentials`; the same work either way.
+async fn check_credentials(app: &App, email: Option<&Email>, password: Option<Password>) -> Result<User, AppError> {
     let password_in_bounds = password.is_some();
-    let found = match &email {
+    let found = match email {
         Some(email) => app.users.credentials(email).await?,
         None => None,
     };
@@ -56,15 +80,10 @@ pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError>
     };
     let dummy = Password::parse("not-a-real-password").map_err(|_| AppError::Internal("dummy password".into()))?;
     let verified = password::verify(password.unwrap_or(dummy), hash).await?;
-    let user = match user {
-        Some(user) if verified && password_in_bounds => user,
-        _ => return Err(AppError::InvalidCredentials),
-    };
-    let issued = app.auth.keys().issue(&user)?;
-    Ok(json(
-        200,
-        &LoginResponse { token: issued.token, token_type: "Bearer", expires_in: issued.expires_in, user: user.view() },
-    ))
+    match user {
+        Some(user) if verified && password_in_bounds => Ok(user),
+        _ => Err(AppError::InvalidCredentials),
+    }
 }
 
 /// Bumps `jwtVersion`: every token issued to this user so far stops working at once.

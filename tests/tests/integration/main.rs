@@ -1,3 +1,4 @@
+mod abuse_limits;
 mod bad_input;
 mod cache_aside;
 mod cache_sync;
@@ -5,9 +6,11 @@ mod coherence;
 mod comments_api;
 mod events_files;
 mod faults;
+mod idempotency;
 mod interleavings;
 mod posts_api;
 mod races;
+mod retries;
 mod security;
 mod smoke;
 mod stream_poller;
