@@ -96,9 +96,7 @@ impl Store {
             .build()
             .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
         let items = [TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
-        // The comment's id (a new ULID) names this request: a retried attempt whose first one
-        // was applied is answered as that one was, not cancelled by its own comment.
-        match self.transact(&items, &comment.id, "TransactWriteItems add comment").await? {
+        match self.transact(&items, "TransactWriteItems add comment").await? {
             Transaction::Done => Ok(()),
             Transaction::Refused(codes) if codes.get(1).is_some_and(is_condition) => Err(AppError::NotFound("post")),
             Transaction::Refused(codes) => {
@@ -110,28 +108,16 @@ impl Store {
     /// Runs a transaction, trying it again with a jittered backoff while DynamoDB cancels it
     /// only for a conflict or throttling (see [`is_retryable`]); `503` if that goes on.
     ///
-    /// `request` is the transaction's `ClientRequestToken`: DynamoDB applies a transaction
-    /// once per token (for ten minutes) and answers a repeat as it answered the first, so an
-    /// attempt the SDK sends again because the first one's answer was lost cannot apply twice
-    /// or be refused by the first one's effect. A try after a cancellation gets a fresh token
-    /// (a cancelled transaction changed nothing).
-    async fn transact(
-        &self,
-        items: &[TransactWriteItem],
-        request: &str,
-        operation: &'static str,
-    ) -> Result<Transaction, AppError> {
+    /// A transaction whose answer is lost cannot apply twice or be refused by its own effect
+    /// when the SDK sends it again: the SDK gives each `send` a `ClientRequestToken` (an
+    /// idempotency token) and keeps it for its retries, and DynamoDB answers a repeated token
+    /// (for ten minutes) as it answered the first. Each try here after a cancellation is a new
+    /// `send`, so a new token (a cancelled transaction changed nothing).
+    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, AppError> {
         use rand::Rng;
         let mut backoff_ms = 10u64;
         for attempt in 1..=TRANSACTION_ATTEMPTS {
-            let token = if attempt == 1 { request.to_owned() } else { format!("{request}-{attempt}") };
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.to_vec()))
-                .client_request_token(token)
-                .send()
-                .await;
+            let result = self.client.transact_write_items().set_transact_items(Some(items.to_vec())).send().await;
             let err = match result {
                 Ok(_) => return Ok(Transaction::Done),
                 Err(err) => err,
@@ -249,7 +235,7 @@ impl Store {
             .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
         let items =
             [TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()];
-        match self.transact(&items, &crate::domain::new_id(), "TransactWriteItems remove comment").await? {
+        match self.transact(&items, "TransactWriteItems remove comment").await? {
             Transaction::Done => Ok(()),
             Transaction::Refused(_) => Err(AppError::NotFound("comment")),
         }

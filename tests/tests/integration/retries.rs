@@ -4,6 +4,7 @@
 //! DynamoDB closes the connection after DynamoDB applied it) and checks the client's answer and
 //! the table.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{unique_email, ApiRequest, DynamoProxy, TestEnv, PASSWORD};
 use serde_json::json;
 
@@ -82,8 +83,8 @@ async fn an_edit_without_if_match_applied_by_a_lost_attempt_counts_once() {
 }
 
 #[tokio::test]
-async fn a_logout_and_a_rename_applied_by_lost_attempts_succeed() {
-    let (env, proxy, token, _) = world().await;
+async fn a_logout_and_a_rename_applied_by_lost_attempts_succeed_once() {
+    let (env, proxy, token, user) = world().await;
     proxy.lose_answers("UpdateItem", 1);
     let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
@@ -95,6 +96,24 @@ async fn a_logout_and_a_rename_applied_by_lost_attempts_succeed() {
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_eq!(proxy.lost(), ["UpdateItem", "UpdateItem"]);
     env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+
+    // Each change was applied once: registration 1, rename +1, logout +1.
+    let email = user["email"].as_str().expect("email");
+    let item = env
+        .dynamo
+        .client
+        .get_item()
+        .table_name("social")
+        .key("pk", AttributeValue::S(format!("USER#{email}")))
+        .key("sk", AttributeValue::S("PROFILE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the user");
+    let number = |name: &str| item[name].as_n().expect("a number").parse::<u64>().expect("u64");
+    assert_eq!((number("revision"), number("jwtVersion")), (3, 2));
 }
 
 #[tokio::test]
@@ -127,6 +146,8 @@ async fn a_post_deleted_by_a_lost_attempt_is_204_and_its_comments_go() {
     env.send(ApiRequest::delete(&format!("/posts/{never}")).bearer(&token)).await.assert_error(404, "not_found");
 }
 
+/// Transactions were safe before any change here (the SDK's idempotency token, see
+/// `Store::transact`); this keeps them so.
 #[tokio::test]
 async fn a_comment_added_or_removed_by_a_lost_attempt_counts_once() {
     let (env, proxy, token, _) = world().await;
