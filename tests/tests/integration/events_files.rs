@@ -159,8 +159,8 @@ async fn check_samples(dir: &Path) -> Vec<String> {
     let mut checked = Vec::new();
     for file in &files {
         let name = file.strip_prefix(dir).unwrap_or(file).display().to_string().trim_start_matches('/').to_owned();
-        if !name.contains('/') {
-            continue; // not an event: sam-local-env.json (template.rs checks it)
+        if name == "sam-local-env.json" {
+            continue; // not an event: `sam local`'s --env-vars file (template.rs checks it)
         }
         if name.starts_with("cache-sync/") {
             continue; // DynamoDB stream events, not API Gateway's: cache_sync.rs runs them
