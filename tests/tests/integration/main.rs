@@ -4,6 +4,7 @@ mod cache_aside;
 mod cache_sync;
 mod coherence;
 mod comments_api;
+mod contract;
 mod events_files;
 mod faults;
 mod idempotency;

@@ -8,6 +8,12 @@ use serde_yaml::{Mapping, Value};
 
 const TEMPLATE: &str = include_str!("../../../template.yaml");
 
+/// The `--env-vars` file for `sam local invoke` / `start-api` against `scripts/dev`'s stack.
+const SAM_LOCAL_ENV: &str = include_str!("../../../events/sam-local-env.json");
+
+/// `scripts/dev`, whose defaults (ports, dev JWT secret) the SAM env file must match.
+const DEV_SCRIPT: &str = include_str!("../../../scripts/dev");
+
 /// Every route of `API.md`, `(method, path)`.
 const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("POST", "/users"),
@@ -255,23 +261,10 @@ fn every_contract_route_reaches_the_function_that_serves_it() {
 
 #[test]
 fn contract_routes_match_api_md() {
-    // The repository's own copy of the contract.
-    let api = include_str!("../../../API.md");
-    let mut documented = BTreeSet::new();
-    for line in api.lines().filter(|l| l.starts_with("| `")) {
-        let cell = line.split('`').nth(1).unwrap_or_default();
-        let Some((methods, route)) = cell.split_once(' ') else { continue };
-        if !route.starts_with('/') {
-            continue;
-        }
-        let route = route.split('?').next().unwrap_or(route);
-        for method in methods.split('|') {
-            documented.insert((method.to_owned(), route.to_owned()));
-        }
-    }
+    // The repository's own copy of the contract, read as contract.rs reads it.
     let ours: BTreeSet<(String, String)> =
         CONTRACT_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    assert_eq!(documented, ours);
+    assert_eq!(integration_tests::contract::api_md_routes(), ours);
 }
 
 #[test]
@@ -288,7 +281,10 @@ fn every_deployment_variable_is_set_for_every_function() {
         for var in shared::config::DEPLOYMENT_VARIABLES {
             assert!(vars.contains_key(*var), "{name:?} lacks {var}");
         }
-        assert!(!vars.contains_key("JWT_SECRET"), "the secret itself must not be in the environment");
+        // The key itself is never in the deployed environment: declared empty (unset) only so
+        // that `sam local --env-vars` may give a dev key.
+        let secret = vars.get("JWT_SECRET").map(|v| v.as_str().expect("JWT_SECRET is a literal"));
+        assert!(secret.is_none_or(str::is_empty), "{name}: the secret itself must not be in the environment");
     }
 }
 
@@ -587,4 +583,81 @@ fn outputs_name_the_cache_sync_function_and_its_failure_queue() {
     assert!(outputs.iter().any(|v| ref_name(v) == Some(CACHE_SYNC)), "the function's name");
     assert!(outputs.iter().any(|v| ref_name(v) == Some(queue.as_str())), "the queue's URL");
     assert!(outputs.iter().any(|v| get_att(v) == Some(format!("{queue}.Arn"))), "the queue's ARN");
+}
+
+/// `scripts/dev`'s default for a variable it reads as `NAME=${NAME:-default}`.
+fn dev_default(name: &str) -> String {
+    let prefix = format!("{name}=${{{name}:-");
+    let default = DEV_SCRIPT.lines().find_map(|l| l.trim().strip_prefix(prefix.as_str())?.strip_suffix('}'));
+    default.unwrap_or_else(|| panic!("scripts/dev has no `{prefix}...}}` line")).to_owned()
+}
+
+/// `sam local` gives a function only the variables its template environment declares, the
+/// `--env-vars` file overriding their values; any other name in the file is ignored. So the
+/// file names every function and exactly its declared variables, and the values point the
+/// function at `scripts/dev`'s Redis and DynamoDB (as a Docker container reaches the host) and
+/// give the API functions `scripts/dev`'s JWT key, so its tokens pass.
+#[test]
+fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
+    use shared::config::{
+        CacheConfig, Config, SecretSource, TableConfig, DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES,
+        SYNC_DEPLOYMENT_VARIABLES,
+    };
+    let t = template();
+    let file: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(SAM_LOCAL_ENV).expect("events/sam-local-env.json is a JSON object");
+    let named: BTreeSet<String> = file.keys().cloned().collect();
+    assert_eq!(named, functions(&t), "events/sam-local-env.json names each function of template.yaml by its id");
+
+    let host = "host.docker.internal";
+    let redis_url = format!("redis://{host}:{}", dev_default("REDIS_PORT"));
+    let dynamodb = format!("http://{host}:{}", dev_default("DYNAMODB_PORT"));
+    let dev_secret = dev_default("JWT_SECRET");
+    for id in functions(&t) {
+        let declared: BTreeSet<String> =
+            environment(&t, &id).keys().map(|k| k.as_str().expect("a variable name").to_owned()).collect();
+        let given = file[&id].as_object().unwrap_or_else(|| panic!("{id}: an object of variables"));
+        let given: BTreeMap<&str, &str> = given
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_else(|| panic!("{id}.{k}: a string"))))
+            .collect();
+        let names: BTreeSet<String> = given.keys().map(|k| k.to_string()).collect();
+        let undeclared: Vec<_> = names.difference(&declared).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{id}: sam local ignores variables template.yaml does not declare: {undeclared:?}"
+        );
+        let unset: Vec<_> = declared.difference(&names).collect();
+        assert!(unset.is_empty(), "{id}: the template's own value would reach the function: {unset:?}");
+
+        // What the code reads, and the local stack needs, is declared (so it reaches the function).
+        let sync = id == CACHE_SYNC;
+        let required = if sync { SYNC_DEPLOYMENT_VARIABLES } else { DEPLOYMENT_VARIABLES };
+        let local: &[&str] = if sync { &["DYNAMODB_ENDPOINT"] } else { &["DYNAMODB_ENDPOINT", "JWT_SECRET"] };
+        for var in required.iter().chain(local) {
+            assert!(given.contains_key(var), "{id}: {var} is not given");
+        }
+        for var in given.keys() {
+            let read = DEPLOYMENT_VARIABLES.contains(var) || OPTIONAL_VARIABLES.contains(var) || *var == "RUST_LOG";
+            assert!(read || SYNC_DEPLOYMENT_VARIABLES.contains(var), "{id}: {var} is read by no code");
+        }
+
+        // The values are what the configuration accepts, and lead to the local stack.
+        let lookup = |name: &str| given.get(name).map(|v| v.to_string());
+        let (table, cache) = if sync {
+            let table = TableConfig::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}"));
+            (table, CacheConfig::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}")))
+        } else {
+            let config = Config::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}"));
+            match &config.jwt_secret {
+                SecretSource::Value(secret) => assert_eq!(secret.expose(), dev_secret, "{id}: scripts/dev's key"),
+                other => panic!("{id}: a JWT key given directly, not {other:?}"),
+            }
+            (config.table, config.cache)
+        };
+        assert_eq!(table.table_name, "social", "{id}: the table scripts/dev creates");
+        assert_eq!(table.dynamodb_endpoint.as_deref(), Some(dynamodb.as_str()), "{id}");
+        assert_eq!(cache.redis_url, redis_url, "{id}");
+        assert_eq!(cache.redis_password_secret_arn, None, "{id}: no Secrets Manager locally");
+    }
 }

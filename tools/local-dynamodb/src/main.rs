@@ -1,6 +1,8 @@
-//! `local-dynamodb [--port N] [--table NAME] [--db FILE]`: serves dynoxide (an embeddable
-//! DynamoDB emulator) on 127.0.0.1 and creates the project's table, so `scripts/dev` needs
-//! no Docker and no second toolchain. In memory unless `--db` names a file.
+//! `local-dynamodb [--port N] [--table NAME] [--db FILE] [--also-bind ADDR]`: serves dynoxide
+//! (an embeddable DynamoDB emulator) on 127.0.0.1 and creates the project's table, so
+//! `scripts/dev` needs no Docker and no second toolchain. In memory unless `--db` names a file.
+//! `--also-bind` serves the same database on another address of this host as well (the docker
+//! bridge, so `sam local` containers reach it on Linux).
 
 use std::time::Duration;
 
@@ -24,6 +26,13 @@ async fn main() -> Result<(), String> {
 
     let listener =
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("binding port {port}: {e}"))?;
+    if let Some(address) = arg(&args, "--also-bind") {
+        let also = tokio::net::TcpListener::bind((address.as_str(), port))
+            .await
+            .map_err(|e| format!("binding {address}:{port}: {e}"))?;
+        tokio::spawn(dynoxide::server::serve_on(also, db.clone()));
+        println!("also serving on http://{address}:{port}");
+    }
     let server = tokio::spawn(dynoxide::server::serve_on(listener, db));
 
     let endpoint = format!("http://127.0.0.1:{port}");
