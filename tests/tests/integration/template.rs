@@ -661,3 +661,113 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
         assert_eq!(cache.redis_password_secret_arn, None, "{id}: no Secrets Manager locally");
     }
 }
+
+/// The item key prefixes each API function's table permissions name (`dynamodb:LeadingKeys`),
+/// by action: `(action, prefixes)` for every allowed DynamoDB action on the table or its index.
+fn item_access(t: &Value, function: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut access: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for statement in policy_statements(t, function) {
+        let dynamo: Vec<String> = actions(statement).into_iter().filter(|a| a.starts_with("dynamodb:")).collect();
+        if dynamo.is_empty() {
+            continue;
+        }
+        let condition = &statement["Condition"];
+        let leading = [&condition["ForAllValues:StringLike"], &condition["ForAllValues:StringEquals"]]
+            .into_iter()
+            .map(|c| &c["dynamodb:LeadingKeys"])
+            .find(|v| !v.is_null())
+            .unwrap_or_else(|| panic!("{function}: every table permission names its key prefixes: {statement:?}"));
+        let prefixes: BTreeSet<String> =
+            one_or_many(leading).iter().map(|p| p.as_str().expect("a prefix").to_owned()).collect();
+        assert!(!prefixes.is_empty() && !prefixes.contains("*"), "{function}: {prefixes:?}");
+        for action in dynamo {
+            access.entry(action).or_default().extend(prefixes.iter().cloned());
+        }
+    }
+    access
+}
+
+#[test]
+fn each_api_function_reaches_only_the_items_it_uses() {
+    let t = template();
+    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let users = item_access(&t, "UsersFunction");
+    for action in ["GetItem", "PutItem", "UpdateItem", "DeleteItem"] {
+        assert_eq!(users[&format!("dynamodb:{action}")], set(&["USER#*"]), "users: {action}");
+    }
+    assert_eq!(users.len(), 4, "users: {users:?}");
+    for function in ["PostsFunction", "CommentsFunction"] {
+        let access = item_access(&t, function);
+        // Authentication reads users; nothing but the users function changes one (or its
+        // `jwtVersion`).
+        assert_eq!(access["dynamodb:GetItem"], set(&["USER#*", "POST#*", "IDEMPOTENCY#*"]), "{function}");
+        for (action, prefixes) in &access {
+            if action != "dynamodb:GetItem" && action != "dynamodb:Query" {
+                assert!(!prefixes.contains("USER#*"), "{function} may not {action} users");
+            }
+            assert!(prefixes.iter().all(|p| ["USER#*", "POST#*", "IDEMPOTENCY#*", "FEED"].contains(&p.as_str())));
+        }
+        for write in ["PutItem", "UpdateItem", "DeleteItem"] {
+            assert_eq!(access[&format!("dynamodb:{write}")], set(&["POST#*", "IDEMPOTENCY#*"]), "{function}: {write}");
+        }
+    }
+    assert!(item_access(&t, "PostsFunction")["dynamodb:Query"].contains("FEED"), "the feed's partition");
+}
+
+#[test]
+fn the_dynamodb_endpoint_reaches_this_table_only() {
+    let t = template();
+    let endpoint = &resources(&t)["DynamoDbGatewayEndpoint"]["Properties"];
+    let statements = one_or_many(&endpoint["PolicyDocument"]["Statement"]);
+    assert!(!statements.is_empty(), "the endpoint has a policy");
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    for statement in statements {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        for action in actions(statement) {
+            assert!(action.starts_with("dynamodb:") && !action.contains('*'), "{action}");
+        }
+        for resource in one_or_many(&statement["Resource"]) {
+            let sub = match resource {
+                Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+                _ => resource["Fn::Sub"].as_str(),
+            };
+            let named = get_att(resource).or_else(|| sub.map(str::to_owned));
+            let named = named.unwrap_or_else(|| panic!("a resource of this template: {resource:?}"));
+            assert!(
+                named == format!("{table}.Arn") || named.starts_with(&format!("${{{table}.Arn}}/index/")),
+                "{named}"
+            );
+        }
+    }
+}
+
+#[test]
+fn idempotency_records_expire_by_ttl_and_outlive_any_request() {
+    let t = template();
+    let table = &resources(&t)[only_resource_of(&t, "AWS::DynamoDB::Table").as_str()]["Properties"];
+    let ttl = &table["TimeToLiveSpecification"];
+    assert_eq!(ttl["AttributeName"].as_str(), Some(shared::store::schema::TTL_ATTRIBUTE));
+    assert_eq!(ttl["Enabled"].as_bool(), Some(true));
+    // A claim must outlast the longest request, or a slow first request could be run again
+    // by a repeat while it still runs.
+    for function in api_functions(&t) {
+        let timeout = function_setting(&t, &function, "Timeout").as_u64().expect("a Timeout");
+        assert!(timeout < shared::store::CLAIM_LEASE.as_secs(), "{function} runs up to {timeout} s");
+    }
+    assert!(30 < shared::store::CLAIM_LEASE.as_secs(), "API Gateway's integration limit is 30 s");
+}
+
+#[test]
+fn the_login_limits_are_parameters_with_the_contracts_defaults() {
+    let t = template();
+    let defaults = shared::config::Config::from_lookup(|_| None).expect("defaults").login_limits;
+    let env = environment(&t, "UsersFunction");
+    for (variable, parameter, default) in [
+        ("LOGIN_MAX_FAILURES_PER_PAIR", "LoginMaxFailuresPerPair", u64::from(defaults.per_pair)),
+        ("LOGIN_MAX_FAILURES_PER_IP", "LoginMaxFailuresPerIp", u64::from(defaults.per_ip)),
+        ("LOGIN_FAILURE_WINDOW_SECONDS", "LoginFailureWindowSeconds", defaults.window.as_secs()),
+    ] {
+        assert_eq!(ref_name(&env[variable]), Some(parameter), "{variable}");
+        assert_eq!(t["Parameters"][parameter]["Default"].as_u64(), Some(default), "{parameter}");
+    }
+}
