@@ -13,7 +13,8 @@ use shared::cache::{decode_entry, Cached, Entry};
 use shared::config::Secret;
 use shared::cursor::{CursorCodec, CursorScope};
 use shared::domain::{is_valid_id, Caption, CommentText, Email, ImageUrl, Name, Password, User};
-use shared::http::request::{if_match, IfMatch, JsonObject, MAX_BODY_BYTES};
+use shared::http::idempotency::IdempotencyKey;
+use shared::http::request::{if_match, if_none_match, IfMatch, IfNoneMatch, JsonObject, MAX_BODY_BYTES};
 use shared::AppError;
 
 const SECRET: &str = "proptest-secret-0123456789abcdef0123";
@@ -289,6 +290,41 @@ proptest! {
         }
     }
 
+    /// `If-None-Match` never panics; it matches a version only when a listed tag is that
+    /// version's ETag (weak or strong), or `*`.
+    #[test]
+    fn if_none_match_never_panics(values in prop::collection::vec(header_value(), 0..3), version in 1u64..5) {
+        let headers = headers_of("if-none-match", values.clone());
+        let tags: Vec<String> = values
+            .iter()
+            .flat_map(|h| h.to_str().unwrap_or("").split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+            .filter(|s| !s.is_empty())
+            .collect();
+        match if_none_match(&headers) {
+            None => prop_assert!(tags.is_empty()),
+            Some(IfNoneMatch::Any) => prop_assert!(tags.iter().any(|t| t == "*")),
+            Some(list) => {
+                let ours = [format!("\"{version}\""), format!("W/\"{version}\"")];
+                prop_assert_eq!(list.matches(version), tags.iter().any(|t| ours.contains(t)));
+            }
+        }
+    }
+
+    /// An `Idempotency-Key` is accepted exactly when it is 1 to 255 printable ASCII characters.
+    #[test]
+    fn idempotency_keys_never_panic(raw in prop::collection::vec(any::<u8>(), 0..300)) {
+        let Ok(value) = HeaderValue::from_bytes(&raw) else { return Ok(()) };
+        let allowed = (1..=255).contains(&raw.len()) && raw.iter().all(|b| (0x20..=0x7e).contains(b));
+        match IdempotencyKey::from_headers(&headers_of("idempotency-key", vec![value])) {
+            Ok(Some(key)) => prop_assert!(allowed && key.as_str().as_bytes() == raw.as_slice()),
+            Ok(None) => prop_assert!(false, "a key was sent"),
+            Err(e) => {
+                prop_assert!(!allowed);
+                prop_assert_eq!(field_of(e)?, "Idempotency-Key");
+            }
+        }
+    }
+
     #[test]
     fn if_match_reads_every_etag_we_send(version in 1u64.., pad in " {0,3}") {
         let headers = headers_of("if-match", vec![HeaderValue::from_str(&format!("{pad}\"{version}\"{pad}")).expect("value")]);
@@ -371,7 +407,11 @@ proptest! {
             Ok(email) => {
                 let s = email.as_str();
                 prop_assert!(s.chars().count() <= 254 && s.contains('@'));
-                prop_assert_eq!(s, raw.trim().to_lowercase());
+                use unicode_normalization::UnicodeNormalization;
+                let normalized: String = raw.trim().nfc().collect::<String>().to_lowercase().nfc().collect();
+                prop_assert_eq!(s, normalized.as_str());
+                let again = Email::parse(s).map(|again| again.as_str().to_owned()).ok();
+                prop_assert_eq!(again.as_deref(), Some(s), "idempotent");
                 prop_assert!(!s.chars().any(|c| c.is_whitespace() || c.is_control()));
             }
             Err(e) => prop_assert_eq!(field_of(e)?, "email"),
