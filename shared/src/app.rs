@@ -85,6 +85,7 @@ where
     F: Fn(&'static App, Request) -> Fut + Copy + Send,
     Fut: Future<Output = Response<Body>> + Send,
 {
+    crate::metrics::init();
     let config = Config::from_env();
     // Logs first, so a bad configuration is reported as a log line too (JSON unless it says).
     crate::telemetry::init(config.as_ref().map_or(true, |c| c.log_json));
@@ -92,6 +93,7 @@ where
         .await
         .inspect_err(|e: &InitError| tracing::error!(error = %e, "init failed"))?;
     app.prewarm(PREWARM_BOUND).await;
+    crate::metrics::init_done();
     let app: &'static App = Box::leak(Box::new(app));
     lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) }))
         .await

@@ -137,15 +137,29 @@ fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
     failure
 }
 
+/// This function's name in logs and metrics.
+pub const FUNCTION: &str = "cache-sync";
+
 /// The Lambda handler: one batch in, the records to retry out.
 pub async fn handle(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
+    let applied = shared::metrics::scope(FUNCTION, apply_batch(sync, event)).await;
+    shared::metrics::invocation_done(FUNCTION);
+    applied
+}
+
+async fn apply_batch(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
     let records = event.payload.records;
     let count = records.len();
     // The stream's clock says when the oldest change was made; its lag is how long the change
     // took to reach the cache (DynamoDB stamps to the second).
     let oldest = records.iter().map(|r| r.change.approximate_creation_date_time.timestamp_millis()).min();
-    let (response, report) = sync.apply(records).await.inspect_err(|e| tracing::warn!(error = %e, "batch failed"))?;
+    let (response, report) = sync.apply(records).await.inspect_err(|e| {
+        tracing::warn!(error = %e, "batch failed");
+        shared::metrics::sync_batch_failed();
+    })?;
     let lag_ms = oldest.map(|t| (unix_millis() - t).max(0));
+    let lag = lag_ms.map(|ms| Duration::from_millis(ms as u64));
+    shared::metrics::sync_batch(report.written, report.stale, report.failed, lag);
     tracing::info!(
         records = count,
         users = report.users,
@@ -169,6 +183,7 @@ const PREWARM_BOUND: Duration = Duration::from_millis(100);
 /// The function's whole life: logs, the cache connection and the table client, then one
 /// [`handle`] per batch.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
+    shared::metrics::init();
     let lookup = |name: &str| std::env::var(name).ok();
     let log_json = shared::config::log_json(lookup);
     shared::telemetry::init(log_json.as_ref().map_or(true, |json| *json));
@@ -182,6 +197,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     .await
     .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
     tokio::join!(sync.cache.prewarm(PREWARM_BOUND), sync.store.prewarm(PREWARM_BOUND));
+    shared::metrics::init_done();
     let sync: &'static CacheSync = Box::leak(Box::new(sync));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| handle(sync, event))).await
 }

@@ -70,6 +70,47 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Attempts {
     }
 }
 
+/// Times every attempt of every DynamoDB call for the metrics ([`crate::metrics::dynamodb_call`]):
+/// the clock starts before the request is signed and sent and stops when the attempt ends,
+/// answered or not.
+#[derive(Debug)]
+pub(super) struct CallTimer;
+
+#[derive(Debug, Clone)]
+struct AttemptStarted(std::time::Instant);
+
+impl aws_smithy_types::config_bag::Storable for AttemptStarted {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallTimer {
+    fn name(&self) -> &'static str {
+        "CallTimer"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        cfg.interceptor_state().store_put(AttemptStarted(std::time::Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(AttemptStarted(started)) = cfg.load::<AttemptStarted>() {
+            crate::metrics::dynamodb_call(started.elapsed());
+        }
+        Ok(())
+    }
+}
+
 /// The attribute every update of a user or a post stamps with a token of its own. The SDK
 /// sends a retried attempt byte for byte as the first, token included, so a condition failure
 /// that finds the item stamped with this call's token means the first attempt was applied:

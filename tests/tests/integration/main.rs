@@ -1,3 +1,8 @@
+//! The integration tests: one binary, so the harness and the services are built once.
+
+// The handlers' futures nest deeply (request span, invocation scope, idempotency, the SDK).
+#![recursion_limit = "256"]
+
 mod abuse_limits;
 mod bad_input;
 mod cache_aside;
@@ -8,6 +13,7 @@ mod contract;
 mod events_files;
 mod faults;
 mod idempotency;
+mod metrics;
 mod interleavings;
 mod posts_api;
 mod races;

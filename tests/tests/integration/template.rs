@@ -304,7 +304,9 @@ fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
     // Whatever else it gets is a variable cache-sync may read: config.rs's unit tests check that
     // its configuration reads exactly these two lists.
     for var in vars.keys().map(|k| k.as_str().expect("a variable name")) {
-        let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var) || OPTIONAL_VARIABLES.contains(&var) || var == "RUST_LOG";
+        let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var)
+            || OPTIONAL_VARIABLES.contains(&var)
+            || shared::config::PROCESS_VARIABLES.contains(&var);
         assert!(known, "{CACHE_SYNC} gets {var}, which the cache sync does not read");
     }
 }
@@ -638,7 +640,9 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
             assert!(given.contains_key(var), "{id}: {var} is not given");
         }
         for var in given.keys() {
-            let read = DEPLOYMENT_VARIABLES.contains(var) || OPTIONAL_VARIABLES.contains(var) || *var == "RUST_LOG";
+            let read = DEPLOYMENT_VARIABLES.contains(var)
+                || OPTIONAL_VARIABLES.contains(var)
+                || shared::config::PROCESS_VARIABLES.contains(var);
             assert!(read || SYNC_DEPLOYMENT_VARIABLES.contains(var), "{id}: {var} is read by no code");
         }
 
