@@ -11,6 +11,7 @@ pub mod contract;
 pub mod dynamo;
 pub mod dynamo_proxy;
 pub mod events;
+pub mod logs;
 pub mod redis_proxy;
 pub mod redis_server;
 pub mod sync;

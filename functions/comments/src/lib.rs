@@ -43,10 +43,9 @@ pub fn router(method: &Method, segments: &[&str]) -> Matched<Route> {
                 Method::PATCH => {
                     Matched::found("PATCH /posts/{postId}/comments/{commentId}", Route::Update { post_id, comment_id })
                 }
-                Method::DELETE => Matched::found(
-                    "DELETE /posts/{postId}/comments/{commentId}",
-                    Route::Delete { post_id, comment_id },
-                ),
+                Method::DELETE => {
+                    Matched::found("DELETE /posts/{postId}/comments/{commentId}", Route::Delete { post_id, comment_id })
+                }
                 _ => Matched::not_allowed("ANY /posts/{postId}/comments/{commentId}", "GET, PATCH, DELETE"),
             }
         }

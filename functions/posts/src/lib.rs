@@ -32,9 +32,7 @@ pub fn router(method: &Method, segments: &[&str]) -> Matched<Route> {
         (["posts"], &Method::GET) => Matched::found("GET /posts", Route::List),
         (["posts"], _) => Matched::not_allowed("ANY /posts", "GET, POST"),
         (["posts", id], &Method::GET) => Matched::found("GET /posts/{postId}", Route::Get { post_id: post(id) }),
-        (["posts", id], &Method::PATCH) => {
-            Matched::found("PATCH /posts/{postId}", Route::Update { post_id: post(id) })
-        }
+        (["posts", id], &Method::PATCH) => Matched::found("PATCH /posts/{postId}", Route::Update { post_id: post(id) }),
         (["posts", id], &Method::DELETE) => {
             Matched::found("DELETE /posts/{postId}", Route::Delete { post_id: post(id) })
         }

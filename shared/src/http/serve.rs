@@ -41,8 +41,11 @@ where
     let started = Instant::now();
     let route_key = matched.route_key;
     let invocation = async move {
+        // On the heap: a route's future holds every call it may make (the SDK's are several
+        // KB each), and the wrapper's own state need not sit on top of it on the stack of
+        // whatever thread polls it (a debug build's 2 MiB test threads overflowed).
         let result = match matched.route {
-            Ok(route) => handler(route, req).await,
+            Ok(route) => Box::pin(handler(route, req)).await,
             Err(refused) => Err(refused),
         };
         let response = respond(result);

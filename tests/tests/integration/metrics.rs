@@ -11,10 +11,33 @@ use shared::metrics::{DEFAULT_NAMESPACE, METRICS};
 
 /// The units CloudWatch accepts (`MetricDatum.Unit`).
 const CLOUDWATCH_UNITS: &[&str] = &[
-    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes", "Bits",
-    "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second", "Kilobytes/Second",
-    "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second",
-    "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
 ];
 
 /// One metric as a line declared it: name, unit, dimension names, dimension values, values.
@@ -44,7 +67,8 @@ fn parse_emf(text: &str) -> Vec<Emitted> {
             let sets = directive["Dimensions"].as_array().expect("Dimensions");
             assert!(!sets.is_empty(), "every metric has its dimensions: {line}");
             for set in sets {
-                let names: Vec<&str> = set.as_array().expect("a set").iter().map(|n| n.as_str().expect("a name")).collect();
+                let names: Vec<&str> =
+                    set.as_array().expect("a set").iter().map(|n| n.as_str().expect("a name")).collect();
                 assert!(names.len() <= 30, "{line}");
                 for definition in directive["Metrics"].as_array().expect("Metrics") {
                     let name = definition["Name"].as_str().expect("Name");
@@ -61,7 +85,8 @@ fn parse_emf(text: &str) -> Vec<Emitted> {
                     let dimensions = names
                         .iter()
                         .map(|n| {
-                            let value = doc[*n].as_str().unwrap_or_else(|| panic!("dimension {n} has no value: {line}"));
+                            let value =
+                                doc[*n].as_str().unwrap_or_else(|| panic!("dimension {n} has no value: {line}"));
                             ((*n).to_owned(), value.to_owned())
                         })
                         .collect();
@@ -101,7 +126,9 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
     let emitted = since(before);
     let declared: BTreeMap<&str, (&str, Vec<BTreeSet<&str>>)> = METRICS
         .iter()
-        .map(|(name, unit, sets)| (*name, (emf_unit(*unit), sets.iter().map(|d| d.iter().copied().collect()).collect())))
+        .map(|(name, unit, sets)| {
+            (*name, (emf_unit(*unit), sets.iter().map(|d| d.iter().copied().collect()).collect()))
+        })
         .collect();
     for metric in &emitted {
         let (unit, sets) = declared.get(metric.name.as_str()).unwrap_or_else(|| panic!("undeclared {metric:?}"));
@@ -272,7 +299,8 @@ fn the_template_names_only_metrics_the_code_declares() {
     let named = metrics_named_by_the_template();
     assert!(named.len() >= 15, "the dashboard and alarms name the code's metrics: {named:?}");
     for (name, dims) in &named {
-        let (_, _, sets) = METRICS.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} is not emitted"));
+        let (_, _, sets) =
+            METRICS.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} is not emitted"));
         let declared: Vec<BTreeSet<String>> =
             sets.iter().map(|set| set.iter().map(|d| d.to_string()).collect()).collect();
         assert!(declared.contains(dims), "{name} by {dims:?}: emitted by {declared:?}");
@@ -324,10 +352,8 @@ async fn every_metric_the_template_names_is_emitted() {
     env.redis.stop();
     env.send(ApiRequest::get("/users/me").bearer(&token)).await;
 
-    let emitted: BTreeSet<Named> = parse_emf(&emitted_metrics())
-        .into_iter()
-        .map(|m| (m.name, m.dimensions.into_keys().collect()))
-        .collect();
+    let emitted: BTreeSet<Named> =
+        parse_emf(&emitted_metrics()).into_iter().map(|m| (m.name, m.dimensions.into_keys().collect())).collect();
     for metric in metrics_named_by_the_template() {
         assert!(emitted.contains(&metric), "{metric:?} is named by the template and never emitted");
     }
@@ -339,7 +365,8 @@ fn tokens_for(email: &str) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = json!({"sub": ulid::Ulid::new().to_string(), "email": email, "name": "N", "jwtVersion": 1,
         "iss": "Caching-Code-Login", "aud": "Caching-Code-Auth", "iat": now, "exp": now + 60});
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(integration_tests::TEST_SECRET.as_bytes())).expect("sign")
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(integration_tests::TEST_SECRET.as_bytes()))
+        .expect("sign")
 }
 
 async fn cached(env: &TestEnv, email: &str) -> String {
