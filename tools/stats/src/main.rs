@@ -1,7 +1,7 @@
 //! `stats [--follow] LOG`: the numbers of the local stack's metric lines in LOG (`scripts/dev`
 //! writes its functions' output to `.dev/watch.log`), once, or again every 2 s while it grows.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::time::Duration;
 
 fn main() {
@@ -37,7 +37,7 @@ fn main() {
             return;
         }
         print!("\x1b[2J\x1b[H{}", stats.render());
+        // The next read goes on from where this one stopped.
         std::thread::sleep(Duration::from_secs(2));
-        let _ = file.seek(SeekFrom::Current(0));
     }
 }
