@@ -775,3 +775,39 @@ fn the_login_limits_are_parameters_with_the_contracts_defaults() {
         assert_eq!(t["Parameters"][parameter]["Default"].as_u64(), Some(default), "{parameter}");
     }
 }
+
+#[test]
+fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
+    let t = template();
+    for id in functions(&t) {
+        let logging = function_setting(&t, &id, "LoggingConfig");
+        assert_eq!(ref_name(&logging["ApplicationLogLevel"]), Some("ApplicationLogLevel"), "{id}");
+        assert_eq!(ref_name(&logging["SystemLogLevel"]), Some("SystemLogLevel"), "{id}");
+        assert_eq!(function_setting(&t, &id, "Tracing").as_str(), Some("Active"), "{id}: X-Ray");
+        let namespace = &environment(&t, &id)[shared::metrics::NAMESPACE_VARIABLE];
+        assert_eq!(ref_name(namespace), Some("AWS::StackName"), "{id}: metrics in the stack's namespace");
+        assert!(environment(&t, &id).get("RUST_LOG").is_none(), "{id}: RUST_LOG would override the logging controls");
+    }
+    // No application level above INFO: Lambda reads the level-less metric lines as INFO.
+    let levels: Vec<&str> = one_or_many(&t["Parameters"]["ApplicationLogLevel"]["AllowedValues"])
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(levels, ["TRACE", "DEBUG", "INFO"]);
+
+    let of_type =
+        |kind: &str| -> Vec<&Value> { resources(&t).values().filter(|r| r["Type"].as_str() == Some(kind)).collect() };
+    assert_eq!(of_type("AWS::CloudWatch::Dashboard").len(), 1, "one dashboard");
+    let alarms = of_type("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 6, "5xx, cache errors, hit ratio, iterator age, failure queue, throttles");
+    for alarm in alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            let action = &alarm["Properties"][actions];
+            let chosen = match action {
+                Value::Tagged(t) if t.tag == "If" => t.value[0].as_str(),
+                _ => None,
+            };
+            assert_eq!(chosen, Some("HasAlarmTopic"), "{actions} go to the optional topic: {action:?}");
+        }
+    }
+}
