@@ -142,6 +142,3 @@ impl AppError {
         self.status() >= 500
     }
 }
-
-/// Shorthand for results that end in a contract error.
-pub type AppResult<T> = Result<T, AppError>;

@@ -18,4 +18,4 @@ pub mod store;
 pub mod telemetry;
 
 pub use app::App;
-pub use error::{AppError, AppResult};
+pub use error::AppError;

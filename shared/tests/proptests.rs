@@ -285,7 +285,9 @@ proptest! {
                     .collect();
                 prop_assert_eq!(items, vec![format!("\"{v}\"")]);
             }
-            Some(IfMatch::Never) => prop_assert_eq!(IfMatch::Never.expected_version(), u64::MAX),
+            Some(IfMatch::Never) => {
+                prop_assert_eq!(IfMatch::expected(Some(IfMatch::Never)), shared::domain::ExpectedVersion::Unmatchable)
+            }
             None => {}
         }
     }

@@ -10,7 +10,7 @@ pub mod user;
 pub mod values;
 
 pub use comment::Comment;
-pub use post::{Post, PostPatch};
+pub use post::{ExpectedVersion, Post, PostPatch};
 pub use user::{User, UserView, Version};
 pub use values::{Caption, CommentText, Email, ImageUrl, Name, Password};
 

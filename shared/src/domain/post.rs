@@ -60,3 +60,15 @@ impl PostPatch {
         Ok(PostPatch { caption, image_url })
     }
 }
+
+/// What a change of a post requires of the version it finds (`If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Any version (no `If-Match`, or `*`).
+    Any,
+    /// Exactly this one.
+    Exactly(u64),
+    /// One no post can be at (a malformed or weak tag, or several): the change is refused as a
+    /// version mismatch, once the post's existence and author have been checked.
+    Unmatchable,
+}

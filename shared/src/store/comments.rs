@@ -1,7 +1,6 @@
 //! Comments live in their post's partition; adding or removing one and moving the post's
 //! `commentCount` is one transaction, so the count is never wrong.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -13,16 +12,11 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, s, to_item, Item};
-use super::posts::{post_pk, query_page};
+use super::keys::{comment_key, comment_sk, post_pk, COMMENT_PREFIX, POST_SK};
+use super::paging::query_page;
 use super::{Page, Store};
 use crate::domain::Comment;
 use crate::error::AppError;
-
-const COMMENT_PREFIX: &str = "COMMENT#";
-
-fn comment_sk(comment_id: &str) -> String {
-    format!("{COMMENT_PREFIX}{comment_id}")
-}
 
 #[derive(Serialize, Deserialize)]
 struct CommentItem {
@@ -32,21 +26,34 @@ struct CommentItem {
     comment: Comment,
 }
 
-fn comment_key(post_id: &str, comment_id: &str) -> Item {
-    HashMap::from([("pk".to_owned(), s(post_pk(post_id))), ("sk".to_owned(), s(comment_sk(comment_id)))])
+/// Why DynamoDB cancelled one item of a transaction, and the item as it found it (for the
+/// items asked to return it on a failed condition).
+#[derive(Debug)]
+struct Reason {
+    code: Option<String>,
+    item: Option<Item>,
 }
 
 /// The reasons DynamoDB gives for a cancelled transaction, one per item, in order.
-fn cancellation_codes(err: &TransactWriteItemsError) -> Option<Vec<Option<String>>> {
+fn cancellation_reasons(err: &TransactWriteItemsError) -> Option<Vec<Reason>> {
     match err {
         TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
             cancelled
                 .cancellation_reasons()
                 .iter()
-                .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+                .map(|r| Reason {
+                    code: r.code().filter(|c| *c != "None").map(str::to_owned),
+                    item: r.item().cloned().filter(|item| !item.is_empty()),
+                })
                 .collect(),
         ),
         _ => None,
+    }
+}
+
+impl Reason {
+    fn is_condition(&self) -> bool {
+        is_condition(&self.code)
     }
 }
 
@@ -72,7 +79,7 @@ const TRANSACTION_ATTEMPTS: u32 = 8;
 enum Transaction {
     Done,
     /// Cancelled by a condition; the reasons, one per item, in order.
-    Refused(Vec<Option<String>>),
+    Refused(Vec<Reason>),
 }
 
 impl Store {
@@ -89,7 +96,7 @@ impl Store {
         let count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(post_pk(&comment.post_id)))
-            .key("sk", s("POST"))
+            .key("sk", s(POST_SK))
             .update_expression("ADD commentCount :one")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":one", n(1))
@@ -98,9 +105,11 @@ impl Store {
         let items = [TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
         match self.transact(&items, "TransactWriteItems add comment").await? {
             Transaction::Done => Ok(()),
-            Transaction::Refused(codes) if codes.get(1).is_some_and(is_condition) => Err(AppError::NotFound("post")),
-            Transaction::Refused(codes) => {
-                Err(AppError::Internal(format!("TransactWriteItems add comment: refused {codes:?}")))
+            Transaction::Refused(reasons) if reasons.get(1).is_some_and(Reason::is_condition) => {
+                Err(AppError::NotFound("post"))
+            }
+            Transaction::Refused(reasons) => {
+                Err(AppError::Internal(format!("TransactWriteItems add comment: refused {reasons:?}")))
             }
         }
     }
@@ -122,8 +131,11 @@ impl Store {
                 Ok(_) => return Ok(Transaction::Done),
                 Err(err) => err,
             };
-            match err.as_service_error().and_then(cancellation_codes) {
-                Some(codes) if is_retryable(&codes) => {
+            let reasons = err.as_service_error().and_then(cancellation_reasons);
+            let codes: Option<Vec<Option<String>>> =
+                reasons.as_ref().map(|reasons| reasons.iter().map(|r| r.code.clone()).collect());
+            match (reasons, codes) {
+                (Some(_), Some(codes)) if is_retryable(&codes) => {
                     if attempt == TRANSACTION_ATTEMPTS {
                         return Err(AppError::Unavailable(format!(
                             "{operation}: still cancelled after {attempt} attempts: {codes:?}"
@@ -134,7 +146,9 @@ impl Store {
                     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(200);
                 }
-                Some(codes) if codes.iter().any(is_condition) => return Ok(Transaction::Refused(codes)),
+                (Some(reasons), _) if reasons.iter().any(Reason::is_condition) => {
+                    return Ok(Transaction::Refused(reasons))
+                }
                 _ => return Err(classify(operation, err)),
             }
         }
@@ -213,32 +227,67 @@ impl Store {
         }
     }
 
-    /// Removes a comment (still written by `author_id`, as checked by the caller) and shrinks
-    /// the post's `commentCount`, in one transaction. A comment or post that vanished
-    /// meanwhile is `404`, and nothing is counted twice.
-    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, author_id: &str) -> Result<(), AppError> {
+    /// Removes a comment that `user_id` may remove (its author, or its post's author, who
+    /// moderates it) and shrinks the post's `commentCount`, in one transaction, with the
+    /// permission decided by the transaction's own conditions and explained from the items they
+    /// found, as a post's delete does: nothing is read first that could change before the
+    /// write. The comment's author's delete is one transaction. When the comment is someone
+    /// else's, a second one deletes it on the condition that it still is that author's and
+    /// that `user_id` wrote the post. A comment or post that is gone is `404`; anyone else is
+    /// `403`; nothing is counted twice.
+    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, user_id: &str) -> Result<(), AppError> {
+        let as_comment_author = self.comment_removal(post_id, comment_id, user_id, None)?;
+        let author = match self.transact(&as_comment_author, "TransactWriteItems remove comment").await? {
+            Transaction::Done => return Ok(()),
+            Transaction::Refused(reasons) => match removal_refusal(&reasons) {
+                Removal::OthersComment(author) => author,
+                Removal::Refused(refusal) => return Err(refusal),
+            },
+        };
+        let as_post_author = self.comment_removal(post_id, comment_id, &author, Some(user_id))?;
+        match self.transact(&as_post_author, "TransactWriteItems moderate comment").await? {
+            Transaction::Done => Ok(()),
+            Transaction::Refused(reasons) => match removal_refusal(&reasons) {
+                // Still another author's (or the post's condition failed with the post there):
+                // `user_id` is neither.
+                Removal::OthersComment(_) => Err(AppError::Forbidden),
+                Removal::Refused(refusal) => Err(refusal),
+            },
+        }
+    }
+
+    /// The transaction deleting a comment written by `author`, and moving its post's count;
+    /// with `post_author`, only if that user wrote the post.
+    fn comment_removal(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        author: &str,
+        post_author: Option<&str>,
+    ) -> Result<[TransactWriteItem; 2], AppError> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(comment_key(post_id, comment_id)))
             .condition_expression("attribute_exists(pk) AND authorId = :author")
-            .expression_attribute_values(":author", s(author_id))
+            .expression_attribute_values(":author", s(author))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| AppError::Internal(format!("building Delete: {e}")))?;
-        let count = Update::builder()
+        let mut count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(post_pk(post_id)))
-            .key("sk", s("POST"))
+            .key("sk", s(POST_SK))
             .update_expression("ADD commentCount :minus")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":minus", n(-1))
-            .build()
-            .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
-        let items =
-            [TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()];
-        match self.transact(&items, "TransactWriteItems remove comment").await? {
-            Transaction::Done => Ok(()),
-            Transaction::Refused(_) => Err(AppError::NotFound("comment")),
-        }
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        count = match post_author {
+            None => count.condition_expression("attribute_exists(pk)"),
+            Some(user) => count
+                .condition_expression("attribute_exists(pk) AND authorId = :postAuthor")
+                .expression_attribute_values(":postAuthor", s(user)),
+        };
+        let count = count.build().map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
+        Ok([TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()])
     }
 
     /// Deletes every comment of a (deleted) post, a page of keys at a time, in batches of 25,
@@ -298,6 +347,35 @@ impl Store {
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
         Err(AppError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
+    }
+}
+
+/// What a refused removal's reasons (the comment's delete, then the post's count) say.
+enum Removal {
+    /// The comment is there, written by this author (not the remover).
+    OthersComment(String),
+    Refused(AppError),
+}
+
+fn removal_refusal(reasons: &[Reason]) -> Removal {
+    let (Some(comment), Some(post)) = (reasons.first(), reasons.get(1)) else {
+        return Removal::Refused(AppError::Internal(format!("remove comment: reasons {reasons:?}")));
+    };
+    let author = |item: &Item| match item.get("authorId") {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(author)) => Some(author.clone()),
+        _ => None,
+    };
+    match (comment.is_condition(), &comment.item, post.is_condition(), &post.item) {
+        // The post is gone: so is the comment, for its reader.
+        (_, _, true, None) => Removal::Refused(AppError::NotFound("comment")),
+        (true, None, _, _) => Removal::Refused(AppError::NotFound("comment")),
+        (true, Some(item), _, _) => match author(item) {
+            Some(author) => Removal::OthersComment(author),
+            None => Removal::Refused(AppError::Internal("comment without an author".into())),
+        },
+        // The comment is as expected and the post is there, but not the remover's.
+        (false, _, true, Some(_)) => Removal::OthersComment(String::new()),
+        _ => Removal::Refused(AppError::Internal(format!("remove comment: reasons {reasons:?}"))),
     }
 }
 

@@ -14,6 +14,8 @@
 mod comments;
 mod dynamo;
 mod idempotency;
+mod keys;
+mod paging;
 mod posts;
 pub mod schema;
 mod users;
@@ -48,14 +50,6 @@ impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         let client = Client::from_conf(client.config().to_builder().interceptor(dynamo::CallTimer).build());
         Store { client, table: table.into() }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// Reads a key that never exists, waiting at most `bound`, so the first request finds the

@@ -10,16 +10,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN};
+use super::keys::{user_pk, PROFILE, USER_PREFIX};
 use super::Store;
 use crate::domain::{Email, User};
 use crate::error::AppError;
-
-const PROFILE: &str = "PROFILE";
-const USER_PREFIX: &str = "USER#";
-
-fn user_pk(email: &Email) -> String {
-    format!("{USER_PREFIX}{}", email.as_str())
-}
 
 /// The stored user: the public fields plus the password hash, which never leaves this module
 /// except to the login check.
