@@ -293,7 +293,8 @@ pub(super) fn verdict(case: &Case, res: &ApiResponse) -> Result<(), String> {
             if bodiless && !res.raw_body.is_empty() {
                 return Err(format!("want no body, got {}", res.raw_body));
             }
-            if !bodiless && !(json_type && res.body.is_object()) {
+            let json_object = json_type && res.body.is_object();
+            if !bodiless && !json_object {
                 return Err(format!("want a JSON object body, got {:?}: {}", res.header("content-type"), res.raw_body));
             }
         }
