@@ -49,6 +49,13 @@ pub enum AppError {
     Internal(String),
 }
 
+/// A value outside the contract's limits is `400 validation_failed`, naming its field.
+impl From<crate::domain::Invalid> for AppError {
+    fn from(invalid: crate::domain::Invalid) -> Self {
+        AppError::Validation { field: invalid.field, message: invalid.message }
+    }
+}
+
 impl AppError {
     /// A `validation_failed` error naming `field`.
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {

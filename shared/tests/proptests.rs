@@ -23,9 +23,10 @@ fn code(e: &AppError) -> &'static str {
     e.code()
 }
 
-/// The field a `validation_failed` error names, or a failure naming the error.
-fn field_of(e: AppError) -> Result<&'static str, TestCaseError> {
-    match e {
+/// The field a `validation_failed` error names (a value parser's refusal, as the contract
+/// answers it), or a failure naming the error.
+fn field_of(e: impl Into<AppError>) -> Result<&'static str, TestCaseError> {
+    match e.into() {
         AppError::Validation { field, .. } => Ok(field),
         other => Err(TestCaseError::fail(format!("not a validation error: {other:?}"))),
     }
