@@ -153,16 +153,16 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
                 .sum(),
         }
     };
-    // Routes by their route key, a fixed set: never an id or a raw path.
-    assert_eq!(sum("Requests", Some("GET /users/me")), 4.0);
-    assert_eq!(sum("ClientErrors", Some("GET /users/me")), 1.0);
-    assert_eq!(sum("Requests", Some("GET /posts/{postId}")), 1.0);
-    assert_eq!(sum("Requests", Some("$default")), 1.0);
-    assert_eq!(sum("ClientErrors", Some("ANY /posts/{postId}")), 1.0);
+    // Routes by their route key, a fixed set: never an id or a raw path. Other tests run at the
+    // same time and write to the same output, so counts are at least ours.
+    assert!(sum("Requests", Some("GET /users/me")) >= 4.0);
+    assert!(sum("ClientErrors", Some("GET /users/me")) >= 1.0);
+    assert!(sum("Requests", Some("GET /posts/{postId}")) >= 1.0);
+    assert!(sum("Requests", Some("$default")) >= 1.0);
+    assert!(sum("ClientErrors", Some("ANY /posts/{postId}")) >= 1.0);
+    assert!(sum("Requests", None) >= sum("Requests", Some("GET /users/me")), "by function too");
     let routes: BTreeSet<&str> = emitted.iter().filter_map(|m| m.dimensions.get("Route")).map(String::as_str).collect();
     assert!(routes.iter().all(|r| !r.contains(&id) && !r.contains("nowhere")), "{routes:?}");
-    // Our requests ran in the users and posts functions; other tests run at the same time,
-    // so counts are at least ours.
     assert!(sum("CacheMisses", None) >= 1.0 && sum("CacheHits", None) >= 3.0, "miss then hits");
     assert!(sum("DynamoDbReadsAvoided", None) >= 3.0);
     assert!(sum("RedisCalls", None) >= 4.0 && sum("DynamoDbCalls", None) >= 2.0);
