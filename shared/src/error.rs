@@ -56,6 +56,23 @@ impl From<crate::domain::Invalid> for AppError {
     }
 }
 
+/// What a store outcome means for the client: the user a token named has changed is `401`,
+/// someone else's item `403`, a stale version `412`.
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Unavailable(detail) => AppError::Unavailable(detail),
+            StoreError::Internal(detail) => AppError::Internal(detail),
+            StoreError::NotFound(what) => AppError::NotFound(what),
+            StoreError::NotAuthor => AppError::Forbidden,
+            StoreError::VersionMismatch => AppError::PreconditionFailed,
+            StoreError::EmailTaken => AppError::EmailTaken,
+            StoreError::UserChanged(why) => AppError::Unauthorized(why),
+        }
+    }
+}
+
 impl AppError {
     /// A `validation_failed` error naming `field`.
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {

@@ -110,7 +110,7 @@ fn keys() -> TokenKeys {
 fn user_with(email: &str, id: u128, name: String, jwt_version: u64) -> User {
     User {
         id: ulid::Ulid::from(id).to_string(),
-        email: email.to_owned(),
+        email: Email::parse(email).expect("a valid email"),
         name,
         jwt_version,
         revision: jwt_version / 2,

@@ -30,8 +30,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use shared::cache::{Entry, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
-use shared::store::{client_from_config, is_user_key, user_from_image, Store};
-use shared::AppError;
+use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
 
 /// Why a batch failed as a whole (so Lambda retries it).
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +38,7 @@ pub enum BatchFailed {
     #[error("redis cannot take writes; the batch will be retried")]
     Cache,
     #[error("the table cannot be read; the batch will be retried: {0}")]
-    Table(AppError),
+    Table(StoreError),
 }
 
 /// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
@@ -127,8 +126,7 @@ fn deleted_since(record: EventRecord) -> Result<(Email, Version), String> {
         other => return Err(format!("unknown event name {other:?}")),
     };
     let user = user_from_image(image).map_err(|e| e.to_string())?;
-    let email = Email::parse(&user.email).map_err(|e| e.to_string())?;
-    Ok((email, user.deleted()))
+    Ok((user.email.clone(), user.deleted()))
 }
 
 fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {

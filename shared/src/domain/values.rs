@@ -30,10 +30,17 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         use unicode_normalization::UnicodeNormalization;
-        // NFC, then lower case; NFC once more, since lower-casing can leave a sequence that
-        // composes (so parsing a parsed email changes nothing).
-        let lower = raw.trim().nfc().collect::<String>().to_lowercase();
-        let email: String = lower.nfc().collect();
+        let trimmed = raw.trim();
+        let email = if trimmed.is_ascii() {
+            // ASCII is already NFC, and lower-cases to ASCII: the common case, at the cost of
+            // one copy (every user read from the cache or the table parses its email).
+            trimmed.to_ascii_lowercase()
+        } else {
+            // NFC, then lower case; NFC once more, since lower-casing can leave a sequence
+            // that composes (so parsing a parsed email changes nothing).
+            let lower = trimmed.nfc().collect::<String>().to_lowercase();
+            lower.nfc().collect()
+        };
         if email.is_empty() {
             return Err(Invalid::new("email", "must not be empty"));
         }
@@ -48,6 +55,28 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Written as the string it is.
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read through [`Email::parse`]: an email read back (from the table, the cache, a token) is
+/// one only if it still is one, normalized.
+impl<'de> serde::Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Email::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 

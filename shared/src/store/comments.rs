@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::dynamo::{classify, from_item, n, s, to_item, Item};
 use super::keys::{comment_key, comment_sk, post_pk, COMMENT_PREFIX, POST_SK};
 use super::paging::query_page;
+use super::StoreError;
 use super::{Page, Store};
 use crate::domain::Comment;
-use crate::error::AppError;
 
 #[derive(Serialize, Deserialize)]
 struct CommentItem {
@@ -85,14 +85,14 @@ enum Transaction {
 impl Store {
     /// Adds `comment` and grows the post's `commentCount` by one, or neither: a missing post
     /// cancels the transaction (`404`).
-    pub async fn add_comment(&self, comment: &Comment) -> Result<(), AppError> {
+    pub async fn add_comment(&self, comment: &Comment) -> Result<(), StoreError> {
         let item = CommentItem { pk: post_pk(&comment.post_id), sk: comment_sk(&comment.id), comment: comment.clone() };
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item("comment", &item)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| AppError::Internal(format!("building Put: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("building Put: {e}")))?;
         let count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(post_pk(&comment.post_id)))
@@ -101,15 +101,15 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":one", n(1))
             .build()
-            .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
         let items = [TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
         match self.transact(&items, "TransactWriteItems add comment").await? {
             Transaction::Done => Ok(()),
             Transaction::Refused(reasons) if reasons.get(1).is_some_and(Reason::is_condition) => {
-                Err(AppError::NotFound("post"))
+                Err(StoreError::NotFound("post"))
             }
             Transaction::Refused(reasons) => {
-                Err(AppError::Internal(format!("TransactWriteItems add comment: refused {reasons:?}")))
+                Err(StoreError::Internal(format!("TransactWriteItems add comment: refused {reasons:?}")))
             }
         }
     }
@@ -122,7 +122,7 @@ impl Store {
     /// idempotency token) and keeps it for its retries, and DynamoDB answers a repeated token
     /// (for ten minutes) as it answered the first. Each try here after a cancellation is a new
     /// `send`, so a new token (a cancelled transaction changed nothing).
-    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, AppError> {
+    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, StoreError> {
         use rand::Rng;
         let mut backoff_ms = 10u64;
         for attempt in 1..=TRANSACTION_ATTEMPTS {
@@ -137,7 +137,7 @@ impl Store {
             match (reasons, codes) {
                 (Some(_), Some(codes)) if is_retryable(&codes) => {
                     if attempt == TRANSACTION_ATTEMPTS {
-                        return Err(AppError::Unavailable(format!(
+                        return Err(StoreError::Unavailable(format!(
                             "{operation}: still cancelled after {attempt} attempts: {codes:?}"
                         )));
                     }
@@ -152,10 +152,10 @@ impl Store {
                 _ => return Err(classify(operation, err)),
             }
         }
-        Err(AppError::Unavailable(format!("{operation}: no attempt made")))
+        Err(StoreError::Unavailable(format!("{operation}: no attempt made")))
     }
 
-    pub async fn get_comment(&self, post_id: &str, comment_id: &str) -> Result<Option<Comment>, AppError> {
+    pub async fn get_comment(&self, post_id: &str, comment_id: &str) -> Result<Option<Comment>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -174,7 +174,7 @@ impl Store {
         post_id: &str,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Page<Comment>, AppError> {
+    ) -> Result<Page<Comment>, StoreError> {
         let query = self
             .client
             .query()
@@ -196,7 +196,7 @@ impl Store {
         user_id: &str,
         text: String,
         now: String,
-    ) -> Result<Comment, AppError> {
+    ) -> Result<Comment, StoreError> {
         let result = self
             .client
             .update_item()
@@ -215,12 +215,12 @@ impl Store {
         match result {
             Ok(out) => {
                 let item =
-                    out.attributes.ok_or_else(|| AppError::Internal("UpdateItem comment: no attributes".into()))?;
+                    out.attributes.ok_or_else(|| StoreError::Internal("UpdateItem comment: no attributes".into()))?;
                 Ok(from_item::<CommentItem>("comment", item)?.comment)
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(if refused.item.is_some() { AppError::Forbidden } else { AppError::NotFound("comment") })
+                    Err(if refused.item.is_some() { StoreError::NotAuthor } else { StoreError::NotFound("comment") })
                 }
                 _ => Err(classify("UpdateItem comment", e)),
             },
@@ -235,7 +235,7 @@ impl Store {
     /// else's, a second one deletes it on the condition that it still is that author's and
     /// that `user_id` wrote the post. A comment or post that is gone is `404`; anyone else is
     /// `403`; nothing is counted twice.
-    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, user_id: &str) -> Result<(), AppError> {
+    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, user_id: &str) -> Result<(), StoreError> {
         let as_comment_author = self.comment_removal(post_id, comment_id, user_id, None)?;
         let author = match self.transact(&as_comment_author, "TransactWriteItems remove comment").await? {
             Transaction::Done => return Ok(()),
@@ -250,7 +250,7 @@ impl Store {
             Transaction::Refused(reasons) => match removal_refusal(&reasons) {
                 // Still another author's (or the post's condition failed with the post there):
                 // `user_id` is neither.
-                Removal::OthersComment(_) => Err(AppError::Forbidden),
+                Removal::OthersComment(_) => Err(StoreError::NotAuthor),
                 Removal::Refused(refusal) => Err(refusal),
             },
         }
@@ -264,7 +264,7 @@ impl Store {
         comment_id: &str,
         author: &str,
         post_author: Option<&str>,
-    ) -> Result<[TransactWriteItem; 2], AppError> {
+    ) -> Result<[TransactWriteItem; 2], StoreError> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(comment_key(post_id, comment_id)))
@@ -272,7 +272,7 @@ impl Store {
             .expression_attribute_values(":author", s(author))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| AppError::Internal(format!("building Delete: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("building Delete: {e}")))?;
         let mut count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(post_pk(post_id)))
@@ -286,13 +286,13 @@ impl Store {
                 .condition_expression("attribute_exists(pk) AND authorId = :postAuthor")
                 .expression_attribute_values(":postAuthor", s(user)),
         };
-        let count = count.build().map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
+        let count = count.build().map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
         Ok([TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()])
     }
 
     /// Deletes every comment of a (deleted) post, a page of keys at a time, in batches of 25,
     /// retrying what DynamoDB leaves unprocessed.
-    pub(super) async fn delete_comments_of(&self, post_id: &str) -> Result<(), AppError> {
+    pub(super) async fn delete_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -317,7 +317,7 @@ impl Store {
                             .set_key(Some(key.clone()))
                             .build()
                             .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(|e| AppError::Internal(format!("building DeleteRequest: {e}")))
+                            .map_err(|e| StoreError::Internal(format!("building DeleteRequest: {e}")))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 self.batch_write_all(requests).await?;
@@ -329,7 +329,7 @@ impl Store {
         }
     }
 
-    async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), AppError> {
+    async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         let mut backoff = Duration::from_millis(20);
         for _ in 0..8 {
             let out = self
@@ -346,7 +346,7 @@ impl Store {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
-        Err(AppError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
+        Err(StoreError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
     }
 }
 
@@ -354,12 +354,12 @@ impl Store {
 enum Removal {
     /// The comment is there, written by this author (not the remover).
     OthersComment(String),
-    Refused(AppError),
+    Refused(StoreError),
 }
 
 fn removal_refusal(reasons: &[Reason]) -> Removal {
     let (Some(comment), Some(post)) = (reasons.first(), reasons.get(1)) else {
-        return Removal::Refused(AppError::Internal(format!("remove comment: reasons {reasons:?}")));
+        return Removal::Refused(StoreError::Internal(format!("remove comment: reasons {reasons:?}")));
     };
     let author = |item: &Item| match item.get("authorId") {
         Some(aws_sdk_dynamodb::types::AttributeValue::S(author)) => Some(author.clone()),
@@ -367,15 +367,15 @@ fn removal_refusal(reasons: &[Reason]) -> Removal {
     };
     match (comment.is_condition(), &comment.item, post.is_condition(), &post.item) {
         // The post is gone: so is the comment, for its reader.
-        (_, _, true, None) => Removal::Refused(AppError::NotFound("comment")),
-        (true, None, _, _) => Removal::Refused(AppError::NotFound("comment")),
+        (_, _, true, None) => Removal::Refused(StoreError::NotFound("comment")),
+        (true, None, _, _) => Removal::Refused(StoreError::NotFound("comment")),
         (true, Some(item), _, _) => match author(item) {
             Some(author) => Removal::OthersComment(author),
-            None => Removal::Refused(AppError::Internal("comment without an author".into())),
+            None => Removal::Refused(StoreError::Internal("comment without an author".into())),
         },
         // The comment is as expected and the post is there, but not the remover's.
         (false, _, true, Some(_)) => Removal::OthersComment(String::new()),
-        _ => Removal::Refused(AppError::Internal(format!("remove comment: reasons {reasons:?}"))),
+        _ => Removal::Refused(StoreError::Internal(format!("remove comment: reasons {reasons:?}"))),
     }
 }
 

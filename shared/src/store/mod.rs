@@ -26,6 +26,34 @@ pub use dynamo::client_from_config;
 pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, IDEMPOTENCY_PREFIX, RECORD_LIFETIME};
 pub use users::{is_user_key, user_from_image, NewUser};
 
+/// How a call to the table failed, in the store's own terms; `crate::error` says what each
+/// means for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The table could not be reached in time, throttled, or failed on its side: try again.
+    #[error("table unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: an item that does not decode, a request that cannot be built.
+    #[error("table: {0}")]
+    Internal(String),
+    /// The item is not there.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The item was written by someone else.
+    #[error("not the author")]
+    NotAuthor,
+    /// The item is at another version than the change expected.
+    #[error("version mismatch")]
+    VersionMismatch,
+    /// The email is already registered.
+    #[error("email taken")]
+    EmailTaken,
+    /// The user changed (another user of the email, or another `jwtVersion`) or went since the
+    /// caller read it.
+    #[error("user changed: {0}")]
+    UserChanged(&'static str),
+}
+
 /// A page of a list: the items, and the id of the last one when more follow.
 #[derive(Debug)]
 pub struct Page<T> {

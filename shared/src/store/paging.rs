@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use super::dynamo::{classify, Item};
 use super::Page;
-use crate::error::AppError;
+use super::StoreError;
 
 /// Runs `query` from `start` until it has `limit` items and knows whether more follow.
 ///
@@ -16,9 +16,9 @@ pub(super) async fn query_page<T>(
     operation: &'static str,
     limit: usize,
     mut start: Option<Item>,
-    decode: impl Fn(Item) -> Result<T, AppError>,
+    decode: impl Fn(Item) -> Result<T, StoreError>,
     id: impl Fn(&T) -> String,
-) -> Result<Page<T>, AppError> {
+) -> Result<Page<T>, StoreError> {
     let mut items = Vec::with_capacity(limit + 1);
     while items.len() <= limit {
         let out = query

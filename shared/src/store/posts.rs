@@ -8,9 +8,9 @@ use super::dynamo::{
 };
 use super::keys::{feed_key, post_pk, FEED_PK, POST_SK};
 use super::paging::query_page;
+use super::StoreError;
 use super::{Page, Store, FEED_INDEX};
 use crate::domain::{ExpectedVersion, Post, PostPatch};
-use crate::error::AppError;
 
 #[derive(Serialize, Deserialize)]
 struct PostItem {
@@ -24,11 +24,11 @@ struct PostItem {
 
 /// Why a conditional write on a post failed, told from the item as it was (`ALL_OLD`):
 /// gone is `404`, someone else's is `403`, another version is `412` — in that order.
-fn explain_refusal(old: Option<Item>, user_id: &str) -> AppError {
-    let Some(old) = old else { return AppError::NotFound("post") };
+fn explain_refusal(old: Option<Item>, user_id: &str) -> StoreError {
+    let Some(old) = old else { return StoreError::NotFound("post") };
     match old.get("authorId") {
-        Some(AttributeValue::S(author)) if author == user_id => AppError::PreconditionFailed,
-        _ => AppError::Forbidden,
+        Some(AttributeValue::S(author)) if author == user_id => StoreError::VersionMismatch,
+        _ => StoreError::NotAuthor,
     }
 }
 
@@ -58,7 +58,7 @@ fn is_same_post(old: &Item, post: &Post) -> bool {
 impl Store {
     /// Stores a new post. A retried attempt that finds the post its first attempt wrote has
     /// succeeded, not failed.
-    pub async fn create_post(&self, post: &Post) -> Result<(), AppError> {
+    pub async fn create_post(&self, post: &Post) -> Result<(), StoreError> {
         let item = PostItem {
             pk: post_pk(&post.id),
             sk: POST_SK.to_owned(),
@@ -87,7 +87,7 @@ impl Store {
         }
     }
 
-    pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, AppError> {
+    pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -102,7 +102,7 @@ impl Store {
     }
 
     /// The feed, newest first, `limit` posts after the post `after` (exclusive).
-    pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, AppError> {
+    pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, StoreError> {
         let query = self
             .client
             .query()
@@ -125,7 +125,7 @@ impl Store {
         patch: PostPatch,
         expected: ExpectedVersion,
         now: String,
-    ) -> Result<Post, AppError> {
+    ) -> Result<Post, StoreError> {
         let token = crate::domain::new_id();
         let stamp = format!("{WRITE_TOKEN} = :writeToken");
         let mut sets = vec!["updatedAt = :now", stamp.as_str()];
@@ -160,7 +160,8 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| AppError::Internal("UpdateItem post: no attributes".into()))?;
+                let item =
+                    out.attributes.ok_or_else(|| StoreError::Internal("UpdateItem post: no attributes".into()))?;
                 Ok(from_item::<PostItem>("post", item)?.post)
             }
             Err(e) => match refused(&e) {
@@ -182,7 +183,7 @@ impl Store {
     /// sweeps again, and answers `404` (or `204`, when the post went in an earlier attempt of
     /// this same call, whose answer was lost), so comments are never left behind by an answer
     /// that tells the client to stop.
-    pub async fn delete_post(&self, post_id: &str, user_id: &str, expected: ExpectedVersion) -> Result<(), AppError> {
+    pub async fn delete_post(&self, post_id: &str, user_id: &str, expected: ExpectedVersion) -> Result<(), StoreError> {
         let attempts = Attempts::default();
         let mut request = self
             .client
@@ -206,7 +207,7 @@ impl Store {
                         tracing::info!("post deleted by an earlier attempt of this call");
                         Ok(())
                     } else {
-                        Err(AppError::NotFound("post"))
+                        Err(StoreError::NotFound("post"))
                     }
                 }
                 Some(old) => Err(explain_refusal(old, user_id)),
@@ -216,10 +217,10 @@ impl Store {
     }
 
     /// [`Store::delete_comments_of`], where any failure means "not done yet, try again": `503`.
-    async fn sweep_comments_of(&self, post_id: &str) -> Result<(), AppError> {
+    async fn sweep_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
         self.delete_comments_of(post_id).await.map_err(|e| match e {
-            AppError::Unavailable(detail) | AppError::Internal(detail) => {
-                AppError::Unavailable(format!("sweeping the comments of a deleted post: {detail}"))
+            StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
+                StoreError::Unavailable(format!("sweeping the comments of a deleted post: {detail}"))
             }
             other => other,
         })

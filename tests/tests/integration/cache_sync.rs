@@ -272,7 +272,7 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
     // the removed one is not.
     let user = shared::domain::User {
         id: "01KBFZ8W3Q5R6S7T8V9W0X1Y2Z".into(),
-        email: "sample.stream@example.com".into(),
+        email: shared::domain::Email::parse("sample.stream@example.com").expect("email"),
         name: "Ada Lovelace".into(),
         jwt_version: 2,
         revision: 2,
