@@ -102,7 +102,7 @@ pub async fn run(report: &mut Report, counts: &Counts) {
     headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
     let key = shared::cache::entry::key(&email);
     let auth = &env.app.auth;
-    let conn = env.app.users.cache().connection().manager();
+    let conn = env.app.users.cache().connection().current();
 
     let hit = || async {
         let started = Instant::now();
