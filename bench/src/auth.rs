@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use integration_tests::{ApiRequest, Dynamo, RedisServer, TestEnv, TEST_SECRET};
+use integration_tests::{ApiRequest, Dynamo, RedisServer, TestEnv, TestRedis, TEST_SECRET};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::json;
 use shared::auth::TokenKeys;
@@ -60,7 +60,7 @@ pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
     let client_config = dynamo.client.config().to_builder().interceptor(reads.clone()).build();
     let client = aws_sdk_dynamodb::Client::from_conf(client_config);
     let app = App::build(config(&redis, &dynamo), client, Secret::new(TEST_SECRET), None).expect("app builds");
-    (TestEnv { app, redis, dynamo }, reads)
+    (TestEnv { app, redis: TestRedis::Standalone(redis), dynamo }, reads)
 }
 
 /// The configuration the functions get in the benchmark: the defaults, as a deployment has
@@ -82,7 +82,7 @@ pub async fn new_env() -> TestEnv {
     let dynamo = Dynamo::start().await;
     let app =
         App::build(config(&redis, &dynamo), dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
-    TestEnv { app, redis, dynamo }
+    TestEnv { app, redis: TestRedis::Standalone(redis), dynamo }
 }
 
 pub struct Counts {

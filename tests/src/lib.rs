@@ -1,6 +1,8 @@
 //! The test harness: real services, a fresh set per test.
 //!
-//! - [`RedisServer`]: a real `redis-server` on a free loopback port, owned by one test.
+//! - [`RedisServer`]: a real `redis-server` on a free loopback port, owned by one test;
+//!   [`RedisCluster`]: three of them as a Redis Cluster; [`TestRedis`]: whichever of the two
+//!   this run's worlds use (`TEST_REDIS_MODE`).
 //! - [`Dynamo`]: dynoxide, a DynamoDB emulator, served over HTTP in this process and reached
 //!   through the real `aws-sdk-dynamodb` client; every call is counted by operation.
 //! - [`TestEnv`]: both, the table created as the template creates it, an [`App`] wired to
@@ -9,23 +11,27 @@
 
 pub mod dynamo;
 pub mod events;
+pub mod redis_cluster;
 pub mod redis_proxy;
 pub mod redis_server;
 pub mod sync;
+pub mod test_redis;
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use shared::config::{Config, Secret};
+use shared::config::{CacheMode, Config, Secret};
 use shared::App;
 
 pub use dynamo::{CallCounter, Dynamo};
 pub use events::{ApiRequest, ApiResponse};
+pub use redis_cluster::RedisCluster;
 pub use redis_proxy::{RedisProxy, WriteFault};
-pub use redis_server::{RedisServer, SilentServer};
+pub use redis_server::{RedisNode, RedisServer, SilentServer};
 pub use sync::{InProcess, StreamSync};
+pub use test_redis::{test_redis_mode, RedisLink, TestRedis};
 
 /// The signing secret of every test app.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -33,10 +39,11 @@ pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// A password that meets the contract's rules.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// One test's world: its own Redis, its own DynamoDB, an app over both.
+/// One test's world: its own Redis (a server, or a cluster: [`TestRedis`]), its own DynamoDB,
+/// an app over both.
 pub struct TestEnv {
     pub app: App,
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub dynamo: Dynamo,
 }
 
@@ -47,12 +54,27 @@ impl TestEnv {
 
     /// A fresh world with the test's own tweaks to the configuration.
     pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
-        let redis = RedisServer::start().await;
+        Self::in_mode(test_redis_mode(), tweak).await
+    }
+
+    /// A fresh world on a Redis of the given mode, whatever this run's: for tests of a
+    /// scenario only one mode has (a standalone endpoint moved by a failover).
+    pub async fn in_mode(mode: CacheMode, tweak: impl FnOnce(&mut Config)) -> Self {
+        let redis = TestRedis::start_in(mode).await;
         let dynamo = Dynamo::start().await;
         let mut config = test_config(&redis.url(), &dynamo.endpoint);
+        redis.configure(&mut config.cache);
         tweak(&mut config);
         let app = App::build(config, dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
         TestEnv { app, redis, dynamo }
+    }
+
+    /// The configuration of a test app on this world's table and its Redis at `redis_url`, in
+    /// this world's mode.
+    pub fn config_for(&self, redis_url: &str) -> Config {
+        let mut config = test_config(redis_url, &self.dynamo.endpoint);
+        config.cache.mode = self.redis.mode();
+        config
     }
 
     /// A world with long Redis and DynamoDB timeouts, for tests that check atomicity under
@@ -72,7 +94,7 @@ impl TestEnv {
         let client = aws_sdk_dynamodb::Client::from_conf(
             env.dynamo.client.config().to_builder().timeout_config(timeouts).build(),
         );
-        let mut config = test_config(&env.redis.url(), &env.dynamo.endpoint);
+        let mut config = env.config_for(&env.redis.url());
         patient(&mut config);
         let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
         TestEnv { app, ..env }
@@ -97,10 +119,15 @@ impl TestEnv {
 
     /// The same, with the test's own tweaks to that instance's configuration.
     pub fn instance_with(&self, redis_url: &str, tweak: impl FnOnce(&mut Config)) -> App {
-        let mut config = test_config(redis_url, &self.dynamo.endpoint);
+        let mut config = self.config_for(redis_url);
         tweak(&mut config);
         let client = dynamo::client_for(&self.dynamo.endpoint, None);
         App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds")
+    }
+
+    /// Another instance whose Redis link is `link` (a proxy in front of every node).
+    pub fn instance_through(&self, link: &RedisLink) -> App {
+        self.instance_with(&link.url(), |c| link.configure(&mut c.cache))
     }
 
     pub async fn register(&self, email: &str, name: &str) -> ApiResponse {
