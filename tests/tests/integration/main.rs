@@ -5,6 +5,7 @@ mod coherence;
 mod comments_api;
 mod events_files;
 mod faults;
+mod iam_auth;
 mod interleavings;
 mod posts_api;
 mod races;
