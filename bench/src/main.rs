@@ -19,7 +19,6 @@
 mod auth;
 mod lambda;
 mod report;
-mod runtime_api;
 mod size;
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ mod faults;
 mod iam_auth;
 mod interleavings;
 mod posts_api;
+mod production_init;
 mod races;
 mod security;
 mod smoke;
