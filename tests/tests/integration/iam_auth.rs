@@ -1,6 +1,7 @@
 //! ElastiCache IAM authentication on the wire, against a real `redis-server` (and a real
 //! cluster): the cache's ACL user has no password but the token the code will present, and the
-//! `default` user is off, so a command answered proves `AUTH <user-id> <token>` went out.
+//! `default` user is off, so a command answered proves `AUTH <user-id> <token>` went out. The
+//! user's rights are the access string `template.yaml` gives it in ElastiCache.
 //!
 //! The token itself (its shape and signature, checked against an independent SigV4
 //! computation with fixed credentials and time) is tested in `shared/src/cache/iam.rs`.
@@ -34,15 +35,31 @@ async fn acl(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
     let () = redis::cmd("ACL").arg(args).query_async(conn).await.unwrap_or_else(|e| panic!("ACL {args:?}: {e}"));
 }
 
-/// On every node: an admin user for the test, the cache's user with `token` as its only
-/// password, and the `default` user off.
+/// The access string `template.yaml` gives the cache's IAM user in ElastiCache: the tests hold
+/// the cache to it, so every command it sends is one the deployed user may send.
+fn deployed_access_string() -> String {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
+    let access = &template["Resources"]["CacheIamUser"]["Properties"]["AccessString"];
+    access.as_str().expect("the IAM user's access string").to_owned()
+}
+
+/// On every node: an admin user for the test, the cache's user with the deployed access string
+/// and `token` as its only password, and the `default` user off.
 async fn lock_down(redis: &TestRedis, token: &str) {
+    let access = deployed_access_string();
     for node in redis.nodes() {
         let mut conn = node.connection().await.expect("connection");
         acl(&mut conn, &["SETUSER", "admin", "on", &format!(">{ADMIN_PASSWORD}"), "~*", "&*", "+@all"]).await;
         let mut admin = admin(node).await;
-        acl(&mut admin, &["SETUSER", USER_ID, "on", "resetpass", &format!(">{token}"), "~*", "&*", "+@all"]).await;
+        let password = format!(">{token}");
+        let rules: Vec<&str> =
+            ["SETUSER", USER_ID, "reset", password.as_str()].into_iter().chain(access.split_whitespace()).collect();
+        acl(&mut admin, &rules).await;
         acl(&mut admin, &["SETUSER", "default", "off"]).await;
+        // The setup's own connections were the default user's: gone, and none can come back.
+        let _: i64 =
+            redis::cmd("CLIENT").arg(&["KILL", "USER", "default"][..]).query_async(&mut admin).await.expect("KILL");
     }
 }
 
