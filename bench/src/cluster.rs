@@ -7,23 +7,37 @@ use std::time::Instant;
 
 use integration_tests::{RedisCluster, RedisServer, TestEnv, TestRedis};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
+use shared::cache::KEY_PREFIX;
 
 use crate::auth::env_on;
 use crate::report::{median, percentile, Goal, Report};
 
-/// An app on `redis` with a cached user, and the headers of its requests.
+/// An app on `redis` with a cached user, the headers of its requests, and the user's key.
 struct Side {
     env: TestEnv,
     headers: HeaderMap,
+    key: String,
 }
 
 impl Side {
     async fn new(redis: TestRedis) -> Self {
         let env = env_on(redis).await;
-        let (token, _) = env.new_user("Bench").await;
+        let (token, user) = env.new_user("Bench").await;
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
-        Side { env, headers }
+        let key = format!("{KEY_PREFIX}{}", user["email"].as_str().expect("email"));
+        Side { env, headers, key }
+    }
+
+    /// A bare `GET` of the user's key on the app's own connection, in µs: what the client alone
+    /// costs, without the auth path around it.
+    async fn get(&self) -> f64 {
+        let mut conn = self.env.app.users.cache().connection().current();
+        let started = Instant::now();
+        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&self.key).query_async(&mut conn).await.expect("GET");
+        let took = started.elapsed();
+        assert!(raw.is_some(), "the user is cached");
+        took.as_nanos() as f64 / 1000.0
     }
 
     /// One authenticated cache hit, in µs.
@@ -44,19 +58,28 @@ pub async fn run(report: &mut Report, pairs: usize) {
         cluster.hit().await;
     }
     let (mut on_standalone, mut on_cluster) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    let (mut get_standalone, mut get_cluster) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
     for i in 0..pairs {
         if i % 2 == 0 {
             on_standalone.push(standalone.hit().await);
             on_cluster.push(cluster.hit().await);
+            get_standalone.push(standalone.get().await);
+            get_cluster.push(cluster.get().await);
         } else {
             on_cluster.push(cluster.hit().await);
             on_standalone.push(standalone.hit().await);
+            get_cluster.push(cluster.get().await);
+            get_standalone.push(standalone.get().await);
         }
     }
     let (standalone_median, cluster_median) = (median(&mut on_standalone), median(&mut on_cluster));
     report.add("auth.standalone_hit_us", standalone_median, "us", None);
     report.add("auth.cluster_hit_us", cluster_median, "us", None);
     report.add("auth.cluster_hit_p99_us", percentile(&mut on_cluster, 99.0), "us", None);
+    let (standalone_get, cluster_get) = (median(&mut get_standalone), median(&mut get_cluster));
+    report.add("auth.standalone_redis_get_us", standalone_get, "us", None);
+    report.add("auth.cluster_redis_get_us", cluster_get, "us", None);
+    report.add("auth.cluster_minus_standalone_hit_us", cluster_median - standalone_median, "us", None);
     report.add(
         "auth.cluster_hit_over_standalone_hit",
         cluster_median / standalone_median,

@@ -119,6 +119,9 @@ impl Connector {
                 let mut builder = ClusterClientBuilder::new([info])
                     .connection_timeout(config.redis_connect_timeout)
                     .response_timeout(config.redis_timeout)
+                    // Every call is bounded as a whole by `RedisConnection::call`; a second
+                    // overall timer per command would only cost the hot path.
+                    .overall_response_timeout(None)
                     .retries(CLUSTER_RETRIES)
                     .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
                     .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
@@ -141,7 +144,8 @@ impl Connector {
     }
 
     /// A new connection, not yet open: it connects on its first command (standalone), or in
-    /// the background from now on (cluster); either way nothing here waits.
+    /// the background from now on (cluster: a task of the current Tokio runtime, so this runs
+    /// inside one, as the init does); either way nothing here waits.
     pub(crate) fn open(&self) -> RedisResult<CacheConnection> {
         match self {
             Connector::Standalone { client, config } => {
