@@ -156,9 +156,11 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
     function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
 
     let log = function.log();
-    for level in ["WARN", "ERROR"] {
-        assert!(lines_with(&log, level, "").is_empty(), "{level} lines on the happy path:\n{log}");
-    }
+    assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines on the happy path:\n{log}");
+    // The one warning a loaded machine may cause: a prewarm past its 100 ms bound.
+    let warnings: Vec<String> =
+        lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
+    assert!(warnings.is_empty(), "WARN lines on the happy path: {warnings:#?}\n{log}");
     assert!(!log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY), "a secret in the logs:\n{log}");
     println!("production init (Secrets Manager, TLS, AUTH) ready in {init:?}");
 }
