@@ -231,8 +231,10 @@ async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_c
     let (email, token, _) = w.user("Dropped").await;
 
     w.link.set_write_fault(WriteFault::Drop);
+    let before = w.link.writes_seen();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    assert!(w.link.writes_seen() > before, "A's write went through its link");
     w.link.set_write_fault(WriteFault::None);
 
     let took = wait_until_refused(&w.b, &token).await;
@@ -358,8 +360,10 @@ async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream(
     let (email, token, _) = w.user("ReadOnly").await;
 
     w.link.set_write_fault(WriteFault::Refuse);
+    let before = w.link.writes_seen();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    assert!(w.link.writes_seen() > before, "A's write went through its link");
     tokio::time::sleep(Duration::from_millis(200)).await;
     w.link.set_write_fault(WriteFault::None);
 
