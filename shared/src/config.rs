@@ -3,7 +3,8 @@
 //! Every variable is validated up front with an error that names it, so a misconfigured
 //! deployment fails at init with a clear log line instead of on the first request.
 //! Secrets may be given directly (`JWT_SECRET`, local use) or as a Secrets Manager ARN
-//! (`JWT_SECRET_ARN`, `REDIS_PASSWORD_SECRET_ARN`, production), fetched once at init.
+//! (`JWT_SECRET_ARN`, `REDIS_PASSWORD_SECRET_ARN`, production), fetched once at init; with
+//! `REDIS_AUTH=iam` the cache needs no secret at all.
 
 use std::fmt;
 use std::time::Duration;
