@@ -119,9 +119,6 @@ impl Connector {
                 let mut builder = ClusterClientBuilder::new([info])
                     .connection_timeout(config.redis_connect_timeout)
                     .response_timeout(config.redis_timeout)
-                    // Every call is bounded as a whole by `RedisConnection::call`; a second
-                    // overall timer per command would only cost the hot path.
-                    .overall_response_timeout(None)
                     .retries(CLUSTER_RETRIES)
                     .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
                     .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
