@@ -11,11 +11,11 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use integration_tests::{ApiRequest, Dynamo, RedisServer, TestEnv, TEST_SECRET};
+use integration_tests::{ApiRequest, Dynamo, RedisServer, TestEnv, TestRedis, TEST_SECRET};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::json;
 use shared::auth::TokenKeys;
-use shared::config::{Config, Secret};
+use shared::config::{CacheMode, Config, Secret};
 use shared::domain::Email;
 use shared::App;
 
@@ -59,6 +59,7 @@ pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
     let reads = UserReads::default();
     let client_config = dynamo.client.config().to_builder().interceptor(reads.clone()).build();
     let client = aws_sdk_dynamodb::Client::from_conf(client_config);
+    let redis = TestRedis::Standalone(redis);
     let app = App::build(config(&redis, &dynamo), client, Secret::new(TEST_SECRET), None).expect("app builds");
     (TestEnv { app, redis, dynamo }, reads)
 }
@@ -66,10 +67,15 @@ pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
 /// The configuration the functions get in the benchmark: the defaults, as a deployment has
 /// them, pointed at these services. (Not the harness's `test_config`: a release build has no
 /// default JWT secret, so it is read here as a function reads it.)
-fn config(redis: &RedisServer, dynamo: &Dynamo) -> Config {
+fn config(redis: &TestRedis, dynamo: &Dynamo) -> Config {
+    let mode = match redis.mode() {
+        CacheMode::Standalone => "standalone",
+        CacheMode::Cluster => "cluster",
+    };
     let vars = [
         ("JWT_SECRET", TEST_SECRET.to_owned()),
         ("REDIS_URL", redis.url()),
+        ("REDIS_MODE", mode.to_owned()),
         ("DYNAMODB_ENDPOINT", dynamo.endpoint.clone()),
         ("TABLE_NAME", "social".to_owned()),
     ];
@@ -78,7 +84,12 @@ fn config(redis: &RedisServer, dynamo: &Dynamo) -> Config {
 
 /// [`TestEnv::new`], for a release build too.
 pub async fn new_env() -> TestEnv {
-    let redis = RedisServer::start().await;
+    env_on(TestRedis::Standalone(RedisServer::start().await)).await
+}
+
+/// A fresh DynamoDB and an app over it and `redis` (a server or a cluster), configured as the
+/// functions are.
+pub async fn env_on(redis: TestRedis) -> TestEnv {
     let dynamo = Dynamo::start().await;
     let app =
         App::build(config(&redis, &dynamo), dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
@@ -102,7 +113,7 @@ pub async fn run(report: &mut Report, counts: &Counts) {
     headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
     let key = shared::cache::entry::key(&email);
     let auth = &env.app.auth;
-    let conn = env.app.users.cache().connection().manager();
+    let conn = env.app.users.cache().connection().current();
 
     let hit = || async {
         let started = Instant::now();

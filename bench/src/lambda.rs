@@ -11,7 +11,7 @@ use integration_tests::{ApiRequest, TestEnv, PASSWORD, TEST_SECRET};
 use serde_json::{json, Value};
 
 use crate::report::{median, Goal, Report};
-use crate::runtime_api::RuntimeApi;
+use integration_tests::runtime_api::RuntimeApi;
 
 pub const FUNCTIONS: [&str; 3] = ["users", "posts", "comments"];
 

@@ -7,7 +7,8 @@
 //! - `telemetry.*`: in this process, the per-request log line and metrics (EMF) of a warm
 //!   invocation.
 //! - `auth.*`: in this process, the auth hot path against a bare Redis `GET` of the same key
-//!   on the same connection, interleaved; the miss and no-cache paths; DynamoDB user reads.
+//!   on the same connection, interleaved; the miss and no-cache paths; DynamoDB user reads; the
+//!   hot path on a local Redis Cluster against a single server, interleaved.
 //! - `cold_start.*`, `throughput.*`, `rss.*`: the function binaries in `--bin-dir` (release,
 //!   this machine's architecture) under a Runtime API this program serves.
 //! - `size.*`: the arm64 bootstraps in `--lambda-dir` (`cargo lambda build --release --arm64`),
@@ -19,9 +20,9 @@
 //! checked then, since tiny counts say nothing.
 
 mod auth;
+mod cluster;
 mod lambda;
 mod report;
-mod runtime_api;
 mod size;
 mod telemetry;
 
@@ -102,6 +103,8 @@ fn expected() -> Vec<String> {
         "auth.hit_us",
         "auth.redis_get_us",
         "auth.hit_over_redis_get",
+        "auth.cluster_hit_us",
+        "auth.cluster_hit_over_standalone_hit",
         "auth.miss_us",
         "auth.no_cache_us",
         "auth.dynamodb_user_reads_per_1000",
@@ -200,6 +203,7 @@ async fn run(options: &Options) -> Report {
         // First: it sends the metric lines to nowhere before any test world would keep them.
         telemetry::run(&mut report, if smoke { 700 } else { 70_000 }).await;
         auth::run(&mut report, &counts).await;
+        cluster::run(&mut report, counts.pairs).await;
     }
 
     if options.runs(Part::ColdStart) {

@@ -3,7 +3,8 @@
 //! Every variable is validated up front with an error that names it, so a misconfigured
 //! deployment fails at init with a clear log line instead of on the first request.
 //! Secrets may be given directly (`JWT_SECRET`, local use) or as a Secrets Manager ARN
-//! (`JWT_SECRET_ARN`, `REDIS_PASSWORD_SECRET_ARN`, production), fetched once at init.
+//! (`JWT_SECRET_ARN`, `REDIS_PASSWORD_SECRET_ARN`, production), fetched once at init; with
+//! `REDIS_AUTH=iam` the cache needs no secret at all.
 
 use std::fmt;
 use std::time::Duration;
@@ -79,10 +80,27 @@ pub struct TableConfig {
 /// cache's own.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
-    /// `redis://` or `rediss://` (TLS, ElastiCache in-transit encryption).
+    /// `redis://` or `rediss://` (TLS, ElastiCache in-transit encryption). In cluster mode, any
+    /// one node (ElastiCache's configuration endpoint): the others are discovered from it.
     pub redis_url: String,
-    /// A Secrets Manager ARN holding the Redis AUTH token, if the cache needs one.
+    /// Which client speaks to it (`REDIS_MODE`).
+    pub mode: CacheMode,
+    /// A Secrets Manager ARN holding the Redis AUTH token, if the cache needs one
+    /// (`REDIS_AUTH=token`, the default).
     pub redis_password_secret_arn: Option<String>,
+    /// ElastiCache IAM authentication instead of a token (`REDIS_AUTH=iam`).
+    pub iam: Option<IamAuthConfig>,
+    /// PEM roots trusted for `rediss://` instead of the public ones (`REDIS_TLS_CA_FILE`): a
+    /// private CA, such as the tests' throwaway one. ElastiCache's certificates chain to public
+    /// roots, so a deployment leaves it unset.
+    pub tls_ca_file: Option<String>,
+    /// Overrides the Secrets Manager endpoint (`SECRETS_MANAGER_ENDPOINT`: a local server);
+    /// `None` uses AWS. The API functions read the JWT key through it too.
+    pub secrets_manager_endpoint: Option<String>,
+    /// Cluster mode only, never from the environment: node addresses to reach through other
+    /// ones (`host:port` as the cluster names it, `host:port` to dial). The tests route one
+    /// instance through fault-injecting proxies with it, as a client behind a NAT would be.
+    pub node_address_map: Vec<(String, String)>,
     /// Bound on every Redis command: past it the request falls back to DynamoDB.
     pub redis_timeout: Duration,
     /// Bound on opening a Redis connection.
@@ -94,12 +112,38 @@ pub struct CacheConfig {
     pub negative_cache_ttl: Duration,
 }
 
+/// Which Redis client the cache uses (`REDIS_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// One primary endpoint (`standalone`, the default): a node-based cache with cluster mode
+    /// disabled, or a plain `redis-server`.
+    Standalone,
+    /// Redis Cluster (`cluster`): ElastiCache Serverless, or a node-based cache with cluster
+    /// mode enabled. Keys are routed by slot; `MOVED`/`ASK` are followed by the client.
+    Cluster,
+}
+
+/// ElastiCache IAM authentication: the password is a short-lived SigV4 token signed with the
+/// function's own credentials, so no long-lived cache password exists anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamAuthConfig {
+    /// The ElastiCache user id (`REDIS_IAM_USER_ID`); an IAM user's name is its id.
+    pub user_id: String,
+    /// The replication group's or serverless cache's name (`REDIS_IAM_CACHE_NAME`): the host
+    /// the token is signed for.
+    pub cache_name: String,
+    /// Whether the cache is ElastiCache Serverless (`REDIS_IAM_SERVERLESS`), which the token
+    /// must say (`ResourceType=ServerlessCache`).
+    pub serverless: bool,
+}
+
 /// Variables a deployment must set on every API function (`template.yaml` sets each; a test
-/// checks it).
+/// checks it), besides those of its cache authentication ([`auth_variables`]).
 pub const DEPLOYMENT_VARIABLES: &[&str] = &[
     "TABLE_NAME",
     "REDIS_URL",
-    "REDIS_PASSWORD_SECRET_ARN",
+    "REDIS_MODE",
+    "REDIS_AUTH",
     "JWT_SECRET_ARN",
     "TOKEN_TTL_SECONDS",
     "CACHE_TTL_SECONDS",
@@ -108,9 +152,24 @@ pub const DEPLOYMENT_VARIABLES: &[&str] = &[
 ];
 
 /// Variables a deployment must set on the `cache-sync` function: the cache's and the table's
-/// name, nothing more.
+/// name, nothing more (and those of its cache authentication, [`auth_variables`]).
 pub const SYNC_DEPLOYMENT_VARIABLES: &[&str] =
-    &["TABLE_NAME", "REDIS_URL", "REDIS_PASSWORD_SECRET_ARN", "CACHE_TTL_SECONDS", "REDIS_TIMEOUT_MS", "LOG_FORMAT"];
+    &["TABLE_NAME", "REDIS_URL", "REDIS_MODE", "REDIS_AUTH", "CACHE_TTL_SECONDS", "REDIS_TIMEOUT_MS", "LOG_FORMAT"];
+
+/// What `REDIS_AUTH=token` reads: the secret holding the AUTH token.
+pub const TOKEN_AUTH_VARIABLES: &[&str] = &["REDIS_PASSWORD_SECRET_ARN"];
+
+/// What `REDIS_AUTH=iam` reads: who to sign the token for. No secret.
+pub const IAM_AUTH_VARIABLES: &[&str] = &["REDIS_IAM_USER_ID", "REDIS_IAM_CACHE_NAME", "REDIS_IAM_SERVERLESS"];
+
+/// The variables a deployment sets for the cache authentication `REDIS_AUTH` names (`token` or
+/// `iam`), on every function: each reads the cache.
+pub fn auth_variables(redis_auth: &str) -> &'static [&'static str] {
+    match redis_auth {
+        "iam" => IAM_AUTH_VARIABLES,
+        _ => TOKEN_AUTH_VARIABLES,
+    }
+}
 
 /// Variables with good defaults everywhere, or meant for local use only (`JWT_SECRET`,
 /// `DYNAMODB_ENDPOINT`). `AWS_LAMBDA_FUNCTION_NAME` is set by Lambda itself.
@@ -121,6 +180,8 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
     "DYNAMODB_CONNECT_TIMEOUT_MS",
     "DYNAMODB_MAX_ATTEMPTS",
     "REDIS_CONNECT_TIMEOUT_MS",
+    "REDIS_TLS_CA_FILE",
+    "SECRETS_MANAGER_ENDPOINT",
     "NEGATIVE_CACHE_TTL_SECONDS",
     "LOGIN_MAX_FAILURES_PER_PAIR",
     "LOGIN_MAX_FAILURES_PER_IP",
@@ -218,13 +279,52 @@ impl CacheConfig {
         if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).is_err() {
             return Err(err("REDIS_URL", "must be a redis:// or rediss:// URL"));
         }
+        let mode = match vars.get("REDIS_MODE").as_deref() {
+            None | Some("standalone") => CacheMode::Standalone,
+            Some("cluster") => CacheMode::Cluster,
+            Some(_) => return Err(err("REDIS_MODE", "must be `standalone` or `cluster`")),
+        };
+        let (redis_password_secret_arn, iam) = match vars.get("REDIS_AUTH").as_deref() {
+            None | Some("token") => (vars.get("REDIS_PASSWORD_SECRET_ARN"), None),
+            Some("iam") => (None, Some(IamAuthConfig::from_vars(&vars)?)),
+            Some(_) => return Err(err("REDIS_AUTH", "must be `token` or `iam`")),
+        };
         Ok(CacheConfig {
             redis_url,
-            redis_password_secret_arn: vars.get("REDIS_PASSWORD_SECRET_ARN"),
+            mode,
+            redis_password_secret_arn,
+            iam,
+            tls_ca_file: vars.get("REDIS_TLS_CA_FILE"),
+            secrets_manager_endpoint: vars.get("SECRETS_MANAGER_ENDPOINT"),
+            node_address_map: Vec::new(),
             redis_timeout: vars.millis("REDIS_TIMEOUT_MS", 50)?,
             redis_connect_timeout: vars.millis("REDIS_CONNECT_TIMEOUT_MS", 250)?,
             cache_ttl: vars.seconds("CACHE_TTL_SECONDS", 300, 24 * 3_600)?,
             negative_cache_ttl: vars.seconds("NEGATIVE_CACHE_TTL_SECONDS", 30, 3_600)?,
+        })
+    }
+}
+
+impl IamAuthConfig {
+    /// `REDIS_AUTH=iam`'s variables: both names required, and no AUTH token secret beside them
+    /// (one cache has one way in).
+    fn from_vars<L: Fn(&str) -> Option<String>>(vars: &Vars<'_, L>) -> Result<Self, ConfigError> {
+        if vars.get("REDIS_PASSWORD_SECRET_ARN").is_some() {
+            return Err(err(
+                "REDIS_PASSWORD_SECRET_ARN",
+                "must be unset with REDIS_AUTH=iam (IAM needs no AUTH token)",
+            ));
+        }
+        let required = |name: &'static str| vars.get(name).ok_or_else(|| err(name, "is required with REDIS_AUTH=iam"));
+        let serverless = match vars.get("REDIS_IAM_SERVERLESS").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(err("REDIS_IAM_SERVERLESS", "must be `true` or `false`")),
+        };
+        Ok(IamAuthConfig {
+            user_id: required("REDIS_IAM_USER_ID")?,
+            cache_name: required("REDIS_IAM_CACHE_NAME")?,
+            serverless,
         })
     }
 }
@@ -328,18 +428,74 @@ mod tests {
         assert!(!format!("{c:?}").contains("a-very-long-secret"));
     }
 
+    /// Whether `name` is in one of the lists a deployment is checked against.
+    fn listed(name: &str, deployment: &[&str]) -> bool {
+        deployment.contains(&name)
+            || OPTIONAL_VARIABLES.contains(&name)
+            || TOKEN_AUTH_VARIABLES.contains(&name)
+            || IAM_AUTH_VARIABLES.contains(&name)
+    }
+
     #[test]
     fn every_variable_read_is_listed() {
-        let read = std::sync::Mutex::new(Vec::new());
-        let _ = Config::from_lookup(|name| {
-            read.lock().expect("lock").push(name.to_owned());
-            None
-        });
-        for name in read.into_inner().expect("lock") {
-            assert!(
-                DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
-                "{name} is read but not listed"
-            );
+        for redis_auth in [None, Some("token"), Some("iam")] {
+            let read = std::sync::Mutex::new(Vec::new());
+            let _ = Config::from_lookup(|name| {
+                read.lock().expect("lock").push(name.to_owned());
+                match name {
+                    "REDIS_AUTH" => redis_auth.map(str::to_owned),
+                    "REDIS_IAM_USER_ID" | "REDIS_IAM_CACHE_NAME" => Some("x".to_owned()),
+                    _ => None,
+                }
+            });
+            let read = read.into_inner().expect("lock");
+            for name in &read {
+                assert!(listed(name, DEPLOYMENT_VARIABLES), "{name} is read but not listed");
+            }
+            for name in auth_variables(redis_auth.unwrap_or("token")) {
+                assert!(read.iter().any(|r| r == name), "REDIS_AUTH={redis_auth:?} does not read {name}");
+            }
+        }
+    }
+
+    fn cache(vars: &[(&str, &str)]) -> Result<CacheConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        CacheConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_cache_is_standalone_with_a_token_unless_told_otherwise() {
+        let c = cache(&[("REDIS_PASSWORD_SECRET_ARN", "arn:secret")]).expect("valid");
+        assert_eq!(
+            (c.mode, c.redis_password_secret_arn.as_deref(), &c.iam),
+            (CacheMode::Standalone, Some("arn:secret"), &None)
+        );
+        let c = cache(&[("REDIS_MODE", "cluster"), ("REDIS_AUTH", "token")]).expect("valid");
+        assert_eq!((c.mode, c.redis_password_secret_arn, c.iam), (CacheMode::Cluster, None, None));
+    }
+
+    #[test]
+    fn iam_auth_needs_its_user_and_cache_and_no_token_secret() {
+        let iam = [("REDIS_AUTH", "iam"), ("REDIS_IAM_USER_ID", "app-user"), ("REDIS_IAM_CACHE_NAME", "social-cache")];
+        let c = cache(&iam).expect("valid");
+        let expected =
+            IamAuthConfig { user_id: "app-user".into(), cache_name: "social-cache".into(), serverless: false };
+        assert_eq!(c.iam, Some(expected));
+        let c = cache(&[&iam[..], &[("REDIS_IAM_SERVERLESS", "true")]].concat()).expect("valid");
+        assert!(c.iam.is_some_and(|iam| iam.serverless));
+        for (missing, variable) in [(1, "REDIS_IAM_USER_ID"), (2, "REDIS_IAM_CACHE_NAME")] {
+            let vars: Vec<_> = iam.iter().enumerate().filter(|(i, _)| *i != missing).map(|(_, v)| *v).collect();
+            assert_eq!(cache(&vars).expect_err(variable).variable, variable);
+        }
+        for (extra, variable) in [
+            (("REDIS_PASSWORD_SECRET_ARN", "arn:secret"), "REDIS_PASSWORD_SECRET_ARN"),
+            (("REDIS_IAM_SERVERLESS", "yes"), "REDIS_IAM_SERVERLESS"),
+        ] {
+            let e = cache(&[&iam[..], &[extra]].concat()).expect_err(variable);
+            assert_eq!(e.variable, variable, "{e}");
+        }
+        for (var, value) in [("REDIS_AUTH", "password"), ("REDIS_MODE", "sentinel")] {
+            assert_eq!(cache(&[(var, value)]).expect_err(var).variable, var);
         }
     }
 
@@ -358,10 +514,7 @@ mod tests {
             assert!(read.iter().any(|r| r == name), "{name} is listed but not read");
         }
         for name in &read {
-            assert!(
-                SYNC_DEPLOYMENT_VARIABLES.contains(&name.as_str()) || OPTIONAL_VARIABLES.contains(&name.as_str()),
-                "{name} is read by cache-sync but not listed"
-            );
+            assert!(listed(name, SYNC_DEPLOYMENT_VARIABLES), "{name} is read by cache-sync but not listed");
         }
     }
 

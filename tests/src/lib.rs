@@ -1,6 +1,8 @@
 //! The test harness: real services, a fresh set per test.
 //!
-//! - [`RedisServer`]: a real `redis-server` on a free loopback port, owned by one test.
+//! - [`RedisServer`]: a real `redis-server` on a free loopback port, owned by one test;
+//!   [`RedisCluster`]: three of them as a Redis Cluster; [`TestRedis`]: whichever of the two
+//!   this run's worlds use (`TEST_REDIS_MODE`).
 //! - [`Dynamo`]: dynoxide, a DynamoDB emulator, served over HTTP in this process and reached
 //!   through the real `aws-sdk-dynamodb` client; every call is counted by operation.
 //! - [`TestEnv`]: both, the table created as the template creates it, an [`App`] wired to
@@ -11,25 +13,33 @@ pub mod contract;
 pub mod dynamo;
 pub mod dynamo_proxy;
 pub mod events;
+pub mod lambda_process;
 pub mod logs;
+pub mod redis_cluster;
 pub mod redis_proxy;
 pub mod redis_server;
+pub mod runtime_api;
+pub mod secrets_manager;
 pub mod sync;
+pub mod test_redis;
+pub mod tls_redis;
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use lambda_http::{Body, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::config::{Config, Secret};
+use shared::config::{CacheMode, Config, Secret};
 use shared::App;
 
 pub use dynamo::{CallCounter, Dynamo};
 pub use dynamo_proxy::DynamoProxy;
 pub use events::{ApiRequest, ApiResponse};
+pub use redis_cluster::RedisCluster;
 pub use redis_proxy::{RedisProxy, WriteFault};
-pub use redis_server::{RedisServer, SilentServer};
+pub use redis_server::{RedisNode, RedisServer, SilentServer};
 pub use sync::{InProcess, StreamSync};
+pub use test_redis::{test_redis_mode, RedisLink, TestRedis};
 
 /// Every EMF line the process's functions flushed so far ([`shared::metrics`]), in order. The
 /// recorder and this buffer are installed by the first test world, before any invocation, so
@@ -70,10 +80,11 @@ pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// A password that meets the contract's rules.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// One test's world: its own Redis, its own DynamoDB, an app over both.
+/// One test's world: its own Redis (a server, or a cluster: [`TestRedis`]), its own DynamoDB,
+/// an app over both.
 pub struct TestEnv {
     pub app: App,
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub dynamo: Dynamo,
 }
 
@@ -84,13 +95,28 @@ impl TestEnv {
 
     /// A fresh world with the test's own tweaks to the configuration.
     pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::in_mode(test_redis_mode(), tweak).await
+    }
+
+    /// A fresh world on a Redis of the given mode, whatever this run's: for tests of a
+    /// scenario only one mode has (a standalone endpoint moved by a failover).
+    pub async fn in_mode(mode: CacheMode, tweak: impl FnOnce(&mut Config)) -> Self {
         metrics_buffer();
-        let redis = RedisServer::start().await;
+        let redis = TestRedis::start_in(mode).await;
         let dynamo = Dynamo::start().await;
         let mut config = test_config(&redis.url(), &dynamo.endpoint);
+        redis.configure(&mut config.cache);
         tweak(&mut config);
         let app = App::build(config, dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
         TestEnv { app, redis, dynamo }
+    }
+
+    /// The configuration of a test app on this world's table and its Redis at `redis_url`, in
+    /// this world's mode.
+    pub fn config_for(&self, redis_url: &str) -> Config {
+        let mut config = test_config(redis_url, &self.dynamo.endpoint);
+        config.cache.mode = self.redis.mode();
+        config
     }
 
     /// A world with long Redis and DynamoDB timeouts, for tests that check atomicity under
@@ -110,7 +136,7 @@ impl TestEnv {
         let client = aws_sdk_dynamodb::Client::from_conf(
             env.dynamo.client.config().to_builder().timeout_config(timeouts).build(),
         );
-        let mut config = test_config(&env.redis.url(), &env.dynamo.endpoint);
+        let mut config = env.config_for(&env.redis.url());
         patient(&mut config);
         let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
         TestEnv { app, ..env }
@@ -146,10 +172,15 @@ impl TestEnv {
 
     /// The same, with the test's own tweaks to that instance's configuration.
     pub fn instance_with(&self, redis_url: &str, tweak: impl FnOnce(&mut Config)) -> App {
-        let mut config = test_config(redis_url, &self.dynamo.endpoint);
+        let mut config = self.config_for(redis_url);
         tweak(&mut config);
         let client = dynamo::client_for(&self.dynamo.endpoint, None);
         App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds")
+    }
+
+    /// Another instance whose Redis link is `link` (a proxy in front of every node).
+    pub fn instance_through(&self, link: &RedisLink) -> App {
+        self.instance_with(&link.url(), |c| link.configure(&mut c.cache))
     }
 
     pub async fn register(&self, email: &str, name: &str) -> ApiResponse {
@@ -215,12 +246,24 @@ pub async fn send_to(app: &App, request: ApiRequest) -> ApiResponse {
 /// Deserializes a raw event with `lambda_http` and runs it through `app`'s right handler.
 pub async fn invoke_event(app: &App, event: &str, path: &str) -> ApiResponse {
     let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
+    // The routing of `handle`, spelled out here again: one async call level less keeps the
+    // futures of the table-driven tests within the compiler's query depth.
     let response: Response<Body> = match function_for(path) {
         "users" => users_fn::handle(app, req).await,
         "comments" => comments_fn::handle(app, req).await,
         _ => posts_fn::handle(app, req).await,
     };
     ApiResponse::from(response)
+}
+
+/// The handler of the function that serves `req`'s path, as API Gateway routes it: what the
+/// `lambda-app` binary runs.
+pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    match function_for(req.uri().path()) {
+        "users" => users_fn::handle(app, req).await,
+        "comments" => comments_fn::handle(app, req).await,
+        _ => posts_fn::handle(app, req).await,
+    }
 }
 
 /// The configuration of a test app: short timeouts so fault tests end fast.

@@ -1,7 +1,9 @@
 //! A real `redis-server` per test, and a TCP listener that accepts but never answers.
 
 use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A `redis-server` child process on a free loopback port, with its own working directory
@@ -9,42 +11,74 @@ use std::time::{Duration, Instant};
 /// repository); killed on drop.
 pub struct RedisServer {
     pub port: u16,
-    child: Option<Child>,
-    dir: std::path::PathBuf,
+    node: RedisNode,
+    dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+/// A free loopback port (free when asked: the caller binds it soon after).
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+/// `n` distinct free loopback ports: all held at once while they are picked, so no two are the
+/// same (ports released one by one can be handed out again at once).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<StdListener> = (0..n).map(|_| StdListener::bind("127.0.0.1:0").expect("a free port")).collect();
+    held.iter().map(|l| l.local_addr().expect("its address").port()).collect()
 }
 
 fn redis_binary() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned())
 }
 
-impl RedisServer {
-    pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("redis-test-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).expect("a working directory for redis-server");
-        let mut server = RedisServer { port: free_port(), child: None, dir };
-        server.restart().await;
-        server
+/// A fresh working directory under the system's temporary one.
+pub(crate) fn scratch_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{what}-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).expect("a working directory for redis-server");
+    dir
+}
+
+/// One `redis-server` process: started, killed (SIGKILL), frozen (SIGSTOP) and thawed through a
+/// shared reference, so a test can inject a fault while requests run against it. Started again,
+/// it keeps its port, directory and arguments (a cluster node its identity, `nodes.conf`).
+pub struct RedisNode {
+    pub port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Mutex<Option<Child>>,
+}
+
+impl RedisNode {
+    /// A node on `port` working in `dir`, with `args` beyond the basics; not yet started.
+    pub(crate) fn new(port: u16, dir: &Path, args: Vec<String>) -> Self {
+        RedisNode { port, dir: dir.to_owned(), args, child: Mutex::new(None) }
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts (again) on the same port, and waits until it answers `PING`.
-    pub async fn restart(&mut self) {
+    /// `127.0.0.1:<port>`, as a cluster names its nodes.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again), and waits until it answers `PING`.
+    pub async fn start(&self) {
         let child = Command::new(redis_binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (install it: apt-get install redis-server, or run scripts/test)");
-        self.child = Some(child);
+        *self.child() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(mut conn) = self.connection().await {
@@ -57,7 +91,7 @@ impl RedisServer {
         panic!("redis-server did not start on port {}", self.port);
     }
 
-    /// Writes the data to disk (`SAVE`), so a restart after a [`stop`](Self::stop) comes back
+    /// Writes the data to disk (`SAVE`), so a start after a [`kill`](Self::kill) comes back
     /// with it, as a cache restarted from a snapshot (or a replica promoted) does: entries
     /// written before, stale ones among them, are still there.
     pub async fn snapshot(&self) {
@@ -65,23 +99,80 @@ impl RedisServer {
         redis::cmd("SAVE").query_async::<String>(&mut conn).await.expect("SAVE");
     }
 
-    /// Kills the server (SIGKILL: a crash, not a shutdown).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+    /// SIGKILL: a crash, not a shutdown. Everything it held in memory since the last
+    /// [`snapshot`](Self::snapshot) is gone.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child().take() {
+            let _ = child.kill(); // SIGKILL ends a stopped process too
             let _ = child.wait();
         }
     }
 
-    /// A direct connection, for tests that inspect or corrupt entries.
+    /// SIGSTOP: the kernel still completes TCP handshakes on its port, and nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisNode::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child().as_ref().expect("the node is running").id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// A direct connection to this node alone.
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         redis::Client::open(self.url())?.get_multiplexed_async_connection().await
     }
 }
 
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let dir = scratch_dir("redis-test");
+        let port = free_port();
+        let server = RedisServer { port, node: RedisNode::new(port, &dir, Vec::new()), dir };
+        server.node.start().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        self.node.url()
+    }
+
+    /// The process, for faults injected through a shared reference.
+    pub fn node(&self) -> &RedisNode {
+        &self.node
+    }
+
+    /// Starts (again) on the same port, and waits until it answers `PING`.
+    pub async fn restart(&mut self) {
+        self.node.start().await;
+    }
+
+    /// Kills the server (SIGKILL: a crash, not a shutdown).
+    pub fn stop(&mut self) {
+        self.node.kill();
+    }
+
+    /// A direct connection, for tests that inspect or corrupt entries.
+    pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        self.node.connection().await
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.stop();
+        self.node.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,23 +1,24 @@
 //! The Redis connection every cache call goes through: bounded in time, and moved to a new
 //! connection when the server it is on can no longer take writes.
 //!
-//! redis-rs's `ConnectionManager` reconnects by itself after an I/O error, but a server that
-//! answers is kept, whatever it answers. After a failover the old primary answers every write
-//! with `READONLY` (it is a replica now) for as long as the connection lives; a server loading
-//! its data answers `LOADING`, one whose primary is gone `MASTERDOWN`. Those replies mean "this
-//! connection is on the wrong server": the connection is replaced (a new one resolves the
-//! endpoint again, which now names the new primary) and the command is tried once more on it,
-//! within the same time bound.
+//! The connection is standalone or cluster, as configured ([`super::client`]); both reconnect
+//! by themselves after an I/O error, and the cluster one follows `MOVED`/`ASK` and refreshes its
+//! slot map. But a server that answers is kept, whatever it answers. After a failover the old
+//! primary answers every write with `READONLY` (it is a replica now) for as long as the
+//! connection lives; a server loading its data answers `LOADING`, one whose primary is gone
+//! `MASTERDOWN`. Those replies mean "this connection is on the wrong server": the connection is
+//! replaced (a new one resolves the endpoint again, which now names the new primary) and the
+//! command is tried once more on it, within the same time bound.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-use crate::config::{CacheConfig, ConfigError, Secret};
+use super::client::{CacheAuth, CacheConnection, Connector};
+use crate::config::{CacheConfig, ConfigError};
 
 /// Why a bounded call gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -36,43 +37,24 @@ pub struct RedisConnection {
 }
 
 struct Inner {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    current: ArcSwap<ConnectionManager>,
+    connector: Connector,
+    current: ArcSwap<CacheConnection>,
     timeout: Duration,
 }
 
 impl RedisConnection {
-    pub fn new(config: &CacheConfig, password: Option<Secret>) -> Result<Self, ConfigError> {
-        let bad_url = |e: RedisError| ConfigError { variable: "REDIS_URL", message: e.to_string() };
-        let mut info = redis::IntoConnectionInfo::into_connection_info(config.redis_url.as_str()).map_err(bad_url)?;
-        if let Some(password) = password {
-            let settings = info.redis_settings().clone().set_password(password.expose());
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info).map_err(bad_url)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.redis_connect_timeout))
-            .set_response_timeout(Some(config.redis_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(200));
-        let manager =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()).map_err(bad_url)?;
+    pub fn new(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
+        let connector = Connector::new(config, auth)?;
+        let first = connector.open().map_err(|e| ConfigError { variable: "REDIS_URL", message: e.to_string() })?;
         Ok(RedisConnection {
-            inner: Arc::new(Inner {
-                client,
-                config: manager_config,
-                current: ArcSwap::from_pointee(manager),
-                timeout: config.redis_timeout,
-            }),
+            inner: Arc::new(Inner { connector, current: ArcSwap::from_pointee(first), timeout: config.redis_timeout }),
         })
     }
 
-    /// The connection calls use now (a cheap clone of the manager): for diagnostics and the
+    /// The connection calls use now (a cheap clone of a handle): for diagnostics and the
     /// benchmark, which times a bare `GET` on it against the whole auth path.
-    pub fn manager(&self) -> ConnectionManager {
-        ConnectionManager::clone(&self.inner.current.load())
+    pub fn current(&self) -> CacheConnection {
+        CacheConnection::clone(&self.inner.current.load())
     }
 
     /// Runs `call` on the connection within the timeout. A reply that says the connection is on
@@ -80,16 +62,16 @@ impl RedisConnection {
     /// on the new one, inside the same bound.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, CallError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(CacheConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempts = async {
             let used = self.inner.current.load_full();
-            match call(ConnectionManager::clone(&used)).await {
+            match call(CacheConnection::clone(&used)).await {
                 Err(e) if is_wrong_server(&e) => {
                     tracing::warn!(error = %e, "redis server cannot take writes; moving to a new connection");
                     self.replace(&used);
-                    call(self.manager()).await
+                    call(self.current()).await
                 }
                 result => result,
             }
@@ -104,8 +86,8 @@ impl RedisConnection {
     }
 
     /// Swaps in a fresh (lazy) connection, unless another call already replaced `used`.
-    fn replace(&self, used: &Arc<ConnectionManager>) {
-        match ConnectionManager::new_lazy_with_config(self.inner.client.clone(), self.inner.config.clone()) {
+    fn replace(&self, used: &Arc<CacheConnection>) {
+        match self.inner.connector.open() {
             Ok(fresh) => {
                 self.inner.current.compare_and_swap(used, Arc::new(fresh));
             }
@@ -114,13 +96,23 @@ impl RedisConnection {
     }
 
     /// Opens the connection ahead of the first request, waiting at most `bound`.
+    ///
+    /// A cache that refuses this instance's credentials or certificate will not heal by itself,
+    /// unlike one that is down or slow: that is logged as an error, naming the cause.
     pub async fn prewarm(&self, bound: Duration) {
-        let mut conn = self.manager();
+        let mut conn = self.current();
         let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
-        if tokio::time::timeout(bound, ping).await.map(|r| r.is_ok()).unwrap_or(false) {
-            tracing::debug!("redis connection ready");
-        } else {
-            tracing::warn!("redis not ready at init; requests will use DynamoDB until it is");
+        match tokio::time::timeout(bound, ping).await {
+            Ok(Ok(_)) => tracing::debug!("redis connection ready"),
+            Ok(Err(e)) if is_refusal(&e) => tracing::error!(
+                error = %e,
+                "redis refused this instance (AUTH or TLS certificate); requests will use DynamoDB"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "redis not ready at init; requests will use DynamoDB until it is"),
+            Err(_) => tracing::warn!(
+                bound_ms = bound.as_millis() as u64,
+                "redis not ready at init; requests will use DynamoDB until it is"
+            ),
         }
     }
 }
@@ -133,4 +125,16 @@ pub fn is_wrong_server(e: &RedisError) -> bool {
         e.kind(),
         ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown)
     )
+}
+
+/// Whether an error says the cache turned this instance away (wrong password or user, an IAM
+/// token it does not accept, a certificate this instance does not trust) rather than being
+/// unreachable: a configuration error, which no retry fixes.
+pub fn is_refusal(e: &RedisError) -> bool {
+    let text = e.to_string();
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoPerm))
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+        || text.contains("certificate")
 }

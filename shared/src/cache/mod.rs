@@ -4,14 +4,18 @@
 //! - [`entry`]: what an entry holds, its [`Version`](crate::domain::Version), its JSON.
 //! - [`connection`]: the Redis connection: every call bounded, moved off a server that can no
 //!   longer take writes.
+//! - [`client`]: standalone or cluster (ElastiCache Serverless), behind one connection type;
+//!   AUTH token or [`iam`] authentication; TLS.
 //! - [`RedisCache`] (here): the two operations on entries. Reads are one `GET`. Every write
 //!   (a miss written back, a change written through, a stream record applied by `cache-sync`)
 //!   is the one compare-and-set script (`cas.lua`), which keeps the newer of the stored and
 //!   the incoming state, so writes may land in any order, late or twice, and the cache still
 //!   ends at the newest state. No plain `SET`, `SET NX` or `DEL` writes an entry.
 
+pub mod client;
 pub mod connection;
 pub mod entry;
+pub mod iam;
 pub mod users;
 
 use std::time::Duration;
@@ -19,8 +23,10 @@ use std::time::Duration;
 use rand::Rng;
 use redis::AsyncCommands;
 
+pub use client::{CacheAuth, CacheConnection};
 pub use connection::{CallError, RedisConnection};
 pub use entry::{decode_entry, Cached, Entry, KEY_PREFIX};
+pub use iam::IamTokens;
 pub use users::{CacheOutcome, Users};
 
 use crate::config::{CacheConfig, ConfigError, Secret};
@@ -61,9 +67,23 @@ pub enum WriteOutcome {
 }
 
 impl RedisCache {
+    /// The cache as the configuration says: with `password` (the AUTH token read from Secrets
+    /// Manager) if given, or signing IAM tokens with the function's credentials when the
+    /// configuration says `REDIS_AUTH=iam`.
     pub fn new(config: &CacheConfig, password: Option<Secret>) -> Result<Self, ConfigError> {
+        let auth = match (&config.iam, password) {
+            (Some(iam), _) => CacheAuth::Iam(IamTokens::from_environment(iam)),
+            (None, Some(password)) => CacheAuth::Password(password),
+            (None, None) => CacheAuth::None,
+        };
+        Self::with_auth(config, &auth)
+    }
+
+    /// The cache with the given authentication (tests sign IAM tokens with their own
+    /// credentials).
+    pub fn with_auth(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
         Ok(RedisCache {
-            conn: RedisConnection::new(config, password)?,
+            conn: RedisConnection::new(config, auth)?,
             script: std::sync::Arc::new(redis::Script::new(entry::COMPARE_AND_SET)),
             ttl: config.cache_ttl,
             negative_ttl: config.negative_cache_ttl,

@@ -126,7 +126,7 @@ async fn the_window_ends_and_the_pair_may_try_again() {
 
 #[tokio::test]
 async fn with_redis_down_logins_are_admitted_and_answered_from_dynamodb() {
-    let mut env = TestEnv::new().await;
+    let env = TestEnv::new().await;
     let email = registered(&env, "FailOpen").await;
     env.redis.stop();
     for _ in 0..8 {

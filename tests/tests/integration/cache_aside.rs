@@ -9,7 +9,7 @@ use integration_tests::{unique_email, ApiRequest, ApiResponse, SilentServer, Str
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use shared::config::Secret;
+use shared::config::{CacheMode, Secret};
 use shared::App;
 
 /// What a request may take while Redis is down or hanging: generous, since the point is
@@ -406,7 +406,7 @@ async fn keys_are_namespaced_user_v1_by_normalized_email() {
 
 #[tokio::test]
 async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_restarts() {
-    let mut env = TestEnv::new().await;
+    let env = TestEnv::new().await;
     let (token, user) = env.new_user("Outage").await;
     assert_eq!(env.send(me(&token)).await.status, 200);
     // The stream sync runs, as in production: it is what brings a change made while Redis was
@@ -532,22 +532,30 @@ impl Drop for FreezingProxy {
 
 #[tokio::test]
 async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_resume() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let proxy_url = format!("redis://{}", listener.local_addr().expect("addr"));
-    let mut upstream = String::new();
-    let env = TestEnv::with_config(|c| {
-        upstream = c.cache.redis_url.trim_start_matches("redis://").to_owned();
-        c.cache.redis_url = proxy_url;
-    })
-    .await;
-    let proxy = FreezingProxy::start(listener, upstream);
+    let world = TestEnv::new().await;
+    // A freezing proxy in front of every node (a cluster's nodes mapped to theirs), and an
+    // instance that reaches Redis only through them, DynamoDB through the world's counted client.
+    let mut proxies = Vec::new();
+    let mut map = Vec::new();
+    for node in world.redis.nodes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        map.push((node.address(), listener.local_addr().expect("addr").to_string()));
+        proxies.push(FreezingProxy::start(listener, node.address()));
+    }
+    let mut config = world.config_for(&format!("redis://{}", map[0].1));
+    if world.redis.mode() == CacheMode::Cluster {
+        config.cache.node_address_map = map;
+    }
+    let app = App::build(config, world.dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
+    let env = TestEnv { app, ..world };
+    let freeze = |frozen: bool| proxies.iter().for_each(|p| p.freeze(frozen));
 
     let (token, user) = env.new_user("Stall").await;
     env.dynamo.calls.reset();
     assert_eq!(env.send(me(&token)).await.status, 200);
     assert_eq!(env.dynamo.calls.total(), 0, "a hit through the proxy: the connection is up");
 
-    proxy.freeze(true);
+    freeze(true);
     for i in 0..5 {
         let before = env.dynamo.calls.get("GetItem");
         let (res, took) = timed(&env, me(&token)).await;
@@ -557,7 +565,7 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
         assert_eq!(env.dynamo.calls.get("GetItem"), before + 1, "served from DynamoDB");
     }
 
-    proxy.freeze(false);
+    freeze(false);
     let mut requests = 0;
     let mut stable = 0;
     while stable < 5 {

@@ -1,8 +1,10 @@
 //! Cache coherence across instances and cache failures: a revoked token never passes.
 //!
 //! Two Lambda instances are two [`App`]s with their own Redis connections and DynamoDB
-//! clients, on one `redis-server` and one table, as in production. Instance A reaches Redis
-//! through a [`RedisProxy`] that can hold, drop or refuse its writes; B's link is clean. Each
+//! clients, on one Redis and one table, as in production. Instance A reaches Redis through a
+//! [`RedisLink`] (a `RedisProxy` in front of every node) that can hold, drop or refuse its
+//! writes; B's link is clean. With `TEST_REDIS_MODE=cluster` the same races run on a
+//! three-master cluster, A's proxies in front of each master. Each
 //! race starts A's change, waits until the proxy holds A's cache write, makes B's conflicting
 //! change, lets A's write land late, and then checks, through both instances, that the revoked
 //! token is refused on every request and that the entry equals DynamoDB's item. No stream sync
@@ -12,11 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    send_to, unique_email, ApiRequest, ApiResponse, RedisProxy, RedisServer, StreamSync, TestEnv, WriteFault, PASSWORD,
+    send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisProxy, RedisServer, StreamSync, TestEnv,
+    WriteFault, PASSWORD,
 };
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use shared::cache::{decode_entry, Cached};
+use shared::config::CacheMode;
 use shared::domain::Email;
 use shared::App;
 
@@ -27,10 +31,10 @@ const HOLD: Duration = Duration::from_millis(400);
 /// Requests checked after each race, alternating between the instances.
 const CHECKS: usize = 20;
 
-/// A and B on one Redis and one table; A behind the proxy.
+/// A and B on one Redis and one table; A behind the faulty link.
 struct TwoInstances {
     env: TestEnv,
-    proxy: RedisProxy,
+    link: RedisLink,
     a: Arc<App>,
     b: Arc<App>,
 }
@@ -38,10 +42,10 @@ struct TwoInstances {
 impl TwoInstances {
     async fn new() -> Self {
         let env = TestEnv::new().await;
-        let proxy = RedisProxy::start(env.redis.port).await;
-        let a = Arc::new(env.instance(&proxy.url()));
+        let link = env.redis.link().await;
+        let a = Arc::new(env.instance_through(&link));
         let b = Arc::new(env.instance(&env.redis.url()));
-        TwoInstances { env, proxy, a, b }
+        TwoInstances { env, link, a, b }
     }
 
     /// Registers a user through B, logs in, and warms A's connection with a request:
@@ -82,13 +86,13 @@ impl TwoInstances {
     /// Starts `request` on A with A's writes held, and returns once the proxy has A's cache
     /// write in hand.
     async fn on_a_with_its_write_held(&self, request: ApiRequest) -> tokio::task::JoinHandle<ApiResponse> {
-        self.proxy.set_write_fault(WriteFault::Delay(HOLD));
-        let before = self.proxy.writes_seen();
+        self.link.set_write_fault(WriteFault::Delay(HOLD));
+        let before = self.link.writes_seen();
         let a = self.a.clone();
         let task = tokio::spawn(async move { send_to(&a, request).await });
         let started = Instant::now();
-        while self.proxy.writes_seen() == before {
-            assert!(started.elapsed() < Duration::from_secs(5), "A's cache write never reached the proxy");
+        while self.link.writes_seen() == before {
+            assert!(started.elapsed() < Duration::from_secs(5), "A's cache write never reached its proxy");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         task
@@ -97,7 +101,7 @@ impl TwoInstances {
     /// Lets every held write land, then lets A's writes through again.
     async fn release(&self) {
         tokio::time::sleep(HOLD + Duration::from_millis(150)).await;
-        self.proxy.set_write_fault(WriteFault::None);
+        self.link.set_write_fault(WriteFault::None);
     }
 
     /// `token` is refused on `CHECKS` requests, through both instances.
@@ -223,13 +227,15 @@ async fn a_miss_write_back_holding_a_read_from_before_a_logout_cannot_revive_the
 #[tokio::test]
 async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_cache() {
     let w = TwoInstances::new().await;
-    let _sync = StreamSync::start(&w.env.dynamo.endpoint, &w.env.redis.url()).await;
+    let _sync = StreamSync::start_with(&w.env.config_for(&w.env.redis.url())).await;
     let (email, token, _) = w.user("Dropped").await;
 
-    w.proxy.set_write_fault(WriteFault::Drop);
+    w.link.set_write_fault(WriteFault::Drop);
+    let before = w.link.writes_seen();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    w.proxy.set_write_fault(WriteFault::None);
+    assert!(w.link.writes_seen() > before, "A's write went through its link");
+    w.link.set_write_fault(WriteFault::None);
 
     let took = wait_until_refused(&w.b, &token).await;
     println!("the logout reached the cache through the stream {took:?} after it answered");
@@ -247,12 +253,15 @@ async fn wait_until_refused(app: &App, token: &str) -> Duration {
     started.elapsed()
 }
 
-/// Polls Redis directly (no request that could heal it) until `email`'s entry holds
+/// Polls Redis directly on `conn` (no request that could heal it) until `email`'s entry holds
 /// `jwt_version`, at most 5 s.
-async fn wait_for_jwt_version(redis: &RedisServer, email: &str, jwt_version: u64) -> Duration {
+async fn wait_for_jwt_version(
+    mut conn: impl redis::aio::ConnectionLike + Send + Sync,
+    email: &str,
+    jwt_version: u64,
+) -> Duration {
     let started = Instant::now();
     let parsed = Email::parse(email).expect("email");
-    let mut conn = redis.connection().await.expect("redis connection");
     loop {
         let raw: Option<Vec<u8>> = conn.get(format!("user:v2:{email}")).await.expect("GET");
         if let Some(Cached::User(user)) = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed)) {
@@ -265,8 +274,9 @@ async fn wait_for_jwt_version(redis: &RedisServer, email: &str, jwt_version: u64
     }
 }
 
-async fn set_min_replicas_to_write(redis: &RedisServer, n: u32) {
-    let mut conn = redis.connection().await.expect("redis connection");
+/// `CONFIG SET min-replicas-to-write` on every node (redis-rs sends `CONFIG` to each).
+async fn set_min_replicas_to_write(env: &TestEnv, n: u32) {
+    let mut conn = env.redis.connection().await.expect("redis connection");
     let () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("min-replicas-to-write")
@@ -282,18 +292,18 @@ async fn set_min_replicas_to_write(redis: &RedisServer, n: u32) {
 #[tokio::test]
 async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it_takes_them() {
     let env = TestEnv::new().await;
-    let _sync = StreamSync::start(&env.dynamo.endpoint, &env.redis.url()).await;
+    let _sync = StreamSync::start_with(&env.config_for(&env.redis.url())).await;
     let (token, user) = env.new_user("Refused").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.send(me(&token)).await.status, 200);
 
-    set_min_replicas_to_write(&env.redis, 1).await; // every write: NOREPLICAS
+    set_min_replicas_to_write(&env, 1).await; // every write: NOREPLICAS
     let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
     tokio::time::sleep(Duration::from_millis(300)).await; // the sync keeps failing meanwhile
-    set_min_replicas_to_write(&env.redis, 0).await;
+    set_min_replicas_to_write(&env, 0).await;
 
-    let took = wait_for_jwt_version(&env.redis, &email, 2).await;
+    let took = wait_for_jwt_version(env.redis.connection().await.expect("redis"), &email, 2).await;
     println!("the logout reached the cache {took:?} after Redis took writes again");
     for _ in 0..CHECKS {
         env.send(me(&token)).await.assert_error(401, "unauthorized");
@@ -305,6 +315,11 @@ async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it
 /// promoted; new connections reach the new primary (as ElastiCache's endpoint does). The
 /// demoted server answers the logout's write `READONLY`: the connection moves on and the change
 /// lands on the new primary, at once, with no stream sync running.
+///
+/// Standalone in either run: an endpoint that moves to another server is the standalone
+/// client's failover. A cluster client is told of a failover by the cluster itself (`MOVED`, or
+/// `READONLY` from a demoted master), and redis-rs then refreshes its slot map and retries;
+/// the test cluster has no replicas to promote.
 #[tokio::test]
 async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_lands() {
     let primary = RedisServer::start().await;
@@ -313,11 +328,11 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
     let () =
         redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary.port).query_async(&mut conn).await.expect("REPLICAOF");
     let proxy = RedisProxy::start(primary.port).await;
-    let env = TestEnv::with_config(|c| c.cache.redis_url = proxy.url()).await;
+    let env = TestEnv::in_mode(CacheMode::Standalone, |c| c.cache.redis_url = proxy.url()).await;
     let (token, user) = env.new_user("Failover").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.send(me(&token)).await.status, 200, "connected to the primary");
-    wait_for_jwt_version(&replica, &email, 1).await; // replicated
+    wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 1).await; // replicated
 
     // Fail over: promote the replica, demote the primary, point new connections at the new one.
     let () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut conn).await.expect("promote");
@@ -327,28 +342,32 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
 
     let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    let took = wait_for_jwt_version(&replica, &email, 2).await;
+    let took = wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 2).await;
     assert!(took < Duration::from_millis(100), "the logout's own write landed on the new primary ({took:?})");
     for _ in 0..CHECKS {
         env.send(me(&token)).await.assert_error(401, "unauthorized");
     }
 }
 
-/// A proxy answering `READONLY` to every write (no primary anywhere for a moment): the change
+/// A link answering `READONLY` to every write (no primary anywhere for a moment): the change
 /// cannot land when it is made, and reaches the cache through the stream once writes pass.
 #[tokio::test]
 async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream() {
     let w = TwoInstances::new().await;
-    let _sync = StreamSync::start(&w.env.dynamo.endpoint, &w.proxy.url()).await;
+    let mut through_link = w.env.config_for(&w.link.url());
+    w.link.configure(&mut through_link.cache);
+    let _sync = StreamSync::start_with(&through_link).await;
     let (email, token, _) = w.user("ReadOnly").await;
 
-    w.proxy.set_write_fault(WriteFault::Refuse);
+    w.link.set_write_fault(WriteFault::Refuse);
+    let before = w.link.writes_seen();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    assert!(w.link.writes_seen() > before, "A's write went through its link");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    w.proxy.set_write_fault(WriteFault::None);
+    w.link.set_write_fault(WriteFault::None);
 
-    let took = wait_for_jwt_version(&w.env.redis, &email, 2).await;
+    let took = wait_for_jwt_version(w.env.redis.connection().await.expect("redis"), &email, 2).await;
     println!("the refused logout landed {took:?} after writes passed again");
     w.assert_refused(&token, "after the refusal ended").await;
     w.assert_entry_matches_dynamodb(&email).await;

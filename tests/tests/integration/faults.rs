@@ -1,13 +1,13 @@
 //! Faults, for real: a `redis-server` killed with SIGKILL or frozen with SIGSTOP in the middle
-//! of a run, a DynamoDB endpoint that refuses connections or accepts them and never answers,
-//! cache entries that lie, and a post delete that died half-way.
+//! of a run (with `TEST_REDIS_MODE=cluster`, the master holding the user's key, while the other
+//! masters stay up), a DynamoDB endpoint that refuses connections or accepts them and never
+//! answers, cache entries that lie, and a post delete that died half-way.
 //!
 //! Latency bounds are never absolute: each run measures its own DynamoDB-only baseline on the
 //! same machine, with the same concurrency, in the same test, and every request of the fault
 //! run must stay within `REDIS_TIMEOUT_MS + baseline p99 + SLACK`.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use integration_tests::dynamo::client_for;
-use integration_tests::{test_config, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
+use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -65,90 +65,6 @@ fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort_unstable();
     let index = ((samples.len() - 1) as f64 * q).round() as usize;
     samples[index]
-}
-
-// ---------------------------------------------------------------------------------------
-// A redis-server this file owns, so it can be killed, frozen and thawed by pid.
-// ---------------------------------------------------------------------------------------
-
-/// A `redis-server` child process on a fixed loopback port.
-struct Redis {
-    port: u16,
-    child: Mutex<Option<Child>>,
-}
-
-impl Redis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let redis = Redis { port, child: Mutex::new(None) };
-        redis.spawn().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it (again, on the same port) and waits until it answers `PING`.
-    async fn spawn(&self) {
-        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            // Never a snapshot in (or from) the working directory.
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .args(["--dbfilename", &format!("faults-{}-{}.rdb", self.port, ulid::Ulid::new())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/install-deps puts it on the PATH)");
-        *self.child.lock().expect("lock") = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let ping = async {
-                let mut conn = redis::Client::open(self.url()).ok()?.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
-            };
-            if ping.await.is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    /// SIGKILL: a crash, not a shutdown. Everything it held is gone.
-    fn kill(&self) {
-        if let Some(mut child) = self.child.lock().expect("lock").take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGSTOP (`freeze`) or SIGCONT: while stopped, the kernel still completes TCP handshakes
-    /// on its port, and nothing ever answers.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.lock().expect("lock").as_ref().expect("running").id();
-        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
-        assert!(status.success(), "kill {signal} {pid} failed");
-    }
-
-    fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    fn thaw(&self) {
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().map(|mut c| c.take()).unwrap_or(None) {
-            let _ = child.kill(); // SIGKILL ends a stopped process too
-            let _ = child.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -229,7 +145,8 @@ async fn assert_hits_resume(env: &TestEnv, token: &str, user: &Value) -> usize {
 
 #[derive(Clone, Copy, Debug)]
 enum RedisFault {
-    /// SIGKILL, then a new process on the same port (empty: nothing was persisted).
+    /// SIGKILL, then a new process on the same port (empty: nothing was persisted; a cluster
+    /// master rejoins with its slots).
     Killed,
     /// SIGSTOP, then SIGCONT: accepts connections, answers nothing, then comes back.
     Frozen,
@@ -246,12 +163,13 @@ async fn redis_fault_mid_run(fault: RedisFault) {
     const FAIL_AT: usize = 150;
     const BACK_AT: usize = 400;
 
-    let redis = Redis::start().await;
-    let env = TestEnv::with_config(|c| c.cache.redis_url = redis.url()).await;
+    let env = TestEnv::new().await;
     let timeout = env.app.config.cache.redis_timeout;
     let (token, user) = env.new_user("Outage").await;
     let email = Email::parse(&email_of(&user)).expect("email");
     assert_eq!(env.send(me(&token)).await.status, 200);
+    // The server, or the master that holds the user's entry.
+    let redis = env.redis.node_of(&key(email.as_str())).await;
 
     let baseline = dynamodb_only_p99(&env, &email_of(&user)).await;
 
@@ -270,7 +188,7 @@ async fn redis_fault_mid_run(fault: RedisFault) {
         let _ = tokio::time::timeout(Duration::from_secs(15), wait_until(&done, BACK_AT)).await;
         let back = Instant::now();
         match fault {
-            RedisFault::Killed => redis.spawn().await,
+            RedisFault::Killed => redis.start().await,
             RedisFault::Frozen => redis.thaw(),
         }
         *window.lock().expect("lock") = Some((failed, back));
@@ -312,9 +230,10 @@ async fn redis_fault_mid_run(fault: RedisFault) {
     let mut probed: Vec<Duration> = probes.iter().map(|(_, t)| *t).collect();
     let misses_to_resume = assert_hits_resume(&env, &token, &user).await;
     println!(
-        "redis {fault:?} mid-run: {TOTAL} requests ({LANES} at a time), {} in the outage, {get_items} GetItem; \
+        "redis {fault:?} mid-run ({:?}): {TOTAL} requests ({LANES} at a time), {} in the outage, {get_items} GetItem; \
          DynamoDB-only p99 {baseline:?} before, {:?} during ({} probes); outage p50 {:?} p99 {:?} max {:?}; \
          all max {:?}; smallest margin under the bound {worst_margin:?}; hits resumed after {misses_to_resume} requests",
+        env.redis.mode(),
         in_outage.len(),
         quantile(&mut probed, 0.99),
         probes.len(),
@@ -435,7 +354,8 @@ async fn env_behind_proxy() -> (TestEnv, DynamoProxy) {
     let env = TestEnv::new().await;
     let proxy = DynamoProxy::start(&env.dynamo.endpoint).await;
     let client = client_for(&proxy.endpoint, Some(env.dynamo.calls.clone()));
-    let config = test_config(&env.redis.url(), &proxy.endpoint);
+    let mut config = env.config_for(&env.redis.url());
+    config.table.dynamodb_endpoint = Some(proxy.endpoint.clone());
     let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
     (TestEnv { app, ..env }, proxy)
 }

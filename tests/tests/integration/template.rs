@@ -1,6 +1,10 @@
-//! `template.yaml` checked against the code: routes, environment, table and index, and the
-//! cache sync (the table's stream, its mapping to `CacheSyncFunction`, that function's
-//! environment and permissions).
+//! `template.yaml` checked against the code: routes, environment, table and index, the cache
+//! sync (the table's stream, its mapping to `CacheSyncFunction`, that function's environment
+//! and permissions), and the cache for every choice of its kind (`node`, `serverless`) and
+//! authentication (`token`, `iam`): each combination is the template as CloudFormation would
+//! deploy it ([`deployed`]: conditions decided, `Fn::If` resolved, `AWS::NoValue` dropped,
+//! resources of false conditions gone), and what it gives each function must configure the
+//! code as intended.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,8 +38,146 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/posts/{postId}/comments/{commentId}"),
 ];
 
-fn template() -> Value {
+/// The template as written.
+fn raw_template() -> Value {
     serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
+}
+
+/// The template as deployed with its parameters' defaults.
+fn template() -> Value {
+    let raw = raw_template();
+    let kind = raw["Parameters"]["CacheKind"]["Default"].as_str().expect("CacheKind's default").to_owned();
+    let auth = raw["Parameters"]["CacheAuthMode"]["Default"].as_str().expect("CacheAuthMode's default").to_owned();
+    deployed(&kind, &auth)
+}
+
+/// Every choice of cache kind and authentication the template offers.
+const COMBINATIONS: [(&str, &str); 4] =
+    [("node", "token"), ("node", "iam"), ("serverless", "token"), ("serverless", "iam")];
+
+/// The template as CloudFormation would deploy it with `CacheKind` = `kind`, `CacheAuthMode` =
+/// `auth` and every other parameter at its default: conditions evaluated, `Fn::If` resolved,
+/// `AWS::NoValue` dropped, `Ref`s to parameters replaced by their values, resources and outputs
+/// of false conditions removed.
+fn deployed(kind: &str, auth: &str) -> Value {
+    let raw = raw_template();
+    let declared: Vec<&str> =
+        raw["Parameters"].as_mapping().expect("Parameters").keys().filter_map(Value::as_str).collect();
+    for name in ["CacheKind", "CacheAuthMode"] {
+        assert!(declared.contains(&name), "the template has no {name} parameter");
+    }
+    let allowed = |name: &str| -> Vec<String> {
+        one_or_many(&raw["Parameters"][name]["AllowedValues"])
+            .iter()
+            .filter_map(|v| v.as_str())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(allowed("CacheKind").contains(&kind.to_owned()) && allowed("CacheAuthMode").contains(&auth.to_owned()));
+    let mut parameters: BTreeMap<String, Value> = raw["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .iter()
+        .map(|(name, p)| (name.as_str().unwrap_or_default().to_owned(), p["Default"].clone()))
+        .collect();
+    parameters.insert("CacheKind".into(), Value::from(kind));
+    parameters.insert("CacheAuthMode".into(), Value::from(auth));
+    let resolver = Resolver { raw: &raw, parameters };
+    let mut t = raw.clone();
+    for section in ["Globals", "Resources", "Outputs"] {
+        let resolved = resolver.resolve(&raw[section]).unwrap_or(Value::Null);
+        t[section] = resolved;
+    }
+    for section in ["Resources", "Outputs"] {
+        if let Some(items) = t[section].as_mapping_mut() {
+            items.retain(|_, item| item["Condition"].as_str().is_none_or(|c| resolver.condition(c)));
+        }
+    }
+    t
+}
+
+/// Decides a template's conditions and intrinsic functions for given parameter values.
+struct Resolver<'a> {
+    raw: &'a Value,
+    parameters: BTreeMap<String, Value>,
+}
+
+impl Resolver<'_> {
+    fn condition(&self, name: &str) -> bool {
+        let condition = &self.raw["Conditions"][name];
+        assert!(!condition.is_null(), "no condition {name}");
+        self.holds(condition)
+    }
+
+    /// The value of a condition expression (`Fn::Equals`, `Not`, `And`, `Or`, `Condition`).
+    fn holds(&self, expression: &Value) -> bool {
+        let (function, args) = intrinsic(expression).unwrap_or_else(|| panic!("not a condition: {expression:?}"));
+        let args = one_or_many(args);
+        match function.as_str() {
+            "Equals" => self.scalar(args[0]) == self.scalar(args[1]),
+            "Not" => !self.holds(args[0]),
+            "And" => args.iter().all(|a| self.holds(a)),
+            "Or" => args.iter().any(|a| self.holds(a)),
+            "Condition" => self.condition(args[0].as_str().expect("a condition's name")),
+            other => panic!("condition function {other} is not understood by this test"),
+        }
+    }
+
+    fn scalar(&self, v: &Value) -> String {
+        match self.resolve(v) {
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    /// `v` resolved; `None` for `AWS::NoValue`.
+    fn resolve(&self, v: &Value) -> Option<Value> {
+        if let Some((function, args)) = intrinsic(v) {
+            match function.as_str() {
+                "If" => {
+                    let args = one_or_many(args);
+                    let chosen =
+                        if self.condition(args[0].as_str().expect("Fn::If's condition")) { args[1] } else { args[2] };
+                    return self.resolve(chosen);
+                }
+                "Ref" if args.as_str() == Some("AWS::NoValue") => return None,
+                "Ref" => {
+                    if let Some(value) = args.as_str().and_then(|name| self.parameters.get(name)) {
+                        return Some(value.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(match v {
+            Value::Tagged(tagged) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: tagged.tag.clone(),
+                value: self.resolve(&tagged.value).unwrap_or(Value::Null),
+            })),
+            Value::Mapping(m) => {
+                Value::Mapping(m.iter().filter_map(|(k, v)| Some((k.clone(), self.resolve(v)?))).collect())
+            }
+            Value::Sequence(items) => Value::Sequence(items.iter().filter_map(|v| self.resolve(v)).collect()),
+            other => other.clone(),
+        })
+    }
+}
+
+/// `(name, arguments)` of an intrinsic function, short (`!If`) or long (`Fn::If`, `Ref`,
+/// `Condition`) form.
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(tagged) => Some((tagged.tag.to_string().trim_start_matches('!').to_owned(), &tagged.value)),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (key, args) = m.iter().next()?;
+            let key = key.as_str()?;
+            let name = key.strip_prefix("Fn::").or((key == "Ref" || key == "Condition").then_some(key))?;
+            Some((name.to_owned(), args))
+        }
+        _ => None,
+    }
 }
 
 fn resources(t: &Value) -> &Mapping {
@@ -267,47 +409,251 @@ fn contract_routes_match_api_md() {
     assert_eq!(integration_tests::contract::api_md_routes(), ours);
 }
 
+/// A function's environment as the code sees it: each value a string, as Lambda sets it, with
+/// whatever CloudFormation fills in at deploy time (an endpoint, an ARN, a name) stood in for by a
+/// placeholder of its kind (a port is a number).
+fn rendered_environment(t: &Value, function: &str) -> BTreeMap<String, String> {
+    fn render(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Tagged(tagged) if tagged.tag == "Sub" => {
+                let text = tagged.value.as_str().or_else(|| tagged.value[0].as_str()).unwrap_or_default();
+                let mut out = String::new();
+                let mut rest = text;
+                while let Some((before, after)) = rest.split_once("${") {
+                    let (name, tail) = after.split_once('}').expect("a closed ${...}");
+                    out.push_str(before);
+                    out.push_str(if name.ends_with(".Port") { "6379" } else { "deployed-value" });
+                    rest = tail;
+                }
+                out + rest
+            }
+            other => ref_name(other)
+                .map(|r| format!("{}-value", r.to_lowercase()))
+                .unwrap_or_else(|| "deployed-value".into()),
+        }
+    }
+    environment(t, function).iter().map(|(k, v)| (k.as_str().expect("a name").to_owned(), render(v))).collect()
+}
+
+/// The cache settings the code reads from `vars`.
+fn cache_config_from(vars: &BTreeMap<String, String>) -> shared::config::CacheConfig {
+    shared::config::CacheConfig::from_lookup(|name| vars.get(name).cloned()).expect("the code accepts the environment")
+}
+
+/// What each combination must configure: the client's mode, and IAM's `(serverless)` or none.
+fn expected_cache(kind: &str, auth: &str) -> (shared::config::CacheMode, Option<bool>) {
+    use shared::config::CacheMode;
+    let mode = if kind == "serverless" { CacheMode::Cluster } else { CacheMode::Standalone };
+    (mode, (auth == "iam").then_some(kind == "serverless"))
+}
+
 #[test]
 fn every_deployment_variable_is_set_for_every_function() {
-    let t = template();
-    let api = api_functions(&t);
-    assert_eq!(api, ["CommentsFunction", "PostsFunction", "UsersFunction"].map(String::from).into());
-    // Every function is an API function or the cache sync, whose environment is checked below.
-    let mut expected = api.clone();
-    expected.insert(CACHE_SYNC.to_owned());
-    assert_eq!(functions(&t), expected);
-    for name in &api {
-        let vars = environment(&t, name);
-        for var in shared::config::DEPLOYMENT_VARIABLES {
-            assert!(vars.contains_key(*var), "{name:?} lacks {var}");
+    use shared::config::{auth_variables, DEPLOYMENT_VARIABLES};
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        let api = api_functions(&t);
+        assert_eq!(api, ["CommentsFunction", "PostsFunction", "UsersFunction"].map(String::from).into());
+        // Every function is an API function or the cache sync, whose environment is checked below.
+        let mut expected = api.clone();
+        expected.insert(CACHE_SYNC.to_owned());
+        assert_eq!(functions(&t), expected);
+        for name in &api {
+            let vars = rendered_environment(&t, name);
+            for var in DEPLOYMENT_VARIABLES.iter().chain(auth_variables(auth)) {
+                assert!(vars.contains_key(*var), "{kind}/{auth}: {name:?} lacks {var}");
+            }
+            // The key itself is never in the deployed environment: declared empty (unset) only
+            // so that `sam local --env-vars` may give a dev key.
+            let secret = vars.get("JWT_SECRET").map(String::as_str);
+            assert!(secret.is_none_or(str::is_empty), "{name}: the secret itself must not be in the environment");
+            let config = shared::config::Config::from_lookup(|n| vars.get(n).cloned()).expect("the code accepts it");
+            assert!(matches!(config.jwt_secret, shared::config::SecretSource::SecretsManager { .. }));
+            let cache = config.cache;
+            assert_eq!(
+                (cache.mode, cache.iam.as_ref().map(|i| i.serverless)),
+                expected_cache(kind, auth),
+                "{kind}/{auth}"
+            );
+            assert_eq!(cache.redis_password_secret_arn.is_some(), auth == "token", "{kind}/{auth}: {name}");
+            assert!(cache.redis_url.starts_with("rediss://"), "{kind}/{auth}: TLS always");
         }
-        // The key itself is never in the deployed environment: declared empty (unset) only so
-        // that `sam local --env-vars` may give a dev key.
-        let secret = vars.get("JWT_SECRET").map(|v| v.as_str().expect("JWT_SECRET is a literal"));
-        assert!(secret.is_none_or(str::is_empty), "{name}: the secret itself must not be in the environment");
     }
 }
 
 #[test]
 fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
-    use shared::config::{DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES, SYNC_DEPLOYMENT_VARIABLES};
-    let t = template();
-    let vars = environment(&t, CACHE_SYNC);
-    for var in SYNC_DEPLOYMENT_VARIABLES {
-        assert!(vars.contains_key(*var), "{CACHE_SYNC} lacks {var}");
+    use shared::config::{auth_variables, DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES, SYNC_DEPLOYMENT_VARIABLES};
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        let vars = rendered_environment(&t, CACHE_SYNC);
+        let auth_vars = auth_variables(auth);
+        for var in SYNC_DEPLOYMENT_VARIABLES.iter().chain(auth_vars) {
+            assert!(vars.contains_key(*var), "{kind}/{auth}: {CACHE_SYNC} lacks {var}");
+        }
+        // Not the JWT key, in any form; nor anything else only the API reads.
+        let api_only = DEPLOYMENT_VARIABLES.iter().filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
+        for var in ["JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
+            assert!(!vars.contains_key(*var), "{CACHE_SYNC} must not get {var}");
+        }
+        // Whatever else it gets is a variable cache-sync may read: config.rs's unit tests check
+        // that its configuration reads exactly these lists.
+        for var in vars.keys() {
+            let var = var.as_str();
+            let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var)
+                || auth_vars.contains(&var)
+                || OPTIONAL_VARIABLES.contains(&var)
+                || shared::config::PROCESS_VARIABLES.contains(&var);
+            assert!(known, "{kind}/{auth}: {CACHE_SYNC} gets {var}, which the cache sync does not read");
+        }
+        let cache = cache_config_from(&vars);
+        assert_eq!((cache.mode, cache.iam.as_ref().map(|i| i.serverless)), expected_cache(kind, auth), "{kind}/{auth}");
     }
-    // Not the JWT key, in any form; nor anything else only the API reads.
-    let api_only = DEPLOYMENT_VARIABLES.iter().filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
-    for var in ["JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
-        assert!(!vars.contains_key(*var), "{CACHE_SYNC} must not get {var}");
+}
+
+/// The resources of `kind` in `t`, by logical id.
+fn resources_of<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .filter_map(|(n, r)| Some((n.as_str()?, r)))
+        .collect()
+}
+
+#[test]
+fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        let what = format!("{kind}/{auth}");
+        let node = resources_of(&t, "AWS::ElastiCache::ReplicationGroup");
+        let serverless = resources_of(&t, "AWS::ElastiCache::ServerlessCache");
+        let users = resources_of(&t, "AWS::ElastiCache::User");
+        let groups = resources_of(&t, "AWS::ElastiCache::UserGroup");
+        let secrets: Vec<&str> = resources_of(&t, "AWS::SecretsManager::Secret").into_iter().map(|(n, _)| n).collect();
+        let (cache_id, cache) = match kind {
+            "node" => {
+                assert!(serverless.is_empty() && node.len() == 1, "{what}: one replication group");
+                node[0]
+            }
+            _ => {
+                assert!(node.is_empty() && serverless.len() == 1, "{what}: one serverless cache");
+                serverless[0]
+            }
+        };
+        let props = &cache["Properties"];
+        assert_eq!(props["Engine"].as_str(), Some("valkey"), "{what}");
+        let attached: Vec<&str> = match kind {
+            "node" => {
+                assert_eq!(props["TransitEncryptionEnabled"].as_bool(), Some(true), "{what}: TLS");
+                one_or_many(&props["UserGroupIds"]).into_iter().filter_map(ref_name).collect()
+            }
+            _ => {
+                // The usage limits are the parameters (as written: `deployed` put their values in).
+                let raw = raw_template();
+                let limits = &raw["Resources"][cache_id]["Properties"]["CacheUsageLimits"];
+                assert_eq!(
+                    ref_name(&limits["DataStorage"]["Maximum"]),
+                    Some("ServerlessCacheMaxDataStorageGB"),
+                    "{what}"
+                );
+                assert_eq!(
+                    ref_name(&limits["ECPUPerSecond"]["Maximum"]),
+                    Some("ServerlessCacheMaxECPUPerSecond"),
+                    "{what}"
+                );
+                ref_name(&props["UserGroupId"]).into_iter().collect()
+            }
+        };
+        match auth {
+            "iam" => {
+                // No cache password anywhere: no secret for it, no AUTH token, one IAM user in
+                // the group attached to the cache, its name its id.
+                assert_eq!(secrets, ["JwtSecret"], "{what}: the JWT key is the only secret");
+                assert!(props["AuthToken"].is_null(), "{what}");
+                assert_eq!(users.len(), 1, "{what}");
+                let (user_id, user) = users[0];
+                assert_eq!(user["Properties"]["AuthenticationMode"]["Type"].as_str(), Some("iam"), "{what}");
+                assert_eq!(
+                    user["Properties"]["UserName"], user["Properties"]["UserId"],
+                    "{what}: an IAM user's name is its id"
+                );
+                assert_eq!(groups.len(), 1, "{what}");
+                let members: Vec<&str> =
+                    one_or_many(&groups[0].1["Properties"]["UserIds"]).into_iter().filter_map(ref_name).collect();
+                assert_eq!(members, [user_id], "{what}");
+                assert_eq!(attached, [groups[0].0], "{what}: the group is the cache's");
+            }
+            _ => {
+                assert_eq!(secrets, ["JwtSecret", "CacheAuthSecret"], "{what}");
+                let token = match kind {
+                    "node" => props["AuthToken"].clone(),
+                    _ => {
+                        // A serverless cache admits user groups only: a password user named
+                        // `default` (what AUTH <token> authenticates) with the token.
+                        assert_eq!(users.len(), 1, "{what}");
+                        let user = &users[0].1["Properties"];
+                        assert_eq!(user["UserName"].as_str(), Some("default"), "{what}");
+                        assert_eq!(user["AuthenticationMode"]["Type"].as_str(), Some("password"), "{what}");
+                        assert_eq!(attached, [groups[0].0], "{what}");
+                        one_or_many(&user["AuthenticationMode"]["Passwords"])[0].clone()
+                    }
+                };
+                let mut refs = BTreeSet::new();
+                referenced_ids(&token, &mut refs);
+                assert!(refs.contains("CacheAuthSecret"), "{what}: the token is the generated secret's");
+            }
+        }
+        assert!(
+            !t["Outputs"].as_mapping().expect("Outputs").is_empty() && !t["Outputs"]["CacheEndpoint"].is_null(),
+            "{what}: {cache_id}'s endpoint is an output"
+        );
     }
-    // Whatever else it gets is a variable cache-sync may read: config.rs's unit tests check that
-    // its configuration reads exactly these two lists.
-    for var in vars.keys().map(|k| k.as_str().expect("a variable name")) {
-        let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var)
-            || OPTIONAL_VARIABLES.contains(&var)
-            || shared::config::PROCESS_VARIABLES.contains(&var);
-        assert!(known, "{CACHE_SYNC} gets {var}, which the cache sync does not read");
+}
+
+/// `elasticache:Connect` statements of `function`, with their resources.
+fn connect_statements<'a>(t: &'a Value, function: &str) -> Vec<Vec<&'a Value>> {
+    policy_statements(t, function)
+        .into_iter()
+        .filter(|s| actions(s).iter().any(|a| a.starts_with("elasticache:")))
+        .map(|s| {
+            assert_eq!(actions(s), ["elasticache:Connect"], "{function}: only Connect");
+            one_or_many(&s["Resource"])
+        })
+        .collect()
+}
+
+#[test]
+fn with_iam_every_function_may_connect_as_the_cache_user_to_the_cache_and_nothing_else() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        for function in functions(&t) {
+            let statements = connect_statements(&t, &function);
+            if auth == "token" {
+                assert!(statements.is_empty(), "{kind}/{auth}: {function} needs no elasticache:Connect");
+                continue;
+            }
+            assert_eq!(statements.len(), 1, "{kind}/{auth}: {function}: one Connect statement");
+            let mut targets: Vec<String> = statements[0]
+                .iter()
+                .map(|r| {
+                    get_att(r)
+                        .or_else(|| {
+                            let mut ids = BTreeSet::new();
+                            referenced_ids(r, &mut ids);
+                            ids.into_iter().find(|id| id == "Cache").map(|id| format!("{id} (replication group ARN)"))
+                        })
+                        .unwrap_or_else(|| panic!("{function}: an unexpected resource {r:?}"))
+                })
+                .collect();
+            targets.sort();
+            let cache = if kind == "serverless" { "ServerlessCache.ARN" } else { "Cache (replication group ARN)" };
+            let mut expected = vec![cache.to_owned(), "CacheIamUser.Arn".to_owned()];
+            expected.sort();
+            assert_eq!(targets, expected, "{kind}/{auth}: {function} connects to the cache as its user only");
+        }
     }
 }
 
@@ -482,7 +828,15 @@ fn only_user_items_invoke_cache_sync() {
 
 #[test]
 fn cache_sync_may_read_the_stream_user_items_and_the_cache_secret_and_nothing_else() {
-    let t = template();
+    for (kind, auth) in COMBINATIONS {
+        cache_sync_permissions(&deployed(kind, auth), auth);
+    }
+}
+
+/// `cache-sync`'s role in one combination: the stream, user items, the failure queue, and the
+/// cache (its AUTH token's secret, or with IAM `elasticache:Connect` as the cache's user).
+fn cache_sync_permissions(t: &Value, auth: &str) {
+    let t = t.clone();
     let table = only_resource_of(&t, "AWS::DynamoDB::Table");
     let sync = &resources(&t)[CACHE_SYNC]["Properties"];
     // SAM's own DynamoDB/Kinesis events attach a managed policy that reads every stream in the
@@ -543,13 +897,16 @@ fn cache_sync_may_read_the_stream_user_items_and_the_cache_secret_and_nothing_el
                     assert_eq!(name, "SendMessage");
                     queues.extend(resources.iter().map(|r| get_att(r).expect("a queue's Arn")));
                 }
+                "elasticache" => assert_eq!((auth, name), ("iam", "Connect"), "{CACHE_SYNC}: {action}"),
                 "logs" => {}
                 other => panic!("{CACHE_SYNC} has no business with {other}: {action}"),
             }
         }
     }
     assert!(user_reads, "{CACHE_SYNC} reads each changed user's item");
-    assert_eq!(secrets, ["CacheAuthSecret".to_owned()].into(), "the only secret it reads is the cache's AUTH token");
+    let expected: BTreeSet<String> =
+        if auth == "iam" { BTreeSet::new() } else { ["CacheAuthSecret".to_owned()].into() };
+    assert_eq!(secrets, expected, "the only secret it reads is the cache's AUTH token, and none with IAM");
     let needed = ["DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"].map(String::from).into();
     assert_eq!(stream_actions, needed, "the mapping polls the stream with this role");
     let mapping = cache_sync_mappings(&t);
@@ -642,6 +999,7 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
         for var in given.keys() {
             let read = DEPLOYMENT_VARIABLES.contains(var)
                 || OPTIONAL_VARIABLES.contains(var)
+                || shared::config::TOKEN_AUTH_VARIABLES.contains(var)
                 || shared::config::PROCESS_VARIABLES.contains(var);
             assert!(read || SYNC_DEPLOYMENT_VARIABLES.contains(var), "{id}: {var} is read by no code");
         }
@@ -763,7 +1121,7 @@ fn idempotency_records_expire_by_ttl_and_outlive_any_request() {
 
 #[test]
 fn the_login_limits_are_parameters_with_the_contracts_defaults() {
-    let t = template();
+    let t = raw_template();
     let defaults = shared::config::Config::from_lookup(|_| None).expect("defaults").login_limits;
     let env = environment(&t, "UsersFunction");
     for (variable, parameter, default) in [
@@ -778,7 +1136,8 @@ fn the_login_limits_are_parameters_with_the_contracts_defaults() {
 
 #[test]
 fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
-    let t = template();
+    // As written: which parameter each setting names.
+    let t = raw_template();
     for id in functions(&t) {
         let logging = function_setting(&t, &id, "LoggingConfig");
         assert_eq!(ref_name(&logging["ApplicationLogLevel"]), Some("ApplicationLogLevel"), "{id}");

@@ -1,4 +1,5 @@
-//! A minimal Lambda Runtime API, served by the benchmark to one function process: what
+//! A minimal Lambda Runtime API, served to one function process (by the benchmark, and by the
+//! tests of the functions' real init): what
 //! `lambda_runtime` 1.x asks for (`invocation/next`, `invocation/{id}/response`,
 //! `invocation/{id}/error`, `init/error`), one invocation at a time as Lambda does.
 
@@ -105,7 +106,7 @@ impl RuntimeApi {
 
     /// Hands `event` to the function's pending `next` and waits for its answer.
     pub async fn invoke(&self, event: Bytes, timeout: Duration) -> Result<Outcome, String> {
-        let id = format!("bench-{:08}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!("request-{:08}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (done, answer) = oneshot::channel();
         self.queue.send(Pending { id, event, done }).await.map_err(|_| "runtime API stopped".to_owned())?;
         match tokio::time::timeout(timeout, answer).await {

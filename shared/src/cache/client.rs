@@ -1,0 +1,175 @@
+//! Which Redis client the cache speaks through, and how it authenticates: one connection type
+//! over both kinds of cache, so everything above it (the cache-aside, the compare-and-set
+//! script, `cache-sync`) is the same code whichever the configuration chose.
+//!
+//! - **Standalone** (`REDIS_MODE=standalone`): redis-rs's `ConnectionManager`, one multiplexed
+//!   connection to the primary endpoint, reconnecting by itself after an I/O error.
+//! - **Cluster** (`REDIS_MODE=cluster`): redis-rs's async cluster connection: one multiplexed
+//!   connection per node, keys routed by slot, `MOVED`/`ASK` followed, the slot map refreshed
+//!   when the topology changes, a node reconnected when it comes back. ElastiCache Serverless
+//!   speaks only this. Every key the cache uses is one key per command (`GET`, the script on
+//!   `KEYS[1]`), so no command spans slots.
+//!
+//! Both are lazy: building one opens nothing, so a dead cache at cold start never fails the
+//! init. Both authenticate the same three ways ([`CacheAuth`]), over TLS with the public roots
+//! or a private CA (`REDIS_TLS_CA_FILE`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig, NodeAddress};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value};
+
+use super::iam::IamTokens;
+use crate::config::{CacheConfig, CacheMode, ConfigError, Secret};
+
+/// How the cache proves who it is.
+#[derive(Clone)]
+pub enum CacheAuth {
+    /// No `AUTH` (a local `redis-server`).
+    None,
+    /// A static AUTH token (ElastiCache's, from Secrets Manager).
+    Password(Secret),
+    /// ElastiCache IAM authentication: a fresh signed token per connection, and `AUTH` again
+    /// before ElastiCache's 12-hour limit.
+    Iam(IamTokens),
+}
+
+/// A connection to the cache, whichever kind: what [`super::RedisConnection::call`] hands a
+/// call. Cheap to clone (a handle on shared connections). Commands are passed straight to the
+/// inner connection, whose future is already boxed: the dispatch adds no allocation.
+#[derive(Clone)]
+pub enum CacheConnection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for CacheConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            CacheConnection::Standalone(conn) => conn.req_packed_command(cmd),
+            CacheConnection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            CacheConnection::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            CacheConnection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            CacheConnection::Standalone(conn) => conn.get_db(),
+            CacheConnection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// What opens a [`CacheConnection`]: built once from the configuration, used again whenever a
+/// connection must be replaced.
+pub(crate) enum Connector {
+    Standalone { client: redis::Client, config: ConnectionManagerConfig },
+    Cluster { client: ClusterClient, config: ClusterConfig },
+}
+
+/// How a cluster connection retries inside the call's own time bound: a redirect is followed at
+/// once; a failed node is retried after a short wait, at most twice, so a dead node costs the
+/// caller its timeout and never a queue of retries behind it.
+const CLUSTER_RETRIES: u32 = 2;
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 10;
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 200;
+
+impl Connector {
+    pub(crate) fn new(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
+        let bad_url = |e: RedisError| ConfigError { variable: "REDIS_URL", message: e.to_string() };
+        let mut info = config.redis_url.as_str().into_connection_info().map_err(bad_url)?;
+        if let CacheAuth::Password(password) = auth {
+            let settings = info.redis_settings().clone().set_password(password.expose());
+            info = info.set_redis_settings(settings);
+        }
+        let certificates = tls_certificates(config)?;
+        match config.mode {
+            CacheMode::Standalone => {
+                let client = match certificates {
+                    Some(certificates) => redis::Client::build_with_tls(info, certificates),
+                    None => redis::Client::open(info),
+                }
+                .map_err(bad_url)?;
+                let mut manager = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.redis_connect_timeout))
+                    .set_response_timeout(Some(config.redis_timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(Duration::from_millis(200));
+                if let CacheAuth::Iam(tokens) = auth {
+                    manager = manager.set_credentials_provider(tokens.clone());
+                }
+                Ok(Connector::Standalone { client, config: manager })
+            }
+            CacheMode::Cluster => {
+                let mut builder = ClusterClientBuilder::new([info])
+                    .connection_timeout(config.redis_connect_timeout)
+                    .response_timeout(config.redis_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+                    .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
+                if let Some(certificates) = certificates {
+                    builder = builder.certs(certificates);
+                }
+                if let CacheAuth::Iam(tokens) = auth {
+                    builder = builder.set_credentials_provider(tokens.clone());
+                }
+                if !config.node_address_map.is_empty() {
+                    builder = builder.node_address_map(node_address_map(&config.node_address_map).map_err(bad_url)?);
+                }
+                let client = builder.build().map_err(bad_url)?;
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(config.redis_connect_timeout)
+                    .set_response_timeout(config.redis_timeout);
+                Ok(Connector::Cluster { client, config })
+            }
+        }
+    }
+
+    /// A new connection, not yet open: it connects on its first command (standalone), or in
+    /// the background from now on (cluster: a task of the current Tokio runtime, so this runs
+    /// inside one, as the init does); either way nothing here waits.
+    pub(crate) fn open(&self) -> RedisResult<CacheConnection> {
+        match self {
+            Connector::Standalone { client, config } => {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map(CacheConnection::Standalone)
+            }
+            Connector::Cluster { client, config } => {
+                Ok(CacheConnection::Cluster(client.get_pending_async_connection_with_config(config.clone())))
+            }
+        }
+    }
+}
+
+/// The private CA `REDIS_TLS_CA_FILE` names, if any, as the roots the TLS connection trusts
+/// (instead of the public ones).
+fn tls_certificates(config: &CacheConfig) -> Result<Option<TlsCertificates>, ConfigError> {
+    let Some(path) = &config.tls_ca_file else { return Ok(None) };
+    let bad = |message: String| ConfigError { variable: "REDIS_TLS_CA_FILE", message };
+    if !config.redis_url.starts_with("rediss://") {
+        return Err(bad("needs a rediss:// REDIS_URL".into()));
+    }
+    let pem = std::fs::read(path).map_err(|e| bad(format!("reading {path}: {e}")))?;
+    Ok(Some(TlsCertificates { client_tls: None, root_cert: Some(pem) }))
+}
+
+fn node_address_map(pairs: &[(String, String)]) -> RedisResult<HashMap<NodeAddress, NodeAddress>> {
+    pairs
+        .iter()
+        .map(|(from, to)| Ok((NodeAddress::try_from(from.as_str())?, NodeAddress::try_from(to.as_str())?)))
+        .collect()
+}

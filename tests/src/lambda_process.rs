@@ -1,0 +1,109 @@
+//! A function binary run as Lambda runs it: a process of its own with Lambda's environment and
+//! the test's, polling a [`RuntimeApi`] served here, its log lines kept for the test to read.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::events::{ApiRequest, ApiResponse};
+use crate::runtime_api::RuntimeApi;
+
+/// A running (or exited) function process.
+pub struct LambdaProcess {
+    api: RuntimeApi,
+    child: Child,
+    log: PathBuf,
+    started: Instant,
+}
+
+/// How a process's init ended.
+#[derive(Debug)]
+pub enum Init {
+    /// It asked for its first event this long after it was started.
+    Ready(Duration),
+    /// It exited this long after it was started, without asking for an event.
+    Exited(ExitStatus, Duration),
+}
+
+impl LambdaProcess {
+    /// Starts `bin` with nothing in its environment but Lambda's variables for a function
+    /// `name` (the Runtime API's address among them) and `vars`; stdout and stderr go to a log.
+    pub async fn spawn(bin: &Path, name: &str, vars: &[(&str, String)]) -> Self {
+        let api = RuntimeApi::start(name).await;
+        let log = std::env::temp_dir().join(format!("lambda-{name}-{}.log", ulid::Ulid::new()));
+        let out = File::create(&log).expect("a log file");
+        let mut command = Command::new(bin);
+        command
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/02/[1]test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("the log file"))
+            .stderr(out);
+        let started = Instant::now();
+        let child = command.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        LambdaProcess { api, child, log, started }
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits, at most `timeout`, for the init to end: the first `next` poll, or the process
+    /// exiting. Panics if neither happens.
+    pub async fn init(&mut self, timeout: Duration) -> Init {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(Ok(at)) = self.api.first_poll(Duration::from_millis(10)).await {
+                return Init::Ready(at - self.started);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Init::Exited(status, self.started.elapsed());
+            }
+            assert!(Instant::now() < deadline, "no end to the init within {timeout:?}:\n{}", self.log());
+        }
+    }
+
+    /// Sends `request` as an API Gateway (HTTP API) event and returns the function's answer.
+    pub async fn send(&self, request: ApiRequest) -> ApiResponse {
+        let event = bytes::Bytes::from(request.to_v2_event().to_string());
+        let outcome = match self.api.invoke(event, Duration::from_secs(30)).await {
+            Ok(outcome) => outcome,
+            Err(error) => panic!("{error}\n{}", self.log()),
+        };
+        assert!(outcome.ok, "the invocation failed: {}", String::from_utf8_lossy(&outcome.body));
+        let answer: Value = serde_json::from_slice(&outcome.body).expect("a JSON answer");
+        let status = answer["statusCode"].as_u64().expect("statusCode") as u16;
+        let headers = answer["headers"]
+            .as_object()
+            .map(|h| h.iter().map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .unwrap_or_default();
+        let text = answer["body"].as_str().unwrap_or_default();
+        let raw_body = if answer["isBase64Encoded"].as_bool() == Some(true) {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(text).expect("base64 body");
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            text.to_owned()
+        };
+        let body = serde_json::from_str(&raw_body).unwrap_or(Value::Null);
+        ApiResponse { status, headers, body, raw_body }
+    }
+}
+
+impl Drop for LambdaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

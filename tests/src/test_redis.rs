@@ -1,0 +1,179 @@
+//! The Redis a test world runs on: one `redis-server`, or a three-master Redis Cluster, as
+//! `TEST_REDIS_MODE` says (`standalone`, the default, or `cluster`). The same test files run
+//! against either: `scripts/test` runs the cache-aside, fault and coherence suites once more
+//! with `TEST_REDIS_MODE=cluster`.
+//!
+//! - [`TestRedis`]: the server or cluster, direct connections to it (keys routed by slot in a
+//!   cluster), its nodes (to kill or freeze the one holding a key), and the app configuration
+//!   that reaches it.
+//! - [`RedisLink`]: one instance's faulty link to it: a [`RedisProxy`] in front of every node.
+//!   A cluster names its nodes by their real addresses (in `CLUSTER SLOTS` and in `MOVED`), so
+//!   the instance behind the link maps each node to its proxy (the client's node address map,
+//!   as a client behind a NAT does), while other instances reach the nodes directly.
+
+use redis::aio::ConnectionManager;
+use shared::cache::CacheConnection;
+use shared::config::{CacheConfig, CacheMode};
+
+use crate::redis_cluster::RedisCluster;
+use crate::redis_proxy::{RedisProxy, WriteFault};
+use crate::redis_server::{RedisNode, RedisServer};
+
+/// The mode the test worlds run in: `TEST_REDIS_MODE` (`standalone` or `cluster`).
+pub fn test_redis_mode() -> CacheMode {
+    match std::env::var("TEST_REDIS_MODE").as_deref() {
+        Err(_) | Ok("") | Ok("standalone") => CacheMode::Standalone,
+        Ok("cluster") => CacheMode::Cluster,
+        Ok(other) => panic!("TEST_REDIS_MODE must be `standalone` or `cluster`, not {other:?}"),
+    }
+}
+
+/// A test world's Redis: a server or a cluster.
+pub enum TestRedis {
+    Standalone(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    /// A fresh one, in the mode of this run ([`test_redis_mode`]).
+    pub async fn start() -> Self {
+        Self::start_in(test_redis_mode()).await
+    }
+
+    pub async fn start_in(mode: CacheMode) -> Self {
+        match mode {
+            CacheMode::Standalone => TestRedis::Standalone(RedisServer::start().await),
+            CacheMode::Cluster => TestRedis::Cluster(RedisCluster::start().await),
+        }
+    }
+
+    pub fn mode(&self) -> CacheMode {
+        match self {
+            TestRedis::Standalone(_) => CacheMode::Standalone,
+            TestRedis::Cluster(_) => CacheMode::Cluster,
+        }
+    }
+
+    /// The URL an app is given: the server's, or a seed node's.
+    pub fn url(&self) -> String {
+        match self {
+            TestRedis::Standalone(server) => server.url(),
+            TestRedis::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    /// Points `config` at this Redis, in its mode.
+    pub fn configure(&self, config: &mut CacheConfig) {
+        config.redis_url = self.url();
+        config.mode = self.mode();
+        config.node_address_map.clear();
+    }
+
+    /// Every process: the server, or each master.
+    pub fn nodes(&self) -> Vec<&RedisNode> {
+        match self {
+            TestRedis::Standalone(server) => vec![server.node()],
+            TestRedis::Cluster(cluster) => cluster.nodes.iter().collect(),
+        }
+    }
+
+    /// The process holding `key`: the server, or the master of its slot.
+    pub async fn node_of(&self, key: &str) -> &RedisNode {
+        match self {
+            TestRedis::Standalone(server) => server.node(),
+            TestRedis::Cluster(cluster) => cluster.node_of(key).await,
+        }
+    }
+
+    /// A direct connection (routing by slot in a cluster), for tests that inspect or corrupt
+    /// entries: `KEYS`, `SCRIPT` and `CONFIG` go to every node, as redis-rs routes them.
+    pub async fn connection(&self) -> redis::RedisResult<CacheConnection> {
+        match self {
+            TestRedis::Standalone(server) => {
+                let client = redis::Client::open(server.url())?;
+                Ok(CacheConnection::Standalone(ConnectionManager::new(client).await?))
+            }
+            TestRedis::Cluster(cluster) => Ok(CacheConnection::Cluster(cluster.connection().await?)),
+        }
+    }
+
+    /// Writes every node's data to disk, so a [`restart`](Self::restart) after a
+    /// [`stop`](Self::stop) comes back with it (a cache restarted from a snapshot).
+    pub async fn snapshot(&self) {
+        for node in self.nodes() {
+            node.snapshot().await;
+        }
+    }
+
+    /// Kills every process (SIGKILL).
+    pub fn stop(&self) {
+        for node in self.nodes() {
+            node.kill();
+        }
+    }
+
+    /// Starts every process again, and (a cluster) waits until it is whole.
+    pub async fn restart(&self) {
+        match self {
+            TestRedis::Standalone(server) => server.node().start().await,
+            TestRedis::Cluster(cluster) => cluster.restart().await,
+        }
+    }
+
+    /// A faulty link to this Redis: a proxy in front of every node.
+    pub async fn link(&self) -> RedisLink {
+        let mut proxies = Vec::new();
+        for node in self.nodes() {
+            proxies.push((node.address(), RedisProxy::start(node.port).await));
+        }
+        RedisLink { mode: self.mode(), proxies }
+    }
+}
+
+/// One instance's link to a [`TestRedis`] through a [`RedisProxy`] per node; faults apply to
+/// every node's proxy at once.
+pub struct RedisLink {
+    mode: CacheMode,
+    /// Each node's address, and the proxy in front of it.
+    proxies: Vec<(String, RedisProxy)>,
+}
+
+impl RedisLink {
+    /// The URL through the link (the first node's proxy).
+    pub fn url(&self) -> String {
+        self.proxies[0].1.url()
+    }
+
+    /// Points `config` through the link: the URL, the mode, and (a cluster) every node mapped
+    /// to its proxy.
+    pub fn configure(&self, config: &mut CacheConfig) {
+        config.redis_url = self.url();
+        config.mode = self.mode;
+        config.node_address_map = match self.mode {
+            CacheMode::Standalone => Vec::new(),
+            CacheMode::Cluster => {
+                self.proxies.iter().map(|(node, proxy)| (node.clone(), format!("127.0.0.1:{}", proxy.port))).collect()
+            }
+        };
+    }
+
+    /// [`RedisProxy::set_write_fault`] on every node's proxy.
+    pub fn set_write_fault(&self, fault: WriteFault) {
+        self.proxies.iter().for_each(|(_, p)| p.set_write_fault(fault));
+    }
+
+    /// Write commands the proxies received, all nodes together.
+    pub fn writes_seen(&self) -> u64 {
+        self.proxies.iter().map(|(_, p)| p.writes_seen()).sum()
+    }
+
+    /// [`RedisProxy::kill_connections`] on every node's proxy.
+    pub fn kill_connections(&self) {
+        self.proxies.iter().for_each(|(_, p)| p.kill_connections());
+    }
+
+    /// Live client connections through the link, all nodes together.
+    pub fn connections(&self) -> usize {
+        self.proxies.iter().map(|(_, p)| p.connections()).sum()
+    }
+}
