@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod runtime;
 pub mod sdk;
 pub mod store;
 pub mod telemetry;

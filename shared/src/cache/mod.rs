@@ -2,6 +2,8 @@
 //!
 //! - [`users`]: **the cache-aside** (what a request reads, what a change writes). Start there.
 //! - [`entry`]: what an entry holds, its [`Version`](crate::domain::Version), its JSON.
+//! - [`flights`]: concurrent misses of one user in one instance share one read, under the
+//!   rule that keeps revocation at once.
 //! - [`connection`]: the Redis connection: every call bounded, moved off a server that can no
 //!   longer take writes.
 //! - [`RedisCache`] (here): the two operations on entries. Reads are one `GET`. Every write
@@ -12,6 +14,7 @@
 
 pub mod connection;
 pub mod entry;
+pub mod flights;
 pub mod users;
 
 use std::time::Duration;
