@@ -11,6 +11,7 @@ pub mod contract;
 pub mod dynamo;
 pub mod dynamo_proxy;
 pub mod events;
+pub mod logs;
 pub mod redis_proxy;
 pub mod redis_server;
 pub mod sync;
@@ -177,9 +178,26 @@ pub async fn send_to(app: &App, request: ApiRequest) -> ApiResponse {
     invoke_event(app, &event.to_string(), &request.path).await
 }
 
+/// Sends a request to `app` as Lambda invocation `request_id`: with the invocation context the
+/// runtime attaches to each event, so logs name it as they do in Lambda.
+pub async fn send_as(app: &App, request: ApiRequest, request_id: &str) -> ApiResponse {
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = request_id.to_owned();
+    invoke_with(app, &request.to_v2_event().to_string(), &request.path, Some(context)).await
+}
+
 /// Deserializes a raw event with `lambda_http` and runs it through `app`'s right handler.
 pub async fn invoke_event(app: &App, event: &str, path: &str) -> ApiResponse {
+    invoke_with(app, event, path, None).await
+}
+
+async fn invoke_with(app: &App, event: &str, path: &str, context: Option<lambda_runtime::Context>) -> ApiResponse {
+    use lambda_http::RequestExt;
     let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
+    let req = match context {
+        Some(context) => req.with_lambda_context(context),
+        None => req,
+    };
     let response: Response<Body> = match function_for(path) {
         "users" => users_fn::handle(app, req).await,
         "comments" => comments_fn::handle(app, req).await,

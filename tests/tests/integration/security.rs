@@ -1,16 +1,14 @@
 //! Security properties that cut across routes: only owners change things, logs never hold a
 //! secret, and login does not tell an unknown email from a wrong password, by body or time.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::logs::{Anchor, Captured};
 use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 fn id_of(value: &Value) -> String {
@@ -89,63 +87,6 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
 // ---------------------------------------------------------------------------------------
 // Logs never hold a token, a password or a hash.
 // ---------------------------------------------------------------------------------------
-
-/// Every log line, in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// A dispatcher that sees nothing, kept alive while logs are captured. `tracing` caches each
-/// callsite's interest for the whole process, computed by the first thread to reach it; while
-/// one dispatcher is registered, against that thread's own default, so a sibling test (no
-/// subscriber) would cache "never" and the event would be dropped in this test too. With two
-/// registered, the interest is asked of every registered dispatcher, and each event's
-/// `enabled` of the emitting thread's own.
-struct Anchor;
-
-impl tracing::Subscriber for Anchor {
-    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
-    }
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        false
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 fn sign(claims: &Value, secret: &str) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
