@@ -141,7 +141,13 @@ pub async fn run(
 }
 
 /// `total` invocations of `event` with `level` in flight at once; each one's latency in µs.
-async fn load(function: &Function, event: &Bytes, level: usize, total: usize, check: &impl Fn(&Value) -> bool) -> Vec<f64> {
+async fn load(
+    function: &Function,
+    event: &Bytes,
+    level: usize,
+    total: usize,
+    check: &impl Fn(&Value) -> bool,
+) -> Vec<f64> {
     let left = std::cell::Cell::new(total);
     let worker = || async {
         let mut latencies = Vec::new();
@@ -199,7 +205,9 @@ async fn node_middleware(
     for _ in 0..GOAL_LEVEL {
         connections.push(NodeClient::connect(port, &token).await?);
     }
-    let warm = futures::future::join_all(connections.iter_mut().map(|c| c.run(counts.warmup / GOAL_LEVEL + 1, &fixture.email)));
+    let warm = futures::future::join_all(
+        connections.iter_mut().map(|c| c.run(counts.warmup / GOAL_LEVEL + 1, &fixture.email)),
+    );
     if warm.await.iter().any(Option::is_none) {
         eprintln!("note: the Node middleware answered wrong; not measured");
         return None;
@@ -235,7 +243,8 @@ impl NodeClient {
     async fn connect(port: u16, token: &str) -> Option<Self> {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
         tokio::spawn(connection);
         Some(NodeClient { sender, token: token.to_owned(), port })
     }

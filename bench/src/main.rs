@@ -82,8 +82,13 @@ impl Options {
 
 impl Options {
     fn parse() -> Result<Self, String> {
-        let mut options =
-            Options { smoke: false, bin_dir: PathBuf::from("target/release"), lambda_dir: None, node_dir: None, only: None };
+        let mut options = Options {
+            smoke: false,
+            bin_dir: PathBuf::from("target/release"),
+            lambda_dir: None,
+            node_dir: None,
+            only: None,
+        };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -94,7 +99,10 @@ impl Options {
                 "--node-dir" => options.node_dir = Some(PathBuf::from(value("--node-dir")?)),
                 "--only" => options.only = Some(Part::parse(&value("--only")?)?),
                 "-h" | "--help" => {
-                    return Err("usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]".into())
+                    return Err(
+                        "usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]"
+                            .into(),
+                    )
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }

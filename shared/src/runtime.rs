@@ -36,7 +36,8 @@ impl Sizing {
     /// `max_concurrency` as Lambda sets it (unset, unparsable or 0: one at a time, as
     /// `lambda_runtime` reads it too), on `vcpus` cores.
     pub fn new(max_concurrency: Option<&str>, vcpus: usize) -> Self {
-        let max_concurrency = max_concurrency.and_then(|v| v.trim().parse::<u32>().ok()).filter(|&c| c > 0).unwrap_or(1);
+        let max_concurrency =
+            max_concurrency.and_then(|v| v.trim().parse::<u32>().ok()).filter(|&c| c > 0).unwrap_or(1);
         let workers = if max_concurrency > 1 { vcpus.clamp(1, max_concurrency as usize) } else { 1 };
         Sizing { max_concurrency, workers }
     }

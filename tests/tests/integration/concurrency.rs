@@ -189,7 +189,7 @@ async fn a_request_never_shares_a_read_sent_before_it_started() {
         let logout = send_to(&b, ApiRequest::post("/auth/logout").bearer(&token)).await;
         assert_eq!(logout.status, 204, "{}", logout.raw_body);
         evict(&env, &email).await; // as if the entry had expired since: A must miss
-        // Started after the logout answered, while A's first read is still held.
+                                   // Started after the logout answered, while A's first read is still held.
         let after = env.send(me(&token));
         let release = async {
             wait_until(|| waiting_reads(&env.app, &email) >= 1).await;
