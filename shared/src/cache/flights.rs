@@ -189,7 +189,7 @@ mod tests {
     async fn a_cancelled_leader_hands_the_read_to_a_waiter() {
         let flights = Flights::<usize>::default();
         let started = Instant::now();
-        let stuck = flights.run("k", started, || std::future::pending::<usize>());
+        let stuck = flights.run("k", started, std::future::pending::<usize>);
         let joined = flights.run("k", started, || async { 9 });
         let cancelled = tokio::time::timeout(Duration::from_millis(20), stuck);
         let (cancelled, joined) = tokio::join!(cancelled, async {
