@@ -125,19 +125,34 @@ pub async fn run(
         Some(dir) => node_middleware(report, env, fixture, dir, cpu, counts).await,
         None => None,
     };
-    let (baseline, note) = match node {
-        Some(measured) => (measured, "against the Node middleware measured in this run".to_owned()),
-        None => (NODE_REFERENCE_PER_CORE, format!("against the issue's {NODE_REFERENCE_PER_CORE}/s: Node not run")),
-    };
-    if let Some(rust) = auth_per_core_at_goal {
-        report.add_noted(
-            format!("concurrency.users_me.c{GOAL_LEVEL}.over_node"),
-            rust / baseline,
+    let Some(rust) = auth_per_core_at_goal else { return };
+    // The goal is a ratio measured in one run: the Node middleware just after the functions, on
+    // the same core, Redis and machine load. The issue's own figure for it (2,300/s, measured
+    // on another day) is compared with too, without a goal, so the two can be told apart.
+    let name = format!("concurrency.users_me.c{GOAL_LEVEL}");
+    match node {
+        Some(measured) => report.add_noted(
+            format!("{name}.over_node"),
+            rust / measured,
             "ratio",
             Some(Goal::AtLeast(GOAL_OVER_NODE)),
-            Some(note),
-        );
+            Some("against the Node middleware measured in this run".to_owned()),
+        ),
+        None => report.add_noted(
+            format!("{name}.over_node"),
+            rust / NODE_REFERENCE_PER_CORE,
+            "ratio",
+            Some(Goal::AtLeast(GOAL_OVER_NODE)),
+            Some(format!("Node not run: against the issue's {NODE_REFERENCE_PER_CORE}/s instead")),
+        ),
     }
+    report.add_noted(
+        format!("{name}.over_node_reference"),
+        rust / NODE_REFERENCE_PER_CORE,
+        "ratio",
+        None,
+        Some(format!("against the issue's {NODE_REFERENCE_PER_CORE}/s per core, measured on another day")),
+    );
 }
 
 /// `total` invocations of `event` with `level` in flight at once; each one's latency in µs.

@@ -135,6 +135,7 @@ fn expected() -> Vec<String> {
         names.push(format!("concurrency.{target}.c64.peak_rss_mb"));
     }
     names.push("concurrency.users_me.c32.over_node".to_owned());
+    names.push("concurrency.users_me.c32.over_node_reference".to_owned());
     for name in lambda::FUNCTIONS {
         names.push(format!("cold_start.{name}.exec_to_next_ms"));
         names.push(format!("cold_start.{name}.first_over_warm"));
