@@ -61,9 +61,11 @@ def _error_code(response):
 def _state_dependent_refusal(failure, case, response) -> bool:
     """`positive_data_acceptance` takes every schema-valid request to be acceptable, but two
     inputs are valid only against server state no schema can describe: a `cursor` must be one
-    the server issued (any other string is `400 invalid_cursor`), and `If-Match` must name the
-    post's current version (any other is `412 precondition_failed`). Exactly those refusals,
-    on requests that carry that input, are dropped."""
+    the server issued (any other string is `400 invalid_cursor`), `If-Match` must name the
+    post's current version (any other is `412 precondition_failed`), and an `Idempotency-Key`
+    must not have been used by this user for another request (the fuzzer sends one key with
+    many bodies: `422 idempotency_key_reused`). Exactly those refusals, on requests that carry
+    that input, are dropped."""
     if failure.code != "ST202":
         return False
     code = _error_code(response)
@@ -71,6 +73,8 @@ def _state_dependent_refusal(failure, case, response) -> bool:
         return bool(case.query) and "cursor" in case.query
     if response.status_code == 412 and code == "precondition_failed":
         return any(name.lower() == "if-match" for name in (case.headers or {}))
+    if response.status_code == 422 and code == "idempotency_key_reused":
+        return any(name.lower() == "idempotency-key" for name in (case.headers or {}))
     return False
 
 

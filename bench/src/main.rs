@@ -4,6 +4,8 @@
 //! figure as one JSON line (`{"name", "value", "unit", "goal"}`), then a table. Figures that
 //! depend on a noisy shared machine are ratios measured inside one run.
 //!
+//! - `telemetry.*`: in this process, the per-request log line and metrics (EMF) of a warm
+//!   invocation.
 //! - `auth.*`: in this process, the auth hot path against a bare Redis `GET` of the same key
 //!   on the same connection, interleaved; the miss and no-cache paths; DynamoDB user reads.
 //! - `cold_start.*`, `throughput.*`, `rss.*`: the function binaries in `--bin-dir` (release,
@@ -26,6 +28,7 @@ mod lambda;
 mod report;
 mod runtime_api;
 mod size;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -120,6 +123,9 @@ fn expected() -> Vec<String> {
         "auth.miss_us",
         "auth.no_cache_us",
         "auth.dynamodb_user_reads_per_1000",
+        "telemetry.log_line_us",
+        "telemetry.metrics_us",
+        "telemetry.per_invocation_us",
         "throughput.get_post_per_s",
         "throughput.post_comment_per_s",
     ]
@@ -219,6 +225,8 @@ async fn run(options: &Options) -> Report {
         auth::Counts { pairs: 20_000, misses: 2_000, requests: 1_000 }
     };
     if options.runs(Part::Auth) {
+        // First: it sends the metric lines to nowhere before any test world would keep them.
+        telemetry::run(&mut report, if smoke { 700 } else { 70_000 }).await;
         auth::run(&mut report, &counts).await;
     }
 

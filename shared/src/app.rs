@@ -88,6 +88,7 @@ where
     F: Fn(&'static App, Request) -> Fut + Copy + Send + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    crate::metrics::init();
     let config = Config::from_env();
     // Logs first, so a bad configuration is reported as a log line too (JSON unless it says).
     crate::telemetry::init(config.as_ref().map_or(true, |c| c.log_json));
@@ -95,6 +96,7 @@ where
         .await
         .inspect_err(|e: &InitError| tracing::error!(error = %e, "init failed"))?;
     app.prewarm(PREWARM_BOUND).await;
+    crate::metrics::init_done();
     let app: &'static App = Box::leak(Box::new(app));
     let service = service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) });
     lambda_http::run_concurrent(service).await

@@ -128,6 +128,11 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
     "AWS_LAMBDA_FUNCTION_NAME",
 ];
 
+/// Variables read outside [`Config`], when the process starts: the log filter
+/// ([`crate::telemetry`]) and the metrics' namespace ([`crate::metrics`]). Every function may get
+/// them.
+pub const PROCESS_VARIABLES: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", crate::metrics::NAMESPACE_VARIABLE];
+
 /// A variable that is present but wrong, or missing where it is required.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error in {variable}: {message}")]

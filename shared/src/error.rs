@@ -50,6 +50,30 @@ pub enum AppError {
     Internal(String),
 }
 
+/// A value outside the contract's limits is `400 validation_failed`, naming its field.
+impl From<crate::domain::Invalid> for AppError {
+    fn from(invalid: crate::domain::Invalid) -> Self {
+        AppError::Validation { field: invalid.field, message: invalid.message }
+    }
+}
+
+/// What a store outcome means for the client: the user a token named has changed is `401`,
+/// someone else's item `403`, a stale version `412`.
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Unavailable(detail) => AppError::Unavailable(detail),
+            StoreError::Internal(detail) => AppError::Internal(detail),
+            StoreError::NotFound(what) => AppError::NotFound(what),
+            StoreError::NotAuthor => AppError::Forbidden,
+            StoreError::VersionMismatch => AppError::PreconditionFailed,
+            StoreError::EmailTaken => AppError::EmailTaken,
+            StoreError::UserChanged(why) => AppError::Unauthorized(why),
+        }
+    }
+}
+
 impl AppError {
     /// A `validation_failed` error naming `field`.
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
@@ -143,6 +167,3 @@ impl AppError {
         self.status() >= 500
     }
 }
-
-/// Shorthand for results that end in a contract error.
-pub type AppResult<T> = Result<T, AppError>;

@@ -12,10 +12,11 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod sdk;
 pub mod store;
 pub mod telemetry;
 
 pub use app::App;
-pub use error::{AppError, AppResult};
+pub use error::AppError;

@@ -46,9 +46,30 @@ pub fn level_filter(rust_log: Option<&str>) -> Targets {
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
+/// The filter the environment asks for: `RUST_LOG` when set (levels by target, for local
+/// debugging), else the application log level Lambda passes from the function's logging
+/// configuration (`AWS_LAMBDA_LOG_LEVEL`, which an operator changes without a deploy of code),
+/// else `info`.
+pub fn filter_from_env(lookup: impl Fn(&str) -> Option<String>) -> Targets {
+    let rust_log = lookup("RUST_LOG").filter(|v| !v.trim().is_empty());
+    let lambda_level = || lookup("AWS_LAMBDA_LOG_LEVEL").map(|level| lambda_level(&level).to_owned());
+    level_filter(rust_log.or_else(lambda_level).as_deref())
+}
+
+/// Lambda's level names (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`) as a filter.
+fn lambda_level(level: &str) -> &'static str {
+    match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "WARN" => "warn",
+        "ERROR" | "FATAL" => "error",
+        _ => "info",
+    }
+}
+
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 pub fn init(json: bool) {
-    let filter = level_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = filter_from_env(|name| std::env::var(name).ok());
     let builder = tracing_subscriber::fmt().with_span_events(FmtSpan::NONE);
     let result = if json {
         builder
@@ -87,6 +108,21 @@ mod tests {
         }
         assert!(filter.would_enable("shared::cache", &Level::TRACE));
         assert!(filter.would_enable("users_fn", &Level::TRACE));
+    }
+
+    #[test]
+    fn lambdas_log_level_applies_unless_rust_log_says_otherwise() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        let debug = filter_from_env(env(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")]));
+        assert!(debug.would_enable("shared::cache", &Level::DEBUG) && !debug.would_enable("shared", &Level::TRACE));
+        let error = filter_from_env(env(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")]));
+        assert!(error.would_enable("x", &Level::ERROR) && !error.would_enable("x", &Level::WARN));
+        let both = filter_from_env(env(&[("AWS_LAMBDA_LOG_LEVEL", "ERROR"), ("RUST_LOG", "debug")]));
+        assert!(both.would_enable("x", &Level::DEBUG), "RUST_LOG wins");
+        let neither = filter_from_env(env(&[]));
+        assert!(neither.would_enable("x", &Level::INFO) && !neither.would_enable("x", &Level::DEBUG));
     }
 
     #[test]

@@ -41,6 +41,9 @@ impl ApiRequest {
     pub fn delete(path: &str) -> Self {
         Self::new("DELETE", path)
     }
+    pub fn put(path: &str) -> Self {
+        Self::new("PUT", path)
+    }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.insert(name.to_ascii_lowercase(), value.to_owned());

@@ -31,6 +31,39 @@ pub use redis_proxy::{RedisProxy, WriteFault};
 pub use redis_server::{RedisServer, SilentServer};
 pub use sync::{InProcess, StreamSync};
 
+/// Every EMF line the process's functions flushed so far ([`shared::metrics`]), in order. The
+/// recorder and this buffer are installed by the first test world, before any invocation, so
+/// a test can read what its own requests emitted (among other tests' lines).
+pub fn emitted_metrics() -> String {
+    String::from_utf8_lossy(&metrics_buffer().lock().expect("lock")).into_owned()
+}
+
+fn metrics_buffer() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static BUFFER: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        shared::metrics::redirect(move || Box::new(SharedWriter(sink.clone())));
+        shared::metrics::init();
+        shared::metrics::init_done();
+        buffer
+    })
+}
+
+/// Appends to a shared buffer.
+struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The signing secret of every test app.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -51,6 +84,7 @@ impl TestEnv {
 
     /// A fresh world with the test's own tweaks to the configuration.
     pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
+        metrics_buffer();
         let redis = RedisServer::start().await;
         let dynamo = Dynamo::start().await;
         let mut config = test_config(&redis.url(), &dynamo.endpoint);

@@ -1,13 +1,42 @@
-//! Capturing the log lines a test's code writes, from every thread it runs on.
+//! Every log line of the process, captured while a test runs, as production writes them
+//! (JSON, span fields, the production filter that holds wire logs at DEBUG); and the pieces to
+//! capture them from every thread of a multi-threaded runtime ([`Captured`], [`Anchor`]).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
-/// The lines written so far; clones share them. Each event is formatted whole and then written
-/// in one call, so lines from threads logging at once never mix.
+/// Captures this thread's log lines (the test must run on a current-thread runtime) that
+/// `filter` (`EnvFilter` syntax) lets through, until the returned guard is dropped.
+pub fn capture_logs(filter: &str) -> (Captured, CaptureGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(captured.clone())
+        .finish()
+        .with(shared::telemetry::redact_wire_logs());
+    let anchor = tracing::Dispatch::new(Anchor);
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    (captured, CaptureGuard { _guard: guard, _anchor: anchor })
+}
+
+/// Keeps a capture going until dropped.
+#[must_use]
+pub struct CaptureGuard {
+    _guard: tracing::subscriber::DefaultGuard,
+    _anchor: tracing::Dispatch,
+}
+
+/// Every log line, in memory.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 

@@ -2,9 +2,10 @@
 //! (dynoxide's), read by the local event source mapping ([`stream_poller::Poller`]), feeding
 //! the real `cache-sync` handler with its own Redis connection and DynamoDB client.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use cache_sync_fn::CacheSync;
 use lambda_runtime::{Context, LambdaEvent};
@@ -79,4 +80,35 @@ impl Drop for StreamSync {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A function that records what it is given and answers "all done".
+#[derive(Default)]
+struct Capture {
+    records: Mutex<Vec<EventRecord>>,
+}
+
+impl Invoke for Capture {
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        self.records.lock().expect("lock").extend(event.records);
+        Ok(DynamoDbEventResponse::default())
+    }
+}
+
+/// Every record the table's stream (behind `dynamo_endpoint`) holds so far.
+pub async fn stream_records(dynamo_endpoint: &str) -> Vec<EventRecord> {
+    let capture = Capture::default();
+    let mut poller = poller(dynamo_endpoint).await;
+    poller.drain(&capture, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
+    capture.records.into_inner().expect("lock")
+}
+
+/// The records of `email`'s user item among `records`.
+pub fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
+    let pk = format!("USER#{email}");
+    records
+        .iter()
+        .filter(|r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if *s == pk))
+        .cloned()
+        .collect()
 }

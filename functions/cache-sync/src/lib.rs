@@ -30,8 +30,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use shared::cache::{Entry, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
-use shared::store::{client_from_config, is_user_key, user_from_image, Store};
-use shared::AppError;
+use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
 
 /// Why a batch failed as a whole (so Lambda retries it).
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +38,7 @@ pub enum BatchFailed {
     #[error("redis cannot take writes; the batch will be retried")]
     Cache,
     #[error("the table cannot be read; the batch will be retried: {0}")]
-    Table(AppError),
+    Table(StoreError),
 }
 
 /// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
@@ -127,8 +126,7 @@ fn deleted_since(record: EventRecord) -> Result<(Email, Version), String> {
         other => return Err(format!("unknown event name {other:?}")),
     };
     let user = user_from_image(image).map_err(|e| e.to_string())?;
-    let email = Email::parse(&user.email).map_err(|e| e.to_string())?;
-    Ok((email, user.deleted()))
+    Ok((user.email.clone(), user.deleted()))
 }
 
 fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
@@ -137,15 +135,29 @@ fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
     failure
 }
 
+/// This function's name in logs and metrics.
+pub const FUNCTION: &str = "cache-sync";
+
 /// The Lambda handler: one batch in, the records to retry out.
 pub async fn handle(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
+    let applied = shared::metrics::scope(FUNCTION, apply_batch(sync, event)).await;
+    shared::metrics::invocation_done(FUNCTION);
+    applied
+}
+
+async fn apply_batch(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
     let records = event.payload.records;
     let count = records.len();
     // The stream's clock says when the oldest change was made; its lag is how long the change
     // took to reach the cache (DynamoDB stamps to the second).
     let oldest = records.iter().map(|r| r.change.approximate_creation_date_time.timestamp_millis()).min();
-    let (response, report) = sync.apply(records).await.inspect_err(|e| tracing::warn!(error = %e, "batch failed"))?;
+    let (response, report) = sync.apply(records).await.inspect_err(|e| {
+        tracing::warn!(error = %e, "batch failed");
+        shared::metrics::sync_batch_failed();
+    })?;
     let lag_ms = oldest.map(|t| (unix_millis() - t).max(0));
+    let lag = lag_ms.map(|ms| Duration::from_millis(ms as u64));
+    shared::metrics::sync_batch(report.written, report.stale, report.failed, lag);
     tracing::info!(
         records = count,
         users = report.users,
@@ -171,6 +183,7 @@ const PREWARM_BOUND: Duration = Duration::from_millis(100);
 /// Lambda Managed Instances. Concurrent batches may name the same user: each writes what
 /// DynamoDB holds at its read, through the compare-and-set, so the newest read wins.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
+    shared::metrics::init();
     let lookup = |name: &str| std::env::var(name).ok();
     let log_json = shared::config::log_json(lookup);
     shared::telemetry::init(log_json.as_ref().map_or(true, |json| *json));
@@ -184,6 +197,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     .await
     .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
     tokio::join!(sync.cache.prewarm(PREWARM_BOUND), sync.store.prewarm(PREWARM_BOUND));
+    shared::metrics::init_done();
     let sync: &'static CacheSync = Box::leak(Box::new(sync));
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Event>| handle(sync, event))).await
 }

@@ -88,15 +88,10 @@ pub async fn update(app: &App, req: &Request, post_id: &str, id: &str) -> Result
     Ok(json(200, &comment))
 }
 
-/// The comment's author or the post's author may delete it.
+/// The comment's author or the post's author may delete it (decided in the store's write).
 pub async fn delete(app: &App, req: &Request, post_id: &str, id: &str) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
     let (post_id, id) = (checked(post_id, "comment")?, checked(id, "comment")?);
-    let (comment, post) = tokio::try_join!(app.store.get_comment(post_id, id), app.store.get_post(post_id))?;
-    let (Some(comment), Some(post)) = (comment, post) else { return Err(AppError::NotFound("comment")) };
-    if !comment.may_be_deleted_by(&user.id, &post.author_id) {
-        return Err(AppError::Forbidden);
-    }
-    app.store.remove_comment(post_id, id, &comment.author_id).await?;
+    app.store.remove_comment(post_id, id, &user.id).await?;
     Ok(no_content())
 }

@@ -6,7 +6,8 @@ use shared::cursor::CursorScope;
 use shared::domain::{is_valid_id, new_id, now_rfc3339, Caption, ImageUrl, Post, PostPatch};
 use shared::http::request::cursor_param;
 use shared::http::{
-    created, idempotent, if_match, if_none_match, json, limit_param, no_content, not_modified, with_etag, JsonObject,
+    created, idempotent, if_match, if_none_match, json, limit_param, no_content, not_modified, with_etag, IfMatch,
+    JsonObject,
 };
 use shared::{App, AppError};
 
@@ -70,14 +71,14 @@ pub async fn update(app: &App, req: &Request, id: &str) -> Result<Response<Body>
         Some(Some(raw)) => Some(Some(ImageUrl::parse(raw)?)),
     };
     let patch = PostPatch::new(caption, image_url)?;
-    let expected = if_match(req.headers()).map(|m| m.expected_version());
+    let expected = IfMatch::expected(if_match(req.headers()));
     let post = app.store.update_post(id, &user.id, patch, expected, now_rfc3339()).await?;
     Ok(with_etag(json(200, &post), post.version))
 }
 
 pub async fn delete(app: &App, req: &Request, id: &str) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    let expected = if_match(req.headers()).map(|m| m.expected_version());
+    let expected = IfMatch::expected(if_match(req.headers()));
     app.store.delete_post(post_id(id)?, &user.id, expected).await?;
     Ok(no_content())
 }

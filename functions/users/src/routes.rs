@@ -14,14 +14,8 @@ pub async fn register(app: &App, req: &Request) -> Result<Response<Body>, AppErr
     let name = Name::parse(body.required_str("name")?)?;
     let password = Password::parse(body.required_str("password")?)?;
     let password_hash = password::hash(password).await?;
-    let user = User {
-        id: new_id(),
-        email: email.as_str().to_owned(),
-        name: name.into_inner(),
-        jwt_version: 1,
-        revision: 1,
-        created_at: now_rfc3339(),
-    };
+    let user =
+        User { id: new_id(), email, name: name.into_inner(), jwt_version: 1, revision: 1, created_at: now_rfc3339() };
     let user = app.users.register(NewUser { user, password_hash }).await?;
     Ok(json(201, &user.view()))
 }

@@ -28,6 +28,13 @@ impl Authenticator {
     /// token's `jwtVersion` is the user's current one. Every failure is `401 unauthorized`;
     /// only a database that cannot be reached is something else (`503`).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, AppError> {
+        let started = std::time::Instant::now();
+        let authenticated = self.check(headers).await;
+        crate::metrics::authenticated(started.elapsed());
+        authenticated
+    }
+
+    async fn check(&self, headers: &HeaderMap) -> Result<User, AppError> {
         let span = tracing::Span::current();
         let token = token_from_headers(headers)?;
         let verified = self.keys.verify(token)?;
@@ -35,6 +42,7 @@ impl Authenticator {
         let at_least = AtLeast { id: &claims.sub, jwt_version: claims.jwt_version };
         let (user, outcome) = self.users.find(email, Some(at_least)).await?;
         span.record("cache", outcome.as_str());
+        crate::metrics::cache_lookup(outcome);
         let user = user.ok_or(AppError::Unauthorized("user is gone"))?;
         if user.id != claims.sub {
             return Err(AppError::Unauthorized("token is for an earlier user with this email"));

@@ -119,7 +119,7 @@ impl TokenKeys {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: user.id.clone(),
-            email: user.email.clone(),
+            email: user.email.as_str().to_owned(),
             name: user.name.clone(),
             jwt_version: user.jwt_version,
             iss: ISSUER.to_owned(),
@@ -242,7 +242,7 @@ mod tests {
     fn user() -> User {
         User {
             id: "01J0000000000000000000000A".into(),
-            email: "a@x.io".into(),
+            email: Email::parse("a@x.io").expect("email"),
             name: "Ada".into(),
             jwt_version: 3,
             revision: 4,
@@ -256,7 +256,7 @@ mod tests {
         let issued = keys.issue(&user()).expect("sign");
         let verified = keys.verify(&issued.token).expect("verify");
         let claims = &verified.claims;
-        assert_eq!(verified.email.as_str(), user().email);
+        assert_eq!(verified.email, user().email);
         assert_eq!(claims.sub, user().id);
         assert_eq!(claims.jwt_version, 3);
         assert_eq!(claims.iss, ISSUER);

@@ -94,10 +94,13 @@ impl RedisConnection {
                 result => result,
             }
         };
-        match tokio::time::timeout(self.inner.timeout, attempts).await {
+        let started = std::time::Instant::now();
+        let answer = match tokio::time::timeout(self.inner.timeout, attempts).await {
             Ok(result) => result.map_err(CallError::from),
             Err(_) => Err(CallError::Timeout(self.inner.timeout)),
-        }
+        };
+        crate::metrics::redis_call(started.elapsed());
+        answer
     }
 
     /// Swaps in a fresh (lazy) connection, unless another call already replaced `used`.

@@ -99,7 +99,7 @@ enum EntryKind {
 /// bytes.
 pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
     match serde_json::from_slice::<StoredEntry>(raw) {
-        Ok(StoredEntry { kind: EntryKind::User, user: Some(user), .. }) if user.email == email.as_str() => {
+        Ok(StoredEntry { kind: EntryKind::User, user: Some(user), .. }) if user.email == *email => {
             Some(Cached::User(user))
         }
         Ok(StoredEntry { kind: EntryKind::Absent, id, .. }) => Some(Cached::Absent { id }),
@@ -128,7 +128,7 @@ mod tests {
     fn user(jwt_version: u64, revision: u64) -> User {
         User {
             id: "01J00000000000000000000000".into(),
-            email: "a@x.io".into(),
+            email: Email::parse("a@x.io").expect("email"),
             name: "A".into(),
             jwt_version,
             revision,

@@ -127,7 +127,7 @@ impl Users {
 
     /// The user and its password hash, straight from DynamoDB: the hash is never cached.
     pub async fn credentials(&self, email: &Email) -> Result<Option<(User, String)>, AppError> {
-        self.store.get_user_with_hash(email).await
+        Ok(self.store.get_user_with_hash(email).await?)
     }
 
     /// Creates the user and caches it over any "no such user" entry, so it can log in at once.
@@ -159,9 +159,8 @@ impl Users {
     /// Writes a change through to the cache after DynamoDB took it. If Redis cannot take it
     /// now, the change is not lost: the table's stream brings it to `cache-sync`, which
     /// writes it as soon as Redis takes writes again.
-    async fn publish(&self, email: &str, entry: Entry) {
-        let Ok(email) = Email::parse(email) else { return };
-        if self.cache.put(&email, &entry).await == WriteOutcome::Failed {
+    async fn publish(&self, email: &Email, entry: Entry) {
+        if self.cache.put(email, &entry).await == WriteOutcome::Failed {
             tracing::warn!(
                 revision = entry.version().revision,
                 "cache not updated after a user change; the stream sync will apply it"

@@ -14,10 +14,3 @@ pub struct Comment {
     pub created_at: String,
     pub updated_at: String,
 }
-
-impl Comment {
-    /// Comment author or post author: the two people who may delete a comment.
-    pub fn may_be_deleted_by(&self, user_id: &str, post_author_id: &str) -> bool {
-        self.author_id == user_id || post_author_id == user_id
-    }
-}

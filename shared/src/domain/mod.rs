@@ -10,9 +10,9 @@ pub mod user;
 pub mod values;
 
 pub use comment::Comment;
-pub use post::{Post, PostPatch};
+pub use post::{ExpectedVersion, Post, PostPatch};
 pub use user::{User, UserView, Version};
-pub use values::{Caption, CommentText, Email, ImageUrl, Name, Password};
+pub use values::{Caption, CommentText, Email, ImageUrl, Invalid, Name, Password};
 
 /// The current instant as an RFC 3339 UTC string with millisecond precision
 /// (`2026-11-26T20:08:42.123Z`), the contract's timestamp format.

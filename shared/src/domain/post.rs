@@ -53,10 +53,22 @@ pub struct PostPatch {
 }
 
 impl PostPatch {
-    pub fn new(caption: Option<Caption>, image_url: Option<Option<ImageUrl>>) -> Result<Self, crate::error::AppError> {
+    pub fn new(caption: Option<Caption>, image_url: Option<Option<ImageUrl>>) -> Result<Self, super::Invalid> {
         if caption.is_none() && image_url.is_none() {
-            return Err(crate::error::AppError::validation("caption", "or `imageUrl` must be given"));
+            return Err(super::Invalid::new("caption", "or `imageUrl` must be given"));
         }
         Ok(PostPatch { caption, image_url })
     }
+}
+
+/// What a change of a post requires of the version it finds (`If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Any version (no `If-Match`, or `*`).
+    Any,
+    /// Exactly this one.
+    Exactly(u64),
+    /// One no post can be at (a malformed or weak tag, or several): the change is refused as a
+    /// version mismatch, once the post's existence and author have been checked.
+    Unmatchable,
 }

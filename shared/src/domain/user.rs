@@ -2,13 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Email;
+
 /// The user that authentication yields and the cache holds. The password hash lives only in
 /// the store's item, so it can never leak through the cache or a response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: String,
-    pub email: String,
+    pub email: Email,
     pub name: String,
     /// Bumped by logout; a token is valid only while its `jwtVersion` equals this.
     pub jwt_version: u64,
@@ -23,7 +25,7 @@ pub struct User {
 impl User {
     /// The public representation of the contract.
     pub fn view(&self) -> UserView<'_> {
-        UserView { id: &self.id, email: &self.email, name: &self.name, created_at: &self.created_at }
+        UserView { id: &self.id, email: self.email.as_str(), name: &self.name, created_at: &self.created_at }
     }
 
     /// Where this state of the user stands among all states of its email.
@@ -82,7 +84,7 @@ mod tests {
         assert!(v(old, 0) > Version::NONE, "any id beats no id");
         let user = User {
             id: old.into(),
-            email: "a@x.io".into(),
+            email: Email::parse("a@x.io").expect("email"),
             name: "A".into(),
             jwt_version: 1,
             revision: 3,

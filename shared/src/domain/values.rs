@@ -1,6 +1,21 @@
 //! Validated field values: each `parse` enforces one limit of `API.md` and names the field.
 
-use crate::error::AppError;
+use std::borrow::Cow;
+
+/// A value outside its limits: which field, and what is wrong with it (for people). The HTTP
+/// layer answers it as `400 validation_failed` (`crate::error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: Cow<'static, str>,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Invalid { field, message: message.into() }
+    }
+}
 
 fn char_len(s: &str) -> usize {
     s.chars().count()
@@ -13,26 +28,55 @@ fn char_len(s: &str) -> usize {
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         use unicode_normalization::UnicodeNormalization;
-        // NFC, then lower case; NFC once more, since lower-casing can leave a sequence that
-        // composes (so parsing a parsed email changes nothing).
-        let lower = raw.trim().nfc().collect::<String>().to_lowercase();
-        let email: String = lower.nfc().collect();
+        let trimmed = raw.trim();
+        let email = if trimmed.is_ascii() {
+            // ASCII is already NFC, and lower-cases to ASCII: the common case, at the cost of
+            // one copy (every user read from the cache or the table parses its email).
+            trimmed.to_ascii_lowercase()
+        } else {
+            // NFC, then lower case; NFC once more, since lower-casing can leave a sequence
+            // that composes (so parsing a parsed email changes nothing).
+            let lower = trimmed.nfc().collect::<String>().to_lowercase();
+            lower.nfc().collect()
+        };
         if email.is_empty() {
-            return Err(AppError::validation("email", "must not be empty"));
+            return Err(Invalid::new("email", "must not be empty"));
         }
         if char_len(&email) > 254 {
-            return Err(AppError::validation("email", "must be at most 254 characters"));
+            return Err(Invalid::new("email", "must be at most 254 characters"));
         }
         if !looks_like_email(&email) {
-            return Err(AppError::validation("email", "must look like an email address"));
+            return Err(Invalid::new("email", "must look like an email address"));
         }
         Ok(Email(email))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Written as the string it is.
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read through [`Email::parse`]: an email read back (from the table, the cache, a token) is
+/// one only if it still is one, normalized.
+impl<'de> serde::Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Email::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -55,12 +99,12 @@ fn looks_like_email(email: &str) -> bool {
 pub struct Name(String);
 
 impl Name {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let name = raw.trim();
         match char_len(name) {
-            0 => Err(AppError::validation("name", "must not be empty")),
+            0 => Err(Invalid::new("name", "must not be empty")),
             1..=100 => Ok(Name(name.to_owned())),
-            _ => Err(AppError::validation("name", "must be at most 100 characters")),
+            _ => Err(Invalid::new("name", "must be at most 100 characters")),
         }
     }
     pub fn into_inner(self) -> String {
@@ -72,11 +116,11 @@ impl Name {
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match char_len(raw) {
-            0..=7 => Err(AppError::validation("password", "must be at least 8 characters")),
+            0..=7 => Err(Invalid::new("password", "must be at least 8 characters")),
             8..=128 => Ok(Password(raw.to_owned())),
-            _ => Err(AppError::validation("password", "must be at most 128 characters")),
+            _ => Err(Invalid::new("password", "must be at most 128 characters")),
         }
     }
     pub fn expose(&self) -> &str {
@@ -95,7 +139,7 @@ impl std::fmt::Debug for Password {
 pub struct Caption(String);
 
 impl Caption {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         bounded_text("caption", raw, 2200).map(Caption)
     }
     pub fn into_inner(self) -> String {
@@ -108,7 +152,7 @@ impl Caption {
 pub struct CommentText(String);
 
 impl CommentText {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         bounded_text("text", raw, 1000).map(CommentText)
     }
     pub fn into_inner(self) -> String {
@@ -116,10 +160,10 @@ impl CommentText {
     }
 }
 
-fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, AppError> {
+fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, Invalid> {
     match char_len(raw) {
-        0 => Err(AppError::validation(field, "must not be empty")),
-        n if n > max => Err(AppError::validation(field, format!("must be at most {max} characters"))),
+        0 => Err(Invalid::new(field, "must not be empty")),
+        n if n > max => Err(Invalid::new(field, format!("must be at most {max} characters"))),
         _ => Ok(raw.to_owned()),
     }
 }
@@ -129,9 +173,9 @@ fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, Ap
 pub struct ImageUrl(String);
 
 impl ImageUrl {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if char_len(raw) > 2048 {
-            return Err(AppError::validation("imageUrl", "must be at most 2048 characters"));
+            return Err(Invalid::new("imageUrl", "must be at most 2048 characters"));
         }
         let ok = url::Url::parse(raw)
             .map(|u| u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()))
@@ -140,7 +184,7 @@ impl ImageUrl {
         // them), but the string is stored as sent: refuse them rather than keep them.
         let clean = !raw.chars().any(|c| c.is_whitespace() || c.is_control());
         if !ok || !clean || !raw.starts_with("https://") {
-            return Err(AppError::validation("imageUrl", "must be null or an https:// URL"));
+            return Err(Invalid::new("imageUrl", "must be null or an https:// URL"));
         }
         Ok(ImageUrl(raw.to_owned()))
     }
@@ -153,11 +197,8 @@ impl ImageUrl {
 mod tests {
     use super::*;
 
-    fn field_of(e: AppError) -> &'static str {
-        match e {
-            AppError::Validation { field, .. } => field,
-            other => panic!("not a validation error: {other:?}"),
-        }
+    fn field_of(e: Invalid) -> &'static str {
+        e.field
     }
 
     #[test]

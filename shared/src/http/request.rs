@@ -7,6 +7,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::{Map, Value};
 
+use crate::domain::ExpectedVersion;
 use crate::error::AppError;
 
 /// The contract's body limit: 64 KiB.
@@ -150,12 +151,12 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
-    /// The version a conditional write must find, if any.
-    pub fn expected_version(self) -> u64 {
-        match self {
-            IfMatch::Version(v) => v,
-            // Versions count up from 1 and never reach this.
-            IfMatch::Never => u64::MAX,
+    /// What a change must find, when `header` is the request's `If-Match` (`None`: absent).
+    pub fn expected(header: Option<IfMatch>) -> ExpectedVersion {
+        match header {
+            None => ExpectedVersion::Any,
+            Some(IfMatch::Version(version)) => ExpectedVersion::Exactly(version),
+            Some(IfMatch::Never) => ExpectedVersion::Unmatchable,
         }
     }
 }

@@ -8,44 +8,53 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
 use super::response;
+use super::routing::{template, Router};
 use crate::error::AppError;
 
-/// Runs `handler` for `req` inside a request span and never fails: an error becomes its
-/// contract response, and a server-side one is logged with its details.
-pub async fn serve<F, Fut>(function: &'static str, req: Request, handler: F) -> Response<Body>
+/// Serves one request of `function`: `router` names its route (the one place that knows
+/// routes; the path is parsed here, once), then `handler` runs it inside a request span. It
+/// never fails: an error becomes its contract response, and a server-side one is logged with
+/// its details. One log line per request says its status, latency and cache outcome.
+pub async fn serve<R, H, Fut>(function: &'static str, req: Request, router: Router<R>, handler: H) -> Response<Body>
 where
-    F: FnOnce(Request) -> Fut,
+    H: FnOnce(R, Request) -> Fut,
     Fut: Future<Output = Result<Response<Body>, AppError>>,
 {
-    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
-    let method = req.method().to_string();
-    let route = super::path_segments(&req)
-        .iter()
-        .enumerate()
-        .map(|(i, s)| if i % 2 == 1 { "{id}" } else { s.as_str() })
-        .collect::<Vec<_>>()
-        .join("/");
+    let matched = {
+        let segments = super::path_segments(&req);
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        router(req.method(), &segments)
+    };
+    let context = req.lambda_context_ref();
+    let request_id = context.map(|c| c.request_id.as_str()).unwrap_or_default();
+    let trace_id = context.and_then(|c| c.xray_trace_id.as_deref());
     let span = tracing::info_span!(
         "request",
         function,
         request_id = %request_id,
-        method = %method,
-        route = %format!("/{route}"),
+        trace_id,
+        method = %req.method(),
+        route = template(matched.route_key),
         user_id = tracing::field::Empty,
         cache = tracing::field::Empty,
     );
     let started = Instant::now();
-    async move {
-        let response = respond(handler(req).await);
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            "request done"
-        );
+    let route_key = matched.route_key;
+    let invocation = async move {
+        // On the heap: a route's future holds every call it may make (the SDK's are several
+        // KB each), and the wrapper's own state need not sit on top of it on the stack of
+        // whatever thread polls it (a debug build's 2 MiB test threads overflowed).
+        let result = match matched.route {
+            Ok(route) => Box::pin(handler(route, req)).await,
+            Err(refused) => Err(refused),
+        };
+        let response = respond(result);
+        let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+        tracing::info!(status, latency_us = elapsed.as_micros() as u64, "request done");
+        crate::metrics::request_done(function, route_key, status, elapsed);
         response
-    }
-    .instrument(span)
-    .await
+    };
+    crate::metrics::scope(function, invocation.instrument(span)).await
 }
 
 /// A handler's result as the client gets it: an error becomes its contract response, logged

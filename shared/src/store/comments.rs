@@ -1,7 +1,6 @@
 //! Comments live in their post's partition; adding or removing one and moving the post's
 //! `commentCount` is one transaction, so the count is never wrong.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -13,16 +12,11 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, s, to_item, Item};
-use super::posts::{post_pk, query_page};
+use super::keys::{comment_key, comment_sk, post_pk, COMMENT_PREFIX, POST_SK};
+use super::paging::query_page;
+use super::StoreError;
 use super::{Page, Store};
 use crate::domain::Comment;
-use crate::error::AppError;
-
-const COMMENT_PREFIX: &str = "COMMENT#";
-
-fn comment_sk(comment_id: &str) -> String {
-    format!("{COMMENT_PREFIX}{comment_id}")
-}
 
 #[derive(Serialize, Deserialize)]
 struct CommentItem {
@@ -32,21 +26,34 @@ struct CommentItem {
     comment: Comment,
 }
 
-fn comment_key(post_id: &str, comment_id: &str) -> Item {
-    HashMap::from([("pk".to_owned(), s(post_pk(post_id))), ("sk".to_owned(), s(comment_sk(comment_id)))])
+/// Why DynamoDB cancelled one item of a transaction, and the item as it found it (for the
+/// items asked to return it on a failed condition).
+#[derive(Debug)]
+struct Reason {
+    code: Option<String>,
+    item: Option<Item>,
 }
 
 /// The reasons DynamoDB gives for a cancelled transaction, one per item, in order.
-fn cancellation_codes(err: &TransactWriteItemsError) -> Option<Vec<Option<String>>> {
+fn cancellation_reasons(err: &TransactWriteItemsError) -> Option<Vec<Reason>> {
     match err {
         TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
             cancelled
                 .cancellation_reasons()
                 .iter()
-                .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+                .map(|r| Reason {
+                    code: r.code().filter(|c| *c != "None").map(str::to_owned),
+                    item: r.item().cloned().filter(|item| !item.is_empty()),
+                })
                 .collect(),
         ),
         _ => None,
+    }
+}
+
+impl Reason {
+    fn is_condition(&self) -> bool {
+        is_condition(&self.code)
     }
 }
 
@@ -72,35 +79,37 @@ const TRANSACTION_ATTEMPTS: u32 = 8;
 enum Transaction {
     Done,
     /// Cancelled by a condition; the reasons, one per item, in order.
-    Refused(Vec<Option<String>>),
+    Refused(Vec<Reason>),
 }
 
 impl Store {
     /// Adds `comment` and grows the post's `commentCount` by one, or neither: a missing post
     /// cancels the transaction (`404`).
-    pub async fn add_comment(&self, comment: &Comment) -> Result<(), AppError> {
+    pub async fn add_comment(&self, comment: &Comment) -> Result<(), StoreError> {
         let item = CommentItem { pk: post_pk(&comment.post_id), sk: comment_sk(&comment.id), comment: comment.clone() };
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item("comment", &item)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| AppError::Internal(format!("building Put: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("building Put: {e}")))?;
         let count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(post_pk(&comment.post_id)))
-            .key("sk", s("POST"))
+            .key("sk", s(POST_SK))
             .update_expression("ADD commentCount :one")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":one", n(1))
             .build()
-            .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
         let items = [TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
         match self.transact(&items, "TransactWriteItems add comment").await? {
             Transaction::Done => Ok(()),
-            Transaction::Refused(codes) if codes.get(1).is_some_and(is_condition) => Err(AppError::NotFound("post")),
-            Transaction::Refused(codes) => {
-                Err(AppError::Internal(format!("TransactWriteItems add comment: refused {codes:?}")))
+            Transaction::Refused(reasons) if reasons.get(1).is_some_and(Reason::is_condition) => {
+                Err(StoreError::NotFound("post"))
+            }
+            Transaction::Refused(reasons) => {
+                Err(StoreError::Internal(format!("TransactWriteItems add comment: refused {reasons:?}")))
             }
         }
     }
@@ -113,7 +122,7 @@ impl Store {
     /// idempotency token) and keeps it for its retries, and DynamoDB answers a repeated token
     /// (for ten minutes) as it answered the first. Each try here after a cancellation is a new
     /// `send`, so a new token (a cancelled transaction changed nothing).
-    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, AppError> {
+    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, StoreError> {
         use rand::Rng;
         let mut backoff_ms = 10u64;
         for attempt in 1..=TRANSACTION_ATTEMPTS {
@@ -122,10 +131,13 @@ impl Store {
                 Ok(_) => return Ok(Transaction::Done),
                 Err(err) => err,
             };
-            match err.as_service_error().and_then(cancellation_codes) {
-                Some(codes) if is_retryable(&codes) => {
+            let reasons = err.as_service_error().and_then(cancellation_reasons);
+            let codes: Option<Vec<Option<String>>> =
+                reasons.as_ref().map(|reasons| reasons.iter().map(|r| r.code.clone()).collect());
+            match (reasons, codes) {
+                (Some(_), Some(codes)) if is_retryable(&codes) => {
                     if attempt == TRANSACTION_ATTEMPTS {
-                        return Err(AppError::Unavailable(format!(
+                        return Err(StoreError::Unavailable(format!(
                             "{operation}: still cancelled after {attempt} attempts: {codes:?}"
                         )));
                     }
@@ -134,14 +146,16 @@ impl Store {
                     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(200);
                 }
-                Some(codes) if codes.iter().any(is_condition) => return Ok(Transaction::Refused(codes)),
+                (Some(reasons), _) if reasons.iter().any(Reason::is_condition) => {
+                    return Ok(Transaction::Refused(reasons))
+                }
                 _ => return Err(classify(operation, err)),
             }
         }
-        Err(AppError::Unavailable(format!("{operation}: no attempt made")))
+        Err(StoreError::Unavailable(format!("{operation}: no attempt made")))
     }
 
-    pub async fn get_comment(&self, post_id: &str, comment_id: &str) -> Result<Option<Comment>, AppError> {
+    pub async fn get_comment(&self, post_id: &str, comment_id: &str) -> Result<Option<Comment>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -160,7 +174,7 @@ impl Store {
         post_id: &str,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Page<Comment>, AppError> {
+    ) -> Result<Page<Comment>, StoreError> {
         let query = self
             .client
             .query()
@@ -182,7 +196,7 @@ impl Store {
         user_id: &str,
         text: String,
         now: String,
-    ) -> Result<Comment, AppError> {
+    ) -> Result<Comment, StoreError> {
         let result = self
             .client
             .update_item()
@@ -201,49 +215,84 @@ impl Store {
         match result {
             Ok(out) => {
                 let item =
-                    out.attributes.ok_or_else(|| AppError::Internal("UpdateItem comment: no attributes".into()))?;
+                    out.attributes.ok_or_else(|| StoreError::Internal("UpdateItem comment: no attributes".into()))?;
                 Ok(from_item::<CommentItem>("comment", item)?.comment)
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(if refused.item.is_some() { AppError::Forbidden } else { AppError::NotFound("comment") })
+                    Err(if refused.item.is_some() { StoreError::NotAuthor } else { StoreError::NotFound("comment") })
                 }
                 _ => Err(classify("UpdateItem comment", e)),
             },
         }
     }
 
-    /// Removes a comment (still written by `author_id`, as checked by the caller) and shrinks
-    /// the post's `commentCount`, in one transaction. A comment or post that vanished
-    /// meanwhile is `404`, and nothing is counted twice.
-    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, author_id: &str) -> Result<(), AppError> {
+    /// Removes a comment that `user_id` may remove (its author, or its post's author, who
+    /// moderates it) and shrinks the post's `commentCount`, in one transaction, with the
+    /// permission decided by the transaction's own conditions and explained from the items they
+    /// found, as a post's delete does: nothing is read first that could change before the
+    /// write. The comment's author's delete is one transaction. When the comment is someone
+    /// else's, a second one deletes it on the condition that it still is that author's and
+    /// that `user_id` wrote the post. A comment or post that is gone is `404`; anyone else is
+    /// `403`; nothing is counted twice.
+    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, user_id: &str) -> Result<(), StoreError> {
+        let as_comment_author = self.comment_removal(post_id, comment_id, user_id, None)?;
+        let author = match self.transact(&as_comment_author, "TransactWriteItems remove comment").await? {
+            Transaction::Done => return Ok(()),
+            Transaction::Refused(reasons) => match removal_refusal(&reasons) {
+                Removal::OthersComment(author) => author,
+                Removal::Refused(refusal) => return Err(refusal),
+            },
+        };
+        let as_post_author = self.comment_removal(post_id, comment_id, &author, Some(user_id))?;
+        match self.transact(&as_post_author, "TransactWriteItems moderate comment").await? {
+            Transaction::Done => Ok(()),
+            Transaction::Refused(reasons) => match removal_refusal(&reasons) {
+                // Still another author's (or the post's condition failed with the post there):
+                // `user_id` is neither.
+                Removal::OthersComment(_) => Err(StoreError::NotAuthor),
+                Removal::Refused(refusal) => Err(refusal),
+            },
+        }
+    }
+
+    /// The transaction deleting a comment written by `author`, and moving its post's count;
+    /// with `post_author`, only if that user wrote the post.
+    fn comment_removal(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        author: &str,
+        post_author: Option<&str>,
+    ) -> Result<[TransactWriteItem; 2], StoreError> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(comment_key(post_id, comment_id)))
             .condition_expression("attribute_exists(pk) AND authorId = :author")
-            .expression_attribute_values(":author", s(author_id))
+            .expression_attribute_values(":author", s(author))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| AppError::Internal(format!("building Delete: {e}")))?;
-        let count = Update::builder()
+            .map_err(|e| StoreError::Internal(format!("building Delete: {e}")))?;
+        let mut count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(post_pk(post_id)))
-            .key("sk", s("POST"))
+            .key("sk", s(POST_SK))
             .update_expression("ADD commentCount :minus")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":minus", n(-1))
-            .build()
-            .map_err(|e| AppError::Internal(format!("building Update: {e}")))?;
-        let items =
-            [TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()];
-        match self.transact(&items, "TransactWriteItems remove comment").await? {
-            Transaction::Done => Ok(()),
-            Transaction::Refused(_) => Err(AppError::NotFound("comment")),
-        }
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        count = match post_author {
+            None => count.condition_expression("attribute_exists(pk)"),
+            Some(user) => count
+                .condition_expression("attribute_exists(pk) AND authorId = :postAuthor")
+                .expression_attribute_values(":postAuthor", s(user)),
+        };
+        let count = count.build().map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
+        Ok([TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()])
     }
 
     /// Deletes every comment of a (deleted) post, a page of keys at a time, in batches of 25,
     /// retrying what DynamoDB leaves unprocessed.
-    pub(super) async fn delete_comments_of(&self, post_id: &str) -> Result<(), AppError> {
+    pub(super) async fn delete_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -268,7 +317,7 @@ impl Store {
                             .set_key(Some(key.clone()))
                             .build()
                             .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(|e| AppError::Internal(format!("building DeleteRequest: {e}")))
+                            .map_err(|e| StoreError::Internal(format!("building DeleteRequest: {e}")))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 self.batch_write_all(requests).await?;
@@ -280,7 +329,7 @@ impl Store {
         }
     }
 
-    async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), AppError> {
+    async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         let mut backoff = Duration::from_millis(20);
         for _ in 0..8 {
             let out = self
@@ -297,7 +346,36 @@ impl Store {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
-        Err(AppError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
+        Err(StoreError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
+    }
+}
+
+/// What a refused removal's reasons (the comment's delete, then the post's count) say.
+enum Removal {
+    /// The comment is there, written by this author (not the remover).
+    OthersComment(String),
+    Refused(StoreError),
+}
+
+fn removal_refusal(reasons: &[Reason]) -> Removal {
+    let (Some(comment), Some(post)) = (reasons.first(), reasons.get(1)) else {
+        return Removal::Refused(StoreError::Internal(format!("remove comment: reasons {reasons:?}")));
+    };
+    let author = |item: &Item| match item.get("authorId") {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(author)) => Some(author.clone()),
+        _ => None,
+    };
+    match (comment.is_condition(), &comment.item, post.is_condition(), &post.item) {
+        // The post is gone: so is the comment, for its reader.
+        (_, _, true, None) => Removal::Refused(StoreError::NotFound("comment")),
+        (true, None, _, _) => Removal::Refused(StoreError::NotFound("comment")),
+        (true, Some(item), _, _) => match author(item) {
+            Some(author) => Removal::OthersComment(author),
+            None => Removal::Refused(StoreError::Internal("comment without an author".into())),
+        },
+        // The comment is as expected and the post is there, but not the remover's.
+        (false, _, true, Some(_)) => Removal::OthersComment(String::new()),
+        _ => Removal::Refused(StoreError::Internal(format!("remove comment: reasons {reasons:?}"))),
     }
 }
 

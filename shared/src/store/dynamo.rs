@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
+use super::StoreError;
 use crate::config::TableConfig;
-use crate::error::AppError;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -66,6 +66,47 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Attempts {
         _: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Times every attempt of every DynamoDB call for the metrics ([`crate::metrics::dynamodb_call`]):
+/// the clock starts before the request is signed and sent and stops when the attempt ends,
+/// answered or not.
+#[derive(Debug)]
+pub(super) struct CallTimer;
+
+#[derive(Debug, Clone)]
+struct AttemptStarted(std::time::Instant);
+
+impl aws_smithy_types::config_bag::Storable for AttemptStarted {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallTimer {
+    fn name(&self) -> &'static str {
+        "CallTimer"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        cfg.interceptor_state().store_put(AttemptStarted(std::time::Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(AttemptStarted(started)) = cfg.load::<AttemptStarted>() {
+            crate::metrics::dynamodb_call(started.elapsed());
+        }
         Ok(())
     }
 }
@@ -128,7 +169,7 @@ pub(super) fn refused<E: ConditionalError, R>(err: &SdkError<E, R>) -> Option<Op
 
 /// Maps an SDK failure to the contract: unreachable, slow or throttled is `503`, the rest
 /// is `500`. The SDK's message goes to the log through the error's text, not to the client.
-pub(super) fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> AppError
+pub(super) fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -144,20 +185,20 @@ where
     let detail = format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err));
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            AppError::Unavailable(detail)
+            StoreError::Unavailable(detail)
         }
         SdkError::ServiceError(service) if service.err().code().is_some_and(|c| TRANSIENT.contains(&c)) => {
-            AppError::Unavailable(detail)
+            StoreError::Unavailable(detail)
         }
-        _ => AppError::Internal(detail),
+        _ => StoreError::Internal(detail),
     }
 }
 
 /// Decodes an item, treating a malformed one as a server fault (it is our data).
-pub(super) fn from_item<T: serde::de::DeserializeOwned>(what: &'static str, item: Item) -> Result<T, AppError> {
-    serde_dynamo::from_item(item).map_err(|e| AppError::Internal(format!("unreadable {what} item: {e}")))
+pub(super) fn from_item<T: serde::de::DeserializeOwned>(what: &'static str, item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Internal(format!("unreadable {what} item: {e}")))
 }
 
-pub(super) fn to_item<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Item, AppError> {
-    serde_dynamo::to_item(value).map_err(|e| AppError::Internal(format!("encoding {what} item: {e}")))
+pub(super) fn to_item<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Internal(format!("encoding {what} item: {e}")))
 }

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 
 use super::dynamo::{classify, n, refused, s, Item};
 use super::Store;
-use crate::error::AppError;
+use super::StoreError;
 
 const SK: &str = "IDEMPOTENCY";
 
@@ -103,7 +103,7 @@ impl Store {
         user_id: &str,
         idempotency_key: &str,
         fingerprint: &str,
-    ) -> Result<Claim, AppError> {
+    ) -> Result<Claim, StoreError> {
         let now = since_epoch();
         let claim = crate::domain::new_id();
         let (pk, sk) = key(user_id, idempotency_key);
@@ -158,7 +158,7 @@ impl Store {
         idempotency_key: &str,
         claim: &ClaimToken,
         answer: &StoredAnswer,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), StoreError> {
         let (pk, sk) = key(user_id, idempotency_key);
         let mut sets = vec!["#state = :done", "#status = :status", "body = :body"];
         let mut request = self
@@ -187,7 +187,7 @@ impl Store {
         match request.update_expression(format!("SET {}", sets.join(", "))).send().await {
             Ok(_) => Ok(()),
             Err(e) => match refused(&e) {
-                Some(_) => Err(AppError::Internal("idempotency claim lost before its answer was kept".into())),
+                Some(_) => Err(StoreError::Internal("idempotency claim lost before its answer was kept".into())),
                 None => Err(classify("UpdateItem idempotency answer", e)),
             },
         }
@@ -199,7 +199,7 @@ impl Store {
         user_id: &str,
         idempotency_key: &str,
         claim: &ClaimToken,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), StoreError> {
         let (pk, sk) = key(user_id, idempotency_key);
         let result = self
             .client

@@ -14,6 +14,8 @@
 mod comments;
 mod dynamo;
 mod idempotency;
+mod keys;
+mod paging;
 mod posts;
 pub mod schema;
 mod users;
@@ -23,6 +25,34 @@ use aws_sdk_dynamodb::Client;
 pub use dynamo::client_from_config;
 pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, IDEMPOTENCY_PREFIX, RECORD_LIFETIME};
 pub use users::{is_user_key, user_from_image, NewUser};
+
+/// How a call to the table failed, in the store's own terms; `crate::error` says what each
+/// means for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The table could not be reached in time, throttled, or failed on its side: try again.
+    #[error("table unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: an item that does not decode, a request that cannot be built.
+    #[error("table: {0}")]
+    Internal(String),
+    /// The item is not there.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The item was written by someone else.
+    #[error("not the author")]
+    NotAuthor,
+    /// The item is at another version than the change expected.
+    #[error("version mismatch")]
+    VersionMismatch,
+    /// The email is already registered.
+    #[error("email taken")]
+    EmailTaken,
+    /// The user changed (another user of the email, or another `jwtVersion`) or went since the
+    /// caller read it.
+    #[error("user changed: {0}")]
+    UserChanged(&'static str),
+}
 
 /// A page of a list: the items, and the id of the last one when more follow.
 #[derive(Debug)]
@@ -43,16 +73,11 @@ pub struct Store {
 pub const FEED_INDEX: &str = "gsi1";
 
 impl Store {
+    /// The store over `client`, every attempt of every call timed for the metrics
+    /// ([`dynamo::CallTimer`]).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let client = Client::from_conf(client.config().to_builder().interceptor(dynamo::CallTimer).build());
         Store { client, table: table.into() }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// Reads a key that never exists, waiting at most `bound`, so the first request finds the

@@ -1,23 +1,16 @@
 //! Posts: conditional writes for `version`/`If-Match`, a newest-first feed on `gsi1`.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
     classify, from_item, n, refused, s, to_item, written_by, Attempts, Item, NOT_YET_WRITTEN, WRITE_TOKEN,
 };
+use super::keys::{feed_key, post_pk, FEED_PK, POST_SK};
+use super::paging::query_page;
+use super::StoreError;
 use super::{Page, Store, FEED_INDEX};
-use crate::domain::{Post, PostPatch};
-use crate::error::AppError;
-
-const POST_SK: &str = "POST";
-const FEED_PK: &str = "FEED";
-
-pub(super) fn post_pk(post_id: &str) -> String {
-    format!("POST#{post_id}")
-}
+use crate::domain::{ExpectedVersion, Post, PostPatch};
 
 #[derive(Serialize, Deserialize)]
 struct PostItem {
@@ -29,32 +22,25 @@ struct PostItem {
     post: Post,
 }
 
-/// The full primary and index key of a post, which is what a feed page starts after.
-fn feed_key(post_id: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(post_pk(post_id))),
-        ("sk".to_owned(), s(POST_SK)),
-        ("gsi1pk".to_owned(), s(FEED_PK)),
-        ("gsi1sk".to_owned(), s(post_id)),
-    ])
-}
-
 /// Why a conditional write on a post failed, told from the item as it was (`ALL_OLD`):
 /// gone is `404`, someone else's is `403`, another version is `412` — in that order.
-fn explain_refusal(old: Option<Item>, user_id: &str) -> AppError {
-    let Some(old) = old else { return AppError::NotFound("post") };
+fn explain_refusal(old: Option<Item>, user_id: &str) -> StoreError {
+    let Some(old) = old else { return StoreError::NotFound("post") };
     match old.get("authorId") {
-        Some(AttributeValue::S(author)) if author == user_id => AppError::PreconditionFailed,
-        _ => AppError::Forbidden,
+        Some(AttributeValue::S(author)) if author == user_id => StoreError::VersionMismatch,
+        _ => StoreError::NotAuthor,
     }
 }
 
-fn author_and_version_condition(if_match: Option<u64>) -> String {
-    let mut condition = "attribute_exists(pk) AND authorId = :me".to_owned();
-    if if_match.is_some() {
-        condition.push_str(" AND version = :expected");
+/// The post exists, `:me` wrote it, and it is at the version the write expects. A version no
+/// post can be at is a condition that never holds, so the refusal (and its `ALL_OLD` item)
+/// still tells a missing post (`404`) and another author (`403`) from a version (`412`).
+fn author_and_version_condition(expected: ExpectedVersion) -> &'static str {
+    match expected {
+        ExpectedVersion::Any => "attribute_exists(pk) AND authorId = :me",
+        ExpectedVersion::Exactly(_) => "attribute_exists(pk) AND authorId = :me AND version = :expected",
+        ExpectedVersion::Unmatchable => "attribute_exists(pk) AND authorId = :me AND attribute_not_exists(pk)",
     }
-    condition
 }
 
 /// Whether `old`, found where a new post was to be created, is that post: written by an earlier
@@ -72,7 +58,7 @@ fn is_same_post(old: &Item, post: &Post) -> bool {
 impl Store {
     /// Stores a new post. A retried attempt that finds the post its first attempt wrote has
     /// succeeded, not failed.
-    pub async fn create_post(&self, post: &Post) -> Result<(), AppError> {
+    pub async fn create_post(&self, post: &Post) -> Result<(), StoreError> {
         let item = PostItem {
             pk: post_pk(&post.id),
             sk: POST_SK.to_owned(),
@@ -101,7 +87,7 @@ impl Store {
         }
     }
 
-    pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, AppError> {
+    pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -116,7 +102,7 @@ impl Store {
     }
 
     /// The feed, newest first, `limit` posts after the post `after` (exclusive).
-    pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, AppError> {
+    pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, StoreError> {
         let query = self
             .client
             .query()
@@ -129,7 +115,7 @@ impl Store {
         query_page(query, "Query feed", limit, after.map(feed_key), decode, |p: &Post| p.id.clone()).await
     }
 
-    /// Applies `patch` if `user_id` wrote the post and, with `if_match`, it is at that version.
+    /// Applies `patch` if `user_id` wrote the post and it is at the `expected` version.
     /// Stamped with a write token: a retried attempt neither applies the edit twice nor
     /// reports its own first attempt's edit as `412` (see [`WRITE_TOKEN`]).
     pub async fn update_post(
@@ -137,9 +123,9 @@ impl Store {
         post_id: &str,
         user_id: &str,
         patch: PostPatch,
-        if_match: Option<u64>,
+        expected: ExpectedVersion,
         now: String,
-    ) -> Result<Post, AppError> {
+    ) -> Result<Post, StoreError> {
         let token = crate::domain::new_id();
         let stamp = format!("{WRITE_TOKEN} = :writeToken");
         let mut sets = vec!["updatedAt = :now", stamp.as_str()];
@@ -162,19 +148,20 @@ impl Store {
             let value = image_url.map_or(AttributeValue::Null(true), |u| s(u.into_inner()));
             request = request.expression_attribute_values(":imageUrl", value);
         }
-        if let Some(expected) = if_match {
-            request = request.expression_attribute_values(":expected", n(expected));
+        if let ExpectedVersion::Exactly(version) = expected {
+            request = request.expression_attribute_values(":expected", n(version));
         }
         let result = request
             .update_expression(format!("SET {} ADD version :one", sets.join(", ")))
-            .condition_expression(format!("{} AND {NOT_YET_WRITTEN}", author_and_version_condition(if_match)))
+            .condition_expression(format!("{} AND {NOT_YET_WRITTEN}", author_and_version_condition(expected)))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| AppError::Internal("UpdateItem post: no attributes".into()))?;
+                let item =
+                    out.attributes.ok_or_else(|| StoreError::Internal("UpdateItem post: no attributes".into()))?;
                 Ok(from_item::<PostItem>("post", item)?.post)
             }
             Err(e) => match refused(&e) {
@@ -196,7 +183,7 @@ impl Store {
     /// sweeps again, and answers `404` (or `204`, when the post went in an earlier attempt of
     /// this same call, whose answer was lost), so comments are never left behind by an answer
     /// that tells the client to stop.
-    pub async fn delete_post(&self, post_id: &str, user_id: &str, if_match: Option<u64>) -> Result<(), AppError> {
+    pub async fn delete_post(&self, post_id: &str, user_id: &str, expected: ExpectedVersion) -> Result<(), StoreError> {
         let attempts = Attempts::default();
         let mut request = self
             .client
@@ -204,11 +191,11 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(post_pk(post_id)))
             .key("sk", s(POST_SK))
-            .condition_expression(author_and_version_condition(if_match))
+            .condition_expression(author_and_version_condition(expected))
             .expression_attribute_values(":me", s(user_id))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some(expected) = if_match {
-            request = request.expression_attribute_values(":expected", n(expected));
+        if let ExpectedVersion::Exactly(version) = expected {
+            request = request.expression_attribute_values(":expected", n(version));
         }
         let result = request.customize().interceptor(attempts.clone()).send().await;
         match result {
@@ -220,7 +207,7 @@ impl Store {
                         tracing::info!("post deleted by an earlier attempt of this call");
                         Ok(())
                     } else {
-                        Err(AppError::NotFound("post"))
+                        Err(StoreError::NotFound("post"))
                     }
                 }
                 Some(old) => Err(explain_refusal(old, user_id)),
@@ -230,51 +217,12 @@ impl Store {
     }
 
     /// [`Store::delete_comments_of`], where any failure means "not done yet, try again": `503`.
-    async fn sweep_comments_of(&self, post_id: &str) -> Result<(), AppError> {
+    async fn sweep_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
         self.delete_comments_of(post_id).await.map_err(|e| match e {
-            AppError::Unavailable(detail) | AppError::Internal(detail) => {
-                AppError::Unavailable(format!("sweeping the comments of a deleted post: {detail}"))
+            StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
+                StoreError::Unavailable(format!("sweeping the comments of a deleted post: {detail}"))
             }
             other => other,
         })
     }
-}
-
-/// Runs `query` from `start` until it has `limit` items and knows whether more follow.
-///
-/// It asks for one item more than `limit`: if that one exists, the page names its last id
-/// (the cursor), so the last page says `nextCursor: null` instead of leading to an empty
-/// page. It keeps querying while DynamoDB stops early (the 1 MB page limit).
-pub(super) async fn query_page<T>(
-    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-    operation: &'static str,
-    limit: usize,
-    mut start: Option<Item>,
-    decode: impl Fn(Item) -> Result<T, AppError>,
-    id: impl Fn(&T) -> String,
-) -> Result<Page<T>, AppError> {
-    let mut items = Vec::with_capacity(limit + 1);
-    while items.len() <= limit {
-        let out = query
-            .clone()
-            .limit((limit + 1 - items.len()) as i32)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| classify(operation, e))?;
-        for item in out.items.unwrap_or_default() {
-            items.push(decode(item)?);
-        }
-        match out.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
-        }
-    }
-    let last_id = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(id)
-    } else {
-        None
-    };
-    Ok(Page { items, last_id })
 }

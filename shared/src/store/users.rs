@@ -10,16 +10,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN};
+use super::keys::{user_pk, PROFILE, USER_PREFIX};
 use super::Store;
+use super::StoreError;
 use crate::domain::{Email, User};
-use crate::error::AppError;
-
-const PROFILE: &str = "PROFILE";
-const USER_PREFIX: &str = "USER#";
-
-fn user_pk(email: &Email) -> String {
-    format!("{USER_PREFIX}{}", email.as_str())
-}
 
 /// The stored user: the public fields plus the password hash, which never leaves this module
 /// except to the login check.
@@ -49,16 +43,16 @@ enum UserUpdate {
 impl Store {
     /// Reads a user with a strongly consistent read, so a logout or delete that has just
     /// succeeded is seen by the very next cache miss.
-    pub async fn get_user(&self, email: &Email) -> Result<Option<User>, AppError> {
+    pub async fn get_user(&self, email: &Email) -> Result<Option<User>, StoreError> {
         Ok(self.get_user_item(email).await?.map(|item| item.user))
     }
 
     /// The user and its password hash, for login only.
-    pub async fn get_user_with_hash(&self, email: &Email) -> Result<Option<(User, String)>, AppError> {
+    pub async fn get_user_with_hash(&self, email: &Email) -> Result<Option<(User, String)>, StoreError> {
         Ok(self.get_user_item(email).await?.map(|item| (item.user, item.password_hash)))
     }
 
-    async fn get_user_item(&self, email: &Email) -> Result<Option<UserItem>, AppError> {
+    async fn get_user_item(&self, email: &Email) -> Result<Option<UserItem>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -76,10 +70,13 @@ impl Store {
     ///
     /// A retried attempt finds the item its own first attempt wrote: the item holds this
     /// registration's user id (a new ULID), so that is a success, not `email_taken`.
-    pub async fn create_user(&self, new: NewUser) -> Result<User, AppError> {
-        let email = Email::parse(&new.user.email)?;
-        let item =
-            UserItem { pk: user_pk(&email), sk: PROFILE.to_owned(), user: new.user, password_hash: new.password_hash };
+    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let item = UserItem {
+            pk: user_pk(&new.user.email),
+            sk: PROFILE.to_owned(),
+            user: new.user,
+            password_hash: new.password_hash,
+        };
         let result = self
             .client
             .put_item()
@@ -96,19 +93,19 @@ impl Store {
                     tracing::info!("registration written by an earlier attempt of this call");
                     Ok(item.user)
                 }
-                Some(_) => Err(AppError::EmailTaken),
+                Some(_) => Err(StoreError::EmailTaken),
                 None => Err(classify("PutItem user", e)),
             },
         }
     }
 
     /// Atomically bumps `jwtVersion`, revoking every token `user` was issued so far.
-    pub async fn bump_jwt_version(&self, user: &User) -> Result<User, AppError> {
+    pub async fn bump_jwt_version(&self, user: &User) -> Result<User, StoreError> {
         self.update_user(user, UserUpdate::RevokeTokens).await
     }
 
     /// Renames a user; its posts keep the name they were written under.
-    pub async fn rename_user(&self, user: &User, name: String) -> Result<User, AppError> {
+    pub async fn rename_user(&self, user: &User, name: String) -> Result<User, StoreError> {
         self.update_user(user, UserUpdate::Rename(name)).await
     }
 
@@ -116,14 +113,13 @@ impl Store {
     /// a later user of the email) at the same `jwtVersion` (not revoked since). Stamped with a
     /// write token, so a retried attempt neither applies twice nor reports its own first
     /// attempt's change as a refusal (see [`WRITE_TOKEN`]).
-    async fn update_user(&self, user: &User, update: UserUpdate) -> Result<User, AppError> {
-        let email = Email::parse(&user.email)?;
+    async fn update_user(&self, user: &User, update: UserUpdate) -> Result<User, StoreError> {
         let token = crate::domain::new_id();
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(&email)))
+            .key("pk", s(user_pk(&user.email)))
             .key("sk", s(PROFILE))
             .condition_expression(format!("id = :id AND jwtVersion = :jwtVersion AND {NOT_YET_WRITTEN}"))
             .expression_attribute_values(":id", s(&user.id))
@@ -148,8 +144,9 @@ impl Store {
         };
         match request.send().await {
             Ok(out) => {
-                let item =
-                    out.attributes.ok_or_else(|| AppError::Internal(format!("{operation}: no attributes returned")))?;
+                let item = out
+                    .attributes
+                    .ok_or_else(|| StoreError::Internal(format!("{operation}: no attributes returned")))?;
                 Ok(from_item::<UserItem>("user", item)?.user)
             }
             Err(e) => match refused(&e) {
@@ -157,8 +154,8 @@ impl Store {
                     tracing::info!(operation, "change applied by an earlier attempt of this call");
                     Ok(from_item::<UserItem>("user", item)?.user)
                 }
-                Some(Some(_)) => Err(AppError::Unauthorized("user changed since the token was checked")),
-                Some(None) => Err(AppError::Unauthorized("user is gone")),
+                Some(Some(_)) => Err(StoreError::UserChanged("user changed since the token was checked")),
+                Some(None) => Err(StoreError::UserChanged("user is gone")),
                 None => Err(classify(operation, e)),
             },
         }
@@ -172,13 +169,12 @@ impl Store {
     /// it existed moments ago, and whoever removed it (this call's own first attempt, whose
     /// answer was lost, or a concurrent delete) left the state the caller asked for. Its
     /// deletion's version is then the one `user` implies.
-    pub async fn delete_user(&self, user: &User) -> Result<User, AppError> {
-        let email = Email::parse(&user.email)?;
+    pub async fn delete_user(&self, user: &User) -> Result<User, StoreError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(&email)))
+            .key("pk", s(user_pk(&user.email)))
             .key("sk", s(PROFILE))
             .condition_expression("id = :id AND jwtVersion = :jwtVersion")
             .expression_attribute_values(":id", s(&user.id))
@@ -189,11 +185,11 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| AppError::Internal("DeleteItem user: no old item".into()))?;
+                let item = out.attributes.ok_or_else(|| StoreError::Internal("DeleteItem user: no old item".into()))?;
                 Ok(from_item::<UserItem>("user", item)?.user)
             }
             Err(e) => match refused(&e) {
-                Some(Some(_)) => Err(AppError::Unauthorized("user changed since the token was checked")),
+                Some(Some(_)) => Err(StoreError::UserChanged("user changed since the token was checked")),
                 Some(None) => {
                     tracing::info!("user already gone; its deletion stands");
                     Ok(user.clone())
@@ -216,7 +212,7 @@ pub fn is_user_key(keys: &serde_dynamo::Item) -> bool {
 
 /// The user a stream record's image holds (`NewImage` of a write, `OldImage` of a remove).
 /// The password hash is in the image but not in the result.
-pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, AppError> {
+pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, StoreError> {
     /// A user item without its hash: the hash is never decoded where it is not needed.
     #[derive(Deserialize)]
     struct UserImage {
@@ -225,9 +221,9 @@ pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, AppError> {
         user: User,
     }
     let item: UserImage =
-        serde_dynamo::from_item(image).map_err(|e| AppError::Internal(format!("unreadable user image: {e}")))?;
-    if item.pk != format!("{USER_PREFIX}{}", item.user.email) {
-        return Err(AppError::Internal("user image: email and key disagree".into()));
+        serde_dynamo::from_item(image).map_err(|e| StoreError::Internal(format!("unreadable user image: {e}")))?;
+    if item.pk != user_pk(&item.user.email) {
+        return Err(StoreError::Internal("user image: email and key disagree".into()));
     }
     Ok(item.user)
 }

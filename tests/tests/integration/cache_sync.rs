@@ -7,13 +7,11 @@
 //! Records are real: the table's stream in dynoxide, read by the local event source mapping
 //! (`stream_poller`), as the Lambda event `aws_lambda_events` describes.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use cache_sync_fn::CacheSync;
-use integration_tests::sync::{poller, InProcess};
+use integration_tests::sync::{stream_records, user_records, InProcess};
 use integration_tests::{unique_email, ApiRequest, RedisServer, StreamSync, TestEnv};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -46,36 +44,6 @@ async fn wait_for_entry(redis: &RedisServer, email: &str, check: impl Fn(&Value)
         assert!(started.elapsed() < SYNC_BOUND, "{email}: entry {entry:?} after {SYNC_BOUND:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A function that records what it is given and answers "all done".
-#[derive(Default)]
-struct Capture {
-    records: Mutex<Vec<EventRecord>>,
-}
-
-impl Invoke for Capture {
-    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        self.records.lock().expect("lock").extend(event.records);
-        Ok(DynamoDbEventResponse::default())
-    }
-}
-
-/// Every record the table's stream holds so far.
-async fn stream_records(env: &TestEnv) -> Vec<EventRecord> {
-    let capture = Capture::default();
-    let mut poller = poller(&env.dynamo.endpoint).await;
-    poller.drain(&capture, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
-    capture.records.into_inner().expect("lock")
-}
-
-fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
-    let pk = format!("USER#{email}");
-    records
-        .iter()
-        .filter(|r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if *s == pk))
-        .cloned()
-        .collect()
 }
 
 /// `cache-sync` on `redis` and `env`'s table, reading the table through `env`'s counted client.
@@ -136,7 +104,7 @@ async fn duplicated_reordered_and_stale_records_leave_the_current_state() {
         let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": name}))).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
     }
-    let records = user_records(&stream_records(&env).await, &email);
+    let records = user_records(&stream_records(&env.dynamo.endpoint).await, &email);
     assert_eq!(records.len(), 4, "one record per change: register and three renames");
     let sync = sync_for(&env, &redis);
     let current = |entry: &Value| entry["rev"] == 4 && entry["user"]["name"] == "Four";
@@ -169,7 +137,7 @@ async fn a_replay_after_the_cache_lost_its_data_writes_the_current_state_not_the
     let (token, user) = env.new_user("Replayed").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
-    let records = user_records(&stream_records(&env).await, &email);
+    let records = user_records(&stream_records(&env.dynamo.endpoint).await, &email);
     let sync = sync_for(&env, &redis);
 
     // The cache lost everything; the oldest record (the registration, jwtVersion 1) comes again.
@@ -198,7 +166,7 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
     let second = env.register(&email, "Second").await;
     assert_eq!(second.status, 201);
 
-    let records = user_records(&stream_records(&env).await, &email);
+    let records = user_records(&stream_records(&env.dynamo.endpoint).await, &email);
     assert_eq!(records.len(), 3, "insert, remove, insert");
     let sync = sync_for(&env, &redis);
     for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1], [1, 1, 0]] {
@@ -216,7 +184,7 @@ async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
     let (env, redis) = env_whose_writes_never_land().await;
     let (_, a) = env.new_user("Alpha").await;
     let (_, b) = env.new_user("Beta").await;
-    let records = stream_records(&env).await;
+    let records = stream_records(&env.dynamo.endpoint).await;
     let good_a = user_records(&records, a["email"].as_str().expect("email"));
     let good_b = user_records(&records, b["email"].as_str().expect("email"));
     let mut bad = good_a[0].clone();
@@ -243,7 +211,7 @@ fn closed_port() -> u16 {
 async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_the_batch() {
     let env = TestEnv::new().await;
     env.new_user("Retried").await;
-    let records = stream_records(&env).await;
+    let records = stream_records(&env.dynamo.endpoint).await;
     assert!(!records.is_empty());
 
     // Redis down: a closed port.
@@ -278,7 +246,7 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
         .send(ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(&token).json(json!({"text": "hi"})))
         .await;
     assert_eq!(res.status, 201);
-    let records: Vec<EventRecord> = stream_records(&env)
+    let records: Vec<EventRecord> = stream_records(&env.dynamo.endpoint)
         .await
         .into_iter()
         .filter(
@@ -304,7 +272,7 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
     // the removed one is not.
     let user = shared::domain::User {
         id: "01KBFZ8W3Q5R6S7T8V9W0X1Y2Z".into(),
-        email: "sample.stream@example.com".into(),
+        email: shared::domain::Email::parse("sample.stream@example.com").expect("email"),
         name: "Ada Lovelace".into(),
         jwt_version: 2,
         revision: 2,

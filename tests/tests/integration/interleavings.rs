@@ -152,7 +152,7 @@ impl World {
             0..=11 => {
                 let user = User {
                     id: new_id(),
-                    email: email.clone(),
+                    email: shared::domain::Email::parse(&email).expect("email"),
                     name: "Fresh".into(),
                     jwt_version: 1,
                     revision: 1,

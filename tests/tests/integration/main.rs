@@ -1,5 +1,7 @@
-// The handlers' futures nest deeply (the cache-aside's shared read inside authentication inside
-// each route), past the default depth rustc allows for computing their layout.
+//! The integration tests: one binary, so the harness and the services are built once.
+
+// The handlers' futures nest deeply (request span, invocation scope, idempotency, the cache's
+// shared read, the SDK).
 #![recursion_limit = "256"]
 
 mod abuse_limits;
@@ -14,9 +16,11 @@ mod events_files;
 mod faults;
 mod idempotency;
 mod interleavings;
+mod metrics;
 mod posts_api;
 mod races;
 mod retries;
+mod routing;
 mod security;
 mod smoke;
 mod stream_poller;

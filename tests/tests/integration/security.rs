@@ -4,12 +4,10 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::logs::{Anchor, Captured};
+use integration_tests::logs::capture_logs;
 use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::layer::SubscriberExt;
 
 fn id_of(value: &Value) -> String {
     value["id"].as_str().expect("id").to_owned()
@@ -116,20 +114,7 @@ async fn stored_hash(env: &TestEnv, email: &str) -> String {
 /// password hashes included). The subscriber is this thread's; the runtime has only this one.
 #[tokio::test(flavor = "current_thread")]
 async fn logs_never_contain_a_token_a_password_or_a_hash() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace,dynoxide=off"))
-        .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(captured.clone())
-        .finish()
-        .with(shared::telemetry::redact_wire_logs());
-    let _anchor = tracing::Dispatch::new(Anchor);
-    let _guard = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
-
+    let (captured, _capture) = capture_logs("trace,dynoxide=off");
     let env = TestEnv::new().await;
     let email = unique_email("Secretive");
     let wrong_password = "not the right password";

@@ -409,7 +409,9 @@ fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
     // Whatever else it gets is a variable cache-sync may read: config.rs's unit tests check that
     // its configuration reads exactly these two lists.
     for var in vars.keys().map(|k| k.as_str().expect("a variable name")) {
-        let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var) || OPTIONAL_VARIABLES.contains(&var) || var == "RUST_LOG";
+        let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var)
+            || OPTIONAL_VARIABLES.contains(&var)
+            || shared::config::PROCESS_VARIABLES.contains(&var);
         assert!(known, "{CACHE_SYNC} gets {var}, which the cache sync does not read");
     }
 }
@@ -747,7 +749,9 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
             assert!(given.contains_key(var), "{id}: {var} is not given");
         }
         for var in given.keys() {
-            let read = DEPLOYMENT_VARIABLES.contains(var) || OPTIONAL_VARIABLES.contains(var) || *var == "RUST_LOG";
+            let read = DEPLOYMENT_VARIABLES.contains(var)
+                || OPTIONAL_VARIABLES.contains(var)
+                || shared::config::PROCESS_VARIABLES.contains(var);
             assert!(read || SYNC_DEPLOYMENT_VARIABLES.contains(var), "{id}: {var} is read by no code");
         }
 
@@ -913,6 +917,7 @@ fn every_check_holds_on_managed_instances_too() {
     each_api_function_reaches_only_the_items_it_uses();
     the_dynamodb_endpoint_reaches_this_table_only();
     idempotency_records_expire_by_ttl_and_outlive_any_request();
+    operators_set_log_levels_see_traces_and_metrics_and_get_paged();
     let t = template();
     assert!(resources(&t).keys().all(|k| k.as_str().is_none_or(|k| twin_of(k).is_none())), "twins renamed");
 }
@@ -1007,5 +1012,41 @@ fn both_computes_lint_clean() {
         assert!(lint.status.success(), "{compute:?} does not lint clean:\n{out}");
         assert!(out.contains("is a valid SAM Template") && out.contains("SAM's translator makes"), "{out}");
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+}
+
+#[test]
+fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
+    let t = template();
+    for id in functions(&t) {
+        let logging = function_setting(&t, &id, "LoggingConfig");
+        assert_eq!(ref_name(&logging["ApplicationLogLevel"]), Some("ApplicationLogLevel"), "{id}");
+        assert_eq!(ref_name(&logging["SystemLogLevel"]), Some("SystemLogLevel"), "{id}");
+        assert_eq!(function_setting(&t, &id, "Tracing").as_str(), Some("Active"), "{id}: X-Ray");
+        let namespace = &environment(&t, &id)[shared::metrics::NAMESPACE_VARIABLE];
+        assert_eq!(ref_name(namespace), Some("AWS::StackName"), "{id}: metrics in the stack's namespace");
+        assert!(environment(&t, &id).get("RUST_LOG").is_none(), "{id}: RUST_LOG would override the logging controls");
+    }
+    // No application level above INFO: Lambda reads the level-less metric lines as INFO.
+    let levels: Vec<&str> = one_or_many(&t["Parameters"]["ApplicationLogLevel"]["AllowedValues"])
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(levels, ["TRACE", "DEBUG", "INFO"]);
+
+    let of_type =
+        |kind: &str| -> Vec<&Value> { resources(&t).values().filter(|r| r["Type"].as_str() == Some(kind)).collect() };
+    assert_eq!(of_type("AWS::CloudWatch::Dashboard").len(), 1, "one dashboard");
+    let alarms = of_type("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 6, "5xx, cache errors, hit ratio, iterator age, failure queue, throttles");
+    for alarm in alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            let action = &alarm["Properties"][actions];
+            let chosen = match action {
+                Value::Tagged(t) if t.tag == "If" => t.value[0].as_str(),
+                _ => None,
+            };
+            assert_eq!(chosen, Some("HasAlarmTopic"), "{actions} go to the optional topic: {action:?}");
+        }
     }
 }

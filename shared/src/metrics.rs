@@ -1,0 +1,275 @@
+//! Metrics, as CloudWatch Embedded Metric Format (EMF) lines: a JSON log line that CloudWatch
+//! Logs turns into metrics, so a function publishes them by writing to stdout, with no API
+//! call and no agent. The format is `metrics_cloudwatch_embedded`'s, a backend of the
+//! `metrics` facade; the same lines come out of the local stack, where `scripts/stats` reads
+//! them.
+//!
+//! What is measured, and where:
+//! - every request ([`request_done`], from the HTTP wrapper): its count, status class and
+//!   latency, by function and route key (a fixed set: `GET /posts/{postId}`, never an id or a
+//!   raw path);
+//! - inside it, by function: the cache's answer ([`cache_lookup`]: hit, miss, negative,
+//!   error; hits and negatives are DynamoDB reads avoided), the authentication's time
+//!   ([`authenticated`]), every Redis command ([`redis_call`]) and every DynamoDB attempt
+//!   ([`dynamodb_call`]), each with its latency;
+//! - once per instance, on its first invocation: a cold start and the init's duration;
+//! - the sync function ([`sync_batch`]): records applied, stale, failed, and the lag between a
+//!   change and its arrival in the cache.
+//!
+//! Which function a measurement belongs to comes from the invocation it happens in
+//! ([`scope`], a task-local value): invocations that run at once in one environment keep
+//! their measurements apart. A measurement outside any invocation (the init's prewarm) is not
+//! recorded. Each invocation ends with a [`flush`]: the metrics since the last flush, one EMF
+//! line per set of dimensions.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use metrics::Unit;
+
+use crate::cache::CacheOutcome;
+
+/// The variable naming the CloudWatch namespace (`template.yaml` sets the stack's name), and
+/// its default.
+pub const NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
+pub const DEFAULT_NAMESPACE: &str = "CachingCode";
+
+/// The metrics the code emits: name, unit, and the sets of dimensions each is emitted with.
+/// The dashboard and the alarms in `template.yaml` may name only these (a test checks). The
+/// request counts come by route for the dashboard and by function alone for the alarms
+/// (an alarm cannot add up a search's results).
+pub const METRICS: &[(&str, Unit, &[&[&str]])] = &[
+    (REQUESTS, Unit::Count, BY_ROUTE_AND_FUNCTION),
+    (CLIENT_ERRORS, Unit::Count, BY_ROUTE_AND_FUNCTION),
+    (SERVER_ERRORS, Unit::Count, BY_ROUTE_AND_FUNCTION),
+    (LATENCY, Unit::Milliseconds, BY_ROUTE),
+    (CACHE_HITS, Unit::Count, BY_FUNCTION),
+    (CACHE_MISSES, Unit::Count, BY_FUNCTION),
+    (CACHE_NEGATIVES, Unit::Count, BY_FUNCTION),
+    (CACHE_ERRORS, Unit::Count, BY_FUNCTION),
+    (DYNAMODB_READS_AVOIDED, Unit::Count, BY_FUNCTION),
+    (AUTH_TIME, Unit::Milliseconds, BY_FUNCTION),
+    (REDIS_CALLS, Unit::Count, BY_FUNCTION),
+    (REDIS_LATENCY, Unit::Milliseconds, BY_FUNCTION),
+    (DYNAMODB_CALLS, Unit::Count, BY_FUNCTION),
+    (DYNAMODB_LATENCY, Unit::Milliseconds, BY_FUNCTION),
+    (COLD_STARTS, Unit::Count, BY_FUNCTION),
+    (INIT_DURATION, Unit::Milliseconds, BY_FUNCTION),
+    (SYNC_RECORDS_APPLIED, Unit::Count, BY_FUNCTION),
+    (SYNC_RECORDS_STALE, Unit::Count, BY_FUNCTION),
+    (SYNC_RECORDS_FAILED, Unit::Count, BY_FUNCTION),
+    (SYNC_BATCHES_FAILED, Unit::Count, BY_FUNCTION),
+    (SYNC_LAG, Unit::Milliseconds, BY_FUNCTION),
+];
+
+const BY_FUNCTION: &[&[&str]] = &[&[FUNCTION]];
+const BY_ROUTE: &[&[&str]] = &[&[FUNCTION, ROUTE]];
+const BY_ROUTE_AND_FUNCTION: &[&[&str]] = &[&[FUNCTION, ROUTE], &[FUNCTION]];
+
+pub const FUNCTION: &str = "Function";
+pub const ROUTE: &str = "Route";
+
+pub const REQUESTS: &str = "Requests";
+/// Answers with a 4xx status.
+pub const CLIENT_ERRORS: &str = "ClientErrors";
+/// Answers with a 5xx status.
+pub const SERVER_ERRORS: &str = "ServerErrors";
+pub const LATENCY: &str = "Latency";
+pub const CACHE_HITS: &str = "CacheHits";
+pub const CACHE_MISSES: &str = "CacheMisses";
+pub const CACHE_NEGATIVES: &str = "CacheNegatives";
+pub const CACHE_ERRORS: &str = "CacheErrors";
+pub const DYNAMODB_READS_AVOIDED: &str = "DynamoDbReadsAvoided";
+pub const AUTH_TIME: &str = "AuthTime";
+pub const REDIS_CALLS: &str = "RedisCalls";
+pub const REDIS_LATENCY: &str = "RedisLatency";
+pub const DYNAMODB_CALLS: &str = "DynamoDbCalls";
+pub const DYNAMODB_LATENCY: &str = "DynamoDbLatency";
+pub const COLD_STARTS: &str = "ColdStarts";
+pub const INIT_DURATION: &str = "InitDuration";
+pub const SYNC_RECORDS_APPLIED: &str = "SyncRecordsApplied";
+pub const SYNC_RECORDS_STALE: &str = "SyncRecordsStale";
+pub const SYNC_RECORDS_FAILED: &str = "SyncRecordsFailed";
+pub const SYNC_BATCHES_FAILED: &str = "SyncBatchesFailed";
+pub const SYNC_LAG: &str = "SyncLag";
+
+type Collector = metrics_cloudwatch_embedded::Collector;
+
+/// Where flushed lines go: stdout, unless [`redirect`]ed.
+type Sink = Box<dyn Fn() -> Box<dyn Write> + Send + Sync>;
+
+static COLLECTOR: OnceLock<Option<&'static Collector>> = OnceLock::new();
+static SINK: OnceLock<Sink> = OnceLock::new();
+static INIT: Mutex<Option<(Instant, Option<Duration>)>> = Mutex::new(None);
+static COLD: AtomicBool = AtomicBool::new(true);
+
+/// Installs the process's recorder (the first call wins; later ones change nothing), with the
+/// namespace from [`NAMESPACE_VARIABLE`]. Called first thing at init, so the init's duration
+/// is measured from here.
+pub fn init() {
+    COLLECTOR.get_or_init(|| {
+        let namespace = std::env::var(NAMESPACE_VARIABLE)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        if let Ok(mut init) = INIT.lock() {
+            *init = Some((Instant::now(), None));
+        }
+        let installed = metrics_cloudwatch_embedded::Builder::new().cloudwatch_namespace(namespace).init();
+        match installed {
+            Ok(collector) => {
+                for (name, unit, _) in METRICS {
+                    metrics::describe_counter!(*name, *unit, "");
+                }
+                Some(collector)
+            }
+            // Another recorder is installed: measurements go there, and nothing is flushed.
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        }
+    });
+}
+
+/// Marks the end of the init (services built, connections opened): the first invocation
+/// reports the time since [`init`] as `InitDuration`.
+pub fn init_done() {
+    if let Ok(mut init) = INIT.lock() {
+        if let Some((started, done @ None)) = init.as_mut() {
+            *done = Some(started.elapsed());
+        }
+    }
+}
+
+/// Sends flushed lines to `writer` (made anew for each flush) instead of stdout: for tests and
+/// the benchmark, which read them. The first call wins.
+pub fn redirect(writer: impl Fn() -> Box<dyn Write> + Send + Sync + 'static) {
+    let _ = SINK.set(Box::new(writer));
+}
+
+/// Writes the metrics recorded since the last flush, one EMF line per set of dimensions.
+pub fn flush() {
+    let Some(Some(collector)) = COLLECTOR.get() else { return };
+    let result = match SINK.get() {
+        Some(sink) => collector.flush(sink()),
+        None => collector.flush(std::io::stdout().lock()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "metrics not written");
+    }
+}
+
+/// The invocation a measurement is made in.
+struct Invocation {
+    function: &'static str,
+}
+
+tokio::task_local! {
+    static INVOCATION: Invocation;
+}
+
+/// Runs `invocation` as one invocation of `function`: measurements made while it runs are
+/// that function's.
+pub async fn scope<F: Future>(function: &'static str, invocation: F) -> F::Output {
+    INVOCATION.scope(Invocation { function }, invocation).await
+}
+
+/// The function of the current invocation, if any.
+fn current_function() -> Option<&'static str> {
+    INVOCATION.try_with(|i| i.function).ok()
+}
+
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1_000.0
+}
+
+/// A Redis command, however it ended.
+pub fn redis_call(elapsed: Duration) {
+    if let Some(function) = current_function() {
+        metrics::counter!(REDIS_CALLS, FUNCTION => function).increment(1);
+        metrics::histogram!(REDIS_LATENCY, FUNCTION => function).record(millis(elapsed));
+    }
+}
+
+/// One attempt of a DynamoDB call.
+pub fn dynamodb_call(elapsed: Duration) {
+    if let Some(function) = current_function() {
+        metrics::counter!(DYNAMODB_CALLS, FUNCTION => function).increment(1);
+        metrics::histogram!(DYNAMODB_LATENCY, FUNCTION => function).record(millis(elapsed));
+    }
+}
+
+/// What the cache answered for the request's user.
+pub fn cache_lookup(outcome: CacheOutcome) {
+    let Some(function) = current_function() else { return };
+    let name = match outcome {
+        CacheOutcome::Hit => CACHE_HITS,
+        CacheOutcome::Miss => CACHE_MISSES,
+        CacheOutcome::Negative => CACHE_NEGATIVES,
+        CacheOutcome::Error => CACHE_ERRORS,
+    };
+    metrics::counter!(name, FUNCTION => function).increment(1);
+    if matches!(outcome, CacheOutcome::Hit | CacheOutcome::Negative) {
+        metrics::counter!(DYNAMODB_READS_AVOIDED, FUNCTION => function).increment(1);
+    }
+}
+
+/// How long authenticating the request took (token, user, checks).
+pub fn authenticated(elapsed: Duration) {
+    if let Some(function) = current_function() {
+        metrics::histogram!(AUTH_TIME, FUNCTION => function).record(millis(elapsed));
+    }
+}
+
+/// The end of a request: its count, status class and latency by route, and on an instance's
+/// first invocation its cold start. Then everything is flushed.
+pub fn request_done(function: &'static str, route_key: &'static str, status: u16, elapsed: Duration) {
+    metrics::counter!(REQUESTS, FUNCTION => function, ROUTE => route_key).increment(1);
+    metrics::counter!(REQUESTS, FUNCTION => function).increment(1);
+    let errors = match status {
+        400..=499 => Some(CLIENT_ERRORS),
+        500..=599 => Some(SERVER_ERRORS),
+        _ => None,
+    };
+    if let Some(errors) = errors {
+        metrics::counter!(errors, FUNCTION => function, ROUTE => route_key).increment(1);
+        metrics::counter!(errors, FUNCTION => function).increment(1);
+    }
+    metrics::histogram!(LATENCY, FUNCTION => function, ROUTE => route_key).record(millis(elapsed));
+    invocation_done(function);
+}
+
+/// What a batch of the stream did.
+pub fn sync_batch(applied: usize, stale: usize, failed: usize, lag: Option<Duration>) {
+    let Some(function) = current_function() else { return };
+    metrics::counter!(SYNC_RECORDS_APPLIED, FUNCTION => function).increment(applied as u64);
+    metrics::counter!(SYNC_RECORDS_STALE, FUNCTION => function).increment(stale as u64);
+    metrics::counter!(SYNC_RECORDS_FAILED, FUNCTION => function).increment(failed as u64);
+    if let Some(lag) = lag {
+        metrics::histogram!(SYNC_LAG, FUNCTION => function).record(millis(lag));
+    }
+}
+
+/// A batch that failed as a whole (Lambda retries it).
+pub fn sync_batch_failed() {
+    if let Some(function) = current_function() {
+        metrics::counter!(SYNC_BATCHES_FAILED, FUNCTION => function).increment(1);
+    }
+}
+
+/// The end of any invocation: its cold start, if it is the instance's first, then a flush.
+pub fn invocation_done(function: &'static str) {
+    if COLD.swap(false, Ordering::Relaxed) {
+        metrics::counter!(COLD_STARTS, FUNCTION => function).increment(1);
+        let init = INIT.lock().ok().and_then(|init| init.and_then(|(_, done)| done));
+        if let Some(init) = init {
+            metrics::histogram!(INIT_DURATION, FUNCTION => function).record(millis(init));
+        }
+    }
+    flush();
+}
