@@ -217,7 +217,13 @@ pub async fn send_to(app: &App, request: ApiRequest) -> ApiResponse {
 pub async fn send_as(app: &App, request: ApiRequest, request_id: &str) -> ApiResponse {
     let mut context = lambda_runtime::Context::default();
     context.request_id = request_id.to_owned();
+    context.xray_trace_id = Some(trace_id_of(request_id));
     invoke_with(app, &request.to_v2_event().to_string(), &request.path, Some(context)).await
+}
+
+/// The X-Ray trace id [`send_as`] gives invocation `request_id`.
+pub fn trace_id_of(request_id: &str) -> String {
+    format!("Root=1-00000000-{request_id};Sampled=0")
 }
 
 /// Deserializes a raw event with `lambda_http` and runs it through `app`'s right handler.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::logs::{Anchor, Captured};
-use integration_tests::{send_as, send_to, ApiRequest, ApiResponse, TestEnv};
+use integration_tests::{send_as, send_to, trace_id_of, ApiRequest, ApiResponse, TestEnv};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use shared::domain::Email;
@@ -239,8 +239,8 @@ fn json_logs(captured: &Captured) -> tracing::Dispatch {
 }
 
 /// Interleaved invocations on four threads: every log line written inside an invocation names
-/// that invocation's request id, its route and, once authenticated, its own user; every
-/// invocation's "request done" line is there with its user.
+/// that invocation's request id, its X-Ray trace id, its route and, once authenticated, its own
+/// user; every invocation's "request done" line is there with its user.
 #[test]
 fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
     let captured = Captured::default();
@@ -294,6 +294,11 @@ fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
         let Some(span) = line.get("span").filter(|s| s["name"] == "request") else { continue };
         let request_id = span["request_id"].as_str().expect("request_id");
         let (user, route) = expected.get(request_id).unwrap_or_else(|| panic!("unknown request id: {line}"));
+        assert_eq!(
+            span["trace_id"],
+            trace_id_of(request_id).as_str(),
+            "a line of {request_id} names another trace: {line}"
+        );
         let logged_route = span["route"].as_str().unwrap_or_default();
         assert!(logged_route.starts_with(route), "a line of {request_id} names another route: {line}");
         if let Some(logged_user) = span.get("user_id") {
