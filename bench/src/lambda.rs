@@ -65,6 +65,18 @@ impl Function {
     /// Starts `bin_dir/name` with Lambda's environment pointed at our Runtime API, and the
     /// app's pointed at `env`. `cpu` pins it (through `taskset`) to one core.
     pub async fn spawn(name: &'static str, bin_dir: &Path, env: &TestEnv, cpu: Option<usize>) -> (Self, Instant) {
+        Self::spawn_with(name, bin_dir, env, cpu, None).await
+    }
+
+    /// The same, as Lambda Managed Instances run it: `AWS_LAMBDA_MAX_CONCURRENCY` set to
+    /// `concurrency` (unset for `None`, as default Lambda leaves it).
+    pub async fn spawn_with(
+        name: &'static str,
+        bin_dir: &Path,
+        env: &TestEnv,
+        cpu: Option<usize>,
+        concurrency: Option<usize>,
+    ) -> (Self, Instant) {
         let api = RuntimeApi::start(name).await;
         let bin = bin_dir.join(name);
         assert!(bin.exists(), "{} is missing: build the functions first (scripts/bench does)", bin.display());
@@ -96,6 +108,7 @@ impl Function {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
+            .envs(concurrency.map(|c| ("AWS_LAMBDA_MAX_CONCURRENCY", c.to_string())))
             .stdout(out.try_clone().expect("log file"))
             .stderr(out);
         let started = Instant::now();
@@ -125,12 +138,19 @@ impl Function {
 
     /// One invocation; its duration. Panics unless the function answered 2xx.
     pub async fn invoke(&self, event: &Bytes) -> Duration {
+        self.invoke_checked(event, |_| true).await
+    }
+
+    /// One invocation whose answer must be 2xx and pass `check` (its body, parsed); its
+    /// duration from the event leaving `next` to the answer arriving.
+    pub async fn invoke_checked(&self, event: &Bytes, check: impl Fn(&Value) -> bool) -> Duration {
         let outcome = match self.api.invoke(event.clone(), INVOKE_TIMEOUT).await {
             Ok(outcome) => outcome,
             Err(error) => panic!("{}: {error}\n{}", self.name, self.log_text()),
         };
-        let status = serde_json::from_slice::<Value>(&outcome.body).ok().and_then(|v| v["statusCode"].as_u64());
-        if !outcome.ok || !status.is_some_and(|s| (200..300).contains(&s)) {
+        let answer = serde_json::from_slice::<Value>(&outcome.body).unwrap_or_default();
+        let status = answer["statusCode"].as_u64();
+        if !outcome.ok || !status.is_some_and(|s| (200..300).contains(&s)) || !check(&answer) {
             panic!("{} answered {}: {}", self.name, status.unwrap_or(0), String::from_utf8_lossy(&outcome.body));
         }
         outcome.elapsed
@@ -143,16 +163,7 @@ impl Function {
 
     /// CPU time the process has used, all threads, from the scheduler's accounting.
     pub fn cpu_time(&self) -> Duration {
-        let tasks = format!("/proc/{}/task", self.pid());
-        let nanos: u64 = std::fs::read_dir(tasks)
-            .map(|dir| {
-                dir.filter_map(Result::ok)
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                    .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-                    .sum()
-            })
-            .unwrap_or(0);
-        Duration::from_nanos(nanos)
+        process_cpu(self.pid())
     }
 }
 
@@ -162,6 +173,16 @@ impl Drop for Function {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// CPU time process `pid` has used, all threads, from the scheduler's accounting.
+pub fn process_cpu(pid: u32) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().filter_map(Result::ok);
+    let nanos: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    Duration::from_nanos(nanos)
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> u64 {
@@ -302,7 +323,7 @@ fn mix_for(name: &str, f: &Fixture) -> Vec<Bytes> {
 
 /// Core 0 for the function, through `taskset`, when there is more than one core and
 /// `taskset` exists; the benchmark itself (Runtime API, Redis, DynamoDB) then keeps off it.
-fn pin_core() -> Option<usize> {
+pub fn pin_core() -> Option<usize> {
     let cores = online_cores();
     let taskset = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
     let taskset = taskset.is_ok_and(|s| s.success());

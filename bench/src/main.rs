@@ -14,13 +14,18 @@
 //! - `size.*`: the arm64 bootstraps in `--lambda-dir` (`cargo lambda build --release --arm64`),
 //!   or, without them, the binaries in `--bin-dir`, with a note saying so.
 //!
-//! `--only auth|cold_start|load|size` runs one part (to iterate on it); a full run runs all.
+//! - `concurrency.*`, `node.*`: many invocations at once in one environment (Lambda Managed
+//!   Instances) at 1, 8, 32 and 64 in flight, each function on one core, and the Node.js
+//!   middleware it replaces on the same core when `--node-dir` names its installed folder.
+//!
+//! `--only auth|cold_start|load|concurrency|size` runs one part (to iterate on it); a full run runs all.
 //!
 //! `--smoke` runs tiny counts and fails unless every figure was produced; goals are not
 //! checked then, since tiny counts say nothing.
 
 mod auth;
 mod cluster;
+mod concurrency;
 mod lambda;
 mod report;
 mod size;
@@ -35,6 +40,7 @@ struct Options {
     smoke: bool,
     bin_dir: PathBuf,
     lambda_dir: Option<PathBuf>,
+    node_dir: Option<PathBuf>,
     only: Option<Part>,
 }
 
@@ -44,6 +50,7 @@ enum Part {
     Auth,
     ColdStart,
     Load,
+    Concurrency,
     Size,
 }
 
@@ -53,8 +60,9 @@ impl Part {
             "auth" => Ok(Part::Auth),
             "cold_start" => Ok(Part::ColdStart),
             "load" => Ok(Part::Load),
+            "concurrency" => Ok(Part::Concurrency),
             "size" => Ok(Part::Size),
-            other => Err(format!("unknown part {other:?}: auth, cold_start, load or size")),
+            other => Err(format!("unknown part {other:?}: auth, cold_start, load, concurrency or size")),
         }
     }
 
@@ -63,6 +71,7 @@ impl Part {
         match figure.split('.').next() {
             Some("cold_start") => Part::ColdStart,
             Some("rss" | "throughput") => Part::Load,
+            Some("concurrency" | "node") => Part::Concurrency,
             Some("size") => Part::Size,
             _ => Part::Auth,
         }
@@ -77,8 +86,13 @@ impl Options {
 
 impl Options {
     fn parse() -> Result<Self, String> {
-        let mut options =
-            Options { smoke: false, bin_dir: PathBuf::from("target/release"), lambda_dir: None, only: None };
+        let mut options = Options {
+            smoke: false,
+            bin_dir: PathBuf::from("target/release"),
+            lambda_dir: None,
+            node_dir: None,
+            only: None,
+        };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -86,9 +100,13 @@ impl Options {
                 "--smoke" => options.smoke = true,
                 "--bin-dir" => options.bin_dir = PathBuf::from(value("--bin-dir")?),
                 "--lambda-dir" => options.lambda_dir = Some(PathBuf::from(value("--lambda-dir")?)),
+                "--node-dir" => options.node_dir = Some(PathBuf::from(value("--node-dir")?)),
                 "--only" => options.only = Some(Part::parse(&value("--only")?)?),
                 "-h" | "--help" => {
-                    return Err("usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR]".into())
+                    return Err(
+                        "usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]"
+                            .into(),
+                    )
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -117,6 +135,16 @@ fn expected() -> Vec<String> {
     .into_iter()
     .map(String::from)
     .collect();
+    for target in concurrency::TARGETS {
+        for level in concurrency::LEVELS {
+            for figure in ["per_s", "per_core_s", "core_busy", "p50_us", "p99_us"] {
+                names.push(format!("concurrency.{target}.c{level}.{figure}"));
+            }
+        }
+        names.push(format!("concurrency.{target}.c64.peak_rss_mb"));
+    }
+    names.push("concurrency.users_me.c32.over_node".to_owned());
+    names.push("concurrency.users_me.c32.over_node_reference".to_owned());
     for name in lambda::FUNCTIONS {
         names.push(format!("cold_start.{name}.exec_to_next_ms"));
         names.push(format!("cold_start.{name}.first_over_warm"));
@@ -228,6 +256,17 @@ async fn run(options: &Options) -> Report {
             lambda::LoadCounts { throughput: 3_000, total: 10_000 }
         };
         lambda::load(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
+    }
+
+    if options.runs(Part::Concurrency) {
+        let env = auth::new_env().await;
+        let fixture = lambda::Fixture::new(&env).await;
+        let counts = if smoke {
+            concurrency::Counts { timed: 128, warmup: 64 }
+        } else {
+            concurrency::Counts { timed: 20_000, warmup: 2_000 }
+        };
+        concurrency::run(&mut report, &env, &fixture, &options.bin_dir, &counts, options.node_dir.as_deref()).await;
     }
 
     if options.runs(Part::Size) {

@@ -6,6 +6,7 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy)]
 pub enum Goal {
     AtMost(f64),
+    AtLeast(f64),
     Exactly(f64),
 }
 
@@ -13,6 +14,7 @@ impl Goal {
     fn met(self, value: f64) -> bool {
         match self {
             Goal::AtMost(limit) => value <= limit,
+            Goal::AtLeast(floor) => value >= floor,
             Goal::Exactly(target) => value == target,
         }
     }
@@ -20,6 +22,7 @@ impl Goal {
     fn text(self) -> String {
         match self {
             Goal::AtMost(limit) => format!("<= {}", trim(limit)),
+            Goal::AtLeast(floor) => format!(">= {}", trim(floor)),
             Goal::Exactly(target) => format!("= {}", trim(target)),
         }
     }
@@ -155,6 +158,7 @@ mod tests {
         assert!(Goal::AtMost(1.1).met(1.1));
         assert!(!Goal::AtMost(1.1).met(1.11));
         assert!(Goal::Exactly(0.0).met(0.0));
+        assert!(Goal::AtLeast(5.0).met(5.0) && !Goal::AtLeast(5.0).met(4.99));
         assert_eq!(Goal::AtMost(1.10).text(), "<= 1.1");
         assert_eq!(Goal::AtMost(30.0).text(), "<= 30");
     }

@@ -78,12 +78,15 @@ const PREWARM_BOUND: Duration = Duration::from_millis(100);
 
 /// A function's whole life: logs, then the services (a failure here is logged and ends the
 /// init, which Lambda reports), then one `handle` call per event until the instance is
-/// retired. The app is leaked on purpose: it lives exactly as long as the process, and a
-/// `'static` borrow is what lets every invocation share it without reference counting.
+/// retired: one at a time on demand, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda
+/// Managed Instances (`lambda_http::run_concurrent` decides from the environment; run it on
+/// [`crate::runtime::build`]'s runtime). The app is leaked on purpose: it lives exactly as
+/// long as the process, and a `'static` borrow is what lets every invocation, on any thread,
+/// share it without reference counting. Everything in it is safe to share (`App: Sync`).
 pub async fn run<F, Fut>(handle: F) -> Result<(), lambda_http::Error>
 where
-    F: Fn(&'static App, Request) -> Fut + Copy + Send,
-    Fut: Future<Output = Response<Body>> + Send,
+    F: Fn(&'static App, Request) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     crate::metrics::init();
     let config = Config::from_env();
@@ -95,8 +98,8 @@ where
     app.prewarm(PREWARM_BOUND).await;
     crate::metrics::init_done();
     let app: &'static App = Box::leak(Box::new(app));
-    lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) }))
-        .await
+    let service = service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) });
+    lambda_http::run_concurrent(service).await
 }
 
 /// `rediss://` (rustls) needs a process-wide crypto provider; the AWS SDK already links

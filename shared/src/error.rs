@@ -8,7 +8,8 @@
 use std::borrow::Cow;
 
 /// An error that ends a request with a contract status and `{"error": {code, message}}`.
-#[derive(Debug, thiserror::Error)]
+/// `Clone`, so requests that share one DynamoDB read (`cache::flights`) share its failure too.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     #[error("invalid JSON: {0}")]
     InvalidJson(Cow<'static, str>),

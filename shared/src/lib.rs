@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod runtime;
 pub mod sdk;
 pub mod store;
 pub mod telemetry;

@@ -1,7 +1,11 @@
 //! An HTTP proxy in front of the test DynamoDB that can fail the way a network does: refuse
 //! connections, swallow requests and never answer, or pass a request on and lose its answer.
 //!
-//! The last is what makes the SDK retry a write that was applied: DynamoDB (dynoxide) has
+//! It can also hold answers: a request reaches DynamoDB and is answered there, and the answer
+//! waits in the proxy until released, which is a read "in flight" that saw the table as it was
+//! when it arrived.
+//!
+//! Losing answers is what makes the SDK retry a write that was applied: DynamoDB (dynoxide) has
 //! done the write, the client sees the connection close before an answer, and sends the
 //! same request again.
 
@@ -38,6 +42,9 @@ pub struct DynamoProxy {
     losses: Arc<Mutex<HashMap<String, usize>>>,
     failures: Arc<Mutex<HashMap<String, usize>>>,
     lost: Arc<Mutex<Vec<String>>>,
+    holds: Arc<Mutex<HashMap<String, usize>>>,
+    held: watch::Sender<usize>,
+    release: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,15 +59,21 @@ impl DynamoProxy {
         let losses: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let failures: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let lost: Arc<Mutex<Vec<String>>> = Arc::default();
+        let holds: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (held, _) = watch::channel(0);
+        let (release, _) = watch::channel(0);
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             losses: losses.clone(),
             failures: failures.clone(),
             lost: lost.clone(),
+            holds: holds.clone(),
+            held: held.clone(),
+            release: release.clone(),
         };
         let task = tokio::spawn(serve(listener, addr, shared, watch));
-        DynamoProxy { endpoint: format!("http://{addr}"), mode, losses, failures, lost, task }
+        DynamoProxy { endpoint: format!("http://{addr}"), mode, losses, failures, lost, holds, held, release, task }
     }
 
     pub fn set(&self, mode: Mode) {
@@ -78,6 +91,26 @@ impl DynamoProxy {
     /// with DynamoDB's own `500 InternalServerError`, which the SDK retries.
     pub fn fail_requests(&self, operation: &str, count: usize) {
         self.failures.lock().expect("lock").insert(operation.to_owned(), count);
+    }
+
+    /// The next `count` requests of `operation` reach DynamoDB, which answers them, and their
+    /// answers wait in the proxy until [`DynamoProxy::release_answers`].
+    pub fn hold_answers(&self, operation: &str, count: usize) {
+        self.holds.lock().expect("lock").insert(operation.to_owned(), count);
+    }
+
+    /// Waits until `count` answers in all are held (DynamoDB has answered them); panics after 10 s.
+    pub async fn answers_held(&self, count: usize) {
+        let mut held = self.held.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), held.wait_for(|n| *n >= count))
+            .await
+            .expect("answers held in time")
+            .expect("proxy running");
+    }
+
+    /// Lets every held answer go on to its client.
+    pub fn release_answers(&self) {
+        self.release.send_modify(|generation| *generation += 1);
     }
 
     /// The operations whose answers were lost so far, in order.
@@ -99,6 +132,9 @@ struct Shared {
     losses: Arc<Mutex<HashMap<String, usize>>>,
     failures: Arc<Mutex<HashMap<String, usize>>>,
     lost: Arc<Mutex<Vec<String>>>,
+    holds: Arc<Mutex<HashMap<String, usize>>>,
+    held: watch::Sender<usize>,
+    release: watch::Sender<u64>,
 }
 
 /// Takes one from `operation`'s count in `counts`, if any is left.
@@ -198,6 +234,11 @@ async fn forward(
     let answer = shared.client.request(upstream).await.map_err(|_| NoAnswer("upstream"))?;
     let (parts, body) = answer.into_parts();
     let body = body.collect().await.map_err(|_| NoAnswer("answer body"))?.to_bytes();
+    if take_one(&shared.holds, &operation) {
+        let mut released = shared.release.subscribe();
+        shared.held.send_modify(|n| *n += 1);
+        let _ = released.changed().await;
+    }
     if take_one(&shared.losses, &operation) {
         shared.lost.lock().expect("lock").push(operation);
         return Err(NoAnswer("answer lost on purpose"));

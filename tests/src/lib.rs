@@ -243,11 +243,32 @@ pub async fn send_to(app: &App, request: ApiRequest) -> ApiResponse {
     invoke_event(app, &event.to_string(), &request.path).await
 }
 
+/// Sends a request to `app` as Lambda invocation `request_id`: with the invocation context the
+/// runtime attaches to each event, so logs name it as they do in Lambda.
+pub async fn send_as(app: &App, request: ApiRequest, request_id: &str) -> ApiResponse {
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = request_id.to_owned();
+    context.xray_trace_id = Some(trace_id_of(request_id));
+    invoke_with(app, &request.to_v2_event().to_string(), &request.path, Some(context)).await
+}
+
+/// The X-Ray trace id [`send_as`] gives invocation `request_id`.
+pub fn trace_id_of(request_id: &str) -> String {
+    format!("Root=1-00000000-{request_id};Sampled=0")
+}
+
 /// Deserializes a raw event with `lambda_http` and runs it through `app`'s right handler.
 pub async fn invoke_event(app: &App, event: &str, path: &str) -> ApiResponse {
+    invoke_with(app, event, path, None).await
+}
+
+async fn invoke_with(app: &App, event: &str, path: &str, context: Option<lambda_runtime::Context>) -> ApiResponse {
+    use lambda_http::RequestExt;
     let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
-    // The routing of `handle`, spelled out here again: one async call level less keeps the
-    // futures of the table-driven tests within the compiler's query depth.
+    let req = match context {
+        Some(context) => req.with_lambda_context(context),
+        None => req,
+    };
     let response: Response<Body> = match function_for(path) {
         "users" => users_fn::handle(app, req).await,
         "comments" => comments_fn::handle(app, req).await,

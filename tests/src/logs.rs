@@ -1,9 +1,11 @@
 //! Every log line of the process, captured while a test runs, as production writes them
-//! (JSON, span fields, the production filter that holds wire logs at DEBUG).
+//! (JSON, span fields, the production filter that holds wire logs at DEBUG); and the pieces to
+//! capture them from every thread of a multi-threaded runtime ([`Captured`], [`Anchor`]).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -42,6 +44,15 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
     }
+
+    /// Every line, parsed as JSON (panics on one that is not).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.text().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("lock").clear();
+    }
 }
 
 impl Write for Captured {
@@ -69,7 +80,7 @@ impl<'a> MakeWriter<'a> for Captured {
 /// subscriber) would cache "never" and the event would be dropped in this test too. With two
 /// registered, the interest is asked of every registered dispatcher, and each event's
 /// `enabled` of the emitting thread's own.
-struct Anchor;
+pub struct Anchor;
 
 impl tracing::Subscriber for Anchor {
     fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {

@@ -179,7 +179,9 @@ fn unix_millis() -> i64 {
 const PREWARM_BOUND: Duration = Duration::from_millis(100);
 
 /// The function's whole life: logs, the cache connection and the table client, then one
-/// [`handle`] per batch.
+/// [`handle`] per batch: one at a time on demand, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on
+/// Lambda Managed Instances. Concurrent batches may name the same user: each writes what
+/// DynamoDB holds at its read, through the compare-and-set, so the newest read wins.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     shared::metrics::init();
     let lookup = |name: &str| std::env::var(name).ok();
@@ -197,5 +199,5 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     tokio::join!(sync.cache.prewarm(PREWARM_BOUND), sync.store.prewarm(PREWARM_BOUND));
     shared::metrics::init_done();
     let sync: &'static CacheSync = Box::leak(Box::new(sync));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| handle(sync, event))).await
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Event>| handle(sync, event))).await
 }

@@ -1,8 +1,6 @@
 //! Lambda entry point: the cache connection is built once per instance, then every batch of
-//! stream records is applied.
+//! stream records is applied, on a runtime sized to the environment (`shared::runtime`).
 
-// One thread: Lambda sends an instance one batch at a time.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    cache_sync_fn::run().await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::build()?.block_on(cache_sync_fn::run())
 }

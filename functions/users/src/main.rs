@@ -1,8 +1,7 @@
-//! Lambda entry point: the services are built once per instance, then every request is served.
+//! Lambda entry point: the services are built once per instance, then every request is served,
+//! one at a time on demand and many at once on Lambda Managed Instances, on a runtime sized to
+//! the environment (`shared::runtime`).
 
-// One thread: Lambda sends an instance one event at a time, so more threads would only add
-// wake-ups between them (and memory); Argon2 still runs off it, on the blocking pool.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::app::run(users_fn::handle).await
+fn main() -> Result<(), lambda_http::Error> {
+    shared::runtime::build()?.block_on(shared::app::run(users_fn::handle))
 }

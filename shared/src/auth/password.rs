@@ -8,6 +8,7 @@ use crate::error::AppError;
 /// Hashes `password` with Argon2id (the crate's OWASP-recommended defaults).
 pub async fn hash(password: Password) -> Result<String, AppError> {
     return_large_buffers();
+    let _turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.expose().as_bytes())
@@ -22,6 +23,7 @@ pub async fn hash(password: Password) -> Result<String, AppError> {
 /// unknown email costs the same time as a wrong password and the two cannot be told apart.
 pub async fn verify(password: Password, stored: Option<String>) -> Result<bool, AppError> {
     return_large_buffers();
+    let _turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || {
         let (hash, real) = match stored {
             Some(hash) => (hash, true),
@@ -34,6 +36,22 @@ pub async fn verify(password: Password, stored: Option<String>) -> Result<bool, 
     })
     .await
     .map_err(|e| AppError::Internal(format!("verifying task: {e}")))?
+}
+
+/// A turn to run one Argon2id hash: at most one per vCPU at once.
+///
+/// On Lambda Managed Instances an environment serves many invocations at once, and a hash
+/// takes 19 MiB and tens of ms of one core. Unbounded, 64 concurrent logins would take 1.2 GiB
+/// and share the cores 64 ways, each finishing late; one per vCPU keeps the memory at
+/// vCPUs × 19 MiB and each hash at full speed, the rest queueing for a turn. On demand there is
+/// one invocation at a time, so this never waits.
+async fn hashing_turn() -> Result<tokio::sync::SemaphorePermit<'static>, AppError> {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS
+        .get_or_init(|| tokio::sync::Semaphore::new(crate::runtime::vcpus()))
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(format!("hashing turn: {e}")))
 }
 
 /// Makes Argon2id's working memory (19 MiB a hash) go back to the OS when a hash ends.

@@ -1,7 +1,7 @@
 //! HS256 tokens with the contract's issuer and audience, and where a request carries them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -55,12 +55,45 @@ pub struct TokenKeys {
     validation: Validation,
     ttl: Duration,
     /// Tokens this instance has already verified, by their exact text ([`TokenKeys::verify`]).
-    verified: Mutex<HashMap<String, Arc<VerifiedToken>>>,
+    verified: Remembered,
 }
 
-/// How many verified tokens an instance remembers; past it, it forgets them all and starts
+/// How many verified tokens an instance remembers; past it, a shard forgets its own and starts
 /// again (about 0.5 KB each).
 const VERIFIED_CAPACITY: usize = 512;
+
+/// Shards of the memory. On Lambda Managed Instances many invocations check tokens at once,
+/// on several threads: each shard has its own lock, and a lookup takes it only to read, so
+/// checks of remembered tokens never wait for each other, and a first check (which writes)
+/// holds up only the tokens of its shard.
+const SHARDS: usize = 16;
+
+/// The verified tokens, split by the last character of the token (the signature's, which
+/// spreads evenly), each shard behind its own read-write lock.
+struct Remembered {
+    shards: [RwLock<HashMap<String, Arc<VerifiedToken>>>; SHARDS],
+}
+
+impl Remembered {
+    fn new() -> Self {
+        Remembered { shards: std::array::from_fn(|_| RwLock::new(HashMap::new())) }
+    }
+
+    fn shard(&self, token: &str) -> &RwLock<HashMap<String, Arc<VerifiedToken>>> {
+        &self.shards[token.as_bytes().last().map_or(0, |b| *b as usize) % SHARDS]
+    }
+
+    /// How many are remembered, all shards together.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().map_or(0, |s| s.len())).sum()
+    }
+
+    #[cfg(test)]
+    fn contains(&self, token: &str) -> bool {
+        self.shard(token).read().is_ok_and(|s| s.contains_key(token))
+    }
+}
 
 impl TokenKeys {
     pub fn new(secret: &Secret, ttl: Duration) -> Self {
@@ -77,7 +110,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             ttl,
-            verified: Mutex::new(HashMap::new()),
+            verified: Remembered::new(),
         }
     }
 
@@ -133,23 +166,23 @@ impl TokenKeys {
     /// The claims of `token` if it was verified before and has not expired since (expired:
     /// `exp` before now, as `jsonwebtoken` with no leeway has it).
     fn remembered(&self, token: &str, now: u64) -> Option<Arc<VerifiedToken>> {
-        let mut verified = self.verified.lock().ok()?;
-        match verified.get(token) {
-            Some(known) if known.claims.exp >= now => Some(Arc::clone(known)),
-            Some(_) => {
-                verified.remove(token);
-                None
-            }
-            None => None,
+        let shard = self.verified.shard(token);
+        let known = shard.read().ok()?.get(token).map(Arc::clone)?;
+        if known.claims.exp >= now {
+            return Some(known);
         }
+        if let Ok(mut shard) = shard.write() {
+            shard.remove(token);
+        }
+        None
     }
 
     fn remember(&self, token: &str, known: &Arc<VerifiedToken>) {
-        let Ok(mut verified) = self.verified.lock() else { return };
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
+        let Ok(mut shard) = self.verified.shard(token).write() else { return };
+        if shard.len() >= VERIFIED_CAPACITY / SHARDS {
+            shard.clear();
         }
-        verified.insert(token.to_owned(), Arc::clone(known));
+        shard.insert(token.to_owned(), Arc::clone(known));
     }
 }
 
@@ -242,19 +275,19 @@ mod tests {
                 keys.verify(&issued.token).ok().map(|first| (issued, first))
             })
             .expect("a token verified within the second it was issued in");
-        assert!(keys.verified.lock().expect("lock").contains_key(&issued.token), "remembered");
+        assert!(keys.verified.contains(&issued.token), "remembered");
         assert_eq!(keys.verify(&issued.token).ok(), Some(first), "and answered from memory");
         let second_after_exp = (jsonwebtoken::get_current_timestamp() + 1) * 1000;
         let now_ms =
             || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as u64;
         std::thread::sleep(Duration::from_millis(second_after_exp.saturating_sub(now_ms()) + 10));
         assert!(keys.verify(&issued.token).is_err(), "expired, remembered or not");
-        assert!(keys.verified.lock().expect("lock").is_empty(), "and forgotten");
+        assert_eq!(keys.verified.len(), 0, "and forgotten");
 
         let other = TokenKeys::new(&Secret::new("o".repeat(32)), Duration::from_secs(60)).issue(&user()).expect("sign");
         assert!(keys.verify(&other.token).is_err());
         assert!(keys.verify(&other.token).is_err());
-        assert!(keys.verified.lock().expect("lock").is_empty(), "refusals are not remembered");
+        assert_eq!(keys.verified.len(), 0, "refusals are not remembered");
     }
 
     #[test]
@@ -265,7 +298,31 @@ mod tests {
             user.name = format!("user {i}");
             keys.verify(&keys.issue(&user).expect("sign").token).expect("verify");
         }
-        assert!(keys.verified.lock().expect("lock").len() <= VERIFIED_CAPACITY);
+        assert!(keys.verified.len() <= VERIFIED_CAPACITY);
+    }
+
+    #[test]
+    fn threads_checking_tokens_at_once_each_get_their_own_claims() {
+        let keys = keys();
+        let tokens: Vec<(String, String)> = (0..64)
+            .map(|i| {
+                let mut user = user();
+                user.name = format!("user {i}");
+                (keys.issue(&user).expect("sign").token, user.name)
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let (keys, tokens) = (&keys, &tokens);
+                scope.spawn(move || {
+                    for round in 0..200 {
+                        let (token, name) = &tokens[(thread * 7 + round) % tokens.len()];
+                        assert_eq!(&keys.verify(token).expect("verify").claims.name, name);
+                    }
+                });
+            }
+        });
+        assert_eq!(keys.verified.len(), tokens.len(), "each remembered once");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - [`users`]: **the cache-aside** (what a request reads, what a change writes). Start there.
 //! - [`entry`]: what an entry holds, its [`Version`](crate::domain::Version), its JSON.
+//! - [`flights`]: concurrent misses of one user in one instance share one read, under the
+//!   rule that keeps revocation at once.
 //! - [`connection`]: the Redis connection: every call bounded, moved off a server that can no
 //!   longer take writes.
 //! - [`client`]: standalone or cluster (ElastiCache Serverless), behind one connection type;
@@ -15,6 +17,7 @@
 pub mod client;
 pub mod connection;
 pub mod entry;
+pub mod flights;
 pub mod iam;
 pub mod users;
 

@@ -2,7 +2,9 @@
 //!
 //! - **Read** ([`Users::find`]): `GET user:v2:<email>`. A hit returns with no DynamoDB call. A
 //!   miss reads DynamoDB (strongly consistent) and writes the answer back: the user, or "none"
-//!   for a short while.
+//!   for a short while. Concurrent misses of one email in one instance (Lambda Managed
+//!   Instances) share that read and write when the read was sent after they started
+//!   ([`super::flights`]).
 //! - **Change** (register, logout, rename, delete): DynamoDB first, in one conditional write
 //!   that bumps the user's revision and returns the new state; then that state is written over
 //!   the entry, so the very next request sees it. A delete leaves a tombstone naming the
@@ -19,6 +21,10 @@
 //!   A corrupt entry, one of another format, or one for another email is a miss and is
 //!   overwritten. The cached value never holds the password hash.
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::flights::Flights;
 use super::{Entry, Lookup, RedisCache, WriteOutcome};
 use crate::domain::{Email, User, Version};
 use crate::error::AppError;
@@ -58,16 +64,23 @@ pub struct AtLeast<'a> {
     pub jwt_version: u64,
 }
 
-/// The users as the functions see them: the store, fronted by the cache.
+/// The users as the functions see them: the store, fronted by the cache. Clones share the
+/// reads in flight.
 #[derive(Clone)]
 pub struct Users {
     store: Store,
     cache: RedisCache,
+    reads: Arc<Flights<Result<Option<User>, AppError>>>,
 }
 
 impl Users {
     pub fn new(store: Store, cache: RedisCache) -> Self {
-        Users { store, cache }
+        Users { store, cache, reads: Arc::default() }
+    }
+
+    /// Requests waiting on a DynamoDB read of `email` in this instance (joined or queued).
+    pub fn reads_waiting(&self, email: &Email) -> usize {
+        self.reads.waiting(email.as_str())
     }
 
     pub fn cache(&self) -> &RedisCache {
@@ -83,6 +96,7 @@ impl Users {
         email: &Email,
         at_least: Option<AtLeast<'_>>,
     ) -> Result<(Option<User>, CacheOutcome), AppError> {
+        let started = Instant::now();
         match self.cache.lookup(email).await {
             Lookup::Found(user) if at_least.is_some_and(|t| t.outdates(&user.id, Some(user.jwt_version))) => {
                 tracing::warn!("cache entry older than the token; reading DynamoDB");
@@ -96,13 +110,19 @@ impl Users {
             Lookup::Failed => return Ok((self.store.get_user(email).await?, CacheOutcome::Error)),
             Lookup::Empty => {}
         }
+        let user = self.reads.run(email.as_str(), started, || self.read_through(email)).await?;
+        Ok((user, CacheOutcome::Miss))
+    }
+
+    /// A miss: DynamoDB's answer, written back to the cache.
+    async fn read_through(&self, email: &Email) -> Result<Option<User>, AppError> {
         let user = self.store.get_user(email).await?;
         let entry = match &user {
             Some(user) => Entry::User(user.clone()),
             None => Entry::Absent(Version::NONE),
         };
         self.cache.put(email, &entry).await;
-        Ok((user, CacheOutcome::Miss))
+        Ok(user)
     }
 
     /// The user and its password hash, straight from DynamoDB: the hash is never cached.

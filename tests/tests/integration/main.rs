@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the harness and the services are built once.
 
-// The handlers' futures nest deeply (request span, invocation scope, idempotency, the SDK).
+// The handlers' futures nest deeply (request span, invocation scope, idempotency, the cache's
+// shared read, the SDK).
 #![recursion_limit = "256"]
 
 mod abuse_limits;
@@ -9,6 +10,7 @@ mod cache_aside;
 mod cache_sync;
 mod coherence;
 mod comments_api;
+mod concurrency;
 mod contract;
 mod events_files;
 mod faults;

@@ -218,8 +218,8 @@ fn metrics_named_by_the_template() -> BTreeSet<Named> {
     for resource in resources.values() {
         match resource["Type"].as_str() {
             Some("AWS::CloudWatch::Dashboard") => {
-                // `!Sub body` or `!Sub [body, {variables}]`; the variables hold other namespaces'
-                // metrics (the cache's own), read here as no rows.
+                // `!Sub body` or `!Sub [body, {variables}]`; the variables hold the functions' names
+                // (by compute) and other namespaces' metrics (the cache's own), read here as `[]`.
                 let body = match &resource["Properties"]["DashboardBody"] {
                     Yaml::Tagged(sub) if sub.tag == "Sub" => {
                         let text = sub.value.as_str().or_else(|| sub.value[0].as_str()).expect("a body");

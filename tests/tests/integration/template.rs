@@ -1,11 +1,13 @@
 //! `template.yaml` checked against the code: routes, environment, table and index, the cache
 //! sync (the table's stream, its mapping to `CacheSyncFunction`, that function's environment
-//! and permissions), and the cache for every choice of its kind (`node`, `serverless`) and
-//! authentication (`token`, `iam`): each combination is the template as CloudFormation would
-//! deploy it ([`deployed`]: conditions decided, `Fn::If` resolved, `AWS::NoValue` dropped,
-//! resources of false conditions gone), and what it gives each function must configure the
-//! code as intended.
+//! and permissions), the cache for every choice of its kind (`node`, `serverless`) and
+//! authentication (`token`, `iam`), and both computes (`ComputeType`: on demand, Lambda Managed
+//! Instances). Each choice is the template as CloudFormation would deploy it ([`deployed`]:
+//! conditions decided, `Fn::If` resolved, `AWS::NoValue` dropped, resources of false conditions
+//! gone, a Managed Instances twin under the name of the function it replaces), and what it gives
+//! each function must configure the code as intended.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml::{Mapping, Value};
@@ -38,12 +40,24 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/posts/{postId}/comments/{commentId}"),
 ];
 
+/// Where the API functions run (the `ComputeType` parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compute {
+    OnDemand,
+    ManagedInstances,
+}
+
+thread_local! {
+    /// The compute [`template`] resolves for, on this test's thread.
+    static COMPUTE: Cell<Compute> = const { Cell::new(Compute::OnDemand) };
+}
+
 /// The template as written.
 fn raw_template() -> Value {
     serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
 }
 
-/// The template as deployed with its parameters' defaults.
+/// The template as deployed with its parameters' defaults, on this thread's [`COMPUTE`].
 fn template() -> Value {
     let raw = raw_template();
     let kind = raw["Parameters"]["CacheKind"]["Default"].as_str().expect("CacheKind's default").to_owned();
@@ -56,9 +70,11 @@ const COMBINATIONS: [(&str, &str); 4] =
     [("node", "token"), ("node", "iam"), ("serverless", "token"), ("serverless", "iam")];
 
 /// The template as CloudFormation would deploy it with `CacheKind` = `kind`, `CacheAuthMode` =
-/// `auth` and every other parameter at its default: conditions evaluated, `Fn::If` resolved,
-/// `AWS::NoValue` dropped, `Ref`s to parameters replaced by their values, resources and outputs
-/// of false conditions removed.
+/// `auth`, `ComputeType` = this thread's [`COMPUTE`] and every other parameter at its default:
+/// conditions evaluated, `Fn::If` resolved, `AWS::NoValue` dropped, `Ref`s to parameters
+/// replaced by their values, resources and outputs of false conditions removed, and a Managed
+/// Instances twin (`UsersManagedFunction`, `ManagedHttpApi`) under the name of the resource it
+/// replaces, so every check reads both computes alike.
 fn deployed(kind: &str, auth: &str) -> Value {
     let raw = raw_template();
     let declared: Vec<&str> =
@@ -82,6 +98,11 @@ fn deployed(kind: &str, auth: &str) -> Value {
         .collect();
     parameters.insert("CacheKind".into(), Value::from(kind));
     parameters.insert("CacheAuthMode".into(), Value::from(auth));
+    let compute = match COMPUTE.with(Cell::get) {
+        Compute::OnDemand => "OnDemand",
+        Compute::ManagedInstances => "ManagedInstances",
+    };
+    parameters.insert("ComputeType".into(), Value::from(compute));
     let resolver = Resolver { raw: &raw, parameters };
     let mut t = raw.clone();
     for section in ["Globals", "Resources", "Outputs"] {
@@ -93,6 +114,14 @@ fn deployed(kind: &str, auth: &str) -> Value {
             items.retain(|_, item| item["Condition"].as_str().is_none_or(|c| resolver.condition(c)));
         }
     }
+    if let Some(resources) = t["Resources"].as_mapping_mut() {
+        let twins: Vec<Value> = resources.keys().filter(|k| k.as_str().and_then(twin_of).is_some()).cloned().collect();
+        for twin in twins {
+            let resource = resources.remove(&twin).expect("the twin");
+            resources.insert(Value::from(twin.as_str().and_then(twin_of).expect("a twin")), resource);
+        }
+    }
+    rename_refs(&mut t);
     t
 }
 
@@ -177,6 +206,82 @@ fn intrinsic(v: &Value) -> Option<(String, &Value)> {
             Some((name.to_owned(), args))
         }
         _ => None,
+    }
+}
+
+/// The condition `ComputeType` sets, and the other one.
+const ON_MANAGED: &str = "OnManagedInstances";
+const ON_DEMAND: &str = "OnDemand";
+
+/// `t` with `ComputeType` = `compute`: the other compute's resources dropped, each `!If
+/// [OnManagedInstances, a, b]` replaced by its branch, `!Ref AWS::NoValue` values removed, and
+/// the Managed Instances twins (`UsersManagedFunction`, `ManagedHttpApi`) under the names of the
+/// resources they replace, so every check reads both computes alike.
+fn resolved(t: &Value, compute: Compute) -> Value {
+    let managed = compute == Compute::ManagedInstances;
+    let dropped = if managed { ON_DEMAND } else { ON_MANAGED };
+    let mut out = choose(t, managed).unwrap_or(Value::Null);
+    let resources = out["Resources"].as_mapping_mut().expect("Resources");
+    let names: Vec<Value> = resources.keys().cloned().collect();
+    for name in names {
+        let resource = resources.remove(&name).expect("resource");
+        if resource["Condition"].as_str() == Some(dropped) {
+            continue;
+        }
+        let name = name.as_str().expect("name");
+        resources.insert(Value::from(twin_of(name).unwrap_or(name)), resource);
+    }
+    rename_refs(&mut out);
+    out
+}
+
+/// The resource a Managed Instances twin replaces.
+fn twin_of(name: &str) -> Option<&str> {
+    match name {
+        "UsersManagedFunction" => Some("UsersFunction"),
+        "PostsManagedFunction" => Some("PostsFunction"),
+        "CommentsManagedFunction" => Some("CommentsFunction"),
+        "ManagedHttpApi" => Some("HttpApi"),
+        _ => None,
+    }
+}
+
+/// `v` with the compute's `!If` branches chosen; `None` for `!Ref AWS::NoValue`.
+fn choose(v: &Value, managed: bool) -> Option<Value> {
+    match v {
+        Value::Tagged(tagged) if tagged.tag == "If" && tagged.value[0].as_str() == Some(ON_MANAGED) => {
+            choose(&tagged.value[if managed { 1 } else { 2 }], managed)
+        }
+        Value::Tagged(tagged) if tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") => None,
+        Value::Mapping(m) => {
+            Some(Value::Mapping(m.iter().filter_map(|(k, v)| Some((k.clone(), choose(v, managed)?))).collect()))
+        }
+        Value::Sequence(items) => Some(Value::Sequence(items.iter().filter_map(|v| choose(v, managed)).collect())),
+        Value::Tagged(tagged) => {
+            let value = choose(&tagged.value, managed)?;
+            Some(Value::Tagged(Box::new(serde_yaml::value::TaggedValue { tag: tagged.tag.clone(), value })))
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Every `!Ref` (and `${...}` in `!Sub`) of a twin, renamed to the resource it replaces.
+fn rename_refs(v: &mut Value) {
+    match v {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => {
+            if let Some(name) = tagged.value.as_str().and_then(twin_of) {
+                tagged.value = Value::from(name);
+            }
+        }
+        Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            if let Some(text) = tagged.value.as_str() {
+                tagged.value = Value::from(text.replace("${ManagedHttpApi}", "${HttpApi}"));
+            }
+        }
+        Value::Tagged(tagged) => rename_refs(&mut tagged.value),
+        Value::Mapping(m) => m.values_mut().for_each(rename_refs),
+        Value::Sequence(items) => items.iter_mut().for_each(rename_refs),
+        _ => {}
     }
 }
 
@@ -380,6 +485,14 @@ fn wired_routes(t: &Value) -> BTreeMap<(String, String), String> {
         }
     }
     routes
+}
+
+/// The one `${Resource}` a `!Sub` names (pseudo parameters aside).
+fn ref_in_sub(v: &Value) -> Option<String> {
+    let Value::Tagged(tagged) = v else { return None };
+    let text = tagged.value.as_str().filter(|_| tagged.tag == "Sub")?;
+    let mut names = text.split("${").skip(1).filter_map(|part| part.split_once('}')).map(|(name, _)| name);
+    names.find(|name| !name.starts_with("AWS::")).map(str::to_owned)
 }
 
 fn function_id(function: &str) -> String {
@@ -712,7 +825,11 @@ fn every_function_runs_in_the_private_subnets() {
     // Secrets Manager endpoint.
     let t = template();
     for id in functions(&t) {
-        let vpc = function_setting(&t, &id, "VpcConfig");
+        // On Managed Instances, the capacity provider's network is the function's.
+        let vpc = match ref_in_sub(&resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"]["Arn"]) {
+            Some(provider) => &resources(&t)[provider.as_str()]["Properties"]["VpcConfig"],
+            None => function_setting(&t, &id, "VpcConfig"),
+        };
         let names = |key: &str| -> BTreeSet<&str> {
             one_or_many(&vpc[key]).into_iter().map(|v| ref_name(v).expect("a !Ref")).collect()
         };
@@ -1131,6 +1248,104 @@ fn the_login_limits_are_parameters_with_the_contracts_defaults() {
     ] {
         assert_eq!(ref_name(&env[variable]), Some(parameter), "{variable}");
         assert_eq!(t["Parameters"][parameter]["Default"].as_u64(), Some(default), "{parameter}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Compute: on demand or Lambda Managed Instances.
+// ---------------------------------------------------------------------------------------
+
+/// The API functions as `template.yaml` names them, with their Managed Instances twins.
+const TWINS: [(&str, &str); 4] = [
+    ("UsersFunction", "UsersManagedFunction"),
+    ("PostsFunction", "PostsManagedFunction"),
+    ("CommentsFunction", "CommentsManagedFunction"),
+    ("HttpApi", "ManagedHttpApi"),
+];
+
+/// The settings in which a function's twin may differ from it: the compute, nothing else.
+const COMPUTE_SETTINGS: [&str; 4] = ["VpcConfig", "CapacityProviderConfig", "MemorySize", "AutoPublishAlias"];
+
+#[test]
+fn every_check_holds_on_managed_instances_too() {
+    COMPUTE.with(|c| c.set(Compute::ManagedInstances));
+    every_contract_route_reaches_the_function_that_serves_it();
+    every_deployment_variable_is_set_for_every_function();
+    cache_sync_gets_the_cache_and_table_variables_and_nothing_else();
+    functions_are_built_by_cargo_lambda_for_arm64();
+    every_function_runs_in_the_private_subnets();
+    every_function_logs_json_to_its_own_log_group_with_retention();
+    cache_sync_is_small_and_short_lived();
+    the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue();
+    cache_sync_may_read_the_stream_user_items_and_the_cache_secret_and_nothing_else();
+    outputs_name_the_cache_sync_function_and_its_failure_queue();
+    the_sam_local_env_file_points_every_function_at_the_local_stack();
+    each_api_function_reaches_only_the_items_it_uses();
+    the_dynamodb_endpoint_reaches_this_table_only();
+    idempotency_records_expire_by_ttl_and_outlive_any_request();
+    operators_set_log_levels_see_traces_and_metrics_and_get_paged();
+    let t = template();
+    assert!(resources(&t).keys().all(|k| k.as_str().is_none_or(|k| twin_of(k).is_none())), "twins renamed");
+}
+
+#[test]
+fn each_managed_instances_twin_is_its_function_but_for_the_compute() {
+    let t = raw_template();
+    for (function, twin) in TWINS {
+        let (a, b) = (&resources(&t)[function], &resources(&t)[twin]);
+        assert_eq!(a["Condition"].as_str(), Some(ON_DEMAND), "{function}");
+        assert_eq!(b["Condition"].as_str(), Some(ON_MANAGED), "{twin}");
+        assert_eq!(a["Type"], b["Type"], "{twin}");
+        assert_eq!(a["Metadata"], b["Metadata"], "{twin} builds the same binary");
+        let without_compute = |r: &Value| {
+            let mut props = r["Properties"].as_mapping().cloned().unwrap_or_default();
+            COMPUTE_SETTINGS.iter().for_each(|k| drop(props.remove(*k)));
+            let mut props = Value::Mapping(props);
+            rename_refs(&mut props);
+            props
+        };
+        assert_eq!(without_compute(a), without_compute(b), "{twin} differs from {function} beyond its compute");
+    }
+}
+
+#[test]
+fn managed_instances_run_on_graviton_in_the_private_subnets_within_the_scaling_limits() {
+    // As written, with the compute chosen: which parameter each setting names.
+    let t = resolved(&raw_template(), Compute::ManagedInstances);
+    let provider = only_resource_of(&t, "AWS::Serverless::CapacityProvider");
+    let props = &resources(&t)[provider.as_str()]["Properties"];
+    assert_eq!(props["InstanceRequirements"]["Architectures"], Value::from(vec!["arm64"]), "Graviton");
+    assert_eq!(ref_name(&props["ScalingConfig"]["MaxVCpuCount"]), Some("ManagedInstancesMaxVCpus"));
+    assert_eq!(
+        ref_name(&props["ScalingConfig"]["AverageCPUUtilization"]),
+        Some("ManagedInstancesTargetCpuUtilization")
+    );
+    for id in api_functions(&t) {
+        let function = &resources(&t)[id.as_str()]["Properties"];
+        let config = &function["CapacityProviderConfig"];
+        assert_eq!(ref_in_sub(&config["Arn"]).as_deref(), Some(provider.as_str()), "{id}");
+        assert_eq!(
+            ref_name(&config["PerExecutionEnvironmentMaxConcurrency"]),
+            Some("PerEnvironmentConcurrency"),
+            "{id}"
+        );
+        assert_eq!(ref_name(&config["ExecutionEnvironmentMemoryGiBPerVCpu"]), Some("ManagedInstancesMemoryGiBPerVCpu"));
+        assert_eq!(ref_name(&function["MemorySize"]), Some("ManagedInstancesMemorySize"), "{id}");
+        assert!(function["VpcConfig"].is_null(), "{id}: the network is the capacity provider's");
+        assert_eq!(function["AutoPublishAlias"].as_str(), Some("live"), "{id}: Managed Instances run versions");
+    }
+    assert!(resources(&t)[CACHE_SYNC]["Properties"]["CapacityProviderConfig"].is_null(), "cache-sync stays on demand");
+    let parameters = &t["Parameters"];
+    assert_eq!(parameters["ComputeType"]["Default"].as_str(), Some("OnDemand"));
+    assert_eq!(parameters["ManagedInstancesMemorySize"]["MinValue"].as_u64(), Some(2048));
+    let concurrency = &parameters["PerEnvironmentConcurrency"];
+    assert!(concurrency["MaxValue"].as_u64().is_some_and(|m| m <= 1600), "Lambda's limit");
+
+    // On demand: no capacity provider, and each function in the private subnets itself.
+    let t = resolved(&raw_template(), Compute::OnDemand);
+    assert!(resources(&t).values().all(|r| r["Type"].as_str() != Some("AWS::Serverless::CapacityProvider")));
+    for id in api_functions(&t) {
+        assert!(resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"].is_null(), "{id}");
     }
 }
 
