@@ -11,13 +11,12 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use integration_tests::{ApiRequest, Dynamo, RedisServer, TestEnv, TestRedis, TEST_SECRET};
+use integration_tests::{ApiRequest, TestEnv, TestRedis, TEST_SECRET};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::json;
 use shared::auth::TokenKeys;
-use shared::config::{CacheMode, Config, Secret};
+use shared::config::{CacheMode, Secret};
 use shared::domain::Email;
-use shared::App;
 
 use crate::report::{median, percentile, Goal, Report};
 
@@ -52,48 +51,23 @@ impl Intercept for UserReads {
     }
 }
 
-/// A fresh Redis and DynamoDB, an app over both whose DynamoDB client also counts user reads.
+/// A fresh Redis and DynamoDB, an app over both, configured as the functions are, whose
+/// DynamoDB client also counts user reads.
 pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
-    let redis = RedisServer::start().await;
-    let dynamo = Dynamo::start().await;
     let reads = UserReads::default();
-    let client_config = dynamo.client.config().to_builder().interceptor(reads.clone()).build();
-    let client = aws_sdk_dynamodb::Client::from_conf(client_config);
-    let redis = TestRedis::Standalone(redis);
-    let app = App::build(config(&redis, &dynamo), client, Secret::new(TEST_SECRET), None).expect("app builds");
-    (TestEnv { app, redis, dynamo }, reads)
+    let env = TestEnv::builder().mode(CacheMode::Standalone).as_deployed().interceptor(reads.clone()).build().await;
+    (env, reads)
 }
 
-/// The configuration the functions get in the benchmark: the defaults, as a deployment has
-/// them, pointed at these services. (Not the harness's `test_config`: a release build has no
-/// default JWT secret, so it is read here as a function reads it.)
-fn config(redis: &TestRedis, dynamo: &Dynamo) -> Config {
-    let mode = match redis.mode() {
-        CacheMode::Standalone => "standalone",
-        CacheMode::Cluster => "cluster",
-    };
-    let vars = [
-        ("JWT_SECRET", TEST_SECRET.to_owned()),
-        ("REDIS_URL", redis.url()),
-        ("REDIS_MODE", mode.to_owned()),
-        ("DYNAMODB_ENDPOINT", dynamo.endpoint.clone()),
-        ("TABLE_NAME", "social".to_owned()),
-    ];
-    Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).expect("valid config")
-}
-
-/// [`TestEnv::new`], for a release build too.
+/// [`TestEnv::new`], configured as the functions are (in a release build too).
 pub async fn new_env() -> TestEnv {
-    env_on(TestRedis::Standalone(RedisServer::start().await)).await
+    TestEnv::builder().mode(CacheMode::Standalone).as_deployed().build().await
 }
 
 /// A fresh DynamoDB and an app over it and `redis` (a server or a cluster), configured as the
 /// functions are.
 pub async fn env_on(redis: TestRedis) -> TestEnv {
-    let dynamo = Dynamo::start().await;
-    let app =
-        App::build(config(&redis, &dynamo), dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
-    TestEnv { app, redis, dynamo }
+    TestEnv::builder().redis(redis).as_deployed().build().await
 }
 
 pub struct Counts {

@@ -23,6 +23,7 @@ pub mod secrets_manager;
 pub mod sync;
 pub mod test_redis;
 pub mod tls_redis;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -89,26 +90,38 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// A fresh world: its own Redis (this run's mode), its own DynamoDB, an app over both.
     pub async fn new() -> Self {
-        Self::with_config(|_| {}).await
+        Self::builder().build().await
+    }
+
+    /// How a world is built, for a test that wants more than [`TestEnv::new`]: its own
+    /// configuration, interceptors on the app's DynamoDB client, long timeouts, a proxy in front
+    /// of DynamoDB. The one place a test world's app is built.
+    pub fn builder<'a>() -> WorldBuilder<'a> {
+        WorldBuilder::default()
     }
 
     /// A fresh world with the test's own tweaks to the configuration.
-    pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::in_mode(test_redis_mode(), tweak).await
+    pub async fn with_config(tweak: impl FnOnce(&mut Config) + Send) -> Self {
+        Self::builder().config(tweak).build().await
     }
 
     /// A fresh world on a Redis of the given mode, whatever this run's: for tests of a
     /// scenario only one mode has (a standalone endpoint moved by a failover).
-    pub async fn in_mode(mode: CacheMode, tweak: impl FnOnce(&mut Config)) -> Self {
-        metrics_buffer();
-        let redis = TestRedis::start_in(mode).await;
-        let dynamo = Dynamo::start().await;
-        let mut config = test_config(&redis.url(), &dynamo.endpoint);
-        redis.configure(&mut config.cache);
-        tweak(&mut config);
-        let app = App::build(config, dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
-        TestEnv { app, redis, dynamo }
+    pub async fn in_mode(mode: CacheMode, tweak: impl FnOnce(&mut Config) + Send) -> Self {
+        Self::builder().mode(mode).config(tweak).build().await
+    }
+
+    /// A world with long Redis and DynamoDB timeouts ([`WorldBuilder::patient`]).
+    pub async fn patient() -> Self {
+        Self::builder().patient().build().await
+    }
+
+    /// A world whose app reaches DynamoDB only through a [`DynamoProxy`] (every call still
+    /// counted), with the same SDK timeouts and retries as production.
+    pub async fn behind_dynamo_proxy() -> (Self, DynamoProxy) {
+        Self::builder().behind_dynamo_proxy().await
     }
 
     /// The configuration of a test app on this world's table and its Redis at `redis_url`, in
@@ -117,40 +130,6 @@ impl TestEnv {
         let mut config = test_config(redis_url, &self.dynamo.endpoint);
         config.cache.mode = self.redis.mode();
         config
-    }
-
-    /// A world with long Redis and DynamoDB timeouts, for tests that check atomicity under
-    /// heavy concurrency (a loaded 2-core machine), not latency.
-    pub async fn patient() -> Self {
-        use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-        let patient = |c: &mut Config| {
-            c.cache.redis_timeout = Duration::from_secs(10);
-            c.cache.redis_connect_timeout = Duration::from_secs(10);
-        };
-        let env = Self::with_config(patient).await;
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .operation_attempt_timeout(Duration::from_secs(60))
-            .operation_timeout(Duration::from_secs(60))
-            .build();
-        let client = aws_sdk_dynamodb::Client::from_conf(
-            env.dynamo.client.config().to_builder().timeout_config(timeouts).build(),
-        );
-        let mut config = env.config_for(&env.redis.url());
-        patient(&mut config);
-        let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
-        TestEnv { app, ..env }
-    }
-
-    /// A world whose app reaches DynamoDB only through a [`DynamoProxy`] (every call still
-    /// counted), with the same SDK timeouts and retries as production.
-    pub async fn behind_dynamo_proxy() -> (Self, DynamoProxy) {
-        let env = TestEnv::new().await;
-        let proxy = DynamoProxy::start(&env.dynamo.endpoint).await;
-        let client = dynamo::client_for(&proxy.endpoint, Some(env.dynamo.calls.clone()));
-        let config = test_config(&env.redis.url(), &proxy.endpoint);
-        let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
-        (TestEnv { app, ..env }, proxy)
     }
 
     /// Sends a request through the function that serves its path, as API Gateway would.
@@ -209,6 +188,32 @@ impl TestEnv {
         res.body
     }
 
+    /// Every page of the list at `list` (`/posts` or `/posts/{postId}/comments`), `limit` at a
+    /// time, following `nextCursor` as a client does: the ids in order, and each page's size.
+    /// Checks each page's shape on the way.
+    pub async fn walk(&self, token: &str, list: &str, limit: usize) -> (Vec<String>, Vec<usize>) {
+        let (mut ids, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
+        loop {
+            let path = match &cursor {
+                None => format!("{list}?limit={limit}"),
+                Some(c) => format!("{list}?limit={limit}&cursor={c}"),
+            };
+            let res = self.send(ApiRequest::get(&path).bearer(token)).await;
+            assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
+            let keys: Vec<&String> = res.body.as_object().expect("a page").keys().collect();
+            assert_eq!(keys, ["items", "nextCursor"], "a page is its items and the next cursor");
+            let items = res.body["items"].as_array().expect("items");
+            sizes.push(items.len());
+            ids.extend(items.iter().map(id_of));
+            match &res.body["nextCursor"] {
+                Value::Null => return (ids, sizes),
+                Value::String(c) => cursor = Some(c.clone()),
+                other => panic!("nextCursor must be a string or null: {other}"),
+            }
+            assert!(sizes.len() < 1000, "paging does not end");
+        }
+    }
+
     /// The sort keys of partition `POST#<post_id>` (the post and its comments) as DynamoDB
     /// holds them, read directly, every page.
     pub async fn post_partition(&self, post_id: &str) -> Vec<String> {
@@ -235,6 +240,129 @@ impl TestEnv {
             }
         }
     }
+}
+
+/// A test's change to its app's configuration.
+type ConfigTweak<'a> = Box<dyn FnOnce(&mut Config) + Send + 'a>;
+
+/// The choices a test makes about its world ([`TestEnv::builder`]).
+#[derive(Default)]
+pub struct WorldBuilder<'a> {
+    mode: Option<CacheMode>,
+    redis: Option<TestRedis>,
+    tweaks: Vec<ConfigTweak<'a>>,
+    interceptors: Vec<aws_smithy_runtime_api::client::interceptors::SharedInterceptor>,
+    patient: bool,
+    deployed: bool,
+}
+
+impl<'a> WorldBuilder<'a> {
+    /// On a Redis of this mode, whatever this run's.
+    pub fn mode(mut self, mode: CacheMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// On this Redis (a server or a cluster the test started).
+    pub fn redis(mut self, redis: TestRedis) -> Self {
+        self.redis = Some(redis);
+        self
+    }
+
+    /// With the test's own tweak to the app's configuration (after the harness's own).
+    pub fn config(mut self, tweak: impl FnOnce(&mut Config) + Send + 'a) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// With `interceptor` on the app's DynamoDB client (to count, delay or fail calls).
+    pub fn interceptor(
+        mut self,
+        interceptor: impl aws_smithy_runtime_api::client::interceptors::Intercept + 'static,
+    ) -> Self {
+        self.interceptors.push(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(interceptor));
+        self
+    }
+
+    /// With long Redis and DynamoDB timeouts, for tests that check atomicity under heavy
+    /// concurrency (a loaded 2-core machine), not latency.
+    pub fn patient(mut self) -> Self {
+        self.patient = true;
+        self
+    }
+
+    /// Configured as a deployment is (the defaults, not the tests' short connect timeout), and
+    /// in a release build too: what the benchmark measures.
+    pub fn as_deployed(mut self) -> Self {
+        self.deployed = true;
+        self
+    }
+
+    pub async fn build(self) -> TestEnv {
+        self.build_on(None).await.0
+    }
+
+    /// The world, with its app's DynamoDB reached only through a [`DynamoProxy`].
+    pub async fn behind_dynamo_proxy(self) -> (TestEnv, DynamoProxy) {
+        let (env, proxy) = self.build_on(Some(())).await;
+        (env, proxy.expect("a proxy"))
+    }
+
+    async fn build_on(self, proxied: Option<()>) -> (TestEnv, Option<DynamoProxy>) {
+        metrics_buffer();
+        let redis = match self.redis {
+            Some(redis) => redis,
+            None => TestRedis::start_in(self.mode.unwrap_or_else(test_redis_mode)).await,
+        };
+        let dynamo = Dynamo::start().await;
+        let proxy = match proxied {
+            Some(()) => Some(DynamoProxy::start(&dynamo.endpoint).await),
+            None => None,
+        };
+        let endpoint = proxy.as_ref().map_or(dynamo.endpoint.as_str(), |p| p.endpoint.as_str());
+        let mut config =
+            if self.deployed { deployed_config(&redis, endpoint) } else { test_config(&redis.url(), endpoint) };
+        redis.configure(&mut config.cache);
+        let mut client = dynamo::client_for(endpoint, Some(dynamo.calls.clone())).config().to_builder();
+        for interceptor in self.interceptors {
+            client.push_interceptor(interceptor);
+        }
+        if self.patient {
+            use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+            config.cache.redis_timeout = Duration::from_secs(10);
+            config.cache.redis_connect_timeout = Duration::from_secs(10);
+            client = client.timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        }
+        for tweak in self.tweaks {
+            tweak(&mut config);
+        }
+        let client = aws_sdk_dynamodb::Client::from_conf(client.build());
+        let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
+        (TestEnv { app, redis, dynamo }, proxy)
+    }
+}
+
+/// The configuration a deployment gives the functions (the defaults), pointed at these services,
+/// with the test key given as `JWT_SECRET` (a release build has no default).
+fn deployed_config(redis: &TestRedis, dynamo_endpoint: &str) -> Config {
+    let mode = match redis.mode() {
+        CacheMode::Standalone => "standalone",
+        CacheMode::Cluster => "cluster",
+    };
+    let vars = [
+        ("JWT_SECRET", TEST_SECRET.to_owned()),
+        ("REDIS_URL", redis.url()),
+        ("REDIS_MODE", mode.to_owned()),
+        ("DYNAMODB_ENDPOINT", dynamo_endpoint.to_owned()),
+        ("TABLE_NAME", "social".to_owned()),
+    ];
+    Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).expect("valid config")
 }
 
 /// Sends a request to `app` through the function that serves its path, as API Gateway would.
@@ -289,7 +417,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 
 /// The configuration of a test app: short timeouts so fault tests end fast.
 pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
-    let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
+    let mut config =
+        Config::from_lookup(|name| (name == "JWT_SECRET").then(|| TEST_SECRET.to_owned())).expect("defaults are valid");
     config.cache.redis_url = redis_url.to_owned();
     config.table.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
     config.table.table_name = "social".to_owned();
@@ -307,6 +436,11 @@ pub fn function_for(path: &str) -> &'static str {
         ["posts", _, "comments", ..] => "comments",
         _ => "posts",
     }
+}
+
+/// The `id` of a resource the API answered with.
+pub fn id_of(value: &Value) -> String {
+    value["id"].as_str().expect("an id").to_owned()
 }
 
 /// A new, unique, valid email.

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
 /// The commands the proxy treats as writes (compared case-insensitively with the first element
@@ -105,6 +105,8 @@ struct Shared {
     /// Where connections accepted from now on go.
     upstream: AtomicU16,
     fault: Mutex<WriteFault>,
+    /// While true every command, read or write, is held: the link stalls mid-connection.
+    stalled: watch::Sender<bool>,
     writes_seen: AtomicU64,
     next_id: AtomicU64,
     /// Live client connections, by id, with the handle that tears the whole pair down.
@@ -130,6 +132,7 @@ impl RedisProxy {
         let shared = Arc::new(Shared {
             upstream: AtomicU16::new(upstream_port),
             fault: Mutex::new(WriteFault::None),
+            stalled: watch::channel(false).0,
             writes_seen: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
@@ -147,6 +150,14 @@ impl RedisProxy {
     /// included. A write already being held by a `Delay` keeps its delay.
     pub fn set_write_fault(&self, fault: WriteFault) {
         *self.shared.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// Stalls the link (`true`): connections stay open and are read, but no command, read or
+    /// write, goes on until it is released (`false`), as with a Redis that stalls
+    /// mid-connection (what the per-command timeout exists for; a silent server only tests the
+    /// connect timeout, since the handshake never completes).
+    pub fn stall(&self, stalled: bool) {
+        self.shared.stalled.send_replace(stalled);
     }
 
     /// Where NEW client connections go (a failover); live ones keep the upstream they have.
@@ -270,6 +281,9 @@ async fn forward_commands(
             }
             Err(ProtocolError) => return,
         };
+        if *shared.stalled.borrow() && !hold_while_stalled(&mut client, &mut buf, shared).await {
+            return; // the client left while the link stalled
+        }
         if command.is_write {
             shared.writes_seen.fetch_add(1, Ordering::SeqCst);
             match shared.fault() {
@@ -311,6 +325,22 @@ async fn hold(client: &mut OwnedReadHalf, buf: &mut Vec<u8>, delay: Duration) ->
     loop {
         tokio::select! {
             () = &mut release => return true,
+            more = read_more(client, buf) => {
+                if more.is_none() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Holds the commands read so far while the link is stalled, still reading what the client
+/// sends. `false` if the client left.
+async fn hold_while_stalled(client: &mut OwnedReadHalf, buf: &mut Vec<u8>, shared: &Shared) -> bool {
+    let mut stalled = shared.stalled.subscribe();
+    loop {
+        tokio::select! {
+            released = stalled.wait_for(|stalled| !*stalled) => return released.is_ok(),
             more = read_more(client, buf) => {
                 if more.is_none() {
                     return false;

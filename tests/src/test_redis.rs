@@ -167,6 +167,11 @@ impl RedisLink {
         self.proxies.iter().map(|(_, p)| p.writes_seen()).sum()
     }
 
+    /// Stalls every node's link (`true`) or releases it ([`RedisProxy::stall`]).
+    pub fn stall(&self, stalled: bool) {
+        self.proxies.iter().for_each(|(_, p)| p.stall(stalled));
+    }
+
     /// [`RedisProxy::kill_connections`] on every node's proxy.
     pub fn kill_connections(&self) {
         self.proxies.iter().for_each(|(_, p)| p.kill_connections());

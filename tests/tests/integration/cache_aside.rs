@@ -6,10 +6,9 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::{unique_email, ApiRequest, ApiResponse, SilentServer, StreamSync, TestEnv, TEST_SECRET};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use shared::config::{CacheMode, Secret};
+use shared::config::Secret;
 use shared::App;
 
 /// What a request may take while Redis is down or hanging: generous, since the point is
@@ -90,17 +89,6 @@ async fn timed(env: &TestEnv, request: ApiRequest) -> (ApiResponse, Duration) {
     (res, started.elapsed())
 }
 
-/// A correctly signed token for any identity, as if issued before that user went away.
-fn signed_token(sub: &str, email: &str) -> String {
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({
-        "sub": sub, "email": email, "name": "Ghost", "jwtVersion": 1,
-        "iss": "Caching-Code-Login", "aud": "Caching-Code-Auth", "iat": now, "exp": now + 600,
-    });
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(TEST_SECRET.as_bytes()))
-        .expect("sign")
-}
-
 #[tokio::test]
 async fn a_cache_hit_makes_no_dynamodb_call() {
     let env = TestEnv::new().await;
@@ -176,7 +164,7 @@ async fn every_key_has_a_ttl_jittered_within_ten_percent() {
 
     // A negative entry, written back by a miss for an unknown user.
     let ghost = unique_email("ghost");
-    let res = env.send(me(&signed_token("01GHOST", &ghost))).await;
+    let res = env.send(me(&integration_tests::tokens::token_for("01GHOST", &ghost, 1))).await;
     res.assert_error(401, "unauthorized");
     assert_jittered_ttl(&env, &key(&ghost), negative_ttl).await;
 
@@ -231,7 +219,7 @@ async fn registration_replaces_a_negative_entry_so_the_new_user_works_at_once() 
     let email = unique_email("Late");
 
     // A request for the not-yet-registered email leaves a negative entry.
-    env.send(me(&signed_token("01NOBODY", &email))).await.assert_error(401, "unauthorized");
+    env.send(me(&integration_tests::tokens::token_for("01NOBODY", &email, 1))).await.assert_error(401, "unauthorized");
     assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
 
     let registered = env.register(&email, "Late").await;
@@ -394,7 +382,9 @@ async fn keys_are_namespaced_user_v1_by_normalized_email() {
     let email = unique_email("Spaced");
     let registered = env.register(&format!("  {}  ", email.to_uppercase()), "Spaced").await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
-    env.send(me(&signed_token("01NOBODY", &unique_email("nobody")))).await.assert_error(401, "unauthorized");
+    env.send(me(&integration_tests::tokens::token_for("01NOBODY", &unique_email("nobody"), 1)))
+        .await
+        .assert_error(401, "unauthorized");
 
     let keys = all_keys(&env).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
@@ -478,77 +468,17 @@ async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
     }
 }
 
-/// A TCP proxy in front of a redis-server that can freeze: while frozen it still accepts
-/// and reads, but passes nothing on either way, like a Redis that stalls mid-connection
-/// (the case the per-command timeout exists for; a silent server only tests the connect
-/// timeout, since the connection handshake never completes).
-struct FreezingProxy {
-    frozen: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FreezingProxy {
-    /// Starts proxying `listener` to `upstream`.
-    fn start(listener: std::net::TcpListener, upstream: String) -> Self {
-        listener.set_nonblocking(true).expect("nonblocking");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let (frozen, watch) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream.as_str()).await else { continue };
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                tokio::spawn(Self::pump(client_read, server_write, watch.clone()));
-                tokio::spawn(Self::pump(server_read, client_write, watch.clone()));
-            }
-        });
-        FreezingProxy { frozen, task }
-    }
-
-    async fn pump(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        mut frozen: tokio::sync::watch::Receiver<bool>,
-    ) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n @ 1..) = from.read(&mut buf).await {
-            if frozen.wait_for(|frozen| !*frozen).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    fn freeze(&self, frozen: bool) {
-        self.frozen.send_replace(frozen);
-    }
-}
-
-impl Drop for FreezingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_resume() {
     let world = TestEnv::new().await;
-    // A freezing proxy in front of every node (a cluster's nodes mapped to theirs), and an
-    // instance that reaches Redis only through them, DynamoDB through the world's counted client.
-    let mut proxies = Vec::new();
-    let mut map = Vec::new();
-    for node in world.redis.nodes() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        map.push((node.address(), listener.local_addr().expect("addr").to_string()));
-        proxies.push(FreezingProxy::start(listener, node.address()));
-    }
-    let mut config = world.config_for(&format!("redis://{}", map[0].1));
-    if world.redis.mode() == CacheMode::Cluster {
-        config.cache.node_address_map = map;
-    }
+    // A link that can stall in front of every node, and an instance that reaches Redis only
+    // through it, DynamoDB through the world's counted client.
+    let link = world.redis.link().await;
+    let mut config = world.config_for(&link.url());
+    link.configure(&mut config.cache);
     let app = App::build(config, world.dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
     let env = TestEnv { app, ..world };
-    let freeze = |frozen: bool| proxies.iter().for_each(|p| p.freeze(frozen));
+    let freeze = |stalled: bool| link.stall(stalled);
 
     let (token, user) = env.new_user("Stall").await;
     env.dynamo.calls.reset();

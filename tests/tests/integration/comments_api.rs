@@ -1,7 +1,6 @@
 //! Comments, as API.md describes them: create, list, read, edit and delete, the post's
 //! `commentCount` kept exact, and many comments at once.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -14,21 +13,14 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use futures::future::join_all;
-use integration_tests::{test_config, ApiRequest, ApiResponse, TestEnv, TEST_SECRET};
+use integration_tests::{id_of, ApiRequest, ApiResponse, TestEnv};
 use serde_json::{json, Value};
-use shared::config::Secret;
 use shared::domain::new_id;
-use shared::App;
 
 fn keys(value: &Value) -> Vec<String> {
     let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
     keys.sort();
     keys
-}
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id").to_owned()
 }
 
 fn assert_validation(res: &ApiResponse, field: &str) {
@@ -51,26 +43,6 @@ async fn comment_count(env: &TestEnv, token: &str, post_id: &str) -> u64 {
     let res = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     res.body["commentCount"].as_u64().expect("commentCount")
-}
-
-/// Every comment id of a post, following `nextCursor`, and the page sizes.
-async fn walk(env: &TestEnv, token: &str, post_id: &str, limit: usize) -> (Vec<String>, Vec<usize>) {
-    let base = format!("/posts/{post_id}/comments?limit={limit}");
-    let (mut ids, mut sizes, mut path) = (Vec::new(), Vec::new(), base.clone());
-    loop {
-        let res = env.send(ApiRequest::get(&path).bearer(token)).await;
-        assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
-        assert_eq!(keys(&res.body), ["items", "nextCursor"]);
-        let items = res.body["items"].as_array().expect("items");
-        sizes.push(items.len());
-        ids.extend(items.iter().map(id_of));
-        match &res.body["nextCursor"] {
-            Value::Null => return (ids, sizes),
-            Value::String(c) => path = format!("{base}&cursor={c}"),
-            other => panic!("nextCursor must be a string or null: {other}"),
-        }
-        assert!(sizes.len() < 1000, "paging does not end");
-    }
 }
 
 #[tokio::test]
@@ -134,7 +106,7 @@ async fn create_enforces_text_limits() {
     env.send(ApiRequest::post(&path).json(json!({"text": "anonymous"}))).await.assert_error(401, "unauthorized");
 
     assert_eq!(comment_count(&env, &token, &post_id).await, 2, "refused comments are not counted");
-    assert_eq!(walk(&env, &token, &post_id, 100).await.0.len(), 2);
+    assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 100).await.0.len(), 2);
 }
 
 #[tokio::test]
@@ -175,12 +147,12 @@ async fn list_is_oldest_first_with_cursor_paging() {
     }
     new_comment(&env, &token, &other_post, "elsewhere").await;
 
-    let (ids, sizes) = walk(&env, &token, &post_id, 3).await;
+    let (ids, sizes) = env.walk(&token, &format!("/posts/{post_id}/comments"), 3).await;
     assert_eq!(sizes, [3, 3, 1]);
     assert_eq!(ids, created);
-    let (ids, sizes) = walk(&env, &token, &post_id, 7).await;
+    let (ids, sizes) = env.walk(&token, &format!("/posts/{post_id}/comments"), 7).await;
     assert_eq!((ids, sizes), (created.clone(), vec![7]));
-    let (ids, _) = walk(&env, &token, &post_id, 1).await;
+    let (ids, _) = env.walk(&token, &format!("/posts/{post_id}/comments"), 1).await;
     assert_eq!(ids, created);
 
     // Default limit, and the full items.
@@ -319,53 +291,7 @@ async fn delete_by_comment_author_or_post_author_only() {
     env.send(ApiRequest::delete(&at(&new_id())).bearer(&author)).await.assert_error(404, "not_found");
     env.send(ApiRequest::delete(&at("garbage")).bearer(&author)).await.assert_error(404, "not_found");
     assert_eq!(comment_count(&env, &author, &post_id).await, 1);
-    assert_eq!(walk(&env, &token, &post_id, 10).await.0, vec![survivor]);
-}
-
-#[tokio::test]
-async fn concurrent_deletes_of_one_comment_count_once() {
-    let env = TestEnv::new().await;
-    let (author, _) = env.new_user("PostAuthor").await;
-    let (token, _) = env.new_user("CommentAuthor").await;
-    let post_id = id_of(&env.new_post(&author, "post").await);
-    let victim = id_of(&new_comment(&env, &token, &post_id, "doomed").await);
-    new_comment(&env, &token, &post_id, "stays").await;
-    let path = format!("/posts/{post_id}/comments/{victim}");
-
-    let requests = (0..10).map(|i| {
-        let who = if i % 2 == 0 { &token } else { &author };
-        env.send(ApiRequest::delete(&path).bearer(who))
-    });
-    let statuses: Vec<u16> = join_all(requests).await.iter().map(|r| r.status).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 204 || *s == 404), "{statuses:?}");
-    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
-}
-
-#[tokio::test]
-async fn a_hundred_concurrent_comments_are_all_counted_and_listed() {
-    let env = TestEnv::patient().await;
-    let (author, _) = env.new_user("Viral").await;
-    let (token, _) = env.new_user("Crowd").await;
-    let post_id = id_of(&env.new_post(&author, "viral").await);
-
-    let texts: Vec<String> = (0..100).map(|i| format!("comment {i}")).collect();
-    let responses = join_all(texts.iter().map(|t| comment(&env, &token, &post_id, t))).await;
-    for res in &responses {
-        assert_eq!(res.status, 201, "{}", res.raw_body);
-    }
-    let created: HashSet<String> = responses.iter().map(|r| id_of(&r.body)).collect();
-    assert_eq!(created.len(), 100);
-
-    assert_eq!(comment_count(&env, &author, &post_id).await, 100);
-    let (ids, sizes) = walk(&env, &token, &post_id, 30).await;
-    assert_eq!(sizes, [30, 30, 30, 10]);
-    let listed: HashSet<String> = ids.iter().cloned().collect();
-    assert_eq!(listed.len(), 100, "no duplicates");
-    assert_eq!(listed, created);
-    let mut sorted = ids.clone();
-    sorted.sort();
-    assert_eq!(ids, sorted, "oldest first");
+    assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0, vec![survivor]);
 }
 
 /// Makes DynamoDB cancel the next `remaining` transactions for a conflict with another
@@ -435,14 +361,8 @@ impl Intercept for Conflicts {
 
 /// A test world whose app's DynamoDB client goes through [`Conflicts`].
 async fn env_with_conflicts() -> (TestEnv, Conflicts) {
-    let env = TestEnv::new().await;
     let conflicts = Conflicts::default();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        env.dynamo.client.config().to_builder().interceptor(conflicts.clone()).build(),
-    );
-    let config = test_config(&env.redis.url(), &env.dynamo.endpoint);
-    let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
-    (TestEnv { app, ..env }, conflicts)
+    (TestEnv::builder().interceptor(conflicts.clone()).build().await, conflicts)
 }
 
 #[tokio::test]
@@ -456,7 +376,7 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
     let created = new_comment(&env, &token, &post_id, "after conflicts").await;
     assert_eq!(conflicts.injected.load(Ordering::SeqCst), 3, "the conflicts happened");
     assert_eq!(comment_count(&env, &token, &post_id).await, 1);
-    assert_eq!(walk(&env, &token, &post_id, 10).await.0, vec![id_of(&created)]);
+    assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0, vec![id_of(&created)]);
 
     // The same for a delete.
     conflicts.remaining.store(2, Ordering::SeqCst);
@@ -470,7 +390,7 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
     comment(&env, &token, &post_id, "never").await.assert_error(503, "service_unavailable");
     conflicts.remaining.store(0, Ordering::SeqCst);
     assert_eq!(comment_count(&env, &token, &post_id).await, 0);
-    assert!(walk(&env, &token, &post_id, 10).await.0.is_empty(), "nothing written");
+    assert!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0.is_empty(), "nothing written");
 }
 
 #[tokio::test]

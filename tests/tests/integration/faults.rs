@@ -7,24 +7,17 @@
 //! same machine, with the same concurrency, in the same test, and every request of the fault
 //! run must stay within `REDIS_TIMEOUT_MS + baseline p99 + SLACK`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
-use integration_tests::dynamo::client_for;
-use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use integration_tests::dynamo_proxy::Mode;
+use integration_tests::{id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use shared::config::Secret;
 use shared::domain::{new_id, Email};
-use shared::App;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 /// Room for a loaded, shared 2-core machine on top of the measured baseline: large next to a
 /// request's real cost (a few ms), small next to what a missing bound costs (a hang).
@@ -39,10 +32,6 @@ const LANES: usize = 8;
 
 fn me(token: &str) -> ApiRequest {
     ApiRequest::get("/users/me").bearer(token)
-}
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id").to_owned()
 }
 
 fn email_of(user: &Value) -> String {
@@ -260,106 +249,6 @@ async fn redis_frozen_mid_run_every_request_succeeds_within_its_timeout_and_hits
 // tasks that keep serving, so the SDK's pooled connections would still work.)
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Passes bytes both ways.
-    Open,
-    /// Nothing listens on the port (connection refused); open connections are dropped.
-    Refuse,
-    /// Connections are accepted and read, and nothing is ever answered.
-    Blackhole,
-}
-
-struct DynamoProxy {
-    endpoint: String,
-    mode: watch::Sender<Mode>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DynamoProxy {
-    async fn start(upstream: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let upstream = upstream.trim_start_matches("http://").to_owned();
-        let (mode, watch) = watch::channel(Mode::Open);
-        let task = tokio::spawn(Self::serve(listener, addr, upstream, watch));
-        DynamoProxy { endpoint: format!("http://{addr}"), mode, task }
-    }
-
-    fn set(&self, mode: Mode) {
-        self.mode.send_replace(mode);
-    }
-
-    async fn serve(listener: TcpListener, addr: SocketAddr, upstream: String, mut mode: watch::Receiver<Mode>) {
-        let mut listener = Some(listener);
-        loop {
-            let current = *mode.borrow_and_update();
-            match (current, &listener) {
-                (Mode::Refuse, _) => {
-                    listener = None; // closed: the kernel refuses connections to the port
-                    if mode.changed().await.is_err() {
-                        return;
-                    }
-                }
-                (_, None) => listener = Some(Self::rebind(addr).await),
-                (_, Some(open)) => tokio::select! {
-                    accepted = open.accept() => if let Ok((socket, _)) = accepted {
-                        tokio::spawn(Self::connection(socket, upstream.clone(), mode.clone()));
-                    },
-                    changed = mode.changed() => if changed.is_err() { return },
-                },
-            }
-        }
-    }
-
-    async fn rebind(addr: SocketAddr) -> TcpListener {
-        for _ in 0..200 {
-            if let Ok(listener) = TcpListener::bind(addr).await {
-                return listener;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("could not bind {addr} again");
-    }
-
-    async fn connection(mut client: TcpStream, upstream: String, mut mode: watch::Receiver<Mode>) {
-        if *mode.borrow_and_update() == Mode::Open {
-            let Ok(mut server) = TcpStream::connect(upstream.as_str()).await else { return };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
-                _ = mode.wait_for(|m| *m != Mode::Open) => {}
-            }
-        }
-        if *mode.borrow() == Mode::Blackhole {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                tokio::select! {
-                    read = client.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { return },
-                    _ = mode.wait_for(|m| *m != Mode::Blackhole) => return,
-                }
-            }
-        }
-    }
-}
-
-impl Drop for DynamoProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A test world whose app reaches DynamoDB only through a [`DynamoProxy`], with the same SDK
-/// timeouts and retries as production, every attempt counted.
-async fn env_behind_proxy() -> (TestEnv, DynamoProxy) {
-    let env = TestEnv::new().await;
-    let proxy = DynamoProxy::start(&env.dynamo.endpoint).await;
-    let client = client_for(&proxy.endpoint, Some(env.dynamo.calls.clone()));
-    let mut config = env.config_for(&env.redis.url());
-    config.table.dynamodb_endpoint = Some(proxy.endpoint.clone());
-    let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
-    (TestEnv { app, ..env }, proxy)
-}
-
 async fn redis_del(env: &TestEnv, email: &str) {
     let mut conn = env.redis.connection().await.expect("redis connection");
     let _: i64 = conn.del(key(email)).await.expect("DEL");
@@ -437,7 +326,7 @@ async fn assert_recovered(env: &TestEnv, w: &OutageWorld) {
 
 #[tokio::test]
 async fn dynamodb_refusing_connections_is_a_fast_503_and_requests_recover_when_it_returns() {
-    let (env, proxy) = env_behind_proxy().await;
+    let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
     let w = outage_world(&env).await;
 
     proxy.set(Mode::Refuse);
@@ -467,7 +356,7 @@ async fn dynamodb_refusing_connections_is_a_fast_503_and_requests_recover_when_i
 
 #[tokio::test]
 async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests_recover() {
-    let (env, proxy) = env_behind_proxy().await;
+    let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
     let w = outage_world(&env).await;
 
     proxy.set(Mode::Blackhole);
@@ -500,17 +389,6 @@ async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests
 // ---------------------------------------------------------------------------------------
 // Cache entries that lie.
 // ---------------------------------------------------------------------------------------
-
-/// A correctly signed token for any identity and version.
-fn signed(sub: &str, email: &str, jwt_version: u64) -> String {
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({
-        "sub": sub, "email": email, "name": "Anyone", "jwtVersion": jwt_version,
-        "iss": "Caching-Code-Login", "aud": "Caching-Code-Auth", "iat": now, "exp": now + 600,
-    });
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(TEST_SECRET.as_bytes()))
-        .expect("sign")
-}
 
 /// A well-formed entry for `email` holding a user with this `id` and `jwtVersion`.
 fn entry(id: &str, email: &str, name: &str, jwt_version: u64) -> String {
@@ -582,7 +460,7 @@ async fn a_forged_entry_with_another_jwt_version_never_accepts_a_revoked_token_d
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
     assert_eq!(cached_user(&env, &email).await["jwtVersion"], 1);
     // A token from the future (version 2, never issued) is refused by DynamoDB, and stays so.
-    env.send(me(&signed(&id, &email, 2))).await.assert_error(401, "unauthorized");
+    env.send(me(&integration_tests::tokens::token_for(&id, &email, 2))).await.assert_error(401, "unauthorized");
     assert_eq!(env.send(me(&token)).await.status, 200);
 }
 

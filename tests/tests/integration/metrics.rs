@@ -329,7 +329,7 @@ async fn every_metric_the_template_names_is_emitted() {
     }
     env.send(ApiRequest::get("/users/me").bearer(&env.new_user("Gone").await.0)).await;
     let nobody = integration_tests::unique_email("nobody");
-    let signed = tokens_for(&nobody);
+    let signed = integration_tests::tokens::token_for(&ulid::Ulid::new().to_string(), &nobody, 1);
     env.send(ApiRequest::get("/users/me").bearer(&signed)).await; // a negative entry
     env.send(ApiRequest::get("/users/me").bearer(&signed)).await;
     proxy.set(integration_tests::dynamo_proxy::Mode::Refuse);
@@ -365,16 +365,6 @@ async fn every_metric_the_template_names_is_emitted() {
     for metric in metrics_named_by_the_template() {
         assert!(emitted.contains(&metric), "{metric:?} is named by the template and never emitted");
     }
-}
-
-/// A token signed with the test key for an email with no user.
-fn tokens_for(email: &str) -> String {
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({"sub": ulid::Ulid::new().to_string(), "email": email, "name": "N", "jwtVersion": 1,
-        "iss": "Caching-Code-Login", "aud": "Caching-Code-Auth", "iat": now, "exp": now + 60});
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(integration_tests::TEST_SECRET.as_bytes()))
-        .expect("sign")
 }
 
 async fn cached(env: &TestEnv, email: &str) -> String {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use futures::stream::{self, StreamExt};
-use integration_tests::{ApiRequest, ApiResponse, TestEnv};
+use integration_tests::{id_of, ApiRequest, ApiResponse, TestEnv};
 use serde_json::{json, Value};
 use shared::domain::{new_id, now_rfc3339, Comment};
 
@@ -20,37 +20,8 @@ fn assert_validation(res: &ApiResponse, field: &str) {
     assert!(message.contains(field), "message should name `{field}`: {message}");
 }
 
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id").to_owned()
-}
-
 async fn create(env: &TestEnv, token: &str, body: Value) -> ApiResponse {
     env.send(ApiRequest::post("/posts").bearer(token).json(body)).await
-}
-
-/// Every item of a paged list, following `nextCursor` from `first_path`; the pages too.
-async fn walk(env: &TestEnv, token: &str, base: &str, limit: usize) -> (Vec<String>, Vec<usize>) {
-    let mut ids = Vec::new();
-    let mut sizes = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            None => format!("{base}?limit={limit}"),
-            Some(c) => format!("{base}?limit={limit}&cursor={c}"),
-        };
-        let res = env.send(ApiRequest::get(&path).bearer(token)).await;
-        assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
-        assert_eq!(keys(&res.body), ["items", "nextCursor"]);
-        let items = res.body["items"].as_array().expect("items");
-        sizes.push(items.len());
-        ids.extend(items.iter().map(id_of));
-        match &res.body["nextCursor"] {
-            Value::Null => return (ids, sizes),
-            Value::String(c) => cursor = Some(c.clone()),
-            other => panic!("nextCursor must be a string or null: {other}"),
-        }
-        assert!(sizes.len() < 1000, "paging does not end");
-    }
 }
 
 #[tokio::test]
@@ -152,7 +123,7 @@ async fn create_enforces_caption_and_image_url_limits() {
     env.send(ApiRequest::post("/posts").json(json!({"caption": "no token"}))).await.assert_error(401, "unauthorized");
 
     // Nothing refused was written.
-    let (ids, _) = walk(&env, &token, "/posts", 100).await;
+    let (ids, _) = env.walk(&token, "/posts", 100).await;
     assert_eq!(ids.len(), 3);
 }
 
@@ -177,7 +148,7 @@ async fn feed_pages_newest_first_and_visits_every_post_once() {
     }
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
 
-    let (ids, sizes) = walk(&env, &token, "/posts", 10).await;
+    let (ids, sizes) = env.walk(&token, "/posts", 10).await;
     assert_eq!(sizes, [10, 10, 5]);
     assert_eq!(ids, newest_first);
 
@@ -185,11 +156,11 @@ async fn feed_pages_newest_first_and_visits_every_post_once() {
     let res = env.send(ApiRequest::get("/posts").bearer(&token)).await;
     assert_eq!(res.body["items"].as_array().map(Vec::len), Some(20));
     assert!(res.body["nextCursor"].is_string());
-    let (ids, sizes) = walk(&env, &token, "/posts", 25).await;
+    let (ids, sizes) = env.walk(&token, "/posts", 25).await;
     assert_eq!((sizes, ids), (vec![25], newest_first.clone()));
-    let (_, sizes) = walk(&env, &token, "/posts", 5).await;
+    let (_, sizes) = env.walk(&token, "/posts", 5).await;
     assert_eq!(sizes, [5, 5, 5, 5, 5]);
-    let (ids, sizes) = walk(&env, &token, "/posts", 1).await;
+    let (ids, sizes) = env.walk(&token, "/posts", 1).await;
     assert_eq!((sizes.len(), ids), (25, newest_first));
 }
 
@@ -399,7 +370,7 @@ async fn delete_is_author_only_conditional_and_final() {
     env.send(ApiRequest::patch(&path).bearer(&token).json(json!({"caption": "back?"})))
         .await
         .assert_error(404, "not_found");
-    let (ids, _) = walk(&env, &token, "/posts", 100).await;
+    let (ids, _) = env.walk(&token, "/posts", 100).await;
     assert!(ids.is_empty(), "gone from the feed: {ids:?}");
 
     // Without If-Match, the author's delete is unconditional.
@@ -551,7 +522,7 @@ async fn rest_api_v1_events_with_a_stage_prefix_route_correctly() {
     let res = env.invoke_event(&v1_event("GET", "/Prod/nope", &token, None, None), "/posts").await;
     res.assert_error(404, "not_found");
 
-    let ids: HashSet<String> = walk(&env, &token, "/posts", 10).await.0.into_iter().collect();
+    let ids: HashSet<String> = env.walk(&token, "/posts", 10).await.0.into_iter().collect();
     assert_eq!(ids.len(), 2);
 }
 
@@ -579,31 +550,6 @@ async fn http_api_events_with_a_named_stage_route_correctly() {
     assert_eq!(res.body["items"][0]["id"], id.as_str(), "{}", res.raw_body);
     let (event, path) = staged(ApiRequest::get("/users/me").bearer(&token));
     assert_eq!(env.invoke_event(&event, &path).await.status, 200);
-}
-
-#[tokio::test]
-async fn concurrent_edits_with_the_same_if_match_let_exactly_one_through() {
-    let env = TestEnv::new().await;
-    let (token, _) = env.new_user("Racer").await;
-    let post = env.new_post(&token, "v1").await;
-    let path = format!("/posts/{}", id_of(&post));
-    let edits = (0..8).map(|i| {
-        env.send(
-            ApiRequest::patch(&path)
-                .bearer(&token)
-                .header("if-match", "\"1\"")
-                .json(json!({"caption": format!("edit {i}")})),
-        )
-    });
-    let responses = futures::future::join_all(edits).await;
-    let winners: Vec<&ApiResponse> = responses.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(winners.len(), 1, "{:?}", responses.iter().map(|r| r.status).collect::<Vec<_>>());
-    for res in responses.iter().filter(|r| r.status != 200) {
-        res.assert_error(412, "precondition_failed");
-    }
-    let got = env.send(ApiRequest::get(&path).bearer(&token)).await;
-    assert_eq!(got.body["version"], 2);
-    assert_eq!(got.body["caption"], winners[0].body["caption"]);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv};
+use integration_tests::{id_of, unique_email, ApiRequest, ApiResponse, TestEnv};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 
@@ -17,10 +17,6 @@ use serde_json::{json, Value};
 /// as it should); here they are long, since what is under test is atomicity, not latency.
 async fn patient_env() -> Arc<TestEnv> {
     Arc::new(TestEnv::patient().await)
-}
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id").to_owned()
 }
 
 /// Sends every request in its own task, all at once; responses in the order given.
@@ -50,22 +46,6 @@ async fn comment_count(env: &TestEnv, token: &str, post_id: &str) -> u64 {
     res.body["commentCount"].as_u64().expect("commentCount")
 }
 
-/// Every comment id of a post, following `nextCursor` pages of `limit`.
-async fn listed(env: &TestEnv, token: &str, post_id: &str, limit: usize) -> Vec<String> {
-    let base = format!("/posts/{post_id}/comments?limit={limit}");
-    let (mut ids, mut path) = (Vec::new(), base.clone());
-    loop {
-        let res = env.send(ApiRequest::get(&path).bearer(token)).await;
-        assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
-        ids.extend(res.body["items"].as_array().expect("items").iter().map(id_of));
-        match res.body["nextCursor"].as_str() {
-            Some(cursor) => path = format!("{base}&cursor={cursor}"),
-            None => return ids,
-        }
-        assert!(ids.len() <= 10_000, "paging does not end");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_comments_on_one_post_are_all_counted_and_listed_once() {
     let env = patient_env().await;
@@ -82,7 +62,7 @@ async fn two_hundred_concurrent_comments_on_one_post_are_all_counted_and_listed_
     assert_eq!(created.len(), 200, "200 distinct ids");
 
     assert_eq!(comment_count(&env, &author, &post_id).await, 200);
-    let ids = listed(&env, &crowd, &post_id, 30).await;
+    let ids = env.walk(&crowd, &format!("/posts/{post_id}/comments"), 30).await.0;
     assert_eq!(ids.len(), 200, "each listed once");
     assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), created);
     let mut sorted = ids.clone();
@@ -118,7 +98,7 @@ async fn concurrent_adds_and_deletes_of_comments_keep_the_count_equal_to_the_lis
         assert_eq!((pair[2].status, pair[3].status), (201, 201));
     }
 
-    let ids = listed(&env, &author, &post_id, 100).await;
+    let ids = env.walk(&author, &format!("/posts/{post_id}/comments"), 100).await.0;
     assert_eq!(ids.len(), 60 - 20 + 40);
     assert_eq!(comment_count(&env, &author, &post_id).await, ids.len() as u64, "the count is the list");
 }
@@ -245,4 +225,21 @@ async fn deleting_a_post_while_comments_pour_in_leaves_no_comment_behind() {
     // Nothing of it reached the feed or another post.
     let feed = env.send(ApiRequest::get("/posts").bearer(&author)).await;
     assert_eq!(feed.body["items"], json!([]), "{}", feed.raw_body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_concurrent_deletes_of_one_comment_by_both_who_may_count_once() {
+    let env = patient_env().await;
+    let (author, _) = env.new_user("PostAuthor").await;
+    let (token, _) = env.new_user("CommentAuthor").await;
+    let post_id = id_of(&env.new_post(&author, "post").await);
+    let victim = id_of(&all_at_once(&env, vec![add_comment(&token, &post_id, "doomed")]).await[0].body);
+    all_at_once(&env, vec![add_comment(&token, &post_id, "stays")]).await;
+    let path = format!("/posts/{post_id}/comments/{victim}");
+
+    let requests = (0..10).map(|i| ApiRequest::delete(&path).bearer(if i % 2 == 0 { &token } else { &author }));
+    let statuses: Vec<u16> = all_at_once(&env, requests.collect()).await.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 204 || *s == 404), "{statuses:?}");
+    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
 }

@@ -5,13 +5,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::logs::capture_logs;
-use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD, TEST_SECRET};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id").to_owned()
-}
+use integration_tests::tokens::{sign, sign_with};
+use integration_tests::{id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
+use jsonwebtoken::Algorithm;
+use serde_json::json;
 
 // ---------------------------------------------------------------------------------------
 // Only owners change things.
@@ -85,11 +82,6 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
 // ---------------------------------------------------------------------------------------
 // Logs never hold a token, a password or a hash.
 // ---------------------------------------------------------------------------------------
-
-fn sign(claims: &Value, secret: &str) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .expect("sign")
-}
 
 /// The stored password hash, read from DynamoDB directly.
 async fn stored_hash(env: &TestEnv, email: &str) -> String {
@@ -173,9 +165,9 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let bad = [
         tampered,
-        sign(&claims(now + 600, &email), "another-secret-another-secret-0123456789"),
-        sign(&claims(now - 600, &email), TEST_SECRET),
-        sign(&claims(now + 600, &unique_email("ghost")), TEST_SECRET),
+        sign_with(&claims(now + 600, &email), Algorithm::HS256, "another-secret-another-secret-0123456789"),
+        sign(&claims(now - 600, &email)),
+        sign(&claims(now + 600, &unique_email("ghost"))),
         format!("{}.not-base64!.sig", token.split('.').next().expect("header")),
     ];
     for bad_token in &bad {

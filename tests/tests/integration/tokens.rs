@@ -6,8 +6,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use integration_tests::tokens::{sign, sign_with};
 use integration_tests::{unique_email, ApiRequest, TestEnv, PASSWORD, TEST_SECRET};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 
 const ISSUER: &str = "Caching-Code-Login";
@@ -29,14 +30,6 @@ fn claims_for(user: &Value) -> Value {
         "iat": now(),
         "exp": now() + 600,
     })
-}
-
-fn sign_with(claims: &Value, algorithm: Algorithm, secret: &str) -> String {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes())).expect("sign")
-}
-
-fn sign(claims: &Value) -> String {
-    sign_with(claims, Algorithm::HS256, TEST_SECRET)
 }
 
 fn b64(value: &Value) -> String {
