@@ -33,7 +33,6 @@ pub enum InitError {
 impl App {
     /// Fetches the secrets `config` names by ARN and builds the clients.
     pub async fn from_config(config: Config) -> Result<Self, InitError> {
-        install_crypto_provider();
         let dynamo = client_from_config(&config.table).await;
         let needs_secrets = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
             || config.cache.redis_password_secret_arn.is_some();
@@ -54,7 +53,6 @@ impl App {
         jwt_secret: Secret,
         redis_password: Option<Secret>,
     ) -> Result<Self, InitError> {
-        install_crypto_provider();
         let store = Store::new(dynamo, config.table.table_name.clone());
         let cache = RedisCache::new(&config.cache, redis_password)?;
         let login_attempts = LoginAttempts::new(cache.connection().clone(), config.login_limits);
@@ -102,16 +100,9 @@ where
     lambda_http::run_concurrent(service).await
 }
 
-/// `rediss://` (rustls) needs a process-wide crypto provider; the AWS SDK already links
-/// aws-lc-rs, so that is the one installed.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
 /// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when
 /// the configuration names one, and the (lazy) connection.
 pub async fn cache_from_config(config: &CacheConfig) -> Result<RedisCache, InitError> {
-    install_crypto_provider();
     let secrets = SecretFetcher::new(config.redis_password_secret_arn.is_some(), config).await;
     let password = secrets.cache_password(config).await?;
     Ok(RedisCache::new(config, password)?)

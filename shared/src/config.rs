@@ -82,7 +82,7 @@ pub struct TableConfig {
 pub struct CacheConfig {
     /// `redis://` or `rediss://` (TLS, ElastiCache in-transit encryption). In cluster mode, any
     /// one node (ElastiCache's configuration endpoint): the others are discovered from it.
-    pub redis_url: String,
+    pub redis_url: RedisUrl,
     /// Which client speaks to it (`REDIS_MODE`).
     pub mode: CacheMode,
     /// A Secrets Manager ARN holding the Redis AUTH token, if the cache needs one
@@ -274,11 +274,7 @@ impl CacheConfig {
     /// Reads the cache's variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
-        let redis_url = vars.get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        let scheme_ok = redis_url.starts_with("redis://") || redis_url.starts_with("rediss://");
-        if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).is_err() {
-            return Err(err("REDIS_URL", "must be a redis:// or rediss:// URL"));
-        }
+        let redis_url = RedisUrl::parse(&vars.get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()))?;
         let mode = match vars.get("REDIS_MODE").as_deref() {
             None | Some("standalone") => CacheMode::Standalone,
             Some("cluster") => CacheMode::Cluster,
@@ -326,6 +322,39 @@ impl IamAuthConfig {
             cache_name: required("REDIS_IAM_CACHE_NAME")?,
             serverless,
         })
+    }
+}
+
+/// `REDIS_URL`, parsed once: its text, and what the Redis client connects with.
+#[derive(Debug, Clone)]
+pub struct RedisUrl {
+    text: String,
+    info: redis::ConnectionInfo,
+}
+
+impl RedisUrl {
+    /// A `redis://` or `rediss://` (TLS) URL the Redis client understands.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let invalid = || err("REDIS_URL", "must be a redis:// or rediss:// URL");
+        if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+            return Err(invalid());
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(text).map_err(|_| invalid())?;
+        Ok(RedisUrl { text: text.to_owned(), info })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it asks for TLS (`rediss://`).
+    pub fn tls(&self) -> bool {
+        self.text.starts_with("rediss://")
+    }
+
+    /// What the Redis client connects with.
+    pub fn connection_info(&self) -> &redis::ConnectionInfo {
+        &self.info
     }
 }
 

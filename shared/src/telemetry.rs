@@ -25,7 +25,7 @@ const WIRE_LOGGERS: &[&str] = &[
     "h2",
 ];
 
-/// A filter that lets everything through except the TRACE lines of [`WIRE_LOGGERS`], so
+/// A filter that lets everything through except the TRACE lines of `WIRE_LOGGERS`, so
 /// `RUST_LOG=trace` while debugging never writes a secret to the logs.
 pub fn redact_wire_logs() -> Targets {
     WIRE_LOGGERS.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |targets, target| {

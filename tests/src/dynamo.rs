@@ -74,12 +74,6 @@ impl Dynamo {
         calls.reset();
         Dynamo { endpoint, client, calls, server }
     }
-
-    /// Stops the server task: new connections are refused, but a kept-alive connection the
-    /// client already holds may still be served. For a real outage use a proxy (faults.rs).
-    pub fn stop(&self) {
-        self.server.abort();
-    }
 }
 
 impl Drop for Dynamo {

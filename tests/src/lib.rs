@@ -419,7 +419,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
     let mut config =
         Config::from_lookup(|name| (name == "JWT_SECRET").then(|| TEST_SECRET.to_owned())).expect("defaults are valid");
-    config.cache.redis_url = redis_url.to_owned();
+    config.cache.redis_url = shared::config::RedisUrl::parse(redis_url).expect("a Redis URL");
     config.table.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
     config.table.table_name = "social".to_owned();
     config.cache.redis_timeout = Duration::from_millis(50);

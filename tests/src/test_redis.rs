@@ -13,6 +13,7 @@
 
 use redis::aio::ConnectionManager;
 use shared::cache::CacheConnection;
+use shared::config::RedisUrl;
 use shared::config::{CacheConfig, CacheMode};
 
 use crate::redis_cluster::RedisCluster;
@@ -64,7 +65,7 @@ impl TestRedis {
 
     /// Points `config` at this Redis, in its mode.
     pub fn configure(&self, config: &mut CacheConfig) {
-        config.redis_url = self.url();
+        config.redis_url = RedisUrl::parse(&self.url()).expect("a Redis URL");
         config.mode = self.mode();
         config.node_address_map.clear();
     }
@@ -147,7 +148,7 @@ impl RedisLink {
     /// Points `config` through the link: the URL, the mode, and (a cluster) every node mapped
     /// to its proxy.
     pub fn configure(&self, config: &mut CacheConfig) {
-        config.redis_url = self.url();
+        config.redis_url = RedisUrl::parse(&self.url()).expect("a Redis URL");
         config.mode = self.mode;
         config.node_address_map = match self.mode {
             CacheMode::Standalone => Vec::new(),

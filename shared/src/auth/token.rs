@@ -141,9 +141,9 @@ impl TokenKeys {
     /// instance has accepted is remembered, by its exact text, with what was read from it:
     /// the next time only `exp` is checked again. That is the whole of the check that can
     /// change for the same bytes (the key is fixed per instance, `nbf` was already past,
-    /// `iss` and `aud` are in the bytes), and it spares each later request a full check of
-    /// about 8 µs, a seventh of a loopback Redis `GET` (`BENCHMARKS.md`). Refused tokens are
-    /// never remembered, and the memory is bounded ([`VERIFIED_CAPACITY`]).
+    /// `iss` and `aud` are in the bytes), and it spares each later request a full check (its
+    /// cost is in BENCHMARKS.md). Refused tokens are never remembered, and the memory is
+    /// bounded (`VERIFIED_CAPACITY`).
     ///
     /// [`Authenticator`]: super::Authenticator
     pub fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AppError> {

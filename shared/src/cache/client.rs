@@ -20,7 +20,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig, NodeAddress};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value};
 
 use super::iam::IamTokens;
 use crate::config::{CacheConfig, CacheMode, ConfigError, Secret};
@@ -91,7 +91,10 @@ const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 200;
 impl Connector {
     pub(crate) fn new(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
         let bad_url = |e: RedisError| ConfigError { variable: "REDIS_URL", message: e.to_string() };
-        let mut info = config.redis_url.as_str().into_connection_info().map_err(bad_url)?;
+        if config.redis_url.tls() {
+            install_crypto_provider();
+        }
+        let mut info = config.redis_url.connection_info().clone();
         if let CacheAuth::Password(password) = auth {
             let settings = info.redis_settings().clone().set_password(password.expose());
             info = info.set_redis_settings(settings);
@@ -155,12 +158,18 @@ impl Connector {
     }
 }
 
+/// `rediss://` (rustls) needs a process-wide crypto provider; the AWS SDK already links
+/// aws-lc-rs, so that is the one installed (once; a later call changes nothing).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The private CA `REDIS_TLS_CA_FILE` names, if any, as the roots the TLS connection trusts
 /// (instead of the public ones).
 fn tls_certificates(config: &CacheConfig) -> Result<Option<TlsCertificates>, ConfigError> {
     let Some(path) = &config.tls_ca_file else { return Ok(None) };
     let bad = |message: String| ConfigError { variable: "REDIS_TLS_CA_FILE", message };
-    if !config.redis_url.starts_with("rediss://") {
+    if !config.redis_url.tls() {
         return Err(bad("needs a rediss:// REDIS_URL".into()));
     }
     let pem = std::fs::read(path).map_err(|e| bad(format!("reading {path}: {e}")))?;

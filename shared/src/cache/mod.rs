@@ -1,7 +1,7 @@
 //! The user cache: Redis in front of DynamoDB, never the truth.
 //!
 //! - [`users`]: **the cache-aside** (what a request reads, what a change writes). Start there.
-//! - [`entry`]: what an entry holds, its [`Version`](crate::domain::Version), its JSON.
+//! - [`entry`]: what an entry holds, its [`Version`], its JSON.
 //! - [`flights`]: concurrent misses of one user in one instance share one read, under the
 //!   rule that keeps revocation at once.
 //! - [`connection`]: the Redis connection: every call bounded, moved off a server that can no

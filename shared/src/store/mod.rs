@@ -74,7 +74,7 @@ pub const FEED_INDEX: &str = "gsi1";
 
 impl Store {
     /// The store over `client`, every attempt of every call timed for the metrics
-    /// ([`dynamo::CallTimer`]).
+    /// (`CallTimer`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         let client = Client::from_conf(client.config().to_builder().interceptor(dynamo::CallTimer).build());
         Store { client, table: table.into() }

@@ -117,7 +117,7 @@ impl Store {
 
     /// Applies `patch` if `user_id` wrote the post and it is at the `expected` version.
     /// Stamped with a write token: a retried attempt neither applies the edit twice nor
-    /// reports its own first attempt's edit as `412` (see [`WRITE_TOKEN`]).
+    /// reports its own first attempt's edit as `412` (see `WRITE_TOKEN` in the store).
     pub async fn update_post(
         &self,
         post_id: &str,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use integration_tests::{unique_email, ApiRequest, ApiResponse, SilentServer, StreamSync, TestEnv, TEST_SECRET};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use shared::config::RedisUrl;
 use shared::config::Secret;
 use shared::App;
 
@@ -443,7 +444,7 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
 #[tokio::test]
 async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
     let silent = SilentServer::start().await;
-    let env = TestEnv::with_config(|c| c.cache.redis_url = silent.url()).await;
+    let env = TestEnv::with_config(|c| c.cache.redis_url = RedisUrl::parse(&silent.url()).expect("url")).await;
 
     let (registered, took) = timed(
         &env,
@@ -519,7 +520,7 @@ async fn a_dead_redis_at_cold_start_does_not_fail_init() {
     }; // dropped: nothing listens there now
     let closed_url = format!("redis://127.0.0.1:{closed_port}");
 
-    let env = TestEnv::with_config(|c| c.cache.redis_url = closed_url.clone()).await;
+    let env = TestEnv::with_config(|c| c.cache.redis_url = RedisUrl::parse(&closed_url).expect("url")).await;
     let config = integration_tests::test_config(&closed_url, &env.dynamo.endpoint);
     let app = App::build(config, env.dynamo.client.clone(), Secret::new(TEST_SECRET), None);
     assert!(app.is_ok(), "App::build must not need Redis");

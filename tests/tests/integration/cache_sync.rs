@@ -60,7 +60,10 @@ async fn env_whose_writes_never_land() -> (TestEnv, integration_tests::RedisServ
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let env = TestEnv::with_config(|c| c.cache.redis_url = format!("redis://127.0.0.1:{closed}")).await;
+    let env = TestEnv::with_config(|c| {
+        c.cache.redis_url = shared::config::RedisUrl::parse(&format!("redis://127.0.0.1:{closed}")).expect("url")
+    })
+    .await;
     let redis = RedisServer::start().await;
     (env, redis)
 }

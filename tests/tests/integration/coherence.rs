@@ -328,7 +328,10 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
     let () =
         redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary.port).query_async(&mut conn).await.expect("REPLICAOF");
     let proxy = RedisProxy::start(primary.port).await;
-    let env = TestEnv::in_mode(CacheMode::Standalone, |c| c.cache.redis_url = proxy.url()).await;
+    let env = TestEnv::in_mode(CacheMode::Standalone, |c| {
+        c.cache.redis_url = shared::config::RedisUrl::parse(&proxy.url()).expect("url")
+    })
+    .await;
     let (token, user) = env.new_user("Failover").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.send(me(&token)).await.status, 200, "connected to the primary");

@@ -592,7 +592,7 @@ fn every_deployment_variable_is_set_for_every_function() {
                 "{kind}/{auth}"
             );
             assert_eq!(cache.redis_password_secret_arn.is_some(), auth == "token", "{kind}/{auth}: {name}");
-            assert!(cache.redis_url.starts_with("rediss://"), "{kind}/{auth}: TLS always");
+            assert!(cache.redis_url.tls(), "{kind}/{auth}: TLS always");
         }
     }
 }
@@ -1136,7 +1136,7 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
         };
         assert_eq!(table.table_name, "social", "{id}: the table scripts/dev creates");
         assert_eq!(table.dynamodb_endpoint.as_deref(), Some(dynamodb.as_str()), "{id}");
-        assert_eq!(cache.redis_url, redis_url, "{id}");
+        assert_eq!(cache.redis_url.as_str(), redis_url, "{id}");
         assert_eq!(cache.redis_password_secret_arn, None, "{id}: no Secrets Manager locally");
     }
 }
