@@ -61,14 +61,11 @@ pub struct StreamSync {
 }
 
 impl StreamSync {
-    /// Starts reading `dynamo_endpoint`'s stream from its start, bringing the Redis at
-    /// `redis_url` to the table's state through `cache-sync`.
-    pub async fn start(dynamo_endpoint: &str, redis_url: &str) -> Self {
-        Self::start_with(&crate::test_config(redis_url, dynamo_endpoint)).await
-    }
-
-    /// The same, with `cache-sync`'s configuration given whole.
-    pub async fn start_with(config: &Config) -> Self {
+    /// Starts reading the stream of the table `config` names from its start, bringing the
+    /// Redis it names to the table's state through `cache-sync`. The whole configuration, not
+    /// a URL: a sync that took a cluster node for a standalone server would fail every write
+    /// on the other nodes' slots (`MOVED`). [`crate::TestEnv::stream_sync`] is the usual way.
+    pub async fn start(config: &Config) -> Self {
         let endpoint = config.table.dynamodb_endpoint.as_deref().expect("a test table endpoint");
         let poller = poller(endpoint).await;
         let function = InProcess::with_config(config);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{unique_email, ApiRequest, ApiResponse, SilentServer, StreamSync, TestEnv, TEST_SECRET};
+use integration_tests::{unique_email, ApiRequest, ApiResponse, SilentServer, TestEnv, TEST_SECRET};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use shared::config::RedisUrl;
@@ -402,7 +402,7 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
     assert_eq!(env.send(me(&token)).await.status, 200);
     // The stream sync runs, as in production: it is what brings a change made while Redis was
     // down to the entry Redis still holds when it comes back.
-    let _sync = StreamSync::start(&env.dynamo.endpoint, &env.redis.url()).await;
+    let _sync = env.stream_sync().await;
 
     // Redis goes down keeping its data (a snapshot): the entry with the old name comes back.
     env.redis.snapshot().await;

@@ -71,7 +71,7 @@ async fn env_whose_writes_never_land() -> (TestEnv, integration_tests::RedisServ
 #[tokio::test]
 async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_write_never_lands() {
     let (env, redis) = env_whose_writes_never_land().await;
-    let _sync = StreamSync::start(&env.dynamo.endpoint, &redis.url()).await;
+    let _sync = StreamSync::start(&integration_tests::test_config(&redis.url(), &env.dynamo.endpoint)).await;
 
     let (token, user) = env.new_user("Synced").await;
     let email = user["email"].as_str().expect("email").to_owned();

@@ -227,7 +227,7 @@ async fn a_miss_write_back_holding_a_read_from_before_a_logout_cannot_revive_the
 #[tokio::test]
 async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_cache() {
     let w = TwoInstances::new().await;
-    let _sync = StreamSync::start_with(&w.env.config_for(&w.env.redis.url())).await;
+    let _sync = w.env.stream_sync().await;
     let (email, token, _) = w.user("Dropped").await;
 
     w.link.set_write_fault(WriteFault::Drop);
@@ -292,7 +292,7 @@ async fn set_min_replicas_to_write(env: &TestEnv, n: u32) {
 #[tokio::test]
 async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it_takes_them() {
     let env = TestEnv::new().await;
-    let _sync = StreamSync::start_with(&env.config_for(&env.redis.url())).await;
+    let _sync = env.stream_sync().await;
     let (token, user) = env.new_user("Refused").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.send(me(&token)).await.status, 200);
@@ -359,7 +359,7 @@ async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream(
     let w = TwoInstances::new().await;
     let mut through_link = w.env.config_for(&w.link.url());
     w.link.configure(&mut through_link.cache);
-    let _sync = StreamSync::start_with(&through_link).await;
+    let _sync = StreamSync::start(&through_link).await;
     let (email, token, _) = w.user("ReadOnly").await;
 
     w.link.set_write_fault(WriteFault::Refuse);

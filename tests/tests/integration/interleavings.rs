@@ -477,7 +477,7 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
     let instances = links[..INSTANCES].iter().map(|link| env.instance_with(&link.url(), patient)).collect();
     let mut sync_config = integration_tests::test_config(&links[INSTANCES].url(), &env.dynamo.endpoint);
     sync_config.cache.redis_timeout = REDIS_TIMEOUT;
-    let _sync = StreamSync::start_with(&sync_config).await;
+    let _sync = StreamSync::start(&sync_config).await;
     let prefix = ulid::Ulid::new().to_string().to_lowercase();
     let emails = (0..EMAILS).map(|n| format!("u{n}.{prefix}@example.com")).collect();
     let world = Arc::new(World {

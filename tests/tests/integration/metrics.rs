@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use integration_tests::{emitted_metrics, ApiRequest, StreamSync, TestEnv};
+use integration_tests::{emitted_metrics, ApiRequest, TestEnv};
 use serde_json::{json, Value};
 use shared::metrics::{DEFAULT_NAMESPACE, METRICS};
 
@@ -182,7 +182,7 @@ fn emf_unit(unit: metrics::Unit) -> &'static str {
 async fn the_stream_sync_emits_what_it_applied_and_its_lag() {
     let env = TestEnv::new().await;
     let before = emitted_metrics().len();
-    let _sync = StreamSync::start(&env.dynamo.endpoint, &env.redis.url()).await;
+    let _sync = env.stream_sync().await;
     let (token, _) = env.new_user("Synced").await;
     assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
