@@ -105,8 +105,12 @@ impl Function {
             .env("AWS_ACCESS_KEY_ID", "bench")
             .env("AWS_SECRET_ACCESS_KEY", "bench")
             .env("AWS_REGION", "us-east-1")
+            // Logs and metrics as deployed (template.yaml's variables and LoggingConfig): each
+            // request's log line and EMF metrics are part of what is measured.
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+            .env("METRICS_NAMESPACE", "bench")
             .stdin(Stdio::null())
             .envs(concurrency.map(|c| ("AWS_LAMBDA_MAX_CONCURRENCY", c.to_string())))
             .stdout(out.try_clone().expect("log file"))

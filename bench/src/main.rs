@@ -1,4 +1,5 @@
-//! `bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR]`: the benchmark of the README.
+//! `bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--baseline-dir DIR]
+//! [--charts DIR] [--perf-dir DIR]`: the benchmark of the README.
 //!
 //! Runs against real services it starts itself (a `redis-server`, dynoxide) and prints every
 //! figure as one JSON line (`{"name", "value", "unit", "goal"}`), then a table. Figures that
@@ -9,6 +10,12 @@
 //! - `auth.*`: in this process, the auth hot path against a bare Redis `GET` of the same key
 //!   on the same connection, interleaved; the miss and no-cache paths; DynamoDB user reads; the
 //!   hot path on a local Redis Cluster against a single server, interleaved.
+//! - `allocs.*`: in this process, heap allocations per warm invocation of three routes'
+//!   handler paths.
+//! - `cpu.*`: CPU per warm invocation of each function binary against the minimal
+//!   `lambda_http` function's (the floor), one at a time, and the bill that implies; with
+//!   `--baseline-dir`, the same for another build's binaries in the same rounds; with
+//!   `--perf-dir`, a `perf` profile of each route afterwards.
 //! - `cold_start.*`, `throughput.*`, `rss.*`: the function binaries in `--bin-dir` (release,
 //!   this machine's architecture) under a Runtime API this program serves.
 //! - `size.*`: the arm64 bootstraps in `--lambda-dir` (`cargo lambda build --release --arm64`),
@@ -18,14 +25,18 @@
 //!   Instances) at 1, 8, 32 and 64 in flight, each function on one core, and the Node.js
 //!   middleware it replaces on the same core when `--node-dir` names its installed folder.
 //!
-//! `--only auth|cold_start|load|concurrency|size` runs one part (to iterate on it); a full run runs all.
+//! `--only auth|cpu|cold_start|load|concurrency|size` runs one part (to iterate on it); a full run
+//! runs all. `--charts DIR` draws the run as SVG charts there (`charts.rs`).
 //!
 //! `--smoke` runs tiny counts and fails unless every figure was produced; goals are not
 //! checked then, since tiny counts say nothing.
 
+mod allocs;
 mod auth;
+mod charts;
 mod cluster;
 mod concurrency;
+mod cpu;
 mod lambda;
 mod report;
 mod size;
@@ -36,11 +47,18 @@ use std::time::Instant;
 
 use report::Report;
 
+/// Counts the allocations of the `allocs.*` figures (and only while they are taken).
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
+
 struct Options {
     smoke: bool,
     bin_dir: PathBuf,
     lambda_dir: Option<PathBuf>,
     node_dir: Option<PathBuf>,
+    baseline_dir: Option<PathBuf>,
+    charts: Option<PathBuf>,
+    perf_dir: Option<PathBuf>,
     only: Option<Part>,
 }
 
@@ -48,6 +66,7 @@ struct Options {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Part {
     Auth,
+    Cpu,
     ColdStart,
     Load,
     Concurrency,
@@ -58,17 +77,19 @@ impl Part {
     fn parse(name: &str) -> Result<Self, String> {
         match name {
             "auth" => Ok(Part::Auth),
+            "cpu" => Ok(Part::Cpu),
             "cold_start" => Ok(Part::ColdStart),
             "load" => Ok(Part::Load),
             "concurrency" => Ok(Part::Concurrency),
             "size" => Ok(Part::Size),
-            other => Err(format!("unknown part {other:?}: auth, cold_start, load, concurrency or size")),
+            other => Err(format!("unknown part {other:?}: auth, cpu, cold_start, load, concurrency or size")),
         }
     }
 
     /// The part a figure belongs to, by its name.
     fn of(figure: &str) -> Self {
         match figure.split('.').next() {
+            Some("cpu") => Part::Cpu,
             Some("cold_start") => Part::ColdStart,
             Some("rss" | "throughput") => Part::Load,
             Some("concurrency" | "node") => Part::Concurrency,
@@ -91,6 +112,9 @@ impl Options {
             bin_dir: PathBuf::from("target/release"),
             lambda_dir: None,
             node_dir: None,
+            baseline_dir: None,
+            charts: None,
+            perf_dir: None,
             only: None,
         };
         let mut args = std::env::args().skip(1);
@@ -101,11 +125,17 @@ impl Options {
                 "--bin-dir" => options.bin_dir = PathBuf::from(value("--bin-dir")?),
                 "--lambda-dir" => options.lambda_dir = Some(PathBuf::from(value("--lambda-dir")?)),
                 "--node-dir" => options.node_dir = Some(PathBuf::from(value("--node-dir")?)),
+                "--baseline-dir" => options.baseline_dir = Some(PathBuf::from(value("--baseline-dir")?)),
+                "--charts" => options.charts = Some(PathBuf::from(value("--charts")?)),
+                "--perf-dir" => options.perf_dir = Some(PathBuf::from(value("--perf-dir")?)),
                 "--only" => options.only = Some(Part::parse(&value("--only")?)?),
                 "-h" | "--help" => {
                     return Err(
-                        "usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]"
-                            .into(),
+                        concat!(
+                            "usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]",
+                            " [--baseline-dir DIR] [--charts DIR] [--perf-dir DIR]"
+                        )
+                        .into(),
                     )
                 }
                 other => return Err(format!("unknown argument {other:?}")),
@@ -135,6 +165,18 @@ fn expected() -> Vec<String> {
     .into_iter()
     .map(String::from)
     .collect();
+    for route in ["users_me", "get_post", "post_comment"] {
+        names.push(format!("allocs.{route}.per_invocation"));
+    }
+    for (route, goal) in cpu::ROUTES {
+        names.push(format!("cpu.{route}.cpu_us"));
+        if goal.is_some() {
+            names.push(format!("cpu.{route}.over_floor"));
+        }
+        for memory in cpu::MEMORY_MB {
+            names.push(format!("cpu.{route}.billed_ms_at_{memory}mb"));
+        }
+    }
     for target in concurrency::TARGETS {
         for level in concurrency::LEVELS {
             for figure in ["per_s", "per_core_s", "core_busy", "p50_us", "p99_us"] {
@@ -183,7 +225,16 @@ fn main() {
     // auth path as a function runs it.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let started = Instant::now();
-    let report = runtime.block_on(run(&options));
+    let (report, auth_samples, cpu_measured) = runtime.block_on(run(&options));
+    if let Some(dir) = &options.charts {
+        match charts::draw(dir, &report, &auth_samples, &cpu_measured) {
+            Ok(files) => files.iter().for_each(|f| eprintln!("chart: {}", f.display())),
+            Err(e) => {
+                eprintln!("bench: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     println!();
     println!("machine: {}", machine());
     println!("{}", report.table());
@@ -218,9 +269,10 @@ fn main() {
     }
 }
 
-async fn run(options: &Options) -> Report {
+async fn run(options: &Options) -> (Report, charts::AuthSamples, Vec<cpu::Measured>) {
     let smoke = options.smoke;
     let mut report = Report::default();
+    let (mut auth_samples, mut cpu_measured) = (charts::AuthSamples::default(), Vec::new());
 
     let counts = if smoke {
         auth::Counts { pairs: 200, misses: 20, requests: 100 }
@@ -230,8 +282,11 @@ async fn run(options: &Options) -> Report {
     if options.runs(Part::Auth) {
         // First: it sends the metric lines to nowhere before any test world would keep them.
         telemetry::run(&mut report, if smoke { 700 } else { 70_000 }).await;
-        auth::run(&mut report, &counts).await;
+        auth_samples = auth::run(&mut report, &counts).await;
         cluster::run(&mut report, counts.pairs).await;
+        let env = auth::new_env().await;
+        let fixture = lambda::Fixture::new(&env).await;
+        allocs::run(&mut report, &env, &fixture, if smoke { 5 } else { 200 }).await;
     }
 
     if options.runs(Part::ColdStart) {
@@ -258,6 +313,18 @@ async fn run(options: &Options) -> Report {
         lambda::load(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
     }
 
+    if options.runs(Part::Cpu) {
+        let env = auth::new_env().await;
+        let fixture = lambda::Fixture::new(&env).await;
+        let counts = if smoke {
+            cpu::Counts { warmup: 5, rounds: 2, per_round: 10 }
+        } else {
+            cpu::Counts { warmup: 300, rounds: 10, per_round: 500 }
+        };
+        let (baseline, perf) = (options.baseline_dir.as_deref(), options.perf_dir.as_deref());
+        cpu_measured = cpu::run(&mut report, &env, &fixture, &options.bin_dir, baseline, &counts, perf).await;
+    }
+
     if options.runs(Part::Concurrency) {
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
@@ -272,5 +339,5 @@ async fn run(options: &Options) -> Report {
     if options.runs(Part::Size) {
         size::run(&mut report, options.lambda_dir.as_deref(), &options.bin_dir);
     }
-    report
+    (report, auth_samples, cpu_measured)
 }
