@@ -153,11 +153,18 @@ pub fn redirect(writer: impl Fn() -> Box<dyn Write> + Send + Sync + 'static) {
 }
 
 /// Writes the metrics recorded since the last flush, one EMF line per set of dimensions.
+///
+/// The lines are gathered first and written to stdout at once: stdout is line-buffered, so
+/// writing them as they are made costs a system call each, and an invocation makes two or
+/// three (BENCHMARKS.md, "Cutting the CPU").
 pub fn flush() {
     let Some(Some(collector)) = COLLECTOR.get() else { return };
     let result = match SINK.get() {
         Some(sink) => collector.flush(sink()),
-        None => collector.flush(std::io::stdout().lock()),
+        None => {
+            let mut lines = Vec::with_capacity(2048);
+            collector.flush(&mut lines).and_then(|()| std::io::stdout().lock().write_all(&lines))
+        }
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "metrics not written");
