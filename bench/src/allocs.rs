@@ -57,15 +57,15 @@ async fn counted<F: std::future::Future>(work: F) -> (u64, u64) {
 pub async fn run(report: &mut Report, env: &TestEnv, fixture: &Fixture, invocations: usize) {
     let post = &fixture.post_id;
     let routes = [
-        ("users_me", "/users/me".to_owned(), ApiRequest::get("/users/me")),
-        ("get_post", format!("/posts/{post}"), ApiRequest::get(&format!("/posts/{post}"))),
+        ("users_me", "GET /users/me", ApiRequest::get("/users/me")),
+        ("get_post", "GET /posts/{postId}", ApiRequest::get(&format!("/posts/{post}"))),
         (
             "post_comment",
-            format!("/posts/{post}/comments"),
+            "POST /posts/{postId}/comments",
             ApiRequest::post(&format!("/posts/{post}/comments")).json(json!({"text": "allocs"})),
         ),
     ];
-    for (figure, path, request) in routes {
+    for (figure, route, request) in routes {
         let event = String::from_utf8_lossy(&fixture.event(request)).into_owned();
         let invoke = || async {
             let req = lambda_http::request::from_str(&event).expect("lambda_http decodes the event");
@@ -85,7 +85,7 @@ pub async fn run(report: &mut Report, env: &TestEnv, fixture: &Fixture, invocati
             counts.push(n as f64);
             bytes.push(b as f64);
         }
-        let note = format!("{path}: event decoded by lambda_http, then the handler");
+        let note = format!("{route}: event decoded by lambda_http, then the handler");
         report.add_noted(format!("allocs.{figure}.per_invocation"), median(&mut counts), "allocs", None, Some(note));
         report.add(format!("allocs.{figure}.bytes_per_invocation"), median(&mut bytes), "bytes", None);
     }
