@@ -376,3 +376,37 @@ async fn put(env: &TestEnv, email: &str, value: &str) {
     let mut conn = env.redis.connection().await.expect("redis");
     redis::cmd("SET").arg(format!("user:v2:{email}")).arg(value).query_async::<()>(&mut conn).await.expect("SET");
 }
+
+/// Every answer is counted in its status class, by route and by function: `201` and `204` as
+/// `Successes`, a `304` as `Redirections`, a `404` as `ClientErrors` (and a `503` as
+/// `ServerErrors`, which the test above sees).
+#[tokio::test]
+async fn every_answer_is_counted_in_its_status_class() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Classes").await;
+    let before = emitted_metrics().len();
+    let created = env.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "c"}))).await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let path = format!("/posts/{}", created.body["id"].as_str().expect("id"));
+    let etag = created.header("etag").expect("an ETag").to_owned();
+    let unchanged = env.send(ApiRequest::get(&path).bearer(&token).header("if-none-match", &etag)).await;
+    assert_eq!(unchanged.status, 304, "{}", unchanged.raw_body);
+    assert_eq!(env.send(ApiRequest::delete(&path).bearer(&token)).await.status, 204);
+    env.send(ApiRequest::get(&path).bearer(&token)).await.assert_error(404, "not_found");
+
+    let emitted = since(before);
+    let sum = |name: &str, route: Option<&str>| -> f64 {
+        emitted
+            .iter()
+            .filter(|m| m.name == name && m.dimensions.get("Function").map(String::as_str) == Some("posts"))
+            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
+            .flat_map(|m| m.values.iter())
+            .sum()
+    };
+    // Other tests write to the same output at the same time: at least ours.
+    assert!(sum("Successes", Some("POST /posts")) >= 1.0);
+    assert!(sum("Successes", Some("DELETE /posts/{postId}")) >= 1.0);
+    assert!(sum("Redirections", Some("GET /posts/{postId}")) >= 1.0);
+    assert!(sum("ClientErrors", Some("GET /posts/{postId}")) >= 1.0);
+    assert!(sum("Successes", None) >= 2.0 && sum("Redirections", None) >= 1.0, "by function too");
+}
