@@ -5,8 +5,9 @@
 //! them.
 //!
 //! What is measured, and where:
-//! - every request ([`request_done`], from the HTTP wrapper): its count, status class and
-//!   latency, by function and route key (a fixed set: `GET /posts/{postId}`, never an id or a
+//! - every request ([`request_done`], from the HTTP wrapper): its count, its status class
+//!   (every answer is counted in exactly one of `Successes`, `Redirections`, `ClientErrors`,
+//!   `ServerErrors`) and latency, by function and route key (a fixed set: `GET /posts/{postId}`, never an id or a
 //!   raw path);
 //! - inside it, by function: the cache's answer ([`cache_lookup`]: hit, miss, negative,
 //!   error; hits and negatives are DynamoDB reads avoided), the authentication's time
@@ -43,6 +44,8 @@ pub const DEFAULT_NAMESPACE: &str = "CachingCode";
 /// (an alarm cannot add up a search's results).
 pub const METRICS: &[(&str, Unit, &[&[&str]])] = &[
     (REQUESTS, Unit::Count, BY_ROUTE_AND_FUNCTION),
+    (SUCCESSES, Unit::Count, BY_ROUTE_AND_FUNCTION),
+    (REDIRECTIONS, Unit::Count, BY_ROUTE_AND_FUNCTION),
     (CLIENT_ERRORS, Unit::Count, BY_ROUTE_AND_FUNCTION),
     (SERVER_ERRORS, Unit::Count, BY_ROUTE_AND_FUNCTION),
     (LATENCY, Unit::Milliseconds, BY_ROUTE),
@@ -73,6 +76,10 @@ pub const FUNCTION: &str = "Function";
 pub const ROUTE: &str = "Route";
 
 pub const REQUESTS: &str = "Requests";
+/// Answers with a 2xx status.
+pub const SUCCESSES: &str = "Successes";
+/// Answers with a 3xx status (here, `304 Not Modified`).
+pub const REDIRECTIONS: &str = "Redirections";
 /// Answers with a 4xx status.
 pub const CLIENT_ERRORS: &str = "ClientErrors";
 /// Answers with a 5xx status.
@@ -233,19 +240,26 @@ pub fn authenticated(elapsed: Duration) {
     }
 }
 
+/// The metric counting answers of `status`'s class (RFC 9110's: successful, redirection,
+/// client error, server error). A Lambda function cannot answer 1xx.
+fn status_class(status: u16) -> Option<&'static str> {
+    match status {
+        200..=299 => Some(SUCCESSES),
+        300..=399 => Some(REDIRECTIONS),
+        400..=499 => Some(CLIENT_ERRORS),
+        500..=599 => Some(SERVER_ERRORS),
+        _ => None,
+    }
+}
+
 /// The end of a request: its count, status class and latency by route, and on an instance's
 /// first invocation its cold start. Then everything is flushed.
 pub fn request_done(function: &'static str, route_key: &'static str, status: u16, elapsed: Duration) {
     metrics::counter!(REQUESTS, FUNCTION => function, ROUTE => route_key).increment(1);
     metrics::counter!(REQUESTS, FUNCTION => function).increment(1);
-    let errors = match status {
-        400..=499 => Some(CLIENT_ERRORS),
-        500..=599 => Some(SERVER_ERRORS),
-        _ => None,
-    };
-    if let Some(errors) = errors {
-        metrics::counter!(errors, FUNCTION => function, ROUTE => route_key).increment(1);
-        metrics::counter!(errors, FUNCTION => function).increment(1);
+    if let Some(class) = status_class(status) {
+        metrics::counter!(class, FUNCTION => function, ROUTE => route_key).increment(1);
+        metrics::counter!(class, FUNCTION => function).increment(1);
     }
     metrics::histogram!(LATENCY, FUNCTION => function, ROUTE => route_key).record(millis(elapsed));
     invocation_done(function);
@@ -279,4 +293,81 @@ pub fn invocation_done(function: &'static str) {
         }
     }
     flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString};
+
+    use super::*;
+
+    /// A counter's labels, in order: `(key, value)`.
+    type Labels = Vec<(String, String)>;
+
+    /// Every counter increment made while it is the recorder: name, labels, amount.
+    #[derive(Default, Clone)]
+    struct Increments(Arc<Mutex<Vec<(String, Labels, u64)>>>);
+
+    struct Increment(Increments, String, Labels);
+
+    impl CounterFn for Increment {
+        fn increment(&self, value: u64) {
+            self.0 .0.lock().expect("lock").push((self.1.clone(), self.2.clone(), value));
+        }
+        fn absolute(&self, _: u64) {
+            panic!("counters are only incremented");
+        }
+    }
+
+    impl Recorder for Increments {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+            Counter::from_arc(Arc::new(Increment(self.clone(), key.name().to_owned(), labels)))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn every_answer_is_counted_once_in_its_status_class_by_route_and_by_function() {
+        let by_route =
+            vec![(FUNCTION.to_owned(), "posts".to_owned()), (ROUTE.to_owned(), "GET /posts/{postId}".to_owned())];
+        let by_function = vec![(FUNCTION.to_owned(), "posts".to_owned())];
+        for (status, class) in [
+            (200, SUCCESSES),
+            (201, SUCCESSES),
+            (204, SUCCESSES),
+            (304, REDIRECTIONS),
+            (400, CLIENT_ERRORS),
+            (401, CLIENT_ERRORS),
+            (404, CLIENT_ERRORS),
+            (412, CLIENT_ERRORS),
+            (429, CLIENT_ERRORS),
+            (500, SERVER_ERRORS),
+            (503, SERVER_ERRORS),
+        ] {
+            let increments = Increments::default();
+            metrics::with_local_recorder(&increments, || {
+                request_done("posts", "GET /posts/{postId}", status, Duration::from_millis(3));
+            });
+            let mut counted: Vec<_> = increments.0.lock().expect("lock").clone();
+            counted.retain(|(name, _, _)| name != COLD_STARTS);
+            let expected = vec![
+                (REQUESTS.to_owned(), by_route.clone(), 1),
+                (REQUESTS.to_owned(), by_function.clone(), 1),
+                (class.to_owned(), by_route.clone(), 1),
+                (class.to_owned(), by_function.clone(), 1),
+            ];
+            assert_eq!(counted, expected, "{status}");
+        }
+    }
 }

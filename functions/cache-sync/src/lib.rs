@@ -31,6 +31,7 @@ use shared::cache::{Entry, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
 use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
+use tracing::Instrument;
 
 /// Why a batch failed as a whole (so Lambda retries it).
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +140,20 @@ fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
 pub const FUNCTION: &str = "cache-sync";
 
 /// The Lambda handler: one batch in, the records to retry out.
+///
+/// The batch runs inside a span naming its invocation, as the HTTP functions' requests do
+/// (`shared::http::serve`): the function, Lambda's request id and the X-Ray trace id, so every
+/// line it logs says which invocation wrote it. The span is attached to the batch's future,
+/// not entered around it, so batches that run at once on Lambda Managed Instances keep their
+/// own fields on whichever thread polls them.
 pub async fn handle(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
-    let applied = shared::metrics::scope(FUNCTION, apply_batch(sync, event)).await;
+    let span = tracing::info_span!(
+        "batch",
+        function = FUNCTION,
+        request_id = %event.context.request_id,
+        trace_id = event.context.xray_trace_id.as_deref(),
+    );
+    let applied = shared::metrics::scope(FUNCTION, apply_batch(sync, event).instrument(span)).await;
     shared::metrics::invocation_done(FUNCTION);
     applied
 }

@@ -29,6 +29,16 @@ struct LoginResponse<'a> {
     user: UserView<'a>,
 }
 
+/// The one bucket, counted as if it were one IP, of every login whose event names no source IP.
+///
+/// API Gateway names one in every event it sends, so only a direct invocation (which needs
+/// `lambda:InvokeFunction` on the function) can lack it. Sharing a bucket fails closed: such
+/// logins are limited together, as strictly as one IP (the pair limit then counts by email
+/// alone), so leaving the IP out never buys a guess more. What it costs, that IP-less callers
+/// can lock each other out, no client of the API can reach. No IP API Gateway reports can be
+/// this string.
+const NO_SOURCE_IP: &str = "unknown";
+
 /// An unknown email and a wrong password get the same answer in about the same time: the
 /// password is checked against a dummy hash when there is no user. Failed attempts are counted
 /// per email and source IP, and per source IP; past the limits the answer is `429` before any
@@ -42,7 +52,7 @@ pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError>
     let email = Email::parse(raw_email).ok();
     let password = Password::parse(raw_password).ok();
     let counted_as = email.as_ref().map_or_else(|| raw_email.trim().to_lowercase(), |e| e.as_str().to_owned());
-    let reservation = match app.login_attempts.admit(&counted_as, source_ip(req).unwrap_or("unknown")).await {
+    let reservation = match app.login_attempts.admit(&counted_as, source_ip(req).unwrap_or(NO_SOURCE_IP)).await {
         Admission::Allowed(reservation) => reservation,
         Admission::Refused { retry_after } => return Err(AppError::TooManyAttempts { retry_after }),
     };

@@ -80,7 +80,8 @@ fn return_large_buffers() {
 /// A constant rather than a hash made on first use: a hash made then cost the first
 /// unknown-email login of each instance a second Argon2 run, a timing signal; made at init, it
 /// would cost every cold start of the users function that run. A test checks its parameters
-/// are still the ones [`hash`] uses.
+/// are still the ones [`hash`] uses; another (`shared/tests/first_unknown_login.rs`) that the
+/// first unknown-email check of a fresh process costs what later ones do.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$h+NJ2APcOEvua+ngoFhwMw$fYYeAJ3H+akmyMC64R9bVC6UYEC8DjSfTwN0B3nwZKU";
 

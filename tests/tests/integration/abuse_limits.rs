@@ -161,3 +161,48 @@ async fn a_login_the_database_could_not_answer_is_not_counted() {
     proxy.set(Mode::Open);
     assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.60")).await.status, 200, "none of the six counted");
 }
+
+/// A login event with no source IP in its request context: `sourceIp` left out, empty, or
+/// blank, as a direct invocation (not API Gateway) could send it.
+async fn without_ip(env: &TestEnv, email: &str, password: &str, form: usize) -> ApiResponse {
+    let request = ApiRequest::post("/auth/login").json(json!({"email": email, "password": password}));
+    let mut event = request.to_v2_event();
+    let http = event["requestContext"]["http"].as_object_mut().expect("requestContext.http");
+    match form % 3 {
+        0 => drop(http.remove("sourceIp")),
+        1 => drop(http.insert("sourceIp".into(), json!(""))),
+        _ => drop(http.insert("sourceIp".into(), json!("  "))),
+    }
+    env.invoke_event(&event.to_string(), &request.path).await
+}
+
+/// Logins whose event names no source IP (API Gateway always names one, so only a direct
+/// invocation can lack it) are all counted in one shared bucket, as if from one IP: never
+/// uncounted. Five failures of an email lock that email for every IP-less login, and the
+/// IP limit, spent by a spray over other emails, then locks every IP-less login; the same
+/// users from a real IP are not affected.
+#[tokio::test]
+async fn logins_without_a_source_ip_share_one_bucket_and_are_still_limited() {
+    let env = TestEnv::with_config(|c| c.login_limits.per_ip = 8).await;
+    let email = registered(&env, "NoIp").await;
+    for attempt in 0..5 {
+        let res = without_ip(&env, &email, "not the password", attempt).await;
+        res.assert_error(401, "invalid_credentials");
+    }
+    for form in 0..3 {
+        assert_too_many(&without_ip(&env, &email, PASSWORD, form).await, 900);
+    }
+    assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.70")).await.status, 200, "a real IP is its own");
+
+    // Three more failures, over new emails, fill the shared bucket's 8.
+    for form in 0..3 {
+        without_ip(&env, &unique_email("spray"), "not the password", form)
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    let other = registered(&env, "OtherNoIp").await;
+    for form in 0..3 {
+        assert_too_many(&without_ip(&env, &other, PASSWORD, form).await, 900);
+    }
+    assert_eq!(env.send(login(&other, PASSWORD, "203.0.113.71")).await.status, 200, "a real IP is its own");
+}

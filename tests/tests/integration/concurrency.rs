@@ -316,3 +316,90 @@ fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
     }
     assert!(checked >= expected.len(), "lines checked: {checked}");
 }
+
+/// cache-sync's batches, interleaved on four threads as Managed Instances run them: every line
+/// the function logs names its own invocation's request id and X-Ray trace id (the `batch`
+/// span, as the HTTP functions' `request` span), and every batch's "batch applied" line is
+/// there inside it.
+#[test]
+fn log_lines_of_interleaved_cache_sync_batches_name_their_own_invocation() {
+    use aws_lambda_events::event::dynamodb::Event;
+    use integration_tests::sync::{stream_records, user_records, InProcess};
+
+    let captured = Captured::default();
+    let dispatch = json_logs(&captured);
+    let for_threads = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .on_thread_start(move || {
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .expect("runtime");
+    let _main = tracing::dispatcher::set_default(&dispatch);
+    let _anchor = tracing::Dispatch::new(Anchor);
+    tracing::callsite::rebuild_interest_cache();
+    let invocations: Vec<String> = runtime.block_on(async {
+        let env = TestEnv::patient().await;
+        let people = people(&env, 6).await;
+        let records = stream_records(&env.dynamo.endpoint).await;
+        let batches: Vec<Event> = people
+            .iter()
+            .map(|person| {
+                let mut event = Event::default();
+                event.records = user_records(&records, &person.email);
+                assert!(!event.records.is_empty(), "{}'s records", person.email);
+                event
+            })
+            .collect();
+        let mut config = env.config_for(&env.redis.url());
+        config.cache.redis_timeout = Duration::from_secs(10);
+        let sync = Arc::new(InProcess::with_config(&config));
+        captured.clear();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut invocations = Vec::new();
+        for n in 0..60usize {
+            let request_id = format!("batch-{n:03}");
+            invocations.push(request_id.clone());
+            let mut context = lambda_runtime::Context::default();
+            context.request_id = request_id.clone();
+            context.xray_trace_id = Some(trace_id_of(&request_id));
+            let (sync, event) = (sync.clone(), batches[n % batches.len()].clone());
+            tasks.spawn(async move {
+                let answer = cache_sync_fn::handle(&sync.sync, lambda_runtime::LambdaEvent::new(event, context)).await;
+                assert!(answer.expect("applied").batch_item_failures.is_empty(), "{request_id}");
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.expect("invocation");
+        }
+        drop(env);
+        invocations
+    });
+    drop(runtime);
+
+    let mut applied = std::collections::HashSet::new();
+    let mut checked = 0;
+    for line in captured.json_lines() {
+        if !line["target"].as_str().is_some_and(|t| t.starts_with("cache_sync_fn")) {
+            continue;
+        }
+        let span =
+            line.get("span").filter(|s| s["name"] == "batch").unwrap_or_else(|| panic!("outside a batch: {line}"));
+        let request_id = span["request_id"].as_str().expect("request_id");
+        assert!(invocations.iter().any(|i| i == request_id), "unknown request id: {line}");
+        assert_eq!(
+            span["trace_id"],
+            trace_id_of(request_id).as_str(),
+            "a line of {request_id} names another trace: {line}"
+        );
+        assert_eq!(span["function"], "cache-sync", "{line}");
+        if line["message"] == "batch applied" {
+            assert!(applied.insert(request_id.to_owned()), "{request_id} applied twice: {line}");
+        }
+        checked += 1;
+    }
+    assert_eq!(applied.len(), invocations.len(), "every batch logged its end, in its own span");
+    assert!(checked >= invocations.len(), "lines checked: {checked}");
+}

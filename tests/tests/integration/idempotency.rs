@@ -275,3 +275,41 @@ async fn a_key_the_contract_does_not_allow_is_400_and_none_changes_nothing() {
     }
     assert_eq!(feed_len(&env, &token).await, 3);
 }
+
+/// Sets the post's `commentCount` to `value`, straight in the table.
+async fn set_comment_count(env: &TestEnv, post_id: &str, value: AttributeValue) {
+    env.dynamo
+        .client
+        .update_item()
+        .table_name("social")
+        .key("pk", AttributeValue::S(format!("POST#{post_id}")))
+        .key("sk", AttributeValue::S("POST".into()))
+        .update_expression("SET commentCount = :v")
+        .expression_attribute_values(":v", value)
+        .send()
+        .await
+        .expect("UpdateItem");
+}
+
+/// A `500` is not kept either: a post whose `commentCount` is not a number (our own data,
+/// broken) makes DynamoDB refuse the comment's `ADD` as invalid, which is no transient
+/// fault, so the answer is `500 internal`. The claim is given back, not completed: once the
+/// data is repaired, the retry with the same key runs again (`201`, not a replay).
+#[tokio::test]
+async fn a_server_error_500_is_not_kept_and_a_retry_with_the_key_runs_again() {
+    let env = TestEnv::new().await;
+    let (token, user) = env.new_user("Broken").await;
+    let post = id(&env.new_post(&token, "p").await);
+    set_comment_count(&env, &post, AttributeValue::S("not a number".into())).await;
+
+    let first = env.send(add_comment(&token, "broken", &post, "hi")).await;
+    first.assert_error(500, "internal");
+    assert!(record(&env, &id(&user), "broken").await.is_none(), "the claim of a 500 is given back");
+
+    set_comment_count(&env, &post, AttributeValue::N("0".into())).await;
+    let retry = env.send(add_comment(&token, "broken", &post, "hi")).await;
+    assert_eq!((retry.status, retry.header("idempotent-replayed")), (201, None), "{}", retry.raw_body);
+    assert_replay_of(&env.send(add_comment(&token, "broken", &post, "hi")).await, &retry);
+    let read = env.send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token)).await;
+    assert_eq!(read.body["commentCount"], 1);
+}

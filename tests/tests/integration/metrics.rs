@@ -206,9 +206,19 @@ async fn the_stream_sync_emits_what_it_applied_and_its_lag() {
 /// A metric our namespace holds, as the template names it: its name and dimension names.
 type Named = (String, BTreeSet<String>);
 
+/// A metric as the template names it, with the dimension values it spells out: its name, its
+/// dimension names, and the literal values among them (`Function: users` in an alarm,
+/// `Function: cache-sync` in a dashboard row; none where a search matches any value).
+type Spelled = (String, BTreeSet<String>, BTreeMap<String, String>);
+
 /// Every metric of the stack's own namespace that `template.yaml`'s dashboard and alarms
 /// name, with the dimensions they name it by.
 fn metrics_named_by_the_template() -> BTreeSet<Named> {
+    metrics_spelled_by_the_template().into_iter().map(|(name, dims, _)| (name, dims)).collect()
+}
+
+/// The same, with the dimension values the template spells out.
+fn metrics_spelled_by_the_template() -> BTreeSet<Spelled> {
     use serde_yaml::Value as Yaml;
     let template: Yaml = serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template parses");
     let resources = template["Resources"].as_mapping().expect("Resources");
@@ -256,7 +266,18 @@ fn metrics_named_by_the_template() -> BTreeSet<Named> {
                         let strings: Vec<&str> = full.iter().filter_map(Value::as_str).collect();
                         if strings.first() == Some(&ours) {
                             let names: Vec<&str> = strings[2..].iter().step_by(2).copied().collect();
-                            named.insert((strings[1].to_owned(), dims(&names)));
+                            // A value the template fills in (`${...}`, or a variable read as
+                            // `[]`) is not spelled out.
+                            let values: BTreeMap<String, String> = strings[2..]
+                                .chunks(2)
+                                .filter_map(|pair| match pair {
+                                    [name, value] if !value.contains("${") && *value != "[]" => {
+                                        Some((name.to_string(), value.to_string()))
+                                    }
+                                    _ => None,
+                                })
+                                .collect();
+                            named.insert((strings[1].to_owned(), dims(&names), values));
                         }
                         previous = full;
                     }
@@ -268,13 +289,15 @@ fn metrics_named_by_the_template() -> BTreeSet<Named> {
                     let metric = &metric["MetricStat"]["Metric"];
                     let is_ours = matches!(&metric["Namespace"], Yaml::Tagged(r) if r.tag == "Ref" && r.value.as_str() == Some("AWS::StackName"));
                     if is_ours {
-                        let names: Vec<&str> = metric["Dimensions"]
-                            .as_sequence()
-                            .into_iter()
-                            .flatten()
-                            .map(|d| d["Name"].as_str().expect("a dimension name"))
+                        let dimensions = metric["Dimensions"].as_sequence().into_iter().flatten();
+                        let names: Vec<&str> =
+                            dimensions.clone().map(|d| d["Name"].as_str().expect("a dimension name")).collect();
+                        // A plain string is spelled out; a `!Ref` or `!If` is filled in.
+                        let values: BTreeMap<String, String> = dimensions
+                            .filter_map(|d| Some((d["Name"].as_str()?.to_owned(), d["Value"].as_str()?.to_owned())))
                             .collect();
-                        named.insert((metric["MetricName"].as_str().expect("a name").to_owned(), dims(&names)));
+                        let name = metric["MetricName"].as_str().expect("a name").to_owned();
+                        named.insert((name, dims(&names), values));
                     }
                 }
             }
@@ -284,8 +307,9 @@ fn metrics_named_by_the_template() -> BTreeSet<Named> {
     named
 }
 
-/// The metrics a `SEARCH('{"ns",Dim,...} MetricName="X"', ...)` of namespace `ours` names.
-fn searched(expression: &str, ours: &str) -> Vec<Named> {
+/// The metrics a `SEARCH('{"ns",Dim,...} MetricName="X" Dim="v"', ...)` of namespace `ours`
+/// names, with the values its search term spells out.
+fn searched(expression: &str, ours: &str) -> Vec<Spelled> {
     let mut found = Vec::new();
     let mut rest = expression;
     while let Some(start) = rest.find("SEARCH('{") {
@@ -295,8 +319,15 @@ fn searched(expression: &str, ours: &str) -> Vec<Named> {
         let namespace = parts.next().unwrap_or_default();
         let dims: BTreeSet<String> = parts.map(str::to_owned).collect();
         let name = tail.split("MetricName=\"").nth(1).and_then(|n| n.split('"').next()).expect("a MetricName");
+        let term = tail.split('\'').next().unwrap_or_default();
+        let values: BTreeMap<String, String> = term
+            .split_whitespace()
+            .filter_map(|token| token.split_once('='))
+            .filter(|(dim, _)| *dim != "MetricName" && dims.contains(*dim))
+            .map(|(dim, value)| (dim.to_owned(), value.trim_matches('"').to_owned()))
+            .collect();
         if namespace == ours {
-            found.push((name.to_owned(), dims));
+            found.push((name.to_owned(), dims, values));
         }
         rest = tail;
     }
@@ -316,25 +347,44 @@ fn the_template_names_only_metrics_the_code_declares() {
     }
 }
 
-/// Every metric the dashboard and alarms name comes out of the code: a world where every one
-/// of them happens (hits, misses, a Redis outage, a DynamoDB outage, the stream sync applying,
-/// skipping a stale state, refusing a bad record and failing a batch).
+/// Every metric the dashboard and alarms name comes out of the code, by the dimension values
+/// they spell out (the alarms' `Function: users|posts|comments`, the dashboard's
+/// `Function: cache-sync`, any `Route`), in what this test's own world emitted since it
+/// started: hits, misses, negatives, Redis and DynamoDB outages in each API function, the
+/// stream sync applying, skipping a stale state, refusing a bad record and failing a batch.
 #[tokio::test]
 async fn every_metric_the_template_names_is_emitted() {
+    let before = emitted_metrics().len();
     let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
     let (token, user) = env.new_user("Everything").await;
     let email = user["email"].as_str().expect("email").to_owned();
-    for _ in 0..2 {
-        env.send(ApiRequest::get("/users/me").bearer(&token)).await;
+    let post = env.new_post(&token, "everything").await;
+    let post_id = post["id"].as_str().expect("id");
+    // One authenticated route of each API function, as the alarms name them.
+    let routes = [
+        ("users", "/users/me".to_owned()),
+        ("posts", "/posts".to_owned()),
+        ("comments", format!("/posts/{post_id}/comments")),
+    ];
+    for (function, path) in &routes {
+        assert_eq!(integration_tests::function_for(path), *function, "{path}");
+        // A miss, then a hit.
+        del(&env, &email).await;
+        for _ in 0..2 {
+            assert_eq!(env.send(ApiRequest::get(path).bearer(&token)).await.status, 200, "{path}");
+        }
+        // A user that does not exist: a miss that leaves a negative entry, then a negative.
+        let nobody = integration_tests::unique_email("nobody");
+        let signed = integration_tests::tokens::token_for(&ulid::Ulid::new().to_string(), &nobody, 1);
+        for _ in 0..2 {
+            env.send(ApiRequest::get(path).bearer(&signed)).await.assert_error(401, "unauthorized");
+        }
+        // DynamoDB refusing connections: a miss has nowhere to read from, 503.
+        del(&env, &email).await;
+        proxy.set(integration_tests::dynamo_proxy::Mode::Refuse);
+        env.send(ApiRequest::get(path).bearer(&token)).await.assert_error(503, "service_unavailable");
+        proxy.set(integration_tests::dynamo_proxy::Mode::Open);
     }
-    env.send(ApiRequest::get("/users/me").bearer(&env.new_user("Gone").await.0)).await;
-    let nobody = integration_tests::unique_email("nobody");
-    let signed = integration_tests::tokens::token_for(&ulid::Ulid::new().to_string(), &nobody, 1);
-    env.send(ApiRequest::get("/users/me").bearer(&signed)).await; // a negative entry
-    env.send(ApiRequest::get("/users/me").bearer(&signed)).await;
-    proxy.set(integration_tests::dynamo_proxy::Mode::Refuse);
-    env.send(ApiRequest::get("/posts").bearer(&token)).await.assert_error(503, "service_unavailable");
-    proxy.set(integration_tests::dynamo_proxy::Mode::Open);
 
     // The sync: applied, stale (the cache holds a newer state than the table), a bad record,
     // and a batch that fails as a whole (Redis down).
@@ -356,15 +406,45 @@ async fn every_metric_the_template_names_is_emitted() {
     let down = integration_tests::sync::InProcess::new(&format!("redis://127.0.0.1:{closed}"), &env.dynamo.endpoint);
     assert!(stream_poller::Invoke::invoke(&down, event).await.is_err(), "the batch fails");
 
-    // A Redis outage: lookups fall back to DynamoDB.
+    // A Redis outage: every function's lookups fall back to DynamoDB.
     env.redis.stop();
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await;
-
-    let emitted: BTreeSet<Named> =
-        parse_emf(&emitted_metrics()).into_iter().map(|m| (m.name, m.dimensions.into_keys().collect())).collect();
-    for metric in metrics_named_by_the_template() {
-        assert!(emitted.contains(&metric), "{metric:?} is named by the template and never emitted");
+    for (_, path) in &routes {
+        assert_eq!(env.send(ApiRequest::get(path).bearer(&token)).await.status, 200, "{path}");
     }
+
+    // Only what was emitted since this test started; other tests write to the same output at
+    // the same time, so this is at least this test's own. The metrics an instance emits once,
+    // on its first invocation, are the process's first invocation's, whenever that was.
+    let once_per_instance = [shared::metrics::COLD_STARTS, shared::metrics::INIT_DURATION];
+    let mut emitted = since(before);
+    emitted.extend(parse_emf(&emitted_metrics()).into_iter().filter(|m| once_per_instance.contains(&m.name.as_str())));
+    let named: BTreeSet<Named> =
+        emitted.iter().map(|m| (m.name.clone(), m.dimensions.keys().cloned().collect())).collect();
+    let spelled = metrics_spelled_by_the_template();
+    let functions: BTreeSet<&str> =
+        spelled.iter().filter_map(|(_, _, values)| values.get("Function")).map(String::as_str).collect();
+    assert_eq!(
+        functions,
+        BTreeSet::from(["cache-sync", "comments", "posts", "users"]),
+        "the values the template spells"
+    );
+    for (name, dims, values) in spelled {
+        assert!(
+            named.contains(&(name.clone(), dims.clone())),
+            "{name} by {dims:?} is named by the template and never emitted"
+        );
+        let found = emitted.iter().any(|m| {
+            m.name == name
+                && m.dimensions.keys().eq(dims.iter())
+                && values.iter().all(|(dim, value)| m.dimensions.get(dim) == Some(value))
+        });
+        assert!(found, "{name} with {values:?} is named by the template and never emitted with those values");
+    }
+}
+
+async fn del(env: &TestEnv, email: &str) {
+    let mut conn = env.redis.connection().await.expect("redis");
+    redis::cmd("DEL").arg(format!("user:v2:{email}")).query_async::<i64>(&mut conn).await.expect("DEL");
 }
 
 async fn cached(env: &TestEnv, email: &str) -> String {
@@ -375,4 +455,38 @@ async fn cached(env: &TestEnv, email: &str) -> String {
 async fn put(env: &TestEnv, email: &str, value: &str) {
     let mut conn = env.redis.connection().await.expect("redis");
     redis::cmd("SET").arg(format!("user:v2:{email}")).arg(value).query_async::<()>(&mut conn).await.expect("SET");
+}
+
+/// Every answer is counted in its status class, by route and by function: `201` and `204` as
+/// `Successes`, a `304` as `Redirections`, a `404` as `ClientErrors` (and a `503` as
+/// `ServerErrors`, which the test above sees).
+#[tokio::test]
+async fn every_answer_is_counted_in_its_status_class() {
+    let env = TestEnv::new().await;
+    let (token, _) = env.new_user("Classes").await;
+    let before = emitted_metrics().len();
+    let created = env.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "c"}))).await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let path = format!("/posts/{}", created.body["id"].as_str().expect("id"));
+    let etag = created.header("etag").expect("an ETag").to_owned();
+    let unchanged = env.send(ApiRequest::get(&path).bearer(&token).header("if-none-match", &etag)).await;
+    assert_eq!(unchanged.status, 304, "{}", unchanged.raw_body);
+    assert_eq!(env.send(ApiRequest::delete(&path).bearer(&token)).await.status, 204);
+    env.send(ApiRequest::get(&path).bearer(&token)).await.assert_error(404, "not_found");
+
+    let emitted = since(before);
+    let sum = |name: &str, route: Option<&str>| -> f64 {
+        emitted
+            .iter()
+            .filter(|m| m.name == name && m.dimensions.get("Function").map(String::as_str) == Some("posts"))
+            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
+            .flat_map(|m| m.values.iter())
+            .sum()
+    };
+    // Other tests write to the same output at the same time: at least ours.
+    assert!(sum("Successes", Some("POST /posts")) >= 1.0);
+    assert!(sum("Successes", Some("DELETE /posts/{postId}")) >= 1.0);
+    assert!(sum("Redirections", Some("GET /posts/{postId}")) >= 1.0);
+    assert!(sum("ClientErrors", Some("GET /posts/{postId}")) >= 1.0);
+    assert!(sum("Successes", None) >= 2.0 && sum("Redirections", None) >= 1.0, "by function too");
 }

@@ -1385,3 +1385,89 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
         }
     }
 }
+
+/// The dashboard's metric rows, widget by widget, as CloudWatch reads them (`"."` repeats the
+/// cell above, `"..."` every value of the row above but those the row gives itself), with its
+/// `!Sub` variables filled in: a variable that is a `!Ref` becomes the resource's logical id,
+/// `${LogicalId}` the id itself, anything else `[]`.
+fn dashboard_widgets(t: &Value) -> Vec<(String, Vec<Vec<serde_json::Value>>)> {
+    let dashboard = only_resource_of(t, "AWS::CloudWatch::Dashboard");
+    let body = &resources(t)[dashboard.as_str()]["Properties"]["DashboardBody"];
+    let Some(("Sub", sub)) = intrinsic(body).map(|(name, args)| (if name == "Sub" { "Sub" } else { "" }, args)) else {
+        panic!("the dashboard body is a !Sub: {body:?}")
+    };
+    let mut text = sub.as_str().or_else(|| sub[0].as_str()).expect("a body").to_owned();
+    for (name, value) in sub[1].as_mapping().into_iter().flatten() {
+        let name = name.as_str().expect("a variable");
+        // A twin under the name of the function it replaces, as `resolved` names resources
+        // (it leaves a `!Sub`'s variables as written).
+        let filled = ref_name(value).map_or_else(|| "[]".to_owned(), |id| format!("\"{}\"", twin_of(id).unwrap_or(id)));
+        text = text.replace(&format!("\"${{{name}}}\""), &filled).replace(&format!("${{{name}}}"), "[]");
+    }
+    for id in functions(t) {
+        text = text.replace(&format!("${{{id}}}"), &id);
+    }
+    let body: serde_json::Value = serde_json::from_str(&text).expect("the dashboard body is JSON");
+    let mut widgets = Vec::new();
+    for widget in body["widgets"].as_array().expect("widgets") {
+        let title = widget["properties"]["title"].as_str().unwrap_or_default().to_owned();
+        let mut rows: Vec<Vec<serde_json::Value>> = Vec::new();
+        for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+            let row = row.as_array().expect("a metric row");
+            let previous: Vec<serde_json::Value> =
+                rows.last().map(|r| r.iter().filter(|c| !c.is_object()).cloned().collect()).unwrap_or_default();
+            let mut full = Vec::new();
+            for (i, cell) in row.iter().enumerate() {
+                match cell.as_str() {
+                    Some(".") => full.push(previous.get(i).cloned().unwrap_or_default()),
+                    Some("...") => {
+                        let given = row[i + 1..].iter().filter(|c| !c.is_object()).count();
+                        full.extend(previous.iter().take(previous.len().saturating_sub(given)).cloned());
+                    }
+                    _ => full.push(cell.clone()),
+                }
+            }
+            rows.push(full);
+        }
+        widgets.push((title, rows));
+    }
+    widgets
+}
+
+/// The dashboard shows what its panels' titles say: every series is drawn unless another one
+/// of its panel computes from it (the hit ratio's parts), and every function's Lambda
+/// `Duration` is there at p50 and p99, cache-sync's included, on both computes.
+#[test]
+fn the_dashboard_draws_every_series_it_names_and_every_functions_duration() {
+    for compute in [Compute::OnDemand, Compute::ManagedInstances] {
+        let t = resolved(&raw_template(), compute);
+        let widgets = dashboard_widgets(&t);
+        let mut durations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (title, rows) in &widgets {
+            let expressions: Vec<&str> = rows.iter().filter_map(|r| r.first()?.get("expression")?.as_str()).collect();
+            for row in rows {
+                let options = row.iter().find(|c| c.is_object()).cloned().unwrap_or_default();
+                if options["visible"] == serde_json::Value::Bool(false) {
+                    let id = options["id"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{title}: a hidden series with no id: {row:?}"));
+                    let used =
+                        expressions.iter().any(|e| e.split(|c: char| !c.is_alphanumeric()).any(|word| word == id));
+                    assert!(used, "{title}: series {id} is hidden and nothing in its panel uses it ({compute:?})");
+                }
+                let cells: Vec<&str> = row.iter().filter_map(serde_json::Value::as_str).collect();
+                if let ["AWS/Lambda", "Duration", "FunctionName", function] = cells.as_slice() {
+                    let stat = options["stat"].as_str().unwrap_or_default().to_owned();
+                    durations.entry(function.to_string()).or_default().insert(stat);
+                }
+            }
+        }
+        for function in functions(&t) {
+            let stats = durations.get(&function).cloned().unwrap_or_default();
+            assert!(
+                stats.contains("p50") && stats.contains("p99"),
+                "{function}'s Lambda Duration at p50 and p99 on the dashboard ({compute:?}): {stats:?} of {durations:?}"
+            );
+        }
+    }
+}

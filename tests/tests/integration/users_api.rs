@@ -370,3 +370,71 @@ async fn a_change_acts_only_on_the_user_and_jwt_version_the_token_was_checked_ag
     let me = env.send(ApiRequest::get("/users/me").bearer(&fresh)).await;
     assert_eq!((me.status, me.body["name"].as_str()), (200, Some("Checked")), "nothing changed");
 }
+
+/// The user item as DynamoDB holds it: id, name, `jwtVersion`, `revision`.
+async fn stored_user(env: &TestEnv, email: &str) -> Option<(String, String, String, String)> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = env
+        .dynamo
+        .client
+        .get_item()
+        .table_name("social")
+        .key("pk", AttributeValue::S(format!("USER#{email}")))
+        .key("sk", AttributeValue::S("PROFILE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item?;
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(v) | AttributeValue::N(v)) => v.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    Some((text("id"), text("name"), text("jwtVersion"), text("revision")))
+}
+
+/// Issue 14's own scenario: a request authenticated as user 1, whose email is deleted and
+/// registered again (user 2, at `jwtVersion` 1 again, so the version alone cannot tell them
+/// apart) before its change is made. The change is refused, as the contract's "Revocation"
+/// says (a token of an earlier user of the same email changes nothing), and user 2 is exactly
+/// as registered.
+#[tokio::test]
+async fn a_change_authenticated_as_an_earlier_user_of_the_email_leaves_the_new_user_alone() {
+    let env = TestEnv::new().await;
+    let (token, first) = env.new_user("Earlier").await;
+    let email = first["email"].as_str().expect("email").to_owned();
+    let mut headers = lambda_http::http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    // Authenticated as each route does it, then (on another instance) the email is deleted
+    // and registered again before the route makes its change.
+    let user_1 = env.app.auth.authenticate(&headers).await.expect("authenticated");
+    assert_eq!(env.send(ApiRequest::delete("/users/me").bearer(&token)).await.status, 204);
+    let second = env.register(&email, "Later").await;
+    assert_eq!(second.status, 201, "{}", second.raw_body);
+    assert_ne!(second.body["id"], first["id"], "another user of the same email");
+    let before = stored_user(&env, &email).await.expect("user 2 stored");
+    assert_eq!((before.2.as_str(), before.3.as_str()), ("1", "1"), "user 2 starts at jwtVersion 1, like user 1 did");
+    assert_eq!(user_1.jwt_version, 1);
+
+    let renamed = env.app.users.rename(&user_1, "Hijacked".into()).await;
+    let logged_out = env.app.users.logout(&user_1).await;
+    let deleted = env.app.users.delete(&user_1).await;
+    let refused = |r: Result<(), &shared::AppError>| matches!(r, Err(shared::AppError::Unauthorized(_)));
+    assert!(
+        refused(renamed.as_ref().map(|_| ()))
+            && refused(logged_out.as_ref().map(|_| ()))
+            && refused(deleted.as_ref().copied()),
+        "every change as user 1 is refused: rename {renamed:?}, logout {logged_out:?}, delete {deleted:?}"
+    );
+
+    // User 2 is untouched: the same item (name, jwtVersion, revision), its login and token work,
+    // and it reads as registered.
+    assert_eq!(stored_user(&env, &email).await, Some(before), "user 2's item unchanged");
+    let login = env.login(&email).await;
+    assert_eq!(login.status, 200, "{}", login.raw_body);
+    let fresh = login.body["token"].as_str().expect("token");
+    let me = env.send(ApiRequest::get("/users/me").bearer(fresh)).await;
+    assert_eq!((me.status, &me.body), (200, &second.body), "{}", me.raw_body);
+    // And user 1's token is still refused.
+    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+}
