@@ -3,12 +3,6 @@
 //! benchmark runs it beside them to show the runtime's own ceiling: what a function that does
 //! nothing costs per invocation.
 
-/// mimalloc rather than glibc's malloc: a warm invocation makes a few thousand small
-/// allocations (the SDK's request, the event, JSON), which it serves with less CPU
-/// (BENCHMARKS.md, "Cutting the CPU").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use lambda_http::{service_fn, Body, Error, Request, Response};
 
 fn main() -> Result<(), Error> {
