@@ -36,8 +36,8 @@ pub fn redact_wire_logs() -> Targets {
 /// What `RUST_LOG` asks for: a default level and `target=level` pairs, comma-separated
 /// (`warn`, `info,shared=debug`). Unset, empty, or in `EnvFilter`'s span and field syntax
 /// (`[span]`, `{field=value}`): `info`. A `Targets` filter rather than tracing-subscriber's
-/// `EnvFilter`, which links a regex engine (about 150 KB of the binary) for field filters the
-/// functions never use.
+/// `EnvFilter`, which links a regex engine into the binary for field filters the functions
+/// never use (what dropping it saved: BENCHMARKS.md, "Release profile").
 pub fn level_filter(rust_log: Option<&str>) -> Targets {
     rust_log
         .map(str::trim)
