@@ -192,7 +192,11 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
 /// Variables read outside [`Config`], when the process starts: the log filter
 /// ([`crate::telemetry`]) and the metrics' namespace ([`crate::metrics`]). Every function may get
 /// them.
-pub const PROCESS_VARIABLES: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", crate::metrics::NAMESPACE_VARIABLE];
+pub const PROCESS_VARIABLES: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", METRICS_NAMESPACE_VARIABLE];
+
+/// The variable naming the metrics' CloudWatch namespace (`template.yaml` sets the stack's
+/// name), read when the metrics recorder is installed.
+pub const METRICS_NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
 
 /// A variable that is present but wrong, or missing where it is required.
 #[derive(Debug, thiserror::Error)]

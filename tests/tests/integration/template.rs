@@ -1358,7 +1358,7 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
         assert_eq!(ref_name(&logging["ApplicationLogLevel"]), Some("ApplicationLogLevel"), "{id}");
         assert_eq!(ref_name(&logging["SystemLogLevel"]), Some("SystemLogLevel"), "{id}");
         assert_eq!(function_setting(&t, &id, "Tracing").as_str(), Some("Active"), "{id}: X-Ray");
-        let namespace = &environment(&t, &id)[shared::metrics::NAMESPACE_VARIABLE];
+        let namespace = &environment(&t, &id)[shared::config::METRICS_NAMESPACE_VARIABLE];
         assert_eq!(ref_name(namespace), Some("AWS::StackName"), "{id}: metrics in the stack's namespace");
         assert!(environment(&t, &id).get("RUST_LOG").is_none(), "{id}: RUST_LOG would override the logging controls");
     }
