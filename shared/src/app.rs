@@ -10,6 +10,7 @@ use crate::cache::{RedisCache, Users};
 use crate::config::{validate_jwt_secret, CacheConfig, Config, ConfigError, Secret, SecretSource};
 use crate::cursor::CursorCodec;
 use crate::store::{client_from_config, Store};
+use crate::telemetry::LogFormat;
 
 /// Everything a handler needs: built in `main` before the runtime starts, then borrowed.
 pub struct App {
@@ -92,7 +93,7 @@ where
     crate::metrics::init();
     let config = Config::from_env();
     // Logs first, so a bad configuration is reported as a log line too (JSON unless it says).
-    crate::telemetry::init(config.as_ref().map_or(true, |c| c.log_json));
+    crate::telemetry::init(config.as_ref().map_or(LogFormat::Json, |c| c.log_format));
     let app = async { App::from_config(config?).await }
         .await
         .inspect_err(|e: &InitError| tracing::error!(error = %e, "init failed"))?;

@@ -222,16 +222,11 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
     panic!("condition not met in 1 s");
 }
 
-/// JSON lines as `shared::telemetry::init` writes them in Lambda (the current span's fields
-/// beside each event's), the functions' own at TRACE, to a buffer: each event is formatted whole, then written in
-/// one call, as to stdout.
+/// JSON lines as the functions write them in Lambda ([`shared::telemetry::json_lines`]), the
+/// functions' own at TRACE, to a buffer: each event is formatted whole, then written in one
+/// call, as to stdout.
 fn json_logs(captured: &Captured) -> tracing::Dispatch {
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .without_time()
+    let subscriber = shared::telemetry::json_lines()
         .with_env_filter("info,shared=trace,users_fn=trace,posts_fn=trace")
         .with_writer(captured.clone())
         .finish();
