@@ -113,13 +113,13 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
     let mut conn = env.redis.connection().await.expect("redis");
     let _: i64 = redis::cmd("FLUSHALL").query_async::<String>(&mut conn).await.map(|_| 0).expect("FLUSHALL");
     for _ in 0..3 {
-        assert_eq!(env.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
+        assert_eq!(env.me(&token).await.status, 200);
     }
     let post = env.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "m"}))).await;
     assert_eq!(post.status, 201);
     let id = post.body["id"].as_str().expect("id").to_owned();
     env.send(ApiRequest::get(&format!("/posts/{id}")).bearer(&token)).await;
-    env.send(ApiRequest::get("/users/me").bearer("nope")).await.assert_error(401, "unauthorized");
+    env.me("nope").await.assert_error(401, "unauthorized");
     env.send(ApiRequest::get("/nowhere/at/all/123").bearer(&token)).await.assert_error(404, "not_found");
     env.send(ApiRequest::put(&format!("/posts/{id}")).bearer(&token)).await.assert_error(405, "method_not_allowed");
 
@@ -325,13 +325,13 @@ async fn every_metric_the_template_names_is_emitted() {
     let (token, user) = env.new_user("Everything").await;
     let email = user["email"].as_str().expect("email").to_owned();
     for _ in 0..2 {
-        env.send(ApiRequest::get("/users/me").bearer(&token)).await;
+        env.me(&token).await;
     }
-    env.send(ApiRequest::get("/users/me").bearer(&env.new_user("Gone").await.0)).await;
+    env.send(ApiRequest::me().bearer(&env.new_user("Gone").await.0)).await;
     let nobody = integration_tests::unique_email("nobody");
     let signed = integration_tests::tokens::token_for(&ulid::Ulid::new().to_string(), &nobody, 1);
-    env.send(ApiRequest::get("/users/me").bearer(&signed)).await; // a negative entry
-    env.send(ApiRequest::get("/users/me").bearer(&signed)).await;
+    env.me(&signed).await; // a negative entry
+    env.me(&signed).await;
     proxy.set(integration_tests::dynamo_proxy::Mode::Refuse);
     env.send(ApiRequest::get("/posts").bearer(&token)).await.assert_error(503, "service_unavailable");
     proxy.set(integration_tests::dynamo_proxy::Mode::Open);
@@ -344,35 +344,27 @@ async fn every_metric_the_template_names_is_emitted() {
     let mut event = aws_lambda_events::event::dynamodb::Event::default();
     event.records = mine.clone();
     stream_poller::Invoke::invoke(&sync, event.clone()).await.expect("applied");
-    let mut newer = serde_json::from_str::<Value>(&cached(&env, &email).await).expect("an entry");
+    let mut newer = env.redis.entry(&email).await.expect("an entry");
     newer["rev"] = json!(1000);
     newer["user"]["revision"] = json!(1000);
-    put(&env, &email, &newer.to_string()).await;
+    env.redis.set_entry(&email, newer.to_string()).await;
     let mut bad = mine[0].clone();
     bad.change.new_image.insert("jwtVersion".into(), serde_dynamo::AttributeValue::S("not a number".into()));
     event.records = vec![mine[0].clone(), bad];
     stream_poller::Invoke::invoke(&sync, event.clone()).await.expect("applied, one record refused");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let down = integration_tests::sync::InProcess::new(&format!("redis://127.0.0.1:{closed}"), &env.dynamo.endpoint);
+    let down = integration_tests::sync::InProcess::new(
+        &format!("redis://127.0.0.1:{}", integration_tests::closed_port()),
+        &env.dynamo.endpoint,
+    );
     assert!(stream_poller::Invoke::invoke(&down, event).await.is_err(), "the batch fails");
 
     // A Redis outage: lookups fall back to DynamoDB.
     env.redis.stop();
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await;
+    env.me(&token).await;
 
     let emitted: BTreeSet<Named> =
         parse_emf(&emitted_metrics()).into_iter().map(|m| (m.name, m.dimensions.into_keys().collect())).collect();
     for metric in metrics_named_by_the_template() {
         assert!(emitted.contains(&metric), "{metric:?} is named by the template and never emitted");
     }
-}
-
-async fn cached(env: &TestEnv, email: &str) -> String {
-    let mut conn = env.redis.connection().await.expect("redis");
-    redis::cmd("GET").arg(format!("user:v2:{email}")).query_async::<String>(&mut conn).await.expect("an entry")
-}
-
-async fn put(env: &TestEnv, email: &str, value: &str) {
-    let mut conn = env.redis.connection().await.expect("redis");
-    redis::cmd("SET").arg(format!("user:v2:{email}")).arg(value).query_async::<()>(&mut conn).await.expect("SET");
 }
