@@ -10,6 +10,7 @@ use crate::cache::{RedisCache, Users};
 use crate::config::{validate_jwt_secret, CacheConfig, Config, ConfigError, Secret, SecretSource};
 use crate::cursor::CursorCodec;
 use crate::store::{client_from_config, Store};
+use crate::telemetry::LogFormat;
 
 /// Everything a handler needs: built in `main` before the runtime starts, then borrowed.
 pub struct App {
@@ -34,9 +35,12 @@ impl App {
     /// Fetches the secrets `config` names by ARN and builds the clients.
     pub async fn from_config(config: Config) -> Result<Self, InitError> {
         let dynamo = client_from_config(&config.table).await;
-        let needs_secrets = matches!(config.jwt_secret, SecretSource::SecretsManager { .. })
-            || config.cache.redis_password_secret_arn.is_some();
-        let secrets = SecretFetcher::new(needs_secrets, &config.cache).await;
+        let jwt_secret_arn = match &config.jwt_secret {
+            SecretSource::SecretsManager { arn } => Some(arn.as_str()),
+            SecretSource::Value(_) => None,
+        };
+        let arns = [jwt_secret_arn, config.cache.redis_password_secret_arn.as_deref()];
+        let secrets = SecretFetcher::for_secrets(&arns, &config.cache).await;
         let jwt_secret = match &config.jwt_secret {
             SecretSource::Value(secret) => secret.clone(),
             SecretSource::SecretsManager { arn } => validate_jwt_secret(secrets.fetch(arn).await?.expose().to_owned())?,
@@ -89,7 +93,7 @@ where
     crate::metrics::init();
     let config = Config::from_env();
     // Logs first, so a bad configuration is reported as a log line too (JSON unless it says).
-    crate::telemetry::init(config.as_ref().map_or(true, |c| c.log_json));
+    crate::telemetry::init(config.as_ref().map_or(LogFormat::Json, |c| c.log_format));
     let app = async { App::from_config(config?).await }
         .await
         .inspect_err(|e: &InitError| tracing::error!(error = %e, "init failed"))?;
@@ -103,7 +107,7 @@ where
 /// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when
 /// the configuration names one, and the (lazy) connection.
 pub async fn cache_from_config(config: &CacheConfig) -> Result<RedisCache, InitError> {
-    let secrets = SecretFetcher::new(config.redis_password_secret_arn.is_some(), config).await;
+    let secrets = SecretFetcher::for_secrets(&[config.redis_password_secret_arn.as_deref()], config).await;
     let password = secrets.cache_password(config).await?;
     Ok(RedisCache::new(config, password)?)
 }
@@ -122,11 +126,12 @@ const SECRETS_OPERATION_TIMEOUT: Duration = Duration::from_millis(3_000);
 const SECRETS_MAX_ATTEMPTS: u32 = 2;
 
 impl SecretFetcher {
-    /// A client when `needed`, none otherwise (so no init time is spent on it); at
-    /// `SECRETS_MANAGER_ENDPOINT` when the configuration names one.
-    async fn new(needed: bool, config: &CacheConfig) -> Self {
+    /// A client when any of the secrets the configuration may name by ARN (`arns`, `None` for
+    /// one it gives otherwise or not at all) is named, none otherwise (so no init time is spent
+    /// on it); at `SECRETS_MANAGER_ENDPOINT` when the configuration names one.
+    async fn for_secrets(arns: &[Option<&str>], config: &CacheConfig) -> Self {
         use aws_sdk_secretsmanager::config::{retry::RetryConfig, timeout::TimeoutConfig};
-        if !needed {
+        if arns.iter().all(Option::is_none) {
             return SecretFetcher { client: None };
         }
         let endpoint = config.secrets_manager_endpoint.as_deref();

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::telemetry::LogFormat;
+
 /// A secret value whose `Debug` never prints it, so it cannot leak into a log line.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -50,7 +52,7 @@ pub struct Config {
     pub jwt_secret: SecretSource,
     pub token_ttl: Duration,
     pub login_limits: LoginLimits,
-    pub log_json: bool,
+    pub log_format: LogFormat,
 }
 
 /// How many failed logins are allowed before `429 too_many_attempts` (API.md, "Abuse
@@ -192,7 +194,11 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
 /// Variables read outside [`Config`], when the process starts: the log filter
 /// ([`crate::telemetry`]) and the metrics' namespace ([`crate::metrics`]). Every function may get
 /// them.
-pub const PROCESS_VARIABLES: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", crate::metrics::NAMESPACE_VARIABLE];
+pub const PROCESS_VARIABLES: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", METRICS_NAMESPACE_VARIABLE];
+
+/// The variable naming the metrics' CloudWatch namespace (`template.yaml` sets the stack's
+/// name), read when the metrics recorder is installed.
+pub const METRICS_NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
 
 /// A variable that is present but wrong, or missing where it is required.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +246,7 @@ impl Config {
                     as u32,
                 window: vars.seconds("LOGIN_FAILURE_WINDOW_SECONDS", 900, 24 * 3_600)?,
             },
-            log_json: log_json(&lookup)?,
+            log_format: log_format(&lookup)?,
         })
     }
 }
@@ -358,12 +364,13 @@ impl RedisUrl {
     }
 }
 
-/// Whether logs are JSON lines: `LOG_FORMAT`, else JSON exactly when running in Lambda.
-pub fn log_json(lookup: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+/// How logs are written: `LOG_FORMAT`, else JSON lines exactly when running in Lambda.
+pub fn log_format(lookup: impl Fn(&str) -> Option<String>) -> Result<LogFormat, ConfigError> {
     match Vars(&lookup).get("LOG_FORMAT").as_deref() {
-        Some("json") => Ok(true),
-        Some("text") => Ok(false),
-        None => Ok(lookup("AWS_LAMBDA_FUNCTION_NAME").is_some()),
+        Some("json") => Ok(LogFormat::Json),
+        Some("text") => Ok(LogFormat::Text),
+        None if lookup("AWS_LAMBDA_FUNCTION_NAME").is_some() => Ok(LogFormat::Json),
+        None => Ok(LogFormat::Text),
         Some(_) => Err(err("LOG_FORMAT", "must be `json` or `text`")),
     }
 }
@@ -428,7 +435,7 @@ mod tests {
         assert_eq!(c.table.table_name, "social");
         assert_eq!(c.cache.redis_timeout, Duration::from_millis(50));
         assert!(matches!(c.jwt_secret, SecretSource::Value(_)));
-        assert!(!c.log_json);
+        assert_eq!(c.log_format, LogFormat::Text);
         let contract = LoginLimits { per_pair: 5, per_ip: 50, window: Duration::from_secs(900) };
         assert_eq!(c.login_limits, contract, "API.md's defaults");
     }
@@ -537,7 +544,7 @@ mod tests {
         };
         let _ = CacheConfig::from_lookup(record);
         let _ = TableConfig::from_lookup(record);
-        let _ = log_json(record);
+        let _ = log_format(record);
         let read = read.into_inner().expect("lock");
         for name in SYNC_DEPLOYMENT_VARIABLES {
             assert!(read.iter().any(|r| r == name), "{name} is listed but not read");
@@ -549,6 +556,7 @@ mod tests {
 
     #[test]
     fn lambda_environment_logs_json() {
-        assert!(config(&[("AWS_LAMBDA_FUNCTION_NAME", "posts")]).expect("valid").log_json);
+        let format = config(&[("AWS_LAMBDA_FUNCTION_NAME", "posts")]).expect("valid").log_format;
+        assert_eq!(format, LogFormat::Json);
     }
 }

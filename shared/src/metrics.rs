@@ -31,12 +31,36 @@ use std::time::{Duration, Instant};
 
 use metrics::Unit;
 
-use crate::cache::CacheOutcome;
+use crate::config::METRICS_NAMESPACE_VARIABLE;
 
-/// The variable naming the CloudWatch namespace (`template.yaml` sets the stack's name), and
-/// its default.
-pub const NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
+/// The CloudWatch namespace when [`METRICS_NAMESPACE_VARIABLE`] is unset.
 pub const DEFAULT_NAMESPACE: &str = "CachingCode";
+
+/// What the cache said on a read, for logs and metrics (the cache-aside decides it,
+/// [`cache_lookup`] counts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Served from Redis.
+    Hit,
+    /// Redis had nothing usable (or something provably older than the caller's token);
+    /// DynamoDB answered.
+    Miss,
+    /// Redis said "no such user".
+    Negative,
+    /// Redis failed or was too slow; DynamoDB answered.
+    Error,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Negative => "negative",
+            CacheOutcome::Error => "error",
+        }
+    }
+}
 
 /// The metrics the code emits: name, unit, and the sets of dimensions each is emitted with.
 /// The dashboard and the alarms in `template.yaml` may name only these (a test checks). The
@@ -114,11 +138,11 @@ static INIT: Mutex<Option<(Instant, Option<Duration>)>> = Mutex::new(None);
 static COLD: AtomicBool = AtomicBool::new(true);
 
 /// Installs the process's recorder (the first call wins; later ones change nothing), with the
-/// namespace from [`NAMESPACE_VARIABLE`]. Called first thing at init, so the init's duration
+/// namespace from [`METRICS_NAMESPACE_VARIABLE`]. Called first thing at init, so the init's duration
 /// is measured from here.
 pub fn init() {
     COLLECTOR.get_or_init(|| {
-        let namespace = std::env::var(NAMESPACE_VARIABLE)
+        let namespace = std::env::var(METRICS_NAMESPACE_VARIABLE)
             .ok()
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())

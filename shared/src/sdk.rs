@@ -8,11 +8,12 @@
 //!   costs binary size (STS's client, XML, profile parsing).
 //! - **An HTTP client that trusts the roots AWS endpoints chain to.** The SDK's default client
 //!   reads every certificate the OS has (`/etc/ssl/certs`, the bundle) and parses them when
-//!   its first connection is set up: over 10 ms of CPU at init, for about 140 roots AWS
-//!   endpoints never use. AWS service endpoints all chain to Amazon Trust Services, so this
-//!   client trusts exactly those roots ([`AWS_ROOTS`]), compiled in: no file is read and five
-//!   certificates are parsed. Only a custom `https://` endpoint (not AWS, not the local
-//!   `http://` one) gets the OS roots, since its CA is anyone's.
+//!   its first connection is set up: CPU at init, for the whole bundle, when AWS endpoints
+//!   use none of it but a few roots. AWS service endpoints all chain to Amazon Trust
+//!   Services, so this client trusts exactly those roots ([`AWS_ROOTS`]), compiled in: no
+//!   file is read and five certificates are parsed. Only a custom `https://` endpoint (not
+//!   AWS, not the local `http://` one) gets the OS roots, since its CA is anyone's. The cold
+//!   start with this client is measured in BENCHMARKS.md ("Latest run").
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
 use aws_config::environment::region::EnvironmentVariableRegionProvider;

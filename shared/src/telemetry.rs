@@ -3,7 +3,8 @@
 //! whole HTTP messages at TRACE are held at DEBUG whatever it says ([`redact_wire_logs`]).
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::format::{FmtSpan, Format, Json, JsonFields};
+use tracing_subscriber::fmt::SubscriberBuilder;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -36,8 +37,8 @@ pub fn redact_wire_logs() -> Targets {
 /// What `RUST_LOG` asks for: a default level and `target=level` pairs, comma-separated
 /// (`warn`, `info,shared=debug`). Unset, empty, or in `EnvFilter`'s span and field syntax
 /// (`[span]`, `{field=value}`): `info`. A `Targets` filter rather than tracing-subscriber's
-/// `EnvFilter`, which links a regex engine (about 150 KB of the binary) for field filters the
-/// functions never use.
+/// `EnvFilter`, which links a regex engine into the binary for field filters the functions
+/// never use (what dropping it saved: BENCHMARKS.md, "Release profile").
 pub fn level_filter(rust_log: Option<&str>) -> Targets {
     rust_log
         .map(str::trim)
@@ -67,25 +68,43 @@ fn lambda_level(level: &str) -> &'static str {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON lines ([`json_lines`]): what CloudWatch gets in Lambda.
+    Json,
+    /// Compact plain text, for a terminal.
+    Text,
+}
+
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
-pub fn init(json: bool) {
+pub fn init(format: LogFormat) {
     let filter = filter_from_env(|name| std::env::var(name).ok());
-    let builder = tracing_subscriber::fmt().with_span_events(FmtSpan::NONE);
-    let result = if json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .without_time() // CloudWatch stamps each line
+    let result = match format {
+        LogFormat::Json => json_lines().finish().with(filter).with(redact_wire_logs()).try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_span_events(FmtSpan::NONE)
+            .compact()
             .finish()
             .with(filter)
             .with(redact_wire_logs())
-            .try_init()
-    } else {
-        builder.compact().finish().with(filter).with(redact_wire_logs()).try_init()
+            .try_init(),
     };
     let _ = result;
+}
+
+/// The JSON lines the functions write in Lambda: one line an event, its fields flattened beside
+/// the current span's (no list of the spans above it), no timestamp (CloudWatch stamps each
+/// line). [`init`] writes them to stdout through the environment's filter; a test may give
+/// them its own writer and filter.
+pub fn json_lines() -> SubscriberBuilder<JsonFields, Format<Json, ()>> {
+    tracing_subscriber::fmt()
+        .with_span_events(FmtSpan::NONE)
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .without_time()
 }
 
 #[cfg(test)]

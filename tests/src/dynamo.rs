@@ -5,12 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use shared::domain::Email;
+use shared::store::keys::{self, Key};
 
 /// Counts DynamoDB requests as they leave the client, by operation (`GetItem`, `Query`, ...).
 #[derive(Debug, Default, Clone)]
@@ -70,9 +73,45 @@ impl Dynamo {
         let server = tokio::spawn(dynoxide::server::serve_on(listener, db));
         let calls = CallCounter::default();
         let client = client_for(&endpoint, Some(calls.clone()));
-        create_table(&client, "social").await;
+        create_table(&client, TABLE_NAME).await;
         calls.reset();
         Dynamo { endpoint, client, calls, server }
+    }
+}
+
+/// The table every test world creates (the template's `social`).
+pub const TABLE_NAME: &str = "social";
+
+/// An item as the table holds it.
+pub type Item = HashMap<String, AttributeValue>;
+
+impl Dynamo {
+    /// The item under `key` ([`shared::store::keys`]), read straight from the table
+    /// (strongly consistent), on [`Dynamo::client`]: one `GetItem` in [`Dynamo::calls`].
+    pub async fn item(&self, key: Key) -> Option<Item> {
+        let read = self.client.get_item().table_name(TABLE_NAME).set_key(Some(key)).consistent_read(true);
+        read.send().await.expect("GetItem").item
+    }
+
+    /// The user item of `email`.
+    pub async fn user_item(&self, email: &str) -> Option<Item> {
+        self.item(keys::user_key(&Email::parse(email).expect("a valid email"))).await
+    }
+
+    /// The post item of `post_id` (not its comments).
+    pub async fn post_item(&self, post_id: &str) -> Option<Item> {
+        self.item(keys::post_key(post_id)).await
+    }
+
+    /// The idempotency record of `user_id`'s `Idempotency-Key` `key`.
+    pub async fn idempotency_record(&self, user_id: &str, key: &str) -> Option<Item> {
+        self.item(keys::idempotency_key(user_id, key)).await
+    }
+
+    /// Deletes the item under `key` alone, whatever it belongs to: a write that died
+    /// half-way.
+    pub async fn delete_item(&self, key: Key) {
+        self.client.delete_item().table_name(TABLE_NAME).set_key(Some(key)).send().await.expect("DeleteItem");
     }
 }
 

@@ -1,5 +1,7 @@
 //! An HTTP proxy in front of the test DynamoDB that can fail the way a network does: refuse
 //! connections, swallow requests and never answer, or pass a request on and lose its answer.
+//! It speaks the AWS JSON protocol's HTTP and nothing DynamoDB's own, so it stands in front of
+//! Secrets Manager as well (a Secrets Manager that never answers, `production_init.rs`).
 //!
 //! It can also hold answers: a request reaches DynamoDB and is answered there, and the answer
 //! waits in the proxy until released, which is a read "in flight" that saw the table as it was

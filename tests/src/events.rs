@@ -45,6 +45,12 @@ impl ApiRequest {
         Self::new("PUT", path)
     }
 
+    /// `GET /users/me`, with no token yet (add one with [`ApiRequest::bearer`] or
+    /// [`ApiRequest::aid`]).
+    pub fn me() -> Self {
+        Self::get("/users/me")
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.insert(name.to_ascii_lowercase(), value.to_owned());
         self
@@ -139,6 +145,13 @@ impl ApiResponse {
         assert_eq!((self.status, self.error_code()), (status, Some(code)), "body: {}", self.raw_body);
         assert!(self.body["error"]["message"].is_string(), "message missing: {}", self.raw_body);
         assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+
+    /// Asserts the contract's `400 validation_failed`, its message naming `field`.
+    pub fn assert_validation(&self, field: &str) {
+        self.assert_error(400, "validation_failed");
+        let message = self.body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(field), "message should name `{field}`: {message}");
     }
 }
 

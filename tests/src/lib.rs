@@ -25,7 +25,7 @@ pub mod test_redis;
 pub mod tls_redis;
 pub mod tokens;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Request, Response};
@@ -33,14 +33,14 @@ use serde_json::{json, Value};
 use shared::config::{CacheMode, Config, Secret};
 use shared::App;
 
-pub use dynamo::{CallCounter, Dynamo};
+pub use dynamo::{CallCounter, Dynamo, TABLE_NAME};
 pub use dynamo_proxy::DynamoProxy;
 pub use events::{ApiRequest, ApiResponse};
 pub use redis_cluster::RedisCluster;
 pub use redis_proxy::{RedisProxy, WriteFault};
-pub use redis_server::{RedisNode, RedisServer, SilentServer};
+pub use redis_server::{closed_port, free_port, RedisNode, RedisServer};
 pub use sync::{InProcess, StreamSync};
-pub use test_redis::{test_redis_mode, RedisLink, TestRedis};
+pub use test_redis::{cache_key, test_redis_mode, RedisLink, TestRedis};
 
 /// Every EMF line the process's functions flushed so far ([`shared::metrics`]), in order. The
 /// recorder and this buffer are installed by the first test world, before any invocation, so
@@ -168,6 +168,25 @@ impl TestEnv {
         self.instance_with(&link.url(), |c| link.configure(&mut c.cache))
     }
 
+    /// Sends `request` as [`TestEnv::send`] does, and how long the answer took.
+    pub async fn timed(&self, request: ApiRequest) -> (ApiResponse, Duration) {
+        let started = Instant::now();
+        let res = self.send(request).await;
+        (res, started.elapsed())
+    }
+
+    /// `GET /users/me` as `token`'s user.
+    pub async fn me(&self, token: &str) -> ApiResponse {
+        self.send(ApiRequest::me().bearer(token)).await
+    }
+
+    /// The `commentCount` of post `post_id`, as `token`'s user reads it (`GET /posts/{postId}`).
+    pub async fn comment_count(&self, token: &str, post_id: &str) -> u64 {
+        let res = self.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await;
+        assert_eq!(res.status, 200, "{}", res.raw_body);
+        res.body["commentCount"].as_u64().expect("commentCount")
+    }
+
     pub async fn register(&self, email: &str, name: &str) -> ApiResponse {
         self.send(ApiRequest::post("/users").json(json!({"email": email, "name": name, "password": PASSWORD}))).await
     }
@@ -206,8 +225,7 @@ impl TestEnv {
             };
             let res = self.send(ApiRequest::get(&path).bearer(token)).await;
             assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
-            let keys: Vec<&String> = res.body.as_object().expect("a page").keys().collect();
-            assert_eq!(keys, ["items", "nextCursor"], "a page is its items and the next cursor");
+            assert_eq!(keys_of(&res.body), ["items", "nextCursor"], "a page is its items and the next cursor");
             let items = res.body["items"].as_array().expect("items");
             sizes.push(items.len());
             ids.extend(items.iter().map(id_of));
@@ -230,9 +248,9 @@ impl TestEnv {
                 .dynamo
                 .client
                 .query()
-                .table_name("social")
+                .table_name(TABLE_NAME)
                 .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
+                .expression_attribute_values(":pk", AttributeValue::S(shared::store::keys::post_pk(post_id)))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -366,7 +384,7 @@ fn deployed_config(redis: &TestRedis, dynamo_endpoint: &str) -> Config {
         ("REDIS_URL", redis.url()),
         ("REDIS_MODE", mode.to_owned()),
         ("DYNAMODB_ENDPOINT", dynamo_endpoint.to_owned()),
-        ("TABLE_NAME", "social".to_owned()),
+        ("TABLE_NAME", TABLE_NAME.to_owned()),
     ];
     Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).expect("valid config")
 }
@@ -429,7 +447,7 @@ pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
         Config::from_lookup(|name| (name == "JWT_SECRET").then(|| TEST_SECRET.to_owned())).expect("defaults are valid");
     config.cache.redis_url = shared::config::RedisUrl::parse(redis_url).expect("a Redis URL");
     config.table.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
-    config.table.table_name = "social".to_owned();
+    config.table.table_name = TABLE_NAME.to_owned();
     config.cache.redis_timeout = Duration::from_millis(250);
     config.cache.redis_connect_timeout = Duration::from_millis(500);
     config
@@ -449,6 +467,18 @@ pub fn function_for(path: &str) -> &'static str {
 /// The `id` of a resource the API answered with.
 pub fn id_of(value: &Value) -> String {
     value["id"].as_str().expect("an id").to_owned()
+}
+
+/// The `email` of a user the API answered with.
+pub fn email_of(user: &Value) -> String {
+    user["email"].as_str().expect("an email").to_owned()
+}
+
+/// The names of a JSON object's fields, sorted: what a response's shape is checked against.
+pub fn keys_of(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
 }
 
 /// A new, unique, valid email.

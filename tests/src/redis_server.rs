@@ -1,4 +1,4 @@
-//! A real `redis-server` per test, and a TCP listener that accepts but never answers.
+//! A real `redis-server` per test, and the loopback ports tests put services (or nothing) on.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,12 @@ pub struct RedisServer {
 /// A free loopback port (free when asked: the caller binds it soon after).
 pub fn free_port() -> u16 {
     free_ports(1)[0]
+}
+
+/// A loopback port nothing listens on: a service that is down (connections are refused).
+/// Free when asked, and never bound by the harness.
+pub fn closed_port() -> u16 {
+    free_port()
 }
 
 /// `n` distinct free loopback ports: all held at once while they are picked, so no two are the
@@ -174,35 +180,5 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.node.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Accepts TCP connections and never answers: a Redis that hangs.
-pub struct SilentServer {
-    pub port: u16,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SilentServer {
-    pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket); // keep it open, read nothing, write nothing
-            }
-        });
-        SilentServer { port, task }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for SilentServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -52,7 +52,9 @@ pub fn test_poller_config() -> PollerConfig {
 
 /// A poller over the table behind `dynamo_endpoint`, from the start of its stream.
 pub async fn poller(dynamo_endpoint: &str) -> Poller {
-    Poller::new(StreamApi::new(dynamo_endpoint), "social", test_poller_config()).await.expect("the table has a stream")
+    Poller::new(StreamApi::new(dynamo_endpoint), crate::TABLE_NAME, test_poller_config())
+        .await
+        .expect("the table has a stream")
 }
 
 /// The stream sync running in the background until dropped.
@@ -102,7 +104,7 @@ pub async fn stream_records(dynamo_endpoint: &str) -> Vec<EventRecord> {
 
 /// The records of `email`'s user item among `records`.
 pub fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
-    let pk = format!("USER#{email}");
+    let pk = shared::store::keys::user_pk(&shared::domain::Email::parse(email).expect("a valid email"));
     records
         .iter()
         .filter(|r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if *s == pk))

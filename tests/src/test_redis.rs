@@ -12,6 +12,8 @@
 //!   as a client behind a NAT does), while other instances reach the nodes directly.
 
 use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use serde_json::Value;
 use shared::cache::CacheConnection;
 use shared::config::RedisUrl;
 use shared::config::{CacheConfig, CacheMode};
@@ -19,6 +21,11 @@ use shared::config::{CacheConfig, CacheMode};
 use crate::redis_cluster::RedisCluster;
 use crate::redis_proxy::{RedisProxy, WriteFault};
 use crate::redis_server::{RedisNode, RedisServer};
+
+/// The cache key of `email`'s entry, as the functions write it ([`shared::cache::entry::key`]).
+pub fn cache_key(email: &str) -> String {
+    shared::cache::entry::key(&shared::domain::Email::parse(email).expect("a valid email"))
+}
 
 /// The mode the test worlds run in: `TEST_REDIS_MODE` (`standalone` or `cluster`).
 pub fn test_redis_mode() -> CacheMode {
@@ -96,6 +103,38 @@ impl TestRedis {
             }
             TestRedis::Cluster(cluster) => Ok(CacheConnection::Cluster(cluster.connection().await?)),
         }
+    }
+
+    /// The raw value of `email`'s cache entry, if there is one (one `GET`, as a hit reads it).
+    pub async fn entry_bytes(&self, email: &str) -> Option<Vec<u8>> {
+        let mut conn = self.connection().await.expect("redis connection");
+        conn.get(cache_key(email)).await.expect("GET")
+    }
+
+    /// `email`'s cache entry as JSON, if there is one; panics on one that is not JSON.
+    pub async fn entry(&self, email: &str) -> Option<Value> {
+        let raw = self.entry_bytes(email).await?;
+        let entry = serde_json::from_slice(&raw);
+        Some(entry.unwrap_or_else(|e| panic!("entry is not JSON ({e}): {}", String::from_utf8_lossy(&raw))))
+    }
+
+    /// Writes `value` as `email`'s entry with a plain `SET` (no TTL, no version check): an
+    /// entry the test makes up.
+    pub async fn set_entry(&self, email: &str, value: impl AsRef<[u8]>) {
+        let mut conn = self.connection().await.expect("redis connection");
+        let () = conn.set(cache_key(email), value.as_ref()).await.expect("SET");
+    }
+
+    /// Deletes `email`'s entry, as if it had expired.
+    pub async fn evict(&self, email: &str) {
+        let mut conn = self.connection().await.expect("redis connection");
+        let _: i64 = conn.del(cache_key(email)).await.expect("DEL");
+    }
+
+    /// The remaining TTL of `email`'s entry in ms (`PTTL`: -2 when there is none).
+    pub async fn entry_pttl(&self, email: &str) -> i64 {
+        let mut conn = self.connection().await.expect("redis connection");
+        conn.pttl(cache_key(email)).await.expect("PTTL")
     }
 
     /// Writes every node's data to disk, so a [`restart`](Self::restart) after a

@@ -31,6 +31,7 @@ use shared::cache::{Entry, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
 use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
+use shared::telemetry::LogFormat;
 use tracing::Instrument;
 
 /// Why a batch failed as a whole (so Lambda retries it).
@@ -198,10 +199,10 @@ const PREWARM_BOUND: Duration = Duration::from_millis(100);
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     shared::metrics::init();
     let lookup = |name: &str| std::env::var(name).ok();
-    let log_json = shared::config::log_json(lookup);
-    shared::telemetry::init(log_json.as_ref().map_or(true, |json| *json));
+    let log_format = shared::config::log_format(lookup);
+    shared::telemetry::init(*log_format.as_ref().unwrap_or(&LogFormat::Json));
     let sync = async {
-        log_json?;
+        log_format?;
         let table = TableConfig::from_env()?;
         let cache = shared::app::cache_from_config(&CacheConfig::from_env()?).await?;
         let store = Store::new(client_from_config(&table).await, table.table_name);

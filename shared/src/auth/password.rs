@@ -59,8 +59,9 @@ async fn hashing_turn() -> Result<tokio::sync::SemaphorePermit<'static>, AppErro
 /// glibc serves a large allocation with `mmap`, but once one is freed it raises its threshold
 /// so the next of that size comes from the allocating thread's arena, which keeps it. Hashes
 /// run on tokio's blocking threads, each with its own arena: an instance that hashed on N
-/// threads kept N × 19 MiB (the benchmark measured 130 MB). A fixed threshold keeps every
-/// buffer from 1 MiB up on `mmap`, unmapped when freed.
+/// threads kept N × 19 MiB. A fixed threshold keeps every buffer from 1 MiB up on `mmap`,
+/// unmapped when freed. What it changed in the users function's peak RSS: BENCHMARKS.md
+/// ("Latest run").
 fn return_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -28,32 +28,8 @@ use super::flights::Flights;
 use super::{Entry, Lookup, RedisCache, WriteOutcome};
 use crate::domain::{Email, User, Version};
 use crate::error::AppError;
+pub use crate::metrics::CacheOutcome;
 use crate::store::{NewUser, Store};
-
-/// What the cache said on a read, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
-    /// Served from Redis.
-    Hit,
-    /// Redis had nothing usable (or something provably older than the caller's token);
-    /// DynamoDB answered.
-    Miss,
-    /// Redis said "no such user".
-    Negative,
-    /// Redis failed or was too slow; DynamoDB answered.
-    Error,
-}
-
-impl CacheOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheOutcome::Hit => "hit",
-            CacheOutcome::Miss => "miss",
-            CacheOutcome::Negative => "negative",
-            CacheOutcome::Error => "error",
-        }
-    }
-}
 
 /// What a caller knows of the truth without asking: a token proves that its user existed with at
 /// least its `jwtVersion` when it was issued (tokens are issued from DynamoDB). An entry older

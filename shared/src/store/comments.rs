@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -12,8 +13,8 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, s, to_item, Item};
-use super::keys::{comment_key, comment_sk, post_pk, COMMENT_PREFIX, POST_SK};
-use super::paging::query_page;
+use super::keys::{comment_key, comment_sk, post_key, post_pk, COMMENT_PREFIX};
+use super::paging::{query_page, Pages};
 use super::StoreError;
 use super::{Page, Store};
 use crate::domain::Comment;
@@ -95,8 +96,7 @@ impl Store {
             .map_err(|e| StoreError::Internal(format!("building Put: {e}")))?;
         let count = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(post_pk(&comment.post_id)))
-            .key("sk", s(POST_SK))
+            .set_key(Some(post_key(&comment.post_id)))
             .update_expression("ADD commentCount :one")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":one", n(1))
@@ -175,17 +175,22 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<Page<Comment>, StoreError> {
-        let query = self
-            .client
+        let start = after.map(|id| comment_key(post_id, id));
+        let decode = |item| from_item::<CommentItem>("comment", item).map(|i| i.comment);
+        query_page(self.comments_query(post_id), "Query comments", limit, start, decode, |c: &Comment| c.id.clone())
+            .await
+    }
+
+    /// A post's comments, oldest first, read consistently: what a list pages through and
+    /// what a post's delete sweeps.
+    fn comments_query(&self, post_id: &str) -> QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(post_pk(post_id)))
             .expression_attribute_values(":prefix", s(COMMENT_PREFIX))
-            .consistent_read(true);
-        let start = after.map(|id| comment_key(post_id, id));
-        let decode = |item| from_item::<CommentItem>("comment", item).map(|i| i.comment);
-        query_page(query, "Query comments", limit, start, decode, |c: &Comment| c.id.clone()).await
+            .consistent_read(true)
     }
 
     /// Changes the text of a comment written by `user_id`.
@@ -275,8 +280,7 @@ impl Store {
             .map_err(|e| StoreError::Internal(format!("building Delete: {e}")))?;
         let mut count = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(post_pk(post_id)))
-            .key("sk", s(POST_SK))
+            .set_key(Some(post_key(post_id)))
             .update_expression("ADD commentCount :minus")
             .expression_attribute_values(":minus", n(-1))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -293,22 +297,9 @@ impl Store {
     /// Deletes every comment of a (deleted) post, a page of keys at a time, in batches of 25,
     /// retrying what DynamoDB leaves unprocessed.
     pub(super) async fn delete_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(post_pk(post_id)))
-                .expression_attribute_values(":prefix", s(COMMENT_PREFIX))
-                .projection_expression("pk, sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query comments to delete", e))?;
-            let keys = out.items.unwrap_or_default();
+        let query = self.comments_query(post_id).projection_expression("pk, sk");
+        let mut pages = Pages::new(query, "Query comments to delete");
+        while let Some(keys) = pages.next().await? {
             for chunk in keys.chunks(25) {
                 let requests = chunk
                     .iter()
@@ -322,11 +313,8 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()?;
                 self.batch_write_all(requests).await?;
             }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(()),
-            }
         }
+        Ok(())
     }
 
     async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {

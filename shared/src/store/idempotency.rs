@@ -19,13 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::dynamo::{classify, n, refused, s, Item};
+use super::keys::idempotency_key as record_key;
 use super::Store;
 use super::StoreError;
-
-const SK: &str = "IDEMPOTENCY";
-
-/// Prefix of every idempotency record's partition key (the IAM policy names it too).
-pub const IDEMPOTENCY_PREFIX: &str = "IDEMPOTENCY#";
 
 /// How long a record answers repeats.
 pub const RECORD_LIFETIME: Duration = Duration::from_secs(24 * 3_600);
@@ -62,10 +58,6 @@ pub enum Claim {
 /// Proof of holding a claim.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ClaimToken(String);
-
-fn key(user_id: &str, idempotency_key: &str) -> (AttributeValue, AttributeValue) {
-    (s(format!("{IDEMPOTENCY_PREFIX}{user_id}#{idempotency_key}")), s(SK))
-}
 
 fn since_epoch() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
@@ -106,13 +98,11 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         let now = since_epoch();
         let claim = crate::domain::new_id();
-        let (pk, sk) = key(user_id, idempotency_key);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", pk)
-            .item("sk", sk)
+            .set_item(Some(record_key(user_id, idempotency_key)))
             .item("fingerprint", s(fingerprint))
             .item("claim", s(&claim))
             .item("claimedUntil", n((now + CLAIM_LEASE).as_millis()))
@@ -159,14 +149,12 @@ impl Store {
         claim: &ClaimToken,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
-        let (pk, sk) = key(user_id, idempotency_key);
         let mut sets = vec!["#state = :done", "#status = :status", "body = :body"];
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
+            .set_key(Some(record_key(user_id, idempotency_key)))
             .condition_expression("claim = :claim")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#status", "status")
@@ -200,13 +188,11 @@ impl Store {
         idempotency_key: &str,
         claim: &ClaimToken,
     ) -> Result<(), StoreError> {
-        let (pk, sk) = key(user_id, idempotency_key);
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
+            .set_key(Some(record_key(user_id, idempotency_key)))
             .condition_expression("claim = :claim")
             .expression_attribute_values(":claim", s(&claim.0))
             .send()

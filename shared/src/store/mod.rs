@@ -14,7 +14,7 @@
 mod comments;
 mod dynamo;
 mod idempotency;
-mod keys;
+pub mod keys;
 mod paging;
 mod posts;
 pub mod schema;
@@ -23,7 +23,7 @@ mod users;
 use aws_sdk_dynamodb::Client;
 
 pub use dynamo::client_from_config;
-pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, IDEMPOTENCY_PREFIX, RECORD_LIFETIME};
+pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, RECORD_LIFETIME};
 pub use users::{is_user_key, user_from_image, NewUser};
 
 /// How a call to the table failed, in the store's own terms; `crate::error` says what each

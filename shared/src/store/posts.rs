@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::dynamo::{
     classify, from_item, n, refused, s, to_item, written_by, Attempts, Item, NOT_YET_WRITTEN, WRITE_TOKEN,
 };
-use super::keys::{feed_key, post_pk, FEED_PK, POST_SK};
+use super::keys::{feed_key, post_key, post_pk, FEED_PK, POST_SK};
 use super::paging::query_page;
 use super::StoreError;
 use super::{Page, Store, FEED_INDEX};
@@ -92,8 +92,7 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(post_pk(post_id)))
-            .key("sk", s(POST_SK))
+            .set_key(Some(post_key(post_id)))
             .consistent_read(true)
             .send()
             .await
@@ -133,8 +132,7 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(post_pk(post_id)))
-            .key("sk", s(POST_SK))
+            .set_key(Some(post_key(post_id)))
             .expression_attribute_values(":writeToken", s(&token))
             .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":me", s(user_id))
@@ -189,8 +187,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(post_pk(post_id)))
-            .key("sk", s(POST_SK))
+            .set_key(Some(post_key(post_id)))
             .condition_expression(author_and_version_condition(expected))
             .expression_attribute_values(":me", s(user_id))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN};
-use super::keys::{user_pk, PROFILE, USER_PREFIX};
+use super::keys::{user_key, user_pk, PROFILE, USER_PREFIX};
 use super::Store;
 use super::StoreError;
 use crate::domain::{Email, User};
@@ -57,8 +57,7 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(email)))
-            .key("sk", s(PROFILE))
+            .set_key(Some(user_key(email)))
             .consistent_read(true)
             .send()
             .await
@@ -119,8 +118,7 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(&user.email)))
-            .key("sk", s(PROFILE))
+            .set_key(Some(user_key(&user.email)))
             .condition_expression(format!("id = :id AND jwtVersion = :jwtVersion AND {NOT_YET_WRITTEN}"))
             .expression_attribute_values(":id", s(&user.id))
             .expression_attribute_values(":jwtVersion", n(user.jwt_version))
@@ -174,8 +172,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(&user.email)))
-            .key("sk", s(PROFILE))
+            .set_key(Some(user_key(&user.email)))
             .condition_expression("id = :id AND jwtVersion = :jwtVersion")
             .expression_attribute_values(":id", s(&user.id))
             .expression_attribute_values(":jwtVersion", n(user.jwt_version))

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{unique_email, ApiRequest, ApiResponse, SilentServer, TestEnv, TEST_SECRET};
+use integration_tests::{cache_key, closed_port, email_of, unique_email, ApiRequest, TestEnv, TestRedis, TEST_SECRET};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use shared::config::RedisUrl;
@@ -16,36 +16,14 @@ use shared::App;
 /// that there is a bound (the Redis timeout is 50 ms in tests), not that it is fast.
 const BOUND: Duration = Duration::from_secs(1);
 
-/// The key of a user's entry, spelled out here so the namespace itself is under test.
-fn key(email: &str) -> String {
-    format!("user:v2:{email}")
-}
-
-async fn raw_entry(env: &TestEnv, email: &str) -> Option<Vec<u8>> {
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    conn.get::<_, Option<Vec<u8>>>(key(email)).await.expect("GET")
-}
-
 /// The entry as JSON; panics when there is none or it is not JSON.
 async fn entry(env: &TestEnv, email: &str) -> Value {
-    let raw = raw_entry(env, email).await.unwrap_or_else(|| panic!("no cache entry for {email}"));
-    serde_json::from_slice(&raw)
-        .unwrap_or_else(|e| panic!("entry is not JSON ({e}): {}", String::from_utf8_lossy(&raw)))
+    env.redis.entry(email).await.unwrap_or_else(|| panic!("no cache entry for {email}"))
 }
 
 async fn pttl(env: &TestEnv, key: &str) -> i64 {
     let mut conn = env.redis.connection().await.expect("redis connection");
     conn.pttl::<_, i64>(key).await.expect("PTTL")
-}
-
-async fn set_raw(env: &TestEnv, email: &str, value: &[u8]) {
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    let () = conn.set(key(email), value).await.expect("SET");
-}
-
-async fn del(env: &TestEnv, email: &str) {
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    let _: i64 = conn.del(key(email)).await.expect("DEL");
 }
 
 async fn all_keys(env: &TestEnv) -> Vec<String> {
@@ -55,12 +33,13 @@ async fn all_keys(env: &TestEnv) -> Vec<String> {
     keys
 }
 
-/// Asserts `key`'s PTTL is within ±10% of `base`, allowing for the time since it was set.
-async fn assert_jittered_ttl(env: &TestEnv, key: &str, base: Duration) -> i64 {
-    let ttl = pttl(env, key).await;
+/// Asserts the PTTL of `email`'s entry is within ±10% of `base`, allowing for the time since
+/// it was set.
+async fn assert_jittered_ttl(env: &TestEnv, email: &str, base: Duration) -> i64 {
+    let ttl = env.redis.entry_pttl(email).await;
     let (low, high) = (pttl_floor(base), pttl_ceiling(base));
-    assert!(ttl > 0, "{key} has no TTL (PTTL {ttl})");
-    assert!((low - 1_000..=high).contains(&ttl), "{key}: PTTL {ttl} ms is outside {low}..={high} ms");
+    assert!(ttl > 0, "{email}'s entry has no TTL (PTTL {ttl})");
+    assert!((low - 1_000..=high).contains(&ttl), "{email}'s entry: PTTL {ttl} ms is outside {low}..={high} ms");
     ttl
 }
 
@@ -76,20 +55,6 @@ fn pttl_ceiling(base: Duration) -> i64 {
     base + base / 10
 }
 
-fn email_of(user: &Value) -> String {
-    user["email"].as_str().expect("user email").to_owned()
-}
-
-fn me(token: &str) -> ApiRequest {
-    ApiRequest::get("/users/me").bearer(token)
-}
-
-async fn timed(env: &TestEnv, request: ApiRequest) -> (ApiResponse, Duration) {
-    let started = Instant::now();
-    let res = env.send(request).await;
-    (res, started.elapsed())
-}
-
 #[tokio::test]
 async fn a_cache_hit_makes_no_dynamodb_call() {
     let env = TestEnv::new().await;
@@ -98,7 +63,7 @@ async fn a_cache_hit_makes_no_dynamodb_call() {
 
     env.dynamo.calls.reset();
     for _ in 0..3 {
-        let res = env.send(me(&token)).await;
+        let res = env.me(&token).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert_eq!(res.body, user);
     }
@@ -110,10 +75,10 @@ async fn a_miss_makes_exactly_one_dynamodb_call_and_populates_the_cache() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Miss").await;
     let email = email_of(&user);
-    del(&env, &email).await;
+    env.redis.evict(&email).await;
 
     env.dynamo.calls.reset();
-    let res = env.send(me(&token)).await;
+    let res = env.me(&token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body, user);
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
@@ -125,9 +90,9 @@ async fn a_miss_makes_exactly_one_dynamodb_call_and_populates_the_cache() {
     assert_eq!(cached["user"]["email"], user["email"]);
     assert_eq!(cached["user"]["name"], user["name"]);
     assert_eq!(cached["user"]["jwtVersion"], 1);
-    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.cache_ttl).await;
+    assert_jittered_ttl(&env, &email, env.app.config.cache.cache_ttl).await;
 
-    let res = env.send(me(&token)).await;
+    let res = env.me(&token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(env.dynamo.calls.total(), 1, "the request after a miss is a hit");
 }
@@ -141,15 +106,15 @@ async fn every_key_has_a_ttl_jittered_within_ten_percent() {
     let email = email_of(&user);
 
     // Written through by registration.
-    assert_jittered_ttl(&env, &key(&email), ttl).await;
+    assert_jittered_ttl(&env, &email, ttl).await;
 
     // Written back by misses: each gets its own jittered TTL.
     let mut ttls = Vec::new();
     for _ in 0..10 {
-        del(&env, &email).await;
-        let res = env.send(me(&token)).await;
+        env.redis.evict(&email).await;
+        let res = env.me(&token).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
-        ttls.push(assert_jittered_ttl(&env, &key(&email), ttl).await);
+        ttls.push(assert_jittered_ttl(&env, &email, ttl).await);
     }
     let spread = ttls.iter().max().copied().unwrap_or(0) - ttls.iter().min().copied().unwrap_or(0);
     // Ten draws from a 60 s window all landing within 1 s of each other: about 1e-15.
@@ -158,16 +123,16 @@ async fn every_key_has_a_ttl_jittered_within_ten_percent() {
     // Written through by a rename and a logout.
     let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    assert_jittered_ttl(&env, &key(&email), ttl).await;
+    assert_jittered_ttl(&env, &email, ttl).await;
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_jittered_ttl(&env, &key(&email), ttl).await;
+    assert_jittered_ttl(&env, &email, ttl).await;
 
     // A negative entry, written back by a miss for an unknown user.
     let ghost = unique_email("ghost");
-    let res = env.send(me(&integration_tests::tokens::token_for("01GHOST", &ghost, 1))).await;
+    let res = env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01GHOST", &ghost, 1))).await;
     res.assert_error(401, "unauthorized");
-    assert_jittered_ttl(&env, &key(&ghost), negative_ttl).await;
+    assert_jittered_ttl(&env, &ghost, negative_ttl).await;
 
     // And no key anywhere lives forever.
     for k in all_keys(&env).await {
@@ -187,10 +152,10 @@ async fn deleting_a_user_refuses_its_token_at_once_from_a_tombstone() {
     // and lives as long as the user's entry would have, so no late write of the user's old
     // state can land over it.
     assert_eq!(entry(&env, &email).await, json!({"id": user["id"], "rev": 2, "kind": "absent"}));
-    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.cache_ttl).await;
+    assert_jittered_ttl(&env, &email, env.app.config.cache.cache_ttl).await;
 
     env.dynamo.calls.reset();
-    env.send(me(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 0, "the tombstone answers without DynamoDB");
 }
 
@@ -201,16 +166,16 @@ async fn a_miss_for_a_deleted_user_caches_its_absence_briefly() {
     let email = email_of(&user);
     let res = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    del(&env, &email).await; // as if the negative entry had expired
+    env.redis.evict(&email).await; // as if the negative entry had expired
 
     env.dynamo.calls.reset();
-    env.send(me(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
     assert_eq!(env.dynamo.calls.total(), 1);
     assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
-    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.negative_cache_ttl).await;
+    assert_jittered_ttl(&env, &email, env.app.config.cache.negative_cache_ttl).await;
 
-    env.send(me(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 1, "the next request makes no DynamoDB call");
 }
 
@@ -220,7 +185,9 @@ async fn registration_replaces_a_negative_entry_so_the_new_user_works_at_once() 
     let email = unique_email("Late");
 
     // A request for the not-yet-registered email leaves a negative entry.
-    env.send(me(&integration_tests::tokens::token_for("01NOBODY", &email, 1))).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01NOBODY", &email, 1)))
+        .await
+        .assert_error(401, "unauthorized");
     assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
 
     let registered = env.register(&email, "Late").await;
@@ -228,13 +195,13 @@ async fn registration_replaces_a_negative_entry_so_the_new_user_works_at_once() 
     let cached = entry(&env, &email).await;
     assert_eq!(cached["kind"], "user", "registration overwrites the negative entry: {cached}");
     assert_eq!(cached["user"]["id"], registered.body["id"]);
-    assert_jittered_ttl(&env, &key(&email), env.app.config.cache.cache_ttl).await;
+    assert_jittered_ttl(&env, &email, env.app.config.cache.cache_ttl).await;
 
     let login = env.login(&email).await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     let token = login.body["token"].as_str().expect("token");
     env.dynamo.calls.reset();
-    let res = env.send(me(token)).await;
+    let res = env.me(token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body, registered.body);
     assert_eq!(env.dynamo.calls.total(), 0, "served from the entry registration wrote");
@@ -245,7 +212,7 @@ async fn logout_revokes_the_old_token_on_the_very_next_request() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Leaver").await;
     let email = email_of(&user);
-    assert_eq!(env.send(me(&token)).await.status, 200);
+    assert_eq!(env.me(&token).await.status, 200);
     assert_eq!(entry(&env, &email).await["user"]["jwtVersion"], 1);
 
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
@@ -253,12 +220,12 @@ async fn logout_revokes_the_old_token_on_the_very_next_request() {
     assert_eq!(entry(&env, &email).await["user"]["jwtVersion"], 2, "the cache holds the bumped jwtVersion");
 
     env.dynamo.calls.reset();
-    env.send(me(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 0, "refused from the cache, which already knows");
 
     let login = env.login(&email).await;
     let fresh = login.body["token"].as_str().expect("token");
-    assert_eq!(env.send(me(fresh)).await.status, 200, "a token issued after logout works");
+    assert_eq!(env.me(fresh).await.status, 200, "a token issued after logout works");
 }
 
 #[tokio::test]
@@ -271,7 +238,7 @@ async fn a_rename_is_served_from_the_cache_on_the_next_request() {
     assert_eq!(entry(&env, &email_of(&user)).await["user"]["name"], "After");
 
     env.dynamo.calls.reset();
-    let res = env.send(me(&token)).await;
+    let res = env.me(&token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body["name"], "After");
     assert_eq!(res.body["id"], user["id"]);
@@ -282,9 +249,9 @@ async fn a_rename_is_served_from_the_cache_on_the_next_request() {
 /// the value replaced by a good entry for this user.
 async fn assert_bad_entry_is_replaced(env: &TestEnv, token: &str, user: &Value, value: &[u8]) {
     let email = email_of(user);
-    set_raw(env, &email, value).await;
+    env.redis.set_entry(&email, value).await;
     env.dynamo.calls.reset();
-    let res = env.send(me(token)).await;
+    let res = env.me(token).await;
     let shown = String::from_utf8_lossy(value);
     assert_eq!(res.status, 200, "with entry {shown}: {}", res.raw_body);
     assert_eq!(&res.body, user, "with entry {shown}");
@@ -294,9 +261,9 @@ async fn assert_bad_entry_is_replaced(env: &TestEnv, token: &str, user: &Value, 
     assert_eq!(cached["user"]["id"], user["id"]);
     assert_eq!(cached["user"]["email"], user["email"]);
     assert_eq!(cached["user"]["name"], user["name"]);
-    assert_jittered_ttl(env, &key(&email), env.app.config.cache.cache_ttl).await;
+    assert_jittered_ttl(env, &email, env.app.config.cache.cache_ttl).await;
 
-    let res = env.send(me(token)).await;
+    let res = env.me(token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(env.dynamo.calls.total(), 1, "the replacement is a hit");
 }
@@ -335,7 +302,7 @@ async fn an_entry_for_another_email_is_never_served_and_is_overwritten() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Owner").await;
     let (_, other) = env.new_user("Intruder").await;
-    let others_entry = raw_entry(&env, &email_of(&other)).await.expect("the other user's entry");
+    let others_entry = env.redis.entry_bytes(&email_of(&other)).await.expect("the other user's entry");
     assert!(String::from_utf8_lossy(&others_entry).contains(other["id"].as_str().expect("id")));
     assert_bad_entry_is_replaced(&env, &token, &user, &others_entry).await;
 }
@@ -359,16 +326,16 @@ async fn the_cached_value_never_holds_the_password_hash() {
         }
     };
 
-    assert_clean(raw_entry(&env, &email).await.expect("written by registration"));
-    del(&env, &email).await;
-    assert_eq!(env.send(me(&token)).await.status, 200);
-    assert_clean(raw_entry(&env, &email).await.expect("written back by a miss"));
+    assert_clean(env.redis.entry_bytes(&email).await.expect("written by registration"));
+    env.redis.evict(&email).await;
+    assert_eq!(env.me(&token).await.status, 200);
+    assert_clean(env.redis.entry_bytes(&email).await.expect("written back by a miss"));
     let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    assert_clean(raw_entry(&env, &email).await.expect("written through by a rename"));
+    assert_clean(env.redis.entry_bytes(&email).await.expect("written through by a rename"));
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_clean(raw_entry(&env, &email).await.expect("written through by a logout"));
+    assert_clean(env.redis.entry_bytes(&email).await.expect("written through by a logout"));
 
     let mut conn = env.redis.connection().await.expect("redis connection");
     for k in all_keys(&env).await {
@@ -383,13 +350,15 @@ async fn keys_are_namespaced_user_v1_by_normalized_email() {
     let email = unique_email("Spaced");
     let registered = env.register(&format!("  {}  ", email.to_uppercase()), "Spaced").await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
-    env.send(me(&integration_tests::tokens::token_for("01NOBODY", &unique_email("nobody"), 1)))
+    env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01NOBODY", &unique_email("nobody"), 1)))
         .await
         .assert_error(401, "unauthorized");
 
+    // The namespace spelled out, so the key format itself is under test.
+    assert_eq!(cache_key(&email), format!("user:v2:{email}"));
     let keys = all_keys(&env).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(keys.contains(&format!("user:v2:{email}")), "{keys:?}");
+    assert!(keys.contains(&cache_key(&email)), "{keys:?}");
     for k in &keys {
         assert!(k.starts_with("user:v2:"), "key outside the namespace: {k}");
     }
@@ -399,7 +368,7 @@ async fn keys_are_namespaced_user_v1_by_normalized_email() {
 async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_restarts() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Outage").await;
-    assert_eq!(env.send(me(&token)).await.status, 200);
+    assert_eq!(env.me(&token).await.status, 200);
     // The stream sync runs, as in production: it is what brings a change made while Redis was
     // down to the entry Redis still holds when it comes back.
     let _sync = env.stream_sync().await;
@@ -409,7 +378,7 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
     env.redis.stop();
     for i in 0..5 {
         let before = env.dynamo.calls.get("GetItem");
-        let (res, took) = timed(&env, me(&token)).await;
+        let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "request {i} with Redis down: {}", res.raw_body);
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request {i} with Redis down took {took:?}");
@@ -417,7 +386,7 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
     }
     // A change while Redis is down still succeeds.
     let (res, took) =
-        timed(&env, ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Outage Two"}))).await;
+        env.timed(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Outage Two"}))).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert!(took < BOUND, "rename with Redis down took {took:?}");
 
@@ -431,7 +400,7 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
         requests += 1;
         assert!(requests <= 100, "hits with the new name did not resume after {requests} requests");
         let before = env.dynamo.calls.get("GetItem");
-        let (res, took) = timed(&env, me(&token)).await;
+        let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert!(took < BOUND, "request after restart took {took:?}");
         let hit = env.dynamo.calls.get("GetItem") == before;
@@ -443,16 +412,15 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
 
 #[tokio::test]
 async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
-    let silent = SilentServer::start().await;
-    let env = TestEnv::with_config(|c| c.cache.redis_url = RedisUrl::parse(&silent.url()).expect("url")).await;
+    // The app's link stalls from its first byte: connections are accepted and not even the
+    // handshake is answered.
+    let redis = TestRedis::start().await;
+    let silent = redis.link().await;
+    silent.stall(true);
+    let env = TestEnv::builder().redis(redis).config(|c| silent.configure(&mut c.cache)).build().await;
 
-    let (registered, took) = timed(
-        &env,
-        ApiRequest::post("/users").json(json!({
-            "email": unique_email("Hang"), "name": "Hang", "password": integration_tests::PASSWORD,
-        })),
-    )
-    .await;
+    let register = json!({"email": unique_email("Hang"), "name": "Hang", "password": integration_tests::PASSWORD});
+    let (registered, took) = env.timed(ApiRequest::post("/users").json(register)).await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
     assert!(took < BOUND, "registration with a hanging Redis took {took:?}");
     let login = env.login(registered.body["email"].as_str().expect("email")).await;
@@ -461,7 +429,7 @@ async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
 
     for i in 0..5 {
         let before = env.dynamo.calls.get("GetItem");
-        let (res, took) = timed(&env, me(token)).await;
+        let (res, took) = env.timed(ApiRequest::me().bearer(token)).await;
         assert_eq!(res.status, 200, "request {i}: {}", res.raw_body);
         assert_eq!(res.body, registered.body);
         assert!(took < BOUND, "request {i} with a hanging Redis took {took:?}");
@@ -483,13 +451,13 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
 
     let (token, user) = env.new_user("Stall").await;
     env.dynamo.calls.reset();
-    assert_eq!(env.send(me(&token)).await.status, 200);
+    assert_eq!(env.me(&token).await.status, 200);
     assert_eq!(env.dynamo.calls.total(), 0, "a hit through the proxy: the connection is up");
 
     freeze(true);
     for i in 0..5 {
         let before = env.dynamo.calls.get("GetItem");
-        let (res, took) = timed(&env, me(&token)).await;
+        let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "request {i} with Redis stalled: {}", res.raw_body);
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request {i} with Redis stalled took {took:?}");
@@ -503,7 +471,7 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
         requests += 1;
         assert!(requests <= 30, "hits did not resume after {requests} requests");
         let before = env.dynamo.calls.get("GetItem");
-        let (res, took) = timed(&env, me(&token)).await;
+        let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request after the stall took {took:?}");
@@ -514,11 +482,7 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
 
 #[tokio::test]
 async fn a_dead_redis_at_cold_start_does_not_fail_init() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    }; // dropped: nothing listens there now
-    let closed_url = format!("redis://127.0.0.1:{closed_port}");
+    let closed_url = format!("redis://127.0.0.1:{}", closed_port());
 
     let env = TestEnv::with_config(|c| c.cache.redis_url = RedisUrl::parse(&closed_url).expect("url")).await;
     let config = integration_tests::test_config(&closed_url, &env.dynamo.endpoint);
@@ -531,7 +495,7 @@ async fn a_dead_redis_at_cold_start_does_not_fail_init() {
 
     let (token, user) = env.new_user("Cold").await;
     for i in 0..3 {
-        let (res, took) = timed(&env, me(&token)).await;
+        let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "request {i}: {}", res.raw_body);
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request {i} with a dead Redis took {took:?}");

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use cache_sync_fn::CacheSync;
 use integration_tests::sync::{stream_records, user_records, InProcess};
-use integration_tests::{unique_email, ApiRequest, RedisServer, StreamSync, TestEnv};
+use integration_tests::{closed_port, unique_email, ApiRequest, StreamSync, TestEnv, TestRedis};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use shared::config::CacheMode;
 use shared::store::Store;
 use stream_poller::Invoke;
 
@@ -23,21 +24,11 @@ const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
 /// How long a change may take to reach the cache through the stream (the contract: 5 s).
 const SYNC_BOUND: Duration = Duration::from_secs(5);
 
-fn key(email: &str) -> String {
-    format!("user:v2:{email}")
-}
-
-async fn raw_entry(redis: &RedisServer, email: &str) -> Option<Value> {
-    let mut conn = redis.connection().await.expect("redis connection");
-    let raw: Option<Vec<u8>> = conn.get(key(email)).await.expect("GET");
-    raw.map(|raw| serde_json::from_slice(&raw).expect("entry is JSON"))
-}
-
 /// Waits until `email`'s entry satisfies `check`, at most `SYNC_BOUND`; returns how long.
-async fn wait_for_entry(redis: &RedisServer, email: &str, check: impl Fn(&Value) -> bool) -> Duration {
+async fn wait_for_entry(redis: &TestRedis, email: &str, check: impl Fn(&Value) -> bool) -> Duration {
     let started = Instant::now();
     loop {
-        let entry = raw_entry(redis, email).await;
+        let entry = redis.entry(email).await;
         if entry.as_ref().is_some_and(&check) {
             return started.elapsed();
         }
@@ -47,7 +38,7 @@ async fn wait_for_entry(redis: &RedisServer, email: &str, check: impl Fn(&Value)
 }
 
 /// `cache-sync` on `redis` and `env`'s table, reading the table through `env`'s counted client.
-fn sync_for(env: &TestEnv, redis: &RedisServer) -> CacheSync {
+fn sync_for(env: &TestEnv, redis: &TestRedis) -> CacheSync {
     let config = integration_tests::test_config(&redis.url(), &env.dynamo.endpoint);
     let cache = shared::cache::RedisCache::new(&config.cache, None).expect("cache builds");
     CacheSync { cache, store: Store::new(env.dynamo.client.clone(), "social") }
@@ -55,16 +46,11 @@ fn sync_for(env: &TestEnv, redis: &RedisServer) -> CacheSync {
 
 /// A world whose functions cannot reach Redis at all (a closed port), so every change's own
 /// cache write fails, and the sync on the real Redis.
-async fn env_whose_writes_never_land() -> (TestEnv, integration_tests::RedisServer) {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let env = TestEnv::with_config(|c| {
-        c.cache.redis_url = shared::config::RedisUrl::parse(&format!("redis://127.0.0.1:{closed}")).expect("url")
-    })
-    .await;
-    let redis = RedisServer::start().await;
+async fn env_whose_writes_never_land() -> (TestEnv, TestRedis) {
+    let closed = format!("redis://127.0.0.1:{}", closed_port());
+    let env =
+        TestEnv::with_config(|c| c.cache.redis_url = shared::config::RedisUrl::parse(&closed).expect("url")).await;
+    let redis = TestRedis::start_in(CacheMode::Standalone).await;
     (env, redis)
 }
 
@@ -92,9 +78,9 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
     wait_for_entry(&redis, &email, |e| *e == json!({"id": user["id"], "rev": 4, "kind": "absent"})).await;
 
     // The entry never holds the hash, though every stream image does.
-    let text = raw_entry(&redis, &email).await.map(|e| e.to_string()).unwrap_or_default();
+    let text = redis.entry(&email).await.map(|e| e.to_string()).unwrap_or_default();
     assert!(!text.contains("argon2") && !text.to_lowercase().contains("hash"), "{text}");
-    let ttl: i64 = redis.connection().await.expect("conn").pttl(key(&email)).await.expect("PTTL");
+    let ttl = redis.entry_pttl(&email).await;
     assert!(ttl > 0, "the tombstone has a TTL");
 }
 
@@ -120,14 +106,14 @@ async fn duplicated_reordered_and_stale_records_leave_the_current_state() {
     assert!(response.batch_item_failures.is_empty());
     assert_eq!((report.users, report.written), (1, 1), "{report:?}");
     assert_eq!(env.dynamo.calls.get("GetItem"), 1, "one consistent read per user, not per record");
-    assert!(current(&raw_entry(&redis, &email).await.expect("entry")));
+    assert!(current(&redis.entry(&email).await.expect("entry")));
 
     // Every record twice, in a scrambled order; then the oldest alone, late: still the current.
     let order = [2, 0, 3, 1, 1, 3, 0, 2];
     sync.apply(order.iter().map(|&i| records[i].clone()).collect()).await.expect("applied");
-    assert!(current(&raw_entry(&redis, &email).await.expect("entry")));
+    assert!(current(&redis.entry(&email).await.expect("entry")));
     sync.apply(vec![records[0].clone()]).await.expect("applied");
-    assert!(current(&raw_entry(&redis, &email).await.expect("entry")));
+    assert!(current(&redis.entry(&email).await.expect("entry")));
 }
 
 /// Found by the interleavings test: after a Redis restart emptied the cache, the stream's retry
@@ -145,7 +131,7 @@ async fn a_replay_after_the_cache_lost_its_data_writes_the_current_state_not_the
 
     // The cache lost everything; the oldest record (the registration, jwtVersion 1) comes again.
     sync.apply(vec![records[0].clone()]).await.expect("applied");
-    let entry = raw_entry(&redis, &email).await.expect("entry");
+    let entry = redis.entry(&email).await.expect("entry");
     assert_eq!(entry["user"]["jwtVersion"], 2, "the logout's state, not the registration's: {entry}");
 
     // Deleted since: the same old record leaves a tombstone, not the user.
@@ -154,7 +140,7 @@ async fn a_replay_after_the_cache_lost_its_data_writes_the_current_state_not_the
     let mut conn = redis.connection().await.expect("conn");
     let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
     sync.apply(vec![records[0].clone()]).await.expect("applied");
-    let entry = raw_entry(&redis, &email).await.expect("entry");
+    let entry = redis.entry(&email).await.expect("entry");
     assert_eq!(entry["kind"], "absent", "a user deleted since is absent: {entry}");
     assert_eq!(entry["id"], user["id"]);
 }
@@ -173,11 +159,10 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
     assert_eq!(records.len(), 3, "insert, remove, insert");
     let sync = sync_for(&env, &redis);
     for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1], [1, 1, 0]] {
-        let mut conn = redis.connection().await.expect("conn");
-        let _: i64 = conn.del(key(&email)).await.expect("DEL");
+        redis.evict(&email).await;
         let batch = order.iter().map(|&i| records[i].clone()).collect();
         sync.apply(batch).await.expect("applied");
-        let entry = raw_entry(&redis, &email).await.expect("entry");
+        let entry = redis.entry(&email).await.expect("entry");
         assert_eq!(entry["user"]["id"], second.body["id"], "order {order:?}: {entry}");
     }
 }
@@ -200,14 +185,9 @@ async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
     assert_eq!(failed, [Some("100000000000000009999".to_owned())], "only the bad record is reported");
     assert_eq!((report.written, report.failed), (2, 1));
     for user in [&a, &b] {
-        let entry = raw_entry(&redis, user["email"].as_str().expect("email")).await.expect("applied");
+        let entry = redis.entry(user["email"].as_str().expect("email")).await.expect("applied");
         assert_eq!(entry["user"]["id"], user["id"]);
     }
-}
-
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 #[tokio::test]
@@ -291,10 +271,10 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
     let response = function.invoke(event).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
 
-    let modified = raw_entry(&redis, "sample.stream@example.com").await.expect("the MODIFY");
+    let modified = redis.entry("sample.stream@example.com").await.expect("the MODIFY");
     assert_eq!(modified["user"]["jwtVersion"], 2);
     assert_eq!(modified["rev"], 2);
-    let removed = raw_entry(&redis, "sample.gone@example.com").await.expect("the REMOVE");
+    let removed = redis.entry("sample.gone@example.com").await.expect("the REMOVE");
     assert_eq!(removed, json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": 5, "kind": "absent"}));
     let mut conn = redis.connection().await.expect("conn");
     let keys: Vec<String> = conn.keys("*").await.expect("KEYS");

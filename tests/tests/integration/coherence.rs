@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisProxy, RedisServer, StreamSync, TestEnv,
+    cache_key, send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisProxy, RedisServer, StreamSync, TestEnv,
     WriteFault, PASSWORD,
 };
 use redis::AsyncCommands;
@@ -55,7 +55,7 @@ impl TwoInstances {
         let registered = self.register(&email, name).await;
         assert_eq!(registered.status, 201, "{}", registered.raw_body);
         let token = self.login(&email).await;
-        assert_eq!(send_to(&self.a, me(&token)).await.status, 200, "A serves the user");
+        assert_eq!(send_to(&self.a, ApiRequest::me().bearer(&token)).await.status, 200, "A serves the user");
         (email, token, registered.body)
     }
 
@@ -108,7 +108,7 @@ impl TwoInstances {
     async fn assert_refused(&self, token: &str, what: &str) {
         for i in 0..CHECKS {
             let app = if i % 2 == 0 { &self.a } else { &self.b };
-            let res = send_to(app, me(token)).await;
+            let res = send_to(app, ApiRequest::me().bearer(token)).await;
             assert_eq!(
                 res.status,
                 401,
@@ -123,7 +123,7 @@ impl TwoInstances {
     async fn assert_accepted(&self, token: &str, name: &str, what: &str) {
         for i in 0..CHECKS {
             let app = if i % 2 == 0 { &self.a } else { &self.b };
-            let res = send_to(app, me(token)).await;
+            let res = send_to(app, ApiRequest::me().bearer(token)).await;
             assert_eq!(res.status, 200, "{what}: request {i}: {}", res.raw_body);
             assert_eq!(res.body["name"], name, "{what}: request {i}");
         }
@@ -136,17 +136,12 @@ impl TwoInstances {
     }
 }
 
-fn me(token: &str) -> ApiRequest {
-    ApiRequest::get("/users/me").bearer(token)
-}
-
 /// The cache entry for `email` agrees with DynamoDB's item: the same user, field for field, or
 /// no user on both sides.
 async fn assert_entry_matches_dynamodb(env: &TestEnv, email: &str) {
     let parsed = Email::parse(email).expect("email");
     let truth = env.app.store.get_user(&parsed).await.expect("DynamoDB answers");
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    let raw: Option<Vec<u8>> = conn.get(format!("user:v2:{email}")).await.expect("GET");
+    let raw = env.redis.entry_bytes(email).await;
     let cached = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed));
     match (&truth, &cached) {
         (Some(user), Some(Cached::User(cached))) => assert_eq!(cached, user, "the entry is DynamoDB's item"),
@@ -214,11 +209,11 @@ async fn of_two_renames_the_cache_keeps_the_later_one_whichever_write_lands_last
 async fn a_miss_write_back_holding_a_read_from_before_a_logout_cannot_revive_the_revoked_token() {
     let w = TwoInstances::new().await;
     let (email, token, _) = w.user("MissLogout").await;
-    let mut conn = w.env.redis.connection().await.expect("redis connection");
-    let _: i64 = conn.del(format!("user:v2:{email}")).await.expect("DEL"); // as if it had expired
+    w.env.redis.evict(&email).await; // as if it had expired
 
     // A misses, reads the user from DynamoDB (jwtVersion 1), and its write-back is held.
-    let (miss, logout) = w.race(&email, me(&token), ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let (miss, logout) =
+        w.race(&email, ApiRequest::me().bearer(&token), ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!((miss.status, logout.status), (200, 204), "the token was good when A read it");
 
     w.assert_refused(&token, "the token revoked while A's write-back was in flight").await;
@@ -246,7 +241,7 @@ async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_c
 /// Waits (at most the contract's 5 s) until `token` is refused, and says how long it took.
 async fn wait_until_refused(app: &App, token: &str) -> Duration {
     let started = Instant::now();
-    while send_to(app, me(token)).await.status != 401 {
+    while send_to(app, ApiRequest::me().bearer(token)).await.status != 401 {
         assert!(started.elapsed() < Duration::from_secs(5), "the revoked token still passes after 5 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -263,7 +258,7 @@ async fn wait_for_jwt_version(
     let started = Instant::now();
     let parsed = Email::parse(email).expect("email");
     loop {
-        let raw: Option<Vec<u8>> = conn.get(format!("user:v2:{email}")).await.expect("GET");
+        let raw: Option<Vec<u8>> = conn.get(cache_key(email)).await.expect("GET");
         if let Some(Cached::User(user)) = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed)) {
             if user.jwt_version == jwt_version {
                 return started.elapsed();
@@ -295,7 +290,7 @@ async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it
     let _sync = env.stream_sync().await;
     let (token, user) = env.new_user("Refused").await;
     let email = user["email"].as_str().expect("email").to_owned();
-    assert_eq!(env.send(me(&token)).await.status, 200);
+    assert_eq!(env.me(&token).await.status, 200);
 
     set_min_replicas_to_write(&env, 1).await; // every write: NOREPLICAS
     let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
@@ -306,7 +301,7 @@ async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it
     let took = wait_for_jwt_version(env.redis.connection().await.expect("redis"), &email, 2).await;
     println!("the logout reached the cache {took:?} after Redis took writes again");
     for _ in 0..CHECKS {
-        env.send(me(&token)).await.assert_error(401, "unauthorized");
+        env.me(&token).await.assert_error(401, "unauthorized");
     }
     assert_entry_matches_dynamodb(&env, &email).await;
 }
@@ -334,7 +329,7 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
     .await;
     let (token, user) = env.new_user("Failover").await;
     let email = user["email"].as_str().expect("email").to_owned();
-    assert_eq!(env.send(me(&token)).await.status, 200, "connected to the primary");
+    assert_eq!(env.me(&token).await.status, 200, "connected to the primary");
     wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 1).await; // replicated
 
     // Fail over: promote the replica, demote the primary, point new connections at the new one.
@@ -348,7 +343,7 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
     let took = wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 2).await;
     assert!(took < Duration::from_millis(100), "the logout's own write landed on the new primary ({took:?})");
     for _ in 0..CHECKS {
-        env.send(me(&token)).await.assert_error(401, "unauthorized");
+        env.me(&token).await.assert_error(401, "unauthorized");
     }
 }
 

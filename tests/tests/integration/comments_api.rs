@@ -13,21 +13,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use integration_tests::{id_of, ApiRequest, ApiResponse, TestEnv};
+use integration_tests::{id_of, keys_of, ApiRequest, ApiResponse, TestEnv};
 use serde_json::{json, Value};
 use shared::domain::new_id;
-
-fn keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
-fn assert_validation(res: &ApiResponse, field: &str) {
-    res.assert_error(400, "validation_failed");
-    let message = res.body["error"]["message"].as_str().expect("message");
-    assert!(message.contains(field), "message should name `{field}`: {message}");
-}
 
 async fn comment(env: &TestEnv, token: &str, post_id: &str, text: &str) -> ApiResponse {
     env.send(ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(token).json(json!({"text": text}))).await
@@ -37,12 +25,6 @@ async fn new_comment(env: &TestEnv, token: &str, post_id: &str, text: &str) -> V
     let res = comment(env, token, post_id, text).await;
     assert_eq!(res.status, 201, "create comment: {}", res.raw_body);
     res.body
-}
-
-async fn comment_count(env: &TestEnv, token: &str, post_id: &str) -> u64 {
-    let res = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await;
-    assert_eq!(res.status, 200, "{}", res.raw_body);
-    res.body["commentCount"].as_u64().expect("commentCount")
 }
 
 #[tokio::test]
@@ -56,17 +38,17 @@ async fn create_returns_201_and_grows_comment_count() {
     assert_eq!(res.status, 201, "{}", res.raw_body);
     assert_eq!(res.header("content-type"), Some("application/json"));
     let c = &res.body;
-    assert_eq!(keys(c), ["authorId", "authorName", "createdAt", "id", "postId", "text", "updatedAt"]);
+    assert_eq!(keys_of(c), ["authorId", "authorName", "createdAt", "id", "postId", "text", "updatedAt"]);
     assert_eq!(c["postId"], post_id.as_str());
     assert_eq!(c["authorId"], user["id"]);
     assert_eq!(c["authorName"], "Commenter");
     assert_eq!(c["text"], "First!");
     assert_eq!(c["createdAt"], c["updatedAt"]);
     assert!(c["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+    assert_eq!(env.comment_count(&author, &post_id).await, 1);
 
     new_comment(&env, &author, &post_id, "Second").await;
-    assert_eq!(comment_count(&env, &token, &post_id).await, 2);
+    assert_eq!(env.comment_count(&token, &post_id).await, 2);
 
     // A post's other fields and version are not an edit.
     let post = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&author)).await;
@@ -95,7 +77,7 @@ async fn create_enforces_text_limits() {
     ] {
         let res = env.send(ApiRequest::post(&path).bearer(&token).json(body.clone())).await;
         assert_eq!(res.status, 400, "{body} → {}", res.raw_body);
-        assert_validation(&res, "text");
+        res.assert_validation("text");
     }
     env.send(ApiRequest::post(&path).bearer(&token).raw_body("text/plain", "{\"text\":\"x\"}"))
         .await
@@ -105,7 +87,7 @@ async fn create_enforces_text_limits() {
         .assert_error(400, "invalid_json");
     env.send(ApiRequest::post(&path).json(json!({"text": "anonymous"}))).await.assert_error(401, "unauthorized");
 
-    assert_eq!(comment_count(&env, &token, &post_id).await, 2, "refused comments are not counted");
+    assert_eq!(env.comment_count(&token, &post_id).await, 2, "refused comments are not counted");
     assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 100).await.0.len(), 2);
 }
 
@@ -189,7 +171,7 @@ async fn list_is_oldest_first_with_cursor_paging() {
     }
     for limit in ["0", "101", "abc", "-1"] {
         let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit={limit}")).bearer(&token)).await;
-        assert_validation(&res, "limit");
+        res.assert_validation("limit");
     }
     env.send(ApiRequest::get(&format!("/posts/{post_id}/comments"))).await.assert_error(401, "unauthorized");
 }
@@ -240,11 +222,11 @@ async fn get_and_patch_a_comment() {
     for (body, field) in
         [(json!({"text": ""}), "text"), (json!({"text": "t".repeat(1001)}), "text"), (json!({}), "text")]
     {
-        assert_validation(&env.send(ApiRequest::patch(&path).bearer(&token).json(body)).await, field);
+        env.send(ApiRequest::patch(&path).bearer(&token).json(body)).await.assert_validation(field);
     }
     let got = env.send(ApiRequest::get(&path).bearer(&token)).await;
     assert_eq!(got.body["text"], "edited");
-    assert_eq!(comment_count(&env, &author, &post_id).await, 1, "edits do not count");
+    assert_eq!(env.comment_count(&author, &post_id).await, 1, "edits do not count");
 
     for method in ["PUT", "POST"] {
         env.send(ApiRequest::new(method, &path).bearer(&token)).await.assert_error(405, "method_not_allowed");
@@ -265,24 +247,24 @@ async fn delete_by_comment_author_or_post_author_only() {
     let by_commenter = id_of(&new_comment(&env, &token, &post_id, "one").await);
     let removed_by_post_author = id_of(&new_comment(&env, &token, &post_id, "two").await);
     let survivor = id_of(&new_comment(&env, &token, &post_id, "three").await);
-    assert_eq!(comment_count(&env, &author, &post_id).await, 3);
+    assert_eq!(env.comment_count(&author, &post_id).await, 3);
     let at = |id: &str| format!("/posts/{post_id}/comments/{id}");
 
     for id in [&by_commenter, &removed_by_post_author, &survivor] {
         env.send(ApiRequest::delete(&at(id)).bearer(&third)).await.assert_error(403, "forbidden");
     }
     env.send(ApiRequest::delete(&at(&survivor))).await.assert_error(401, "unauthorized");
-    assert_eq!(comment_count(&env, &author, &post_id).await, 3);
+    assert_eq!(env.comment_count(&author, &post_id).await, 3);
 
     let res = env.send(ApiRequest::delete(&at(&by_commenter)).bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert!(res.raw_body.is_empty());
-    assert_eq!(comment_count(&env, &author, &post_id).await, 2);
+    assert_eq!(env.comment_count(&author, &post_id).await, 2);
     env.send(ApiRequest::get(&at(&by_commenter)).bearer(&token)).await.assert_error(404, "not_found");
 
     let res = env.send(ApiRequest::delete(&at(&removed_by_post_author)).bearer(&author)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+    assert_eq!(env.comment_count(&author, &post_id).await, 1);
 
     // Deleting again is 404 and counts nothing twice.
     for who in [&token, &author, &third] {
@@ -290,7 +272,7 @@ async fn delete_by_comment_author_or_post_author_only() {
     }
     env.send(ApiRequest::delete(&at(&new_id())).bearer(&author)).await.assert_error(404, "not_found");
     env.send(ApiRequest::delete(&at("garbage")).bearer(&author)).await.assert_error(404, "not_found");
-    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+    assert_eq!(env.comment_count(&author, &post_id).await, 1);
     assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0, vec![survivor]);
 }
 
@@ -375,7 +357,7 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
     conflicts.remaining.store(3, Ordering::SeqCst);
     let created = new_comment(&env, &token, &post_id, "after conflicts").await;
     assert_eq!(conflicts.injected.load(Ordering::SeqCst), 3, "the conflicts happened");
-    assert_eq!(comment_count(&env, &token, &post_id).await, 1);
+    assert_eq!(env.comment_count(&token, &post_id).await, 1);
     assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0, vec![id_of(&created)]);
 
     // The same for a delete.
@@ -383,13 +365,13 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
     let res =
         env.send(ApiRequest::delete(&format!("/posts/{post_id}/comments/{}", id_of(&created))).bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(comment_count(&env, &token, &post_id).await, 0);
+    assert_eq!(env.comment_count(&token, &post_id).await, 0);
 
     // Conflicts that never end are the database being unavailable, not a server bug.
     conflicts.remaining.store(u32::MAX, Ordering::SeqCst);
     comment(&env, &token, &post_id, "never").await.assert_error(503, "service_unavailable");
     conflicts.remaining.store(0, Ordering::SeqCst);
-    assert_eq!(comment_count(&env, &token, &post_id).await, 0);
+    assert_eq!(env.comment_count(&token, &post_id).await, 0);
     assert!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0.is_empty(), "nothing written");
 }
 

@@ -14,23 +14,9 @@ use std::time::Duration;
 
 use integration_tests::logs::{Anchor, Captured};
 use integration_tests::{send_as, send_to, trace_id_of, ApiRequest, ApiResponse, TestEnv};
-use redis::AsyncCommands;
-use serde_json::{json, Value};
+use serde_json::json;
 use shared::domain::Email;
 use shared::App;
-
-fn me(token: &str) -> ApiRequest {
-    ApiRequest::get("/users/me").bearer(token)
-}
-
-fn key(email: &str) -> String {
-    format!("user:v2:{email}")
-}
-
-async fn evict(env: &TestEnv, email: &str) {
-    let mut conn = env.redis.connection().await.expect("redis");
-    let _: i64 = conn.del(key(email)).await.expect("DEL");
-}
 
 /// How many times Redis ran the compare-and-set script since the last reset (every cache
 /// write is one).
@@ -103,7 +89,7 @@ fn check(ask: &Ask, person: &Person, res: &ApiResponse) {
 
 fn request(ask: &Ask, person: &Person) -> ApiRequest {
     match ask {
-        Ask::Me => me(&person.token),
+        Ask::Me => ApiRequest::me().bearer(&person.token),
         Ask::Post => ApiRequest::get(&format!("/posts/{}", person.post_id)).bearer(&person.token),
         Ask::Create(caption) => ApiRequest::post("/posts").bearer(&person.token).json(json!({"caption": caption})),
     }
@@ -115,7 +101,7 @@ async fn every_concurrent_invocation_gets_its_own_answer() {
     let people = Arc::new(people(&env, 8).await);
     // Half the users start from a miss, so hits, misses and shared reads interleave.
     for person in people.iter().step_by(2) {
-        evict(&env, &person.email).await;
+        env.redis.evict(&person.email).await;
     }
     let TestEnv { app, redis: _redis, dynamo: _dynamo } = env;
     let app = Arc::new(app);
@@ -146,14 +132,14 @@ async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_cache_wri
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Crowd").await;
     let email = user["email"].as_str().expect("email").to_owned();
-    assert_eq!(env.send(me(&token)).await.status, 200, "connections open");
-    evict(&env, &email).await;
+    assert_eq!(env.me(&token).await.status, 200, "connections open");
+    env.redis.evict(&email).await;
     env.dynamo.calls.reset();
     reset_redis_stats(&env).await;
 
     // 32 invocations polled together, as the runtime's 32 loops run them: each has looked in
     // the cache before the first read is sent.
-    let answers = futures::future::join_all((0..32).map(|_| env.send(me(&token)))).await;
+    let answers = futures::future::join_all((0..32).map(|_| env.send(ApiRequest::me().bearer(&token)))).await;
     for res in &answers {
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert_eq!(res.body["email"], email.as_str());
@@ -163,7 +149,7 @@ async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_cache_wri
     assert_eq!(cache_writes(&env).await, 1, "one cache write");
 
     // The entry is back: the next requests are hits.
-    let again = futures::future::join_all((0..8).map(|_| env.send(me(&token)))).await;
+    let again = futures::future::join_all((0..8).map(|_| env.send(ApiRequest::me().bearer(&token)))).await;
     assert!(again.iter().all(|r| r.status == 200));
     assert_eq!(env.dynamo.calls.total(), 1);
 }
@@ -178,19 +164,19 @@ async fn a_request_never_shares_a_read_sent_before_it_started() {
     let b = env.instance(&env.redis.url());
     let (token, user) = env.new_user("Inflight").await;
     let email = user["email"].as_str().expect("email").to_owned();
-    assert_eq!(env.send(me(&token)).await.status, 200, "A's connections open");
-    evict(&env, &email).await;
+    assert_eq!(env.me(&token).await.status, 200, "A's connections open");
+    env.redis.evict(&email).await;
     env.dynamo.calls.reset();
     proxy.hold_answers("GetItem", 1);
 
-    let before = env.send(me(&token)); // starts before the logout: its read is held
+    let before = env.send(ApiRequest::me().bearer(&token)); // starts before the logout: its read is held
     let after = async {
         proxy.answers_held(1).await;
         let logout = send_to(&b, ApiRequest::post("/auth/logout").bearer(&token)).await;
         assert_eq!(logout.status, 204, "{}", logout.raw_body);
-        evict(&env, &email).await; // as if the entry had expired since: A must miss
-                                   // Started after the logout answered, while A's first read is still held.
-        let after = env.send(me(&token));
+        env.redis.evict(&email).await; // as if the entry had expired since: A must miss
+                                       // Started after the logout answered, while A's first read is still held.
+        let after = env.send(ApiRequest::me().bearer(&token));
         let release = async {
             wait_until(|| waiting_reads(&env.app, &email) >= 1).await;
             proxy.release_answers();
@@ -202,9 +188,7 @@ async fn a_request_never_shares_a_read_sent_before_it_started() {
     after.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.get("GetItem"), 2, "a read of its own, sent after it started");
     // And the cache ends at DynamoDB's state (the late write-back of the held read is older).
-    let mut conn = env.redis.connection().await.expect("redis");
-    let entry: Vec<u8> = conn.get(key(&email)).await.expect("GET");
-    let entry: Value = serde_json::from_slice(&entry).expect("entry");
+    let entry = env.redis.entry(&email).await.expect("an entry");
     assert_eq!(entry["user"]["jwtVersion"], 2, "{entry}");
 }
 
@@ -222,16 +206,11 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
     panic!("condition not met in 1 s");
 }
 
-/// JSON lines as `shared::telemetry::init` writes them in Lambda (the current span's fields
-/// beside each event's), the functions' own at TRACE, to a buffer: each event is formatted whole, then written in
-/// one call, as to stdout.
+/// JSON lines as the functions write them in Lambda ([`shared::telemetry::json_lines`]), the
+/// functions' own at TRACE, to a buffer: each event is formatted whole, then written in one
+/// call, as to stdout.
 fn json_logs(captured: &Captured) -> tracing::Dispatch {
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .without_time()
+    let subscriber = shared::telemetry::json_lines()
         .with_env_filter("info,shared=trace,users_fn=trace,posts_fn=trace")
         .with_writer(captured.clone())
         .finish();
@@ -262,7 +241,7 @@ fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
         let env = TestEnv::patient().await;
         let people = Arc::new(people(&env, 6).await);
         for person in people.iter().step_by(2) {
-            evict(&env, &person.email).await;
+            env.redis.evict(&person.email).await;
         }
         captured.clear();
         let TestEnv { app, redis, dynamo } = env;

@@ -224,7 +224,7 @@ async fn check_samples(dir: &Path) -> Vec<String> {
         if method == "DELETE" || path == "/auth/logout" {
             // The effect is real: what was deleted or revoked is gone.
             let after = if path == "/users/me" || path == "/auth/logout" {
-                env.send(ApiRequest::get("/users/me").bearer(&fixture.token)).await.status
+                env.me(&fixture.token).await.status
             } else {
                 env.send(ApiRequest::get(&path).bearer(&fixture.token)).await.status
             };

@@ -11,13 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use integration_tests::dynamo_proxy::Mode;
-use integration_tests::{id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
-use redis::AsyncCommands;
+use integration_tests::{cache_key, email_of, id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
 use serde_json::{json, Value};
 use shared::domain::{new_id, Email};
+use shared::store::keys::post_key;
 
 /// Room for a loaded, shared 2-core machine on top of the measured baseline: large next to a
 /// request's real cost (a few ms), small next to what a missing bound costs (a hang).
@@ -29,24 +28,6 @@ const DYNAMO_BOUND: Duration = Duration::from_secs(5);
 
 /// Requests in flight at once during a run.
 const LANES: usize = 8;
-
-fn me(token: &str) -> ApiRequest {
-    ApiRequest::get("/users/me").bearer(token)
-}
-
-fn email_of(user: &Value) -> String {
-    user["email"].as_str().expect("email").to_owned()
-}
-
-fn key(email: &str) -> String {
-    format!("user:v2:{email}")
-}
-
-async fn timed(env: &TestEnv, request: ApiRequest) -> (ApiResponse, Duration) {
-    let started = Instant::now();
-    let res = env.send(request).await;
-    (res, started.elapsed())
-}
 
 /// The value at `q` (0..=1) of `samples`, sorted in place.
 fn quantile(samples: &mut [Duration], q: f64) -> Duration {
@@ -118,7 +99,7 @@ async fn assert_hits_resume(env: &TestEnv, token: &str, user: &Value) -> usize {
         requests += 1;
         assert!(requests <= 50, "hits did not resume after {requests} requests");
         let before = env.dynamo.calls.get("GetItem");
-        let res = env.send(me(token)).await;
+        let res = env.me(token).await;
         assert_eq!((res.status, &res.body), (200, user), "{}", res.raw_body);
         stable = if env.dynamo.calls.get("GetItem") == before { stable + 1 } else { 0 };
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -126,7 +107,7 @@ async fn assert_hits_resume(env: &TestEnv, token: &str, user: &Value) -> usize {
     // And they stay hits: a burst makes no DynamoDB call at all.
     let before = env.dynamo.calls.get("GetItem");
     for _ in 0..50 {
-        assert_eq!(env.send(me(token)).await.status, 200);
+        assert_eq!(env.me(token).await.status, 200);
     }
     assert_eq!(env.dynamo.calls.get("GetItem"), before, "the GetItem count stopped growing");
     requests
@@ -156,9 +137,9 @@ async fn redis_fault_mid_run(fault: RedisFault) {
     let timeout = env.app.config.cache.redis_timeout;
     let (token, user) = env.new_user("Outage").await;
     let email = Email::parse(&email_of(&user)).expect("email");
-    assert_eq!(env.send(me(&token)).await.status, 200);
+    assert_eq!(env.me(&token).await.status, 200);
     // The server, or the master that holds the user's entry.
-    let redis = env.redis.node_of(&key(email.as_str())).await;
+    let redis = env.redis.node_of(&cache_key(email.as_str())).await;
 
     let baseline = dynamodb_only_p99(&env, &email_of(&user)).await;
 
@@ -192,7 +173,7 @@ async fn redis_fault_mid_run(fault: RedisFault) {
     let during = async {
         tokio::join!(fault_injection, probe);
     };
-    let samples = run(&env, TOTAL, || me(&token), &done, during).await;
+    let samples = run(&env, TOTAL, || ApiRequest::me().bearer(&token), &done, during).await;
     let probes = probes.into_inner().expect("lock");
     let get_items = env.dynamo.calls.get("GetItem") - probes.len() as u64;
     let (failed, back) = window.into_inner().expect("lock").expect("the fault happened");
@@ -249,16 +230,6 @@ async fn redis_frozen_mid_run_every_request_succeeds_within_its_timeout_and_hits
 // tasks that keep serving, so the SDK's pooled connections would still work.)
 // ---------------------------------------------------------------------------------------
 
-async fn redis_del(env: &TestEnv, email: &str) {
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    let _: i64 = conn.del(key(email)).await.expect("DEL");
-}
-
-async fn redis_get(env: &TestEnv, email: &str) -> Option<String> {
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    conn.get(key(email)).await.expect("GET")
-}
-
 /// The world of a DynamoDB outage: `hit` has a cached user, `miss` has none, and a post.
 struct OutageWorld {
     hit: String,
@@ -272,8 +243,8 @@ async fn outage_world(env: &TestEnv) -> OutageWorld {
     let (hit, hit_user) = env.new_user("Cached").await;
     let (miss, miss_user) = env.new_user("Uncached").await;
     let post_id = id_of(&env.new_post(&hit, "before the outage").await);
-    redis_del(env, &email_of(&miss_user)).await;
-    assert_eq!(env.send(me(&hit)).await.status, 200);
+    env.redis.evict(&email_of(&miss_user)).await;
+    assert_eq!(env.me(&hit).await.status, 200);
     OutageWorld { hit, hit_user, miss, miss_user, post_id }
 }
 
@@ -281,7 +252,7 @@ async fn outage_world(env: &TestEnv) -> OutageWorld {
 fn needs_dynamodb(w: &OutageWorld) -> Vec<(&'static str, ApiRequest)> {
     let post = format!("/posts/{}", w.post_id);
     vec![
-        ("GET /users/me (cache miss)", me(&w.miss)),
+        ("GET /users/me (cache miss)", ApiRequest::me().bearer(&w.miss)),
         ("POST /posts (cache hit)", ApiRequest::post("/posts").bearer(&w.hit).json(json!({"caption": "during"}))),
         ("GET /posts/{id}", ApiRequest::get(&post).bearer(&w.hit)),
         ("GET /posts", ApiRequest::get("/posts").bearer(&w.hit)),
@@ -306,9 +277,9 @@ fn needs_dynamodb(w: &OutageWorld) -> Vec<(&'static str, ApiRequest)> {
 /// What the outage must not have changed, and that everything works again once it is over.
 async fn assert_recovered(env: &TestEnv, w: &OutageWorld) {
     // The failed miss wrote nothing: no negative entry that would lock the user out.
-    assert_eq!(redis_get(env, &email_of(&w.miss_user)).await, None, "a DynamoDB failure must not be cached");
+    assert_eq!(env.redis.entry_bytes(&email_of(&w.miss_user)).await, None, "a DynamoDB failure must not be cached");
 
-    let res = env.send(me(&w.miss)).await;
+    let res = env.me(&w.miss).await;
     assert_eq!((res.status, &res.body), (200, &w.miss_user), "{}", res.raw_body);
     let post = env.send(ApiRequest::get(&format!("/posts/{}", w.post_id)).bearer(&w.hit)).await;
     assert_eq!(post.status, 200, "{}", post.raw_body);
@@ -332,14 +303,14 @@ async fn dynamodb_refusing_connections_is_a_fast_503_and_requests_recover_when_i
     proxy.set(Mode::Refuse);
     // A cached user still authenticates, and reads that need nothing else still work.
     let before = env.dynamo.calls.total();
-    let res = env.send(me(&w.hit)).await;
+    let res = env.me(&w.hit).await;
     assert_eq!((res.status, &res.body), (200, &w.hit_user), "a cache hit needs no DynamoDB: {}", res.raw_body);
     assert_eq!(env.dynamo.calls.total(), before);
 
     let mut slowest = Duration::ZERO;
     for (what, request) in needs_dynamodb(&w) {
         let before = env.dynamo.calls.total();
-        let (res, took) = timed(&env, request).await;
+        let (res, took) = env.timed(request).await;
         res.assert_error(503, "service_unavailable");
         assert!(!res.raw_body.contains("dispatch") && !res.raw_body.contains("127.0.0.1"), "{what}: {}", res.raw_body);
         assert!(took < DYNAMO_BOUND, "{what} took {took:?} with DynamoDB refusing connections");
@@ -360,13 +331,13 @@ async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests
     let w = outage_world(&env).await;
 
     proxy.set(Mode::Blackhole);
-    let res = env.send(me(&w.hit)).await;
+    let res = env.me(&w.hit).await;
     assert_eq!((res.status, &res.body), (200, &w.hit_user), "a cache hit needs no DynamoDB: {}", res.raw_body);
 
     // Each of these waits out the SDK's timeouts, so they run at once.
     let requests = needs_dynamodb(&w);
     env.dynamo.calls.reset();
-    let results = join_all(requests.iter().map(|(_, r)| timed(&env, r.clone()))).await;
+    let results = join_all(requests.iter().map(|(_, r)| env.timed(r.clone()))).await;
     let mut slowest = Duration::ZERO;
     for ((what, _), (res, took)) in requests.iter().zip(&results) {
         res.assert_error(503, "service_unavailable");
@@ -398,15 +369,8 @@ fn entry(id: &str, email: &str, name: &str, jwt_version: u64) -> String {
     .to_string()
 }
 
-async fn put_entry(env: &TestEnv, email: &str, value: &str) {
-    let mut conn = env.redis.connection().await.expect("redis connection");
-    let () = conn.set(key(email), value).await.expect("SET");
-}
-
 async fn cached_user(env: &TestEnv, email: &str) -> Value {
-    let raw = redis_get(env, email).await.expect("an entry");
-    let value: Value = serde_json::from_str(&raw).expect("JSON");
-    value["user"].clone()
+    env.redis.entry(email).await.expect("an entry")["user"].clone()
 }
 
 #[tokio::test]
@@ -418,9 +382,9 @@ async fn a_forged_entry_for_the_right_email_never_authenticates_another_sub() {
     let newer_id = new_id(); // made after the user registered
 
     for (forged_id, dynamo_decides) in [(older_id.to_owned(), true), (newer_id, false)] {
-        put_entry(&env, &email, &entry(&forged_id, &email, "Forged", 1)).await;
+        env.redis.set_entry(&email, &entry(&forged_id, &email, "Forged", 1)).await;
         env.dynamo.calls.reset();
-        let res = env.send(me(&token)).await;
+        let res = env.me(&token).await;
         assert_ne!(res.body["id"], forged_id.as_str(), "the forged identity was served: {}", res.raw_body);
         assert_ne!(res.body["name"], "Forged", "{}", res.raw_body);
         if dynamo_decides {
@@ -446,22 +410,24 @@ async fn a_forged_entry_with_another_jwt_version_never_accepts_a_revoked_token_d
 
     // An entry with a higher version than the token: the token looks revoked; refused, and
     // no DynamoDB call (a revoked token costs nothing).
-    put_entry(&env, &email, &entry(&id, &email, "Versions", 7)).await;
+    env.redis.set_entry(&email, &entry(&id, &email, "Versions", 7)).await;
     env.dynamo.calls.reset();
-    env.send(me(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 0);
 
     // An entry with a lower version than the token cannot be current (versions only grow):
     // DynamoDB decides, and the token, current there, is accepted.
-    put_entry(&env, &email, &entry(&id, &email, "Versions", 0)).await;
+    env.redis.set_entry(&email, &entry(&id, &email, "Versions", 0)).await;
     env.dynamo.calls.reset();
-    let res = env.send(me(&token)).await;
+    let res = env.me(&token).await;
     assert_eq!((res.status, &res.body), (200, &user), "{}", res.raw_body);
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
     assert_eq!(cached_user(&env, &email).await["jwtVersion"], 1);
     // A token from the future (version 2, never issued) is refused by DynamoDB, and stays so.
-    env.send(me(&integration_tests::tokens::token_for(&id, &email, 2))).await.assert_error(401, "unauthorized");
-    assert_eq!(env.send(me(&token)).await.status, 200);
+    env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for(&id, &email, 2)))
+        .await
+        .assert_error(401, "unauthorized");
+    assert_eq!(env.me(&token).await.status, 200);
 }
 
 #[tokio::test]
@@ -469,21 +435,21 @@ async fn a_stale_entry_left_by_a_failed_logout_is_healed_by_the_next_login() {
     let env = TestEnv::new().await;
     let (old, user) = env.new_user("Stale").await;
     let email = email_of(&user);
-    let before_logout = redis_get(&env, &email).await.expect("entry");
+    let before_logout = env.redis.entry_bytes(&email).await.expect("entry");
 
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&old)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     // As if Redis had not taken the logout's write-through and no stream sync ran (this world
     // has none): the entry still says jwtVersion 1.
-    put_entry(&env, &email, &before_logout).await;
+    env.redis.set_entry(&email, &before_logout).await;
 
     let login = env.login(&email).await;
     let new = login.body["token"].as_str().expect("token");
-    let res = env.send(me(new)).await;
+    let res = env.me(new).await;
     assert_eq!(res.status, 200, "the new token works at once, not after the TTL: {}", res.raw_body);
     assert_eq!(cached_user(&env, &email).await["jwtVersion"], 2, "and the entry is healed");
     env.dynamo.calls.reset();
-    env.send(me(&old)).await.assert_error(401, "unauthorized");
+    env.me(&old).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 0, "so the old token is refused from the cache again");
 }
 
@@ -493,18 +459,18 @@ async fn a_stale_entry_of_a_deleted_user_is_healed_by_the_new_user_of_that_email
     let email = unique_email("Reused");
     assert_eq!(env.register(&email, "First").await.status, 201);
     let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    let first_entry = redis_get(&env, &email).await.expect("entry");
+    let first_entry = env.redis.entry_bytes(&email).await.expect("entry");
     let res = env.send(ApiRequest::delete("/users/me").bearer(&first)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     let second_user = env.register(&email, "Second").await;
     assert_eq!(second_user.status, 201, "{}", second_user.raw_body);
-    put_entry(&env, &email, &first_entry).await; // the delete and the registration never reached Redis
+    env.redis.set_entry(&email, &first_entry).await; // the delete and the registration never reached Redis
 
     let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    let res = env.send(me(&second)).await;
+    let res = env.me(&second).await;
     assert_eq!((res.status, &res.body), (200, &second_user.body), "{}", res.raw_body);
     assert_eq!(cached_user(&env, &email).await["id"], second_user.body["id"]);
-    env.send(me(&first)).await.assert_error(401, "unauthorized");
+    env.me(&first).await.assert_error(401, "unauthorized");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,15 +496,7 @@ async fn a_retried_post_delete_finishes_a_half_done_one() {
     assert_eq!(env.post_partition(&post_id).await.len(), 21, "the post and its 20 comments");
 
     // The crash: the post item went, the sweep of its comments never ran.
-    env.dynamo
-        .client
-        .delete_item()
-        .table_name("social")
-        .key("pk", AttributeValue::S(format!("POST#{post_id}")))
-        .key("sk", AttributeValue::S("POST".into()))
-        .send()
-        .await
-        .expect("delete the post item alone");
+    env.dynamo.delete_item(post_key(&post_id)).await;
     assert_eq!(env.post_partition(&post_id).await.len(), 20, "20 orphaned comments");
 
     // The client's retry.

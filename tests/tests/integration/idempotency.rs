@@ -6,8 +6,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{ApiRequest, ApiResponse, TestEnv};
-use serde_json::{json, Value};
+use integration_tests::{id_of, ApiRequest, ApiResponse, TestEnv, TABLE_NAME};
+use serde_json::json;
+use shared::store::keys::idempotency_key;
 
 fn create_post(token: &str, key: &str, caption: &str) -> ApiRequest {
     ApiRequest::post("/posts").bearer(token).header("idempotency-key", key).json(json!({"caption": caption}))
@@ -36,30 +37,13 @@ fn assert_replay_of(replay: &ApiResponse, first: &ApiResponse) {
     assert_eq!(first.header("idempotent-replayed"), None, "the first answer is not a replay");
 }
 
-/// The idempotency record of `user_id`'s `key`, read straight from the table.
-async fn record(env: &TestEnv, user_id: &str, key: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    let out = env
-        .dynamo
-        .client
-        .get_item()
-        .table_name("social")
-        .key("pk", AttributeValue::S(format!("IDEMPOTENCY#{user_id}#{key}")))
-        .key("sk", AttributeValue::S("IDEMPOTENCY".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem");
-    out.item
-}
-
 /// Sets numeric attribute `name` of the record to `value` (as time passing would).
 async fn set_number(env: &TestEnv, user_id: &str, key: &str, name: &str, value: u128) {
     env.dynamo
         .client
         .update_item()
-        .table_name("social")
-        .key("pk", AttributeValue::S(format!("IDEMPOTENCY#{user_id}#{key}")))
-        .key("sk", AttributeValue::S("IDEMPOTENCY".into()))
+        .table_name(TABLE_NAME)
+        .set_key(Some(idempotency_key(user_id, key)))
         .update_expression("SET #n = :v")
         .expression_attribute_names("#n", name)
         .expression_attribute_values(":v", AttributeValue::N(value.to_string()))
@@ -70,10 +54,6 @@ async fn set_number(env: &TestEnv, user_id: &str, key: &str, name: &str, value: 
 
 fn now() -> std::time::Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock")
-}
-
-fn id(value: &Value) -> String {
-    value["id"].as_str().expect("id").to_owned()
 }
 
 #[tokio::test]
@@ -89,13 +69,13 @@ async fn a_repeat_gets_the_first_answer_and_creates_nothing() {
     assert_eq!(feed_len(&env, &token).await, 1);
 
     // Kept for 24 hours: DynamoDB's TTL removes the record after `expiresAt`.
-    let record = record(&env, &id(&user), "order-1").await.expect("the record");
+    let record = env.dynamo.idempotency_record(&id_of(&user), "order-1").await.expect("the record");
     let expires: u64 = record["expiresAt"].as_n().expect("expiresAt").parse().expect("a number");
     let in_a_day = now().as_secs() + 24 * 3600;
     assert!((in_a_day - 60..=in_a_day).contains(&expires), "{expires} vs {in_a_day}");
 
     // Comments alike.
-    let post = id(&first.body);
+    let post = id_of(&first.body);
     let first = env.send(add_comment(&token, "c-1", &post, "nice")).await;
     assert_eq!(first.status, 201, "{}", first.raw_body);
     assert_replay_of(&env.send(add_comment(&token, "c-1", &post, "nice")).await, &first);
@@ -125,8 +105,8 @@ async fn a_key_reused_for_another_body_route_or_post_is_422() {
     let (token, _) = env.new_user("Reuse").await;
     let first = env.send(create_post(&token, "k", "one")).await;
     assert_eq!(first.status, 201);
-    let post = id(&first.body);
-    let other_post = id(&env.new_post(&token, "other").await);
+    let post = id_of(&first.body);
+    let other_post = id_of(&env.new_post(&token, "other").await);
 
     env.send(create_post(&token, "k", "two")).await.assert_error(422, "idempotency_key_reused");
     env.send(add_comment(&token, "k", &post, "one")).await.assert_error(422, "idempotency_key_reused");
@@ -182,7 +162,7 @@ async fn a_running_claim_is_409_until_its_lease_ends_then_a_repeat_runs() {
     let event = request.to_v2_event().to_string();
     let req = lambda_http::request::from_str(&event).expect("event");
     let fingerprint = shared::http::idempotency::fingerprint("POST /posts", None, &req);
-    let claim = env.app.store.claim_idempotency_key(&id(&user), "dead", &fingerprint).await.expect("claim");
+    let claim = env.app.store.claim_idempotency_key(&id_of(&user), "dead", &fingerprint).await.expect("claim");
     assert!(matches!(claim, shared::store::Claim::Acquired(_)));
 
     let res = env.send(request.clone()).await;
@@ -192,7 +172,7 @@ async fn a_running_claim_is_409_until_its_lease_ends_then_a_repeat_runs() {
     env.send(create_post(&token, "dead", "something else")).await.assert_error(422, "idempotency_key_reused");
 
     // The lease passes.
-    set_number(&env, &id(&user), "dead", "claimedUntil", now().as_millis() - 1).await;
+    set_number(&env, &id_of(&user), "dead", "claimedUntil", now().as_millis() - 1).await;
     let res = env.send(request.clone()).await;
     assert_eq!((res.status, res.header("idempotent-replayed")), (201, None), "{}", res.raw_body);
     assert_replay_of(&env.send(request).await, &res);
@@ -207,7 +187,7 @@ async fn a_record_past_its_24_hours_answers_nothing() {
     assert_eq!(first.status, 201);
     // DynamoDB's TTL deletes expired items within days, not at once: until then the record
     // is read as gone.
-    set_number(&env, &id(&user), "old", "expiresAt", u128::from(now().as_secs()) - 1).await;
+    set_number(&env, &id_of(&user), "old", "expiresAt", u128::from(now().as_secs()) - 1).await;
     let again = env.send(create_post(&token, "old", "yesterday")).await;
     assert_eq!((again.status, again.header("idempotent-replayed")), (201, None), "{}", again.raw_body);
     assert_ne!(again.body["id"], first.body["id"]);
@@ -232,7 +212,7 @@ async fn client_errors_are_kept_and_server_errors_are_not() {
 
     // A 503 is not: the table refuses the comment's write (both of the SDK's attempts), and
     // the retry with the same key runs again and succeeds.
-    let post = id(&env.new_post(&token, "p").await);
+    let post = id_of(&env.new_post(&token, "p").await);
     proxy.fail_requests("TransactWriteItems", 2);
     env.send(add_comment(&token, "flaky", &post, "hi")).await.assert_error(503, "service_unavailable");
     let retry = env.send(add_comment(&token, "flaky", &post, "hi")).await;
@@ -299,12 +279,12 @@ async fn set_comment_count(env: &TestEnv, post_id: &str, value: AttributeValue) 
 async fn a_server_error_500_is_not_kept_and_a_retry_with_the_key_runs_again() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Broken").await;
-    let post = id(&env.new_post(&token, "p").await);
+    let post = id_of(&env.new_post(&token, "p").await);
     set_comment_count(&env, &post, AttributeValue::S("not a number".into())).await;
 
     let first = env.send(add_comment(&token, "broken", &post, "hi")).await;
     first.assert_error(500, "internal");
-    assert!(record(&env, &id(&user), "broken").await.is_none(), "the claim of a 500 is given back");
+    assert!(env.dynamo.idempotency_record(&id_of(&user), "broken").await.is_none(), "the claim of a 500 is given back");
 
     set_comment_count(&env, &post, AttributeValue::N("0".into())).await;
     let retry = env.send(add_comment(&token, "broken", &post, "hi")).await;

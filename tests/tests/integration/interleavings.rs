@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_tests::{send_to, ApiRequest, RedisProxy, StreamSync, TestEnv, WriteFault};
+use integration_tests::{cache_key, send_to, ApiRequest, RedisProxy, StreamSync, TestEnv, WriteFault};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::AsyncCommands;
@@ -118,10 +118,6 @@ struct World {
     ops: AtomicU64,
 }
 
-fn me(token: &str) -> ApiRequest {
-    ApiRequest::get("/users/me").bearer(token)
-}
-
 impl World {
     fn pick_token(&self, rng: &mut StdRng) -> Option<Token> {
         let tokens = self.tokens.lock().expect("lock");
@@ -187,7 +183,7 @@ impl World {
             _ => {
                 let Some(token) = self.pick_token(rng) else { return };
                 let start = Instant::now();
-                let res = send_to(app, me(&token.token)).await;
+                let res = send_to(app, ApiRequest::me().bearer(&token.token)).await;
                 if res.status == 200 && res.body["id"] != token.sub.as_str() {
                     self.error(format!("token of {} answered as {}", token.sub, res.body["id"]));
                 }
@@ -226,7 +222,7 @@ impl World {
         for email in &self.emails {
             let parsed = Email::parse(email).expect("email");
             let truth = self.env.app.store.get_user(&parsed).await.map_err(|e| e.to_string())?;
-            let raw: Option<Vec<u8>> = conn.get(format!("user:v2:{email}")).await.map_err(|e| e.to_string())?;
+            let raw: Option<Vec<u8>> = conn.get(cache_key(email)).await.map_err(|e| e.to_string())?;
             let cached = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed));
             let agrees = match (&truth, &cached) {
                 (Some(user), Some(Cached::User(cached))) => cached == user,

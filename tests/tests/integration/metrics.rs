@@ -113,13 +113,13 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
     let mut conn = env.redis.connection().await.expect("redis");
     let _: i64 = redis::cmd("FLUSHALL").query_async::<String>(&mut conn).await.map(|_| 0).expect("FLUSHALL");
     for _ in 0..3 {
-        assert_eq!(env.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
+        assert_eq!(env.me(&token).await.status, 200);
     }
     let post = env.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "m"}))).await;
     assert_eq!(post.status, 201);
     let id = post.body["id"].as_str().expect("id").to_owned();
     env.send(ApiRequest::get(&format!("/posts/{id}")).bearer(&token)).await;
-    env.send(ApiRequest::get("/users/me").bearer("nope")).await.assert_error(401, "unauthorized");
+    env.me("nope").await.assert_error(401, "unauthorized");
     env.send(ApiRequest::get("/nowhere/at/all/123").bearer(&token)).await.assert_error(404, "not_found");
     env.send(ApiRequest::put(&format!("/posts/{id}")).bearer(&token)).await.assert_error(405, "method_not_allowed");
 
@@ -394,16 +394,18 @@ async fn every_metric_the_template_names_is_emitted() {
     let mut event = aws_lambda_events::event::dynamodb::Event::default();
     event.records = mine.clone();
     stream_poller::Invoke::invoke(&sync, event.clone()).await.expect("applied");
-    let mut newer = serde_json::from_str::<Value>(&cached(&env, &email).await).expect("an entry");
+    let mut newer = env.redis.entry(&email).await.expect("an entry");
     newer["rev"] = json!(1000);
     newer["user"]["revision"] = json!(1000);
-    put(&env, &email, &newer.to_string()).await;
+    env.redis.set_entry(&email, newer.to_string()).await;
     let mut bad = mine[0].clone();
     bad.change.new_image.insert("jwtVersion".into(), serde_dynamo::AttributeValue::S("not a number".into()));
     event.records = vec![mine[0].clone(), bad];
     stream_poller::Invoke::invoke(&sync, event.clone()).await.expect("applied, one record refused");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let down = integration_tests::sync::InProcess::new(&format!("redis://127.0.0.1:{closed}"), &env.dynamo.endpoint);
+    let down = integration_tests::sync::InProcess::new(
+        &format!("redis://127.0.0.1:{}", integration_tests::closed_port()),
+        &env.dynamo.endpoint,
+    );
     assert!(stream_poller::Invoke::invoke(&down, event).await.is_err(), "the batch fails");
 
     // A Redis outage: every function's lookups fall back to DynamoDB.
@@ -443,18 +445,7 @@ async fn every_metric_the_template_names_is_emitted() {
 }
 
 async fn del(env: &TestEnv, email: &str) {
-    let mut conn = env.redis.connection().await.expect("redis");
-    redis::cmd("DEL").arg(format!("user:v2:{email}")).query_async::<i64>(&mut conn).await.expect("DEL");
-}
-
-async fn cached(env: &TestEnv, email: &str) -> String {
-    let mut conn = env.redis.connection().await.expect("redis");
-    redis::cmd("GET").arg(format!("user:v2:{email}")).query_async::<String>(&mut conn).await.expect("an entry")
-}
-
-async fn put(env: &TestEnv, email: &str, value: &str) {
-    let mut conn = env.redis.connection().await.expect("redis");
-    redis::cmd("SET").arg(format!("user:v2:{email}")).arg(value).query_async::<()>(&mut conn).await.expect("SET");
+    env.redis.evict(email).await;
 }
 
 /// Every answer is counted in its status class, by route and by function: `201` and `204` as

@@ -4,21 +4,9 @@
 use std::collections::HashSet;
 
 use futures::stream::{self, StreamExt};
-use integration_tests::{id_of, ApiRequest, ApiResponse, TestEnv};
+use integration_tests::{id_of, keys_of, ApiRequest, ApiResponse, TestEnv};
 use serde_json::{json, Value};
 use shared::domain::{new_id, now_rfc3339, Comment};
-
-fn keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
-fn assert_validation(res: &ApiResponse, field: &str) {
-    res.assert_error(400, "validation_failed");
-    let message = res.body["error"]["message"].as_str().expect("message");
-    assert!(message.contains(field), "message should name `{field}`: {message}");
-}
 
 async fn create(env: &TestEnv, token: &str, body: Value) -> ApiResponse {
     env.send(ApiRequest::post("/posts").bearer(token).json(body)).await
@@ -32,7 +20,7 @@ async fn create_returns_201_with_location_etag_and_every_field() {
     assert_eq!(res.status, 201, "{}", res.raw_body);
     let post = &res.body;
     assert_eq!(
-        keys(post),
+        keys_of(post),
         ["authorId", "authorName", "caption", "commentCount", "createdAt", "id", "imageUrl", "updatedAt", "version"]
     );
     let id = id_of(post);
@@ -108,7 +96,7 @@ async fn create_enforces_caption_and_image_url_limits() {
     ] {
         let res = create(&env, &token, body.clone()).await;
         assert_eq!(res.status, 400, "{body} → {}", res.raw_body);
-        assert_validation(&res, field);
+        res.assert_validation(field);
     }
 
     env.send(ApiRequest::post("/posts").bearer(&token).raw_body("text/plain", "{\"caption\":\"x\"}"))
@@ -204,7 +192,7 @@ async fn feed_refuses_bad_limits_and_cursors() {
     }
     for limit in ["0", "101", "abc", "-1", "1.5", "", "99999999999999999999999"] {
         let res = env.send(ApiRequest::get(&format!("/posts?limit={limit}")).bearer(&token)).await;
-        assert_validation(&res, "limit");
+        res.assert_validation("limit");
     }
     for limit in ["1", "100"] {
         let res = env.send(ApiRequest::get(&format!("/posts?limit={limit}")).bearer(&token)).await;
@@ -328,7 +316,7 @@ async fn patch_by_author_bumps_version_and_honours_if_match() {
         (json!({"imageUrl": "http://x.io/a.png"}), "imageUrl"),
         (json!({"imageUrl": 3}), "imageUrl"),
     ] {
-        assert_validation(&env.send(ApiRequest::patch(&path).bearer(&token).json(body)).await, field);
+        env.send(ApiRequest::patch(&path).bearer(&token).json(body)).await.assert_validation(field);
     }
 
     // `imageUrl: null` clears the image.
@@ -548,7 +536,7 @@ async fn http_api_events_with_a_named_stage_route_correctly() {
     let (event, path) = staged(ApiRequest::get("/posts?limit=5").bearer(&token));
     let res = env.invoke_event(&event, &path).await;
     assert_eq!(res.body["items"][0]["id"], id.as_str(), "{}", res.raw_body);
-    let (event, path) = staged(ApiRequest::get("/users/me").bearer(&token));
+    let (event, path) = staged(ApiRequest::me().bearer(&token));
     assert_eq!(env.invoke_event(&event, &path).await.status, 200);
 }
 

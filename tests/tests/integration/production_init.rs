@@ -12,10 +12,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use integration_tests::dynamo_proxy::Mode;
 use integration_tests::lambda_process::{Init, LambdaProcess};
 use integration_tests::secrets_manager::{SecretsManager, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY};
 use integration_tests::tls_redis::{TestCa, TlsRedis};
-use integration_tests::{unique_email, ApiRequest, Dynamo, SilentServer, PASSWORD};
+use integration_tests::{cache_key, closed_port, unique_email, ApiRequest, Dynamo, DynamoProxy, PASSWORD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -107,7 +108,7 @@ async fn sign_up(function: &LambdaProcess, bound: Duration) -> (String, String, 
     let login = timed(ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD}))).await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     let token = login.body["token"].as_str().expect("token").to_owned();
-    let me = timed(ApiRequest::get("/users/me").bearer(&token)).await;
+    let me = timed(ApiRequest::me().bearer(&token)).await;
     assert_eq!((me.status, &me.body), (200, &registered.body), "{}", me.raw_body);
     (email, token, registered.body)
 }
@@ -138,11 +139,11 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
 
     // The cache over TLS with the token from Secrets Manager holds the user; a miss writes it back.
     let mut redis = world.redis.connection(CACHE_TOKEN).await.expect("TLS connection");
-    let key = format!("user:v2:{email}");
+    let key = cache_key(&email);
     let cached: Option<String> = redis.get(&key).await.expect("GET");
     assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
     let _: i64 = redis.del(&key).await.expect("DEL");
-    assert_eq!(function.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
+    assert_eq!(function.send(ApiRequest::me().bearer(&token)).await.status, 200);
     assert!(redis.exists::<_, bool>(&key).await.expect("EXISTS"), "the miss wrote the entry back over TLS");
 
     let post = function.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "over TLS"}))).await;
@@ -153,7 +154,7 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
     assert_eq!((read.status, &read.body["caption"]), (200, &json!("over TLS")), "{}", read.raw_body);
     let logout = function.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    function.send(ApiRequest::me().bearer(&token)).await.assert_error(401, "unauthorized");
 
     let log = function.log();
     assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines on the happy path:\n{log}");
@@ -173,7 +174,7 @@ async fn assert_refused_by_the_cache(function: &mut LambdaProcess, cause: &str) 
     let (_, token, _) = sign_up(function, REQUEST_BOUND).await;
     for _ in 0..3 {
         let started = Instant::now();
-        assert_eq!(function.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
+        assert_eq!(function.send(ApiRequest::me().bearer(&token)).await.status, 200);
         assert!(started.elapsed() < REQUEST_BOUND, "{:?}", started.elapsed());
     }
     let log = function.log();
@@ -202,9 +203,8 @@ async fn a_wrong_cache_token_serves_from_dynamodb_and_logs_why() {
 
 /// Secrets Manager that cannot be reached, or never answers: the init ends within its bound
 /// (2 attempts of 1.5 s, 3 s in all), the process exits, and the log says which secret.
-async fn assert_init_fails_fast(endpoint: String, what: &str) {
-    let world = World::new(CACHE_TOKEN).await;
-    let mut function = world.function(|vars| set(vars, "SECRETS_MANAGER_ENDPOINT", endpoint)).await;
+async fn assert_init_fails_fast(world: &World, endpoint: &str, what: &str) {
+    let mut function = world.function(|vars| set(vars, "SECRETS_MANAGER_ENDPOINT", endpoint.to_owned())).await;
     match function.init(Duration::from_secs(10)).await {
         Init::Exited(status, took) => {
             assert!(!status.success(), "the process exited cleanly");
@@ -220,12 +220,15 @@ async fn assert_init_fails_fast(endpoint: String, what: &str) {
 
 #[tokio::test]
 async fn an_unreachable_secrets_manager_fails_the_init_fast_with_a_clear_log_line() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
-    assert_init_fails_fast(format!("http://127.0.0.1:{closed}"), "refusing connections").await;
+    let world = World::new(CACHE_TOKEN).await;
+    assert_init_fails_fast(&world, &format!("http://127.0.0.1:{}", closed_port()), "refusing connections").await;
 }
 
 #[tokio::test]
 async fn a_silent_secrets_manager_fails_the_init_within_its_timeout() {
-    let silent = SilentServer::start().await;
-    assert_init_fails_fast(format!("http://127.0.0.1:{}", silent.port), "never answering").await;
+    let world = World::new(CACHE_TOKEN).await;
+    // The fault proxy in front of Secrets Manager, reading requests and answering none.
+    let silent = DynamoProxy::start(&world.secrets.endpoint).await;
+    silent.set(Mode::Blackhole);
+    assert_init_fails_fast(&world, &silent.endpoint, "never answering").await;
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use integration_tests::{id_of, unique_email, ApiRequest, ApiResponse, TestEnv};
-use redis::AsyncCommands;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A test world sized for hundreds of requests at once in one process. The production
 /// timeouts are meant for one request per Lambda instance, not for 200 sharing two cores with
@@ -40,12 +39,6 @@ async fn post(env: &TestEnv, token: &str, post_id: &str) -> ApiResponse {
     env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await
 }
 
-async fn comment_count(env: &TestEnv, token: &str, post_id: &str) -> u64 {
-    let res = post(env, token, post_id).await;
-    assert_eq!(res.status, 200, "{}", res.raw_body);
-    res.body["commentCount"].as_u64().expect("commentCount")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_comments_on_one_post_are_all_counted_and_listed_once() {
     let env = patient_env().await;
@@ -61,7 +54,7 @@ async fn two_hundred_concurrent_comments_on_one_post_are_all_counted_and_listed_
     let created: HashSet<String> = responses.iter().map(|r| id_of(&r.body)).collect();
     assert_eq!(created.len(), 200, "200 distinct ids");
 
-    assert_eq!(comment_count(&env, &author, &post_id).await, 200);
+    assert_eq!(env.comment_count(&author, &post_id).await, 200);
     let ids = env.walk(&crowd, &format!("/posts/{post_id}/comments"), 30).await.0;
     assert_eq!(ids.len(), 200, "each listed once");
     assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), created);
@@ -100,7 +93,7 @@ async fn concurrent_adds_and_deletes_of_comments_keep_the_count_equal_to_the_lis
 
     let ids = env.walk(&author, &format!("/posts/{post_id}/comments"), 100).await.0;
     assert_eq!(ids.len(), 60 - 20 + 40);
-    assert_eq!(comment_count(&env, &author, &post_id).await, ids.len() as u64, "the count is the list");
+    assert_eq!(env.comment_count(&author, &post_id).await, ids.len() as u64, "the count is the list");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,12 +151,10 @@ async fn twenty_concurrent_registrations_of_one_email_make_exactly_one_user() {
     env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": password(loser)})))
         .await
         .assert_error(401, "invalid_credentials");
-    let mut conn = env.redis.connection().await.expect("redis");
-    let cached: String = conn.get(format!("user:v2:{email}")).await.expect("GET");
-    let cached: Value = serde_json::from_str(&cached).expect("JSON");
+    let cached = env.redis.entry(&email).await.expect("an entry");
     assert_eq!(cached["user"]["id"], user["id"], "the cache holds the winner");
     let token = login.body["token"].as_str().expect("token");
-    let me = env.send(ApiRequest::get("/users/me").bearer(token)).await;
+    let me = env.me(token).await;
     assert_eq!((me.status, &me.body), (200, user));
 }
 
@@ -241,5 +232,5 @@ async fn ten_concurrent_deletes_of_one_comment_by_both_who_may_count_once() {
     let statuses: Vec<u16> = all_at_once(&env, requests.collect()).await.iter().map(|r| r.status).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 204 || *s == 404), "{statuses:?}");
-    assert_eq!(comment_count(&env, &author, &post_id).await, 1);
+    assert_eq!(env.comment_count(&author, &post_id).await, 1);
 }

@@ -4,7 +4,6 @@
 //! DynamoDB closes the connection after DynamoDB applied it) and checks the client's answer and
 //! the table.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{unique_email, ApiRequest, DynamoProxy, TestEnv, PASSWORD};
 use serde_json::json;
 
@@ -95,23 +94,11 @@ async fn a_logout_and_a_rename_applied_by_lost_attempts_succeed_once() {
     let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_eq!(proxy.lost(), ["UpdateItem", "UpdateItem"]);
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
 
     // Each change was applied once: registration 1, rename +1, logout +1.
     let email = user["email"].as_str().expect("email");
-    let item = env
-        .dynamo
-        .client
-        .get_item()
-        .table_name("social")
-        .key("pk", AttributeValue::S(format!("USER#{email}")))
-        .key("sk", AttributeValue::S("PROFILE".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem")
-        .item
-        .expect("the user");
+    let item = env.dynamo.user_item(email).await.expect("the user");
     let number = |name: &str| item[name].as_n().expect("a number").parse::<u64>().expect("u64");
     assert_eq!((number("revision"), number("jwtVersion")), (3, 2));
 }
@@ -123,7 +110,7 @@ async fn a_user_deleted_by_a_lost_attempt_is_204() {
     let res = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_eq!(proxy.lost(), ["DeleteItem"]);
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     let email = user["email"].as_str().expect("email");
     let login = env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD}))).await;
     login.assert_error(401, "invalid_credentials");

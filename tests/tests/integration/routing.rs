@@ -53,7 +53,7 @@ async fn the_request_log_line_names_the_route_template() {
     let (captured, _capture) = capture_logs("info");
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Logged").await;
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await;
+    env.me(&token).await;
     env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
     env.send(ApiRequest::get("/posts/12345/nope").bearer(&token)).await;
 

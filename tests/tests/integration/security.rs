@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::logs::capture_logs;
 use integration_tests::tokens::{sign, sign_with};
 use integration_tests::{id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
@@ -64,7 +63,7 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
     // `/users/me` has no id to forge: a token only ever changes its own user.
     let res = env.send(ApiRequest::patch("/users/me").bearer(&third).json(json!({"name": "Renamed"}))).await;
     assert_eq!((res.status, &res.body["id"]), (200, &third_user["id"]), "{}", res.raw_body);
-    let owner_me = env.send(ApiRequest::get("/users/me").bearer(&owner)).await;
+    let owner_me = env.me(&owner).await;
     assert_eq!(owner_me.body["name"], "PostAuthor");
 
     // What is allowed: the comment's author edits it, the post's author removes it (by design,
@@ -85,17 +84,7 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
 
 /// The stored password hash, read from DynamoDB directly.
 async fn stored_hash(env: &TestEnv, email: &str) -> String {
-    let out = env
-        .dynamo
-        .client
-        .get_item()
-        .table_name("social")
-        .key("pk", AttributeValue::S(format!("USER#{email}")))
-        .key("sk", AttributeValue::S("PROFILE".into()))
-        .send()
-        .await
-        .expect("GetItem");
-    let item = out.item.expect("the user item");
+    let item = env.dynamo.user_item(email).await.expect("the user item");
     item.get("passwordHash").and_then(|v| v.as_s().ok()).cloned().expect("passwordHash")
 }
 
@@ -132,17 +121,16 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
     let post = env.new_post(&token, "logged").await;
     let post_path = format!("/posts/{}", id_of(&post));
     for request in [
-        ApiRequest::get("/users/me").bearer(&token),
-        ApiRequest::get("/users/me").aid(&token),
+        ApiRequest::me().bearer(&token),
+        ApiRequest::me().aid(&token),
         ApiRequest::get(&post_path).bearer(&token),
         ApiRequest::post(&format!("{post_path}/comments")).bearer(&token).json(json!({"text": "hi"})),
         ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"})),
     ] {
         assert!(env.send(request).await.status < 300);
     }
-    let mut conn = env.redis.connection().await.expect("redis");
-    let _: i64 = redis::AsyncCommands::del(&mut conn, format!("user:v2:{email}")).await.expect("DEL");
-    assert_eq!(env.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200, "a miss");
+    env.redis.evict(&email).await;
+    assert_eq!(env.me(&token).await.status, 200, "a miss");
 
     // Failed logins.
     for (email, password) in [(email.as_str(), wrong_password), (email.as_str(), short_password)] {
@@ -171,16 +159,16 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
         format!("{}.not-base64!.sig", token.split('.').next().expect("header")),
     ];
     for bad_token in &bad {
-        env.send(ApiRequest::get("/users/me").bearer(bad_token)).await.assert_error(401, "unauthorized");
-        env.send(ApiRequest::get("/users/me").aid(bad_token)).await.assert_error(401, "unauthorized");
+        env.me(bad_token).await.assert_error(401, "unauthorized");
+        env.send(ApiRequest::me().aid(bad_token)).await.assert_error(401, "unauthorized");
         tokens.push(bad_token.clone());
     }
 
     // Logout, and the revoked token refused.
     assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    assert_eq!(env.send(ApiRequest::get("/users/me").bearer(&second)).await.status, 200);
+    assert_eq!(env.me(&second).await.status, 200);
     tokens.push(second);
 
     let hash = stored_hash(&env, &email).await;

@@ -1070,28 +1070,39 @@ fn dev_default(name: &str) -> String {
 
 /// `sam local` gives a function only the variables its template environment declares, the
 /// `--env-vars` file overriding their values; any other name in the file is ignored. So the
-/// file names every function and exactly its declared variables, and the values point the
-/// function at `scripts/dev`'s Redis and DynamoDB (as a Docker container reaches the host) and
-/// give the API functions `scripts/dev`'s JWT key, so its tokens pass.
+/// file names every function (the Managed Instances twins too, by their own ids) and exactly
+/// its declared variables, and the values point the function at `scripts/dev`'s Redis and
+/// DynamoDB (as a Docker container reaches the host) and give the API functions
+/// `scripts/dev`'s JWT key, so its tokens pass. Each entry is checked against the function as
+/// this thread's compute deploys it, so the twins' entries are checked on Managed Instances.
 #[test]
 fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
     use shared::config::{
         CacheConfig, Config, SecretSource, TableConfig, DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES,
         SYNC_DEPLOYMENT_VARIABLES,
     };
-    let t = template();
+    let (raw, t) = (raw_template(), template());
     let file: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(SAM_LOCAL_ENV).expect("events/sam-local-env.json is a JSON object");
     let named: BTreeSet<String> = file.keys().cloned().collect();
-    assert_eq!(named, functions(&t), "events/sam-local-env.json names each function of template.yaml by its id");
+    assert_eq!(named, functions(&raw), "events/sam-local-env.json names each function of template.yaml by its id");
+    let this_compute = match COMPUTE.with(Cell::get) {
+        Compute::OnDemand => ON_DEMAND,
+        Compute::ManagedInstances => ON_MANAGED,
+    };
 
     let host = "host.docker.internal";
     let redis_url = format!("redis://{host}:{}", dev_default("REDIS_PORT"));
     let dynamodb = format!("http://{host}:{}", dev_default("DYNAMODB_PORT"));
     let dev_secret = dev_default("JWT_SECRET");
-    for id in functions(&t) {
+    for id in functions(&raw) {
+        if resources(&raw)[id.as_str()]["Condition"].as_str().is_some_and(|c| c != this_compute) {
+            continue; // the other compute's function: checked when that compute is
+        }
+        // Its name in `t`, where a twin stands under the name of the function it replaces.
+        let deployed = twin_of(&id).unwrap_or(&id);
         let declared: BTreeSet<String> =
-            environment(&t, &id).keys().map(|k| k.as_str().expect("a variable name").to_owned()).collect();
+            environment(&t, deployed).keys().map(|k| k.as_str().expect("a variable name").to_owned()).collect();
         let given = file[&id].as_object().unwrap_or_else(|| panic!("{id}: an object of variables"));
         let given: BTreeMap<&str, &str> = given
             .iter()
@@ -1358,7 +1369,7 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
         assert_eq!(ref_name(&logging["ApplicationLogLevel"]), Some("ApplicationLogLevel"), "{id}");
         assert_eq!(ref_name(&logging["SystemLogLevel"]), Some("SystemLogLevel"), "{id}");
         assert_eq!(function_setting(&t, &id, "Tracing").as_str(), Some("Active"), "{id}: X-Ray");
-        let namespace = &environment(&t, &id)[shared::metrics::NAMESPACE_VARIABLE];
+        let namespace = &environment(&t, &id)[shared::config::METRICS_NAMESPACE_VARIABLE];
         assert_eq!(ref_name(namespace), Some("AWS::StackName"), "{id}: metrics in the stack's namespace");
         assert!(environment(&t, &id).get("RUST_LOG").is_none(), "{id}: RUST_LOG would override the logging controls");
     }

@@ -1,29 +1,15 @@
 //! Users and sessions, as API.md describes them: every route and every error.
 
-use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
+use integration_tests::{keys_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
 use serde_json::{json, Value};
 
-/// The keys of a JSON object, sorted.
-fn keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
 fn assert_user_shape(user: &Value) {
-    assert_eq!(keys(user), ["createdAt", "email", "id", "name"], "user: {user}");
+    assert_eq!(keys_of(user), ["createdAt", "email", "id", "name"], "user: {user}");
     assert!(user["id"].as_str().is_some_and(|s| !s.is_empty()));
     let created = user["createdAt"].as_str().expect("createdAt");
     assert!(created.ends_with('Z'), "UTC timestamp: {created}");
     let text = user.to_string().to_lowercase();
     assert!(!text.contains("password") && !text.contains("hash") && !text.contains("argon"), "{text}");
-}
-
-/// Asserts `400 validation_failed` whose message names `field`.
-fn assert_validation(res: &ApiResponse, field: &str) {
-    res.assert_error(400, "validation_failed");
-    let message = res.body["error"]["message"].as_str().expect("message");
-    assert!(message.contains(field), "message should name `{field}`: {message}");
 }
 
 async fn register_raw(env: &TestEnv, body: Value) -> ApiResponse {
@@ -103,7 +89,7 @@ async fn register_rejects_every_field_out_of_bounds() {
     for (field, body) in cases {
         let res = register_raw(&env, body.clone()).await;
         assert_eq!(res.status, 400, "{body} → {}", res.raw_body);
-        assert_validation(&res, field);
+        res.assert_validation(field);
     }
 
     // The bounds themselves are accepted: 254-char email, 100-char name, 8 and 128-char passwords.
@@ -178,7 +164,7 @@ async fn login_returns_a_bearer_token_and_the_user() {
     let user = env.register(&email, "Login").await.body;
     let res = env.login(&email).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    assert_eq!(keys(&res.body), ["expiresIn", "token", "tokenType", "user"]);
+    assert_eq!(keys_of(&res.body), ["expiresIn", "token", "tokenType", "user"]);
     assert_eq!(res.body["tokenType"], "Bearer");
     assert!(res.body["expiresIn"].as_u64().is_some_and(|s| s > 0));
     assert_eq!(res.body["user"], user);
@@ -187,9 +173,9 @@ async fn login_returns_a_bearer_token_and_the_user() {
     assert_eq!(token.split('.').count(), 3, "a JWT");
 
     // The token works in both headers.
-    let me = env.send(ApiRequest::get("/users/me").bearer(token)).await;
+    let me = env.me(token).await;
     assert_eq!((me.status, &me.body), (200, &user));
-    let me = env.send(ApiRequest::get("/users/me").aid(token)).await;
+    let me = env.send(ApiRequest::me().aid(token)).await;
     assert_eq!((me.status, &me.body), (200, &user));
 }
 
@@ -215,9 +201,9 @@ async fn unknown_email_and_wrong_password_get_the_same_401() {
 
     // A missing field is a malformed request, not a wrong password.
     let res = env.send(ApiRequest::post("/auth/login").json(json!({"email": email}))).await;
-    assert_validation(&res, "password");
+    res.assert_validation("password");
     let res = env.send(ApiRequest::post("/auth/login").json(json!({"password": PASSWORD}))).await;
-    assert_validation(&res, "email");
+    res.assert_validation("email");
     env.send(ApiRequest::post("/auth/login").raw_body("application/json", "[]"))
         .await
         .assert_error(400, "invalid_json");
@@ -237,21 +223,21 @@ async fn logout_revokes_every_token_and_a_new_login_works() {
     assert!(res.raw_body.is_empty());
 
     for token in [&first, &second] {
-        env.send(ApiRequest::get("/users/me").bearer(token)).await.assert_error(401, "unauthorized");
+        env.me(token).await.assert_error(401, "unauthorized");
         env.send(ApiRequest::post("/auth/logout").bearer(token)).await.assert_error(401, "unauthorized");
     }
 
     let fresh = env.login(&email).await;
     assert_eq!(fresh.status, 200, "{}", fresh.raw_body);
     let fresh = fresh.body["token"].as_str().expect("token");
-    assert_eq!(env.send(ApiRequest::get("/users/me").bearer(fresh)).await.status, 200);
+    assert_eq!(env.me(fresh).await.status, 200);
 }
 
 #[tokio::test]
 async fn authenticated_routes_refuse_missing_or_bad_tokens() {
     let env = TestEnv::new().await;
     for request in [
-        ApiRequest::get("/users/me"),
+        ApiRequest::me(),
         ApiRequest::patch("/users/me").json(json!({"name": "X"})),
         ApiRequest::delete("/users/me"),
         ApiRequest::post("/auth/logout"),
@@ -267,7 +253,7 @@ async fn me_get_patch_delete() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Me").await;
 
-    let me = env.send(ApiRequest::get("/users/me").bearer(&token)).await;
+    let me = env.me(&token).await;
     assert_eq!((me.status, &me.body), (200, &user));
 
     // Rename: trimmed, returned, and seen by the very next request.
@@ -277,7 +263,7 @@ async fn me_get_patch_delete() {
     assert_eq!(renamed.body["name"], "Renamed");
     assert_eq!(renamed.body["id"], user["id"]);
     assert_eq!(renamed.body["email"], user["email"]);
-    let me = env.send(ApiRequest::get("/users/me").bearer(&token)).await;
+    let me = env.me(&token).await;
     assert_eq!(me.body["name"], "Renamed");
 
     // Bad renames.
@@ -288,7 +274,7 @@ async fn me_get_patch_delete() {
         (json!({"name": 7}), "name"),
     ] {
         let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(body)).await;
-        assert_validation(&res, field);
+        res.assert_validation(field);
     }
     env.send(ApiRequest::patch("/users/me").bearer(&token).raw_body("text/plain", "{\"name\":\"x\"}"))
         .await
@@ -300,7 +286,7 @@ async fn me_get_patch_delete() {
     // Delete: gone at once, token and password with it.
     let deleted = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
     assert_eq!(deleted.status, 204, "{}", deleted.raw_body);
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
     env.send(ApiRequest::delete("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
     let email = user["email"].as_str().expect("email");
     env.login(email).await.assert_error(401, "invalid_credentials");
@@ -309,7 +295,7 @@ async fn me_get_patch_delete() {
     let again = env.register(email, "Again").await;
     assert_eq!(again.status, 201, "{}", again.raw_body);
     assert_ne!(again.body["id"], user["id"]);
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.me(&token).await.assert_error(401, "unauthorized");
 }
 
 #[tokio::test]
@@ -367,7 +353,7 @@ async fn a_change_acts_only_on_the_user_and_jwt_version_the_token_was_checked_ag
     assert!(matches!(deleted, Err(shared::AppError::Unauthorized(_))), "{deleted:?}");
 
     let fresh = env.login(user.email.as_str()).await.body["token"].as_str().expect("token").to_owned();
-    let me = env.send(ApiRequest::get("/users/me").bearer(&fresh)).await;
+    let me = env.me(&fresh).await;
     assert_eq!((me.status, me.body["name"].as_str()), (200, Some("Checked")), "nothing changed");
 }
 
