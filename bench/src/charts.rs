@@ -158,7 +158,9 @@ fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> 
             })
             .collect();
         chart
-            .draw_series(bars.iter().map(|&(x0, y, _)| Rectangle::new([(x0, 0.0), (x0 + width * 0.95, y)], color.filled())))
+            .draw_series(
+                bars.iter().map(|&(x0, y, _)| Rectangle::new([(x0, 0.0), (x0 + width * 0.95, y)], color.filled())),
+            )
             .map_err(failed)?
             .label(if baseline { "before (--baseline-dir)" } else { "this build" })
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
@@ -233,7 +235,8 @@ fn init_times(path: &Path, init: &[(&str, f64, f64)]) -> Result<PathBuf, String>
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
         chart
             .draw_series(
-                bars.iter().map(|&(x0, y)| Text::new(format!("{y:.1} ms"), (x0, y + y_max * 0.02), (FONT, 13).into_font())),
+                bars.iter()
+                    .map(|&(x0, y)| Text::new(format!("{y:.1} ms"), (x0, y + y_max * 0.02), (FONT, 13).into_font())),
             )
             .map_err(failed)?;
     }

@@ -190,7 +190,11 @@ pub async fn run(
                         billed_ms,
                         "ms",
                         None,
-                        Some(format!("{:.2} ms of CPU at {memory} MB + {:.2} ms waiting", stretched / 1e3, wait_us / 1e3)),
+                        Some(format!(
+                            "{:.2} ms of CPU at {memory} MB + {:.2} ms waiting",
+                            stretched / 1e3,
+                            wait_us / 1e3
+                        )),
                     );
                 }
             }

@@ -130,13 +130,11 @@ impl Options {
                 "--perf-dir" => options.perf_dir = Some(PathBuf::from(value("--perf-dir")?)),
                 "--only" => options.only = Some(Part::parse(&value("--only")?)?),
                 "-h" | "--help" => {
-                    return Err(
-                        concat!(
-                            "usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]",
-                            " [--baseline-dir DIR] [--charts DIR] [--perf-dir DIR]"
-                        )
-                        .into(),
+                    return Err(concat!(
+                        "usage: bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--node-dir DIR]",
+                        " [--baseline-dir DIR] [--charts DIR] [--perf-dir DIR]"
                     )
+                    .into())
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }
