@@ -24,6 +24,7 @@ mod races;
 mod retries;
 mod routing;
 mod security;
+mod slot_migration;
 mod smoke;
 mod stream_poller;
 mod template;
