@@ -23,6 +23,7 @@ mod production_init;
 mod races;
 mod retries;
 mod routing;
+mod runtime_loop;
 mod security;
 mod slot_migration;
 mod smoke;
