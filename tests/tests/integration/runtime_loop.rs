@@ -10,8 +10,11 @@
 //!   the body, and in the log its request id beside its user.
 //! - Without the variable (default Lambda), one invocation at a time: while one is held in its
 //!   DynamoDB read, no other starts.
+//! - The metrics of interleaved invocations of the three functions and four routes: every EMF
+//!   line counts its own function's and route's requests, cache lookups, Redis and DynamoDB
+//!   calls, to the unit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -178,4 +181,152 @@ async fn without_max_concurrency_invocations_are_served_one_at_a_time() {
     };
     let (answers, ()) = tokio::join!(invocations, held);
     assert_own_answers(&people.iter().collect::<Vec<_>>(), &answers, 1, &function.log());
+}
+
+/// One metric of one EMF line: its name, its dimensions, its values (a count, or a
+/// histogram's samples).
+struct Emitted {
+    name: String,
+    dimensions: BTreeMap<String, String>,
+    values: Vec<f64>,
+}
+
+/// Every metric of every EMF line in `log` (the lines with an `_aws` member).
+fn emitted(log: &str) -> Vec<Emitted> {
+    let mut emitted = Vec::new();
+    for line in log.lines().filter(|l| l.contains("\"_aws\"")) {
+        let doc: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for directive in doc["_aws"]["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics") {
+            for set in directive["Dimensions"].as_array().expect("Dimensions") {
+                let dimensions: BTreeMap<String, String> = set
+                    .as_array()
+                    .expect("a dimension set")
+                    .iter()
+                    .map(|n| n.as_str().expect("a name"))
+                    .map(|n| (n.to_owned(), doc[n].as_str().expect("a dimension value").to_owned()))
+                    .collect();
+                for metric in directive["Metrics"].as_array().expect("Metrics") {
+                    let name = metric["Name"].as_str().expect("Name");
+                    let values = match &doc[name] {
+                        Value::Array(values) => values.iter().map(|v| v.as_f64().expect("a number")).collect(),
+                        value => vec![value.as_f64().expect("a number")],
+                    };
+                    emitted.push(Emitted { name: name.to_owned(), dimensions: dimensions.clone(), values });
+                }
+            }
+        }
+    }
+    emitted
+}
+
+/// The request of one kind of invocation, for a person, their post, and the invocation's number.
+type MakeRequest = Box<dyn Fn(&Person, &str, usize) -> ApiRequest>;
+
+/// What one kind of invocation is: its function, its route key, and its request.
+struct Kind {
+    function: &'static str,
+    route: &'static str,
+    request: MakeRequest,
+}
+
+#[tokio::test]
+async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_route() {
+    const EACH: usize = 30;
+    let env = TestEnv::new().await;
+    let people = people(&env, 6).await;
+    let mut posts = Vec::new();
+    for person in &people {
+        posts.push(env.new_post(&person.token, "metered").await["id"].as_str().expect("id").to_owned());
+    }
+    let function = function(&env, &env.dynamo.endpoint, Some(32)).await;
+
+    let kinds = [
+        Kind {
+            function: "users",
+            route: "GET /users/me",
+            request: Box::new(|p, _, _| ApiRequest::get("/users/me").bearer(&p.token)),
+        },
+        Kind {
+            function: "posts",
+            route: "GET /posts/{postId}",
+            request: Box::new(|p, post, _| ApiRequest::get(&format!("/posts/{post}")).bearer(&p.token)),
+        },
+        Kind {
+            function: "comments",
+            route: "GET /posts/{postId}/comments",
+            request: Box::new(|p, post, _| ApiRequest::get(&format!("/posts/{post}/comments")).bearer(&p.token)),
+        },
+        Kind {
+            function: "posts",
+            route: "POST /posts",
+            request: Box::new(|p, _, n| {
+                ApiRequest::post("/posts").bearer(&p.token).json(json!({"caption": format!("n{n}")}))
+            }),
+        },
+    ];
+    // The four kinds interleaved, 32 at a time in the process.
+    let invocations: Vec<(usize, ApiRequest)> = (0..EACH * kinds.len())
+        .map(|n| {
+            let (kind, who) = (n % kinds.len(), n % people.len());
+            (kind, (kinds[kind].request)(&people[who], &posts[who], n))
+        })
+        .collect();
+    let answers = join_all(invocations.iter().map(|(_, request)| function.send(request.clone()))).await;
+    for ((kind, _), res) in invocations.iter().zip(&answers) {
+        assert!(res.status == 200 || res.status == 201, "{}: {} {}", kinds[*kind].route, res.status, res.raw_body);
+    }
+
+    let emitted = emitted(&function.log());
+    let sum = |name: &str, function: &str, route: Option<&str>| -> f64 {
+        emitted
+            .iter()
+            .filter(|m| m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function))
+            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
+            .map(|m| m.values.iter().sum::<f64>())
+            .sum()
+    };
+    let samples = |name: &str, function: &str, route: Option<&str>| -> usize {
+        emitted
+            .iter()
+            .filter(|m| m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function))
+            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
+            .map(|m| m.values.len())
+            .sum()
+    };
+    let each = EACH as f64;
+    // Requests and latency samples by route: each route's own count, under its own function.
+    for kind in &kinds {
+        assert_eq!(sum("Requests", kind.function, Some(kind.route)), each, "{}", kind.route);
+        assert_eq!(samples("Latency", kind.function, Some(kind.route)), EACH, "{}", kind.route);
+    }
+    let routes: Vec<(&str, &str)> = emitted
+        .iter()
+        .filter_map(|m| Some((m.dimensions.get("Function")?.as_str(), m.dimensions.get("Route")?.as_str())))
+        .collect();
+    for (function, route) in routes {
+        assert!(kinds.iter().any(|k| (k.function, k.route) == (function, route)), "{route} counted under {function}");
+    }
+    // By function: requests, one cache hit and one Redis GET per authenticated request, and
+    // DynamoDB calls only where the route makes them (`GET /users/me` on a hit makes none).
+    for (function, requests) in [("users", each), ("posts", 2.0 * each), ("comments", each)] {
+        assert_eq!(sum("Requests", function, None), requests, "{function}");
+        assert_eq!(sum("CacheHits", function, None), requests, "{function}: cache hits");
+        assert_eq!(sum("DynamoDbReadsAvoided", function, None), requests, "{function}");
+        assert_eq!(samples("AuthTime", function, None), requests as usize, "{function}: authentications");
+        assert_eq!(sum("RedisCalls", function, None), requests, "{function}: Redis calls");
+        assert_eq!(samples("RedisLatency", function, None), requests as usize, "{function}");
+        for none in ["CacheMisses", "CacheErrors", "ClientErrors", "ServerErrors"] {
+            assert_eq!(sum(none, function, None), 0.0, "{function}: {none}");
+        }
+    }
+    assert_eq!(sum("DynamoDbCalls", "users", None), 0.0, "users' hits make no DynamoDB call");
+    let posts_calls = sum("DynamoDbCalls", "posts", None);
+    let comments_calls = sum("DynamoDbCalls", "comments", None);
+    // A post read is one GetItem, a create one PutItem; a list of comments reads the post and
+    // queries its comments.
+    assert_eq!(posts_calls, 2.0 * each, "posts: DynamoDB calls");
+    assert_eq!(comments_calls, 2.0 * each, "comments: DynamoDB calls");
+    assert_eq!(samples("DynamoDbLatency", "comments", None), 2 * EACH);
+    let cold: f64 = ["users", "posts", "comments"].iter().map(|f| sum("ColdStarts", f, None)).sum();
+    assert_eq!(cold, 1.0, "one cold start, on the first invocation's function");
 }
