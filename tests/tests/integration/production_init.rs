@@ -229,3 +229,121 @@ async fn a_silent_secrets_manager_fails_the_init_within_its_timeout() {
     let silent = SilentServer::start().await;
     assert_init_fails_fast(format!("http://127.0.0.1:{}", silent.port), "never answering").await;
 }
+
+/// ElastiCache IAM authentication through the real init: `REDIS_AUTH=iam`, the token signed by
+/// `IamTokens::from_environment` with the credentials and region Lambda puts in the environment.
+mod iam {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use aws_credential_types::Credentials;
+    use aws_smithy_runtime_api::client::identity::Identity;
+    use shared::cache::iam::presign;
+    use shared::config::IamAuthConfig;
+
+    use super::*;
+
+    const USER_ID: &str = "app-user";
+    const CACHE_NAME: &str = "social-cache";
+    /// Lambda gives a function temporary credentials: a session token beside the keys.
+    const SESSION_TOKEN: &str = "lambda-session-token-0123456789";
+
+    /// The tokens the function may present: SigV4 signs the time to the second, so the token
+    /// of every second from just before now to `seconds` after, each signed as the code signs
+    /// it (`presign`, checked against an independent SigV4 computation in `iam.rs`) with the
+    /// credentials and region the process gets.
+    fn tokens_from_now(seconds: u64) -> Vec<String> {
+        let config = IamAuthConfig { user_id: USER_ID.into(), cache_name: CACHE_NAME.into(), serverless: false };
+        let credentials = Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, Some(SESSION_TOKEN.into()), None, "test");
+        let identity: Identity = credentials.into();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+        (now - 2..now + seconds)
+            .map(|second| {
+                presign(&config, &identity, TEST_REGION, UNIX_EPOCH + Duration::from_secs(second)).expect("a token")
+            })
+            .collect()
+    }
+
+    /// The access string `template.yaml` gives the cache's IAM user in ElastiCache.
+    fn deployed_access_string() -> String {
+        let template: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
+        let access = &template["Resources"]["CacheIamUser"]["Properties"]["AccessString"];
+        access.as_str().expect("the IAM user's access string").to_owned()
+    }
+
+    /// `CLIENT LIST` lines of the cache user's connections.
+    async fn iam_connections(redis: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(redis).await.expect("CLIENT LIST");
+        list.lines().filter(|l| l.split(' ').any(|f| f == format!("user={USER_ID}"))).map(str::to_owned).collect()
+    }
+
+    async fn gets_run(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(redis).await.expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_real_init_with_iam_auth_signs_the_token_from_the_environment_and_serves_through_the_cache() {
+        let world = World::new(CACHE_TOKEN).await;
+        // The cache's IAM user, with the deployed access string and no password but the tokens
+        // the function will sign (the TLS server's `default` user, with its own password, is
+        // the test's).
+        let tokens = tokens_from_now(30);
+        let mut admin = world.redis.connection(CACHE_TOKEN).await.expect("TLS connection");
+        let access = deployed_access_string();
+        let passwords: Vec<String> = tokens.iter().map(|t| format!(">{t}")).collect();
+        let rules: Vec<&str> = ["SETUSER", USER_ID, "reset"]
+            .into_iter()
+            .chain(passwords.iter().map(String::as_str))
+            .chain(access.split_whitespace())
+            .collect();
+        let () = redis::cmd("ACL").arg(&rules).query_async(&mut admin).await.expect("ACL SETUSER");
+
+        let mut function = world
+            .function(|vars| {
+                vars.retain(|(name, _)| *name != "REDIS_PASSWORD_SECRET_ARN" && *name != "REDIS_AUTH");
+                vars.push(("REDIS_AUTH", "iam".into()));
+                vars.push(("REDIS_IAM_USER_ID", USER_ID.into()));
+                vars.push(("REDIS_IAM_CACHE_NAME", CACHE_NAME.into()));
+                vars.push(("AWS_SESSION_TOKEN", SESSION_TOKEN.into()));
+            })
+            .await;
+        let init = ready(&mut function).await;
+        let (email, token, user) = sign_up(&function, Duration::from_secs(10)).await;
+
+        // The function is connected as the IAM user (so `AUTH app-user <token>` went out), and
+        // the registration's write went through that connection.
+        let connections = iam_connections(&mut admin).await;
+        assert!(!connections.is_empty(), "no connection as {USER_ID}:\n{}", function.log());
+        let key = format!("user:v2:{email}");
+        let cached: Option<String> = admin.get(&key).await.expect("GET");
+        assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
+
+        // A hit: one GET on the cache, as the IAM user.
+        let before = gets_run(&mut admin).await;
+        let me = function.send(ApiRequest::get("/users/me").bearer(&token)).await;
+        assert_eq!((me.status, &me.body), (200, &user), "{}", me.raw_body);
+        assert_eq!(gets_run(&mut admin).await, before + 1, "the request read the cache");
+        // A miss, written back.
+        let _: i64 = admin.del(&key).await.expect("DEL");
+        assert_eq!(function.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
+        assert!(admin.exists::<_, bool>(&key).await.expect("EXISTS"), "the miss wrote the entry back as the IAM user");
+        // A revocation reaches the cache through the same connection.
+        assert_eq!(function.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+        function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+
+        let log = function.log();
+        assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines with IAM auth:\n{log}");
+        let warnings: Vec<String> =
+            lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
+        assert!(warnings.is_empty(), "WARN lines with IAM auth: {warnings:#?}\n{log}");
+        let secrets = tokens.iter().map(String::as_str).chain([JWT_KEY, TEST_SECRET_KEY, SESSION_TOKEN]);
+        for secret in secrets {
+            assert!(!log.contains(secret), "a secret in the logs:\n{log}");
+        }
+        println!("production init with IAM auth ready in {init:?}; {} connection(s) as {USER_ID}", connections.len());
+    }
+}
