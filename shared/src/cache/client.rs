@@ -20,7 +20,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig, NodeAddress};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value};
+use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, TlsCertificates, Value};
 
 use super::iam::IamTokens;
 use crate::config::{CacheConfig, CacheMode, ConfigError, Secret};
@@ -38,8 +39,9 @@ pub enum CacheAuth {
 }
 
 /// A connection to the cache, whichever kind: what [`super::RedisConnection::call`] hands a
-/// call. Cheap to clone (a handle on shared connections). Commands are passed straight to the
-/// inner connection, whose future is already boxed: the dispatch adds no allocation.
+/// call. Cheap to clone (a handle on shared connections). A standalone command is passed
+/// straight to the inner connection, whose future is already boxed: the dispatch adds no
+/// allocation. A cluster command gets one more box, for [`ask_again`].
 #[derive(Clone)]
 pub enum CacheConnection {
     Standalone(ConnectionManager),
@@ -50,7 +52,12 @@ impl ConnectionLike for CacheConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             CacheConnection::Standalone(conn) => conn.req_packed_command(cmd),
-            CacheConnection::Cluster(conn) => conn.req_packed_command(cmd),
+            CacheConnection::Cluster(conn) => Box::pin(async move {
+                match conn.req_packed_command(cmd).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Ask) => ask_again(conn, cmd, e).await,
+                    answer => answer,
+                }
+            }),
         }
     }
 
@@ -72,6 +79,29 @@ impl ConnectionLike for CacheConnection {
             CacheConnection::Cluster(conn) => conn.get_db(),
         }
     }
+}
+
+/// Sends `cmd` once more to the node an `ASK` redirect names, with its `ASKING` in one pipeline.
+///
+/// During a slot migration the source answers `ASK` for the keys it no longer holds, and the
+/// command must reach the target right after an `ASKING` on the same connection: the flag it
+/// sets is good for one command. redis-rs follows `ASK` by sending `ASKING`, awaiting its reply,
+/// then sending the command, on the node's multiplexed connection; any other invocation's
+/// command sent to that node in between takes the flag, and the redirected command is answered
+/// `MOVED` back to the source, which answers `ASK` again, until the retries run out (measured:
+/// a quarter of the requests of a run eight at a time fell back to DynamoDB, and a logout's
+/// write could be lost). One pipeline is written to the connection whole, so nothing comes
+/// between the two. Any other error is the original one.
+async fn ask_again(conn: &mut ClusterConnection, cmd: &Cmd, ask: RedisError) -> RedisResult<Value> {
+    let Some((host, port)) = ask.redirect_node().and_then(|(node, _slot)| node.rsplit_once(':')) else {
+        return Err(ask);
+    };
+    let Ok(port) = port.parse::<u16>() else { return Err(ask) };
+    let route = SingleNodeRoutingInfo::ByAddress { host: host.to_owned(), port };
+    let mut pipeline = redis::pipe();
+    pipeline.cmd("ASKING").add_command(cmd.clone());
+    let mut answers = conn.route_pipeline(pipeline, 1, 1, route).await?;
+    answers.pop().ok_or(ask)
 }
 
 /// What opens a [`CacheConnection`]: built once from the configuration, used again whenever a

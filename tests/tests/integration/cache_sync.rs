@@ -37,27 +37,41 @@ async fn wait_for_entry(redis: &TestRedis, email: &str, check: impl Fn(&Value) -
     }
 }
 
+/// The configuration of `cache-sync` on `redis_url` (in the world's mode: a cluster with
+/// `TEST_REDIS_MODE=cluster`) and the table behind `dynamo_endpoint`.
+fn sync_config(redis_url: &str, dynamo_endpoint: &str) -> shared::config::Config {
+    let mut config = integration_tests::test_config(redis_url, dynamo_endpoint);
+    config.cache.mode = integration_tests::test_redis_mode();
+    config
+}
+
 /// `cache-sync` on `redis` and `env`'s table, reading the table through `env`'s counted client.
 fn sync_for(env: &TestEnv, redis: &TestRedis) -> CacheSync {
-    let config = integration_tests::test_config(&redis.url(), &env.dynamo.endpoint);
+    let config = sync_config(&redis.url(), &env.dynamo.endpoint);
     let cache = shared::cache::RedisCache::new(&config.cache, None).expect("cache builds");
     CacheSync { cache, store: Store::new(env.dynamo.client.clone(), "social") }
 }
 
 /// A world whose functions cannot reach Redis at all (a closed port), so every change's own
-/// cache write fails, and the sync on the real Redis.
+/// cache write fails, and the sync on the real Redis (a server, or a cluster in the cluster
+/// pass).
 async fn env_whose_writes_never_land() -> (TestEnv, TestRedis) {
     let closed = format!("redis://127.0.0.1:{}", closed_port());
-    let env =
-        TestEnv::with_config(|c| c.cache.redis_url = shared::config::RedisUrl::parse(&closed).expect("url")).await;
-    let redis = TestRedis::start_in(CacheMode::Standalone).await;
+    // The world's own Redis goes unused: a single server, so a cluster pass starts one cluster
+    // per test, the sync's.
+    let env = TestEnv::builder()
+        .mode(CacheMode::Standalone)
+        .config(move |c| c.cache.redis_url = shared::config::RedisUrl::parse(&closed).expect("url"))
+        .build()
+        .await;
+    let redis = TestRedis::start().await;
     (env, redis)
 }
 
 #[tokio::test]
 async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_write_never_lands() {
     let (env, redis) = env_whose_writes_never_land().await;
-    let _sync = StreamSync::start(&integration_tests::test_config(&redis.url(), &env.dynamo.endpoint)).await;
+    let _sync = StreamSync::start(&sync_config(&redis.url(), &env.dynamo.endpoint)).await;
 
     let (token, user) = env.new_user("Synced").await;
     let email = user["email"].as_str().expect("email").to_owned();
@@ -198,14 +212,15 @@ async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_th
     assert!(!records.is_empty());
 
     // Redis down: a closed port.
-    let down = InProcess::new(&format!("redis://127.0.0.1:{}", closed_port()), &env.dynamo.endpoint);
+    let down =
+        InProcess::with_config(&sync_config(&format!("redis://127.0.0.1:{}", closed_port()), &env.dynamo.endpoint));
     assert!(down.sync.apply(records.clone()).await.is_err(), "Redis down must fail the batch");
     let mut event = Event::default();
     event.records = records.clone();
     assert!(down.invoke(event).await.is_err(), "the handler fails the invocation, so Lambda retries it");
 
     // The table unreachable: nothing is written, the batch fails.
-    let blind = InProcess::new(&env.redis.url(), &format!("http://127.0.0.1:{}", closed_port()));
+    let blind = InProcess::with_config(&sync_config(&env.redis.url(), &format!("http://127.0.0.1:{}", closed_port())));
     let error = blind.sync.apply(records.clone()).await.expect_err("the table unreachable must fail the batch");
     assert!(matches!(error, cache_sync_fn::BatchFailed::Table(_)), "{error}");
 
@@ -213,7 +228,7 @@ async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_th
     let mut conn = env.redis.connection().await.expect("conn");
     let set = |n: u32| redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(n).to_owned();
     let () = set(1).query_async(&mut conn).await.expect("CONFIG");
-    let refusing = InProcess::new(&env.redis.url(), &env.dynamo.endpoint);
+    let refusing = InProcess::with_config(&sync_config(&env.redis.url(), &env.dynamo.endpoint));
     assert!(refusing.sync.apply(records.clone()).await.is_err(), "refused writes fail the batch");
     let () = set(0).query_async(&mut conn).await.expect("CONFIG");
     assert!(refusing.sync.apply(records).await.is_ok(), "the retry lands once Redis takes writes");

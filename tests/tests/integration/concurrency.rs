@@ -19,14 +19,19 @@ use shared::domain::Email;
 use shared::App;
 
 /// How many times Redis ran the compare-and-set script since the last reset (every cache
-/// write is one).
+/// write is one), on every node (a cluster's masters each answer for their own).
 async fn cache_writes(env: &TestEnv) -> u64 {
-    let mut conn = env.redis.connection().await.expect("redis");
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("INFO");
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
-        .sum()
+    let mut writes = 0;
+    for node in env.redis.nodes() {
+        let mut conn = node.connection().await.expect("redis");
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("INFO");
+        writes += info
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    writes
 }
 
 async fn reset_redis_stats(env: &TestEnv) {

@@ -232,3 +232,309 @@ async fn a_silent_secrets_manager_fails_the_init_within_its_timeout() {
     silent.set(Mode::Blackhole);
     assert_init_fails_fast(&world, &silent.endpoint, "never answering").await;
 }
+
+/// ElastiCache IAM authentication through the real init: `REDIS_AUTH=iam`, the token signed by
+/// `IamTokens::from_environment` with the credentials and region Lambda puts in the environment.
+mod iam {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use aws_credential_types::Credentials;
+    use aws_smithy_runtime_api::client::identity::Identity;
+    use shared::cache::iam::presign;
+    use shared::config::IamAuthConfig;
+
+    use super::*;
+
+    const USER_ID: &str = "app-user";
+    const CACHE_NAME: &str = "social-cache";
+    /// Lambda gives a function temporary credentials: a session token beside the keys.
+    const SESSION_TOKEN: &str = "lambda-session-token-0123456789";
+
+    /// The tokens the function may present: SigV4 signs the time to the second, so the token
+    /// of every second from just before now to `seconds` after, each signed as the code signs
+    /// it (`presign`, checked against an independent SigV4 computation in `iam.rs`) with the
+    /// credentials and region the process gets.
+    fn tokens_from_now(seconds: u64) -> Vec<String> {
+        let config = IamAuthConfig { user_id: USER_ID.into(), cache_name: CACHE_NAME.into(), serverless: false };
+        let credentials = Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, Some(SESSION_TOKEN.into()), None, "test");
+        let identity: Identity = credentials.into();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+        (now - 2..now + seconds)
+            .map(|second| {
+                presign(&config, &identity, TEST_REGION, UNIX_EPOCH + Duration::from_secs(second)).expect("a token")
+            })
+            .collect()
+    }
+
+    /// The access string `template.yaml` gives the cache's IAM user in ElastiCache.
+    fn deployed_access_string() -> String {
+        let template: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
+        let access = &template["Resources"]["CacheIamUser"]["Properties"]["AccessString"];
+        access.as_str().expect("the IAM user's access string").to_owned()
+    }
+
+    /// `CLIENT LIST` lines of the cache user's connections.
+    async fn iam_connections(redis: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(redis).await.expect("CLIENT LIST");
+        list.lines().filter(|l| l.split(' ').any(|f| f == format!("user={USER_ID}"))).map(str::to_owned).collect()
+    }
+
+    async fn gets_run(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(redis).await.expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_real_init_with_iam_auth_signs_the_token_from_the_environment_and_serves_through_the_cache() {
+        let world = World::new(CACHE_TOKEN).await;
+        // The cache's IAM user, with the deployed access string and no password but the tokens
+        // the function will sign (the TLS server's `default` user, with its own password, is
+        // the test's).
+        let tokens = tokens_from_now(30);
+        let mut admin = world.redis.connection(CACHE_TOKEN).await.expect("TLS connection");
+        let access = deployed_access_string();
+        let passwords: Vec<String> = tokens.iter().map(|t| format!(">{t}")).collect();
+        let rules: Vec<&str> = ["SETUSER", USER_ID, "reset"]
+            .into_iter()
+            .chain(passwords.iter().map(String::as_str))
+            .chain(access.split_whitespace())
+            .collect();
+        let () = redis::cmd("ACL").arg(&rules).query_async(&mut admin).await.expect("ACL SETUSER");
+
+        let mut function = world
+            .function(|vars| {
+                vars.retain(|(name, _)| *name != "REDIS_PASSWORD_SECRET_ARN" && *name != "REDIS_AUTH");
+                vars.push(("REDIS_AUTH", "iam".into()));
+                vars.push(("REDIS_IAM_USER_ID", USER_ID.into()));
+                vars.push(("REDIS_IAM_CACHE_NAME", CACHE_NAME.into()));
+                vars.push(("AWS_SESSION_TOKEN", SESSION_TOKEN.into()));
+            })
+            .await;
+        let init = ready(&mut function).await;
+        let (email, token, user) = sign_up(&function, Duration::from_secs(10)).await;
+
+        // The function is connected as the IAM user (so `AUTH app-user <token>` went out), and
+        // the registration's write went through that connection.
+        let connections = iam_connections(&mut admin).await;
+        assert!(!connections.is_empty(), "no connection as {USER_ID}:\n{}", function.log());
+        let key = format!("user:v2:{email}");
+        let cached: Option<String> = admin.get(&key).await.expect("GET");
+        assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
+
+        // A hit: one GET on the cache, as the IAM user.
+        let before = gets_run(&mut admin).await;
+        let me = function.send(ApiRequest::get("/users/me").bearer(&token)).await;
+        assert_eq!((me.status, &me.body), (200, &user), "{}", me.raw_body);
+        assert_eq!(gets_run(&mut admin).await, before + 1, "the request read the cache");
+        // A miss, written back.
+        let _: i64 = admin.del(&key).await.expect("DEL");
+        assert_eq!(function.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
+        assert!(admin.exists::<_, bool>(&key).await.expect("EXISTS"), "the miss wrote the entry back as the IAM user");
+        // A revocation reaches the cache through the same connection.
+        assert_eq!(function.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+        function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+
+        let log = function.log();
+        assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines with IAM auth:\n{log}");
+        let warnings: Vec<String> =
+            lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
+        assert!(warnings.is_empty(), "WARN lines with IAM auth: {warnings:#?}\n{log}");
+        let secrets = tokens.iter().map(String::as_str).chain([JWT_KEY, TEST_SECRET_KEY, SESSION_TOKEN]);
+        for secret in secrets {
+            assert!(!log.contains(secret), "a secret in the logs:\n{log}");
+        }
+        println!("production init with IAM auth ready in {init:?}; {} connection(s) as {USER_ID}", connections.len());
+    }
+}
+
+/// The same init against a Redis Cluster that speaks only TLS, between its nodes too
+/// (`--tls-cluster yes`), as ElastiCache Serverless and cluster-mode caches with in-transit
+/// encryption do: `REDIS_MODE=cluster`, the seed node's `rediss://` URL, the AUTH token from
+/// Secrets Manager.
+mod tls_cluster {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+
+    use integration_tests::redis_server::free_ports;
+    use integration_tests::tls_redis::TestCa;
+
+    use super::*;
+
+    /// Three TLS-only masters sharing the slots, wanting `password`; killed on drop.
+    struct TlsCluster {
+        ports: Vec<u16>,
+        ca_file: PathBuf,
+        password: String,
+        dir: PathBuf,
+        children: Vec<Child>,
+    }
+
+    impl TlsCluster {
+        async fn start(password: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("redis-tls-cluster-{}", ulid::Ulid::new()));
+            std::fs::create_dir_all(&dir).expect("a directory");
+            let ca = TestCa::new("caching-code cluster CA");
+            // The nodes name each other, and the client, by IP: the certificate carries it.
+            let (cert, key) = ca.server_certificate(&["localhost", "127.0.0.1"]);
+            let ca_file = dir.join("ca.pem");
+            ca.write(&ca_file);
+            std::fs::write(dir.join("server.pem"), cert).expect("write the certificate");
+            std::fs::write(dir.join("server.key"), key).expect("write the key");
+            let all = free_ports(6);
+            let ports: Vec<u16> = all.iter().step_by(2).copied().collect();
+            let mut children = Vec::new();
+            for (i, port) in ports.iter().enumerate() {
+                let node_dir = dir.join(format!("node-{i}"));
+                std::fs::create_dir_all(&node_dir).expect("a node directory");
+                let child = Command::new(std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into()))
+                    .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no", "--requirepass", password])
+                    .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                    .args(["--cluster-port", &all[2 * i + 1].to_string(), "--tls-cluster", "yes"])
+                    .args(["--cluster-node-timeout", "2000", "--tls-auth-clients", "no"])
+                    .arg("--dir")
+                    .arg(&node_dir)
+                    .arg("--tls-cert-file")
+                    .arg(dir.join("server.pem"))
+                    .arg("--tls-key-file")
+                    .arg(dir.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(&ca_file)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server runs");
+                children.push(child);
+            }
+            let cluster = TlsCluster { ports, ca_file, password: password.to_owned(), dir, children };
+            for port in &cluster.ports {
+                cluster.wait_for(*port, |_| true).await;
+            }
+            let create = Command::new(std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into()))
+                .args(["--tls", "--cacert"])
+                .arg(&cluster.ca_file)
+                .args(["-a", password, "--no-auth-warning", "--cluster", "create"])
+                .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .expect("redis-cli runs");
+            assert!(create.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&create.stdout));
+            for port in &cluster.ports {
+                cluster
+                    .wait_for(*port, |info| info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3"))
+                    .await;
+            }
+            cluster
+        }
+
+        /// The seed node, by the name its certificate carries.
+        fn url(&self) -> String {
+            format!("rediss://localhost:{}", self.ports[0])
+        }
+
+        /// A TLS connection to one node alone, trusting the cluster's CA.
+        async fn node(&self, port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let info = redis::IntoConnectionInfo::into_connection_info(format!("rediss://localhost:{port}"))?;
+            let settings = info.redis_settings().clone().set_password(self.password.as_str());
+            let info = info.set_redis_settings(settings);
+            let roots = std::fs::read(&self.ca_file).map_err(redis::RedisError::from)?;
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(roots) };
+            redis::Client::build_with_tls(info, certificates)?.get_multiplexed_async_connection().await
+        }
+
+        /// Waits until the node on `port` answers and its `CLUSTER INFO` satisfies `ready`.
+        async fn wait_for(&self, port: u16, ready: impl Fn(&str) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(mut conn) = self.node(port).await {
+                    let info: redis::RedisResult<String> =
+                        redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await;
+                    if info.is_ok_and(|info| ready(&info)) {
+                        return;
+                    }
+                }
+                assert!(Instant::now() < deadline, "the TLS cluster node on port {port} is not ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// `key`'s value, from whichever node holds it (the others answer `MOVED`).
+        async fn get(&self, key: &str) -> Option<String> {
+            for port in &self.ports {
+                let mut conn = self.node(*port).await.expect("a node");
+                if let Ok(value) = conn.get::<_, Option<String>>(key).await {
+                    return value;
+                }
+            }
+            panic!("no node holds the slot of {key}");
+        }
+
+        async fn del(&self, key: &str) {
+            for port in &self.ports {
+                let mut conn = self.node(*port).await.expect("a node");
+                let _: redis::RedisResult<i64> = conn.del(key).await;
+            }
+        }
+
+        /// Connections other than this one's on the node on `port`.
+        async fn clients(&self, port: u16) -> usize {
+            let mut conn = self.node(port).await.expect("a node");
+            let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.expect("CLIENT LIST");
+            list.lines().filter(|l| !l.contains("cmd=client|list")).count()
+        }
+    }
+
+    impl Drop for TlsCluster {
+        fn drop(&mut self) {
+            for child in &mut self.children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_real_init_reaches_a_tls_cluster_with_its_token_and_serves_the_contract() {
+        let (world, cluster) = tokio::join!(World::new(CACHE_TOKEN), TlsCluster::start(CACHE_TOKEN));
+        let mut function = world
+            .function(|vars| {
+                set(vars, "REDIS_URL", cluster.url());
+                set(vars, "REDIS_MODE", "cluster".into());
+                set(vars, "REDIS_TLS_CA_FILE", cluster.ca_file.display().to_string());
+            })
+            .await;
+        let init = ready(&mut function).await;
+        let (email, token, user) = sign_up(&function, Duration::from_secs(10)).await;
+
+        // The function holds a TLS connection to every master (it learnt them from the seed's
+        // slot map), and the registration's entry is on the one its slot names.
+        for port in &cluster.ports {
+            assert!(cluster.clients(*port).await >= 1, "no connection from the function to port {port}");
+        }
+        let key = format!("user:v2:{email}");
+        let cached = cluster.get(&key).await;
+        assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
+        cluster.del(&key).await;
+        let me = function.send(ApiRequest::get("/users/me").bearer(&token)).await;
+        assert_eq!((me.status, &me.body), (200, &user), "{}", me.raw_body);
+        assert!(cluster.get(&key).await.is_some(), "the miss wrote the entry back over TLS");
+        let post = function.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "clustered"}))).await;
+        assert_eq!(post.status, 201, "{}", post.raw_body);
+        assert_eq!(function.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+        function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+
+        let log = function.log();
+        assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines on a TLS cluster:\n{log}");
+        let warnings: Vec<String> =
+            lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
+        assert!(warnings.is_empty(), "WARN lines on a TLS cluster: {warnings:#?}\n{log}");
+        assert!(!log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY), "a secret in the logs:\n{log}");
+        println!("production init on a TLS cluster (tls-cluster yes, AUTH) ready in {init:?}");
+    }
+}
