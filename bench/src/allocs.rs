@@ -47,18 +47,28 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Allocations and bytes allocated by `work`.
 async fn counted<F: std::future::Future>(work: F) -> (u64, u64) {
-    let (a, b) = (ALLOCATIONS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a, b) = (
+        ALLOCATIONS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     COUNTING.store(true, Ordering::Relaxed);
     work.await;
     COUNTING.store(false, Ordering::Relaxed);
-    (ALLOCATIONS.load(Ordering::Relaxed) - a, BYTES.load(Ordering::Relaxed) - b)
+    (
+        ALLOCATIONS.load(Ordering::Relaxed) - a,
+        BYTES.load(Ordering::Relaxed) - b,
+    )
 }
 
 pub async fn run(report: &mut Report, env: &TestEnv, fixture: &Fixture, invocations: usize) {
     let post = &fixture.post_id;
     let routes = [
         ("users_me", "GET /users/me", ApiRequest::get("/users/me")),
-        ("get_post", "GET /posts/{postId}", ApiRequest::get(&format!("/posts/{post}"))),
+        (
+            "get_post",
+            "GET /posts/{postId}",
+            ApiRequest::get(&format!("/posts/{post}")),
+        ),
         (
             "post_comment",
             "POST /posts/{postId}/comments",
@@ -68,13 +78,18 @@ pub async fn run(report: &mut Report, env: &TestEnv, fixture: &Fixture, invocati
     for (figure, route, request) in routes {
         let event = String::from_utf8_lossy(&fixture.event(request)).into_owned();
         let invoke = || async {
-            let req = lambda_http::request::from_str(&event).expect("lambda_http decodes the event");
+            let req =
+                lambda_http::request::from_str(&event).expect("lambda_http decodes the event");
             let response = match figure {
                 "users_me" => users_fn::handle(&env.app, req).await,
                 "get_post" => posts_fn::handle(&env.app, req).await,
                 _ => comments_fn::handle(&env.app, req).await,
             };
-            assert!(response.status().is_success(), "{figure} answered {}", response.status());
+            assert!(
+                response.status().is_success(),
+                "{figure} answered {}",
+                response.status()
+            );
         };
         for _ in 0..10 {
             invoke().await; // warm: token remembered, connections open, script loaded
@@ -86,7 +101,18 @@ pub async fn run(report: &mut Report, env: &TestEnv, fixture: &Fixture, invocati
             bytes.push(b as f64);
         }
         let note = format!("{route}: event decoded by lambda_http, then the handler");
-        report.add_noted(format!("allocs.{figure}.per_invocation"), median(&mut counts), "allocs", None, Some(note));
-        report.add(format!("allocs.{figure}.bytes_per_invocation"), median(&mut bytes), "bytes", None);
+        report.add_noted(
+            format!("allocs.{figure}.per_invocation"),
+            median(&mut counts),
+            "allocs",
+            None,
+            Some(note),
+        );
+        report.add(
+            format!("allocs.{figure}.bytes_per_invocation"),
+            median(&mut bytes),
+            "bytes",
+            None,
+        );
     }
 }

@@ -43,7 +43,10 @@ impl Intercept for UserReads {
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request();
-        let get_item = request.headers().get("x-amz-target").is_some_and(|t| t.ends_with(".GetItem"));
+        let get_item = request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with(".GetItem"));
         let body = request.body().bytes().unwrap_or_default();
         if get_item && body.windows(6).any(|w| w == b"\"USER#") {
             self.0.fetch_add(1, Ordering::Relaxed);
@@ -56,13 +59,22 @@ impl Intercept for UserReads {
 /// DynamoDB client also counts user reads.
 pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
     let reads = UserReads::default();
-    let env = TestEnv::builder().mode(CacheMode::Standalone).as_deployed().interceptor(reads.clone()).build().await;
+    let env = TestEnv::builder()
+        .mode(CacheMode::Standalone)
+        .as_deployed()
+        .interceptor(reads.clone())
+        .build()
+        .await;
     (env, reads)
 }
 
 /// [`TestEnv::new`], configured as the functions are (in a release build too).
 pub async fn new_env() -> TestEnv {
-    TestEnv::builder().mode(CacheMode::Standalone).as_deployed().build().await
+    TestEnv::builder()
+        .mode(CacheMode::Standalone)
+        .as_deployed()
+        .build()
+        .await
 }
 
 /// A fresh DynamoDB and an app over it and `redis` (a server or a cluster), configured as the
@@ -86,7 +98,10 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
     let (token, user) = env.new_user("Bench").await;
     let email = Email::parse(user["email"].as_str().expect("email")).expect("valid email");
     let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
     let key = shared::cache::entry::key(&email);
     let auth = &env.app.auth;
     let conn = env.app.users.cache().connection().current();
@@ -103,7 +118,11 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
         let key = key.clone();
         async move {
             let started = Instant::now();
-            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.expect("GET");
+            let raw: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("GET");
             let took = started.elapsed();
             assert!(raw.is_some(), "the user is cached");
             took.as_nanos() as f64 / 1000.0
@@ -148,8 +167,11 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
     }
 
     // 1. Interleaved, rotating which goes first, so drift and noise hit all alike.
-    let (mut hits, mut gets, mut finds) =
-        (Vec::with_capacity(counts.pairs), Vec::with_capacity(counts.pairs), Vec::with_capacity(counts.pairs));
+    let (mut hits, mut gets, mut finds) = (
+        Vec::with_capacity(counts.pairs),
+        Vec::with_capacity(counts.pairs),
+        Vec::with_capacity(counts.pairs),
+    );
     let mut timed_gets = Vec::with_capacity(counts.pairs);
     for i in 0..counts.pairs {
         timed_gets.push(timed_get().await);
@@ -181,21 +203,51 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
     };
     let bursts = counts.pairs.min(10_000);
     let mut remembered: Vec<f64> = (0..bursts).map(|_| time_verify(auth.keys())).collect();
-    let fresh: Vec<TokenKeys> =
-        (0..bursts.min(2_000)).map(|_| TokenKeys::new(&Secret::new(TEST_SECRET), env.app.config.token_ttl)).collect();
+    let fresh: Vec<TokenKeys> = (0..bursts.min(2_000))
+        .map(|_| TokenKeys::new(&Secret::new(TEST_SECRET), env.app.config.token_ttl))
+        .collect();
     let mut first_checks: Vec<f64> = fresh.iter().map(time_verify).collect();
-    let mut samples = AuthSamples { hit: hits.clone(), bare_get: gets.clone(), ..AuthSamples::default() };
+    let mut samples = AuthSamples {
+        hit: hits.clone(),
+        bare_get: gets.clone(),
+        ..AuthSamples::default()
+    };
     let (hit_median, get_median) = (median(&mut hits), median(&mut gets));
     report.add("auth.hit_us", hit_median, "us", None);
     report.add("auth.hit_p99_us", percentile(&mut hits, 99.0), "us", None);
     report.add("auth.redis_get_us", get_median, "us", None);
-    report.add("auth.redis_get_p99_us", percentile(&mut gets, 99.0), "us", None);
-    report.add("auth.hit_minus_redis_get_us", hit_median - get_median, "us", None);
+    report.add(
+        "auth.redis_get_p99_us",
+        percentile(&mut gets, 99.0),
+        "us",
+        None,
+    );
+    report.add(
+        "auth.hit_minus_redis_get_us",
+        hit_median - get_median,
+        "us",
+        None,
+    );
     report.add("auth.cache_find_us", median(&mut finds), "us", None);
-    report.add("auth.redis_get_in_timeout_us", median(&mut timed_gets), "us", None);
+    report.add(
+        "auth.redis_get_in_timeout_us",
+        median(&mut timed_gets),
+        "us",
+        None,
+    );
     report.add("auth.token_check_us", median(&mut remembered), "us", None);
-    report.add("auth.token_check_first_us", median(&mut first_checks), "us", None);
-    report.add("auth.hit_over_redis_get", hit_median / get_median, "ratio", Some(Goal::AtMost(1.05)));
+    report.add(
+        "auth.token_check_first_us",
+        median(&mut first_checks),
+        "us",
+        None,
+    );
+    report.add(
+        "auth.hit_over_redis_get",
+        hit_median / get_median,
+        "ratio",
+        Some(Goal::AtMost(1.05)),
+    );
 
     // 2. The miss path (GET, GetItem, the compare-and-set script) and the no-cache path (GetItem
     // only), beside hits.
@@ -205,7 +257,11 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
         let started = Instant::now();
         let verified = keys.verify(&token).expect("valid token");
         let claims = &verified.claims;
-        let user = store.get_user(&verified.email).await.expect("read").expect("user exists");
+        let user = store
+            .get_user(&verified.email)
+            .await
+            .expect("read")
+            .expect("user exists");
         assert!(user.id == claims.sub && user.jwt_version == claims.jwt_version);
         started.elapsed().as_nanos() as f64 / 1000.0
     };
@@ -213,7 +269,11 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
     let (mut hits2, mut misses, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..counts.misses {
         hits2.push(hit().await);
-        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut del).await.expect("DEL");
+        let _: i64 = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut del)
+            .await
+            .expect("DEL");
         misses.push(hit().await); // a miss now: GET, GetItem, compare-and-set
         direct.push(no_cache().await);
     }
@@ -231,16 +291,28 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
         ApiRequest::get("/users/me").bearer(&token),
         ApiRequest::get(&format!("/posts/{post_id}")).bearer(&token),
         ApiRequest::get("/posts?limit=10").bearer(&token),
-        ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(&token).json(json!({"text": "hi"})),
+        ApiRequest::post(&format!("/posts/{post_id}/comments"))
+            .bearer(&token)
+            .json(json!({"text": "hi"})),
         ApiRequest::get(&format!("/posts/{post_id}/comments?limit=10")).bearer(&token),
     ];
     let _ = env.send(requests[0].clone()).await; // the entry is warm (register wrote it; this checks)
     let before = reads.get();
     for i in 0..counts.requests {
         let res = env.send(requests[i % requests.len()].clone()).await;
-        assert!(res.status < 300, "request {i}: {} {}", res.status, res.raw_body);
+        assert!(
+            res.status < 300,
+            "request {i}: {} {}",
+            res.status,
+            res.raw_body
+        );
     }
     let per_1000 = (reads.get() - before) as f64 * 1000.0 / counts.requests as f64;
-    report.add("auth.dynamodb_user_reads_per_1000", per_1000, "reads", Some(Goal::Exactly(0.0)));
+    report.add(
+        "auth.dynamodb_user_reads_per_1000",
+        per_1000,
+        "reads",
+        Some(Goal::Exactly(0.0)),
+    );
     samples
 }

@@ -28,20 +28,33 @@ const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (900, 480);
 
 /// Draws every chart the run has data for; the files written.
-pub fn draw(dir: &Path, report: &Report, auth: &AuthSamples, cpu: &[Measured]) -> Result<Vec<PathBuf>, String> {
+pub fn draw(
+    dir: &Path,
+    report: &Report,
+    auth: &AuthSamples,
+    cpu: &[Measured],
+) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
     if !auth.hit.is_empty() {
         written.push(auth_latency(&dir.join("auth-latency.svg"), auth)?);
     }
     if !cpu.is_empty() {
-        written.push(cpu_per_invocation(&dir.join("cpu-per-invocation.svg"), cpu)?);
+        written.push(cpu_per_invocation(
+            &dir.join("cpu-per-invocation.svg"),
+            cpu,
+        )?);
     }
     let init: Vec<(&str, f64, f64)> = crate::lambda::FUNCTIONS
         .iter()
         .filter_map(|name| {
-            let to_next = report.get(&format!("cold_start.{name}.exec_to_next_ms"))?.value;
-            let first = report.get(&format!("cold_start.{name}.first_invoke_us"))?.value / 1e3;
+            let to_next = report
+                .get(&format!("cold_start.{name}.exec_to_next_ms"))?
+                .value;
+            let first = report
+                .get(&format!("cold_start.{name}.first_invoke_us"))?
+                .value
+                / 1e3;
             Some((*name, to_next, first))
         })
         .collect();
@@ -64,12 +77,24 @@ fn auth_latency(path: &Path, auth: &AuthSamples) -> Result<PathBuf, String> {
         ("miss (GET, GetItem, compare-and-set)", &auth.miss, RED),
     ];
     // A log scale: a hit takes microseconds, a miss hundreds of them.
-    let x_max = series.iter().map(|(_, s, _)| percentile(&mut s.to_vec(), 99.0)).fold(1.0, f64::max) * 1.05;
-    let x_min = series.iter().map(|(_, s, _)| percentile(&mut s.to_vec(), 0.5)).fold(x_max, f64::min).max(0.1) * 0.8;
+    let x_max = series
+        .iter()
+        .map(|(_, s, _)| percentile(&mut s.to_vec(), 99.0))
+        .fold(1.0, f64::max)
+        * 1.05;
+    let x_min = series
+        .iter()
+        .map(|(_, s, _)| percentile(&mut s.to_vec(), 0.5))
+        .fold(x_max, f64::min)
+        .max(0.1)
+        * 0.8;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Authentication latency, in process (share of requests at or under)", (FONT, 20))
+        .caption(
+            "Authentication latency, in process (share of requests at or under)",
+            (FONT, 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -100,7 +125,9 @@ fn auth_latency(path: &Path, auth: &AuthSamples) -> Result<PathBuf, String> {
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(failed)?
             .label(format!("{label}: median {median:.0} µs"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -118,12 +145,18 @@ fn auth_latency(path: &Path, auth: &AuthSamples) -> Result<PathBuf, String> {
 /// build's floor written above it.
 fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> {
     let routes: Vec<&str> = crate::cpu::ROUTES.iter().map(|(r, _)| *r).collect();
-    let builds: Vec<bool> = [true, false].into_iter().filter(|b| cpu.iter().any(|m| m.baseline == *b)).collect();
+    let builds: Vec<bool> = [true, false]
+        .into_iter()
+        .filter(|b| cpu.iter().any(|m| m.baseline == *b))
+        .collect();
     let y_max = cpu.iter().map(|m| m.cpu_us).fold(1.0, f64::max) * 1.2;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("CPU per warm invocation, one at a time (× the floor above each bar)", (FONT, 20))
+        .caption(
+            "CPU per warm invocation, one at a time (× the floor above each bar)",
+            (FONT, 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -132,7 +165,10 @@ fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> 
     let label = |x: &f64| {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
-            routes.get(i as usize).map(|r| route_label(r).to_owned()).unwrap_or_default()
+            routes
+                .get(i as usize)
+                .map(|r| route_label(r).to_owned())
+                .unwrap_or_default()
         } else {
             String::new()
         }
@@ -147,26 +183,40 @@ fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> 
         .map_err(failed)?;
     let width = 0.8 / builds.len() as f64;
     for (b, &baseline) in builds.iter().enumerate() {
-        let color = if baseline { RGBColor(170, 170, 170) } else { RGBColor(40, 110, 200) };
+        let color = if baseline {
+            RGBColor(170, 170, 170)
+        } else {
+            RGBColor(40, 110, 200)
+        };
         let bars: Vec<(f64, f64, f64)> = routes
             .iter()
             .enumerate()
             .filter_map(|(i, route)| {
-                let m = cpu.iter().find(|m| m.baseline == baseline && m.route == *route)?;
+                let m = cpu
+                    .iter()
+                    .find(|m| m.baseline == baseline && m.route == *route)?;
                 let x0 = i as f64 - 0.4 + b as f64 * width;
                 Some((x0, m.cpu_us, m.over_floor))
             })
             .collect();
         chart
-            .draw_series(
-                bars.iter().map(|&(x0, y, _)| Rectangle::new([(x0, 0.0), (x0 + width * 0.95, y)], color.filled())),
-            )
+            .draw_series(bars.iter().map(|&(x0, y, _)| {
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.95, y)], color.filled())
+            }))
             .map_err(failed)?
-            .label(if baseline { "before (--baseline-dir)" } else { "this build" })
+            .label(if baseline {
+                "before (--baseline-dir)"
+            } else {
+                "this build"
+            })
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
         chart
             .draw_series(bars.iter().map(|&(x0, y, ratio)| {
-                let text = if ratio == 1.0 { format!("{y:.0} µs") } else { format!("{y:.0} µs, {ratio:.2}×") };
+                let text = if ratio == 1.0 {
+                    format!("{y:.0} µs")
+                } else {
+                    format!("{y:.0} µs, {ratio:.2}×")
+                };
                 Text::new(text, (x0, y + y_max * 0.02), (FONT, 13).into_font())
             }))
             .map_err(failed)?;
@@ -199,7 +249,10 @@ fn init_times(path: &Path, init: &[(&str, f64, f64)]) -> Result<PathBuf, String>
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Cold start: exec to the first poll, and the first invocation (medians)", (FONT, 20))
+        .caption(
+            "Cold start: exec to the first poll, and the first invocation (medians)",
+            (FONT, 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -208,7 +261,9 @@ fn init_times(path: &Path, init: &[(&str, f64, f64)]) -> Result<PathBuf, String>
     let label = |x: &f64| {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
-            init.get(i as usize).map(|(name, ..)| (*name).to_owned()).unwrap_or_default()
+            init.get(i as usize)
+                .map(|(name, ..)| (*name).to_owned())
+                .unwrap_or_default()
         } else {
             String::new()
         }
@@ -221,23 +276,37 @@ fn init_times(path: &Path, init: &[(&str, f64, f64)]) -> Result<PathBuf, String>
         .y_desc("ms")
         .draw()
         .map_err(failed)?;
-    let kinds = [("exec → first next poll", RGBColor(40, 110, 200)), ("first invocation", RGBColor(230, 140, 30))];
+    let kinds = [
+        ("exec → first next poll", RGBColor(40, 110, 200)),
+        ("first invocation", RGBColor(230, 140, 30)),
+    ];
     for (k, (name, color)) in kinds.into_iter().enumerate() {
         let bars: Vec<(f64, f64)> = init
             .iter()
             .enumerate()
-            .map(|(i, &(_, to_next, first))| (i as f64 - 0.4 + k as f64 * 0.4, if k == 0 { to_next } else { first }))
+            .map(|(i, &(_, to_next, first))| {
+                (
+                    i as f64 - 0.4 + k as f64 * 0.4,
+                    if k == 0 { to_next } else { first },
+                )
+            })
             .collect();
         chart
-            .draw_series(bars.iter().map(|&(x0, y)| Rectangle::new([(x0, 0.0), (x0 + 0.38, y)], color.filled())))
+            .draw_series(
+                bars.iter()
+                    .map(|&(x0, y)| Rectangle::new([(x0, 0.0), (x0 + 0.38, y)], color.filled())),
+            )
             .map_err(failed)?
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
         chart
-            .draw_series(
-                bars.iter()
-                    .map(|&(x0, y)| Text::new(format!("{y:.1} ms"), (x0, y + y_max * 0.02), (FONT, 13).into_font())),
-            )
+            .draw_series(bars.iter().map(|&(x0, y)| {
+                Text::new(
+                    format!("{y:.1} ms"),
+                    (x0, y + y_max * 0.02),
+                    (FONT, 13).into_font(),
+                )
+            }))
             .map_err(failed)?;
     }
     chart

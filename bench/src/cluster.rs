@@ -24,7 +24,10 @@ impl Side {
         let env = env_on(redis).await;
         let (token, user) = env.new_user("Bench").await;
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
         let key = format!("{KEY_PREFIX}{}", user["email"].as_str().expect("email"));
         Side { env, headers, key }
     }
@@ -34,7 +37,11 @@ impl Side {
     async fn get(&self) -> f64 {
         let mut conn = self.env.app.users.cache().connection().current();
         let started = Instant::now();
-        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&self.key).query_async(&mut conn).await.expect("GET");
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
         let took = started.elapsed();
         assert!(raw.is_some(), "the user is cached");
         took.as_nanos() as f64 / 1000.0
@@ -43,7 +50,13 @@ impl Side {
     /// One authenticated cache hit, in µs.
     async fn hit(&self) -> f64 {
         let started = Instant::now();
-        let user = self.env.app.auth.authenticate(&self.headers).await.expect("authenticated");
+        let user = self
+            .env
+            .app
+            .auth
+            .authenticate(&self.headers)
+            .await
+            .expect("authenticated");
         let took = started.elapsed();
         std::hint::black_box(user);
         took.as_nanos() as f64 / 1000.0
@@ -57,8 +70,10 @@ pub async fn run(report: &mut Report, pairs: usize) {
         standalone.hit().await;
         cluster.hit().await;
     }
-    let (mut on_standalone, mut on_cluster) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
-    let (mut get_standalone, mut get_cluster) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    let (mut on_standalone, mut on_cluster) =
+        (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    let (mut get_standalone, mut get_cluster) =
+        (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
     for i in 0..pairs {
         if i % 2 == 0 {
             on_standalone.push(standalone.hit().await);
@@ -75,11 +90,21 @@ pub async fn run(report: &mut Report, pairs: usize) {
     let (standalone_median, cluster_median) = (median(&mut on_standalone), median(&mut on_cluster));
     report.add("auth.standalone_hit_us", standalone_median, "us", None);
     report.add("auth.cluster_hit_us", cluster_median, "us", None);
-    report.add("auth.cluster_hit_p99_us", percentile(&mut on_cluster, 99.0), "us", None);
+    report.add(
+        "auth.cluster_hit_p99_us",
+        percentile(&mut on_cluster, 99.0),
+        "us",
+        None,
+    );
     let (standalone_get, cluster_get) = (median(&mut get_standalone), median(&mut get_cluster));
     report.add("auth.standalone_redis_get_us", standalone_get, "us", None);
     report.add("auth.cluster_redis_get_us", cluster_get, "us", None);
-    report.add("auth.cluster_minus_standalone_hit_us", cluster_median - standalone_median, "us", None);
+    report.add(
+        "auth.cluster_minus_standalone_hit_us",
+        cluster_median - standalone_median,
+        "us",
+        None,
+    );
     report.add(
         "auth.cluster_hit_over_standalone_hit",
         cluster_median / standalone_median,

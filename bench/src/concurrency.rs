@@ -97,9 +97,14 @@ pub async fn run(
     for target in &targets {
         for level in LEVELS {
             let concurrency = (level > 1).then_some(level);
-            let (mut function, _) = Function::spawn_with(target.binary, bin_dir, env, cpu, concurrency).await;
+            let (mut function, _) =
+                Function::spawn_with(target.binary, bin_dir, env, cpu, concurrency).await;
             function.ready().await;
-            let check = |answer: &Value| answer["body"].as_str().is_some_and(|b| b.contains(target.expect.as_str()));
+            let check = |answer: &Value| {
+                answer["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains(target.expect.as_str()))
+            };
             load(&function, &target.event, level, counts.warmup, &check).await;
             let (cpu_before, started) = (function.cpu_time(), Instant::now());
             let mut latencies = load(&function, &target.event, level, counts.timed, &check).await;
@@ -107,13 +112,38 @@ pub async fn run(
             let n = counts.timed as f64;
             let name = format!("concurrency.{}.c{level}", target.figure);
             let per_core = n / cpu_used.as_secs_f64().max(1e-9);
-            report.add(format!("{name}.per_s"), n / wall.as_secs_f64(), "inv/s", None);
+            report.add(
+                format!("{name}.per_s"),
+                n / wall.as_secs_f64(),
+                "inv/s",
+                None,
+            );
             report.add(format!("{name}.per_core_s"), per_core, "inv/cpu-s", None);
-            report.add(format!("{name}.core_busy"), cpu_used.as_secs_f64() / wall.as_secs_f64(), "ratio", None);
-            report.add(format!("{name}.p50_us"), percentile(&mut latencies, 50.0), "us", None);
-            report.add(format!("{name}.p99_us"), percentile(&mut latencies, 99.0), "us", None);
+            report.add(
+                format!("{name}.core_busy"),
+                cpu_used.as_secs_f64() / wall.as_secs_f64(),
+                "ratio",
+                None,
+            );
+            report.add(
+                format!("{name}.p50_us"),
+                percentile(&mut latencies, 50.0),
+                "us",
+                None,
+            );
+            report.add(
+                format!("{name}.p99_us"),
+                percentile(&mut latencies, 99.0),
+                "us",
+                None,
+            );
             if level == 64 {
-                report.add(format!("{name}.peak_rss_mb"), function.peak_rss() as f64 / 1e6, "MB", None);
+                report.add(
+                    format!("{name}.peak_rss_mb"),
+                    function.peak_rss() as f64 / 1e6,
+                    "MB",
+                    None,
+                );
             }
             if target.figure == "users_me" && level == GOAL_LEVEL {
                 auth_per_core_at_goal = Some(per_core);
@@ -125,7 +155,9 @@ pub async fn run(
         Some(dir) => node_middleware(report, env, fixture, dir, cpu, counts).await,
         None => None,
     };
-    let Some(rust) = auth_per_core_at_goal else { return };
+    let Some(rust) = auth_per_core_at_goal else {
+        return;
+    };
     // The goal is a ratio measured in one run: the Node middleware just after the functions, on
     // the same core, Redis and machine load. The issue's own figure for it (2,300/s, measured
     // on another day) is compared with too, without a goal, so the two can be told apart.
@@ -143,7 +175,9 @@ pub async fn run(
             rust / NODE_REFERENCE_PER_CORE,
             "ratio",
             Some(Goal::AtLeast(GOAL_OVER_NODE)),
-            Some(format!("Node not run: against the issue's {NODE_REFERENCE_PER_CORE}/s instead")),
+            Some(format!(
+                "Node not run: against the issue's {NODE_REFERENCE_PER_CORE}/s instead"
+            )),
         ),
     }
     report.add_noted(
@@ -151,7 +185,9 @@ pub async fn run(
         rust / NODE_REFERENCE_PER_CORE,
         "ratio",
         None,
-        Some(format!("against the issue's {NODE_REFERENCE_PER_CORE}/s per core, measured on another day")),
+        Some(format!(
+            "against the issue's {NODE_REFERENCE_PER_CORE}/s per core, measured on another day"
+        )),
     );
 }
 
@@ -174,7 +210,11 @@ async fn load(
         }
         latencies
     };
-    futures::future::join_all((0..level).map(|_| worker())).await.into_iter().flatten().collect()
+    futures::future::join_all((0..level).map(|_| worker()))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The Node middleware on core `cpu`, `GET /users/me` with [`GOAL_LEVEL`] requests in flight
@@ -189,7 +229,10 @@ async fn node_middleware(
 ) -> Option<f64> {
     let server = dir.join("server.js");
     if !dir.join("node_modules").exists() {
-        eprintln!("note: {} has no node_modules (npm install there); Node not measured", dir.display());
+        eprintln!(
+            "note: {} has no node_modules (npm install there); Node not measured",
+            dir.display()
+        );
         return None;
     }
     let mut command = match cpu {
@@ -208,11 +251,17 @@ async fn node_middleware(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = tokio::process::Command::from(command).kill_on_drop(true).spawn().ok()?;
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
     let pid = child.id()?;
     let stdout = child.stdout.take()?;
     let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.ok()?.ok()??;
+    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .ok()?
+        .ok()??;
     let port: u16 = ready.strip_prefix("listening ")?.trim().parse().ok()?;
 
     let token = fixture.token.clone();
@@ -221,7 +270,9 @@ async fn node_middleware(
         connections.push(NodeClient::connect(port, &token).await?);
     }
     let warm = futures::future::join_all(
-        connections.iter_mut().map(|c| c.run(counts.warmup / GOAL_LEVEL + 1, &fixture.email)),
+        connections
+            .iter_mut()
+            .map(|c| c.run(counts.warmup / GOAL_LEVEL + 1, &fixture.email)),
     );
     if warm.await.iter().any(Option::is_none) {
         eprintln!("note: the Node middleware answered wrong; not measured");
@@ -229,7 +280,12 @@ async fn node_middleware(
     }
     let per_connection = counts.timed / GOAL_LEVEL + 1;
     let (cpu_before, started) = (lambda::process_cpu(pid), Instant::now());
-    let runs = futures::future::join_all(connections.iter_mut().map(|c| c.run(per_connection, &fixture.email))).await;
+    let runs = futures::future::join_all(
+        connections
+            .iter_mut()
+            .map(|c| c.run(per_connection, &fixture.email)),
+    )
+    .await;
     let (wall, cpu_used) = (started.elapsed(), lambda::process_cpu(pid) - cpu_before);
     let mut latencies: Vec<f64> = runs.into_iter().flatten().flatten().collect();
     let n = (per_connection * GOAL_LEVEL) as f64;
@@ -238,11 +294,31 @@ async fn node_middleware(
     }
     let per_core = n / cpu_used.as_secs_f64().max(1e-9);
     let name = format!("node.users_me.c{GOAL_LEVEL}");
-    report.add(format!("{name}.per_s"), n / wall.as_secs_f64(), "req/s", None);
+    report.add(
+        format!("{name}.per_s"),
+        n / wall.as_secs_f64(),
+        "req/s",
+        None,
+    );
     report.add(format!("{name}.per_core_s"), per_core, "req/cpu-s", None);
-    report.add(format!("{name}.core_busy"), cpu_used.as_secs_f64() / wall.as_secs_f64(), "ratio", None);
-    report.add(format!("{name}.p50_us"), percentile(&mut latencies, 50.0), "us", None);
-    report.add(format!("{name}.p99_us"), percentile(&mut latencies, 99.0), "us", None);
+    report.add(
+        format!("{name}.core_busy"),
+        cpu_used.as_secs_f64() / wall.as_secs_f64(),
+        "ratio",
+        None,
+    );
+    report.add(
+        format!("{name}.p50_us"),
+        percentile(&mut latencies, 50.0),
+        "us",
+        None,
+    );
+    report.add(
+        format!("{name}.p99_us"),
+        percentile(&mut latencies, 99.0),
+        "us",
+        None,
+    );
     let _ = child.kill().await;
     Some(per_core)
 }
@@ -256,12 +332,20 @@ struct NodeClient {
 
 impl NodeClient {
     async fn connect(port: u16, token: &str) -> Option<Self> {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
         tokio::spawn(connection);
-        Some(NodeClient { sender, token: token.to_owned(), port })
+        Some(NodeClient {
+            sender,
+            token: token.to_owned(),
+            port,
+        })
     }
 
     /// `count` requests one after another; each one's latency in µs, or `None` if an answer

@@ -40,8 +40,12 @@ pub struct Counts {
 }
 
 /// The routes measured, by figure name, with their goals as multiples of the floor.
-pub const ROUTES: [(&str, Option<f64>); 4] =
-    [("floor", None), ("users_me", Some(1.3)), ("get_post", Some(2.0)), ("post_comment", Some(2.5))];
+pub const ROUTES: [(&str, Option<f64>); 4] = [
+    ("floor", None),
+    ("users_me", Some(1.3)),
+    ("get_post", Some(2.0)),
+    ("post_comment", Some(2.5)),
+];
 
 /// Memory sizes the bill is estimated at: the default, and the size that gets one whole vCPU.
 pub const MEMORY_MB: [u32; 2] = [128, 1769];
@@ -89,7 +93,9 @@ fn targets(fixture: &Fixture) -> Vec<Target> {
         Target {
             route: "post_comment",
             binary: "comments",
-            event: fixture.event(ApiRequest::post(&format!("/posts/{post}/comments")).json(json!({"text": "cpu"}))),
+            event: fixture.event(
+                ApiRequest::post(&format!("/posts/{post}/comments")).json(json!({"text": "cpu"})),
+            ),
             expect: post.clone(),
         },
     ]
@@ -110,7 +116,11 @@ struct Running {
 
 impl Running {
     async fn batch(&mut self, n: usize) -> (f64, f64) {
-        let check = |answer: &Value| answer["body"].as_str().is_some_and(|b| b.contains(self.expect.as_str()));
+        let check = |answer: &Value| {
+            answer["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(self.expect.as_str()))
+        };
         let mut latencies = Vec::with_capacity(n);
         let before = self.function.cpu_time();
         for _ in 0..n {
@@ -134,7 +144,8 @@ pub async fn run(
 ) -> Vec<Measured> {
     let cpu = lambda::pin_core();
     let mut running = Vec::new();
-    for (dir, baseline) in std::iter::once((bin_dir, false)).chain(baseline_dir.map(|d| (d, true))) {
+    for (dir, baseline) in std::iter::once((bin_dir, false)).chain(baseline_dir.map(|d| (d, true)))
+    {
         for target in targets(fixture) {
             let (mut function, _) = Function::spawn(target.binary, dir, env, cpu).await;
             function.ready().await;
@@ -166,22 +177,49 @@ pub async fn run(
     let mut measured = Vec::new();
     for baseline in [false, true] {
         let build: Vec<&Running> = running.iter().filter(|r| r.baseline == baseline).collect();
-        let Some(floor) = build.iter().find(|r| r.route == "floor") else { continue };
+        let Some(floor) = build.iter().find(|r| r.route == "floor") else {
+            continue;
+        };
         let prefix = if baseline { "cpu.baseline" } else { "cpu" };
         for r in &build {
-            let goal = ROUTES.iter().find(|(route, _)| *route == r.route).and_then(|(_, goal)| *goal);
-            let mut ratios: Vec<f64> = r.cpu_us.iter().zip(&floor.cpu_us).map(|(c, f)| c / f).collect();
-            let (cpu_us, latency_us) = (median(&mut r.cpu_us.clone()), median(&mut r.latency_us.clone()));
+            let goal = ROUTES
+                .iter()
+                .find(|(route, _)| *route == r.route)
+                .and_then(|(_, goal)| *goal);
+            let mut ratios: Vec<f64> = r
+                .cpu_us
+                .iter()
+                .zip(&floor.cpu_us)
+                .map(|(c, f)| c / f)
+                .collect();
+            let (cpu_us, latency_us) = (
+                median(&mut r.cpu_us.clone()),
+                median(&mut r.latency_us.clone()),
+            );
             let over_floor = median(&mut ratios);
             report.add(format!("{prefix}.{}.cpu_us", r.route), cpu_us, "us", None);
             if r.route != "floor" {
                 // The goals are this build's; the baseline's ratios are for comparison.
-                let goal = if baseline { None } else { goal.map(Goal::AtMost) };
-                report.add(format!("{prefix}.{}.over_floor", r.route), over_floor, "ratio", goal);
+                let goal = if baseline {
+                    None
+                } else {
+                    goal.map(Goal::AtMost)
+                };
+                report.add(
+                    format!("{prefix}.{}.over_floor", r.route),
+                    over_floor,
+                    "ratio",
+                    goal,
+                );
             }
             if !baseline {
                 let wait_us = (latency_us - cpu_us).max(0.0);
-                report.add(format!("{prefix}.{}.latency_us", r.route), latency_us, "us", None);
+                report.add(
+                    format!("{prefix}.{}.latency_us", r.route),
+                    latency_us,
+                    "us",
+                    None,
+                );
                 for memory in MEMORY_MB {
                     let stretched = cpu_us * (FULL_VCPU_MB / f64::from(memory)).max(1.0);
                     let billed_ms = ((stretched + wait_us) / 1e3).ceil();
@@ -198,7 +236,12 @@ pub async fn run(
                     );
                 }
             }
-            measured.push(Measured { route: r.route, baseline, cpu_us, over_floor });
+            measured.push(Measured {
+                route: r.route,
+                baseline,
+                cpu_us,
+                over_floor,
+            });
         }
     }
 
@@ -218,7 +261,19 @@ async fn profile(r: &mut Running, dir: &Path, n: usize) {
     let out = dir.join(format!("{}.perf.data", r.route));
     let pid = r.function.pid().to_string();
     let spawned = tokio::process::Command::new("perf")
-        .args(["record", "-q", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384", "-p", &pid, "-o"])
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "4999",
+            "--call-graph",
+            "dwarf,16384",
+            "-p",
+            &pid,
+            "-o",
+        ])
         .arg(&out)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())

@@ -56,7 +56,10 @@ impl Fixture {
         match function {
             "users" => self.event(ApiRequest::get("/users/me")),
             "posts" => self.event(ApiRequest::get(&format!("/posts/{}", self.post_id))),
-            _ => self.event(ApiRequest::get(&format!("/posts/{}/comments?limit=20", self.post_id))),
+            _ => self.event(ApiRequest::get(&format!(
+                "/posts/{}/comments?limit=20",
+                self.post_id
+            ))),
         }
     }
 }
@@ -64,7 +67,12 @@ impl Fixture {
 impl Function {
     /// Starts `bin_dir/name` with Lambda's environment pointed at our Runtime API, and the
     /// app's pointed at `env`. `cpu` pins it (through `taskset`) to one core.
-    pub async fn spawn(name: &'static str, bin_dir: &Path, env: &TestEnv, cpu: Option<usize>) -> (Self, Instant) {
+    pub async fn spawn(
+        name: &'static str,
+        bin_dir: &Path,
+        env: &TestEnv,
+        cpu: Option<usize>,
+    ) -> (Self, Instant) {
         Self::spawn_with(name, bin_dir, env, cpu, None).await
     }
 
@@ -79,7 +87,11 @@ impl Function {
     ) -> (Self, Instant) {
         let api = RuntimeApi::start(name).await;
         let bin = bin_dir.join(name);
-        assert!(bin.exists(), "{} is missing: build the functions first (scripts/bench does)", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: build the functions first (scripts/bench does)",
+            bin.display()
+        );
         let log = std::env::temp_dir().join(format!("bench-{name}-{}.log", std::process::id()));
         let out = File::create(&log).expect("log file");
         let mut command = match cpu {
@@ -116,8 +128,18 @@ impl Function {
             .stdout(out.try_clone().expect("log file"))
             .stderr(out);
         let started = Instant::now();
-        let child = command.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        (Function { name, api, child, log }, started)
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        (
+            Function {
+                name,
+                api,
+                child,
+                log,
+            },
+            started,
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -132,10 +154,18 @@ impl Function {
     pub async fn ready(&mut self) -> Instant {
         match self.api.first_poll(INIT_TIMEOUT).await {
             Some(Ok(at)) => at,
-            Some(Err(error)) => panic!("{} failed its init: {error}\n{}", self.name, self.log_text()),
+            Some(Err(error)) => panic!(
+                "{} failed its init: {error}\n{}",
+                self.name,
+                self.log_text()
+            ),
             None => {
                 let exited = self.child.try_wait().ok().flatten();
-                panic!("{} never polled (exit: {exited:?})\n{}", self.name, self.log_text())
+                panic!(
+                    "{} never polled (exit: {exited:?})\n{}",
+                    self.name,
+                    self.log_text()
+                )
             }
         }
     }
@@ -155,7 +185,12 @@ impl Function {
         let answer = serde_json::from_slice::<Value>(&outcome.body).unwrap_or_default();
         let status = answer["statusCode"].as_u64();
         if !outcome.ok || !status.is_some_and(|s| (200..300).contains(&s)) || !check(&answer) {
-            panic!("{} answered {}: {}", self.name, status.unwrap_or(0), String::from_utf8_lossy(&outcome.body));
+            panic!(
+                "{} answered {}: {}",
+                self.name,
+                status.unwrap_or(0),
+                String::from_utf8_lossy(&outcome.body)
+            );
         }
         outcome.elapsed
     }
@@ -181,10 +216,17 @@ impl Drop for Function {
 
 /// CPU time process `pid` has used, all threads, from the scheduler's accounting.
 pub fn process_cpu(pid: u32) -> Duration {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().filter_map(Result::ok);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok);
     let nanos: u64 = tasks
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
         .sum();
     Duration::from_nanos(nanos)
 }
@@ -193,7 +235,9 @@ fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .unwrap_or(0)
 }
@@ -206,7 +250,13 @@ pub struct ColdCounts {
 }
 
 /// 4. Cold start: exec to the first `next` poll, and the first invocation against the warm ones.
-pub async fn cold_start(report: &mut Report, env: &TestEnv, fixture: &Fixture, bin_dir: &Path, counts: &ColdCounts) {
+pub async fn cold_start(
+    report: &mut Report,
+    env: &TestEnv,
+    fixture: &Fixture,
+    bin_dir: &Path,
+    counts: &ColdCounts,
+) {
     for name in FUNCTIONS {
         let event = fixture.read_for(name);
         let (mut to_next, mut firsts, mut warms) = (Vec::new(), Vec::new(), Vec::new());
@@ -222,10 +272,30 @@ pub async fn cold_start(report: &mut Report, env: &TestEnv, fixture: &Fixture, b
             warms.push(median(&mut warm));
         }
         let (first, warm) = (median(&mut firsts), median(&mut warms));
-        report.add(format!("cold_start.{name}.exec_to_next_ms"), median(&mut to_next), "ms", Some(Goal::AtMost(10.0)));
-        report.add(format!("cold_start.{name}.first_invoke_us"), first, "us", None);
-        report.add(format!("cold_start.{name}.warm_invoke_us"), warm, "us", None);
-        report.add(format!("cold_start.{name}.first_over_warm"), first / warm, "ratio", Some(Goal::AtMost(3.0)));
+        report.add(
+            format!("cold_start.{name}.exec_to_next_ms"),
+            median(&mut to_next),
+            "ms",
+            Some(Goal::AtMost(10.0)),
+        );
+        report.add(
+            format!("cold_start.{name}.first_invoke_us"),
+            first,
+            "us",
+            None,
+        );
+        report.add(
+            format!("cold_start.{name}.warm_invoke_us"),
+            warm,
+            "us",
+            None,
+        );
+        report.add(
+            format!("cold_start.{name}.first_over_warm"),
+            first / warm,
+            "ratio",
+            Some(Goal::AtMost(3.0)),
+        );
     }
 }
 
@@ -238,7 +308,13 @@ pub struct LoadCounts {
 
 /// 5 and 6. Each function on one core: throughput of its hot route, then a mix of its routes
 /// up to `total` invocations, then its peak resident memory.
-pub async fn load(report: &mut Report, env: &TestEnv, fixture: &Fixture, bin_dir: &Path, counts: &LoadCounts) {
+pub async fn load(
+    report: &mut Report,
+    env: &TestEnv,
+    fixture: &Fixture,
+    bin_dir: &Path,
+    counts: &LoadCounts,
+) {
     let cpu = pin_core();
     let post = &fixture.post_id;
     for name in FUNCTIONS {
@@ -247,10 +323,16 @@ pub async fn load(report: &mut Report, env: &TestEnv, fixture: &Fixture, bin_dir
         let mut served = 0usize;
 
         let hot = match name {
-            "posts" => Some(("throughput.get_post", fixture.event(ApiRequest::get(&format!("/posts/{post}"))))),
+            "posts" => Some((
+                "throughput.get_post",
+                fixture.event(ApiRequest::get(&format!("/posts/{post}"))),
+            )),
             "comments" => Some((
                 "throughput.post_comment",
-                fixture.event(ApiRequest::post(&format!("/posts/{post}/comments")).json(json!({"text": "bench"}))),
+                fixture.event(
+                    ApiRequest::post(&format!("/posts/{post}/comments"))
+                        .json(json!({"text": "bench"})),
+                ),
             )),
             _ => None,
         };
@@ -265,7 +347,12 @@ pub async fn load(report: &mut Report, env: &TestEnv, fixture: &Fixture, bin_dir
             let (wall, cpu_used) = (started.elapsed(), function.cpu_time() - cpu_before);
             served += counts.throughput + counts.throughput.div_ceil(10);
             let n = counts.throughput as f64;
-            report.add(format!("{figure}_per_s"), n / wall.as_secs_f64(), "inv/s", None);
+            report.add(
+                format!("{figure}_per_s"),
+                n / wall.as_secs_f64(),
+                "inv/s",
+                None,
+            );
             report.add(format!("{figure}_cpu_us"), us(cpu_used) / n, "us", None);
         }
 
@@ -277,13 +364,22 @@ pub async fn load(report: &mut Report, env: &TestEnv, fixture: &Fixture, bin_dir
             i += 1;
         }
         let peak = function.peak_rss() as f64 / 1e6;
-        let (anon, file) = (proc_status_kb(function.pid(), "RssAnon:"), proc_status_kb(function.pid(), "RssFile:"));
+        let (anon, file) = (
+            proc_status_kb(function.pid(), "RssAnon:"),
+            proc_status_kb(function.pid(), "RssFile:"),
+        );
         let now = format!(
             "at the end: {:.1} MB heap and stacks, {:.1} MB code and data mapped from the binary",
             anon as f64 * 1.024e-3,
             file as f64 * 1.024e-3
         );
-        report.add_noted(format!("rss.{name}.peak_mb"), peak, "MB", Some(Goal::AtMost(30.0)), Some(now));
+        report.add_noted(
+            format!("rss.{name}.peak_mb"),
+            peak,
+            "MB",
+            Some(Goal::AtMost(30.0)),
+            Some(now),
+        );
     }
 }
 
@@ -302,7 +398,9 @@ fn mix_for(name: &str, f: &Fixture) -> Vec<Bytes> {
                             .to_v2_event()
                             .to_string(),
                     ),
-                    i if i % 10 == 5 => f.event(ApiRequest::patch("/users/me").json(json!({"name": format!("N{i}")}))),
+                    i if i % 10 == 5 => f.event(
+                        ApiRequest::patch("/users/me").json(json!({"name": format!("N{i}")})),
+                    ),
                     _ => f.event(ApiRequest::get("/users/me")),
                 });
             }
@@ -317,9 +415,13 @@ fn mix_for(name: &str, f: &Fixture) -> Vec<Bytes> {
             }
         }
         _ => {
-            mix.push(f.event(ApiRequest::post(&format!("/posts/{post}/comments")).json(json!({"text": "mixed"}))));
+            mix.push(f.event(
+                ApiRequest::post(&format!("/posts/{post}/comments")).json(json!({"text": "mixed"})),
+            ));
             mix.push(f.event(ApiRequest::get(&format!("/posts/{post}/comments?limit=20"))));
-            mix.push(f.event(ApiRequest::get(&format!("/posts/{post}/comments?limit=100"))));
+            mix.push(f.event(ApiRequest::get(&format!(
+                "/posts/{post}/comments?limit=100"
+            ))));
         }
     }
     mix
@@ -329,10 +431,16 @@ fn mix_for(name: &str, f: &Fixture) -> Vec<Bytes> {
 /// `taskset` exists; the benchmark itself (Runtime API, Redis, DynamoDB) then keeps off it.
 pub fn pin_core() -> Option<usize> {
     let cores = online_cores();
-    let taskset = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let taskset = Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     let taskset = taskset.is_ok_and(|s| s.success());
     if cores < 2 || !taskset {
-        eprintln!("note: the function is not pinned to a core (cores: {cores}, taskset works: {taskset})");
+        eprintln!(
+            "note: the function is not pinned to a core (cores: {cores}, taskset works: {taskset})"
+        );
         return None;
     }
     Some(0)
@@ -360,7 +468,10 @@ pub fn keep_off_core(core: usize) {
         for cpu in (0..cores).filter(|&c| c != core) {
             libc::CPU_SET(cpu, &mut set);
         }
-        let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().filter_map(Result::ok);
+        let tasks = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok);
         for tid in tasks.filter_map(|t| t.file_name().to_str()?.parse::<libc::pid_t>().ok()) {
             libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }

@@ -82,7 +82,9 @@ impl Part {
             "load" => Ok(Part::Load),
             "concurrency" => Ok(Part::Concurrency),
             "size" => Ok(Part::Size),
-            other => Err(format!("unknown part {other:?}: auth, cpu, cold_start, load, concurrency or size")),
+            other => Err(format!(
+                "unknown part {other:?}: auth, cpu, cold_start, load, concurrency or size"
+            )),
         }
     }
 
@@ -198,17 +200,30 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = lambda::online_cores();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let memory_gb = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .and_then(|s| {
+            s.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
         .map(|kb| kb / 1024.0 / 1024.0)
         .unwrap_or(0.0);
-    format!("{cpu}, {cores} cores, {memory_gb:.0} GB, Linux {}, {}", kernel.trim(), std::env::consts::ARCH)
+    format!(
+        "{cpu}, {cores} cores, {memory_gb:.0} GB, Linux {}, {}",
+        kernel.trim(),
+        std::env::consts::ARCH
+    )
 }
 
 fn main() {
@@ -221,12 +236,17 @@ fn main() {
     };
     // One thread, as the functions run (their `main.rs`): the in-process figures then time the
     // auth path as a function runs it.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let started = Instant::now();
     let (report, auth_samples, cpu_measured) = runtime.block_on(run(&options));
     if let Some(dir) = &options.charts {
         match charts::draw(dir, &report, &auth_samples, &cpu_measured) {
-            Ok(files) => files.iter().for_each(|f| eprintln!("chart: {}", f.display())),
+            Ok(files) => files
+                .iter()
+                .for_each(|f| eprintln!("chart: {}", f.display())),
             Err(e) => {
                 eprintln!("bench: {e}");
                 std::process::exit(1);
@@ -261,7 +281,11 @@ fn main() {
             if missed.is_empty() {
                 "none".to_owned()
             } else {
-                missed.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                missed
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
     }
@@ -273,9 +297,17 @@ async fn run(options: &Options) -> (Report, charts::AuthSamples, Vec<cpu::Measur
     let (mut auth_samples, mut cpu_measured) = (charts::AuthSamples::default(), Vec::new());
 
     let counts = if smoke {
-        auth::Counts { pairs: 200, misses: 20, requests: 100 }
+        auth::Counts {
+            pairs: 200,
+            misses: 20,
+            requests: 100,
+        }
     } else {
-        auth::Counts { pairs: 20_000, misses: 2_000, requests: 1_000 }
+        auth::Counts {
+            pairs: 20_000,
+            misses: 2_000,
+            requests: 1_000,
+        }
     };
     if options.runs(Part::Auth) {
         // First: it sends the metric lines to nowhere before any test world would keep them.
@@ -293,7 +325,10 @@ async fn run(options: &Options) -> (Report, charts::AuthSamples, Vec<cpu::Measur
         let counts = if smoke {
             lambda::ColdCounts { starts: 1, warm: 5 }
         } else {
-            lambda::ColdCounts { starts: 10, warm: 100 }
+            lambda::ColdCounts {
+                starts: 10,
+                warm: 100,
+            }
         };
         lambda::cold_start(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
     }
@@ -304,9 +339,15 @@ async fn run(options: &Options) -> (Report, charts::AuthSamples, Vec<cpu::Measur
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
         let counts = if smoke {
-            lambda::LoadCounts { throughput: 50, total: 200 }
+            lambda::LoadCounts {
+                throughput: 50,
+                total: 200,
+            }
         } else {
-            lambda::LoadCounts { throughput: 3_000, total: 10_000 }
+            lambda::LoadCounts {
+                throughput: 3_000,
+                total: 10_000,
+            }
         };
         lambda::load(&mut report, &env, &fixture, &options.bin_dir, &counts).await;
     }
@@ -315,23 +356,54 @@ async fn run(options: &Options) -> (Report, charts::AuthSamples, Vec<cpu::Measur
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
         let counts = if smoke {
-            cpu::Counts { warmup: 5, rounds: 2, per_round: 10 }
+            cpu::Counts {
+                warmup: 5,
+                rounds: 2,
+                per_round: 10,
+            }
         } else {
-            cpu::Counts { warmup: 300, rounds: 10, per_round: 500 }
+            cpu::Counts {
+                warmup: 300,
+                rounds: 10,
+                per_round: 500,
+            }
         };
         let (baseline, perf) = (options.baseline_dir.as_deref(), options.perf_dir.as_deref());
-        cpu_measured = cpu::run(&mut report, &env, &fixture, &options.bin_dir, baseline, &counts, perf).await;
+        cpu_measured = cpu::run(
+            &mut report,
+            &env,
+            &fixture,
+            &options.bin_dir,
+            baseline,
+            &counts,
+            perf,
+        )
+        .await;
     }
 
     if options.runs(Part::Concurrency) {
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
         let counts = if smoke {
-            concurrency::Counts { timed: 128, warmup: 64 }
+            concurrency::Counts {
+                timed: 128,
+                warmup: 64,
+            }
         } else {
-            concurrency::Counts { timed: 20_000, warmup: 2_000 }
+            concurrency::Counts {
+                timed: 20_000,
+                warmup: 2_000,
+            }
         };
-        concurrency::run(&mut report, &env, &fixture, &options.bin_dir, &counts, options.node_dir.as_deref()).await;
+        concurrency::run(
+            &mut report,
+            &env,
+            &fixture,
+            &options.bin_dir,
+            &counts,
+            options.node_dir.as_deref(),
+        )
+        .await;
     }
 
     if options.runs(Part::Size) {

@@ -49,7 +49,13 @@ pub struct Report {
 
 impl Report {
     /// Records a figure and prints its JSON line at once.
-    pub fn add(&mut self, name: impl Into<String>, value: f64, unit: &'static str, goal: Option<Goal>) {
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        goal: Option<Goal>,
+    ) {
         self.add_noted(name, value, unit, goal, None);
     }
 
@@ -61,7 +67,13 @@ impl Report {
         goal: Option<Goal>,
         note: Option<String>,
     ) {
-        let figure = Figure { name: name.into(), value, unit, goal, note };
+        let figure = Figure {
+            name: name.into(),
+            value,
+            unit,
+            goal,
+            note,
+        };
         let mut line = json!({
             "name": figure.name,
             "value": round(figure.value),
@@ -81,15 +93,31 @@ impl Report {
 
     /// The human table: every figure, its goal, and whether it was met.
     pub fn table(&self) -> String {
-        let width = self.figures.iter().map(|f| f.name.len()).max().unwrap_or(10).max(6);
-        let mut out = format!("{:<width$}  {:>12}  {:<8}  {:<8}  {}\n", "figure", "value", "unit", "goal", "status");
+        let width = self
+            .figures
+            .iter()
+            .map(|f| f.name.len())
+            .max()
+            .unwrap_or(10)
+            .max(6);
+        let mut out = format!(
+            "{:<width$}  {:>12}  {:<8}  {:<8}  {}\n",
+            "figure", "value", "unit", "goal", "status"
+        );
         out.push_str(&format!("{}\n", "-".repeat(width + 46)));
         for f in &self.figures {
             let (goal, status) = match f.goal {
-                Some(goal) => (goal.text(), if goal.met(f.value) { "met" } else { "MISSED" }),
+                Some(goal) => (
+                    goal.text(),
+                    if goal.met(f.value) { "met" } else { "MISSED" },
+                ),
                 None => ("".to_owned(), ""),
             };
-            let note = f.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default();
+            let note = f
+                .note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "{:<width$}  {:>12}  {:<8}  {:<8}  {status}{note}\n",
                 f.name,
@@ -103,7 +131,10 @@ impl Report {
 
     /// Figures whose goal was missed.
     pub fn missed(&self) -> Vec<&Figure> {
-        self.figures.iter().filter(|f| f.goal.is_some_and(|g| !g.met(f.value))).collect()
+        self.figures
+            .iter()
+            .filter(|f| f.goal.is_some_and(|g| !g.met(f.value)))
+            .collect()
     }
 }
 

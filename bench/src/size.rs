@@ -8,7 +8,9 @@ use crate::report::{Goal, Report};
 
 /// The ELF machine of a binary: `aarch64`, `x86_64` or `unknown`.
 fn machine(path: &Path) -> &'static str {
-    let Ok(bytes) = std::fs::read(path) else { return "unknown" };
+    let Ok(bytes) = std::fs::read(path) else {
+        return "unknown";
+    };
     if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
         return "unknown";
     }
@@ -28,12 +30,23 @@ pub fn run(report: &mut Report, lambda_dir: Option<&Path>, bin_dir: &Path) {
             Some(path) if machine(&path) == "aarch64" => (path, None),
             _ => {
                 let path = bin_dir.join(name);
-                let note =
-                    format!("{} build in {}, not the arm64 cargo lambda build", machine(&path), bin_dir.display());
+                let note = format!(
+                    "{} build in {}, not the arm64 cargo lambda build",
+                    machine(&path),
+                    bin_dir.display()
+                );
                 (path, Some(note))
             }
         };
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        report.add_noted(format!("size.{name}.mb"), bytes as f64 / 1e6, "MB", Some(Goal::AtMost(6.0)), note);
+        let bytes = std::fs::metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        report.add_noted(
+            format!("size.{name}.mb"),
+            bytes as f64 / 1e6,
+            "MB",
+            Some(Goal::AtMost(6.0)),
+            note,
+        );
     }
 }

@@ -26,7 +26,12 @@ pub async fn run(report: &mut Report, iterations: usize) {
     let (log_us, metrics_us) = (median(&mut logs), median(&mut metrics));
     report.add("telemetry.log_line_us", log_us, "us", None);
     report.add("telemetry.metrics_us", metrics_us, "us", None);
-    report.add("telemetry.per_invocation_us", log_us + metrics_us, "us", None);
+    report.add(
+        "telemetry.per_invocation_us",
+        log_us + metrics_us,
+        "us",
+        None,
+    );
 }
 
 fn per_iteration(iterations: usize, work: fn()) -> f64 {

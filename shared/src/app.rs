@@ -39,11 +39,16 @@ impl App {
             SecretSource::SecretsManager { arn } => Some(arn.as_str()),
             SecretSource::Value(_) => None,
         };
-        let arns = [jwt_secret_arn, config.cache.redis_password_secret_arn.as_deref()];
+        let arns = [
+            jwt_secret_arn,
+            config.cache.redis_password_secret_arn.as_deref(),
+        ];
         let secrets = SecretFetcher::for_secrets(&arns, &config.cache).await;
         let jwt_secret = match &config.jwt_secret {
             SecretSource::Value(secret) => secret.clone(),
-            SecretSource::SecretsManager { arn } => validate_jwt_secret(secrets.fetch(arn).await?.expose().to_owned())?,
+            SecretSource::SecretsManager { arn } => {
+                validate_jwt_secret(secrets.fetch(arn).await?.expose().to_owned())?
+            }
         };
         let redis_password = secrets.cache_password(&config.cache).await?;
         Self::build(config, dynamo, jwt_secret, redis_password)
@@ -63,7 +68,14 @@ impl App {
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
         let cursors = CursorCodec::new(&jwt_secret);
-        Ok(App { config, store, users, auth, login_attempts, cursors })
+        Ok(App {
+            config,
+            store,
+            users,
+            auth,
+            login_attempts,
+            cursors,
+        })
     }
 
     /// Opens the Redis and DynamoDB connections before the first request, so that request
@@ -100,14 +112,17 @@ where
     app.prewarm(PREWARM_BOUND).await;
     crate::metrics::init_done();
     let app: &'static App = Box::leak(Box::new(app));
-    let service = service_fn(move |req: Request| async move { Ok::<_, lambda_http::Error>(handle(app, req).await) });
+    let service = service_fn(move |req: Request| async move {
+        Ok::<_, lambda_http::Error>(handle(app, req).await)
+    });
     lambda_http::run_concurrent(service).await
 }
 
 /// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when
 /// the configuration names one, and the (lazy) connection.
 pub async fn cache_from_config(config: &CacheConfig) -> Result<RedisCache, InitError> {
-    let secrets = SecretFetcher::for_secrets(&[config.redis_password_secret_arn.as_deref()], config).await;
+    let secrets =
+        SecretFetcher::for_secrets(&[config.redis_password_secret_arn.as_deref()], config).await;
     let password = secrets.cache_password(config).await?;
     Ok(RedisCache::new(config, password)?)
 }
@@ -150,7 +165,9 @@ impl SecretFetcher {
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        SecretFetcher { client: Some(aws_sdk_secretsmanager::Client::from_conf(builder.build())) }
+        SecretFetcher {
+            client: Some(aws_sdk_secretsmanager::Client::from_conf(builder.build())),
+        }
     }
 
     /// The cache's AUTH token, if the configuration names its secret.
@@ -162,14 +179,24 @@ impl SecretFetcher {
     }
 
     async fn fetch(&self, arn: &str) -> Result<Secret, InitError> {
-        let fail = |message: String| InitError::Secret { arn: arn.to_owned(), message };
-        let client = self.client.as_ref().ok_or_else(|| fail("no Secrets Manager client".into()))?;
+        let fail = |message: String| InitError::Secret {
+            arn: arn.to_owned(),
+            message,
+        };
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| fail("no Secrets Manager client".into()))?;
         let out = client
             .get_secret_value()
             .secret_id(arn)
             .send()
             .await
-            .map_err(|e| fail(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
-        out.secret_string.map(Secret::new).ok_or_else(|| fail("the secret has no string value".into()))
+            .map_err(|e| {
+                fail(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
+            })?;
+        out.secret_string
+            .map(Secret::new)
+            .ok_or_else(|| fail("the secret has no string value".into()))
     }
 }

@@ -155,14 +155,25 @@ pub const DEPLOYMENT_VARIABLES: &[&str] = &[
 
 /// Variables a deployment must set on the `cache-sync` function: the cache's and the table's
 /// name, nothing more (and those of its cache authentication, [`auth_variables`]).
-pub const SYNC_DEPLOYMENT_VARIABLES: &[&str] =
-    &["TABLE_NAME", "REDIS_URL", "REDIS_MODE", "REDIS_AUTH", "CACHE_TTL_SECONDS", "REDIS_TIMEOUT_MS", "LOG_FORMAT"];
+pub const SYNC_DEPLOYMENT_VARIABLES: &[&str] = &[
+    "TABLE_NAME",
+    "REDIS_URL",
+    "REDIS_MODE",
+    "REDIS_AUTH",
+    "CACHE_TTL_SECONDS",
+    "REDIS_TIMEOUT_MS",
+    "LOG_FORMAT",
+];
 
 /// What `REDIS_AUTH=token` reads: the secret holding the AUTH token.
 pub const TOKEN_AUTH_VARIABLES: &[&str] = &["REDIS_PASSWORD_SECRET_ARN"];
 
 /// What `REDIS_AUTH=iam` reads: who to sign the token for. No secret.
-pub const IAM_AUTH_VARIABLES: &[&str] = &["REDIS_IAM_USER_ID", "REDIS_IAM_CACHE_NAME", "REDIS_IAM_SERVERLESS"];
+pub const IAM_AUTH_VARIABLES: &[&str] = &[
+    "REDIS_IAM_USER_ID",
+    "REDIS_IAM_CACHE_NAME",
+    "REDIS_IAM_SERVERLESS",
+];
 
 /// The variables a deployment sets for the cache authentication `REDIS_AUTH` names (`token` or
 /// `iam`), on every function: each reads the cache.
@@ -194,7 +205,11 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
 /// Variables read outside [`Config`], when the process starts: the log filter
 /// ([`crate::telemetry`]) and the metrics' namespace ([`crate::metrics`]). Every function may get
 /// them.
-pub const PROCESS_VARIABLES: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", METRICS_NAMESPACE_VARIABLE];
+pub const PROCESS_VARIABLES: &[&str] = &[
+    "RUST_LOG",
+    "AWS_LAMBDA_LOG_LEVEL",
+    METRICS_NAMESPACE_VARIABLE,
+];
 
 /// The variable naming the metrics' CloudWatch namespace (`template.yaml` sets the stack's
 /// name), read when the metrics recorder is installed.
@@ -209,7 +224,10 @@ pub struct ConfigError {
 }
 
 fn err(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { variable, message: message.into() }
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
 }
 
 impl Config {
@@ -223,7 +241,12 @@ impl Config {
         let vars = Vars(&lookup);
         let get = |name: &str| vars.get(name);
         let jwt_secret = match (get("JWT_SECRET"), get("JWT_SECRET_ARN")) {
-            (Some(_), Some(_)) => return Err(err("JWT_SECRET", "set JWT_SECRET or JWT_SECRET_ARN, not both")),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "JWT_SECRET",
+                    "set JWT_SECRET or JWT_SECRET_ARN, not both",
+                ))
+            }
             (Some(value), None) => SecretSource::Value(validate_jwt_secret(value)?),
             (None, Some(arn)) => SecretSource::SecretsManager { arn },
             (None, None) => default_jwt_secret()?,
@@ -242,8 +265,13 @@ impl Config {
                     1,
                     10_000,
                 )? as u32,
-                per_ip: parse_u64("LOGIN_MAX_FAILURES_PER_IP", vars.get("LOGIN_MAX_FAILURES_PER_IP"), 50, 1, 1_000_000)?
-                    as u32,
+                per_ip: parse_u64(
+                    "LOGIN_MAX_FAILURES_PER_IP",
+                    vars.get("LOGIN_MAX_FAILURES_PER_IP"),
+                    50,
+                    1,
+                    1_000_000,
+                )? as u32,
                 window: vars.seconds("LOGIN_FAILURE_WINDOW_SECONDS", 900, 24 * 3_600)?,
             },
             log_format: log_format(&lookup)?,
@@ -260,9 +288,17 @@ impl TableConfig {
     /// Reads the table's variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
-        let attempts = parse_u64("DYNAMODB_MAX_ATTEMPTS", vars.get("DYNAMODB_MAX_ATTEMPTS"), 2, 1, 10)? as u32;
+        let attempts = parse_u64(
+            "DYNAMODB_MAX_ATTEMPTS",
+            vars.get("DYNAMODB_MAX_ATTEMPTS"),
+            2,
+            1,
+            10,
+        )? as u32;
         Ok(TableConfig {
-            table_name: vars.get("TABLE_NAME").unwrap_or_else(|| "social".to_owned()),
+            table_name: vars
+                .get("TABLE_NAME")
+                .unwrap_or_else(|| "social".to_owned()),
             dynamodb_endpoint: vars.get("DYNAMODB_ENDPOINT"),
             dynamodb_attempt_timeout: vars.millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
             dynamodb_connect_timeout: vars.millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
@@ -280,7 +316,11 @@ impl CacheConfig {
     /// Reads the cache's variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
-        let redis_url = RedisUrl::parse(&vars.get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()))?;
+        let redis_url = RedisUrl::parse(
+            &vars
+                .get("REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        )?;
         let mode = match vars.get("REDIS_MODE").as_deref() {
             None | Some("standalone") => CacheMode::Standalone,
             Some("cluster") => CacheMode::Cluster,
@@ -317,7 +357,10 @@ impl IamAuthConfig {
                 "must be unset with REDIS_AUTH=iam (IAM needs no AUTH token)",
             ));
         }
-        let required = |name: &'static str| vars.get(name).ok_or_else(|| err(name, "is required with REDIS_AUTH=iam"));
+        let required = |name: &'static str| {
+            vars.get(name)
+                .ok_or_else(|| err(name, "is required with REDIS_AUTH=iam"))
+        };
         let serverless = match vars.get("REDIS_IAM_SERVERLESS").as_deref() {
             None | Some("false") => false,
             Some("true") => true,
@@ -346,7 +389,10 @@ impl RedisUrl {
             return Err(invalid());
         }
         let info = redis::IntoConnectionInfo::into_connection_info(text).map_err(|_| invalid())?;
-        Ok(RedisUrl { text: text.to_owned(), info })
+        Ok(RedisUrl {
+            text: text.to_owned(),
+            info,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -381,7 +427,9 @@ struct Vars<'a, L>(&'a L);
 
 impl<L: Fn(&str) -> Option<String>> Vars<'_, L> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
@@ -411,11 +459,22 @@ fn default_jwt_secret() -> Result<SecretSource, ConfigError> {
     Err(err("JWT_SECRET", "is required (or JWT_SECRET_ARN)"))
 }
 
-fn parse_u64(name: &'static str, value: Option<String>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-    let Some(value) = value else { return Ok(default) };
+fn parse_u64(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
     match value.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(name, format!("must be a whole number from {min} to {max}, got {value:?}"))),
+        _ => Err(err(
+            name,
+            format!("must be a whole number from {min} to {max}, got {value:?}"),
+        )),
     }
 }
 
@@ -425,7 +484,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -436,7 +498,11 @@ mod tests {
         assert_eq!(c.cache.redis_timeout, Duration::from_millis(50));
         assert!(matches!(c.jwt_secret, SecretSource::Value(_)));
         assert_eq!(c.log_format, LogFormat::Text);
-        let contract = LoginLimits { per_pair: 5, per_ip: 50, window: Duration::from_secs(900) };
+        let contract = LoginLimits {
+            per_pair: 5,
+            per_ip: 50,
+            window: Duration::from_secs(900),
+        };
         assert_eq!(c.login_limits, contract, "API.md's defaults");
     }
 
@@ -460,7 +526,11 @@ mod tests {
 
     #[test]
     fn secret_is_never_printed() {
-        let c = config(&[("JWT_SECRET", "a-very-long-secret-value-of-more-than-32-bytes")]).expect("valid");
+        let c = config(&[(
+            "JWT_SECRET",
+            "a-very-long-secret-value-of-more-than-32-bytes",
+        )])
+        .expect("valid");
         assert!(!format!("{c:?}").contains("a-very-long-secret"));
     }
 
@@ -486,16 +556,25 @@ mod tests {
             });
             let read = read.into_inner().expect("lock");
             for name in &read {
-                assert!(listed(name, DEPLOYMENT_VARIABLES), "{name} is read but not listed");
+                assert!(
+                    listed(name, DEPLOYMENT_VARIABLES),
+                    "{name} is read but not listed"
+                );
             }
             for name in auth_variables(redis_auth.unwrap_or("token")) {
-                assert!(read.iter().any(|r| r == name), "REDIS_AUTH={redis_auth:?} does not read {name}");
+                assert!(
+                    read.iter().any(|r| r == name),
+                    "REDIS_AUTH={redis_auth:?} does not read {name}"
+                );
             }
         }
     }
 
     fn cache(vars: &[(&str, &str)]) -> Result<CacheConfig, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         CacheConfig::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -507,24 +586,42 @@ mod tests {
             (CacheMode::Standalone, Some("arn:secret"), &None)
         );
         let c = cache(&[("REDIS_MODE", "cluster"), ("REDIS_AUTH", "token")]).expect("valid");
-        assert_eq!((c.mode, c.redis_password_secret_arn, c.iam), (CacheMode::Cluster, None, None));
+        assert_eq!(
+            (c.mode, c.redis_password_secret_arn, c.iam),
+            (CacheMode::Cluster, None, None)
+        );
     }
 
     #[test]
     fn iam_auth_needs_its_user_and_cache_and_no_token_secret() {
-        let iam = [("REDIS_AUTH", "iam"), ("REDIS_IAM_USER_ID", "app-user"), ("REDIS_IAM_CACHE_NAME", "social-cache")];
+        let iam = [
+            ("REDIS_AUTH", "iam"),
+            ("REDIS_IAM_USER_ID", "app-user"),
+            ("REDIS_IAM_CACHE_NAME", "social-cache"),
+        ];
         let c = cache(&iam).expect("valid");
-        let expected =
-            IamAuthConfig { user_id: "app-user".into(), cache_name: "social-cache".into(), serverless: false };
+        let expected = IamAuthConfig {
+            user_id: "app-user".into(),
+            cache_name: "social-cache".into(),
+            serverless: false,
+        };
         assert_eq!(c.iam, Some(expected));
         let c = cache(&[&iam[..], &[("REDIS_IAM_SERVERLESS", "true")]].concat()).expect("valid");
         assert!(c.iam.is_some_and(|iam| iam.serverless));
         for (missing, variable) in [(1, "REDIS_IAM_USER_ID"), (2, "REDIS_IAM_CACHE_NAME")] {
-            let vars: Vec<_> = iam.iter().enumerate().filter(|(i, _)| *i != missing).map(|(_, v)| *v).collect();
+            let vars: Vec<_> = iam
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, v)| *v)
+                .collect();
             assert_eq!(cache(&vars).expect_err(variable).variable, variable);
         }
         for (extra, variable) in [
-            (("REDIS_PASSWORD_SECRET_ARN", "arn:secret"), "REDIS_PASSWORD_SECRET_ARN"),
+            (
+                ("REDIS_PASSWORD_SECRET_ARN", "arn:secret"),
+                "REDIS_PASSWORD_SECRET_ARN",
+            ),
             (("REDIS_IAM_SERVERLESS", "yes"), "REDIS_IAM_SERVERLESS"),
         ] {
             let e = cache(&[&iam[..], &[extra]].concat()).expect_err(variable);
@@ -547,16 +644,24 @@ mod tests {
         let _ = log_format(record);
         let read = read.into_inner().expect("lock");
         for name in SYNC_DEPLOYMENT_VARIABLES {
-            assert!(read.iter().any(|r| r == name), "{name} is listed but not read");
+            assert!(
+                read.iter().any(|r| r == name),
+                "{name} is listed but not read"
+            );
         }
         for name in &read {
-            assert!(listed(name, SYNC_DEPLOYMENT_VARIABLES), "{name} is read by cache-sync but not listed");
+            assert!(
+                listed(name, SYNC_DEPLOYMENT_VARIABLES),
+                "{name} is read by cache-sync but not listed"
+            );
         }
     }
 
     #[test]
     fn lambda_environment_logs_json() {
-        let format = config(&[("AWS_LAMBDA_FUNCTION_NAME", "posts")]).expect("valid").log_format;
+        let format = config(&[("AWS_LAMBDA_FUNCTION_NAME", "posts")])
+            .expect("valid")
+            .log_format;
         assert_eq!(format, LogFormat::Json);
     }
 }

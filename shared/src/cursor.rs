@@ -33,13 +33,16 @@ pub struct CursorCodec {
 impl CursorCodec {
     pub fn new(secret: &Secret) -> Self {
         use sha2::Digest;
-        let key = Sha256::new().chain_update(b"cursor-key:v1:").chain_update(secret.expose().as_bytes()).finalize();
+        let key = Sha256::new()
+            .chain_update(b"cursor-key:v1:")
+            .chain_update(secret.expose().as_bytes())
+            .finalize();
         CursorCodec { key: key.into() }
     }
 
     fn tag(&self, scope: CursorScope<'_>, id: &[u8]) -> Result<[u8; TAG_LEN], AppError> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).map_err(|e| AppError::Internal(format!("cursor key: {e}")))?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
+            .map_err(|e| AppError::Internal(format!("cursor key: {e}")))?;
         match scope {
             CursorScope::Feed => mac.update(b"feed\0"),
             CursorScope::Comments { post_id } => {
@@ -73,14 +76,20 @@ impl CursorCodec {
         if cursor.len() > 64 {
             return Err(AppError::InvalidCursor);
         }
-        let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| AppError::InvalidCursor)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| AppError::InvalidCursor)?;
         if raw.len() != 1 + ID_LEN + TAG_LEN || raw[0] != FORMAT {
             return Err(AppError::InvalidCursor);
         }
         let (id, tag) = raw[1..].split_at(ID_LEN);
         let expected = self.tag(scope, id)?;
         // Constant-time comparison: the tag must not be guessable byte by byte.
-        let same = expected.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let same = expected
+            .iter()
+            .zip(tag)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
         if !same {
             return Err(AppError::InvalidCursor);
         }
@@ -108,21 +117,42 @@ mod tests {
     #[test]
     fn refuses_another_scope_or_key() {
         let id = crate::domain::new_id();
-        let c = codec().encode(CursorScope::Comments { post_id: "A" }, &id).expect("encode");
-        assert!(codec().decode(CursorScope::Comments { post_id: "B" }, &c).is_err());
+        let c = codec()
+            .encode(CursorScope::Comments { post_id: "A" }, &id)
+            .expect("encode");
+        assert!(codec()
+            .decode(CursorScope::Comments { post_id: "B" }, &c)
+            .is_err());
         assert!(codec().decode(CursorScope::Feed, &c).is_err());
         let other = CursorCodec::new(&Secret::new("t".repeat(32)));
-        assert!(other.decode(CursorScope::Comments { post_id: "A" }, &c).is_err());
+        assert!(other
+            .decode(CursorScope::Comments { post_id: "A" }, &c)
+            .is_err());
     }
 
     #[test]
     fn refuses_tampering_and_garbage() {
-        let c = codec().encode(CursorScope::Feed, &crate::domain::new_id()).expect("encode");
+        let c = codec()
+            .encode(CursorScope::Feed, &crate::domain::new_id())
+            .expect("encode");
         let mut bytes = URL_SAFE_NO_PAD.decode(&c).expect("b64");
         bytes[5] ^= 1;
         let tampered = URL_SAFE_NO_PAD.encode(bytes);
-        for bad in [tampered.as_str(), "", "!!!", "AAAA", &"A".repeat(1000), "eyJwayI6IlBPU1QjMSJ9"] {
-            assert!(matches!(codec().decode(CursorScope::Feed, bad), Err(AppError::InvalidCursor)), "{bad}");
+        for bad in [
+            tampered.as_str(),
+            "",
+            "!!!",
+            "AAAA",
+            &"A".repeat(1000),
+            "eyJwayI6IlBPU1QjMSJ9",
+        ] {
+            assert!(
+                matches!(
+                    codec().decode(CursorScope::Feed, bad),
+                    Err(AppError::InvalidCursor)
+                ),
+                "{bad}"
+            );
         }
     }
 }

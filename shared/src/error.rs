@@ -14,7 +14,10 @@ pub enum AppError {
     #[error("invalid JSON: {0}")]
     InvalidJson(Cow<'static, str>),
     #[error("validation failed on `{field}`: {message}")]
-    Validation { field: &'static str, message: Cow<'static, str> },
+    Validation {
+        field: &'static str,
+        message: Cow<'static, str>,
+    },
     #[error("invalid cursor")]
     InvalidCursor,
     #[error("unauthorized: {0}")]
@@ -53,7 +56,10 @@ pub enum AppError {
 /// A value outside the contract's limits is `400 validation_failed`, naming its field.
 impl From<crate::domain::Invalid> for AppError {
     fn from(invalid: crate::domain::Invalid) -> Self {
-        AppError::Validation { field: invalid.field, message: invalid.message }
+        AppError::Validation {
+            field: invalid.field,
+            message: invalid.message,
+        }
     }
 }
 
@@ -77,7 +83,10 @@ impl From<crate::store::StoreError> for AppError {
 impl AppError {
     /// A `validation_failed` error naming `field`.
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        AppError::Validation { field, message: message.into() }
+        AppError::Validation {
+            field,
+            message: message.into(),
+        }
     }
 
     /// The HTTP status of this error, as `API.md` lists it.
@@ -128,7 +137,9 @@ impl AppError {
     /// tell a revoked token from a deleted user; the cause goes to the log.
     pub fn public_message(&self) -> Cow<'static, str> {
         match self {
-            AppError::InvalidJson(why) => format!("The request body is not a JSON object: {why}").into(),
+            AppError::InvalidJson(why) => {
+                format!("The request body is not a JSON object: {why}").into()
+            }
             AppError::Validation { field, message } => format!("`{field}` {message}").into(),
             AppError::InvalidCursor => "The cursor is not one this API issued.".into(),
             AppError::Unauthorized(_) => "A valid token is required.".into(),
@@ -144,10 +155,14 @@ impl AppError {
                 "This Idempotency-Key was used for another request (body, route or post).".into()
             }
             AppError::TooManyAttempts { .. } => "Too many failed logins; try again later.".into(),
-            AppError::PreconditionFailed => "The resource has changed since the version in If-Match.".into(),
+            AppError::PreconditionFailed => {
+                "The resource has changed since the version in If-Match.".into()
+            }
             AppError::PayloadTooLarge => "The request body is over 64 KiB.".into(),
             AppError::UnsupportedMediaType => "Send the body as application/json.".into(),
-            AppError::Unavailable(_) => "The database cannot be reached right now; try again.".into(),
+            AppError::Unavailable(_) => {
+                "The database cannot be reached right now; try again.".into()
+            }
             AppError::Internal(_) => "Something went wrong on our side.".into(),
         }
     }

@@ -150,7 +150,9 @@ pub fn init() {
         if let Ok(mut init) = INIT.lock() {
             *init = Some((Instant::now(), None));
         }
-        let installed = metrics_cloudwatch_embedded::Builder::new().cloudwatch_namespace(namespace).init();
+        let installed = metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace(namespace)
+            .init();
         match installed {
             Ok(collector) => {
                 for (name, unit, _) in METRICS {
@@ -189,12 +191,16 @@ pub fn redirect(writer: impl Fn() -> Box<dyn Write> + Send + Sync + 'static) {
 /// writing them as they are made costs a system call each, and an invocation makes two or
 /// three (BENCHMARKS.md, "Cutting the CPU").
 pub fn flush() {
-    let Some(Some(collector)) = COLLECTOR.get() else { return };
+    let Some(Some(collector)) = COLLECTOR.get() else {
+        return;
+    };
     let result = match SINK.get() {
         Some(sink) => collector.flush(sink()),
         None => {
             let mut lines = Vec::with_capacity(2048);
-            collector.flush(&mut lines).and_then(|()| std::io::stdout().lock().write_all(&lines))
+            collector
+                .flush(&mut lines)
+                .and_then(|()| std::io::stdout().lock().write_all(&lines))
         }
     };
     if let Err(e) = result {
@@ -244,7 +250,9 @@ pub fn dynamodb_call(elapsed: Duration) {
 
 /// What the cache answered for the request's user.
 pub fn cache_lookup(outcome: CacheOutcome) {
-    let Some(function) = current_function() else { return };
+    let Some(function) = current_function() else {
+        return;
+    };
     let name = match outcome {
         CacheOutcome::Hit => CACHE_HITS,
         CacheOutcome::Miss => CACHE_MISSES,
@@ -278,7 +286,12 @@ fn status_class(status: u16) -> Option<&'static str> {
 
 /// The end of a request: its count, status class and latency by route, and on an instance's
 /// first invocation its cold start. Then everything is flushed.
-pub fn request_done(function: &'static str, route_key: &'static str, status: u16, elapsed: Duration) {
+pub fn request_done(
+    function: &'static str,
+    route_key: &'static str,
+    status: u16,
+    elapsed: Duration,
+) {
     metrics::counter!(REQUESTS, FUNCTION => function, ROUTE => route_key).increment(1);
     metrics::counter!(REQUESTS, FUNCTION => function).increment(1);
     if let Some(class) = status_class(status) {
@@ -291,7 +304,9 @@ pub fn request_done(function: &'static str, route_key: &'static str, status: u16
 
 /// What a batch of the stream did.
 pub fn sync_batch(applied: usize, stale: usize, failed: usize, lag: Option<Duration>) {
-    let Some(function) = current_function() else { return };
+    let Some(function) = current_function() else {
+        return;
+    };
     metrics::counter!(SYNC_RECORDS_APPLIED, FUNCTION => function).increment(applied as u64);
     metrics::counter!(SYNC_RECORDS_STALE, FUNCTION => function).increment(stale as u64);
     metrics::counter!(SYNC_RECORDS_FAILED, FUNCTION => function).increment(failed as u64);
@@ -311,7 +326,10 @@ pub fn sync_batch_failed() {
 pub fn invocation_done(function: &'static str) {
     if COLD.swap(false, Ordering::Relaxed) {
         metrics::counter!(COLD_STARTS, FUNCTION => function).increment(1);
-        let init = INIT.lock().ok().and_then(|init| init.and_then(|(_, done)| done));
+        let init = INIT
+            .lock()
+            .ok()
+            .and_then(|init| init.and_then(|(_, done)| done));
         if let Some(init) = init {
             metrics::histogram!(INIT_DURATION, FUNCTION => function).record(millis(init));
         }
@@ -323,7 +341,9 @@ pub fn invocation_done(function: &'static str) {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use metrics::{Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString};
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString,
+    };
 
     use super::*;
 
@@ -338,7 +358,11 @@ mod tests {
 
     impl CounterFn for Increment {
         fn increment(&self, value: u64) {
-            self.0 .0.lock().expect("lock").push((self.1.clone(), self.2.clone(), value));
+            self.0
+                 .0
+                .lock()
+                .expect("lock")
+                .push((self.1.clone(), self.2.clone(), value));
         }
         fn absolute(&self, _: u64) {
             panic!("counters are only incremented");
@@ -350,8 +374,15 @@ mod tests {
         fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            let labels = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
-            Counter::from_arc(Arc::new(Increment(self.clone(), key.name().to_owned(), labels)))
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            Counter::from_arc(Arc::new(Increment(
+                self.clone(),
+                key.name().to_owned(),
+                labels,
+            )))
         }
         fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
             Gauge::noop()
@@ -363,8 +394,10 @@ mod tests {
 
     #[test]
     fn every_answer_is_counted_once_in_its_status_class_by_route_and_by_function() {
-        let by_route =
-            vec![(FUNCTION.to_owned(), "posts".to_owned()), (ROUTE.to_owned(), "GET /posts/{postId}".to_owned())];
+        let by_route = vec![
+            (FUNCTION.to_owned(), "posts".to_owned()),
+            (ROUTE.to_owned(), "GET /posts/{postId}".to_owned()),
+        ];
         let by_function = vec![(FUNCTION.to_owned(), "posts".to_owned())];
         for (status, class) in [
             (200, SUCCESSES),
@@ -381,7 +414,12 @@ mod tests {
         ] {
             let increments = Increments::default();
             metrics::with_local_recorder(&increments, || {
-                request_done("posts", "GET /posts/{postId}", status, Duration::from_millis(3));
+                request_done(
+                    "posts",
+                    "GET /posts/{postId}",
+                    status,
+                    Duration::from_millis(3),
+                );
             });
             let mut counted: Vec<_> = increments.0.lock().expect("lock").clone();
             counted.retain(|(name, _, _)| name != COLD_STARTS);

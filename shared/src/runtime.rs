@@ -30,16 +30,28 @@ pub struct Sizing {
 impl Sizing {
     /// From `AWS_LAMBDA_MAX_CONCURRENCY` and the vCPUs this process may use.
     pub fn from_env() -> Self {
-        Self::new(std::env::var("AWS_LAMBDA_MAX_CONCURRENCY").ok().as_deref(), vcpus())
+        Self::new(
+            std::env::var("AWS_LAMBDA_MAX_CONCURRENCY").ok().as_deref(),
+            vcpus(),
+        )
     }
 
     /// `max_concurrency` as Lambda sets it (unset, unparsable or 0: one at a time, as
     /// `lambda_runtime` reads it too), on `vcpus` cores.
     pub fn new(max_concurrency: Option<&str>, vcpus: usize) -> Self {
-        let max_concurrency =
-            max_concurrency.and_then(|v| v.trim().parse::<u32>().ok()).filter(|&c| c > 0).unwrap_or(1);
-        let workers = if max_concurrency > 1 { vcpus.clamp(1, max_concurrency as usize) } else { 1 };
-        Sizing { max_concurrency, workers }
+        let max_concurrency = max_concurrency
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|&c| c > 0)
+            .unwrap_or(1);
+        let workers = if max_concurrency > 1 {
+            vcpus.clamp(1, max_concurrency as usize)
+        } else {
+            1
+        };
+        Sizing {
+            max_concurrency,
+            workers,
+        }
     }
 
     /// The runtime: current-thread for one worker, multi-threaded with `workers` threads
@@ -73,11 +85,38 @@ mod tests {
     #[test]
     fn one_thread_unless_lambda_sends_several_events_at_once() {
         for unset in [None, Some(""), Some("0"), Some("1"), Some("x"), Some("-4")] {
-            assert_eq!(Sizing::new(unset, 8), Sizing { max_concurrency: 1, workers: 1 }, "{unset:?}");
+            assert_eq!(
+                Sizing::new(unset, 8),
+                Sizing {
+                    max_concurrency: 1,
+                    workers: 1
+                },
+                "{unset:?}"
+            );
         }
-        assert_eq!(Sizing::new(Some("64"), 2), Sizing { max_concurrency: 64, workers: 2 });
-        assert_eq!(Sizing::new(Some(" 32 "), 1), Sizing { max_concurrency: 32, workers: 1 }, "one vCPU: one thread");
-        assert_eq!(Sizing::new(Some("2"), 16), Sizing { max_concurrency: 2, workers: 2 }, "no idle workers");
+        assert_eq!(
+            Sizing::new(Some("64"), 2),
+            Sizing {
+                max_concurrency: 64,
+                workers: 2
+            }
+        );
+        assert_eq!(
+            Sizing::new(Some(" 32 "), 1),
+            Sizing {
+                max_concurrency: 32,
+                workers: 1
+            },
+            "one vCPU: one thread"
+        );
+        assert_eq!(
+            Sizing::new(Some("2"), 16),
+            Sizing {
+                max_concurrency: 2,
+                workers: 2
+            },
+            "no idle workers"
+        );
     }
 
     #[test]
@@ -91,7 +130,10 @@ mod tests {
                 tokio::runtime::RuntimeFlavor::CurrentThread
             };
             assert_eq!(flavor, expected);
-            assert_eq!(runtime.block_on(async { tokio::spawn(async { 7 }).await.expect("task") }), 7);
+            assert_eq!(
+                runtime.block_on(async { tokio::spawn(async { 7 }).await.expect("task") }),
+                7
+            );
         }
     }
 }

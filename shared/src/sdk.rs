@@ -30,7 +30,10 @@ pub const AWS_ROOTS: &[u8] = include_bytes!("aws-roots.pem");
 
 /// The region from `AWS_REGION` (or `AWS_DEFAULT_REGION`); `us-east-1` without one.
 pub async fn region() -> Region {
-    EnvironmentVariableRegionProvider::new().region().await.unwrap_or_else(|| Region::new("us-east-1"))
+    EnvironmentVariableRegionProvider::new()
+        .region()
+        .await
+        .unwrap_or_else(|| Region::new("us-east-1"))
 }
 
 /// The credentials in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
@@ -40,14 +43,23 @@ pub fn credentials() -> EnvironmentVariableCredentialsProvider {
 
 /// The client every SDK client of a function uses. `endpoint` is the custom endpoint, if any.
 pub fn http_client(endpoint: Option<&str>) -> SharedHttpClient {
-    let custom_tls = endpoint.is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("https://"));
-    let trust = if custom_tls { TrustStore::default() } else { TrustStore::empty().with_pem_certificate(AWS_ROOTS) };
-    let context = TlsContext::builder().with_trust_store(trust).build().expect("a TLS context from a trust store");
+    let custom_tls =
+        endpoint.is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("https://"));
+    let trust = if custom_tls {
+        TrustStore::default()
+    } else {
+        TrustStore::empty().with_pem_certificate(AWS_ROOTS)
+    };
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a TLS context from a trust store");
     // As the SDK's default client does (aws-smithy-runtime `default_https_client`), but with
     // our trust store.
     Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut connector =
-            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context.clone());
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
         connector.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             connector.set_sleep_impl(components.sleep_impl());
@@ -65,8 +77,9 @@ mod tests {
 
     #[test]
     fn the_aws_roots_parse_as_five_trust_anchors() {
-        let certs: Vec<_> =
-            CertificateDer::pem_slice_iter(AWS_ROOTS).collect::<Result<_, _>>().expect("valid PEM certificates");
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(AWS_ROOTS)
+            .collect::<Result<_, _>>()
+            .expect("valid PEM certificates");
         assert_eq!(certs.len(), 5);
         let mut store = rustls::RootCertStore::empty();
         let (valid, invalid) = store.add_parsable_certificates(certs);

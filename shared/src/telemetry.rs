@@ -29,9 +29,10 @@ const WIRE_LOGGERS: &[&str] = &[
 /// A filter that lets everything through except the TRACE lines of `WIRE_LOGGERS`, so
 /// `RUST_LOG=trace` while debugging never writes a secret to the logs.
 pub fn redact_wire_logs() -> Targets {
-    WIRE_LOGGERS.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |targets, target| {
-        targets.with_target(*target, LevelFilter::DEBUG)
-    })
+    WIRE_LOGGERS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |targets, target| targets.with_target(*target, LevelFilter::DEBUG),
+    )
 }
 
 /// What `RUST_LOG` asks for: a default level and `target=level` pairs, comma-separated
@@ -53,7 +54,8 @@ pub fn level_filter(rust_log: Option<&str>) -> Targets {
 /// else `info`.
 pub fn filter_from_env(lookup: impl Fn(&str) -> Option<String>) -> Targets {
     let rust_log = lookup("RUST_LOG").filter(|v| !v.trim().is_empty());
-    let lambda_level = || lookup("AWS_LAMBDA_LOG_LEVEL").map(|level| lambda_level(&level).to_owned());
+    let lambda_level =
+        || lookup("AWS_LAMBDA_LOG_LEVEL").map(|level| lambda_level(&level).to_owned());
     level_filter(rust_log.or_else(lambda_level).as_deref())
 }
 
@@ -81,7 +83,11 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) {
     let filter = filter_from_env(|name| std::env::var(name).ok());
     let result = match format {
-        LogFormat::Json => json_lines().finish().with(filter).with(redact_wire_logs()).try_init(),
+        LogFormat::Json => json_lines()
+            .finish()
+            .with(filter)
+            .with(redact_wire_logs())
+            .try_init(),
         LogFormat::Text => tracing_subscriber::fmt()
             .with_span_events(FmtSpan::NONE)
             .compact()
@@ -122,8 +128,14 @@ mod tests {
             "lambda_runtime::layers::api_response",
             "aws_sdk_secretsmanager::operation::get_secret_value",
         ] {
-            assert!(!filter.would_enable(target, &Level::TRACE), "{target} at TRACE");
-            assert!(filter.would_enable(target, &Level::DEBUG), "{target} at DEBUG");
+            assert!(
+                !filter.would_enable(target, &Level::TRACE),
+                "{target} at TRACE"
+            );
+            assert!(
+                filter.would_enable(target, &Level::DEBUG),
+                "{target} at DEBUG"
+            );
         }
         assert!(filter.would_enable("shared::cache", &Level::TRACE));
         assert!(filter.would_enable("users_fn", &Level::TRACE));
@@ -132,30 +144,52 @@ mod tests {
     #[test]
     fn lambdas_log_level_applies_unless_rust_log_says_otherwise() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
         };
         let debug = filter_from_env(env(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")]));
-        assert!(debug.would_enable("shared::cache", &Level::DEBUG) && !debug.would_enable("shared", &Level::TRACE));
+        assert!(
+            debug.would_enable("shared::cache", &Level::DEBUG)
+                && !debug.would_enable("shared", &Level::TRACE)
+        );
         let error = filter_from_env(env(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")]));
         assert!(error.would_enable("x", &Level::ERROR) && !error.would_enable("x", &Level::WARN));
-        let both = filter_from_env(env(&[("AWS_LAMBDA_LOG_LEVEL", "ERROR"), ("RUST_LOG", "debug")]));
+        let both = filter_from_env(env(&[
+            ("AWS_LAMBDA_LOG_LEVEL", "ERROR"),
+            ("RUST_LOG", "debug"),
+        ]));
         assert!(both.would_enable("x", &Level::DEBUG), "RUST_LOG wins");
         let neither = filter_from_env(env(&[]));
-        assert!(neither.would_enable("x", &Level::INFO) && !neither.would_enable("x", &Level::DEBUG));
+        assert!(
+            neither.would_enable("x", &Level::INFO) && !neither.would_enable("x", &Level::DEBUG)
+        );
     }
 
     #[test]
     fn rust_log_sets_levels_by_target_and_defaults_to_info() {
         let info = level_filter(None);
-        assert!(info.would_enable("shared::cache", &Level::INFO) && !info.would_enable("shared::cache", &Level::DEBUG));
+        assert!(
+            info.would_enable("shared::cache", &Level::INFO)
+                && !info.would_enable("shared::cache", &Level::DEBUG)
+        );
         let warn = level_filter(Some("warn"));
-        assert!(warn.would_enable("posts_fn", &Level::WARN) && !warn.would_enable("posts_fn", &Level::INFO));
+        assert!(
+            warn.would_enable("posts_fn", &Level::WARN)
+                && !warn.would_enable("posts_fn", &Level::INFO)
+        );
         let mixed = level_filter(Some("info,shared=debug"));
         assert!(mixed.would_enable("shared::cache", &Level::DEBUG));
         assert!(!mixed.would_enable("hyper", &Level::DEBUG));
         for unsupported in ["", "  ", "[request]=debug", "shared[{user_id=1}]=trace"] {
             let f = level_filter(Some(unsupported));
-            assert!(f.would_enable("x", &Level::INFO) && !f.would_enable("x", &Level::DEBUG), "{unsupported:?}");
+            assert!(
+                f.would_enable("x", &Level::INFO) && !f.would_enable("x", &Level::DEBUG),
+                "{unsupported:?}"
+            );
         }
     }
 }

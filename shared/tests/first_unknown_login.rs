@@ -27,7 +27,10 @@ const MAX_RATIO: f64 = 1.5;
 /// CPU time used by the whole process so far (every thread: the checks run on tokio's
 /// blocking threads).
 fn process_cpu_time() -> Duration {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `clock_gettime` only writes the `timespec` it is given, which outlives the call.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
@@ -37,21 +40,32 @@ fn process_cpu_time() -> Duration {
 /// The CPU time of one unknown-email check (no stored hash), as the login route makes it.
 async fn unknown_email_check() -> Duration {
     let started = process_cpu_time();
-    let verified = password::verify(Password::parse("an unknown user's guess").expect("a password"), None).await;
+    let verified = password::verify(
+        Password::parse("an unknown user's guess").expect("a password"),
+        None,
+    )
+    .await;
     assert!(!verified.expect("verify"), "no user never verifies");
     process_cpu_time() - started
 }
 
 /// In a fresh process: the first check's CPU time, then the later ones', as one line.
 fn probe() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let first = unknown_email_check().await;
         let mut later = Vec::new();
         for _ in 0..LATER_CHECKS {
             later.push(unknown_email_check().await.as_micros().to_string());
         }
-        println!("probe first_us={} later_us={}", first.as_micros(), later.join(","));
+        println!(
+            "probe first_us={} later_us={}",
+            first.as_micros(),
+            later.join(",")
+        );
     });
 }
 
@@ -59,13 +73,20 @@ fn probe() {
 fn probe_ratio() -> (f64, String) {
     let me = std::env::current_exe().expect("this test binary");
     let out = Command::new(me)
-        .args(["--exact", "the_first_unknown_email_check_of_an_instance_costs_what_later_ones_do"])
+        .args([
+            "--exact",
+            "the_first_unknown_email_check_of_an_instance_costs_what_later_ones_do",
+        ])
         .args(["--nocapture", "--test-threads=1"])
         .env(PROBE, "1")
         .output()
         .expect("the probe runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "probe failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "probe failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // libtest writes its own "test ... " before the probe's line, on the same line.
     let line = stdout
         .lines()
@@ -78,7 +99,10 @@ fn probe_ratio() -> (f64, String) {
             .to_owned()
     };
     let first: f64 = field("first_us=").parse().expect("first_us");
-    let mut later: Vec<f64> = field("later_us=").split(',').map(|v| v.parse().expect("later_us")).collect();
+    let mut later: Vec<f64> = field("later_us=")
+        .split(',')
+        .map(|v| v.parse().expect("later_us"))
+        .collect();
     later.sort_by(f64::total_cmp);
     (first / later[later.len() / 2], line.to_owned())
 }

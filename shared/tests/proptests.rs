@@ -14,7 +14,9 @@ use shared::config::Secret;
 use shared::cursor::{CursorCodec, CursorScope};
 use shared::domain::{is_valid_id, Caption, CommentText, Email, ImageUrl, Name, Password, User};
 use shared::http::idempotency::IdempotencyKey;
-use shared::http::request::{if_match, if_none_match, IfMatch, IfNoneMatch, JsonObject, MAX_BODY_BYTES};
+use shared::http::request::{
+    if_match, if_none_match, IfMatch, IfNoneMatch, JsonObject, MAX_BODY_BYTES,
+};
 use shared::AppError;
 
 const SECRET: &str = "proptest-secret-0123456789abcdef0123";
@@ -28,7 +30,9 @@ fn code(e: &AppError) -> &'static str {
 fn field_of(e: impl Into<AppError>) -> Result<&'static str, TestCaseError> {
     match e.into() {
         AppError::Validation { field, .. } => Ok(field),
-        other => Err(TestCaseError::fail(format!("not a validation error: {other:?}"))),
+        other => Err(TestCaseError::fail(format!(
+            "not a validation error: {other:?}"
+        ))),
     }
 }
 
@@ -42,13 +46,16 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".*".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(".{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -68,7 +75,9 @@ fn content_type() -> impl Strategy<Value = Option<String>> {
 }
 
 fn request(body: Body, content_type: Option<&str>) -> Request {
-    let mut builder = lambda_http::http::Request::builder().method("POST").uri("https://example.com/posts");
+    let mut builder = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://example.com/posts");
     if let Some(ct) = content_type {
         builder = builder.header("content-type", ct);
     }
@@ -77,7 +86,12 @@ fn request(body: Body, content_type: Option<&str>) -> Request {
 
 fn is_json_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -87,7 +101,8 @@ fn header_value() -> impl Strategy<Value = HeaderValue> {
         ".{0,60}".prop_filter_map("a header value", |s| HeaderValue::from_str(&s).ok()),
         prop::collection::vec(any::<u8>(), 0..60)
             .prop_filter_map("a header value", |b| HeaderValue::from_bytes(&b).ok()),
-        "[\"W/*, 0-9a-z]{0,20}".prop_filter_map("a header value", |s| HeaderValue::from_str(&s).ok()),
+        "[\"W/*, 0-9a-z]{0,20}"
+            .prop_filter_map("a header value", |s| HeaderValue::from_str(&s).ok()),
     ]
 }
 

@@ -16,7 +16,9 @@ pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 pub type Route = (String, String);
 
 /// The HTTP methods an OpenAPI path item may hold operations for.
-const OPENAPI_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// One row of an `API.md` route table: `` | `METHOD /path?query` | body | `201` ... | ``.
 #[derive(Debug, Clone)]
@@ -44,8 +46,16 @@ pub fn documented_routes(markdown: &str) -> Vec<DocumentedRoute> {
     let mut rows = Vec::new();
     for line in markdown.lines() {
         // A `|` inside a code span would split the cell: take the span from the raw line.
-        let Some(span) = line.trim().strip_prefix("| `").and_then(|rest| rest.split('`').next()) else { continue };
-        let Some((methods, path)) = span.split_once(' ') else { continue };
+        let Some(span) = line
+            .trim()
+            .strip_prefix("| `")
+            .and_then(|rest| rest.split('`').next())
+        else {
+            continue;
+        };
+        let Some((methods, path)) = span.split_once(' ') else {
+            continue;
+        };
         if !path.starts_with('/') || !methods.chars().all(|c| c.is_ascii_uppercase() || c == '|') {
             continue;
         }
@@ -56,7 +66,10 @@ pub fn documented_routes(markdown: &str) -> Vec<DocumentedRoute> {
             .and_then(|span| span.get(..3))
             .and_then(|status| status.parse().ok());
         for method in methods.split('|') {
-            rows.push(DocumentedRoute { route: (method.to_owned(), path.to_owned()), success });
+            rows.push(DocumentedRoute {
+                route: (method.to_owned(), path.to_owned()),
+                success,
+            });
         }
     }
     rows
@@ -64,7 +77,10 @@ pub fn documented_routes(markdown: &str) -> Vec<DocumentedRoute> {
 
 /// Every route of `API.md`.
 pub fn api_md_routes() -> BTreeSet<Route> {
-    documented_routes(API_MD).into_iter().map(|r| r.route).collect()
+    documented_routes(API_MD)
+        .into_iter()
+        .map(|r| r.route)
+        .collect()
 }
 
 /// Every row of every error table in a Markdown contract (`` | 409 | `email_taken` | when | ``):
@@ -72,10 +88,17 @@ pub fn api_md_routes() -> BTreeSet<Route> {
 pub fn documented_errors(markdown: &str) -> BTreeMap<String, BTreeSet<u16>> {
     let mut errors: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
     for cells in markdown.lines().filter_map(table_cells) {
-        let [status, code, ..] = cells.as_slice() else { continue };
-        let Ok(status) = status.parse::<u16>() else { continue };
-        let Some(code) = code.strip_prefix('`').and_then(|c| c.strip_suffix('`')) else { continue };
-        if (100..600).contains(&status) && code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        let [status, code, ..] = cells.as_slice() else {
+            continue;
+        };
+        let Ok(status) = status.parse::<u16>() else {
+            continue;
+        };
+        let Some(code) = code.strip_prefix('`').and_then(|c| c.strip_suffix('`')) else {
+            continue;
+        };
+        if (100..600).contains(&status) && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
             errors.entry(code.to_owned()).or_default().insert(status);
         }
     }
@@ -116,14 +139,23 @@ pub fn needs_token(doc: &Value, operation: &Value) -> bool {
 
 /// The codes of the `ErrorCode` schema: every code an error body may carry.
 pub fn openapi_error_codes(doc: &Value) -> BTreeSet<String> {
-    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_sequence().expect("an ErrorCode enum");
-    codes.iter().map(|c| c.as_str().expect("a code is a string").to_owned()).collect()
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_sequence()
+        .expect("an ErrorCode enum");
+    codes
+        .iter()
+        .map(|c| c.as_str().expect("a code is a string").to_owned())
+        .collect()
 }
 
 /// What a `$ref` inside this document points to (`#/components/responses/X`), or the value.
 pub fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
-    let Some(reference) = value.get("$ref").and_then(Value::as_str) else { return value };
-    let pointer = reference.strip_prefix("#/").unwrap_or_else(|| panic!("only local $refs: {reference}"));
+    let Some(reference) = value.get("$ref").and_then(Value::as_str) else {
+        return value;
+    };
+    let pointer = reference
+        .strip_prefix("#/")
+        .unwrap_or_else(|| panic!("only local $refs: {reference}"));
     pointer.split('/').fold(doc, |node, key| &node[key])
 }
 
@@ -140,14 +172,23 @@ pub fn response_codes(doc: &Value, response: &Value) -> BTreeSet<String> {
             out.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
         }
         for key in ["allOf", "anyOf", "oneOf"] {
-            for sub in schema.get(key).and_then(Value::as_sequence).into_iter().flatten() {
+            for sub in schema
+                .get(key)
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
                 walk(doc, sub, out);
             }
         }
     }
     let mut codes = BTreeSet::new();
     let response = resolve(doc, response);
-    for media in response["content"].as_mapping().into_iter().flat_map(|m| m.values()) {
+    for media in response["content"]
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
         walk(doc, &media["schema"], &mut codes);
     }
     codes
@@ -165,7 +206,9 @@ pub fn openapi_error_uses(doc: &Value) -> BTreeMap<String, BTreeSet<(u16, Route)
             };
             let Some(status) = status else { continue }; // `default`, `4XX`: no one status to check
             for code in response_codes(doc, response) {
-                uses.entry(code).or_default().insert((status, route.clone()));
+                uses.entry(code)
+                    .or_default()
+                    .insert((status, route.clone()));
             }
         }
     }
@@ -185,13 +228,19 @@ pub fn operation_statuses(operation: &Value) -> BTreeSet<String> {
 
 /// The route template a concrete path matches (`/posts/01J…/comments` ->
 /// `/posts/{postId}/comments`), among `templates`.
-pub fn matching_template<'a>(templates: impl IntoIterator<Item = &'a str>, path: &str) -> Option<&'a str> {
+pub fn matching_template<'a>(
+    templates: impl IntoIterator<Item = &'a str>,
+    path: &str,
+) -> Option<&'a str> {
     let path = path.split('?').next().unwrap_or(path);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     templates.into_iter().find(|template| {
         let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
         parts.len() == segments.len()
-            && parts.iter().zip(&segments).all(|(part, segment)| part.starts_with('{') || part == segment)
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(part, segment)| part.starts_with('{') || part == segment)
     })
 }
 
@@ -215,8 +264,10 @@ mod tests {
 
     #[test]
     fn route_rows_give_methods_path_and_success_status() {
-        let rows: Vec<(Route, Option<u16>)> =
-            documented_routes(SAMPLE).into_iter().map(|r| (r.route, r.success)).collect();
+        let rows: Vec<(Route, Option<u16>)> = documented_routes(SAMPLE)
+            .into_iter()
+            .map(|r| (r.route, r.success))
+            .collect();
         let route = |m: &str, p: &str| (m.to_owned(), p.to_owned());
         assert_eq!(
             rows,
@@ -231,15 +282,21 @@ mod tests {
     #[test]
     fn error_rows_give_code_and_status() {
         let errors = documented_errors(SAMPLE);
-        let expected: BTreeMap<String, BTreeSet<u16>> =
-            [("email_taken".to_owned(), [409].into()), ("too_many_attempts".to_owned(), [429].into())].into();
+        let expected: BTreeMap<String, BTreeSet<u16>> = [
+            ("email_taken".to_owned(), [409].into()),
+            ("too_many_attempts".to_owned(), [429].into()),
+        ]
+        .into();
         assert_eq!(errors, expected);
     }
 
     #[test]
     fn a_concrete_path_matches_its_template() {
         let templates = ["/posts", "/posts/{postId}", "/posts/{postId}/comments"];
-        assert_eq!(matching_template(templates, "/posts/01J/comments?limit=1"), Some("/posts/{postId}/comments"));
+        assert_eq!(
+            matching_template(templates, "/posts/01J/comments?limit=1"),
+            Some("/posts/{postId}/comments")
+        );
         assert_eq!(matching_template(templates, "/posts"), Some("/posts"));
         assert_eq!(matching_template(templates, "/nowhere"), None);
     }

@@ -23,7 +23,10 @@ pub struct CallCounter {
 
 impl CallCounter {
     pub fn get(&self, operation: &str) -> u64 {
-        self.calls.lock().map(|m| m.get(operation).copied().unwrap_or(0)).unwrap_or(0)
+        self.calls
+            .lock()
+            .map(|m| m.get(operation).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     pub fn total(&self) -> u64 {
@@ -48,7 +51,11 @@ impl Intercept for CallCounter {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = context.request().headers().get("x-amz-target").unwrap_or("unknown");
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("unknown");
         let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
         if let Ok(mut m) = self.calls.lock() {
             *m.entry(operation).or_default() += 1;
@@ -67,7 +74,9 @@ pub struct Dynamo {
 
 impl Dynamo {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let db = dynoxide::Database::memory().expect("in-memory dynoxide");
         let server = tokio::spawn(dynoxide::server::serve_on(listener, db));
@@ -75,7 +84,12 @@ impl Dynamo {
         let client = client_for(&endpoint, Some(calls.clone()));
         create_table(&client, TABLE_NAME).await;
         calls.reset();
-        Dynamo { endpoint, client, calls, server }
+        Dynamo {
+            endpoint,
+            client,
+            calls,
+            server,
+        }
     }
 }
 
@@ -89,13 +103,19 @@ impl Dynamo {
     /// The item under `key` ([`shared::store::keys`]), read straight from the table
     /// (strongly consistent), on [`Dynamo::client`]: one `GetItem` in [`Dynamo::calls`].
     pub async fn item(&self, key: Key) -> Option<Item> {
-        let read = self.client.get_item().table_name(TABLE_NAME).set_key(Some(key)).consistent_read(true);
+        let read = self
+            .client
+            .get_item()
+            .table_name(TABLE_NAME)
+            .set_key(Some(key))
+            .consistent_read(true);
         read.send().await.expect("GetItem").item
     }
 
     /// The user item of `email`.
     pub async fn user_item(&self, email: &str) -> Option<Item> {
-        self.item(keys::user_key(&Email::parse(email).expect("a valid email"))).await
+        self.item(keys::user_key(&Email::parse(email).expect("a valid email")))
+            .await
     }
 
     /// The post item of `post_id` (not its comments).
@@ -111,7 +131,13 @@ impl Dynamo {
     /// Deletes the item under `key` alone, whatever it belongs to: a write that died
     /// half-way.
     pub async fn delete_item(&self, key: Key) {
-        self.client.delete_item().table_name(TABLE_NAME).set_key(Some(key)).send().await.expect("DeleteItem");
+        self.client
+            .delete_item()
+            .table_name(TABLE_NAME)
+            .set_key(Some(key))
+            .send()
+            .await
+            .expect("DeleteItem");
     }
 }
 
@@ -149,5 +175,7 @@ pub fn client_for(endpoint: &str, counter: Option<CallCounter>) -> Client {
 
 /// The table as `template.yaml` declares it (the shared schema).
 pub async fn create_table(client: &Client, name: &str) {
-    shared::store::schema::create_table(client, name).await.expect("create table");
+    shared::store::schema::create_table(client, name)
+        .await
+        .expect("create table");
 }

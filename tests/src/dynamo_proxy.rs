@@ -75,7 +75,17 @@ impl DynamoProxy {
             release: release.clone(),
         };
         let task = tokio::spawn(serve(listener, addr, shared, watch));
-        DynamoProxy { endpoint: format!("http://{addr}"), mode, losses, failures, lost, holds, held, release, task }
+        DynamoProxy {
+            endpoint: format!("http://{addr}"),
+            mode,
+            losses,
+            failures,
+            lost,
+            holds,
+            held,
+            release,
+            task,
+        }
     }
 
     pub fn set(&self, mode: Mode) {
@@ -86,19 +96,28 @@ impl DynamoProxy {
     /// DynamoDB, which applies them, and their answers are lost: the client's connection is
     /// closed before any byte of the answer.
     pub fn lose_answers(&self, operation: &str, count: usize) {
-        self.losses.lock().expect("lock").insert(operation.to_owned(), count);
+        self.losses
+            .lock()
+            .expect("lock")
+            .insert(operation.to_owned(), count);
     }
 
     /// The next `count` requests of `operation` never reach DynamoDB: the proxy answers each
     /// with DynamoDB's own `500 InternalServerError`, which the SDK retries.
     pub fn fail_requests(&self, operation: &str, count: usize) {
-        self.failures.lock().expect("lock").insert(operation.to_owned(), count);
+        self.failures
+            .lock()
+            .expect("lock")
+            .insert(operation.to_owned(), count);
     }
 
     /// The next `count` requests of `operation` reach DynamoDB, which answers them, and their
     /// answers wait in the proxy until [`DynamoProxy::release_answers`].
     pub fn hold_answers(&self, operation: &str, count: usize) {
-        self.holds.lock().expect("lock").insert(operation.to_owned(), count);
+        self.holds
+            .lock()
+            .expect("lock")
+            .insert(operation.to_owned(), count);
     }
 
     /// Waits until `count` answers in all are held (DynamoDB has answered them); panics after 10 s.
@@ -151,7 +170,12 @@ fn take_one(counts: &Mutex<HashMap<String, usize>>, operation: &str) -> bool {
     }
 }
 
-async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, mut mode: watch::Receiver<Mode>) {
+async fn serve(
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Shared,
+    mut mode: watch::Receiver<Mode>,
+) {
     let mut listener = Some(listener);
     loop {
         let current = *mode.borrow_and_update();
@@ -184,10 +208,15 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
 }
 
 /// One client connection, served until it closes or the mode leaves `Open`/`Blackhole`.
-async fn connection(socket: tokio::net::TcpStream, shared: Shared, mut mode: watch::Receiver<Mode>) {
+async fn connection(
+    socket: tokio::net::TcpStream,
+    shared: Shared,
+    mut mode: watch::Receiver<Mode>,
+) {
     let service_mode = mode.clone();
     let service = service_fn(move |req| forward(req, shared.clone(), service_mode.clone()));
-    let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(socket), service);
+    let served =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(socket), service);
     let start = *mode.borrow_and_update();
     tokio::select! {
         _ = served => {}
@@ -215,10 +244,18 @@ async fn forward(
     if *mode.borrow() == Mode::Blackhole {
         std::future::pending::<()>().await;
     }
-    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(|_| NoAnswer("request body"))?.to_bytes();
+    let body = body
+        .collect()
+        .await
+        .map_err(|_| NoAnswer("request body"))?
+        .to_bytes();
     if take_one(&shared.failures, &operation) {
         let error = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#;
         return Response::builder()
@@ -227,15 +264,29 @@ async fn forward(
             .body(Full::new(Bytes::from_static(error.as_bytes())))
             .map_err(|_| NoAnswer("error answer"));
     }
-    let uri = format!("{}{}", shared.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let uri = format!(
+        "{}{}",
+        shared.upstream,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
     let mut upstream = Request::builder().method(parts.method).uri(uri);
     for (name, value) in &parts.headers {
         upstream = upstream.header(name, value);
     }
-    let upstream = upstream.body(Full::new(body)).map_err(|_| NoAnswer("request"))?;
-    let answer = shared.client.request(upstream).await.map_err(|_| NoAnswer("upstream"))?;
+    let upstream = upstream
+        .body(Full::new(body))
+        .map_err(|_| NoAnswer("request"))?;
+    let answer = shared
+        .client
+        .request(upstream)
+        .await
+        .map_err(|_| NoAnswer("upstream"))?;
     let (parts, body) = answer.into_parts();
-    let body = body.collect().await.map_err(|_| NoAnswer("answer body"))?.to_bytes();
+    let body = body
+        .collect()
+        .await
+        .map_err(|_| NoAnswer("answer body"))?
+        .to_bytes();
     if take_one(&shared.holds, &operation) {
         let mut released = shared.release.subscribe();
         shared.held.send_modify(|n| *n += 1);

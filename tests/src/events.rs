@@ -52,7 +52,8 @@ impl ApiRequest {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.insert(name.to_ascii_lowercase(), value.to_owned());
+        self.headers
+            .insert(name.to_ascii_lowercase(), value.to_owned());
         self
     }
 
@@ -76,7 +77,8 @@ impl ApiRequest {
 
     pub fn raw_body(mut self, content_type: &str, body: &str) -> Self {
         if !content_type.is_empty() {
-            self.headers.insert("content-type".to_owned(), content_type.to_owned());
+            self.headers
+                .insert("content-type".to_owned(), content_type.to_owned());
         }
         self.body = Some(body.to_owned());
         self
@@ -142,8 +144,17 @@ impl ApiResponse {
 
     /// Asserts status and error code together, with the body in the message.
     pub fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!((self.status, self.error_code()), (status, Some(code)), "body: {}", self.raw_body);
-        assert!(self.body["error"]["message"].is_string(), "message missing: {}", self.raw_body);
+        assert_eq!(
+            (self.status, self.error_code()),
+            (status, Some(code)),
+            "body: {}",
+            self.raw_body
+        );
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "message missing: {}",
+            self.raw_body
+        );
         assert_eq!(self.header("content-type"), Some("application/json"));
     }
 
@@ -151,7 +162,10 @@ impl ApiResponse {
     pub fn assert_validation(&self, field: &str) {
         self.assert_error(400, "validation_failed");
         let message = self.body["error"]["message"].as_str().expect("message");
-        assert!(message.contains(field), "message should name `{field}`: {message}");
+        assert!(
+            message.contains(field),
+            "message should name `{field}`: {message}"
+        );
     }
 }
 
@@ -161,15 +175,28 @@ impl From<Response<Body>> for ApiResponse {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
         let raw_body = match response.body() {
             Body::Text(t) => t.clone(),
             Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
             _ => String::new(),
         };
-        let body =
-            if raw_body.is_empty() { Value::Null } else { serde_json::from_str(&raw_body).unwrap_or(Value::Null) };
-        ApiResponse { status, headers, body, raw_body }
+        let body = if raw_body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&raw_body).unwrap_or(Value::Null)
+        };
+        ApiResponse {
+            status,
+            headers,
+            body,
+            raw_body,
+        }
     }
 }

@@ -50,8 +50,15 @@ impl LambdaProcess {
             .stdout(out.try_clone().expect("the log file"))
             .stderr(out);
         let started = Instant::now();
-        let child = command.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        LambdaProcess { api, child, log, started }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        LambdaProcess {
+            api,
+            child,
+            log,
+            started,
+        }
     }
 
     /// Everything the process has logged so far.
@@ -70,7 +77,11 @@ impl LambdaProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Init::Exited(status, self.started.elapsed());
             }
-            assert!(Instant::now() < deadline, "no end to the init within {timeout:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no end to the init within {timeout:?}:\n{}",
+                self.log()
+            );
         }
     }
 
@@ -81,22 +92,37 @@ impl LambdaProcess {
             Ok(outcome) => outcome,
             Err(error) => panic!("{error}\n{}", self.log()),
         };
-        assert!(outcome.ok, "the invocation failed: {}", String::from_utf8_lossy(&outcome.body));
+        assert!(
+            outcome.ok,
+            "the invocation failed: {}",
+            String::from_utf8_lossy(&outcome.body)
+        );
         let answer: Value = serde_json::from_slice(&outcome.body).expect("a JSON answer");
         let status = answer["statusCode"].as_u64().expect("statusCode") as u16;
         let headers = answer["headers"]
             .as_object()
-            .map(|h| h.iter().map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         let text = answer["body"].as_str().unwrap_or_default();
         let raw_body = if answer["isBase64Encoded"].as_bool() == Some(true) {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(text).expect("base64 body");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .expect("base64 body");
             String::from_utf8_lossy(&bytes).into_owned()
         } else {
             text.to_owned()
         };
         let body = serde_json::from_str(&raw_body).unwrap_or(Value::Null);
-        ApiResponse { status, headers, body, raw_body }
+        ApiResponse {
+            status,
+            headers,
+            body,
+            raw_body,
+        }
     }
 }
 

@@ -50,7 +50,8 @@ pub fn emitted_metrics() -> String {
 }
 
 fn metrics_buffer() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
-    static BUFFER: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    static BUFFER: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
     BUFFER.get_or_init(|| {
         let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = buffer.clone();
@@ -66,7 +67,10 @@ struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for SharedWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -182,17 +186,26 @@ impl TestEnv {
 
     /// The `commentCount` of post `post_id`, as `token`'s user reads it (`GET /posts/{postId}`).
     pub async fn comment_count(&self, token: &str, post_id: &str) -> u64 {
-        let res = self.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await;
+        let res = self
+            .send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token))
+            .await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
         res.body["commentCount"].as_u64().expect("commentCount")
     }
 
     pub async fn register(&self, email: &str, name: &str) -> ApiResponse {
-        self.send(ApiRequest::post("/users").json(json!({"email": email, "name": name, "password": PASSWORD}))).await
+        self.send(
+            ApiRequest::post("/users")
+                .json(json!({"email": email, "name": name, "password": PASSWORD})),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str) -> ApiResponse {
-        self.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD}))).await
+        self.send(
+            ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD})),
+        )
+        .await
     }
 
     /// Registers a new user with a unique email and logs in: `(token, user)`.
@@ -208,7 +221,13 @@ impl TestEnv {
 
     /// Creates a post as `token`'s user and returns it.
     pub async fn new_post(&self, token: &str, caption: &str) -> Value {
-        let res = self.send(ApiRequest::post("/posts").bearer(token).json(json!({"caption": caption}))).await;
+        let res = self
+            .send(
+                ApiRequest::post("/posts")
+                    .bearer(token)
+                    .json(json!({"caption": caption})),
+            )
+            .await;
         assert_eq!(res.status, 201, "create post: {}", res.body);
         res.body
     }
@@ -225,7 +244,11 @@ impl TestEnv {
             };
             let res = self.send(ApiRequest::get(&path).bearer(token)).await;
             assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
-            assert_eq!(keys_of(&res.body), ["items", "nextCursor"], "a page is its items and the next cursor");
+            assert_eq!(
+                keys_of(&res.body),
+                ["items", "nextCursor"],
+                "a page is its items and the next cursor"
+            );
             let items = res.body["items"].as_array().expect("items");
             sizes.push(items.len());
             ids.extend(items.iter().map(id_of));
@@ -250,13 +273,19 @@ impl TestEnv {
                 .query()
                 .table_name(TABLE_NAME)
                 .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(shared::store::keys::post_pk(post_id)))
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(shared::store::keys::post_pk(post_id)),
+                )
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .expect("query partition");
-            let page = out.items().iter().filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned());
+            let page = out
+                .items()
+                .iter()
+                .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned());
             sort_keys.extend(page);
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -304,7 +333,9 @@ impl<'a> WorldBuilder<'a> {
         mut self,
         interceptor: impl aws_smithy_runtime_api::client::interceptors::Intercept + 'static,
     ) -> Self {
-        self.interceptors.push(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(interceptor));
+        self.interceptors.push(
+            aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(interceptor),
+        );
         self
     }
 
@@ -343,11 +374,18 @@ impl<'a> WorldBuilder<'a> {
             Some(()) => Some(DynamoProxy::start(&dynamo.endpoint).await),
             None => None,
         };
-        let endpoint = proxy.as_ref().map_or(dynamo.endpoint.as_str(), |p| p.endpoint.as_str());
-        let mut config =
-            if self.deployed { deployed_config(&redis, endpoint) } else { test_config(&redis.url(), endpoint) };
+        let endpoint = proxy
+            .as_ref()
+            .map_or(dynamo.endpoint.as_str(), |p| p.endpoint.as_str());
+        let mut config = if self.deployed {
+            deployed_config(&redis, endpoint)
+        } else {
+            test_config(&redis.url(), endpoint)
+        };
         redis.configure(&mut config.cache);
-        let mut client = dynamo::client_for(endpoint, Some(dynamo.calls.clone())).config().to_builder();
+        let mut client = dynamo::client_for(endpoint, Some(dynamo.calls.clone()))
+            .config()
+            .to_builder();
         for interceptor in self.interceptors {
             client.push_interceptor(interceptor);
         }
@@ -386,7 +424,12 @@ fn deployed_config(redis: &TestRedis, dynamo_endpoint: &str) -> Config {
         ("DYNAMODB_ENDPOINT", dynamo_endpoint.to_owned()),
         ("TABLE_NAME", TABLE_NAME.to_owned()),
     ];
-    Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).expect("valid config")
+    Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("valid config")
 }
 
 /// Sends a request to `app` through the function that serves its path, as API Gateway would.
@@ -401,7 +444,13 @@ pub async fn send_as(app: &App, request: ApiRequest, request_id: &str) -> ApiRes
     let mut context = lambda_runtime::Context::default();
     context.request_id = request_id.to_owned();
     context.xray_trace_id = Some(trace_id_of(request_id));
-    invoke_with(app, &request.to_v2_event().to_string(), &request.path, Some(context)).await
+    invoke_with(
+        app,
+        &request.to_v2_event().to_string(),
+        &request.path,
+        Some(context),
+    )
+    .await
 }
 
 /// The X-Ray trace id [`send_as`] gives invocation `request_id`.
@@ -414,7 +463,12 @@ pub async fn invoke_event(app: &App, event: &str, path: &str) -> ApiResponse {
     invoke_with(app, event, path, None).await
 }
 
-async fn invoke_with(app: &App, event: &str, path: &str, context: Option<lambda_runtime::Context>) -> ApiResponse {
+async fn invoke_with(
+    app: &App,
+    event: &str,
+    path: &str,
+    context: Option<lambda_runtime::Context>,
+) -> ApiResponse {
     use lambda_http::RequestExt;
     let req = lambda_http::request::from_str(event).expect("lambda_http deserializes the event");
     let req = match context {
@@ -444,7 +498,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 /// does not turn a hit into a timed-out miss: 50 ms, the deployed default, did.
 pub fn test_config(redis_url: &str, dynamo_endpoint: &str) -> Config {
     let mut config =
-        Config::from_lookup(|name| (name == "JWT_SECRET").then(|| TEST_SECRET.to_owned())).expect("defaults are valid");
+        Config::from_lookup(|name| (name == "JWT_SECRET").then(|| TEST_SECRET.to_owned()))
+            .expect("defaults are valid");
     config.cache.redis_url = shared::config::RedisUrl::parse(redis_url).expect("a Redis URL");
     config.table.dynamodb_endpoint = Some(dynamo_endpoint.to_owned());
     config.table.table_name = TABLE_NAME.to_owned();
@@ -476,13 +531,25 @@ pub fn email_of(user: &Value) -> String {
 
 /// The names of a JSON object's fields, sorted: what a response's shape is checked against.
 pub fn keys_of(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    let mut keys: Vec<String> = value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
     keys.sort();
     keys
 }
 
 /// A new, unique, valid email.
 pub fn unique_email(hint: &str) -> String {
-    let clean: String = hint.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
-    format!("{clean}.{}@example.com", ulid::Ulid::new().to_string().to_lowercase())
+    let clean: String = hint
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    format!(
+        "{clean}.{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
 }

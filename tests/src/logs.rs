@@ -26,7 +26,13 @@ pub fn capture_logs(filter: &str) -> (Captured, CaptureGuard) {
     let anchor = tracing::Dispatch::new(Anchor);
     let guard = tracing::subscriber::set_default(subscriber);
     tracing::callsite::rebuild_interest_cache();
-    (captured, CaptureGuard { _guard: guard, _anchor: anchor })
+    (
+        captured,
+        CaptureGuard {
+            _guard: guard,
+            _anchor: anchor,
+        },
+    )
 }
 
 /// Keeps a capture going until dropped.
@@ -47,7 +53,10 @@ impl Captured {
 
     /// Every line, parsed as JSON (panics on one that is not).
     pub fn json_lines(&self) -> Vec<Value> {
-        self.text().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
     }
 
     pub fn clear(&self) {
@@ -83,7 +92,10 @@ impl<'a> MakeWriter<'a> for Captured {
 pub struct Anchor;
 
 impl tracing::Subscriber for Anchor {
-    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
         tracing::subscriber::Interest::sometimes()
     }
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {

@@ -58,7 +58,11 @@ impl RedisCluster {
                 "--cluster-require-full-coverage",
                 "no",
             ];
-            nodes.push(RedisNode::new(ports[2 * i], &node_dir, args.iter().map(|a| a.to_string()).collect()));
+            nodes.push(RedisNode::new(
+                ports[2 * i],
+                &node_dir,
+                args.iter().map(|a| a.to_string()).collect(),
+            ));
         }
         let cluster = RedisCluster { nodes, dir };
         for node in &cluster.nodes {
@@ -89,7 +93,9 @@ impl RedisCluster {
     /// A direct cluster connection (keys routed by slot), for tests that inspect or corrupt
     /// entries.
     pub async fn connection(&self) -> redis::RedisResult<ClusterConnection> {
-        ClusterClient::new(self.nodes.iter().map(RedisNode::url).collect::<Vec<_>>())?.get_async_connection().await
+        ClusterClient::new(self.nodes.iter().map(RedisNode::url).collect::<Vec<_>>())?
+            .get_async_connection()
+            .await
     }
 
     /// The master that holds `key`'s slot.
@@ -101,7 +107,10 @@ impl RedisCluster {
                     return node;
                 }
             }
-            assert!(Instant::now() < deadline, "no live node says who holds {key}");
+            assert!(
+                Instant::now() < deadline,
+                "no live node says who holds {key}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -109,11 +118,22 @@ impl RedisCluster {
     /// Which port serves `key`, as the first live node sees it.
     async fn port_of(&self, key: &str) -> Option<u16> {
         for node in &self.nodes {
-            let Ok(mut conn) = node.connection().await else { continue };
-            let Ok(slot) = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async::<i64>(&mut conn).await else {
+            let Ok(mut conn) = node.connection().await else {
                 continue;
             };
-            let Ok(ranges) = redis::cmd("CLUSTER").arg("SLOTS").query_async::<redis::Value>(&mut conn).await else {
+            let Ok(slot) = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+            else {
+                continue;
+            };
+            let Ok(ranges) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<redis::Value>(&mut conn)
+                .await
+            else {
                 continue;
             };
             return slot_owner(&ranges, slot);
@@ -143,18 +163,34 @@ impl RedisCluster {
         let mut ports: Vec<u16> = self.nodes.iter().map(|n| n.port).collect();
         ports.sort_unstable();
         'wait: loop {
-            assert!(Instant::now() < deadline, "the cluster on ports {ports:?} did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "the cluster on ports {ports:?} did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
             for node in &self.nodes {
-                let Ok(mut conn) = node.connection().await else { continue 'wait };
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await.unwrap_or_default();
+                let Ok(mut conn) = node.connection().await else {
+                    continue 'wait;
+                };
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
                 if !info.contains("cluster_state:ok") {
                     continue 'wait;
                 }
-                let Ok(slots) = redis::cmd("CLUSTER").arg("SLOTS").query_async::<redis::Value>(&mut conn).await else {
+                let Ok(slots) = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+                else {
                     continue 'wait;
                 };
-                let mut owners: Vec<u16> = (0..16_384).step_by(512).filter_map(|s| slot_owner(&slots, s)).collect();
+                let mut owners: Vec<u16> = (0..16_384)
+                    .step_by(512)
+                    .filter_map(|s| slot_owner(&slots, s))
+                    .collect();
                 let covered = owners.len() == 32;
                 owners.sort_unstable();
                 owners.dedup();
@@ -169,15 +205,21 @@ impl RedisCluster {
 
 /// The port of the master serving `slot` in a `CLUSTER SLOTS` reply.
 fn slot_owner(reply: &redis::Value, slot: i64) -> Option<u16> {
-    let redis::Value::Array(ranges) = reply else { return None };
+    let redis::Value::Array(ranges) = reply else {
+        return None;
+    };
     ranges.iter().find_map(|range| {
-        let redis::Value::Array(parts) = range else { return None };
+        let redis::Value::Array(parts) = range else {
+            return None;
+        };
         let (redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(master)) =
             (parts.first()?, parts.get(1)?, parts.get(2)?)
         else {
             return None;
         };
-        let redis::Value::Int(port) = master.get(1)? else { return None };
+        let redis::Value::Int(port) = master.get(1)? else {
+            return None;
+        };
         (*start..=*end).contains(&slot).then_some(*port as u16)
     })
 }

@@ -127,7 +127,9 @@ impl Shared {
 impl RedisProxy {
     /// Listens on 127.0.0.1:<free port> and forwards every connection to `upstream_port`.
     pub async fn start(upstream_port: u16) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("the proxy binds a loopback port");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("the proxy binds a loopback port");
         let port = listener.local_addr().expect("the proxy's address").port();
         let shared = Arc::new(Shared {
             upstream: AtomicU16::new(upstream_port),
@@ -138,7 +140,11 @@ impl RedisProxy {
             live: Mutex::new(HashMap::new()),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
-        RedisProxy { port, shared, accept }
+        RedisProxy {
+            port,
+            shared,
+            accept,
+        }
     }
 
     /// `redis://127.0.0.1:<port>`, for `redis::Client::open`.
@@ -149,7 +155,11 @@ impl RedisProxy {
     /// Sets the fault for every command read from now on, on every connection, live ones
     /// included. A write already being held by a `Delay` keeps its delay.
     pub fn set_write_fault(&self, fault: WriteFault) {
-        *self.shared.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+        *self
+            .shared
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
     }
 
     /// Stalls the link (`true`): connections stay open and are read, but no command, read or
@@ -170,7 +180,12 @@ impl RedisProxy {
     /// in flight are lost, as when a network link dies.
     pub fn kill_connections(&self) {
         // Abort outside the lock: a task being torn down unregisters itself under the same lock.
-        let handles: Vec<AbortHandle> = self.shared.live().drain().map(|(_, handle)| handle).collect();
+        let handles: Vec<AbortHandle> = self
+            .shared
+            .live()
+            .drain()
+            .map(|(_, handle)| handle)
+            .collect();
         for handle in handles {
             handle.abort();
         }
@@ -214,7 +229,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let mut live = shared.live();
         let task = tokio::spawn(async move {
             // Created inside the task: a future dropped before its first poll holds no lock.
-            let _registration = Registration { id, shared: task_shared.clone() };
+            let _registration = Registration {
+                id,
+                shared: task_shared.clone(),
+            };
             serve(client, upstream, &task_shared).await;
         });
         live.insert(id, task.abort_handle());
@@ -336,7 +354,11 @@ async fn hold(client: &mut OwnedReadHalf, buf: &mut Vec<u8>, delay: Duration) ->
 
 /// Holds the commands read so far while the link is stalled, still reading what the client
 /// sends. `false` if the client left.
-async fn hold_while_stalled(client: &mut OwnedReadHalf, buf: &mut Vec<u8>, shared: &Shared) -> bool {
+async fn hold_while_stalled(
+    client: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+) -> bool {
     let mut stalled = shared.stalled.subscribe();
     loop {
         tokio::select! {
@@ -429,15 +451,29 @@ struct Command {
 /// Clients send arrays of bulk strings. A line not starting with `*` is an inline command,
 /// forwarded as it is and taken as a read.
 fn parse_command(buf: &[u8]) -> Result<Option<Command>, ProtocolError> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     if first != b'*' {
-        let Some(newline) = buf.iter().position(|&b| b == b'\n') else { return Ok(None) };
+        let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+            return Ok(None);
+        };
         let expects_reply = !buf[..newline].trim_ascii().is_empty();
-        return Ok(Some(Command { len: newline + 1, is_write: false, expects_reply }));
+        return Ok(Some(Command {
+            len: newline + 1,
+            is_write: false,
+            expects_reply,
+        }));
     }
-    let Some((count, mut pos)) = header(buf, 0)? else { return Ok(None) };
+    let Some((count, mut pos)) = header(buf, 0)? else {
+        return Ok(None);
+    };
     if count <= 0 {
-        return Ok(Some(Command { len: pos, is_write: false, expects_reply: false }));
+        return Ok(Some(Command {
+            len: pos,
+            is_write: false,
+            expects_reply: false,
+        }));
     }
     if count > MAX_ARGS {
         return Err(ProtocolError);
@@ -449,12 +485,16 @@ fn parse_command(buf: &[u8]) -> Result<Option<Command>, ProtocolError> {
             Some(b'$') => {}
             Some(_) => return Err(ProtocolError),
         }
-        let Some((len, start)) = header(buf, pos)? else { return Ok(None) };
+        let Some((len, start)) = header(buf, pos)? else {
+            return Ok(None);
+        };
         if !(0..=MAX_BULK).contains(&len) {
             return Err(ProtocolError);
         }
         let end = start + len as usize;
-        let Some(terminator) = buf.get(end..end + 2) else { return Ok(None) };
+        let Some(terminator) = buf.get(end..end + 2) else {
+            return Ok(None);
+        };
         if terminator != b"\r\n" {
             return Err(ProtocolError);
         }
@@ -463,11 +503,17 @@ fn parse_command(buf: &[u8]) -> Result<Option<Command>, ProtocolError> {
         }
         pos = end + 2;
     }
-    Ok(Some(Command { len: pos, is_write, expects_reply: true }))
+    Ok(Some(Command {
+        len: pos,
+        is_write,
+        expects_reply: true,
+    }))
 }
 
 fn is_write_command(name: &[u8]) -> bool {
-    WRITE_COMMANDS.iter().any(|write| write.as_bytes().eq_ignore_ascii_case(name))
+    WRITE_COMMANDS
+        .iter()
+        .any(|write| write.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// The integer of the header line at `buf[pos]` (`*3\r\n`, `$-1\r\n`, ...) and where its body
@@ -475,7 +521,11 @@ fn is_write_command(name: &[u8]) -> bool {
 fn header(buf: &[u8], pos: usize) -> Result<Option<(i64, usize)>, ProtocolError> {
     let digits_start = pos + 1;
     let Some(end) = find_crlf(buf, digits_start) else {
-        return if buf.len() - pos > MAX_HEADER { Err(ProtocolError) } else { Ok(None) };
+        return if buf.len() - pos > MAX_HEADER {
+            Err(ProtocolError)
+        } else {
+            Ok(None)
+        };
     };
     let value = std::str::from_utf8(&buf[digits_start..end])
         .ok()
@@ -487,7 +537,9 @@ fn header(buf: &[u8], pos: usize) -> Result<Option<(i64, usize)>, ProtocolError>
 /// The index of the first `\r\n` at or after `from`.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let rest = buf.get(from..)?;
-    rest.windows(2).position(|pair| pair == b"\r\n").map(|offset| from + offset)
+    rest.windows(2)
+        .position(|pair| pair == b"\r\n")
+        .map(|offset| from + offset)
 }
 
 /// Finds the end of one complete reply at the start of a buffer that grows as bytes arrive,
@@ -507,19 +559,27 @@ impl ReplyScanner {
     /// `Ok(Some(len))` once `buf[..len]` holds the whole reply, `Ok(None)` while it doesn't yet.
     fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
         loop {
-            let Some(&kind) = buf.get(self.pos) else { return Ok(None) };
+            let Some(&kind) = buf.get(self.pos) else {
+                return Ok(None);
+            };
             match kind {
                 b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {
-                    let Some(end) = find_crlf(buf, self.pos + 1) else { return Ok(None) };
+                    let Some(end) = find_crlf(buf, self.pos + 1) else {
+                        return Ok(None);
+                    };
                     self.pos = end + 2;
                 }
                 b'$' | b'=' | b'!' => {
-                    let Some((len, body)) = header(buf, self.pos)? else { return Ok(None) };
+                    let Some((len, body)) = header(buf, self.pos)? else {
+                        return Ok(None);
+                    };
                     if len == -1 {
                         self.pos = body;
                     } else if (0..=MAX_BULK).contains(&len) {
                         let end = body + len as usize;
-                        let Some(terminator) = buf.get(end..end + 2) else { return Ok(None) };
+                        let Some(terminator) = buf.get(end..end + 2) else {
+                            return Ok(None);
+                        };
                         if terminator != b"\r\n" {
                             return Err(ProtocolError);
                         }
@@ -529,7 +589,9 @@ impl ReplyScanner {
                     }
                 }
                 b'*' | b'~' | b'>' | b'%' | b'|' => {
-                    let Some((count, body)) = header(buf, self.pos)? else { return Ok(None) };
+                    let Some((count, body)) = header(buf, self.pos)? else {
+                        return Ok(None);
+                    };
                     if !(-1..=MAX_AGGREGATE).contains(&count) || (count == -1 && kind == b'|') {
                         return Err(ProtocolError);
                     }
@@ -552,7 +614,9 @@ impl ReplyScanner {
             }
             // An element is complete: close every aggregate it completes.
             loop {
-                let Some(remaining) = self.open.last_mut() else { return Ok(Some(self.pos)) };
+                let Some(remaining) = self.open.last_mut() else {
+                    return Ok(Some(self.pos));
+                };
                 *remaining -= 1;
                 if *remaining > 0 {
                     break;
@@ -611,15 +675,34 @@ mod tests {
         for case in cases {
             let mut with_next = case.to_vec();
             with_next.extend_from_slice(b"+NEXT\r\n");
-            assert_eq!(scan_bytewise(&with_next), Ok(Some(case.len())), "{}", String::from_utf8_lossy(case));
-            assert_eq!(ReplyScanner::default().scan(&case[..case.len() - 1]), Ok(None));
+            assert_eq!(
+                scan_bytewise(&with_next),
+                Ok(Some(case.len())),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+            assert_eq!(
+                ReplyScanner::default().scan(&case[..case.len() - 1]),
+                Ok(None)
+            );
         }
     }
 
     #[test]
     fn scanner_rejects_what_is_not_resp() {
-        for bad in [&b"hello\r\n"[..], b"$3\r\nabcd\r\n", b"*x\r\n", b"$-2\r\n", b"|-1\r\n"] {
-            assert_eq!(ReplyScanner::default().scan(bad), Err(ProtocolError), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"hello\r\n"[..],
+            b"$3\r\nabcd\r\n",
+            b"*x\r\n",
+            b"$-2\r\n",
+            b"|-1\r\n",
+        ] {
+            assert_eq!(
+                ReplyScanner::default().scan(bad),
+                Err(ProtocolError),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -628,19 +711,60 @@ mod tests {
         let set = b"*3\r\n$3\r\nsEt\r\n$1\r\nk\r\n$1\r\nv\r\n";
         let mut buf = set.to_vec();
         buf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
-        assert_eq!(parse_command(&buf), Ok(Some(Command { len: set.len(), is_write: true, expects_reply: true })));
+        assert_eq!(
+            parse_command(&buf),
+            Ok(Some(Command {
+                len: set.len(),
+                is_write: true,
+                expects_reply: true
+            }))
+        );
         for end in 0..set.len() {
             assert_eq!(parse_command(&set[..end]), Ok(None));
         }
         let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
-        assert_eq!(parse_command(get), Ok(Some(Command { len: get.len(), is_write: false, expects_reply: true })));
+        assert_eq!(
+            parse_command(get),
+            Ok(Some(Command {
+                len: get.len(),
+                is_write: false,
+                expects_reply: true
+            }))
+        );
         let script = b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$1\r\nx\r\n";
-        assert_eq!(parse_command(script).map(|c| c.map(|c| c.is_write)), Ok(Some(false)));
+        assert_eq!(
+            parse_command(script).map(|c| c.map(|c| c.is_write)),
+            Ok(Some(false))
+        );
         let evalsha = b"*3\r\n$7\r\nevalsha\r\n$1\r\nx\r\n$1\r\n0\r\n";
-        assert_eq!(parse_command(evalsha).map(|c| c.map(|c| c.is_write)), Ok(Some(true)));
-        assert_eq!(parse_command(b"SET k v\r\n"), Ok(Some(Command { len: 9, is_write: false, expects_reply: true })));
-        assert_eq!(parse_command(b"\r\n"), Ok(Some(Command { len: 2, is_write: false, expects_reply: false })));
-        assert_eq!(parse_command(b"*0\r\n"), Ok(Some(Command { len: 4, is_write: false, expects_reply: false })));
+        assert_eq!(
+            parse_command(evalsha).map(|c| c.map(|c| c.is_write)),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            parse_command(b"SET k v\r\n"),
+            Ok(Some(Command {
+                len: 9,
+                is_write: false,
+                expects_reply: true
+            }))
+        );
+        assert_eq!(
+            parse_command(b"\r\n"),
+            Ok(Some(Command {
+                len: 2,
+                is_write: false,
+                expects_reply: false
+            }))
+        );
+        assert_eq!(
+            parse_command(b"*0\r\n"),
+            Ok(Some(Command {
+                len: 4,
+                is_write: false,
+                expects_reply: false
+            }))
+        );
         assert_eq!(parse_command(b"*1\r\n:1\r\n"), Err(ProtocolError));
         assert_eq!(parse_command(b"*1\r\n$3\r\nGETX\r\n"), Err(ProtocolError));
     }
@@ -663,7 +787,11 @@ mod tests {
     async fn wait_for_connections(proxy: &RedisProxy, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(2);
         while proxy.connections() != count {
-            assert!(Instant::now() < deadline, "{} live connections, expected {count}", proxy.connections());
+            assert!(
+                Instant::now() < deadline,
+                "{} live connections, expected {count}",
+                proxy.connections()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -673,7 +801,11 @@ mod tests {
     }
 
     async fn client_id(conn: &mut ConnectionManager) -> i64 {
-        redis::cmd("CLIENT").arg("ID").query_async(conn).await.expect("CLIENT ID")
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(conn)
+            .await
+            .expect("CLIENT ID")
     }
 
     #[tokio::test]
@@ -688,7 +820,10 @@ mod tests {
         let on_server: Option<String> = direct.get("k").await.expect("direct GET");
         assert_eq!(on_server.as_deref(), Some("v"));
         // The handshake (CLIENT SETINFO ...), GET and PING are reads: only the SET counts.
-        let _: String = redis::cmd("PING").query_async(&mut conn).await.expect("PING");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .expect("PING");
         assert_eq!(proxy.writes_seen(), 1);
         assert_eq!(proxy.connections(), 1);
     }
@@ -714,10 +849,17 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let read_start = Instant::now();
         let _: Option<String> = other.get("slow").await.expect("GET on another connection");
-        assert!(read_start.elapsed() < Duration::from_millis(150), "a read waited {:?}", read_start.elapsed());
+        assert!(
+            read_start.elapsed() < Duration::from_millis(150),
+            "a read waited {:?}",
+            read_start.elapsed()
+        );
         tokio::time::sleep_until((start + Duration::from_millis(200)).into()).await;
         let early: bool = direct.exists("slow").await.expect("EXISTS");
-        assert!(!early, "the delayed SET reached the server before its delay");
+        assert!(
+            !early,
+            "the delayed SET reached the server before its delay"
+        );
         let (result, elapsed) = set.await.expect("the SET task");
         result.expect("the delayed SET succeeds");
         assert!(elapsed >= delay, "the SET took {elapsed:?}");
@@ -737,13 +879,22 @@ mod tests {
         let mut same = slow.clone();
         let got: Option<String> = same.get("behind").await.expect("GET behind the held SET");
         assert_eq!(got.as_deref(), Some("1"));
-        assert!(start.elapsed() >= delay, "the GET behind the SET took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= delay,
+            "the GET behind the SET took {:?}",
+            start.elapsed()
+        );
         set.await.expect("the SET task").expect("the SET");
 
         // A pipeline keeps its order.
         let start = Instant::now();
-        let (got,): (String,) =
-            redis::pipe().set("k", "1").ignore().get("k").query_async(&mut same).await.expect("the pipeline");
+        let (got,): (String,) = redis::pipe()
+            .set("k", "1")
+            .ignore()
+            .get("k")
+            .query_async(&mut same)
+            .await
+            .expect("the pipeline");
         assert_eq!(got, "1");
         assert!(start.elapsed() >= delay);
         assert_eq!(proxy.writes_seen(), 3);
@@ -766,7 +917,10 @@ mod tests {
             .expect("SCRIPT LOAD is a read");
         proxy.set_write_fault(WriteFault::Refuse);
 
-        let err = conn.set::<_, _, ()>("k", "v").await.expect_err("SET is refused");
+        let err = conn
+            .set::<_, _, ()>("k", "v")
+            .await
+            .expect_err("SET is refused");
         assert!(is_read_only(&err), "{err:?}: {:?}", err.kind());
 
         // Replies from upstream and injected ones, pipelined on one connection, in command order.
@@ -776,9 +930,15 @@ mod tests {
             b.set::<_, _, ()>("k", "v"),
             c.get::<_, Option<String>>("g2"),
         );
-        assert_eq!(first.expect("GET before the refused SET").as_deref(), Some("one"));
+        assert_eq!(
+            first.expect("GET before the refused SET").as_deref(),
+            Some("one")
+        );
         assert!(refused.as_ref().is_err_and(is_read_only), "{refused:?}");
-        assert_eq!(second.expect("GET after the refused SET").as_deref(), Some("two"));
+        assert_eq!(
+            second.expect("GET after the refused SET").as_deref(),
+            Some("two")
+        );
 
         let eval = redis::cmd("EVAL")
             .arg("return redis.call('SET', KEYS[1], 'x')")
@@ -787,14 +947,23 @@ mod tests {
             .query_async::<()>(&mut conn)
             .await;
         assert!(eval.as_ref().is_err_and(is_read_only), "{eval:?}");
-        let evalsha = redis::cmd("evalsha").arg(&sha).arg(1).arg("k").query_async::<()>(&mut conn).await;
+        let evalsha = redis::cmd("evalsha")
+            .arg(&sha)
+            .arg(1)
+            .arg("k")
+            .query_async::<()>(&mut conn)
+            .await;
         assert!(evalsha.as_ref().is_err_and(is_read_only), "{evalsha:?}");
 
         let written: bool = direct.exists("k").await.expect("EXISTS");
         assert!(!written, "a refused write reached the server");
         assert_eq!(proxy.writes_seen(), 4);
         // READONLY is not a dropped connection: the manager keeps the same one.
-        assert_eq!(client_id(&mut conn).await, id, "the ConnectionManager reconnected after READONLY");
+        assert_eq!(
+            client_id(&mut conn).await,
+            id,
+            "the ConnectionManager reconnected after READONLY"
+        );
         proxy.set_write_fault(WriteFault::None);
         let () = conn.set("k", "v").await.expect("SET passes again");
         assert_eq!(client_id(&mut conn).await, id);
@@ -810,7 +979,10 @@ mod tests {
         proxy.set_write_fault(WriteFault::Drop);
         let _: Option<String> = conn.get("k").await.expect("reads still pass");
 
-        let err = conn.set::<_, _, ()>("k", "v").await.expect_err("the SET's connection drops");
+        let err = conn
+            .set::<_, _, ()>("k", "v")
+            .await
+            .expect_err("the SET's connection drops");
         eprintln!(
             "Drop: {err:?} kind={:?} dropped={} io={}",
             err.kind(),
@@ -833,7 +1005,11 @@ mod tests {
         }
         let landed: Option<String> = direct.get("k").await.expect("direct GET");
         assert_eq!(landed.as_deref(), Some("v"));
-        assert_ne!(client_id(&mut conn).await, id, "the manager works on a new connection");
+        assert_ne!(
+            client_id(&mut conn).await,
+            id,
+            "the manager works on a new connection"
+        );
         assert_eq!(proxy.connections(), 1);
     }
 
@@ -841,8 +1017,20 @@ mod tests {
     async fn set_upstream_moves_new_connections_only() {
         let first = RedisServer::start().await;
         let second = RedisServer::start().await;
-        let () = first.connection().await.expect("first").set("who", "first").await.expect("seed");
-        let () = second.connection().await.expect("second").set("who", "second").await.expect("seed");
+        let () = first
+            .connection()
+            .await
+            .expect("first")
+            .set("who", "first")
+            .await
+            .expect("seed");
+        let () = second
+            .connection()
+            .await
+            .expect("second")
+            .set("who", "second")
+            .await
+            .expect("seed");
         let proxy = RedisProxy::start(first.port).await;
         let mut old = manager(&proxy.url()).await;
         let who: String = old.get("who").await.expect("GET");
@@ -863,21 +1051,38 @@ mod tests {
         let proxy = RedisProxy::start(server.port).await;
         let mut one = manager(&proxy.url()).await;
         let mut two = manager(&proxy.url()).await;
-        let _: String = redis::cmd("PING").query_async(&mut one).await.expect("PING");
-        let _: String = redis::cmd("PING").query_async(&mut two).await.expect("PING");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut one)
+            .await
+            .expect("PING");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut two)
+            .await
+            .expect("PING");
         assert_eq!(proxy.connections(), 2);
 
         proxy.kill_connections();
         assert_eq!(proxy.connections(), 0);
         for conn in [&mut one, &mut two] {
-            let err = conn.get::<_, Option<String>>("k").await.expect_err("the killed connection errors");
-            eprintln!("kill: {err:?} kind={:?} dropped={}", err.kind(), err.is_connection_dropped());
+            let err = conn
+                .get::<_, Option<String>>("k")
+                .await
+                .expect_err("the killed connection errors");
+            eprintln!(
+                "kill: {err:?} kind={:?} dropped={}",
+                err.kind(),
+                err.is_connection_dropped()
+            );
             assert!(err.is_connection_dropped() || err.is_io_error(), "{err:?}");
         }
 
         let deadline = Instant::now() + Duration::from_secs(2);
         for conn in [&mut one, &mut two] {
-            while redis::cmd("PING").query_async::<String>(conn).await.is_err() {
+            while redis::cmd("PING")
+                .query_async::<String>(conn)
+                .await
+                .is_err()
+            {
                 assert!(Instant::now() < deadline, "no reconnect");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -906,13 +1111,23 @@ mod tests {
 
         let (result, elapsed) = set.await.expect("the SET task");
         let err = result.expect_err("the held SET fails with its connection");
-        eprintln!("upstream killed: {err:?} kind={:?} dropped={}", err.kind(), err.is_connection_dropped());
-        assert!(elapsed < delay, "the client connection closed only after {elapsed:?}");
+        eprintln!(
+            "upstream killed: {err:?} kind={:?} dropped={}",
+            err.kind(),
+            err.is_connection_dropped()
+        );
+        assert!(
+            elapsed < delay,
+            "the client connection closed only after {elapsed:?}"
+        );
         assert!(err.is_connection_dropped() || err.is_io_error(), "{err:?}");
 
         // Back before the hold would have ended: the held write must not reach the new server.
         server.restart().await;
-        assert!(start.elapsed() < delay, "restart too slow for this test to mean anything");
+        assert!(
+            start.elapsed() < delay,
+            "restart too slow for this test to mean anything"
+        );
         tokio::time::sleep_until((start + delay + Duration::from_millis(150)).into()).await;
         let mut direct = server.connection().await.expect("direct connection");
         let written: bool = direct.exists("held").await.expect("EXISTS");

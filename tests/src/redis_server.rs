@@ -29,8 +29,12 @@ pub fn closed_port() -> u16 {
 /// `n` distinct free loopback ports: all held at once while they are picked, so no two are the
 /// same (ports released one by one can be handed out again at once).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<StdListener> = (0..n).map(|_| StdListener::bind("127.0.0.1:0").expect("a free port")).collect();
-    held.iter().map(|l| l.local_addr().expect("its address").port()).collect()
+    let held: Vec<StdListener> = (0..n)
+        .map(|_| StdListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("its address").port())
+        .collect()
 }
 
 fn redis_binary() -> String {
@@ -57,7 +61,12 @@ pub struct RedisNode {
 impl RedisNode {
     /// A node on `port` working in `dir`, with `args` beyond the basics; not yet started.
     pub(crate) fn new(port: u16, dir: &Path, args: Vec<String>) -> Self {
-        RedisNode { port, dir: dir.to_owned(), args, child: Mutex::new(None) }
+        RedisNode {
+            port,
+            dir: dir.to_owned(),
+            args,
+            child: Mutex::new(None),
+        }
     }
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
@@ -76,19 +85,34 @@ impl RedisNode {
     /// Starts (again), and waits until it answers `PING`.
     pub async fn start(&self) {
         let child = Command::new(redis_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server runs (install it: apt-get install redis-server, or run scripts/test)");
+            .expect(
+                "redis-server runs (install it: apt-get install redis-server, or run scripts/test)",
+            );
         *self.child() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(mut conn) = self.connection().await {
-                if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+                {
                     return;
                 }
             }
@@ -102,7 +126,10 @@ impl RedisNode {
     /// written before, stale ones among them, are still there.
     pub async fn snapshot(&self) {
         let mut conn = self.connection().await.expect("redis connection");
-        redis::cmd("SAVE").query_async::<String>(&mut conn).await.expect("SAVE");
+        redis::cmd("SAVE")
+            .query_async::<String>(&mut conn)
+            .await
+            .expect("SAVE");
     }
 
     /// SIGKILL: a crash, not a shutdown. Everything it held in memory since the last
@@ -126,13 +153,18 @@ impl RedisNode {
 
     fn signal(&self, signal: &str) {
         let pid = self.child().as_ref().expect("the node is running").id();
-        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
         assert!(status.success(), "kill {signal} {pid} failed");
     }
 
     /// A direct connection to this node alone.
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?.get_multiplexed_async_connection().await
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
     }
 }
 
@@ -146,7 +178,11 @@ impl RedisServer {
     pub async fn start() -> Self {
         let dir = scratch_dir("redis-test");
         let port = free_port();
-        let server = RedisServer { port, node: RedisNode::new(port, &dir, Vec::new()), dir };
+        let server = RedisServer {
+            port,
+            node: RedisNode::new(port, &dir, Vec::new()),
+            dir,
+        };
         server.node.start().await;
         server
     }

@@ -54,7 +54,9 @@ pub struct RuntimeApi {
 
 impl RuntimeApi {
     pub async fn start(function: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the runtime API");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the runtime API");
         let addr = listener.local_addr().expect("addr");
         let (queue, rx) = mpsc::channel(1);
         let state = Arc::new(State {
@@ -79,7 +81,13 @@ impl RuntimeApi {
                 });
             }
         });
-        RuntimeApi { addr, state, queue, next_id: AtomicU64::new(1), server }
+        RuntimeApi {
+            addr,
+            state,
+            queue,
+            next_id: AtomicU64::new(1),
+            server,
+        }
     }
 
     /// `host:port`, for `AWS_LAMBDA_RUNTIME_API`.
@@ -106,9 +114,15 @@ impl RuntimeApi {
 
     /// Hands `event` to the function's pending `next` and waits for its answer.
     pub async fn invoke(&self, event: Bytes, timeout: Duration) -> Result<Outcome, String> {
-        let id = format!("request-{:08}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "request-{:08}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
         let (done, answer) = oneshot::channel();
-        self.queue.send(Pending { id, event, done }).await.map_err(|_| "runtime API stopped".to_owned())?;
+        self.queue
+            .send(Pending { id, event, done })
+            .await
+            .map_err(|_| "runtime API stopped".to_owned())?;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err("the invocation was dropped".to_owned()),
@@ -129,9 +143,14 @@ fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
-    let Some(rest) = path.strip_prefix(PREFIX) else { return Ok(reply(StatusCode::NOT_FOUND, "")) };
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return Ok(reply(StatusCode::NOT_FOUND, ""));
+    };
     let method = req.method().clone();
     match (method, rest.split('/').collect::<Vec<_>>().as_slice()) {
         (Method::GET, ["invocation", "next"]) => {
@@ -145,35 +164,66 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             let Some(pending) = state.queue.lock().await.recv().await else {
                 return Ok(reply(StatusCode::GONE, ""));
             };
-            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + Duration::from_secs(30);
+            let deadline = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                + Duration::from_secs(30);
             let response = Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
                 .header("lambda-runtime-aws-request-id", &pending.id)
-                .header("lambda-runtime-deadline-ms", deadline.as_millis().to_string())
+                .header(
+                    "lambda-runtime-deadline-ms",
+                    deadline.as_millis().to_string(),
+                )
                 .header(
                     "lambda-runtime-invoked-function-arn",
-                    format!("arn:aws:lambda:us-east-1:123456789012:function:{}", state.function),
+                    format!(
+                        "arn:aws:lambda:us-east-1:123456789012:function:{}",
+                        state.function
+                    ),
                 )
-                .header("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0")
+                .header(
+                    "lambda-runtime-trace-id",
+                    "Root=1-00000000-000000000000000000000000;Sampled=0",
+                )
                 .body(Full::new(pending.event))
                 .expect("response");
-            state.in_flight.lock().expect("lock").insert(pending.id, (Instant::now(), pending.done));
+            state
+                .in_flight
+                .lock()
+                .expect("lock")
+                .insert(pending.id, (Instant::now(), pending.done));
             Ok(response)
         }
         (Method::POST, ["invocation", id, outcome @ ("response" | "error")]) => {
             let ok = *outcome == "response";
             let id = id.to_string();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let arrived = Instant::now();
             if let Some((sent, done)) = state.in_flight.lock().expect("lock").remove(&id) {
-                let _ = done.send(Outcome { ok, body, elapsed: arrived - sent });
+                let _ = done.send(Outcome {
+                    ok,
+                    body,
+                    elapsed: arrived - sent,
+                });
             }
             Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
         }
         (Method::POST, ["init", "error"]) => {
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            *state.init_error.lock().expect("lock") = Some(String::from_utf8_lossy(&body).into_owned());
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            *state.init_error.lock().expect("lock") =
+                Some(String::from_utf8_lossy(&body).into_owned());
             state.changed.notify_waiters();
             Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
         }

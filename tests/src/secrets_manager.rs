@@ -30,18 +30,33 @@ impl SecretsManager {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{bin} runs (pip install 'moto[server]': scripts/install-deps): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("{bin} runs (pip install 'moto[server]': scripts/install-deps): {e}")
+            });
         let endpoint = format!("http://127.0.0.1:{port}");
         let config = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(TEST_REGION))
-            .credentials_provider(Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, None, None, "test"))
+            .credentials_provider(Credentials::new(
+                TEST_ACCESS_KEY,
+                TEST_SECRET_KEY,
+                None,
+                None,
+                "test",
+            ))
             .endpoint_url(&endpoint)
             .build();
-        let server = SecretsManager { endpoint, client: aws_sdk_secretsmanager::Client::from_conf(config), child };
+        let server = SecretsManager {
+            endpoint,
+            client: aws_sdk_secretsmanager::Client::from_conf(config),
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.client.list_secrets().send().await.is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not answer on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer on port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         server
@@ -49,7 +64,14 @@ impl SecretsManager {
 
     /// Creates a secret holding `value`; its ARN.
     pub async fn create_secret(&self, name: &str, value: &str) -> String {
-        let out = self.client.create_secret().name(name).secret_string(value).send().await.expect("CreateSecret");
+        let out = self
+            .client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("CreateSecret");
         out.arn.expect("the new secret's ARN")
     }
 }

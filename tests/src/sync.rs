@@ -27,16 +27,27 @@ impl InProcess {
     }
 
     pub fn with_config(config: &Config) -> Self {
-        let endpoint = config.table.dynamodb_endpoint.as_deref().expect("a test table endpoint");
+        let endpoint = config
+            .table
+            .dynamodb_endpoint
+            .as_deref()
+            .expect("a test table endpoint");
         let cache = RedisCache::new(&config.cache, None).expect("cache-sync's cache builds");
-        let store = Store::new(crate::dynamo::client_for(endpoint, None), config.table.table_name.clone());
-        InProcess { sync: CacheSync { cache, store } }
+        let store = Store::new(
+            crate::dynamo::client_for(endpoint, None),
+            config.table.table_name.clone(),
+        );
+        InProcess {
+            sync: CacheSync { cache, store },
+        }
     }
 }
 
 impl Invoke for InProcess {
     async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        cache_sync_fn::handle(&self.sync, LambdaEvent::new(event, Context::default())).await.map_err(|e| e.to_string())
+        cache_sync_fn::handle(&self.sync, LambdaEvent::new(event, Context::default()))
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -52,9 +63,13 @@ pub fn test_poller_config() -> PollerConfig {
 
 /// A poller over the table behind `dynamo_endpoint`, from the start of its stream.
 pub async fn poller(dynamo_endpoint: &str) -> Poller {
-    Poller::new(StreamApi::new(dynamo_endpoint), crate::TABLE_NAME, test_poller_config())
-        .await
-        .expect("the table has a stream")
+    Poller::new(
+        StreamApi::new(dynamo_endpoint),
+        crate::TABLE_NAME,
+        test_poller_config(),
+    )
+    .await
+    .expect("the table has a stream")
 }
 
 /// The stream sync running in the background until dropped.
@@ -68,10 +83,16 @@ impl StreamSync {
     /// a URL: a sync that took a cluster node for a standalone server would fail every write
     /// on the other nodes' slots (`MOVED`). [`crate::TestEnv::stream_sync`] is the usual way.
     pub async fn start(config: &Config) -> Self {
-        let endpoint = config.table.dynamodb_endpoint.as_deref().expect("a test table endpoint");
+        let endpoint = config
+            .table
+            .dynamodb_endpoint
+            .as_deref()
+            .expect("a test table endpoint");
         let poller = poller(endpoint).await;
         let function = InProcess::with_config(config);
-        StreamSync { task: tokio::spawn(poller.run(function)) }
+        StreamSync {
+            task: tokio::spawn(poller.run(function)),
+        }
     }
 }
 
@@ -98,13 +119,17 @@ impl Invoke for Capture {
 pub async fn stream_records(dynamo_endpoint: &str) -> Vec<EventRecord> {
     let capture = Capture::default();
     let mut poller = poller(dynamo_endpoint).await;
-    poller.drain(&capture, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
+    poller
+        .drain(&capture, Duration::from_millis(50), Duration::from_secs(10))
+        .await
+        .expect("drained");
     capture.records.into_inner().expect("lock")
 }
 
 /// The records of `email`'s user item among `records`.
 pub fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
-    let pk = shared::store::keys::user_pk(&shared::domain::Email::parse(email).expect("a valid email"));
+    let pk =
+        shared::store::keys::user_pk(&shared::domain::Email::parse(email).expect("a valid email"));
     records
         .iter()
         .filter(|r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if *s == pk))

@@ -99,9 +99,13 @@ impl TestRedis {
         match self {
             TestRedis::Standalone(server) => {
                 let client = redis::Client::open(server.url())?;
-                Ok(CacheConnection::Standalone(ConnectionManager::new(client).await?))
+                Ok(CacheConnection::Standalone(
+                    ConnectionManager::new(client).await?,
+                ))
             }
-            TestRedis::Cluster(cluster) => Ok(CacheConnection::Cluster(cluster.connection().await?)),
+            TestRedis::Cluster(cluster) => {
+                Ok(CacheConnection::Cluster(cluster.connection().await?))
+            }
         }
     }
 
@@ -115,14 +119,19 @@ impl TestRedis {
     pub async fn entry(&self, email: &str) -> Option<Value> {
         let raw = self.entry_bytes(email).await?;
         let entry = serde_json::from_slice(&raw);
-        Some(entry.unwrap_or_else(|e| panic!("entry is not JSON ({e}): {}", String::from_utf8_lossy(&raw))))
+        Some(entry.unwrap_or_else(|e| {
+            panic!("entry is not JSON ({e}): {}", String::from_utf8_lossy(&raw))
+        }))
     }
 
     /// Writes `value` as `email`'s entry with a plain `SET` (no TTL, no version check): an
     /// entry the test makes up.
     pub async fn set_entry(&self, email: &str, value: impl AsRef<[u8]>) {
         let mut conn = self.connection().await.expect("redis connection");
-        let () = conn.set(cache_key(email), value.as_ref()).await.expect("SET");
+        let () = conn
+            .set(cache_key(email), value.as_ref())
+            .await
+            .expect("SET");
     }
 
     /// Deletes `email`'s entry, as if it had expired.
@@ -166,7 +175,10 @@ impl TestRedis {
         for node in self.nodes() {
             proxies.push((node.address(), RedisProxy::start(node.port).await));
         }
-        RedisLink { mode: self.mode(), proxies }
+        RedisLink {
+            mode: self.mode(),
+            proxies,
+        }
     }
 }
 
@@ -191,15 +203,19 @@ impl RedisLink {
         config.mode = self.mode;
         config.node_address_map = match self.mode {
             CacheMode::Standalone => Vec::new(),
-            CacheMode::Cluster => {
-                self.proxies.iter().map(|(node, proxy)| (node.clone(), format!("127.0.0.1:{}", proxy.port))).collect()
-            }
+            CacheMode::Cluster => self
+                .proxies
+                .iter()
+                .map(|(node, proxy)| (node.clone(), format!("127.0.0.1:{}", proxy.port)))
+                .collect(),
         };
     }
 
     /// [`RedisProxy::set_write_fault`] on every node's proxy.
     pub fn set_write_fault(&self, fault: WriteFault) {
-        self.proxies.iter().for_each(|(_, p)| p.set_write_fault(fault));
+        self.proxies
+            .iter()
+            .for_each(|(_, p)| p.set_write_fault(fault));
     }
 
     /// Write commands the proxies received, all nodes together.

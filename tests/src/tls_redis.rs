@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
 use crate::redis_server::{free_port, scratch_dir};
 
@@ -21,7 +23,8 @@ impl TestCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a CA key")).expect("a CA");
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a CA key"))
+            .expect("a CA");
         TestCa { issuer }
     }
 
@@ -33,8 +36,12 @@ impl TestCa {
     /// A server certificate for `names` (DNS names or IP addresses) and its key, both PEM.
     pub fn server_certificate(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().expect("a server key");
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("names");
-        let certificate = params.signed_by(&key, &self.issuer).expect("a server certificate");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("names");
+        let certificate = params
+            .signed_by(&key, &self.issuer)
+            .expect("a server certificate");
         (certificate.pem(), key.serialize_pem())
     }
 
@@ -64,30 +71,60 @@ impl TlsRedis {
         std::fs::write(dir.join("server.pem"), cert).expect("write the certificate");
         std::fs::write(dir.join("server.key"), key).expect("write the key");
         let port = free_port();
-        let child = Command::new(std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned()))
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--tls-auth-clients", "no", "--requirepass", password])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--tls-cert-file")
-            .arg(dir.join("server.pem"))
-            .arg("--tls-key-file")
-            .arg(dir.join("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(&ca_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        let server = TlsRedis { port, ca_file, dir, child };
+        let child = Command::new(
+            std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned()),
+        )
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(&ca_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+        let server = TlsRedis {
+            port,
+            ca_file,
+            dir,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut conn) = server.connection(password).await {
-                if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+                {
                     return server;
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server (TLS) did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not start on port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -98,14 +135,22 @@ impl TlsRedis {
     }
 
     /// A TLS connection trusting the server's CA, authenticated with `password`.
-    pub async fn connection(&self, password: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    pub async fn connection(
+        &self,
+        password: &str,
+    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let info = redis::IntoConnectionInfo::into_connection_info(self.url())?;
         let settings = info.redis_settings().clone().set_password(password);
         let info = info.set_redis_settings(settings);
         let roots = std::fs::read(&self.ca_file).map_err(redis::RedisError::from)?;
-        let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(roots) };
-        redis::Client::build_with_tls(info, certificates)?.get_multiplexed_async_connection().await
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots),
+        };
+        redis::Client::build_with_tls(info, certificates)?
+            .get_multiplexed_async_connection()
+            .await
     }
 }
 

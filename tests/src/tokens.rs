@@ -27,7 +27,12 @@ pub fn sign(claims: &Value) -> String {
 
 /// `claims` signed with `algorithm` and `secret`.
 pub fn sign_with(claims: &Value, algorithm: Algorithm, secret: &str) -> String {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes())).expect("sign")
+    jsonwebtoken::encode(
+        &Header::new(algorithm),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
 }
 
 /// A signed token for user `sub` of `email` at `jwt_version` ([`claims`]).
@@ -41,7 +46,8 @@ pub fn token_for(sub: &str, email: &str, jwt_version: u64) -> String {
 pub fn sign_raw(header: &Value, claims: &Value) -> String {
     let input = format!("{}.{}", b64(header), b64(claims));
     let key = EncodingKey::from_secret(TEST_SECRET.as_bytes());
-    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).expect("hmac");
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).expect("hmac");
     format!("{input}.{signature}")
 }
 

@@ -6,7 +6,14 @@
 use lambda_http::{service_fn, Body, Error, Request, Response};
 
 fn main() -> Result<(), Error> {
-    shared::runtime::build()?.block_on(lambda_http::run_concurrent(service_fn(|_: Request| async {
-        Ok::<_, Error>(Response::builder().status(200).header("content-type", "text/plain").body(Body::from("ok"))?)
-    })))
+    shared::runtime::build()?.block_on(lambda_http::run_concurrent(service_fn(
+        |_: Request| async {
+            Ok::<_, Error>(
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "text/plain")
+                    .body(Body::from("ok"))?,
+            )
+        },
+    )))
 }

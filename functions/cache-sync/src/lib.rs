@@ -51,7 +51,10 @@ impl From<BatchFailed> for Diagnostic {
             BatchFailed::Cache => "CacheUnavailable",
             BatchFailed::Table(_) => "TableUnavailable",
         };
-        Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
     }
 }
 
@@ -79,7 +82,10 @@ pub struct CacheSync {
 impl CacheSync {
     /// Applies one batch. `Ok` carries the records to retry (none when all went well); `Err`
     /// fails the batch.
-    pub async fn apply(&self, records: Vec<EventRecord>) -> Result<(DynamoDbEventResponse, BatchReport), BatchFailed> {
+    pub async fn apply(
+        &self,
+        records: Vec<EventRecord>,
+    ) -> Result<(DynamoDbEventResponse, BatchReport), BatchFailed> {
         let mut report = BatchReport::default();
         let mut response = DynamoDbEventResponse::default();
         // Each user the batch names, in order, with the newest "deleted since" version its
@@ -105,7 +111,12 @@ impl CacheSync {
         }
         for (email, deleted) in changed {
             report.users += 1;
-            let entry = match self.store.get_user(&email).await.map_err(BatchFailed::Table)? {
+            let entry = match self
+                .store
+                .get_user(&email)
+                .await
+                .map_err(BatchFailed::Table)?
+            {
                 Some(user) => Entry::User(user),
                 None => Entry::Absent(deleted),
             };
@@ -147,7 +158,10 @@ pub const FUNCTION: &str = "cache-sync";
 /// line it logs says which invocation wrote it. The span is attached to the batch's future,
 /// not entered around it, so batches that run at once on Lambda Managed Instances keep their
 /// own fields on whichever thread polls them.
-pub async fn handle(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
+pub async fn handle(
+    sync: &CacheSync,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, BatchFailed> {
     let span = tracing::info_span!(
         "batch",
         function = FUNCTION,
@@ -159,12 +173,18 @@ pub async fn handle(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<Dynam
     applied
 }
 
-async fn apply_batch(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, BatchFailed> {
+async fn apply_batch(
+    sync: &CacheSync,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, BatchFailed> {
     let records = event.payload.records;
     let count = records.len();
     // The stream's clock says when the oldest change was made; its lag is how long the change
     // took to reach the cache (DynamoDB stamps to the second).
-    let oldest = records.iter().map(|r| r.change.approximate_creation_date_time.timestamp_millis()).min();
+    let oldest = records
+        .iter()
+        .map(|r| r.change.approximate_creation_date_time.timestamp_millis())
+        .min();
     let (response, report) = sync.apply(records).await.inspect_err(|e| {
         tracing::warn!(error = %e, "batch failed");
         shared::metrics::sync_batch_failed();
@@ -186,7 +206,10 @@ async fn apply_batch(sync: &CacheSync, event: LambdaEvent<Event>) -> Result<Dyna
 }
 
 fn unix_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// How long the init may spend opening connections before the first batch.
@@ -210,8 +233,14 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     }
     .await
     .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
-    tokio::join!(sync.cache.prewarm(PREWARM_BOUND), sync.store.prewarm(PREWARM_BOUND));
+    tokio::join!(
+        sync.cache.prewarm(PREWARM_BOUND),
+        sync.store.prewarm(PREWARM_BOUND)
+    );
     shared::metrics::init_done();
     let sync: &'static CacheSync = Box::leak(Box::new(sync));
-    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Event>| handle(sync, event))).await
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Event>| {
+        handle(sync, event)
+    }))
+    .await
 }

@@ -27,26 +27,49 @@ pub enum Route {
 /// The one place that knows this function's routes and their names.
 pub fn router(method: &Method, segments: &[&str]) -> Matched<Route> {
     match (segments, method) {
-        (["posts", post, "comments"], &Method::POST) => {
-            Matched::found("POST /posts/{postId}/comments", Route::Create { post_id: (*post).to_owned() })
+        (["posts", post, "comments"], &Method::POST) => Matched::found(
+            "POST /posts/{postId}/comments",
+            Route::Create {
+                post_id: (*post).to_owned(),
+            },
+        ),
+        (["posts", post, "comments"], &Method::GET) => Matched::found(
+            "GET /posts/{postId}/comments",
+            Route::List {
+                post_id: (*post).to_owned(),
+            },
+        ),
+        (["posts", _, "comments"], _) => {
+            Matched::not_allowed("ANY /posts/{postId}/comments", "GET, POST")
         }
-        (["posts", post, "comments"], &Method::GET) => {
-            Matched::found("GET /posts/{postId}/comments", Route::List { post_id: (*post).to_owned() })
-        }
-        (["posts", _, "comments"], _) => Matched::not_allowed("ANY /posts/{postId}/comments", "GET, POST"),
         (["posts", post, "comments", id], method) => {
             let (post_id, comment_id) = ((*post).to_owned(), (*id).to_owned());
             match *method {
-                Method::GET => {
-                    Matched::found("GET /posts/{postId}/comments/{commentId}", Route::Get { post_id, comment_id })
-                }
-                Method::PATCH => {
-                    Matched::found("PATCH /posts/{postId}/comments/{commentId}", Route::Update { post_id, comment_id })
-                }
-                Method::DELETE => {
-                    Matched::found("DELETE /posts/{postId}/comments/{commentId}", Route::Delete { post_id, comment_id })
-                }
-                _ => Matched::not_allowed("ANY /posts/{postId}/comments/{commentId}", "GET, PATCH, DELETE"),
+                Method::GET => Matched::found(
+                    "GET /posts/{postId}/comments/{commentId}",
+                    Route::Get {
+                        post_id,
+                        comment_id,
+                    },
+                ),
+                Method::PATCH => Matched::found(
+                    "PATCH /posts/{postId}/comments/{commentId}",
+                    Route::Update {
+                        post_id,
+                        comment_id,
+                    },
+                ),
+                Method::DELETE => Matched::found(
+                    "DELETE /posts/{postId}/comments/{commentId}",
+                    Route::Delete {
+                        post_id,
+                        comment_id,
+                    },
+                ),
+                _ => Matched::not_allowed(
+                    "ANY /posts/{postId}/comments/{commentId}",
+                    "GET, PATCH, DELETE",
+                ),
             }
         }
         _ => Matched::not_found(),
@@ -57,8 +80,17 @@ async fn run(app: &App, route: Route, req: Request) -> Result<Response<Body>, Ap
     match route {
         Route::Create { post_id } => routes::create(app, &req, &post_id).await,
         Route::List { post_id } => routes::list(app, &req, &post_id).await,
-        Route::Get { post_id, comment_id } => routes::get(app, &req, &post_id, &comment_id).await,
-        Route::Update { post_id, comment_id } => routes::update(app, &req, &post_id, &comment_id).await,
-        Route::Delete { post_id, comment_id } => routes::delete(app, &req, &post_id, &comment_id).await,
+        Route::Get {
+            post_id,
+            comment_id,
+        } => routes::get(app, &req, &post_id, &comment_id).await,
+        Route::Update {
+            post_id,
+            comment_id,
+        } => routes::update(app, &req, &post_id, &comment_id).await,
+        Route::Delete {
+            post_id,
+            comment_id,
+        } => routes::delete(app, &req, &post_id, &comment_id).await,
     }
 }

@@ -31,11 +31,16 @@ pub fn router(method: &Method, segments: &[&str]) -> Matched<Route> {
         (["posts"], &Method::POST) => Matched::found("POST /posts", Route::Create),
         (["posts"], &Method::GET) => Matched::found("GET /posts", Route::List),
         (["posts"], _) => Matched::not_allowed("ANY /posts", "GET, POST"),
-        (["posts", id], &Method::GET) => Matched::found("GET /posts/{postId}", Route::Get { post_id: post(id) }),
-        (["posts", id], &Method::PATCH) => Matched::found("PATCH /posts/{postId}", Route::Update { post_id: post(id) }),
-        (["posts", id], &Method::DELETE) => {
-            Matched::found("DELETE /posts/{postId}", Route::Delete { post_id: post(id) })
+        (["posts", id], &Method::GET) => {
+            Matched::found("GET /posts/{postId}", Route::Get { post_id: post(id) })
         }
+        (["posts", id], &Method::PATCH) => {
+            Matched::found("PATCH /posts/{postId}", Route::Update { post_id: post(id) })
+        }
+        (["posts", id], &Method::DELETE) => Matched::found(
+            "DELETE /posts/{postId}",
+            Route::Delete { post_id: post(id) },
+        ),
         (["posts", _], _) => Matched::not_allowed("ANY /posts/{postId}", "GET, PATCH, DELETE"),
         _ => Matched::not_found(),
     }

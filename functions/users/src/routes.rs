@@ -14,9 +14,21 @@ pub async fn register(app: &App, req: &Request) -> Result<Response<Body>, AppErr
     let name = Name::parse(body.required_str("name")?)?;
     let password = Password::parse(body.required_str("password")?)?;
     let password_hash = password::hash(password).await?;
-    let user =
-        User { id: new_id(), email, name: name.into_inner(), jwt_version: 1, revision: 1, created_at: now_rfc3339() };
-    let user = app.users.register(NewUser { user, password_hash }).await?;
+    let user = User {
+        id: new_id(),
+        email,
+        name: name.into_inner(),
+        jwt_version: 1,
+        revision: 1,
+        created_at: now_rfc3339(),
+    };
+    let user = app
+        .users
+        .register(NewUser {
+            user,
+            password_hash,
+        })
+        .await?;
     Ok(json(201, &user.view()))
 }
 
@@ -51,10 +63,19 @@ pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError>
     // a wrong one, after the same work.
     let email = Email::parse(raw_email).ok();
     let password = Password::parse(raw_password).ok();
-    let counted_as = email.as_ref().map_or_else(|| raw_email.trim().to_lowercase(), |e| e.as_str().to_owned());
-    let reservation = match app.login_attempts.admit(&counted_as, source_ip(req).unwrap_or(NO_SOURCE_IP)).await {
+    let counted_as = email.as_ref().map_or_else(
+        || raw_email.trim().to_lowercase(),
+        |e| e.as_str().to_owned(),
+    );
+    let reservation = match app
+        .login_attempts
+        .admit(&counted_as, source_ip(req).unwrap_or(NO_SOURCE_IP))
+        .await
+    {
         Admission::Allowed(reservation) => reservation,
-        Admission::Refused { retry_after } => return Err(AppError::TooManyAttempts { retry_after }),
+        Admission::Refused { retry_after } => {
+            return Err(AppError::TooManyAttempts { retry_after })
+        }
     };
     let checked = check_credentials(app, email.as_ref(), password).await;
     let outcome = match &checked {
@@ -67,12 +88,21 @@ pub async fn login(app: &App, req: &Request) -> Result<Response<Body>, AppError>
     let issued = app.auth.keys().issue(&user)?;
     Ok(json(
         200,
-        &LoginResponse { token: issued.token, token_type: "Bearer", expires_in: issued.expires_in, user: user.view() },
+        &LoginResponse {
+            token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            user: user.view(),
+        },
     ))
 }
 
 /// The user whose password this is, or `invalid_credentials`; the same work either way.
-async fn check_credentials(app: &App, email: Option<&Email>, password: Option<Password>) -> Result<User, AppError> {
+async fn check_credentials(
+    app: &App,
+    email: Option<&Email>,
+    password: Option<Password>,
+) -> Result<User, AppError> {
     let password_in_bounds = password.is_some();
     let found = match email {
         Some(email) => app.users.credentials(email).await?,
@@ -82,7 +112,8 @@ async fn check_credentials(app: &App, email: Option<&Email>, password: Option<Pa
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let dummy = Password::parse("not-a-real-password").map_err(|_| AppError::Internal("dummy password".into()))?;
+    let dummy = Password::parse("not-a-real-password")
+        .map_err(|_| AppError::Internal("dummy password".into()))?;
     let verified = password::verify(password.unwrap_or(dummy), hash).await?;
     match user {
         Some(user) if verified && password_in_bounds => Ok(user),

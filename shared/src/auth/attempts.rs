@@ -71,7 +71,11 @@ enum Counted {
 
 impl LoginAttempts {
     pub fn new(conn: RedisConnection, limits: LoginLimits) -> Self {
-        LoginAttempts { conn, script: Arc::new(redis::Script::new(include_str!("attempts.lua"))), limits }
+        LoginAttempts {
+            conn,
+            script: Arc::new(redis::Script::new(include_str!("attempts.lua"))),
+            limits,
+        }
     }
 
     /// Reserves an attempt of `email` (as typed, normalized if it is an email at all) from
@@ -105,7 +109,10 @@ impl LoginAttempts {
                 let clear_pair = async {
                     if let Some(pair) = &pair {
                         let cleared = self.conn.call(|mut conn| async move {
-                            redis::cmd("DEL").arg(pair).query_async::<i64>(&mut conn).await
+                            redis::cmd("DEL")
+                                .arg(pair)
+                                .query_async::<i64>(&mut conn)
+                                .await
                         });
                         if let Err(e) = cleared.await {
                             tracing::warn!(error = %e, "could not clear a login pair's failures");
@@ -115,7 +122,10 @@ impl LoginAttempts {
                 tokio::join!(clear_pair, self.release_if(ip.as_deref()));
             }
             Outcome::Undecided => {
-                tokio::join!(self.release_if(pair.as_deref()), self.release_if(ip.as_deref()));
+                tokio::join!(
+                    self.release_if(pair.as_deref()),
+                    self.release_if(ip.as_deref())
+                );
             }
         }
     }
@@ -156,7 +166,9 @@ impl LoginAttempts {
 }
 
 fn refused(left_ms: u64) -> Admission {
-    Admission::Refused { retry_after: retry_after_seconds(Duration::from_millis(left_ms)) }
+    Admission::Refused {
+        retry_after: retry_after_seconds(Duration::from_millis(left_ms)),
+    }
 }
 
 /// Whole seconds until `left` has passed, at least one (`Retry-After: 0` would invite an
@@ -166,7 +178,11 @@ fn retry_after_seconds(left: Duration) -> u64 {
 }
 
 fn pair_key(email: &str, ip: &str) -> String {
-    let digest = Sha256::new().chain_update(ip.as_bytes()).chain_update([0]).chain_update(email.as_bytes()).finalize();
+    let digest = Sha256::new()
+        .chain_update(ip.as_bytes())
+        .chain_update([0])
+        .chain_update(email.as_bytes())
+        .finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("login:v1:pair:{hex}")
 }
@@ -193,7 +209,11 @@ mod tests {
         let key = pair_key("ada@x.io", "203.0.113.9");
         assert!(!key.contains("ada"));
         assert_ne!(key, pair_key("ada@x.io", "203.0.113.10"));
-        assert_ne!(pair_key("a", "b\0c"), pair_key("a\0b", "c"), "the separator cannot be forged by an IP");
+        assert_ne!(
+            pair_key("a", "b\0c"),
+            pair_key("a\0b", "c"),
+            "the separator cannot be forged by an IP"
+        );
         assert_eq!(ip_key("2001:db8::1"), "login:v1:ip:2001:db8::1");
     }
 }

@@ -39,13 +39,18 @@ impl Authenticator {
         let token = token_from_headers(headers)?;
         let verified = self.keys.verify(token)?;
         let (claims, email) = (&verified.claims, &verified.email);
-        let at_least = AtLeast { id: &claims.sub, jwt_version: claims.jwt_version };
+        let at_least = AtLeast {
+            id: &claims.sub,
+            jwt_version: claims.jwt_version,
+        };
         let (user, outcome) = self.users.find(email, Some(at_least)).await?;
         span.record("cache", outcome.as_str());
         crate::metrics::cache_lookup(outcome);
         let user = user.ok_or(AppError::Unauthorized("user is gone"))?;
         if user.id != claims.sub {
-            return Err(AppError::Unauthorized("token is for an earlier user with this email"));
+            return Err(AppError::Unauthorized(
+                "token is for an earlier user with this email",
+            ));
         }
         if user.jwt_version != claims.jwt_version {
             return Err(AppError::Unauthorized("token revoked"));

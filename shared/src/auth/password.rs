@@ -29,9 +29,11 @@ pub async fn verify(password: Password, stored: Option<String>) -> Result<bool, 
             Some(hash) => (hash, true),
             None => (dummy_hash().to_owned(), false),
         };
-        let parsed =
-            PasswordHash::new(&hash).map_err(|e| AppError::Internal(format!("stored hash unreadable: {e}")))?;
-        let matches = Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok();
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| AppError::Internal(format!("stored hash unreadable: {e}")))?;
+        let matches = Argon2::default()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok();
         Ok(real && matches)
     })
     .await
@@ -102,17 +104,27 @@ mod tests {
     async fn right_password_verifies_and_wrong_does_not() {
         let stored = hash(pw("correct horse")).await.expect("hash");
         assert!(stored.starts_with("$argon2id$"));
-        assert!(verify(pw("correct horse"), Some(stored.clone())).await.expect("verify"));
-        assert!(!verify(pw("wrong horse!"), Some(stored)).await.expect("verify"));
+        assert!(verify(pw("correct horse"), Some(stored.clone()))
+            .await
+            .expect("verify"));
+        assert!(!verify(pw("wrong horse!"), Some(stored))
+            .await
+            .expect("verify"));
     }
 
     #[tokio::test]
     async fn the_dummy_hash_has_the_parameters_of_real_hashes() {
         let real = hash(pw("correct horse")).await.expect("hash");
-        let (real, dummy) = (PasswordHash::new(&real).expect("real"), PasswordHash::new(DUMMY_HASH).expect("dummy"));
+        let (real, dummy) = (
+            PasswordHash::new(&real).expect("real"),
+            PasswordHash::new(DUMMY_HASH).expect("dummy"),
+        );
         assert_eq!(dummy.algorithm, real.algorithm);
         assert_eq!(dummy.version, real.version);
-        assert_eq!(dummy.params, real.params, "checking the dummy costs what checking a real hash does");
+        assert_eq!(
+            dummy.params, real.params,
+            "checking the dummy costs what checking a real hash does"
+        );
         assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
     }
 

@@ -76,7 +76,9 @@ struct Remembered {
 
 impl Remembered {
     fn new() -> Self {
-        Remembered { shards: std::array::from_fn(|_| RwLock::new(HashMap::new())) }
+        Remembered {
+            shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+        }
     }
 
     fn shard(&self, token: &str) -> &RwLock<HashMap<String, Arc<VerifiedToken>>> {
@@ -86,12 +88,17 @@ impl Remembered {
     /// How many are remembered, all shards together.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().map_or(0, |s| s.len())).sum()
+        self.shards
+            .iter()
+            .map(|s| s.read().map_or(0, |s| s.len()))
+            .sum()
     }
 
     #[cfg(test)]
     fn contains(&self, token: &str) -> bool {
-        self.shard(token).read().is_ok_and(|s| s.contains_key(token))
+        self.shard(token)
+            .read()
+            .is_ok_and(|s| s.contains_key(token))
     }
 }
 
@@ -130,7 +137,10 @@ impl TokenKeys {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing a token: {e}")))?;
-        Ok(IssuedToken { token, expires_in: self.ttl.as_secs() })
+        Ok(IssuedToken {
+            token,
+            expires_in: self.ttl.as_secs(),
+        })
     }
 
     /// Checks signature, algorithm, `iss`, `aud`, `exp` (and `nbf` when present), and that
@@ -157,7 +167,8 @@ impl TokenKeys {
                 tracing::debug!(reason = ?e.kind(), "token refused");
                 AppError::Unauthorized("token refused")
             })?;
-        let email = Email::parse(&claims.email).map_err(|_| AppError::Unauthorized("token email malformed"))?;
+        let email = Email::parse(&claims.email)
+            .map_err(|_| AppError::Unauthorized("token email malformed"))?;
         let verified = Arc::new(VerifiedToken { claims, email });
         self.remember(token, &verified);
         Ok(verified)
@@ -178,7 +189,9 @@ impl TokenKeys {
     }
 
     fn remember(&self, token: &str, known: &Arc<VerifiedToken>) {
-        let Ok(mut shard) = self.verified.shard(token).write() else { return };
+        let Ok(mut shard) = self.verified.shard(token).write() else {
+            return;
+        };
         if shard.len() >= VERIFIED_CAPACITY / SHARDS {
             shard.clear();
         }
@@ -195,11 +208,16 @@ impl TokenKeys {
 pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, AppError> {
     let single = |name: &str| -> Result<Option<&str>, AppError> {
         let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else { return Ok(None) };
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
         if values.next().is_some() {
             return Err(AppError::Unauthorized("header sent twice"));
         }
-        first.to_str().map(|v| Some(v.trim())).map_err(|_| AppError::Unauthorized("header is not text"))
+        first
+            .to_str()
+            .map(|v| Some(v.trim()))
+            .map_err(|_| AppError::Unauthorized("header is not text"))
     };
     let aid = single("aid")?.filter(|v| !v.is_empty());
     let bearer = match single("authorization") {
@@ -214,7 +232,9 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, AppError> {
         Err(e) => return Err(e),
     };
     match (aid, bearer) {
-        (Some(a), Some(b)) if a != b => Err(AppError::Unauthorized("aid and authorization disagree")),
+        (Some(a), Some(b)) if a != b => {
+            Err(AppError::Unauthorized("aid and authorization disagree"))
+        }
         (Some(token), _) | (None, Some(token)) if !token.is_empty() => Ok(token),
         (None, None) if headers.contains_key("authorization") => {
             Err(AppError::Unauthorized("authorization scheme is not Bearer"))
@@ -276,15 +296,30 @@ mod tests {
             })
             .expect("a token verified within the second it was issued in");
         assert!(keys.verified.contains(&issued.token), "remembered");
-        assert_eq!(keys.verify(&issued.token).ok(), Some(first), "and answered from memory");
+        assert_eq!(
+            keys.verify(&issued.token).ok(),
+            Some(first),
+            "and answered from memory"
+        );
         let second_after_exp = (jsonwebtoken::get_current_timestamp() + 1) * 1000;
-        let now_ms =
-            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as u64;
-        std::thread::sleep(Duration::from_millis(second_after_exp.saturating_sub(now_ms()) + 10));
-        assert!(keys.verify(&issued.token).is_err(), "expired, remembered or not");
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_millis() as u64
+        };
+        std::thread::sleep(Duration::from_millis(
+            second_after_exp.saturating_sub(now_ms()) + 10,
+        ));
+        assert!(
+            keys.verify(&issued.token).is_err(),
+            "expired, remembered or not"
+        );
         assert_eq!(keys.verified.len(), 0, "and forgotten");
 
-        let other = TokenKeys::new(&Secret::new("o".repeat(32)), Duration::from_secs(60)).issue(&user()).expect("sign");
+        let other = TokenKeys::new(&Secret::new("o".repeat(32)), Duration::from_secs(60))
+            .issue(&user())
+            .expect("sign");
         assert!(keys.verify(&other.token).is_err());
         assert!(keys.verify(&other.token).is_err());
         assert_eq!(keys.verified.len(), 0, "refusals are not remembered");
@@ -296,7 +331,8 @@ mod tests {
         for i in 0..VERIFIED_CAPACITY + 10 {
             let mut user = user();
             user.name = format!("user {i}");
-            keys.verify(&keys.issue(&user).expect("sign").token).expect("verify");
+            keys.verify(&keys.issue(&user).expect("sign").token)
+                .expect("verify");
         }
         assert!(keys.verified.len() <= VERIFIED_CAPACITY);
     }
@@ -342,31 +378,63 @@ mod tests {
 
     #[test]
     fn token_comes_from_aid_or_bearer() {
-        assert_eq!(token_from_headers(&headers(&[("aid", "abc")])).ok(), Some("abc"));
-        assert_eq!(token_from_headers(&headers(&[("authorization", "Bearer abc")])).ok(), Some("abc"));
-        assert_eq!(token_from_headers(&headers(&[("authorization", "bearer abc")])).ok(), Some("abc"));
-        assert_eq!(token_from_headers(&headers(&[("aid", "abc"), ("authorization", "Bearer abc")])).ok(), Some("abc"));
+        assert_eq!(
+            token_from_headers(&headers(&[("aid", "abc")])).ok(),
+            Some("abc")
+        );
+        assert_eq!(
+            token_from_headers(&headers(&[("authorization", "Bearer abc")])).ok(),
+            Some("abc")
+        );
+        assert_eq!(
+            token_from_headers(&headers(&[("authorization", "bearer abc")])).ok(),
+            Some("abc")
+        );
+        assert_eq!(
+            token_from_headers(&headers(&[("aid", "abc"), ("authorization", "Bearer abc")])).ok(),
+            Some("abc")
+        );
     }
 
     #[test]
     fn another_authorization_scheme_beside_aid_is_not_a_token() {
-        for other in ["Basic dXNlcjpwYXNz", "AWS4-HMAC-SHA256 Credential=x/y, Signature=z", "Negotiate", "\u{1}"] {
-            let Ok(value) = HeaderValue::from_str(other) else { continue };
+        for other in [
+            "Basic dXNlcjpwYXNz",
+            "AWS4-HMAC-SHA256 Credential=x/y, Signature=z",
+            "Negotiate",
+            "\u{1}",
+        ] {
+            let Ok(value) = HeaderValue::from_str(other) else {
+                continue;
+            };
             let mut h = headers(&[("aid", "abc")]);
             h.append("authorization", value);
             assert_eq!(token_from_headers(&h).ok(), Some("abc"), "{other}");
         }
-        let two = headers(&[("aid", "abc"), ("authorization", "Basic a"), ("authorization", "Basic b")]);
+        let two = headers(&[
+            ("aid", "abc"),
+            ("authorization", "Basic a"),
+            ("authorization", "Basic b"),
+        ]);
         assert_eq!(token_from_headers(&two).ok(), Some("abc"));
-        assert!(token_from_headers(&headers(&[("authorization", "Basic abc")])).is_err(), "alone: no token");
+        assert!(
+            token_from_headers(&headers(&[("authorization", "Basic abc")])).is_err(),
+            "alone: no token"
+        );
     }
 
     #[test]
     fn two_logins_in_one_second_get_two_tokens() {
         let keys = keys();
-        let (a, b) = (keys.issue(&user()).expect("sign"), keys.issue(&user()).expect("sign"));
+        let (a, b) = (
+            keys.issue(&user()).expect("sign"),
+            keys.issue(&user()).expect("sign"),
+        );
         assert_ne!(a.token, b.token);
-        assert_ne!(keys.verify(&a.token).expect("a").claims.jti, keys.verify(&b.token).expect("b").claims.jti);
+        assert_ne!(
+            keys.verify(&a.token).expect("a").claims.jti,
+            keys.verify(&b.token).expect("b").claims.jti
+        );
     }
 
     #[test]
@@ -379,9 +447,16 @@ mod tests {
             headers(&[("authorization", "Bearer ")]),
             headers(&[("aid", "abc"), ("authorization", "Bearer xyz")]),
             headers(&[("aid", "abc"), ("aid", "abc")]),
-            headers(&[("aid", "abc"), ("authorization", "Bearer abc"), ("authorization", "Basic x")]),
+            headers(&[
+                ("aid", "abc"),
+                ("authorization", "Bearer abc"),
+                ("authorization", "Basic x"),
+            ]),
         ] {
-            assert!(matches!(token_from_headers(&h), Err(AppError::Unauthorized(_))), "{h:?}");
+            assert!(
+                matches!(token_from_headers(&h), Err(AppError::Unauthorized(_))),
+                "{h:?}"
+            );
         }
     }
 }

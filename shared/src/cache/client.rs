@@ -21,7 +21,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig, NodeAddress};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::SingleNodeRoutingInfo;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, TlsCertificates, Value};
+use redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind,
+    TlsCertificates, Value,
+};
 
 use super::iam::IamTokens;
 use crate::config::{CacheConfig, CacheMode, ConfigError, Secret};
@@ -54,7 +57,9 @@ impl ConnectionLike for CacheConnection {
             CacheConnection::Standalone(conn) => conn.req_packed_command(cmd),
             CacheConnection::Cluster(conn) => Box::pin(async move {
                 match conn.req_packed_command(cmd).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Ask) => ask_again(conn, cmd, e).await,
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Ask) => {
+                        ask_again(conn, cmd, e).await
+                    }
                     answer => answer,
                 }
             }),
@@ -93,11 +98,19 @@ impl ConnectionLike for CacheConnection {
 /// write could be lost). One pipeline is written to the connection whole, so nothing comes
 /// between the two. Any other error is the original one.
 async fn ask_again(conn: &mut ClusterConnection, cmd: &Cmd, ask: RedisError) -> RedisResult<Value> {
-    let Some((host, port)) = ask.redirect_node().and_then(|(node, _slot)| node.rsplit_once(':')) else {
+    let Some((host, port)) = ask
+        .redirect_node()
+        .and_then(|(node, _slot)| node.rsplit_once(':'))
+    else {
         return Err(ask);
     };
-    let Ok(port) = port.parse::<u16>() else { return Err(ask) };
-    let route = SingleNodeRoutingInfo::ByAddress { host: host.to_owned(), port };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(ask);
+    };
+    let route = SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port,
+    };
     let mut pipeline = redis::pipe();
     pipeline.cmd("ASKING").add_command(cmd.clone());
     let mut answers = conn.route_pipeline(pipeline, 1, 1, route).await?;
@@ -107,8 +120,14 @@ async fn ask_again(conn: &mut ClusterConnection, cmd: &Cmd, ask: RedisError) -> 
 /// What opens a [`CacheConnection`]: built once from the configuration, used again whenever a
 /// connection must be replaced.
 pub(crate) enum Connector {
-    Standalone { client: redis::Client, config: ConnectionManagerConfig },
-    Cluster { client: ClusterClient, config: ClusterConfig },
+    Standalone {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster {
+        client: ClusterClient,
+        config: ClusterConfig,
+    },
 }
 
 /// How a cluster connection retries inside the call's own time bound: a redirect is followed at
@@ -120,13 +139,19 @@ const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 200;
 
 impl Connector {
     pub(crate) fn new(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
-        let bad_url = |e: RedisError| ConfigError { variable: "REDIS_URL", message: e.to_string() };
+        let bad_url = |e: RedisError| ConfigError {
+            variable: "REDIS_URL",
+            message: e.to_string(),
+        };
         if config.redis_url.tls() {
             install_crypto_provider();
         }
         let mut info = config.redis_url.connection_info().clone();
         if let CacheAuth::Password(password) = auth {
-            let settings = info.redis_settings().clone().set_password(password.expose());
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
             info = info.set_redis_settings(settings);
         }
         let certificates = tls_certificates(config)?;
@@ -146,7 +171,10 @@ impl Connector {
                 if let CacheAuth::Iam(tokens) = auth {
                     manager = manager.set_credentials_provider(tokens.clone());
                 }
-                Ok(Connector::Standalone { client, config: manager })
+                Ok(Connector::Standalone {
+                    client,
+                    config: manager,
+                })
             }
             CacheMode::Cluster => {
                 let mut builder = ClusterClientBuilder::new([info])
@@ -162,7 +190,9 @@ impl Connector {
                     builder = builder.set_credentials_provider(tokens.clone());
                 }
                 if !config.node_address_map.is_empty() {
-                    builder = builder.node_address_map(node_address_map(&config.node_address_map).map_err(bad_url)?);
+                    builder = builder.node_address_map(
+                        node_address_map(&config.node_address_map).map_err(bad_url)?,
+                    );
                 }
                 let client = builder.build().map_err(bad_url)?;
                 let config = ClusterConfig::new()
@@ -179,11 +209,12 @@ impl Connector {
     pub(crate) fn open(&self) -> RedisResult<CacheConnection> {
         match self {
             Connector::Standalone { client, config } => {
-                ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map(CacheConnection::Standalone)
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map(CacheConnection::Standalone)
             }
-            Connector::Cluster { client, config } => {
-                Ok(CacheConnection::Cluster(client.get_pending_async_connection_with_config(config.clone())))
-            }
+            Connector::Cluster { client, config } => Ok(CacheConnection::Cluster(
+                client.get_pending_async_connection_with_config(config.clone()),
+            )),
         }
     }
 }
@@ -197,18 +228,31 @@ fn install_crypto_provider() {
 /// The private CA `REDIS_TLS_CA_FILE` names, if any, as the roots the TLS connection trusts
 /// (instead of the public ones).
 fn tls_certificates(config: &CacheConfig) -> Result<Option<TlsCertificates>, ConfigError> {
-    let Some(path) = &config.tls_ca_file else { return Ok(None) };
-    let bad = |message: String| ConfigError { variable: "REDIS_TLS_CA_FILE", message };
+    let Some(path) = &config.tls_ca_file else {
+        return Ok(None);
+    };
+    let bad = |message: String| ConfigError {
+        variable: "REDIS_TLS_CA_FILE",
+        message,
+    };
     if !config.redis_url.tls() {
         return Err(bad("needs a rediss:// REDIS_URL".into()));
     }
     let pem = std::fs::read(path).map_err(|e| bad(format!("reading {path}: {e}")))?;
-    Ok(Some(TlsCertificates { client_tls: None, root_cert: Some(pem) }))
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
 }
 
 fn node_address_map(pairs: &[(String, String)]) -> RedisResult<HashMap<NodeAddress, NodeAddress>> {
     pairs
         .iter()
-        .map(|(from, to)| Ok((NodeAddress::try_from(from.as_str())?, NodeAddress::try_from(to.as_str())?)))
+        .map(|(from, to)| {
+            Ok((
+                NodeAddress::try_from(from.as_str())?,
+                NodeAddress::try_from(to.as_str())?,
+            ))
+        })
         .collect()
 }

@@ -45,9 +45,16 @@ struct Inner {
 impl RedisConnection {
     pub fn new(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
         let connector = Connector::new(config, auth)?;
-        let first = connector.open().map_err(|e| ConfigError { variable: "REDIS_URL", message: e.to_string() })?;
+        let first = connector.open().map_err(|e| ConfigError {
+            variable: "REDIS_URL",
+            message: e.to_string(),
+        })?;
         Ok(RedisConnection {
-            inner: Arc::new(Inner { connector, current: ArcSwap::from_pointee(first), timeout: config.redis_timeout }),
+            inner: Arc::new(Inner {
+                connector,
+                current: ArcSwap::from_pointee(first),
+                timeout: config.redis_timeout,
+            }),
         })
     }
 
@@ -91,7 +98,9 @@ impl RedisConnection {
             Ok(fresh) => {
                 self.inner.current.compare_and_swap(used, Arc::new(fresh));
             }
-            Err(e) => tracing::warn!(error = %e, "could not build a new redis connection; keeping the old one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not build a new redis connection; keeping the old one")
+            }
         }
     }
 
@@ -108,7 +117,9 @@ impl RedisConnection {
                 error = %e,
                 "redis refused this instance (AUTH or TLS certificate); requests will use DynamoDB"
             ),
-            Ok(Err(e)) => tracing::warn!(error = %e, "redis not ready at init; requests will use DynamoDB until it is"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "redis not ready at init; requests will use DynamoDB until it is")
+            }
             Err(_) => tracing::warn!(
                 bound_ms = bound.as_millis() as u64,
                 "redis not ready at init; requests will use DynamoDB until it is"
@@ -123,7 +134,9 @@ impl RedisConnection {
 pub fn is_wrong_server(e: &RedisError) -> bool {
     matches!(
         e.kind(),
-        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown)
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown
+        )
     )
 }
 

@@ -99,15 +99,29 @@ enum EntryKind {
 /// bytes.
 pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
     match serde_json::from_slice::<StoredEntry>(raw) {
-        Ok(StoredEntry { kind: EntryKind::User, user: Some(user), .. }) if user.email == *email => {
-            Some(Cached::User(user))
-        }
-        Ok(StoredEntry { kind: EntryKind::Absent, id, .. }) => Some(Cached::Absent { id }),
-        Ok(StoredEntry { kind: EntryKind::User, user: Some(_), .. }) => {
+        Ok(StoredEntry {
+            kind: EntryKind::User,
+            user: Some(user),
+            ..
+        }) if user.email == *email => Some(Cached::User(user)),
+        Ok(StoredEntry {
+            kind: EntryKind::Absent,
+            id,
+            ..
+        }) => Some(Cached::Absent { id }),
+        Ok(StoredEntry {
+            kind: EntryKind::User,
+            user: Some(_),
+            ..
+        }) => {
             tracing::warn!("cache entry holds another user; ignoring it");
             None
         }
-        Ok(StoredEntry { kind: EntryKind::User, user: None, .. }) => {
+        Ok(StoredEntry {
+            kind: EntryKind::User,
+            user: None,
+            ..
+        }) => {
             tracing::warn!("cache entry unreadable (a user entry without its user); ignoring it");
             None
         }
@@ -138,12 +152,24 @@ mod tests {
 
     #[test]
     fn entries_are_tagged_json_with_their_version_and_without_hash() {
-        let json = String::from_utf8(Entry::User(user(1, 3)).encode().expect("json")).expect("utf-8");
-        assert!(json.starts_with(r#"{"id":"01J00000000000000000000000","rev":3,"kind":"user","user":{"#), "{json}");
+        let json =
+            String::from_utf8(Entry::User(user(1, 3)).encode().expect("json")).expect("utf-8");
+        assert!(
+            json.starts_with(
+                r#"{"id":"01J00000000000000000000000","rev":3,"kind":"user","user":{"#
+            ),
+            "{json}"
+        );
         assert!(!json.to_lowercase().contains("hash"));
         let tombstone = Entry::Absent(user(1, 3).deleted()).encode().expect("json");
-        assert_eq!(tombstone, br#"{"id":"01J00000000000000000000000","rev":4,"kind":"absent"}"#);
-        assert_eq!(Entry::Absent(Version::NONE).encode().expect("json"), br#"{"id":"","rev":0,"kind":"absent"}"#);
+        assert_eq!(
+            tombstone,
+            br#"{"id":"01J00000000000000000000000","rev":4,"kind":"absent"}"#
+        );
+        assert_eq!(
+            Entry::Absent(Version::NONE).encode().expect("json"),
+            br#"{"id":"","rev":0,"kind":"absent"}"#
+        );
     }
 
     #[test]
@@ -151,13 +177,27 @@ mod tests {
         let email = Email::parse("a@x.io").expect("email");
         let user = user(2, 5);
         let written = Entry::User(user.clone()).encode().expect("json");
-        assert_eq!(decode_entry(&written, &email), Some(Cached::User(user.clone())));
+        assert_eq!(
+            decode_entry(&written, &email),
+            Some(Cached::User(user.clone()))
+        );
         let tombstone = Entry::Absent(user.deleted()).encode().expect("json");
-        assert_eq!(decode_entry(&tombstone, &email), Some(Cached::Absent { id: user.id.clone() }));
-        assert_eq!(decode_entry(br#"{"kind":"absent"}"#, &email), Some(Cached::Absent { id: String::new() }));
+        assert_eq!(
+            decode_entry(&tombstone, &email),
+            Some(Cached::Absent {
+                id: user.id.clone()
+            })
+        );
+        assert_eq!(
+            decode_entry(br#"{"kind":"absent"}"#, &email),
+            Some(Cached::Absent { id: String::new() })
+        );
         let user_json = serde_json::to_string(&user).expect("json");
         let tag_last = format!(r#"{{"user":{user_json},"kind":"user"}}"#);
-        assert_eq!(decode_entry(tag_last.as_bytes(), &email), Some(Cached::User(user)));
+        assert_eq!(
+            decode_entry(tag_last.as_bytes(), &email),
+            Some(Cached::User(user))
+        );
         let other = Email::parse("b@x.io").expect("email");
         assert_eq!(decode_entry(&written, &other), None, "another user's entry");
         for corrupt in [
@@ -170,7 +210,12 @@ mod tests {
             br#"{"kind":"user","user":{"id":"1"}}"#,
             b"\xff\xfe",
         ] {
-            assert_eq!(decode_entry(corrupt, &email), None, "{}", String::from_utf8_lossy(corrupt));
+            assert_eq!(
+                decode_entry(corrupt, &email),
+                None,
+                "{}",
+                String::from_utf8_lossy(corrupt)
+            );
         }
     }
 }

@@ -48,7 +48,9 @@ enum Turn<T> {
 
 impl<T: Clone> Default for Flights<T> {
     fn default() -> Self {
-        Flights { in_flight: Mutex::new(HashMap::new()) }
+        Flights {
+            in_flight: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -70,7 +72,11 @@ impl<T: Clone> Flights<T> {
                     continue;
                 }
             };
-            let landed = seen.wait_for(Option::is_some).await.ok().and_then(|landed| landed.clone());
+            let landed = seen
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|landed| landed.clone());
             if let Some(value) = landed {
                 return value;
             }
@@ -81,13 +87,17 @@ impl<T: Clone> Flights<T> {
     /// How many requests wait on `key`'s flight (joined or queued behind it): for tests and
     /// diagnostics.
     pub fn waiting(&self, key: &str) -> usize {
-        self.lock().get(key).map_or(0, |f| f.landed.receiver_count())
+        self.lock()
+            .get(key)
+            .map_or(0, |f| f.landed.receiver_count())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Flight<T>>>> {
         // A panic elsewhere while holding the lock leaves the map consistent (every change to
         // it is one insert or remove), so a poisoned lock is still good to use.
-        self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn turn(&self, key: &str, started: Instant) -> Turn<T> {
@@ -96,7 +106,10 @@ impl<T: Clone> Flights<T> {
             Some(flight) if flight.sent_at >= started => Turn::Join(flight.landed.subscribe()),
             Some(flight) => Turn::Wait(flight.landed.subscribe()),
             None => {
-                let flight = Arc::new(Flight { sent_at: Instant::now(), landed: watch::channel(None).0 });
+                let flight = Arc::new(Flight {
+                    sent_at: Instant::now(),
+                    landed: watch::channel(None).0,
+                });
                 in_flight.insert(key.to_owned(), Arc::clone(&flight));
                 Turn::Lead(flight)
             }
@@ -109,7 +122,11 @@ impl<T: Clone> Flights<T> {
         Fut: Future<Output = T>,
     {
         // Cancelled mid-read, the flight still leaves the map, and its waiters look again.
-        let mut grounded = Grounded { flights: self, key, flight: Some(&flight) };
+        let mut grounded = Grounded {
+            flights: self,
+            key,
+            flight: Some(&flight),
+        };
         let value = read().await;
         // Off the map before the result is out: a request that starts from here on must not
         // find this flight (its read was sent before that request started).
@@ -128,9 +145,18 @@ struct Grounded<'a, T> {
 
 impl<T> Grounded<'_, T> {
     fn land(&mut self) {
-        let Some(flight) = self.flight.take() else { return };
-        let mut in_flight = self.flights.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if in_flight.get(self.key).is_some_and(|current| Arc::ptr_eq(current, flight)) {
+        let Some(flight) = self.flight.take() else {
+            return;
+        };
+        let mut in_flight = self
+            .flights
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if in_flight
+            .get(self.key)
+            .is_some_and(|current| Arc::ptr_eq(current, flight))
+        {
             in_flight.remove(self.key);
         }
     }
@@ -214,7 +240,12 @@ mod tests {
 
     /// `n` requests for key `k`, all started at `started`, polled together (a join, not one
     /// after another), as concurrent invocations are.
-    async fn futures_join<F, Fut>(flights: &Flights<usize>, started: Instant, read: F, n: usize) -> Vec<usize>
+    async fn futures_join<F, Fut>(
+        flights: &Flights<usize>,
+        started: Instant,
+        read: F,
+        n: usize,
+    ) -> Vec<usize>
     where
         F: Fn() -> Fut + Copy,
         Fut: Future<Output = usize>,

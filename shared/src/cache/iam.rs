@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+use aws_sigv4::http_request::{
+    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use futures_util::Stream;
@@ -93,16 +95,32 @@ impl IamTokens {
     }
 
     /// Tokens signed with given credentials in a given region.
-    pub fn new(config: &IamAuthConfig, credentials: impl ProvideCredentials + 'static, region: &str) -> Self {
+    pub fn new(
+        config: &IamAuthConfig,
+        credentials: impl ProvideCredentials + 'static,
+        region: &str,
+    ) -> Self {
         let credentials = SharedCredentialsProvider::new(credentials);
-        Self::build(config, credentials, Some(region.to_owned()), REFRESH_AFTER, REAUTHENTICATE_EVERY)
+        Self::build(
+            config,
+            credentials,
+            Some(region.to_owned()),
+            REFRESH_AFTER,
+            REAUTHENTICATE_EVERY,
+        )
     }
 
     /// New tokens like these but with other timings, for tests that cannot wait ten minutes
     /// or an hour.
     pub fn with_timing(&self, refresh_after: Duration, reauthenticate_every: Duration) -> Self {
         let t = &self.inner;
-        Self::build(&t.config, t.credentials.clone(), t.region.clone(), refresh_after, reauthenticate_every)
+        Self::build(
+            &t.config,
+            t.credentials.clone(),
+            t.region.clone(),
+            refresh_after,
+            reauthenticate_every,
+        )
     }
 
     fn build(
@@ -120,7 +138,9 @@ impl IamTokens {
             reauthenticate_every,
             current: Mutex::new(None),
         };
-        IamTokens { inner: Arc::new(tokens) }
+        IamTokens {
+            inner: Arc::new(tokens),
+        }
     }
 
     /// The user id every `AUTH` names.
@@ -137,29 +157,51 @@ impl IamTokens {
                 return Ok(signed.token);
             }
         }
-        let credentials =
-            self.inner.credentials.provide_credentials().await.map_err(|e| TokenError::Credentials(e.to_string()))?;
+        let credentials = self
+            .inner
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| TokenError::Credentials(e.to_string()))?;
         let region = match &self.inner.region {
             Some(region) => region.clone(),
             None => crate::sdk::region().await.to_string(),
         };
-        let token = presign(&self.inner.config, &credentials.into(), &region, now).map(Secret::new)?;
-        *self.inner.current.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Signed { token: token.clone(), at: now });
+        let token =
+            presign(&self.inner.config, &credentials.into(), &region, now).map(Secret::new)?;
+        *self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Signed {
+            token: token.clone(),
+            at: now,
+        });
         tracing::debug!(user = %self.inner.config.user_id, "signed a new ElastiCache IAM token");
         Ok(token)
     }
 
     fn current(&self) -> Option<Signed> {
-        self.inner.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     async fn credentials(&self) -> RedisResult<BasicAuth> {
         match self.token().await {
-            Ok(token) => Ok(BasicAuth::new(self.inner.config.user_id.clone(), token.expose().to_owned())),
+            Ok(token) => Ok(BasicAuth::new(
+                self.inner.config.user_id.clone(),
+                token.expose().to_owned(),
+            )),
             Err(e) => {
                 tracing::warn!(error = %e, "no ElastiCache IAM token; the cache is unavailable until there is one");
-                Err(RedisError::from((ErrorKind::AuthenticationFailed, "no ElastiCache IAM token", e.to_string())))
+                Err(RedisError::from((
+                    ErrorKind::AuthenticationFailed,
+                    "no ElastiCache IAM token",
+                    e.to_string(),
+                )))
             }
         }
     }
@@ -192,10 +234,14 @@ pub fn presign(
     time: SystemTime,
 ) -> Result<String, TokenError> {
     let signing = |e: &dyn std::fmt::Display| TokenError::Signing(e.to_string());
-    let mut url = url::Url::parse(&format!("http://{}/", config.cache_name)).map_err(|e| signing(&e))?;
-    url.query_pairs_mut().append_pair("Action", "connect").append_pair("User", &config.user_id);
+    let mut url =
+        url::Url::parse(&format!("http://{}/", config.cache_name)).map_err(|e| signing(&e))?;
+    url.query_pairs_mut()
+        .append_pair("Action", "connect")
+        .append_pair("User", &config.user_id);
     if config.serverless {
-        url.query_pairs_mut().append_pair("ResourceType", "ServerlessCache");
+        url.query_pairs_mut()
+            .append_pair("ResourceType", "ServerlessCache");
     }
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -208,9 +254,16 @@ pub fn presign(
         .settings(settings)
         .build()
         .map_err(|e| signing(&e))?;
-    let request = SignableRequest::new("GET", url.as_str(), std::iter::empty(), SignableBody::Bytes(&[]))
-        .map_err(|e| signing(&e))?;
-    let (instructions, _signature) = sign(request, &params.into()).map_err(|e| signing(&e))?.into_parts();
+    let request = SignableRequest::new(
+        "GET",
+        url.as_str(),
+        std::iter::empty(),
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(|e| signing(&e))?;
+    let (instructions, _signature) = sign(request, &params.into())
+        .map_err(|e| signing(&e))?
+        .into_parts();
     for (name, value) in instructions.params() {
         url.query_pairs_mut().append_pair(name, value);
     }
@@ -229,7 +282,11 @@ mod tests {
     const TIME: u64 = 1_767_323_045;
 
     fn config(serverless: bool) -> IamAuthConfig {
-        IamAuthConfig { user_id: "app-user".into(), cache_name: "social-cache".into(), serverless }
+        IamAuthConfig {
+            user_id: "app-user".into(),
+            cache_name: "social-cache".into(),
+            serverless,
+        }
     }
 
     fn identity(session_token: Option<&str>) -> Identity {
@@ -250,11 +307,16 @@ mod tests {
     /// The token's query parameters, decoded, in order.
     fn params(token: &str) -> Vec<(String, String)> {
         let (_, query) = token.split_once('?').expect("a query");
-        url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 
     fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn hmac(key: &[u8], data: &str) -> Vec<u8> {
@@ -272,7 +334,9 @@ mod tests {
         value
             .bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect()
@@ -288,24 +352,39 @@ mod tests {
             .map(|(k, v)| (encode(&k), encode(&v)))
             .collect();
         query.sort();
-        let query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        let query = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
         let empty_body = hex(&Sha256::digest(b""));
         let canonical = format!("GET\n/\n{query}\nhost:{host}\n\nhost\n{empty_body}");
-        let date_time = param(&params(token), "X-Amz-Date").expect("X-Amz-Date").to_owned();
+        let date_time = param(&params(token), "X-Amz-Date")
+            .expect("X-Amz-Date")
+            .to_owned();
         let date = &date_time[..8];
         let scope = format!("{date}/{region}/elasticache/aws4_request");
-        let to_sign = format!("AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical.as_bytes()))
+        );
         let key = ["", region, "elasticache", "aws4_request"]
             .iter()
             .skip(1)
-            .fold(hmac(format!("AWS4{secret}").as_bytes(), date), |key, part| hmac(&key, part));
+            .fold(
+                hmac(format!("AWS4{secret}").as_bytes(), date),
+                |key, part| hmac(&key, part),
+            );
         hex(&hmac(&key, &to_sign))
     }
 
     #[test]
     fn the_token_is_a_presigned_connect_url_for_the_cache_without_its_scheme() {
         let token = presign(&config(false), &identity(None), "eu-west-1", at()).expect("signed");
-        assert!(token.starts_with("social-cache/?Action=connect&User=app-user&"), "{token}");
+        assert!(
+            token.starts_with("social-cache/?Action=connect&User=app-user&"),
+            "{token}"
+        );
         assert!(!token.contains("http"), "{token}");
         let p = params(&token);
         let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
@@ -324,33 +403,68 @@ mod tests {
             "{token}"
         );
         assert_eq!(param(&p, "X-Amz-Algorithm"), Some("AWS4-HMAC-SHA256"));
-        assert_eq!(param(&p, "X-Amz-Credential"), Some("AKIDEXAMPLE/20260102/eu-west-1/elasticache/aws4_request"));
+        assert_eq!(
+            param(&p, "X-Amz-Credential"),
+            Some("AKIDEXAMPLE/20260102/eu-west-1/elasticache/aws4_request")
+        );
         assert_eq!(param(&p, "X-Amz-Date"), Some("20260102T030405Z"));
         assert_eq!(param(&p, "X-Amz-Expires"), Some("900"));
         assert_eq!(param(&p, "X-Amz-SignedHeaders"), Some("host"));
-        assert_eq!(param(&p, "ResourceType"), None, "a node-based cache is not named serverless");
+        assert_eq!(
+            param(&p, "ResourceType"),
+            None,
+            "a node-based cache is not named serverless"
+        );
         let signature = param(&p, "X-Amz-Signature").expect("signature");
-        assert_eq!(signature, expected_signature(&token, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1"));
+        assert_eq!(
+            signature,
+            expected_signature(
+                &token,
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                "eu-west-1"
+            )
+        );
     }
 
     #[test]
     fn a_serverless_token_says_so_and_a_session_token_is_signed_in() {
         let session = "FwoGZXIvYXdzE+/session==";
-        let token = presign(&config(true), &identity(Some(session)), "us-east-1", at()).expect("signed");
+        let token =
+            presign(&config(true), &identity(Some(session)), "us-east-1", at()).expect("signed");
         let p = params(&token);
-        assert_eq!(param(&p, "ResourceType"), Some("ServerlessCache"), "{token}");
+        assert_eq!(
+            param(&p, "ResourceType"),
+            Some("ServerlessCache"),
+            "{token}"
+        );
         assert_eq!(param(&p, "X-Amz-Security-Token"), Some(session), "{token}");
-        assert!(token.contains("X-Amz-Security-Token=FwoGZXIvYXdzE%2B%2Fsession%3D%3D"), "encoded in the URL: {token}");
+        assert!(
+            token.contains("X-Amz-Security-Token=FwoGZXIvYXdzE%2B%2Fsession%3D%3D"),
+            "encoded in the URL: {token}"
+        );
         let signature = param(&p, "X-Amz-Signature").expect("signature");
-        assert_eq!(signature, expected_signature(&token, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1"));
+        assert_eq!(
+            signature,
+            expected_signature(
+                &token,
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                "us-east-1"
+            )
+        );
     }
 
     #[test]
     fn the_signature_covers_user_cache_time_and_key() {
         let base = presign(&config(false), &identity(None), "eu-west-1", at()).expect("signed");
         let signature = |token: &str| param(&params(token), "X-Amz-Signature").map(str::to_owned);
-        let other_user = IamAuthConfig { user_id: "other".into(), ..config(false) };
-        let other_cache = IamAuthConfig { cache_name: "other-cache".into(), ..config(false) };
+        let other_user = IamAuthConfig {
+            user_id: "other".into(),
+            ..config(false)
+        };
+        let other_cache = IamAuthConfig {
+            cache_name: "other-cache".into(),
+            ..config(false)
+        };
         let later = at() + Duration::from_secs(1);
         for other in [
             presign(&other_user, &identity(None), "eu-west-1", at()),
@@ -361,7 +475,11 @@ mod tests {
         ] {
             assert_ne!(signature(&other.expect("signed")), signature(&base));
         }
-        assert_eq!(presign(&config(false), &identity(None), "eu-west-1", at()).expect("signed"), base, "deterministic");
+        assert_eq!(
+            presign(&config(false), &identity(None), "eu-west-1", at()).expect("signed"),
+            base,
+            "deterministic"
+        );
     }
 
     #[tokio::test]
@@ -370,12 +488,28 @@ mod tests {
         let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
         let tokens = IamTokens::new(&config(false), credentials, "eu-west-1");
         let first = tokens.token().await.expect("a token");
-        assert_eq!(tokens.token().await.expect("a token").expose(), first.expose(), "reused within the refresh age");
-        let auth = tokens.subscribe().next().await.expect("an item").expect("credentials");
-        assert_eq!((auth.username(), auth.password()), ("app-user", first.expose()));
+        assert_eq!(
+            tokens.token().await.expect("a token").expose(),
+            first.expose(),
+            "reused within the refresh age"
+        );
+        let auth = tokens
+            .subscribe()
+            .next()
+            .await
+            .expect("an item")
+            .expect("credentials");
+        assert_eq!(
+            (auth.username(), auth.password()),
+            ("app-user", first.expose())
+        );
         let stale = tokens.with_timing(Duration::ZERO, REAUTHENTICATE_EVERY);
         let a = stale.token().await.expect("a token");
         tokio::time::sleep(Duration::from_millis(1_100)).await; // X-Amz-Date has whole seconds
-        assert_ne!(stale.token().await.expect("a token").expose(), a.expose(), "signed again once stale");
+        assert_ne!(
+            stale.token().await.expect("a token").expose(),
+            a.expose(),
+            "signed again once stale"
+        );
     }
 }

@@ -127,21 +127,35 @@ impl RedisCache {
     /// a tombstone lives `CACHE_TTL_SECONDS`, "DynamoDB has none" `NEGATIVE_CACHE_TTL_SECONDS`,
     /// each jittered by ±10%.
     pub async fn put(&self, email: &Email, entry: &Entry) -> WriteOutcome {
-        let Ok(value) = entry.encode() else { return WriteOutcome::Failed };
+        let Ok(value) = entry.encode() else {
+            return WriteOutcome::Failed;
+        };
         let version = entry.version();
-        let base = if matches!(entry, Entry::Absent(v) if *v == Version::NONE) { self.negative_ttl } else { self.ttl };
+        let base = if matches!(entry, Entry::Absent(v) if *v == Version::NONE) {
+            self.negative_ttl
+        } else {
+            self.ttl
+        };
         let ttl = jittered_millis(base);
         let key = entry::key(email);
         let written = self.conn.call(|mut conn| {
             let (script, key, value, id) = (&self.script, &key, &value, &version.id);
             let mut invocation = script.key(key);
-            invocation.arg(value).arg(id).arg(version.revision).arg(ttl).arg(email.as_str());
+            invocation
+                .arg(value)
+                .arg(id)
+                .arg(version.revision)
+                .arg(ttl)
+                .arg(email.as_str());
             async move { invocation.invoke_async::<i64>(&mut conn).await }
         });
         match written.await {
             Ok(1) => WriteOutcome::Written,
             Ok(_) => {
-                tracing::debug!(revision = version.revision, "cache holds a newer state; kept it");
+                tracing::debug!(
+                    revision = version.revision,
+                    "cache holds a newer state; kept it"
+                );
                 WriteOutcome::Stale
             }
             Err(e) => {

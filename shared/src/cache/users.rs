@@ -51,7 +51,11 @@ pub struct Users {
 
 impl Users {
     pub fn new(store: Store, cache: RedisCache) -> Self {
-        Users { store, cache, reads: Arc::default() }
+        Users {
+            store,
+            cache,
+            reads: Arc::default(),
+        }
     }
 
     /// Requests waiting on a DynamoDB read of `email` in this instance (joined or queued).
@@ -74,19 +78,26 @@ impl Users {
     ) -> Result<(Option<User>, CacheOutcome), AppError> {
         let started = Instant::now();
         match self.cache.lookup(email).await {
-            Lookup::Found(user) if at_least.is_some_and(|t| t.outdates(&user.id, Some(user.jwt_version))) => {
+            Lookup::Found(user)
+                if at_least.is_some_and(|t| t.outdates(&user.id, Some(user.jwt_version))) =>
+            {
                 tracing::warn!("cache entry older than the token; reading DynamoDB");
             }
             Lookup::Found(user) => return Ok((Some(user), CacheOutcome::Hit)),
             Lookup::Absent { id } if at_least.is_some_and(|t| t.outdates(&id, None)) => {
-                tracing::warn!("cache entry names a user deleted before the token's; reading DynamoDB");
+                tracing::warn!(
+                    "cache entry names a user deleted before the token's; reading DynamoDB"
+                );
             }
             Lookup::Absent { .. } => return Ok((None, CacheOutcome::Negative)),
             // Redis just failed: do not spend a second timeout writing back to it.
             Lookup::Failed => return Ok((self.store.get_user(email).await?, CacheOutcome::Error)),
             Lookup::Empty => {}
         }
-        let user = self.reads.run(email.as_str(), started, || self.read_through(email)).await?;
+        let user = self
+            .reads
+            .run(email.as_str(), started, || self.read_through(email))
+            .await?;
         Ok((user, CacheOutcome::Miss))
     }
 
@@ -128,7 +139,8 @@ impl Users {
 
     pub async fn delete(&self, user: &User) -> Result<(), AppError> {
         let deleted = self.store.delete_user(user).await?;
-        self.publish(&deleted.email, Entry::Absent(deleted.deleted())).await;
+        self.publish(&deleted.email, Entry::Absent(deleted.deleted()))
+            .await;
         Ok(())
     }
 
@@ -173,12 +185,33 @@ mod tests {
         let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
         assert!(!token(old, 2).outdates(old, Some(2)), "current");
         assert!(!token(old, 1).outdates(old, Some(2)), "revoked token");
-        assert!(token(old, 2).outdates(old, Some(1)), "entry missed a logout");
-        assert!(!token(old, 1).outdates(new, Some(1)), "token of an earlier user");
-        assert!(!token(old, 5).outdates(new, Some(1)), "an earlier user's version says nothing");
-        assert!(token(new, 1).outdates(old, Some(1)), "entry missed a delete and re-registration");
-        assert!(!token(old, 9).outdates(old, None), "the token's own user's tombstone");
-        assert!(token(new, 1).outdates(old, None), "the tombstone of an earlier user of the email");
-        assert!(!token(new, 1).outdates("", None), "DynamoDB had none: proves nothing");
+        assert!(
+            token(old, 2).outdates(old, Some(1)),
+            "entry missed a logout"
+        );
+        assert!(
+            !token(old, 1).outdates(new, Some(1)),
+            "token of an earlier user"
+        );
+        assert!(
+            !token(old, 5).outdates(new, Some(1)),
+            "an earlier user's version says nothing"
+        );
+        assert!(
+            token(new, 1).outdates(old, Some(1)),
+            "entry missed a delete and re-registration"
+        );
+        assert!(
+            !token(old, 9).outdates(old, None),
+            "the token's own user's tombstone"
+        );
+        assert!(
+            token(new, 1).outdates(old, None),
+            "the tombstone of an earlier user of the email"
+        );
+        assert!(
+            !token(new, 1).outdates("", None),
+            "DynamoDB had none: proves nothing"
+        );
     }
 }

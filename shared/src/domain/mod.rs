@@ -18,18 +18,26 @@ pub use values::{Caption, CommentText, Email, ImageUrl, Invalid, Name, Password}
 /// (`2026-11-26T20:08:42.123Z`), the contract's timestamp format.
 pub fn now_rfc3339() -> String {
     use time::macros::format_description;
-    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    time::OffsetDateTime::now_utc().format(&format).unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
 /// A new, time-ordered, opaque id: ULIDs sort by creation time, which the feed and comment
 /// lists rely on, and are safe in keys and URLs.
 pub fn new_id() -> String {
     static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
-    let mut guard = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let generator = guard.get_or_insert_with(ulid::Generator::new);
     // Monotonic within this process; falls back to a fresh ULID on the (2^80 per ms) overflow.
-    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 /// Whether `id` could be one of ours: ids from clients are checked before they reach a key.
@@ -55,6 +63,9 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         let now = now_rfc3339();
         assert!(now.ends_with('Z'));
-        assert!(time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(
+            time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
+                .is_ok()
+        );
     }
 }

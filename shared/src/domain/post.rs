@@ -53,9 +53,15 @@ pub struct PostPatch {
 }
 
 impl PostPatch {
-    pub fn new(caption: Option<Caption>, image_url: Option<Option<ImageUrl>>) -> Result<Self, super::Invalid> {
+    pub fn new(
+        caption: Option<Caption>,
+        image_url: Option<Option<ImageUrl>>,
+    ) -> Result<Self, super::Invalid> {
         if caption.is_none() && image_url.is_none() {
-            return Err(super::Invalid::new("caption", "or `imageUrl` must be given"));
+            return Err(super::Invalid::new(
+                "caption",
+                "or `imageUrl` must be given",
+            ));
         }
         Ok(PostPatch { caption, image_url })
     }

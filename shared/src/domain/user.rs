@@ -25,18 +25,29 @@ pub struct User {
 impl User {
     /// The public representation of the contract.
     pub fn view(&self) -> UserView<'_> {
-        UserView { id: &self.id, email: self.email.as_str(), name: &self.name, created_at: &self.created_at }
+        UserView {
+            id: &self.id,
+            email: self.email.as_str(),
+            name: &self.name,
+            created_at: &self.created_at,
+        }
     }
 
     /// Where this state of the user stands among all states of its email.
     pub fn version(&self) -> Version {
-        Version { id: self.id.clone(), revision: self.revision }
+        Version {
+            id: self.id.clone(),
+            revision: self.revision,
+        }
     }
 
     /// The version of "this user was deleted": newer than the user's last state, older than
     /// any later user of the email.
     pub fn deleted(&self) -> Version {
-        Version { id: self.id.clone(), revision: self.revision + 1 }
+        Version {
+            id: self.id.clone(),
+            revision: self.revision + 1,
+        }
     }
 }
 
@@ -64,7 +75,10 @@ pub struct Version {
 }
 
 impl Version {
-    pub const NONE: Version = Version { id: String::new(), revision: 0 };
+    pub const NONE: Version = Version {
+        id: String::new(),
+        revision: 0,
+    };
 }
 
 #[cfg(test)]
@@ -72,7 +86,10 @@ mod tests {
     use super::*;
 
     fn v(id: &str, revision: u64) -> Version {
-        Version { id: id.into(), revision }
+        Version {
+            id: id.into(),
+            revision,
+        }
     }
 
     #[test]

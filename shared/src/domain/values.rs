@@ -13,7 +13,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Invalid { field, message: message.into() }
+        Invalid {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -83,8 +86,14 @@ impl<'de> serde::Deserialize<'de> for Email {
 /// One `@`, a non-empty local part, a dotted domain, no spaces or control characters.
 /// Deliberately loose: the only real check of an address is mail reaching it.
 fn looks_like_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
-    let clean = |s: &str| !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '@');
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let clean = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| !c.is_whitespace() && !c.is_control() && c != '@')
+    };
     clean(local)
         && clean(domain)
         && local.len() <= 64
@@ -163,7 +172,10 @@ impl CommentText {
 fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, Invalid> {
     match char_len(raw) {
         0 => Err(Invalid::new(field, "must not be empty")),
-        n if n > max => Err(Invalid::new(field, format!("must be at most {max} characters"))),
+        n if n > max => Err(Invalid::new(
+            field,
+            format!("must be at most {max} characters"),
+        )),
         _ => Ok(raw.to_owned()),
     }
 }
@@ -203,7 +215,10 @@ mod tests {
 
     #[test]
     fn email_is_trimmed_and_lowercased() {
-        assert_eq!(Email::parse("  A@X.io ").map(|e| e.0).ok(), Some("a@x.io".to_owned()));
+        assert_eq!(
+            Email::parse("  A@X.io ").map(|e| e.0).ok(),
+            Some("a@x.io".to_owned())
+        );
     }
 
     #[test]
@@ -218,8 +233,15 @@ mod tests {
 
     #[test]
     fn email_limits() {
-        for bad in ["", "   ", "no-at", "a@b", "@x.io", "a@.io", "a b@x.io", "a@x..io", "a@@x.io", "a@x.io."] {
-            assert_eq!(field_of(Email::parse(bad).expect_err(bad)), "email", "{bad}");
+        for bad in [
+            "", "   ", "no-at", "a@b", "@x.io", "a@.io", "a b@x.io", "a@x..io", "a@@x.io",
+            "a@x.io.",
+        ] {
+            assert_eq!(
+                field_of(Email::parse(bad).expect_err(bad)),
+                "email",
+                "{bad}"
+            );
         }
         let long = format!("{}@{}.io", "a".repeat(64), "b".repeat(186));
         assert_eq!(long.len(), 254);
@@ -233,7 +255,10 @@ mod tests {
         assert!(Name::parse("  ").is_err());
         assert!(Name::parse(&"é".repeat(100)).is_ok());
         assert!(Name::parse(&"é".repeat(101)).is_err());
-        assert_eq!(Name::parse(" Ada ").map(Name::into_inner).ok(), Some("Ada".to_owned()));
+        assert_eq!(
+            Name::parse(" Ada ").map(Name::into_inner).ok(),
+            Some("Ada".to_owned())
+        );
     }
 
     #[test]
@@ -242,7 +267,10 @@ mod tests {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
-        assert_eq!(format!("{:?}", Password::parse("hunter22hunter22").ok()), "Some(Password(***))");
+        assert_eq!(
+            format!("{:?}", Password::parse("hunter22hunter22").ok()),
+            "Some(Password(***))"
+        );
     }
 
     #[test]
@@ -251,7 +279,10 @@ mod tests {
         assert!(Caption::parse(&"c".repeat(2200)).is_ok());
         assert!(Caption::parse(&"c".repeat(2201)).is_err());
         assert!(CommentText::parse(&"t".repeat(1000)).is_ok());
-        assert_eq!(field_of(CommentText::parse(&"t".repeat(1001)).expect_err("long")), "text");
+        assert_eq!(
+            field_of(CommentText::parse(&"t".repeat(1001)).expect_err("long")),
+            "text"
+        );
     }
 
     #[test]
@@ -269,7 +300,11 @@ mod tests {
             "https://x.\tio/",
             "https://x.io/\u{0}",
         ] {
-            assert_eq!(field_of(ImageUrl::parse(bad).expect_err(bad)), "imageUrl", "{bad}");
+            assert_eq!(
+                field_of(ImageUrl::parse(bad).expect_err(bad)),
+                "imageUrl",
+                "{bad}"
+            );
         }
         let long = format!("https://x.io/{}", "a".repeat(2048));
         assert!(ImageUrl::parse(&long).is_err());

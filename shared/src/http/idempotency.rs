@@ -24,9 +24,16 @@ impl IdempotencyKey {
     /// The key in `headers`, if one was sent; `400 validation_failed` if it is not one the
     /// contract allows (empty, too long, not printable ASCII, or sent twice).
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, AppError> {
-        let invalid = || AppError::validation("Idempotency-Key", "must be 1 to 255 printable ASCII characters");
+        let invalid = || {
+            AppError::validation(
+                "Idempotency-Key",
+                "must be 1 to 255 printable ASCII characters",
+            )
+        };
         let mut values = headers.get_all(HEADER).iter();
-        let Some(value) = values.next() else { return Ok(None) };
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
         if values.next().is_some() {
             return Err(AppError::validation("Idempotency-Key", "must be sent once"));
         }
@@ -35,7 +42,9 @@ impl IdempotencyKey {
             return Err(invalid());
         }
         // Printable ASCII is valid UTF-8.
-        Ok(Some(IdempotencyKey(String::from_utf8_lossy(key).into_owned())))
+        Ok(Some(IdempotencyKey(
+            String::from_utf8_lossy(key).into_owned(),
+        )))
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,7 +57,9 @@ impl IdempotencyKey {
 /// a body that is not JSON is compared byte for byte).
 pub fn fingerprint(route: &str, post_id: Option<&str>, req: &Request) -> String {
     let bytes = body_bytes(req);
-    let canonical = serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| serde_json::to_vec(&v).ok());
+    let canonical = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok());
     let digest = Sha256::new()
         .chain_update(route.as_bytes())
         .chain_update([0])
@@ -75,12 +86,20 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Response<Body>, AppError>>,
 {
-    let Some(key) = IdempotencyKey::from_headers(req.headers())? else { return handler().await };
+    let Some(key) = IdempotencyKey::from_headers(req.headers())? else {
+        return handler().await;
+    };
     let fingerprint = fingerprint(route, post_id, req);
-    let claim = match store.claim_idempotency_key(user_id, key.as_str(), &fingerprint).await? {
+    let claim = match store
+        .claim_idempotency_key(user_id, key.as_str(), &fingerprint)
+        .await?
+    {
         Claim::Acquired(claim) => claim,
         Claim::Replay(answer) => {
-            tracing::info!(status = answer.status, "idempotent repeat answered from the first request");
+            tracing::info!(
+                status = answer.status,
+                "idempotent repeat answered from the first request"
+            );
             return Ok(replay(&answer));
         }
         Claim::InProgress => return Err(AppError::RequestInProgress),
@@ -88,10 +107,16 @@ where
     };
     let response = respond(handler().await);
     let status = response.status();
-    let kept = if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE {
-        store.release_idempotency_key(user_id, key.as_str(), &claim).await
+    let kept = if status == StatusCode::INTERNAL_SERVER_ERROR
+        || status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        store
+            .release_idempotency_key(user_id, key.as_str(), &claim)
+            .await
     } else {
-        store.complete_idempotency_key(user_id, key.as_str(), &claim, &answer_of(&response)).await
+        store
+            .complete_idempotency_key(user_id, key.as_str(), &claim, &answer_of(&response))
+            .await
     };
     if let Err(e) = kept {
         // The answer itself stands; a repeat finds the claim until its lease ends.
@@ -102,20 +127,36 @@ where
 
 /// What is kept of an answer: status, body, `Location`, `ETag`.
 fn answer_of(response: &Response<Body>) -> StoredAnswer {
-    let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let body = match response.body() {
         Body::Text(text) => text.clone(),
         Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         _ => String::new(),
     };
-    StoredAnswer { status: response.status().as_u16(), body, location: header(LOCATION), etag: header(ETAG) }
+    StoredAnswer {
+        status: response.status().as_u16(),
+        body,
+        location: header(LOCATION),
+        etag: header(ETAG),
+    }
 }
 
 /// The first request's answer, marked as a replay.
 fn replay(answer: &StoredAnswer) -> Response<Body> {
-    let body = if answer.body.is_empty() { Body::Empty } else { Body::Text(answer.body.clone()) };
+    let body = if answer.body.is_empty() {
+        Body::Empty
+    } else {
+        Body::Text(answer.body.clone())
+    };
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     if !answer.body.is_empty() {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -136,7 +177,10 @@ mod tests {
     /// The headers with these values (a value no HTTP header can carry is left out).
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut map = HeaderMap::new();
-        for value in values.iter().filter_map(|v| HeaderValue::from_bytes(v).ok()) {
+        for value in values
+            .iter()
+            .filter_map(|v| HeaderValue::from_bytes(v).ok())
+        {
             map.append(HEADER, value);
         }
         map
@@ -144,34 +188,83 @@ mod tests {
 
     #[test]
     fn keys_are_one_to_255_printable_ascii_characters() {
-        assert_eq!(IdempotencyKey::from_headers(&HeaderMap::new()).expect("none"), None);
-        for good in [&b"a"[..], b"order 42/retry#1", b"~!@#$%^&*()_+", &[b'k'; 255]] {
-            assert!(IdempotencyKey::from_headers(&headers(&[good])).expect("valid").is_some());
+        assert_eq!(
+            IdempotencyKey::from_headers(&HeaderMap::new()).expect("none"),
+            None
+        );
+        for good in [
+            &b"a"[..],
+            b"order 42/retry#1",
+            b"~!@#$%^&*()_+",
+            &[b'k'; 255],
+        ] {
+            assert!(IdempotencyKey::from_headers(&headers(&[good]))
+                .expect("valid")
+                .is_some());
         }
-        for bad in [&b""[..], &[b'k'; 256], b"tab\there", b"caf\xc3\xa9", b"\x80"] {
-            assert!(IdempotencyKey::from_headers(&headers(&[bad])).is_err(), "{bad:?}");
+        for bad in [
+            &b""[..],
+            &[b'k'; 256],
+            b"tab\there",
+            b"caf\xc3\xa9",
+            b"\x80",
+        ] {
+            assert!(
+                IdempotencyKey::from_headers(&headers(&[bad])).is_err(),
+                "{bad:?}"
+            );
         }
-        assert!(IdempotencyKey::from_headers(&headers(&[b"a", b"a"])).is_err(), "sent twice");
+        assert!(
+            IdempotencyKey::from_headers(&headers(&[b"a", b"a"])).is_err(),
+            "sent twice"
+        );
     }
 
     fn request(body: &str) -> Request {
         let mut req = Request::new(Body::Text(body.to_owned()));
-        req.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         req
     }
 
     #[test]
     fn the_same_request_has_the_same_fingerprint_and_any_difference_another() {
-        let base = fingerprint("POST /posts", None, &request(r#"{"caption":"hi","imageUrl":null}"#));
-        assert_eq!(base, fingerprint("POST /posts", None, &request(r#"{ "imageUrl": null, "caption": "hi" }"#)));
+        let base = fingerprint(
+            "POST /posts",
+            None,
+            &request(r#"{"caption":"hi","imageUrl":null}"#),
+        );
+        assert_eq!(
+            base,
+            fingerprint(
+                "POST /posts",
+                None,
+                &request(r#"{ "imageUrl": null, "caption": "hi" }"#)
+            )
+        );
         assert_eq!(base.len(), 64);
         for other in [
-            fingerprint("POST /posts", None, &request(r#"{"caption":"hi!","imageUrl":null}"#)),
-            fingerprint("POST /posts/{postId}/comments", None, &request(r#"{"caption":"hi","imageUrl":null}"#)),
-            fingerprint("POST /posts", Some("01J"), &request(r#"{"caption":"hi","imageUrl":null}"#)),
+            fingerprint(
+                "POST /posts",
+                None,
+                &request(r#"{"caption":"hi!","imageUrl":null}"#),
+            ),
+            fingerprint(
+                "POST /posts/{postId}/comments",
+                None,
+                &request(r#"{"caption":"hi","imageUrl":null}"#),
+            ),
+            fingerprint(
+                "POST /posts",
+                Some("01J"),
+                &request(r#"{"caption":"hi","imageUrl":null}"#),
+            ),
         ] {
             assert_ne!(base, other);
         }
-        assert_ne!(fingerprint("r", None, &request("{not json")), fingerprint("r", None, &request("{not json ")));
+        assert_ne!(
+            fingerprint("r", None, &request("{not json")),
+            fingerprint("r", None, &request("{not json "))
+        );
     }
 }

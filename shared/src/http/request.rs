@@ -17,15 +17,26 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// prefix), HTTP API, function URLs and `cargo lambda watch`.
 pub fn path_segments(req: &Request) -> Vec<String> {
     let raw = req.raw_http_path();
-    let path = if raw.is_empty() { req.uri().path() } else { raw };
+    let path = if raw.is_empty() {
+        req.uri().path()
+    } else {
+        raw
+    };
     let stage = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
         _ => None,
     };
-    let mut segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     if let Some(stage) = stage.filter(|s| s != "$default") {
-        let routes_start_here = matches!(segments.get(1).map(String::as_str), Some("posts" | "users" | "auth"));
+        let routes_start_here = matches!(
+            segments.get(1).map(String::as_str),
+            Some("posts" | "users" | "auth")
+        );
         if segments.first() == Some(&stage) && routes_start_here {
             segments.remove(0);
         }
@@ -71,7 +82,9 @@ impl JsonObject {
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(AppError::InvalidJson("the body must be an object".into())),
-            Err(e) => Err(AppError::InvalidJson(format!("line {} column {}", e.line(), e.column()).into())),
+            Err(e) => Err(AppError::InvalidJson(
+                format!("line {} column {}", e.line(), e.column()).into(),
+            )),
         }
     }
 
@@ -107,11 +120,20 @@ impl JsonObject {
 /// `415` when a body comes with a content type that is not JSON (`application/json`,
 /// with or without parameters, or any `+json` type). A body without a type is read as JSON.
 fn check_content_type(headers: &HeaderMap, has_body: bool) -> Result<(), AppError> {
-    let Some(value) = headers.get(CONTENT_TYPE) else { return Ok(()) };
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
     if !has_body {
         return Ok(());
     }
-    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else {
@@ -121,7 +143,9 @@ fn check_content_type(headers: &HeaderMap, has_body: bool) -> Result<(), AppErro
 
 /// The first value of a query parameter.
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+        .map(str::to_owned)
 }
 
 /// `limit`: 1 to 100, default 20; anything else is `400 validation_failed`.
@@ -130,7 +154,10 @@ pub fn limit_param(req: &Request) -> Result<usize, AppError> {
         None => Ok(20),
         Some(raw) => match raw.trim().parse::<usize>() {
             Ok(n @ 1..=100) => Ok(n),
-            _ => Err(AppError::validation("limit", "must be a whole number from 1 to 100")),
+            _ => Err(AppError::validation(
+                "limit",
+                "must be a whole number from 1 to 100",
+            )),
         },
     }
 }
@@ -214,7 +241,10 @@ pub fn if_none_match(headers: &HeaderMap) -> Option<IfNoneMatch> {
     if tags.contains(&"*") {
         return Some(IfNoneMatch::Any);
     }
-    let versions = tags.iter().filter_map(|tag| version_of_tag(tag.strip_prefix("W/").unwrap_or(tag))).collect();
+    let versions = tags
+        .iter()
+        .filter_map(|tag| version_of_tag(tag.strip_prefix("W/").unwrap_or(tag)))
+        .collect();
     Some(IfNoneMatch::Versions(versions))
 }
 
@@ -223,7 +253,11 @@ pub fn if_none_match(headers: &HeaderMap) -> Option<IfNoneMatch> {
 fn version_of_tag(tag: &str) -> Option<u64> {
     tag.strip_prefix('"')
         .and_then(|v| v.strip_suffix('"'))
-        .and_then(|v| v.parse::<u64>().ok().filter(|n| *n > 0 && n.to_string() == v))
+        .and_then(|v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0 && n.to_string() == v)
+        })
 }
 
 #[cfg(test)]
@@ -241,9 +275,25 @@ mod tests {
     fn if_match_forms() {
         assert_eq!(if_match(&HeaderMap::new()), None);
         assert_eq!(if_match(&headers("if-match", "*")), None);
-        assert_eq!(if_match(&headers("if-match", "\"3\"")), Some(IfMatch::Version(3)));
-        for never in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\"", "\"03\"", "\"+3\""] {
-            assert_eq!(if_match(&headers("if-match", never)), Some(IfMatch::Never), "{never}");
+        assert_eq!(
+            if_match(&headers("if-match", "\"3\"")),
+            Some(IfMatch::Version(3))
+        );
+        for never in [
+            "3",
+            "W/\"3\"",
+            "\"x\"",
+            "\"0\"",
+            "\"1\", \"2\"",
+            "\"-1\"",
+            "\"03\"",
+            "\"+3\"",
+        ] {
+            assert_eq!(
+                if_match(&headers("if-match", never)),
+                Some(IfMatch::Never),
+                "{never}"
+            );
         }
     }
 
@@ -251,11 +301,20 @@ mod tests {
     fn if_none_match_forms() {
         assert_eq!(if_none_match(&HeaderMap::new()), None);
         assert_eq!(if_none_match(&headers("if-none-match", " ")), None);
-        assert_eq!(if_none_match(&headers("if-none-match", "*")), Some(IfNoneMatch::Any));
-        let list = if_none_match(&headers("if-none-match", "\"1\", W/\"3\", \"x\", \"03\"")).expect("a list");
+        assert_eq!(
+            if_none_match(&headers("if-none-match", "*")),
+            Some(IfNoneMatch::Any)
+        );
+        let list = if_none_match(&headers("if-none-match", "\"1\", W/\"3\", \"x\", \"03\""))
+            .expect("a list");
         assert_eq!(list, IfNoneMatch::Versions(vec![1, 3]));
         assert!(list.matches(3) && list.matches(1) && !list.matches(2));
-        assert!(!if_none_match(&headers("if-none-match", "3")).expect("a tag").matches(3), "unquoted");
+        assert!(
+            !if_none_match(&headers("if-none-match", "3"))
+                .expect("a tag")
+                .matches(3),
+            "unquoted"
+        );
         let mut two = headers("if-none-match", "\"1\"");
         two.append("if-none-match", HeaderValue::from_static("\"2\""));
         assert!(if_none_match(&two).expect("two").matches(2));
@@ -263,8 +322,16 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert!(check_content_type(&headers("content-type", "application/json; charset=utf-8"), true).is_ok());
-        assert!(check_content_type(&headers("content-type", "application/merge-patch+json"), true).is_ok());
+        assert!(check_content_type(
+            &headers("content-type", "application/json; charset=utf-8"),
+            true
+        )
+        .is_ok());
+        assert!(check_content_type(
+            &headers("content-type", "application/merge-patch+json"),
+            true
+        )
+        .is_ok());
         assert!(check_content_type(&HeaderMap::new(), true).is_ok());
         assert!(check_content_type(&headers("content-type", "text/plain"), false).is_ok());
         assert!(matches!(
@@ -272,7 +339,10 @@ mod tests {
             Err(AppError::UnsupportedMediaType)
         ));
         assert!(matches!(
-            check_content_type(&headers("content-type", "application/x-www-form-urlencoded"), true),
+            check_content_type(
+                &headers("content-type", "application/x-www-form-urlencoded"),
+                true
+            ),
             Err(AppError::UnsupportedMediaType)
         ));
     }

@@ -18,8 +18,11 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
 
 fn raw_json(status: u16, text: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(text));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -57,13 +60,18 @@ pub fn no_content() -> Response<Body> {
 /// `{"error": {"code", "message"}}` with the error's status; a `405` also says, in `Allow`,
 /// which methods the path does serve.
 pub fn error(err: &AppError) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": err.code(), "message": err.public_message() } });
+    let body =
+        serde_json::json!({ "error": { "code": err.code(), "message": err.public_message() } });
     let mut response = raw_json(err.status(), body.to_string());
     if let AppError::MethodNotAllowed { allow } = err {
-        response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
     }
     if let Some(seconds) = err.retry_after() {
-        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -25,24 +25,35 @@ pub struct Matched<R> {
 impl<R> Matched<R> {
     /// A route this function serves.
     pub fn found(route_key: &'static str, route: R) -> Self {
-        Matched { route_key, route: Ok(route) }
+        Matched {
+            route_key,
+            route: Ok(route),
+        }
     }
 
     /// A path this function serves, with a method it does not: `405` listing `allow`.
     pub fn not_allowed(route_key: &'static str, allow: &'static str) -> Self {
-        Matched { route_key, route: Err(AppError::MethodNotAllowed { allow }) }
+        Matched {
+            route_key,
+            route: Err(AppError::MethodNotAllowed { allow }),
+        }
     }
 
     /// A path no route serves: `404`.
     pub fn not_found() -> Self {
-        Matched { route_key: UNMATCHED, route: Err(AppError::NotFound("route")) }
+        Matched {
+            route_key: UNMATCHED,
+            route: Err(AppError::NotFound("route")),
+        }
     }
 }
 
 /// The path template of a route key (`/posts/{postId}` of `GET /posts/{postId}`); the key
 /// itself when it has none ([`UNMATCHED`]).
 pub fn template(route_key: &str) -> &str {
-    route_key.split_once(' ').map_or(route_key, |(_, template)| template)
+    route_key
+        .split_once(' ')
+        .map_or(route_key, |(_, template)| template)
 }
 
 /// A function's router: the request's method and path segments in, its match out. Plain

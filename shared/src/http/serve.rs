@@ -15,7 +15,12 @@ use crate::error::AppError;
 /// routes; the path is parsed here, once), then `handler` runs it inside a request span. It
 /// never fails: an error becomes its contract response, and a server-side one is logged with
 /// its details. One log line per request says its status, latency and cache outcome.
-pub async fn serve<R, H, Fut>(function: &'static str, req: Request, router: Router<R>, handler: H) -> Response<Body>
+pub async fn serve<R, H, Fut>(
+    function: &'static str,
+    req: Request,
+    router: Router<R>,
+    handler: H,
+) -> Response<Body>
 where
     H: FnOnce(R, Request) -> Fut,
     Fut: Future<Output = Result<Response<Body>, AppError>>,
@@ -50,7 +55,11 @@ where
         };
         let response = respond(result);
         let (status, elapsed) = (response.status().as_u16(), started.elapsed());
-        tracing::info!(status, latency_us = elapsed.as_micros() as u64, "request done");
+        tracing::info!(
+            status,
+            latency_us = elapsed.as_micros() as u64,
+            "request done"
+        );
         crate::metrics::request_done(function, route_key, status, elapsed);
         response
     };

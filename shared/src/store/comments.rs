@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    Delete, DeleteRequest, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-    WriteRequest,
+    Delete, DeleteRequest, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +67,12 @@ fn is_condition(code: &Option<String>) -> bool {
 /// or it was throttled, never because a condition failed. The SDK does not retry these.
 fn is_retryable(codes: &[Option<String>]) -> bool {
     !codes.iter().any(is_condition)
-        && codes
-            .iter()
-            .flatten()
-            .any(|c| matches!(c.as_str(), "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        && codes.iter().flatten().any(|c| {
+            matches!(
+                c.as_str(),
+                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            )
+        })
 }
 
 /// Attempts of one transaction that keeps being cancelled by conflicts, before `503`.
@@ -87,7 +89,11 @@ impl Store {
     /// Adds `comment` and grows the post's `commentCount` by one, or neither: a missing post
     /// cancels the transaction (`404`).
     pub async fn add_comment(&self, comment: &Comment) -> Result<(), StoreError> {
-        let item = CommentItem { pk: post_pk(&comment.post_id), sk: comment_sk(&comment.id), comment: comment.clone() };
+        let item = CommentItem {
+            pk: post_pk(&comment.post_id),
+            sk: comment_sk(&comment.id),
+            comment: comment.clone(),
+        };
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item("comment", &item)?))
@@ -102,15 +108,21 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
-        let items = [TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
-        match self.transact(&items, "TransactWriteItems add comment").await? {
+        let items = [
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        match self
+            .transact(&items, "TransactWriteItems add comment")
+            .await?
+        {
             Transaction::Done => Ok(()),
             Transaction::Refused(reasons) if reasons.get(1).is_some_and(Reason::is_condition) => {
                 Err(StoreError::NotFound("post"))
             }
-            Transaction::Refused(reasons) => {
-                Err(StoreError::Internal(format!("TransactWriteItems add comment: refused {reasons:?}")))
-            }
+            Transaction::Refused(reasons) => Err(StoreError::Internal(format!(
+                "TransactWriteItems add comment: refused {reasons:?}"
+            ))),
         }
     }
 
@@ -122,18 +134,28 @@ impl Store {
     /// idempotency token) and keeps it for its retries, and DynamoDB answers a repeated token
     /// (for ten minutes) as it answered the first. Each try here after a cancellation is a new
     /// `send`, so a new token (a cancelled transaction changed nothing).
-    async fn transact(&self, items: &[TransactWriteItem], operation: &'static str) -> Result<Transaction, StoreError> {
+    async fn transact(
+        &self,
+        items: &[TransactWriteItem],
+        operation: &'static str,
+    ) -> Result<Transaction, StoreError> {
         use rand::Rng;
         let mut backoff_ms = 10u64;
         for attempt in 1..=TRANSACTION_ATTEMPTS {
-            let result = self.client.transact_write_items().set_transact_items(Some(items.to_vec())).send().await;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.to_vec()))
+                .send()
+                .await;
             let err = match result {
                 Ok(_) => return Ok(Transaction::Done),
                 Err(err) => err,
             };
             let reasons = err.as_service_error().and_then(cancellation_reasons);
-            let codes: Option<Vec<Option<String>>> =
-                reasons.as_ref().map(|reasons| reasons.iter().map(|r| r.code.clone()).collect());
+            let codes: Option<Vec<Option<String>>> = reasons
+                .as_ref()
+                .map(|reasons| reasons.iter().map(|r| r.code.clone()).collect());
             match (reasons, codes) {
                 (Some(_), Some(codes)) if is_retryable(&codes) => {
                     if attempt == TRANSACTION_ATTEMPTS {
@@ -141,7 +163,12 @@ impl Store {
                             "{operation}: still cancelled after {attempt} attempts: {codes:?}"
                         )));
                     }
-                    tracing::debug!(operation, attempt, ?codes, "transaction cancelled by a conflict; retrying");
+                    tracing::debug!(
+                        operation,
+                        attempt,
+                        ?codes,
+                        "transaction cancelled by a conflict; retrying"
+                    );
                     let sleep_ms = rand::thread_rng().gen_range(backoff_ms / 2..=backoff_ms);
                     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(200);
@@ -152,10 +179,16 @@ impl Store {
                 _ => return Err(classify(operation, err)),
             }
         }
-        Err(StoreError::Unavailable(format!("{operation}: no attempt made")))
+        Err(StoreError::Unavailable(format!(
+            "{operation}: no attempt made"
+        )))
     }
 
-    pub async fn get_comment(&self, post_id: &str, comment_id: &str) -> Result<Option<Comment>, StoreError> {
+    pub async fn get_comment(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+    ) -> Result<Option<Comment>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -165,7 +198,9 @@ impl Store {
             .send()
             .await
             .map_err(|e| classify("GetItem comment", e))?;
-        out.item.map(|item| from_item::<CommentItem>("comment", item).map(|i| i.comment)).transpose()
+        out.item
+            .map(|item| from_item::<CommentItem>("comment", item).map(|i| i.comment))
+            .transpose()
     }
 
     /// A post's comments, oldest first, `limit` after the comment `after` (exclusive).
@@ -177,8 +212,15 @@ impl Store {
     ) -> Result<Page<Comment>, StoreError> {
         let start = after.map(|id| comment_key(post_id, id));
         let decode = |item| from_item::<CommentItem>("comment", item).map(|i| i.comment);
-        query_page(self.comments_query(post_id), "Query comments", limit, start, decode, |c: &Comment| c.id.clone())
-            .await
+        query_page(
+            self.comments_query(post_id),
+            "Query comments",
+            limit,
+            start,
+            decode,
+            |c: &Comment| c.id.clone(),
+        )
+        .await
     }
 
     /// A post's comments, oldest first, read consistently: what a list pages through and
@@ -219,13 +261,18 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                let item =
-                    out.attributes.ok_or_else(|| StoreError::Internal("UpdateItem comment: no attributes".into()))?;
+                let item = out.attributes.ok_or_else(|| {
+                    StoreError::Internal("UpdateItem comment: no attributes".into())
+                })?;
                 Ok(from_item::<CommentItem>("comment", item)?.comment)
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(if refused.item.is_some() { StoreError::NotAuthor } else { StoreError::NotFound("comment") })
+                    Err(if refused.item.is_some() {
+                        StoreError::NotAuthor
+                    } else {
+                        StoreError::NotFound("comment")
+                    })
                 }
                 _ => Err(classify("UpdateItem comment", e)),
             },
@@ -240,9 +287,17 @@ impl Store {
     /// else's, a second one deletes it on the condition that it still is that author's and
     /// that `user_id` wrote the post. A comment or post that is gone is `404`; anyone else is
     /// `403`; nothing is counted twice.
-    pub async fn remove_comment(&self, post_id: &str, comment_id: &str, user_id: &str) -> Result<(), StoreError> {
+    pub async fn remove_comment(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
         let as_comment_author = self.comment_removal(post_id, comment_id, user_id, None)?;
-        let author = match self.transact(&as_comment_author, "TransactWriteItems remove comment").await? {
+        let author = match self
+            .transact(&as_comment_author, "TransactWriteItems remove comment")
+            .await?
+        {
             Transaction::Done => return Ok(()),
             Transaction::Refused(reasons) => match removal_refusal(&reasons) {
                 Removal::OthersComment(author) => author,
@@ -250,7 +305,10 @@ impl Store {
             },
         };
         let as_post_author = self.comment_removal(post_id, comment_id, &author, Some(user_id))?;
-        match self.transact(&as_post_author, "TransactWriteItems moderate comment").await? {
+        match self
+            .transact(&as_post_author, "TransactWriteItems moderate comment")
+            .await?
+        {
             Transaction::Done => Ok(()),
             Transaction::Refused(reasons) => match removal_refusal(&reasons) {
                 // Still another author's (or the post's condition failed with the post there):
@@ -290,8 +348,13 @@ impl Store {
                 .condition_expression("attribute_exists(pk) AND authorId = :postAuthor")
                 .expression_attribute_values(":postAuthor", s(user)),
         };
-        let count = count.build().map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
-        Ok([TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(count).build()])
+        let count = count
+            .build()
+            .map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
+        Ok([
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ])
     }
 
     /// Deletes every comment of a (deleted) post, a page of keys at a time, in batches of 25,
@@ -308,7 +371,9 @@ impl Store {
                             .set_key(Some(key.clone()))
                             .build()
                             .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(|e| StoreError::Internal(format!("building DeleteRequest: {e}")))
+                            .map_err(|e| {
+                                StoreError::Internal(format!("building DeleteRequest: {e}"))
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 self.batch_write_all(requests).await?;
@@ -327,14 +392,20 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| classify("BatchWriteItem comments", e))?;
-            requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+            requests = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
             if requests.is_empty() {
                 return Ok(());
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
-        Err(StoreError::Unavailable(format!("BatchWriteItem: {} comment deletions left unprocessed", requests.len())))
+        Err(StoreError::Unavailable(format!(
+            "BatchWriteItem: {} comment deletions left unprocessed",
+            requests.len()
+        )))
     }
 }
 
@@ -347,13 +418,20 @@ enum Removal {
 
 fn removal_refusal(reasons: &[Reason]) -> Removal {
     let (Some(comment), Some(post)) = (reasons.first(), reasons.get(1)) else {
-        return Removal::Refused(StoreError::Internal(format!("remove comment: reasons {reasons:?}")));
+        return Removal::Refused(StoreError::Internal(format!(
+            "remove comment: reasons {reasons:?}"
+        )));
     };
     let author = |item: &Item| match item.get("authorId") {
         Some(aws_sdk_dynamodb::types::AttributeValue::S(author)) => Some(author.clone()),
         _ => None,
     };
-    match (comment.is_condition(), &comment.item, post.is_condition(), &post.item) {
+    match (
+        comment.is_condition(),
+        &comment.item,
+        post.is_condition(),
+        &post.item,
+    ) {
         // The post is gone: so is the comment, for its reader.
         (_, _, true, None) => Removal::Refused(StoreError::NotFound("comment")),
         (true, None, _, _) => Removal::Refused(StoreError::NotFound("comment")),
@@ -363,7 +441,9 @@ fn removal_refusal(reasons: &[Reason]) -> Removal {
         },
         // The comment is as expected and the post is there, but not the remover's.
         (false, _, true, Some(_)) => Removal::OthersComment(String::new()),
-        _ => Removal::Refused(StoreError::Internal(format!("remove comment: reasons {reasons:?}"))),
+        _ => Removal::Refused(StoreError::Internal(format!(
+            "remove comment: reasons {reasons:?}"
+        ))),
     }
 }
 
@@ -372,17 +452,34 @@ mod tests {
     use super::*;
 
     fn codes(raw: &[&str]) -> Vec<Option<String>> {
-        raw.iter().map(|c| if *c == "None" { None } else { Some((*c).to_owned()) }).collect()
+        raw.iter()
+            .map(|c| {
+                if *c == "None" {
+                    None
+                } else {
+                    Some((*c).to_owned())
+                }
+            })
+            .collect()
     }
 
     #[test]
     fn conflicts_and_throttling_are_retried_failed_conditions_are_not() {
         assert!(is_retryable(&codes(&["None", "TransactionConflict"])));
-        assert!(is_retryable(&codes(&["TransactionConflict", "TransactionConflict"])));
+        assert!(is_retryable(&codes(&[
+            "TransactionConflict",
+            "TransactionConflict"
+        ])));
         assert!(is_retryable(&codes(&["ThrottlingError", "None"])));
-        assert!(is_retryable(&codes(&["None", "ProvisionedThroughputExceeded"])));
+        assert!(is_retryable(&codes(&[
+            "None",
+            "ProvisionedThroughputExceeded"
+        ])));
         assert!(!is_retryable(&codes(&["None", "ConditionalCheckFailed"])));
-        assert!(!is_retryable(&codes(&["TransactionConflict", "ConditionalCheckFailed"])));
+        assert!(!is_retryable(&codes(&[
+            "TransactionConflict",
+            "ConditionalCheckFailed"
+        ])));
         assert!(!is_retryable(&codes(&["None", "ValidationError"])));
         assert!(!is_retryable(&codes(&["None", "None"])));
     }

@@ -94,13 +94,16 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallTimer {
         _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        cfg.interceptor_state().store_put(AttemptStarted(std::time::Instant::now()));
+        cfg.interceptor_state()
+            .store_put(AttemptStarted(std::time::Instant::now()));
         Ok(())
     }
 
     fn read_after_attempt(
         &self,
-        _: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<
+            '_,
+        >,
         _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
@@ -120,7 +123,8 @@ pub(super) const WRITE_TOKEN: &str = "writeToken";
 
 /// `(attribute_not_exists(writeToken) OR writeToken <> :writeToken)`, for the condition of an
 /// update stamped with [`WRITE_TOKEN`].
-pub(super) const NOT_YET_WRITTEN: &str = "(attribute_not_exists(writeToken) OR writeToken <> :writeToken)";
+pub(super) const NOT_YET_WRITTEN: &str =
+    "(attribute_not_exists(writeToken) OR writeToken <> :writeToken)";
 
 /// Whether `item` carries `token` in [`WRITE_TOKEN`].
 pub(super) fn written_by(item: &Item, token: &str) -> bool {
@@ -164,7 +168,8 @@ conditional_error!(
 
 /// If `err` is a failed condition, the item as it was then (`Some(None)`: no item).
 pub(super) fn refused<E: ConditionalError, R>(err: &SdkError<E, R>) -> Option<Option<Item>> {
-    err.as_service_error().and_then(ConditionalError::refused_item)
+    err.as_service_error()
+        .and_then(ConditionalError::refused_item)
 }
 
 /// Maps an SDK failure to the contract: unreachable, slow or throttled is `503`, the rest
@@ -182,12 +187,17 @@ where
         "ServiceUnavailable",
         "TransactionConflictException",
     ];
-    let detail = format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err));
+    let detail = format!(
+        "{operation}: {}",
+        aws_smithy_types::error::display::DisplayErrorContext(&err)
+    );
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::Unavailable(detail)
         }
-        SdkError::ServiceError(service) if service.err().code().is_some_and(|c| TRANSIENT.contains(&c)) => {
+        SdkError::ServiceError(service)
+            if service.err().code().is_some_and(|c| TRANSIENT.contains(&c)) =>
+        {
             StoreError::Unavailable(detail)
         }
         _ => StoreError::Internal(detail),
@@ -195,10 +205,18 @@ where
 }
 
 /// Decodes an item, treating a malformed one as a server fault (it is our data).
-pub(super) fn from_item<T: serde::de::DeserializeOwned>(what: &'static str, item: Item) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Internal(format!("unreadable {what} item: {e}")))
+pub(super) fn from_item<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    item: Item,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Internal(format!("unreadable {what} item: {e}")))
 }
 
-pub(super) fn to_item<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Item, StoreError> {
-    serde_dynamo::to_item(value).map_err(|e| StoreError::Internal(format!("encoding {what} item: {e}")))
+pub(super) fn to_item<T: serde::Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value)
+        .map_err(|e| StoreError::Internal(format!("encoding {what} item: {e}")))
 }

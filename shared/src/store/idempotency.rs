@@ -60,7 +60,9 @@ pub enum Claim {
 pub struct ClaimToken(String);
 
 fn since_epoch() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
@@ -172,10 +174,16 @@ impl Store {
             sets.push("etag = :etag");
             request = request.expression_attribute_values(":etag", s(etag));
         }
-        match request.update_expression(format!("SET {}", sets.join(", "))).send().await {
+        match request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match refused(&e) {
-                Some(_) => Err(StoreError::Internal("idempotency claim lost before its answer was kept".into())),
+                Some(_) => Err(StoreError::Internal(
+                    "idempotency claim lost before its answer was kept".into(),
+                )),
                 None => Err(classify("UpdateItem idempotency answer", e)),
             },
         }

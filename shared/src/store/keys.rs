@@ -54,13 +54,19 @@ pub fn comment_key(post_id: &str, comment_id: &str) -> Key {
 
 /// The primary key of the idempotency record of `user_id`'s `idempotency_key`.
 pub fn idempotency_key(user_id: &str, idempotency_key: &str) -> Key {
-    primary_key(format!("{IDEMPOTENCY_PREFIX}{user_id}#{idempotency_key}"), IDEMPOTENCY_SK)
+    primary_key(
+        format!("{IDEMPOTENCY_PREFIX}{user_id}#{idempotency_key}"),
+        IDEMPOTENCY_SK,
+    )
 }
 
 /// The full primary and index key of a post, which is what a feed page starts after.
 pub(super) fn feed_key(post_id: &str) -> Key {
     let mut key = post_key(post_id);
-    key.extend([("gsi1pk".to_owned(), s(FEED_PK)), ("gsi1sk".to_owned(), s(post_id))]);
+    key.extend([
+        ("gsi1pk".to_owned(), s(FEED_PK)),
+        ("gsi1sk".to_owned(), s(post_id)),
+    ]);
     key
 }
 

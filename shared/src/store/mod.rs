@@ -76,8 +76,17 @@ impl Store {
     /// The store over `client`, every attempt of every call timed for the metrics
     /// (`CallTimer`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        let client = Client::from_conf(client.config().to_builder().interceptor(dynamo::CallTimer).build());
-        Store { client, table: table.into() }
+        let client = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(dynamo::CallTimer)
+                .build(),
+        );
+        Store {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Reads a key that never exists, waiting at most `bound`, so the first request finds the

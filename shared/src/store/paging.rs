@@ -24,7 +24,11 @@ impl Pages {
 
     /// The pages of `query` after the item whose key is `start` (from its start when `None`).
     fn after(query: QueryFluentBuilder, operation: &'static str, start: Option<Item>) -> Self {
-        Pages { query, operation, next: Some(start) }
+        Pages {
+            query,
+            operation,
+            next: Some(start),
+        }
     }
 
     /// The next page's items; `None` once the last page was read.
@@ -34,7 +38,9 @@ impl Pages {
 
     /// The next page, of at most `limit` items (DynamoDB may stop earlier, at 1 MB).
     async fn fetch(&mut self, limit: Option<i32>) -> Result<Option<Vec<Item>>, StoreError> {
-        let Some(start) = self.next.take() else { return Ok(None) };
+        let Some(start) = self.next.take() else {
+            return Ok(None);
+        };
         let out = self
             .query
             .clone()
@@ -43,7 +49,10 @@ impl Pages {
             .send()
             .await
             .map_err(|e| classify(self.operation, e))?;
-        self.next = out.last_evaluated_key.filter(|key| !key.is_empty()).map(Some);
+        self.next = out
+            .last_evaluated_key
+            .filter(|key| !key.is_empty())
+            .map(Some);
         Ok(Some(out.items.unwrap_or_default()))
     }
 }
@@ -64,7 +73,9 @@ pub(super) async fn query_page<T>(
     let mut items = Vec::with_capacity(limit + 1);
     let mut pages = Pages::after(query, operation, start);
     while items.len() <= limit {
-        let Some(page) = pages.fetch(Some((limit + 1 - items.len()) as i32)).await? else { break };
+        let Some(page) = pages.fetch(Some((limit + 1 - items.len()) as i32)).await? else {
+            break;
+        };
         for item in page {
             items.push(decode(item)?);
         }

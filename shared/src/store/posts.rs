@@ -4,7 +4,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, s, to_item, written_by, Attempts, Item, NOT_YET_WRITTEN, WRITE_TOKEN,
+    classify, from_item, n, refused, s, to_item, written_by, Attempts, Item, NOT_YET_WRITTEN,
+    WRITE_TOKEN,
 };
 use super::keys::{feed_key, post_key, post_pk, FEED_PK, POST_SK};
 use super::paging::query_page;
@@ -25,7 +26,9 @@ struct PostItem {
 /// Why a conditional write on a post failed, told from the item as it was (`ALL_OLD`):
 /// gone is `404`, someone else's is `403`, another version is `412` — in that order.
 fn explain_refusal(old: Option<Item>, user_id: &str) -> StoreError {
-    let Some(old) = old else { return StoreError::NotFound("post") };
+    let Some(old) = old else {
+        return StoreError::NotFound("post");
+    };
     match old.get("authorId") {
         Some(AttributeValue::S(author)) if author == user_id => StoreError::VersionMismatch,
         _ => StoreError::NotAuthor,
@@ -38,8 +41,12 @@ fn explain_refusal(old: Option<Item>, user_id: &str) -> StoreError {
 fn author_and_version_condition(expected: ExpectedVersion) -> &'static str {
     match expected {
         ExpectedVersion::Any => "attribute_exists(pk) AND authorId = :me",
-        ExpectedVersion::Exactly(_) => "attribute_exists(pk) AND authorId = :me AND version = :expected",
-        ExpectedVersion::Unmatchable => "attribute_exists(pk) AND authorId = :me AND attribute_not_exists(pk)",
+        ExpectedVersion::Exactly(_) => {
+            "attribute_exists(pk) AND authorId = :me AND version = :expected"
+        }
+        ExpectedVersion::Unmatchable => {
+            "attribute_exists(pk) AND authorId = :me AND attribute_not_exists(pk)"
+        }
     }
 }
 
@@ -97,11 +104,17 @@ impl Store {
             .send()
             .await
             .map_err(|e| classify("GetItem post", e))?;
-        out.item.map(|item| from_item::<PostItem>("post", item).map(|i| i.post)).transpose()
+        out.item
+            .map(|item| from_item::<PostItem>("post", item).map(|i| i.post))
+            .transpose()
     }
 
     /// The feed, newest first, `limit` posts after the post `after` (exclusive).
-    pub async fn list_posts(&self, limit: usize, after: Option<&str>) -> Result<Page<Post>, StoreError> {
+    pub async fn list_posts(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<Post>, StoreError> {
         let query = self
             .client
             .query()
@@ -111,7 +124,15 @@ impl Store {
             .expression_attribute_values(":feed", s(FEED_PK))
             .scan_index_forward(false);
         let decode = |item| from_item::<PostItem>("post", item).map(|i| i.post);
-        query_page(query, "Query feed", limit, after.map(feed_key), decode, |p: &Post| p.id.clone()).await
+        query_page(
+            query,
+            "Query feed",
+            limit,
+            after.map(feed_key),
+            decode,
+            |p: &Post| p.id.clone(),
+        )
+        .await
     }
 
     /// Applies `patch` if `user_id` wrote the post and it is at the `expected` version.
@@ -151,15 +172,19 @@ impl Store {
         }
         let result = request
             .update_expression(format!("SET {} ADD version :one", sets.join(", ")))
-            .condition_expression(format!("{} AND {NOT_YET_WRITTEN}", author_and_version_condition(expected)))
+            .condition_expression(format!(
+                "{} AND {NOT_YET_WRITTEN}",
+                author_and_version_condition(expected)
+            ))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => {
-                let item =
-                    out.attributes.ok_or_else(|| StoreError::Internal("UpdateItem post: no attributes".into()))?;
+                let item = out
+                    .attributes
+                    .ok_or_else(|| StoreError::Internal("UpdateItem post: no attributes".into()))?;
                 Ok(from_item::<PostItem>("post", item)?.post)
             }
             Err(e) => match refused(&e) {
@@ -181,7 +206,12 @@ impl Store {
     /// sweeps again, and answers `404` (or `204`, when the post went in an earlier attempt of
     /// this same call, whose answer was lost), so comments are never left behind by an answer
     /// that tells the client to stop.
-    pub async fn delete_post(&self, post_id: &str, user_id: &str, expected: ExpectedVersion) -> Result<(), StoreError> {
+    pub async fn delete_post(
+        &self,
+        post_id: &str,
+        user_id: &str,
+        expected: ExpectedVersion,
+    ) -> Result<(), StoreError> {
         let attempts = Attempts::default();
         let mut request = self
             .client
@@ -194,7 +224,11 @@ impl Store {
         if let ExpectedVersion::Exactly(version) = expected {
             request = request.expression_attribute_values(":expected", n(version));
         }
-        let result = request.customize().interceptor(attempts.clone()).send().await;
+        let result = request
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
         match result {
             Ok(_) => self.sweep_comments_of(post_id).await,
             Err(e) => match refused(&e) {
@@ -217,7 +251,9 @@ impl Store {
     async fn sweep_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
         self.delete_comments_of(post_id).await.map_err(|e| match e {
             StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
-                StoreError::Unavailable(format!("sweeping the comments of a deleted post: {detail}"))
+                StoreError::Unavailable(format!(
+                    "sweeping the comments of a deleted post: {detail}"
+                ))
             }
             other => other,
         })

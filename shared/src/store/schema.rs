@@ -2,8 +2,9 @@
 //! the local stack, the tests and the benchmarks. A test checks the template agrees.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -28,13 +29,21 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
             .map_err(|e| e.to_string())
     };
     let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder().attribute_name(n).key_type(t).build().map_err(|e| e.to_string())
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(|e| e.to_string())
     };
     let index = GlobalSecondaryIndex::builder()
         .index_name(FEED_INDEX)
         .key_schema(key("gsi1pk", KeyType::Hash)?)
         .key_schema(key("gsi1sk", KeyType::Range)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
         .build()
         .map_err(|e| e.to_string())?;
     let mut request = client
@@ -56,7 +65,12 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     }
     match request.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            return Ok(())
+        }
         Err(e) => return Err(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()),
     }
     let ttl = TimeToLiveSpecification::builder()

@@ -9,7 +9,9 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN};
+use super::dynamo::{
+    classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN,
+};
 use super::keys::{user_key, user_pk, PROFILE, USER_PREFIX};
 use super::Store;
 use super::StoreError;
@@ -48,8 +50,14 @@ impl Store {
     }
 
     /// The user and its password hash, for login only.
-    pub async fn get_user_with_hash(&self, email: &Email) -> Result<Option<(User, String)>, StoreError> {
-        Ok(self.get_user_item(email).await?.map(|item| (item.user, item.password_hash)))
+    pub async fn get_user_with_hash(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, String)>, StoreError> {
+        Ok(self
+            .get_user_item(email)
+            .await?
+            .map(|item| (item.user, item.password_hash)))
     }
 
     async fn get_user_item(&self, email: &Email) -> Result<Option<UserItem>, StoreError> {
@@ -88,7 +96,8 @@ impl Store {
         match result {
             Ok(_) => Ok(item.user),
             Err(e) => match refused(&e) {
-                Some(Some(old)) if matches!(old.get("id"), Some(AttributeValue::S(id)) if *id == item.user.id) => {
+                Some(Some(old)) if matches!(old.get("id"), Some(AttributeValue::S(id)) if *id == item.user.id) =>
+                {
                     tracing::info!("registration written by an earlier attempt of this call");
                     Ok(item.user)
                 }
@@ -119,7 +128,9 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(user_key(&user.email)))
-            .condition_expression(format!("id = :id AND jwtVersion = :jwtVersion AND {NOT_YET_WRITTEN}"))
+            .condition_expression(format!(
+                "id = :id AND jwtVersion = :jwtVersion AND {NOT_YET_WRITTEN}"
+            ))
             .expression_attribute_values(":id", s(&user.id))
             .expression_attribute_values(":jwtVersion", n(user.jwt_version))
             .expression_attribute_values(":writeToken", s(&token))
@@ -128,13 +139,16 @@ impl Store {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let (request, operation) = match update {
             UserUpdate::RevokeTokens => (
-                request
-                    .update_expression(format!("SET {WRITE_TOKEN} = :writeToken ADD jwtVersion :one, revision :one")),
+                request.update_expression(format!(
+                    "SET {WRITE_TOKEN} = :writeToken ADD jwtVersion :one, revision :one"
+                )),
                 "UpdateItem logout",
             ),
             UserUpdate::Rename(name) => (
                 request
-                    .update_expression(format!("SET #name = :name, {WRITE_TOKEN} = :writeToken ADD revision :one"))
+                    .update_expression(format!(
+                        "SET #name = :name, {WRITE_TOKEN} = :writeToken ADD revision :one"
+                    ))
                     .expression_attribute_names("#name", "name")
                     .expression_attribute_values(":name", s(name)),
                 "UpdateItem rename",
@@ -142,17 +156,22 @@ impl Store {
         };
         match request.send().await {
             Ok(out) => {
-                let item = out
-                    .attributes
-                    .ok_or_else(|| StoreError::Internal(format!("{operation}: no attributes returned")))?;
+                let item = out.attributes.ok_or_else(|| {
+                    StoreError::Internal(format!("{operation}: no attributes returned"))
+                })?;
                 Ok(from_item::<UserItem>("user", item)?.user)
             }
             Err(e) => match refused(&e) {
                 Some(Some(item)) if written_by(&item, &token) => {
-                    tracing::info!(operation, "change applied by an earlier attempt of this call");
+                    tracing::info!(
+                        operation,
+                        "change applied by an earlier attempt of this call"
+                    );
                     Ok(from_item::<UserItem>("user", item)?.user)
                 }
-                Some(Some(_)) => Err(StoreError::UserChanged("user changed since the token was checked")),
+                Some(Some(_)) => Err(StoreError::UserChanged(
+                    "user changed since the token was checked",
+                )),
                 Some(None) => Err(StoreError::UserChanged("user is gone")),
                 None => Err(classify(operation, e)),
             },
@@ -182,11 +201,15 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| StoreError::Internal("DeleteItem user: no old item".into()))?;
+                let item = out
+                    .attributes
+                    .ok_or_else(|| StoreError::Internal("DeleteItem user: no old item".into()))?;
                 Ok(from_item::<UserItem>("user", item)?.user)
             }
             Err(e) => match refused(&e) {
-                Some(Some(_)) => Err(StoreError::UserChanged("user changed since the token was checked")),
+                Some(Some(_)) => Err(StoreError::UserChanged(
+                    "user changed since the token was checked",
+                )),
                 Some(None) => {
                     tracing::info!("user already gone; its deletion stands");
                     Ok(user.clone())
@@ -217,10 +240,12 @@ pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, StoreError> {
         #[serde(flatten)]
         user: User,
     }
-    let item: UserImage =
-        serde_dynamo::from_item(image).map_err(|e| StoreError::Internal(format!("unreadable user image: {e}")))?;
+    let item: UserImage = serde_dynamo::from_item(image)
+        .map_err(|e| StoreError::Internal(format!("unreadable user image: {e}")))?;
     if item.pk != user_pk(&item.user.email) {
-        return Err(StoreError::Internal("user image: email and key disagree".into()));
+        return Err(StoreError::Internal(
+            "user image: email and key disagree".into(),
+        ));
     }
     Ok(item.user)
 }

@@ -10,7 +10,9 @@ use integration_tests::{unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD
 use serde_json::json;
 
 fn login(email: &str, password: &str, ip: &str) -> ApiRequest {
-    ApiRequest::post("/auth/login").from_ip(ip).json(json!({"email": email, "password": password}))
+    ApiRequest::post("/auth/login")
+        .from_ip(ip)
+        .json(json!({"email": email, "password": password}))
 }
 
 fn wrong(email: &str, ip: &str) -> ApiRequest {
@@ -20,8 +22,14 @@ fn wrong(email: &str, ip: &str) -> ApiRequest {
 /// Asserts a `429` whose `Retry-After` is a whole number of seconds within `1..=max`.
 fn assert_too_many(res: &ApiResponse, max: u64) -> u64 {
     res.assert_error(429, "too_many_attempts");
-    let retry_after: u64 = res.header("retry-after").and_then(|v| v.parse().ok()).expect("a Retry-After in seconds");
-    assert!((1..=max).contains(&retry_after), "Retry-After {retry_after} not within 1..={max}");
+    let retry_after: u64 = res
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!(
+        (1..=max).contains(&retry_after),
+        "Retry-After {retry_after} not within 1..={max}"
+    );
     retry_after
 }
 
@@ -37,18 +45,36 @@ async fn five_failures_of_a_pair_lock_that_pair_for_the_window_even_with_the_rig
     let email = registered(&env, "Locked").await;
     for attempt in 1..=5 {
         let res = env.send(wrong(&email, "203.0.113.7")).await;
-        assert_eq!(res.error_code(), Some("invalid_credentials"), "attempt {attempt}: {}", res.raw_body);
+        assert_eq!(
+            res.error_code(),
+            Some("invalid_credentials"),
+            "attempt {attempt}: {}",
+            res.raw_body
+        );
     }
     let res = env.send(login(&email, PASSWORD, "203.0.113.7")).await;
     let retry_after = assert_too_many(&res, 900);
-    assert!(retry_after > 890, "the window (15 minutes) started moments ago: {retry_after}");
+    assert!(
+        retry_after > 890,
+        "the window (15 minutes) started moments ago: {retry_after}"
+    );
     assert_too_many(&env.send(wrong(&email, "203.0.113.7")).await, 900);
 
     // Another IP is not affected: nobody can lock a user out from elsewhere.
-    assert_eq!(env.send(login(&email, PASSWORD, "198.51.100.1")).await.status, 200);
+    assert_eq!(
+        env.send(login(&email, PASSWORD, "198.51.100.1"))
+            .await
+            .status,
+        200
+    );
     // Another email from the first IP neither (that IP has 5 of its 50).
     let other = registered(&env, "Other").await;
-    assert_eq!(env.send(login(&other, PASSWORD, "203.0.113.7")).await.status, 200);
+    assert_eq!(
+        env.send(login(&other, PASSWORD, "203.0.113.7"))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -56,11 +82,20 @@ async fn an_unknown_email_counts_like_a_wrong_password() {
     let env = TestEnv::new().await;
     let nobody = unique_email("Nobody");
     for _ in 0..5 {
-        env.send(login(&nobody, PASSWORD, "203.0.113.8")).await.assert_error(401, "invalid_credentials");
+        env.send(login(&nobody, PASSWORD, "203.0.113.8"))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
-    assert_too_many(&env.send(login(&nobody, PASSWORD, "203.0.113.8")).await, 900);
+    assert_too_many(
+        &env.send(login(&nobody, PASSWORD, "203.0.113.8")).await,
+        900,
+    );
     // The same address in another spelling is the same pair.
-    assert_too_many(&env.send(login(&nobody.to_uppercase(), PASSWORD, "203.0.113.8")).await, 900);
+    assert_too_many(
+        &env.send(login(&nobody.to_uppercase(), PASSWORD, "203.0.113.8"))
+            .await,
+        900,
+    );
 }
 
 #[tokio::test]
@@ -68,11 +103,20 @@ async fn a_success_clears_its_pair() {
     let env = TestEnv::new().await;
     let email = registered(&env, "Clears").await;
     for _ in 0..4 {
-        env.send(wrong(&email, "203.0.113.9")).await.assert_error(401, "invalid_credentials");
+        env.send(wrong(&email, "203.0.113.9"))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
-    assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.9")).await.status, 200);
+    assert_eq!(
+        env.send(login(&email, PASSWORD, "203.0.113.9"))
+            .await
+            .status,
+        200
+    );
     for _ in 0..5 {
-        env.send(wrong(&email, "203.0.113.9")).await.assert_error(401, "invalid_credentials");
+        env.send(wrong(&email, "203.0.113.9"))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
     assert_too_many(&env.send(wrong(&email, "203.0.113.9")).await, 900);
 }
@@ -86,7 +130,13 @@ async fn failures_from_one_ip_lock_that_ip_for_every_email() {
         res.assert_error(401, "invalid_credentials");
     }
     assert_too_many(&env.send(login(&victim, PASSWORD, "192.0.2.50")).await, 900);
-    assert_eq!(env.send(login(&victim, PASSWORD, "192.0.2.51")).await.status, 200, "another IP");
+    assert_eq!(
+        env.send(login(&victim, PASSWORD, "192.0.2.51"))
+            .await
+            .status,
+        200,
+        "another IP"
+    );
 }
 
 #[tokio::test]
@@ -94,8 +144,11 @@ async fn the_ip_is_api_gateways_not_a_header_the_client_writes() {
     let env = TestEnv::new().await;
     let email = registered(&env, "Spoof").await;
     for i in 0..5 {
-        let forged = wrong(&email, "203.0.113.20").header("x-forwarded-for", &format!("10.0.0.{i}"));
-        env.send(forged).await.assert_error(401, "invalid_credentials");
+        let forged =
+            wrong(&email, "203.0.113.20").header("x-forwarded-for", &format!("10.0.0.{i}"));
+        env.send(forged)
+            .await
+            .assert_error(401, "invalid_credentials");
     }
     let forged = login(&email, PASSWORD, "203.0.113.20").header("x-forwarded-for", "10.9.9.9");
     assert_too_many(&env.send(forged).await, 900);
@@ -107,9 +160,19 @@ async fn parallel_guesses_cannot_outrun_the_limit() {
     let email = registered(&env, "Burst").await;
     let guesses = (0..20).map(|_| env.send(wrong(&email, "203.0.113.30")));
     let answers = futures::future::join_all(guesses).await;
-    let checked = answers.iter().filter(|r| r.error_code() == Some("invalid_credentials")).count();
-    let refused = answers.iter().filter(|r| r.error_code() == Some("too_many_attempts")).count();
-    assert_eq!((checked, refused), (5, 15), "exactly five passwords were checked");
+    let checked = answers
+        .iter()
+        .filter(|r| r.error_code() == Some("invalid_credentials"))
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|r| r.error_code() == Some("too_many_attempts"))
+        .count();
+    assert_eq!(
+        (checked, refused),
+        (5, 15),
+        "exactly five passwords were checked"
+    );
 }
 
 #[tokio::test]
@@ -117,11 +180,18 @@ async fn the_window_ends_and_the_pair_may_try_again() {
     let env = TestEnv::with_config(|c| c.login_limits.window = Duration::from_secs(1)).await;
     let email = registered(&env, "Window").await;
     for _ in 0..5 {
-        env.send(wrong(&email, "203.0.113.40")).await.assert_error(401, "invalid_credentials");
+        env.send(wrong(&email, "203.0.113.40"))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
     assert_too_many(&env.send(login(&email, PASSWORD, "203.0.113.40")).await, 1);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.40")).await.status, 200);
+    assert_eq!(
+        env.send(login(&email, PASSWORD, "203.0.113.40"))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -130,22 +200,33 @@ async fn with_redis_down_logins_are_admitted_and_answered_from_dynamodb() {
     let email = registered(&env, "FailOpen").await;
     env.redis.stop();
     for _ in 0..8 {
-        env.send(wrong(&email, "203.0.113.50")).await.assert_error(401, "invalid_credentials");
+        env.send(wrong(&email, "203.0.113.50"))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
-    assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.50")).await.status, 200);
+    assert_eq!(
+        env.send(login(&email, PASSWORD, "203.0.113.50"))
+            .await
+            .status,
+        200
+    );
     // Back up: once the app's connection is back, counting starts again from what Redis
     // holds (nothing).
     env.redis.restart().await;
     let conn = env.app.users.cache().connection().clone();
     for _ in 0..100 {
-        let ping = conn.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await;
+        let ping = conn
+            .call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await;
         if ping.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for _ in 0..5 {
-        env.send(wrong(&email, "203.0.113.50")).await.assert_error(401, "invalid_credentials");
+        env.send(wrong(&email, "203.0.113.50"))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
     assert_too_many(&env.send(wrong(&email, "203.0.113.50")).await, 900);
 }
@@ -156,18 +237,29 @@ async fn a_login_the_database_could_not_answer_is_not_counted() {
     let email = registered(&env, "Outage").await;
     proxy.set(Mode::Refuse);
     for _ in 0..6 {
-        env.send(login(&email, PASSWORD, "203.0.113.60")).await.assert_error(503, "service_unavailable");
+        env.send(login(&email, PASSWORD, "203.0.113.60"))
+            .await
+            .assert_error(503, "service_unavailable");
     }
     proxy.set(Mode::Open);
-    assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.60")).await.status, 200, "none of the six counted");
+    assert_eq!(
+        env.send(login(&email, PASSWORD, "203.0.113.60"))
+            .await
+            .status,
+        200,
+        "none of the six counted"
+    );
 }
 
 /// A login event with no source IP in its request context: `sourceIp` left out, empty, or
 /// blank, as a direct invocation (not API Gateway) could send it.
 async fn without_ip(env: &TestEnv, email: &str, password: &str, form: usize) -> ApiResponse {
-    let request = ApiRequest::post("/auth/login").json(json!({"email": email, "password": password}));
+    let request =
+        ApiRequest::post("/auth/login").json(json!({"email": email, "password": password}));
     let mut event = request.to_v2_event();
-    let http = event["requestContext"]["http"].as_object_mut().expect("requestContext.http");
+    let http = event["requestContext"]["http"]
+        .as_object_mut()
+        .expect("requestContext.http");
     match form % 3 {
         0 => drop(http.remove("sourceIp")),
         1 => drop(http.insert("sourceIp".into(), json!(""))),
@@ -192,7 +284,13 @@ async fn logins_without_a_source_ip_share_one_bucket_and_are_still_limited() {
     for form in 0..3 {
         assert_too_many(&without_ip(&env, &email, PASSWORD, form).await, 900);
     }
-    assert_eq!(env.send(login(&email, PASSWORD, "203.0.113.70")).await.status, 200, "a real IP is its own");
+    assert_eq!(
+        env.send(login(&email, PASSWORD, "203.0.113.70"))
+            .await
+            .status,
+        200,
+        "a real IP is its own"
+    );
 
     // Three more failures, over new emails, fill the shared bucket's 8.
     for form in 0..3 {
@@ -204,5 +302,11 @@ async fn logins_without_a_source_ip_share_one_bucket_and_are_still_limited() {
     for form in 0..3 {
         assert_too_many(&without_ip(&env, &other, PASSWORD, form).await, 900);
     }
-    assert_eq!(env.send(login(&other, PASSWORD, "203.0.113.71")).await.status, 200, "a real IP is its own");
+    assert_eq!(
+        env.send(login(&other, PASSWORD, "203.0.113.71"))
+            .await
+            .status,
+        200,
+        "a real IP is its own"
+    );
 }

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{cache_key, closed_port, email_of, unique_email, ApiRequest, TestEnv, TestRedis, TEST_SECRET};
+use integration_tests::{
+    cache_key, closed_port, email_of, unique_email, ApiRequest, TestEnv, TestRedis, TEST_SECRET,
+};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use shared::config::RedisUrl;
@@ -18,7 +20,10 @@ const BOUND: Duration = Duration::from_secs(1);
 
 /// The entry as JSON; panics when there is none or it is not JSON.
 async fn entry(env: &TestEnv, email: &str) -> Value {
-    env.redis.entry(email).await.unwrap_or_else(|| panic!("no cache entry for {email}"))
+    env.redis
+        .entry(email)
+        .await
+        .unwrap_or_else(|| panic!("no cache entry for {email}"))
 }
 
 async fn pttl(env: &TestEnv, key: &str) -> i64 {
@@ -39,7 +44,10 @@ async fn assert_jittered_ttl(env: &TestEnv, email: &str, base: Duration) -> i64 
     let ttl = env.redis.entry_pttl(email).await;
     let (low, high) = (pttl_floor(base), pttl_ceiling(base));
     assert!(ttl > 0, "{email}'s entry has no TTL (PTTL {ttl})");
-    assert!((low - 1_000..=high).contains(&ttl), "{email}'s entry: PTTL {ttl} ms is outside {low}..={high} ms");
+    assert!(
+        (low - 1_000..=high).contains(&ttl),
+        "{email}'s entry: PTTL {ttl} ms is outside {low}..={high} ms"
+    );
     ttl
 }
 
@@ -59,7 +67,11 @@ fn pttl_ceiling(base: Duration) -> i64 {
 async fn a_cache_hit_makes_no_dynamodb_call() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Hit").await;
-    assert_eq!(entry(&env, &email_of(&user)).await["kind"], "user", "registration fills the cache");
+    assert_eq!(
+        entry(&env, &email_of(&user)).await["kind"],
+        "user",
+        "registration fills the cache"
+    );
 
     env.dynamo.calls.reset();
     for _ in 0..3 {
@@ -82,7 +94,11 @@ async fn a_miss_makes_exactly_one_dynamodb_call_and_populates_the_cache() {
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body, user);
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
-    assert_eq!(env.dynamo.calls.total(), 1, "a miss is one GetItem and nothing else");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        1,
+        "a miss is one GetItem and nothing else"
+    );
 
     let cached = entry(&env, &email).await;
     assert_eq!(cached["kind"], "user");
@@ -94,7 +110,11 @@ async fn a_miss_makes_exactly_one_dynamodb_call_and_populates_the_cache() {
 
     let res = env.me(&token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    assert_eq!(env.dynamo.calls.total(), 1, "the request after a miss is a hit");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        1,
+        "the request after a miss is a hit"
+    );
 }
 
 #[tokio::test]
@@ -121,16 +141,26 @@ async fn every_key_has_a_ttl_jittered_within_ten_percent() {
     assert!(spread > 1_000, "TTLs are not jittered: {ttls:?}");
 
     // Written through by a rename and a logout.
-    let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
+    let res = env
+        .send(
+            ApiRequest::patch("/users/me")
+                .bearer(&token)
+                .json(json!({"name": "Renamed"})),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_jittered_ttl(&env, &email, ttl).await;
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_jittered_ttl(&env, &email, ttl).await;
 
     // A negative entry, written back by a miss for an unknown user.
     let ghost = unique_email("ghost");
-    let res = env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01GHOST", &ghost, 1))).await;
+    let res = env
+        .send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01GHOST", &ghost, 1)))
+        .await;
     res.assert_error(401, "unauthorized");
     assert_jittered_ttl(&env, &ghost, negative_ttl).await;
 
@@ -146,17 +176,26 @@ async fn deleting_a_user_refuses_its_token_at_once_from_a_tombstone() {
     let (token, user) = env.new_user("Gone").await;
     let email = email_of(&user);
 
-    let res = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::delete("/users/me").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     // The tombstone names the deleted user and the revision after its last (registration: 1),
     // and lives as long as the user's entry would have, so no late write of the user's old
     // state can land over it.
-    assert_eq!(entry(&env, &email).await, json!({"id": user["id"], "rev": 2, "kind": "absent"}));
+    assert_eq!(
+        entry(&env, &email).await,
+        json!({"id": user["id"], "rev": 2, "kind": "absent"})
+    );
     assert_jittered_ttl(&env, &email, env.app.config.cache.cache_ttl).await;
 
     env.dynamo.calls.reset();
     env.me(&token).await.assert_error(401, "unauthorized");
-    assert_eq!(env.dynamo.calls.total(), 0, "the tombstone answers without DynamoDB");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "the tombstone answers without DynamoDB"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +203,9 @@ async fn a_miss_for_a_deleted_user_caches_its_absence_briefly() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Absent").await;
     let email = email_of(&user);
-    let res = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::delete("/users/me").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     env.redis.evict(&email).await; // as if the negative entry had expired
 
@@ -172,11 +213,18 @@ async fn a_miss_for_a_deleted_user_caches_its_absence_briefly() {
     env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.get("GetItem"), 1);
     assert_eq!(env.dynamo.calls.total(), 1);
-    assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
+    assert_eq!(
+        entry(&env, &email).await,
+        json!({"id": "", "rev": 0, "kind": "absent"})
+    );
     assert_jittered_ttl(&env, &email, env.app.config.cache.negative_cache_ttl).await;
 
     env.me(&token).await.assert_error(401, "unauthorized");
-    assert_eq!(env.dynamo.calls.total(), 1, "the next request makes no DynamoDB call");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        1,
+        "the next request makes no DynamoDB call"
+    );
 }
 
 #[tokio::test]
@@ -188,12 +236,18 @@ async fn registration_replaces_a_negative_entry_so_the_new_user_works_at_once() 
     env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01NOBODY", &email, 1)))
         .await
         .assert_error(401, "unauthorized");
-    assert_eq!(entry(&env, &email).await, json!({"id": "", "rev": 0, "kind": "absent"}));
+    assert_eq!(
+        entry(&env, &email).await,
+        json!({"id": "", "rev": 0, "kind": "absent"})
+    );
 
     let registered = env.register(&email, "Late").await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
     let cached = entry(&env, &email).await;
-    assert_eq!(cached["kind"], "user", "registration overwrites the negative entry: {cached}");
+    assert_eq!(
+        cached["kind"], "user",
+        "registration overwrites the negative entry: {cached}"
+    );
     assert_eq!(cached["user"]["id"], registered.body["id"]);
     assert_jittered_ttl(&env, &email, env.app.config.cache.cache_ttl).await;
 
@@ -204,7 +258,11 @@ async fn registration_replaces_a_negative_entry_so_the_new_user_works_at_once() 
     let res = env.me(token).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body, registered.body);
-    assert_eq!(env.dynamo.calls.total(), 0, "served from the entry registration wrote");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "served from the entry registration wrote"
+    );
 }
 
 #[tokio::test]
@@ -215,24 +273,44 @@ async fn logout_revokes_the_old_token_on_the_very_next_request() {
     assert_eq!(env.me(&token).await.status, 200);
     assert_eq!(entry(&env, &email).await["user"]["jwtVersion"], 1);
 
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(entry(&env, &email).await["user"]["jwtVersion"], 2, "the cache holds the bumped jwtVersion");
+    assert_eq!(
+        entry(&env, &email).await["user"]["jwtVersion"],
+        2,
+        "the cache holds the bumped jwtVersion"
+    );
 
     env.dynamo.calls.reset();
     env.me(&token).await.assert_error(401, "unauthorized");
-    assert_eq!(env.dynamo.calls.total(), 0, "refused from the cache, which already knows");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "refused from the cache, which already knows"
+    );
 
     let login = env.login(&email).await;
     let fresh = login.body["token"].as_str().expect("token");
-    assert_eq!(env.me(fresh).await.status, 200, "a token issued after logout works");
+    assert_eq!(
+        env.me(fresh).await.status,
+        200,
+        "a token issued after logout works"
+    );
 }
 
 #[tokio::test]
 async fn a_rename_is_served_from_the_cache_on_the_next_request() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Before").await;
-    let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "After"}))).await;
+    let res = env
+        .send(
+            ApiRequest::patch("/users/me")
+                .bearer(&token)
+                .json(json!({"name": "After"})),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body["name"], "After");
     assert_eq!(entry(&env, &email_of(&user)).await["user"]["name"], "After");
@@ -242,7 +320,11 @@ async fn a_rename_is_served_from_the_cache_on_the_next_request() {
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body["name"], "After");
     assert_eq!(res.body["id"], user["id"]);
-    assert_eq!(env.dynamo.calls.total(), 0, "the new name comes from the cache");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "the new name comes from the cache"
+    );
 }
 
 /// Puts `value` under the user's key, then shows the request is served from DynamoDB and
@@ -302,7 +384,11 @@ async fn an_entry_for_another_email_is_never_served_and_is_overwritten() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Owner").await;
     let (_, other) = env.new_user("Intruder").await;
-    let others_entry = env.redis.entry_bytes(&email_of(&other)).await.expect("the other user's entry");
+    let others_entry = env
+        .redis
+        .entry_bytes(&email_of(&other))
+        .await
+        .expect("the other user's entry");
     assert!(String::from_utf8_lossy(&others_entry).contains(other["id"].as_str().expect("id")));
     assert_bad_entry_is_replaced(&env, &token, &user, &others_entry).await;
 }
@@ -314,28 +400,72 @@ async fn the_cached_value_never_holds_the_password_hash() {
     let email = email_of(&user);
     let assert_clean = |raw: Vec<u8>| {
         let text = String::from_utf8_lossy(&raw).to_lowercase();
-        for needle in ["argon2", "passwordhash", "password_hash", "password", "hash"] {
-            assert!(!text.contains(needle), "cache value contains {needle:?}: {text}");
+        for needle in [
+            "argon2",
+            "passwordhash",
+            "password_hash",
+            "password",
+            "hash",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "cache value contains {needle:?}: {text}"
+            );
         }
         let value: Value = serde_json::from_slice(&raw).expect("JSON");
         if value["kind"] == "user" {
-            let mut fields: Vec<&str> =
-                value["user"].as_object().expect("user object").keys().map(String::as_str).collect();
+            let mut fields: Vec<&str> = value["user"]
+                .as_object()
+                .expect("user object")
+                .keys()
+                .map(String::as_str)
+                .collect();
             fields.sort_unstable();
-            assert_eq!(fields, ["createdAt", "email", "id", "jwtVersion", "name", "revision"]);
+            assert_eq!(
+                fields,
+                ["createdAt", "email", "id", "jwtVersion", "name", "revision"]
+            );
         }
     };
 
-    assert_clean(env.redis.entry_bytes(&email).await.expect("written by registration"));
+    assert_clean(
+        env.redis
+            .entry_bytes(&email)
+            .await
+            .expect("written by registration"),
+    );
     env.redis.evict(&email).await;
     assert_eq!(env.me(&token).await.status, 200);
-    assert_clean(env.redis.entry_bytes(&email).await.expect("written back by a miss"));
-    let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
+    assert_clean(
+        env.redis
+            .entry_bytes(&email)
+            .await
+            .expect("written back by a miss"),
+    );
+    let res = env
+        .send(
+            ApiRequest::patch("/users/me")
+                .bearer(&token)
+                .json(json!({"name": "Renamed"})),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    assert_clean(env.redis.entry_bytes(&email).await.expect("written through by a rename"));
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_clean(
+        env.redis
+            .entry_bytes(&email)
+            .await
+            .expect("written through by a rename"),
+    );
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_clean(env.redis.entry_bytes(&email).await.expect("written through by a logout"));
+    assert_clean(
+        env.redis
+            .entry_bytes(&email)
+            .await
+            .expect("written through by a logout"),
+    );
 
     let mut conn = env.redis.connection().await.expect("redis connection");
     for k in all_keys(&env).await {
@@ -348,11 +478,19 @@ async fn the_cached_value_never_holds_the_password_hash() {
 async fn keys_are_namespaced_user_v1_by_normalized_email() {
     let env = TestEnv::new().await;
     let email = unique_email("Spaced");
-    let registered = env.register(&format!("  {}  ", email.to_uppercase()), "Spaced").await;
+    let registered = env
+        .register(&format!("  {}  ", email.to_uppercase()), "Spaced")
+        .await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
-    env.send(ApiRequest::me().bearer(&integration_tests::tokens::token_for("01NOBODY", &unique_email("nobody"), 1)))
-        .await
-        .assert_error(401, "unauthorized");
+    env.send(
+        ApiRequest::me().bearer(&integration_tests::tokens::token_for(
+            "01NOBODY",
+            &unique_email("nobody"),
+            1,
+        )),
+    )
+    .await
+    .assert_error(401, "unauthorized");
 
     // The namespace spelled out, so the key format itself is under test.
     assert_eq!(cache_key(&email), format!("user:v2:{email}"));
@@ -379,14 +517,27 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
     for i in 0..5 {
         let before = env.dynamo.calls.get("GetItem");
         let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
-        assert_eq!(res.status, 200, "request {i} with Redis down: {}", res.raw_body);
+        assert_eq!(
+            res.status, 200,
+            "request {i} with Redis down: {}",
+            res.raw_body
+        );
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request {i} with Redis down took {took:?}");
-        assert_eq!(env.dynamo.calls.get("GetItem"), before + 1, "served from DynamoDB");
+        assert_eq!(
+            env.dynamo.calls.get("GetItem"),
+            before + 1,
+            "served from DynamoDB"
+        );
     }
     // A change while Redis is down still succeeds.
-    let (res, took) =
-        env.timed(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Outage Two"}))).await;
+    let (res, took) = env
+        .timed(
+            ApiRequest::patch("/users/me")
+                .bearer(&token)
+                .json(json!({"name": "Outage Two"})),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert!(took < BOUND, "rename with Redis down took {took:?}");
 
@@ -398,16 +549,26 @@ async fn requests_stay_bounded_while_redis_is_down_and_hits_resume_after_it_rest
     let mut stable = 0;
     while stable < 5 {
         requests += 1;
-        assert!(requests <= 100, "hits with the new name did not resume after {requests} requests");
+        assert!(
+            requests <= 100,
+            "hits with the new name did not resume after {requests} requests"
+        );
         let before = env.dynamo.calls.get("GetItem");
         let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert!(took < BOUND, "request after restart took {took:?}");
         let hit = env.dynamo.calls.get("GetItem") == before;
-        stable = if hit && res.body["name"] == "Outage Two" { stable + 1 } else { 0 };
+        stable = if hit && res.body["name"] == "Outage Two" {
+            stable + 1
+        } else {
+            0
+        };
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(entry(&env, &email_of(&user)).await["user"]["name"], "Outage Two");
+    assert_eq!(
+        entry(&env, &email_of(&user)).await["user"]["name"],
+        "Outage Two"
+    );
 }
 
 #[tokio::test]
@@ -417,13 +578,22 @@ async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
     let redis = TestRedis::start().await;
     let silent = redis.link().await;
     silent.stall(true);
-    let env = TestEnv::builder().redis(redis).config(|c| silent.configure(&mut c.cache)).build().await;
+    let env = TestEnv::builder()
+        .redis(redis)
+        .config(|c| silent.configure(&mut c.cache))
+        .build()
+        .await;
 
     let register = json!({"email": unique_email("Hang"), "name": "Hang", "password": integration_tests::PASSWORD});
     let (registered, took) = env.timed(ApiRequest::post("/users").json(register)).await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
-    assert!(took < BOUND, "registration with a hanging Redis took {took:?}");
-    let login = env.login(registered.body["email"].as_str().expect("email")).await;
+    assert!(
+        took < BOUND,
+        "registration with a hanging Redis took {took:?}"
+    );
+    let login = env
+        .login(registered.body["email"].as_str().expect("email"))
+        .await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     let token = login.body["token"].as_str().expect("token");
 
@@ -432,8 +602,15 @@ async fn a_redis_that_never_answers_costs_at_most_its_timeout() {
         let (res, took) = env.timed(ApiRequest::me().bearer(token)).await;
         assert_eq!(res.status, 200, "request {i}: {}", res.raw_body);
         assert_eq!(res.body, registered.body);
-        assert!(took < BOUND, "request {i} with a hanging Redis took {took:?}");
-        assert_eq!(env.dynamo.calls.get("GetItem"), before + 1, "served from DynamoDB");
+        assert!(
+            took < BOUND,
+            "request {i} with a hanging Redis took {took:?}"
+        );
+        assert_eq!(
+            env.dynamo.calls.get("GetItem"),
+            before + 1,
+            "served from DynamoDB"
+        );
     }
 }
 
@@ -445,23 +622,41 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
     let link = world.redis.link().await;
     let mut config = world.config_for(&link.url());
     link.configure(&mut config.cache);
-    let app = App::build(config, world.dynamo.client.clone(), Secret::new(TEST_SECRET), None).expect("app builds");
+    let app = App::build(
+        config,
+        world.dynamo.client.clone(),
+        Secret::new(TEST_SECRET),
+        None,
+    )
+    .expect("app builds");
     let env = TestEnv { app, ..world };
     let freeze = |stalled: bool| link.stall(stalled);
 
     let (token, user) = env.new_user("Stall").await;
     env.dynamo.calls.reset();
     assert_eq!(env.me(&token).await.status, 200);
-    assert_eq!(env.dynamo.calls.total(), 0, "a hit through the proxy: the connection is up");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "a hit through the proxy: the connection is up"
+    );
 
     freeze(true);
     for i in 0..5 {
         let before = env.dynamo.calls.get("GetItem");
         let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
-        assert_eq!(res.status, 200, "request {i} with Redis stalled: {}", res.raw_body);
+        assert_eq!(
+            res.status, 200,
+            "request {i} with Redis stalled: {}",
+            res.raw_body
+        );
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request {i} with Redis stalled took {took:?}");
-        assert_eq!(env.dynamo.calls.get("GetItem"), before + 1, "served from DynamoDB");
+        assert_eq!(
+            env.dynamo.calls.get("GetItem"),
+            before + 1,
+            "served from DynamoDB"
+        );
     }
 
     freeze(false);
@@ -469,13 +664,20 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
     let mut stable = 0;
     while stable < 5 {
         requests += 1;
-        assert!(requests <= 30, "hits did not resume after {requests} requests");
+        assert!(
+            requests <= 30,
+            "hits did not resume after {requests} requests"
+        );
         let before = env.dynamo.calls.get("GetItem");
         let (res, took) = env.timed(ApiRequest::me().bearer(&token)).await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert_eq!(res.body, user);
         assert!(took < BOUND, "request after the stall took {took:?}");
-        stable = if env.dynamo.calls.get("GetItem") == before { stable + 1 } else { 0 };
+        stable = if env.dynamo.calls.get("GetItem") == before {
+            stable + 1
+        } else {
+            0
+        };
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -484,14 +686,25 @@ async fn a_redis_that_stalls_mid_connection_costs_at_most_its_timeout_and_hits_r
 async fn a_dead_redis_at_cold_start_does_not_fail_init() {
     let closed_url = format!("redis://127.0.0.1:{}", closed_port());
 
-    let env = TestEnv::with_config(|c| c.cache.redis_url = RedisUrl::parse(&closed_url).expect("url")).await;
+    let env =
+        TestEnv::with_config(|c| c.cache.redis_url = RedisUrl::parse(&closed_url).expect("url"))
+            .await;
     let config = integration_tests::test_config(&closed_url, &env.dynamo.endpoint);
-    let app = App::build(config, env.dynamo.client.clone(), Secret::new(TEST_SECRET), None);
+    let app = App::build(
+        config,
+        env.dynamo.client.clone(),
+        Secret::new(TEST_SECRET),
+        None,
+    );
     assert!(app.is_ok(), "App::build must not need Redis");
 
     let started = Instant::now();
     env.app.prewarm(Duration::from_millis(100)).await;
-    assert!(started.elapsed() < BOUND, "prewarm against a dead Redis took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < BOUND,
+        "prewarm against a dead Redis took {:?}",
+        started.elapsed()
+    );
 
     let (token, user) = env.new_user("Cold").await;
     for i in 0..3 {
@@ -507,16 +720,38 @@ async fn the_write_script_is_loaded_again_when_redis_has_forgotten_it() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Script").await;
     let email = email_of(&user);
-    let sha = redis::Script::new(shared::cache::entry::COMPARE_AND_SET).get_hash().to_owned();
+    let sha = redis::Script::new(shared::cache::entry::COMPARE_AND_SET)
+        .get_hash()
+        .to_owned();
     let mut conn = env.redis.connection().await.expect("redis connection");
-    let loaded: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query_async(&mut conn).await.expect("EXISTS");
+    let loaded: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
     assert_eq!(loaded, [true], "registration's write loaded the script");
 
     // As after a restart or a failover to a server that never saw it: EVALSHA gets NOSCRIPT.
-    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("SCRIPT FLUSH");
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("SCRIPT FLUSH");
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(entry(&env, &email).await["user"]["jwtVersion"], 2, "the logout's write landed all the same");
-    let loaded: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query_async(&mut conn).await.expect("EXISTS");
+    assert_eq!(
+        entry(&env, &email).await["user"]["jwtVersion"],
+        2,
+        "the logout's write landed all the same"
+    );
+    let loaded: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
     assert_eq!(loaded, [true], "loaded again");
 }

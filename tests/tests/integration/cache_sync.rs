@@ -25,14 +25,21 @@ const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
 const SYNC_BOUND: Duration = Duration::from_secs(5);
 
 /// Waits until `email`'s entry satisfies `check`, at most `SYNC_BOUND`; returns how long.
-async fn wait_for_entry(redis: &TestRedis, email: &str, check: impl Fn(&Value) -> bool) -> Duration {
+async fn wait_for_entry(
+    redis: &TestRedis,
+    email: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Duration {
     let started = Instant::now();
     loop {
         let entry = redis.entry(email).await;
         if entry.as_ref().is_some_and(&check) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < SYNC_BOUND, "{email}: entry {entry:?} after {SYNC_BOUND:?}");
+        assert!(
+            started.elapsed() < SYNC_BOUND,
+            "{email}: entry {entry:?} after {SYNC_BOUND:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -49,7 +56,10 @@ fn sync_config(redis_url: &str, dynamo_endpoint: &str) -> shared::config::Config
 fn sync_for(env: &TestEnv, redis: &TestRedis) -> CacheSync {
     let config = sync_config(&redis.url(), &env.dynamo.endpoint);
     let cache = shared::cache::RedisCache::new(&config.cache, None).expect("cache builds");
-    CacheSync { cache, store: Store::new(env.dynamo.client.clone(), "social") }
+    CacheSync {
+        cache,
+        store: Store::new(env.dynamo.client.clone(), "social"),
+    }
 }
 
 /// A world whose functions cannot reach Redis at all (a closed port), so every change's own
@@ -78,22 +88,51 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
     let took = wait_for_entry(&redis, &email, |e| e["kind"] == "user" && e["rev"] == 1).await;
     println!("registration reached the cache through the stream in {took:?}");
 
-    let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"}))).await;
+    let res = env
+        .send(
+            ApiRequest::patch("/users/me")
+                .bearer(&token)
+                .json(json!({"name": "Renamed"})),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    wait_for_entry(&redis, &email, |e| e["user"]["name"] == "Renamed" && e["rev"] == 2).await;
+    wait_for_entry(&redis, &email, |e| {
+        e["user"]["name"] == "Renamed" && e["rev"] == 2
+    })
+    .await;
 
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    wait_for_entry(&redis, &email, |e| e["user"]["jwtVersion"] == 2 && e["rev"] == 3).await;
+    wait_for_entry(&redis, &email, |e| {
+        e["user"]["jwtVersion"] == 2 && e["rev"] == 3
+    })
+    .await;
 
-    let fresh = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    let res = env.send(ApiRequest::delete("/users/me").bearer(&fresh)).await;
+    let fresh = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = env
+        .send(ApiRequest::delete("/users/me").bearer(&fresh))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    wait_for_entry(&redis, &email, |e| *e == json!({"id": user["id"], "rev": 4, "kind": "absent"})).await;
+    wait_for_entry(&redis, &email, |e| {
+        *e == json!({"id": user["id"], "rev": 4, "kind": "absent"})
+    })
+    .await;
 
     // The entry never holds the hash, though every stream image does.
-    let text = redis.entry(&email).await.map(|e| e.to_string()).unwrap_or_default();
-    assert!(!text.contains("argon2") && !text.to_lowercase().contains("hash"), "{text}");
+    let text = redis
+        .entry(&email)
+        .await
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        !text.contains("argon2") && !text.to_lowercase().contains("hash"),
+        "{text}"
+    );
     let ttl = redis.entry_pttl(&email).await;
     assert!(ttl > 0, "the tombstone has a TTL");
 }
@@ -104,11 +143,21 @@ async fn duplicated_reordered_and_stale_records_leave_the_current_state() {
     let (token, user) = env.new_user("Shuffled").await;
     let email = user["email"].as_str().expect("email").to_owned();
     for name in ["Two", "Three", "Four"] {
-        let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": name}))).await;
+        let res = env
+            .send(
+                ApiRequest::patch("/users/me")
+                    .bearer(&token)
+                    .json(json!({"name": name})),
+            )
+            .await;
         assert_eq!(res.status, 200, "{}", res.raw_body);
     }
     let records = user_records(&stream_records(&env.dynamo.endpoint).await, &email);
-    assert_eq!(records.len(), 4, "one record per change: register and three renames");
+    assert_eq!(
+        records.len(),
+        4,
+        "one record per change: register and three renames"
+    );
     let sync = sync_for(&env, &redis);
     let current = |entry: &Value| entry["rev"] == 4 && entry["user"]["name"] == "Four";
 
@@ -119,12 +168,18 @@ async fn duplicated_reordered_and_stale_records_leave_the_current_state() {
     let (response, report) = sync.apply(reversed).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
     assert_eq!((report.users, report.written), (1, 1), "{report:?}");
-    assert_eq!(env.dynamo.calls.get("GetItem"), 1, "one consistent read per user, not per record");
+    assert_eq!(
+        env.dynamo.calls.get("GetItem"),
+        1,
+        "one consistent read per user, not per record"
+    );
     assert!(current(&redis.entry(&email).await.expect("entry")));
 
     // Every record twice, in a scrambled order; then the oldest alone, late: still the current.
     let order = [2, 0, 3, 1, 1, 3, 0, 2];
-    sync.apply(order.iter().map(|&i| records[i].clone()).collect()).await.expect("applied");
+    sync.apply(order.iter().map(|&i| records[i].clone()).collect())
+        .await
+        .expect("applied");
     assert!(current(&redis.entry(&email).await.expect("entry")));
     sync.apply(vec![records[0].clone()]).await.expect("applied");
     assert!(current(&redis.entry(&email).await.expect("entry")));
@@ -139,23 +194,45 @@ async fn a_replay_after_the_cache_lost_its_data_writes_the_current_state_not_the
     let (env, redis) = env_whose_writes_never_land().await;
     let (token, user) = env.new_user("Replayed").await;
     let email = user["email"].as_str().expect("email").to_owned();
-    assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+    assert_eq!(
+        env.send(ApiRequest::post("/auth/logout").bearer(&token))
+            .await
+            .status,
+        204
+    );
     let records = user_records(&stream_records(&env.dynamo.endpoint).await, &email);
     let sync = sync_for(&env, &redis);
 
     // The cache lost everything; the oldest record (the registration, jwtVersion 1) comes again.
     sync.apply(vec![records[0].clone()]).await.expect("applied");
     let entry = redis.entry(&email).await.expect("entry");
-    assert_eq!(entry["user"]["jwtVersion"], 2, "the logout's state, not the registration's: {entry}");
+    assert_eq!(
+        entry["user"]["jwtVersion"], 2,
+        "the logout's state, not the registration's: {entry}"
+    );
 
     // Deleted since: the same old record leaves a tombstone, not the user.
-    let fresh = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    assert_eq!(env.send(ApiRequest::delete("/users/me").bearer(&fresh)).await.status, 204);
+    let fresh = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        env.send(ApiRequest::delete("/users/me").bearer(&fresh))
+            .await
+            .status,
+        204
+    );
     let mut conn = redis.connection().await.expect("conn");
-    let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHALL");
     sync.apply(vec![records[0].clone()]).await.expect("applied");
     let entry = redis.entry(&email).await.expect("entry");
-    assert_eq!(entry["kind"], "absent", "a user deleted since is absent: {entry}");
+    assert_eq!(
+        entry["kind"], "absent",
+        "a user deleted since is absent: {entry}"
+    );
     assert_eq!(entry["id"], user["id"]);
 }
 
@@ -164,8 +241,16 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
     let (env, redis) = env_whose_writes_never_land().await;
     let email = unique_email("Reborn");
     assert_eq!(env.register(&email, "First").await.status, 201);
-    let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    assert_eq!(env.send(ApiRequest::delete("/users/me").bearer(&first)).await.status, 204);
+    let first = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        env.send(ApiRequest::delete("/users/me").bearer(&first))
+            .await
+            .status,
+        204
+    );
     let second = env.register(&email, "Second").await;
     assert_eq!(second.status, 201);
 
@@ -177,7 +262,10 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
         let batch = order.iter().map(|&i| records[i].clone()).collect();
         sync.apply(batch).await.expect("applied");
         let entry = redis.entry(&email).await.expect("entry");
-        assert_eq!(entry["user"]["id"], second.body["id"], "order {order:?}: {entry}");
+        assert_eq!(
+            entry["user"]["id"], second.body["id"],
+            "order {order:?}: {entry}"
+        );
     }
 }
 
@@ -190,16 +278,33 @@ async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
     let good_a = user_records(&records, a["email"].as_str().expect("email"));
     let good_b = user_records(&records, b["email"].as_str().expect("email"));
     let mut bad = good_a[0].clone();
-    bad.change.new_image.insert("jwtVersion".into(), serde_dynamo::AttributeValue::S("not a number".into()));
+    bad.change.new_image.insert(
+        "jwtVersion".into(),
+        serde_dynamo::AttributeValue::S("not a number".into()),
+    );
     bad.change.sequence_number = Some("100000000000000009999".into());
 
     let batch = vec![good_a[0].clone(), bad, good_b[0].clone()];
-    let (response, report) = sync_for(&env, &redis).apply(batch).await.expect("the batch as a whole");
-    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-    assert_eq!(failed, [Some("100000000000000009999".to_owned())], "only the bad record is reported");
+    let (response, report) = sync_for(&env, &redis)
+        .apply(batch)
+        .await
+        .expect("the batch as a whole");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        [Some("100000000000000009999".to_owned())],
+        "only the bad record is reported"
+    );
     assert_eq!((report.written, report.failed), (2, 1));
     for user in [&a, &b] {
-        let entry = redis.entry(user["email"].as_str().expect("email")).await.expect("applied");
+        let entry = redis
+            .entry(user["email"].as_str().expect("email"))
+            .await
+            .expect("applied");
         assert_eq!(entry["user"]["id"], user["id"]);
     }
 }
@@ -212,26 +317,56 @@ async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_th
     assert!(!records.is_empty());
 
     // Redis down: a closed port.
-    let down =
-        InProcess::with_config(&sync_config(&format!("redis://127.0.0.1:{}", closed_port()), &env.dynamo.endpoint));
-    assert!(down.sync.apply(records.clone()).await.is_err(), "Redis down must fail the batch");
+    let down = InProcess::with_config(&sync_config(
+        &format!("redis://127.0.0.1:{}", closed_port()),
+        &env.dynamo.endpoint,
+    ));
+    assert!(
+        down.sync.apply(records.clone()).await.is_err(),
+        "Redis down must fail the batch"
+    );
     let mut event = Event::default();
     event.records = records.clone();
-    assert!(down.invoke(event).await.is_err(), "the handler fails the invocation, so Lambda retries it");
+    assert!(
+        down.invoke(event).await.is_err(),
+        "the handler fails the invocation, so Lambda retries it"
+    );
 
     // The table unreachable: nothing is written, the batch fails.
-    let blind = InProcess::with_config(&sync_config(&env.redis.url(), &format!("http://127.0.0.1:{}", closed_port())));
-    let error = blind.sync.apply(records.clone()).await.expect_err("the table unreachable must fail the batch");
-    assert!(matches!(error, cache_sync_fn::BatchFailed::Table(_)), "{error}");
+    let blind = InProcess::with_config(&sync_config(
+        &env.redis.url(),
+        &format!("http://127.0.0.1:{}", closed_port()),
+    ));
+    let error = blind
+        .sync
+        .apply(records.clone())
+        .await
+        .expect_err("the table unreachable must fail the batch");
+    assert!(
+        matches!(error, cache_sync_fn::BatchFailed::Table(_)),
+        "{error}"
+    );
 
     // Up, but refusing writes (a replica that lost its primary: `min-replicas-to-write`).
     let mut conn = env.redis.connection().await.expect("conn");
-    let set = |n: u32| redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(n).to_owned();
+    let set = |n: u32| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(n)
+            .to_owned()
+    };
     let () = set(1).query_async(&mut conn).await.expect("CONFIG");
     let refusing = InProcess::with_config(&sync_config(&env.redis.url(), &env.dynamo.endpoint));
-    assert!(refusing.sync.apply(records.clone()).await.is_err(), "refused writes fail the batch");
+    assert!(
+        refusing.sync.apply(records.clone()).await.is_err(),
+        "refused writes fail the batch"
+    );
     let () = set(0).query_async(&mut conn).await.expect("CONFIG");
-    assert!(refusing.sync.apply(records).await.is_ok(), "the retry lands once Redis takes writes");
+    assert!(
+        refusing.sync.apply(records).await.is_ok(),
+        "the retry lands once Redis takes writes"
+    );
 }
 
 #[tokio::test]
@@ -241,7 +376,11 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
     let post = env.new_post(&token, "not a user").await;
     let post_id = post["id"].as_str().expect("id");
     let res = env
-        .send(ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(&token).json(json!({"text": "hi"})))
+        .send(
+            ApiRequest::post(&format!("/posts/{post_id}/comments"))
+                .bearer(&token)
+                .json(json!({"text": "hi"})),
+        )
         .await;
     assert_eq!(res.status, 201);
     let records: Vec<EventRecord> = stream_records(&env.dynamo.endpoint)
@@ -251,16 +390,30 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
             |r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if s.starts_with("POST#")),
         )
         .collect();
-    assert!(records.len() >= 3, "the post, the comment, the count: {}", records.len());
+    assert!(
+        records.len() >= 3,
+        "the post, the comment, the count: {}",
+        records.len()
+    );
 
     env.dynamo.calls.reset();
-    let (response, report) = sync_for(&env, &redis).apply(records.clone()).await.expect("applied");
+    let (response, report) = sync_for(&env, &redis)
+        .apply(records.clone())
+        .await
+        .expect("applied");
     assert!(response.batch_item_failures.is_empty());
     assert_eq!((report.ignored, report.users), (records.len(), 0));
-    assert_eq!(env.dynamo.calls.total(), 0, "no read for posts and comments");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "no read for posts and comments"
+    );
     let mut conn = redis.connection().await.expect("conn");
     let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
-    assert!(keys.is_empty(), "nothing written for posts and comments: {keys:?}");
+    assert!(
+        keys.is_empty(),
+        "nothing written for posts and comments: {keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -276,21 +429,39 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
         revision: 2,
         created_at: "2026-12-02T00:00:00.000Z".into(),
     };
-    env.app.store.create_user(shared::store::NewUser { user, password_hash: "sample".into() }).await.expect("put");
+    env.app
+        .store
+        .create_user(shared::store::NewUser {
+            user,
+            password_hash: "sample".into(),
+        })
+        .await
+        .expect("put");
 
-    let raw =
-        std::fs::read_to_string(format!("{EVENTS_DIR}/cache-sync/stream.json")).expect("events/cache-sync/stream.json");
+    let raw = std::fs::read_to_string(format!("{EVENTS_DIR}/cache-sync/stream.json"))
+        .expect("events/cache-sync/stream.json");
     // What lambda_runtime does with the payload before the handler sees it.
     let event: Event = serde_json::from_str(&raw).expect("a DynamoDB stream event");
-    let function = InProcess { sync: sync_for(&env, &redis) };
+    let function = InProcess {
+        sync: sync_for(&env, &redis),
+    };
     let response = function.invoke(event).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
 
-    let modified = redis.entry("sample.stream@example.com").await.expect("the MODIFY");
+    let modified = redis
+        .entry("sample.stream@example.com")
+        .await
+        .expect("the MODIFY");
     assert_eq!(modified["user"]["jwtVersion"], 2);
     assert_eq!(modified["rev"], 2);
-    let removed = redis.entry("sample.gone@example.com").await.expect("the REMOVE");
-    assert_eq!(removed, json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": 5, "kind": "absent"}));
+    let removed = redis
+        .entry("sample.gone@example.com")
+        .await
+        .expect("the REMOVE");
+    assert_eq!(
+        removed,
+        json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": 5, "kind": "absent"})
+    );
     let mut conn = redis.connection().await.expect("conn");
     let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
     assert_eq!(keys.len(), 2, "the post record is skipped: {keys:?}");

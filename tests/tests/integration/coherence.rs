@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    cache_key, send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisProxy, RedisServer, StreamSync, TestEnv,
-    WriteFault, PASSWORD,
+    cache_key, send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisProxy, RedisServer,
+    StreamSync, TestEnv, WriteFault, PASSWORD,
 };
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -55,7 +55,13 @@ impl TwoInstances {
         let registered = self.register(&email, name).await;
         assert_eq!(registered.status, 201, "{}", registered.raw_body);
         let token = self.login(&email).await;
-        assert_eq!(send_to(&self.a, ApiRequest::me().bearer(&token)).await.status, 200, "A serves the user");
+        assert_eq!(
+            send_to(&self.a, ApiRequest::me().bearer(&token))
+                .await
+                .status,
+            200,
+            "A serves the user"
+        );
         (email, token, registered.body)
     }
 
@@ -74,7 +80,12 @@ impl TwoInstances {
     /// The race: `on_a` runs on A with its cache write held; once the proxy has that write in
     /// hand (so A's DynamoDB write is done), `on_b` runs on B; A's write lands late. Then, before
     /// any request that could heal it, the entry must be DynamoDB's. Returns both answers.
-    async fn race(&self, email: &str, on_a: ApiRequest, on_b: ApiRequest) -> (ApiResponse, ApiResponse) {
+    async fn race(
+        &self,
+        email: &str,
+        on_a: ApiRequest,
+        on_b: ApiRequest,
+    ) -> (ApiResponse, ApiResponse) {
         let a = self.on_a_with_its_write_held(on_a).await;
         let b = send_to(&self.b, on_b).await;
         let a = a.await.expect("A's request");
@@ -85,14 +96,20 @@ impl TwoInstances {
 
     /// Starts `request` on A with A's writes held, and returns once the proxy has A's cache
     /// write in hand.
-    async fn on_a_with_its_write_held(&self, request: ApiRequest) -> tokio::task::JoinHandle<ApiResponse> {
+    async fn on_a_with_its_write_held(
+        &self,
+        request: ApiRequest,
+    ) -> tokio::task::JoinHandle<ApiResponse> {
         self.link.set_write_fault(WriteFault::Delay(HOLD));
         let before = self.link.writes_seen();
         let a = self.a.clone();
         let task = tokio::spawn(async move { send_to(&a, request).await });
         let started = Instant::now();
         while self.link.writes_seen() == before {
-            assert!(started.elapsed() < Duration::from_secs(5), "A's cache write never reached its proxy");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "A's cache write never reached its proxy"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         task
@@ -140,18 +157,27 @@ impl TwoInstances {
 /// no user on both sides.
 async fn assert_entry_matches_dynamodb(env: &TestEnv, email: &str) {
     let parsed = Email::parse(email).expect("email");
-    let truth = env.app.store.get_user(&parsed).await.expect("DynamoDB answers");
+    let truth = env
+        .app
+        .store
+        .get_user(&parsed)
+        .await
+        .expect("DynamoDB answers");
     let raw = env.redis.entry_bytes(email).await;
     let cached = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed));
     match (&truth, &cached) {
-        (Some(user), Some(Cached::User(cached))) => assert_eq!(cached, user, "the entry is DynamoDB's item"),
+        (Some(user), Some(Cached::User(cached))) => {
+            assert_eq!(cached, user, "the entry is DynamoDB's item")
+        }
         (None, None | Some(Cached::Absent { .. })) => {}
         _ => panic!("cache {cached:?} disagrees with DynamoDB {truth:?}"),
     }
 }
 
 fn rename(token: &str, name: &str) -> ApiRequest {
-    ApiRequest::patch("/users/me").bearer(token).json(json!({"name": name}))
+    ApiRequest::patch("/users/me")
+        .bearer(token)
+        .json(json!({"name": name}))
 }
 
 #[tokio::test]
@@ -159,13 +185,24 @@ async fn a_rename_whose_cache_write_lands_after_a_logout_cannot_revive_the_revok
     let w = TwoInstances::new().await;
     let (email, token, _) = w.user("RenameLogout").await;
 
-    let (renamed, logout) =
-        w.race(&email, rename(&token, "Renamed"), ApiRequest::post("/auth/logout").bearer(&token)).await;
-    assert_eq!((renamed.status, logout.status), (200, 204), "both changes succeed");
+    let (renamed, logout) = w
+        .race(
+            &email,
+            rename(&token, "Renamed"),
+            ApiRequest::post("/auth/logout").bearer(&token),
+        )
+        .await;
+    assert_eq!(
+        (renamed.status, logout.status),
+        (200, 204),
+        "both changes succeed"
+    );
 
-    w.assert_refused(&token, "the token revoked by the logout").await;
+    w.assert_refused(&token, "the token revoked by the logout")
+        .await;
     let fresh = w.login(&email).await;
-    w.assert_accepted(&fresh, "Renamed", "a token issued after the logout").await;
+    w.assert_accepted(&fresh, "Renamed", "a token issued after the logout")
+        .await;
 }
 
 #[tokio::test]
@@ -173,9 +210,18 @@ async fn a_rename_whose_cache_write_lands_after_a_delete_cannot_revive_the_delet
     let w = TwoInstances::new().await;
     let (email, token, _) = w.user("RenameDelete").await;
 
-    let (renamed, deleted) =
-        w.race(&email, rename(&token, "Renamed"), ApiRequest::delete("/users/me").bearer(&token)).await;
-    assert_eq!((renamed.status, deleted.status), (200, 204), "both changes succeed");
+    let (renamed, deleted) = w
+        .race(
+            &email,
+            rename(&token, "Renamed"),
+            ApiRequest::delete("/users/me").bearer(&token),
+        )
+        .await;
+    assert_eq!(
+        (renamed.status, deleted.status),
+        (200, 204),
+        "both changes succeed"
+    );
 
     w.assert_refused(&token, "the deleted user's token").await;
 }
@@ -185,12 +231,25 @@ async fn a_delete_whose_tombstone_lands_after_a_new_registration_does_not_lock_t
     let w = TwoInstances::new().await;
     let (email, token, _) = w.user("Reborn").await;
 
-    let register = ApiRequest::post("/users").json(json!({"email": email, "name": "Second", "password": PASSWORD}));
-    let (deleted, registered) = w.race(&email, ApiRequest::delete("/users/me").bearer(&token), register).await;
-    assert_eq!((deleted.status, registered.status), (204, 201), "{}", registered.raw_body);
+    let register = ApiRequest::post("/users")
+        .json(json!({"email": email, "name": "Second", "password": PASSWORD}));
+    let (deleted, registered) = w
+        .race(
+            &email,
+            ApiRequest::delete("/users/me").bearer(&token),
+            register,
+        )
+        .await;
+    assert_eq!(
+        (deleted.status, registered.status),
+        (204, 201),
+        "{}",
+        registered.raw_body
+    );
 
     let second = w.login(&email).await;
-    w.assert_accepted(&second, "Second", "the new user of the email").await;
+    w.assert_accepted(&second, "Second", "the new user of the email")
+        .await;
     w.assert_refused(&token, "the deleted user's token").await;
 }
 
@@ -199,10 +258,13 @@ async fn of_two_renames_the_cache_keeps_the_later_one_whichever_write_lands_last
     let w = TwoInstances::new().await;
     let (email, token, _) = w.user("TwoNames").await;
 
-    let (first, second) = w.race(&email, rename(&token, "First"), rename(&token, "Second")).await;
+    let (first, second) = w
+        .race(&email, rename(&token, "First"), rename(&token, "Second"))
+        .await;
     assert_eq!((first.status, second.status), (200, 200));
 
-    w.assert_accepted(&token, "Second", "after both renames").await;
+    w.assert_accepted(&token, "Second", "after both renames")
+        .await;
 }
 
 #[tokio::test]
@@ -212,11 +274,24 @@ async fn a_miss_write_back_holding_a_read_from_before_a_logout_cannot_revive_the
     w.env.redis.evict(&email).await; // as if it had expired
 
     // A misses, reads the user from DynamoDB (jwtVersion 1), and its write-back is held.
-    let (miss, logout) =
-        w.race(&email, ApiRequest::me().bearer(&token), ApiRequest::post("/auth/logout").bearer(&token)).await;
-    assert_eq!((miss.status, logout.status), (200, 204), "the token was good when A read it");
+    let (miss, logout) = w
+        .race(
+            &email,
+            ApiRequest::me().bearer(&token),
+            ApiRequest::post("/auth/logout").bearer(&token),
+        )
+        .await;
+    assert_eq!(
+        (miss.status, logout.status),
+        (200, 204),
+        "the token was good when A read it"
+    );
 
-    w.assert_refused(&token, "the token revoked while A's write-back was in flight").await;
+    w.assert_refused(
+        &token,
+        "the token revoked while A's write-back was in flight",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -229,7 +304,10 @@ async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_c
     let before = w.link.writes_seen();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    assert!(w.link.writes_seen() > before, "A's write went through its link");
+    assert!(
+        w.link.writes_seen() > before,
+        "A's write went through its link"
+    );
     w.link.set_write_fault(WriteFault::None);
 
     let took = wait_until_refused(&w.b, &token).await;
@@ -242,7 +320,10 @@ async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_c
 async fn wait_until_refused(app: &App, token: &str) -> Duration {
     let started = Instant::now();
     while send_to(app, ApiRequest::me().bearer(token)).await.status != 401 {
-        assert!(started.elapsed() < Duration::from_secs(5), "the revoked token still passes after 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the revoked token still passes after 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     started.elapsed()
@@ -259,12 +340,16 @@ async fn wait_for_jwt_version(
     let parsed = Email::parse(email).expect("email");
     loop {
         let raw: Option<Vec<u8>> = conn.get(cache_key(email)).await.expect("GET");
-        if let Some(Cached::User(user)) = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed)) {
+        if let Some(Cached::User(user)) = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed))
+        {
             if user.jwt_version == jwt_version {
                 return started.elapsed();
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "the change did not reach the cache within 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the change did not reach the cache within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -293,7 +378,9 @@ async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it
     assert_eq!(env.me(&token).await.status, 200);
 
     set_min_replicas_to_write(&env, 1).await; // every write: NOREPLICAS
-    let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let logout = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
     tokio::time::sleep(Duration::from_millis(300)).await; // the sync keeps failing meanwhile
     set_min_replicas_to_write(&env, 0).await;
@@ -320,8 +407,12 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
     let primary = RedisServer::start().await;
     let replica = RedisServer::start().await;
     let mut conn = replica.connection().await.expect("replica connection");
-    let () =
-        redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary.port).query_async(&mut conn).await.expect("REPLICAOF");
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query_async(&mut conn)
+        .await
+        .expect("REPLICAOF");
     let proxy = RedisProxy::start(primary.port).await;
     let env = TestEnv::in_mode(CacheMode::Standalone, |c| {
         c.cache.redis_url = shared::config::RedisUrl::parse(&proxy.url()).expect("url")
@@ -333,15 +424,30 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
     wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 1).await; // replicated
 
     // Fail over: promote the replica, demote the primary, point new connections at the new one.
-    let () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut conn).await.expect("promote");
+    let () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut conn)
+        .await
+        .expect("promote");
     let mut old = primary.connection().await.expect("old primary connection");
-    let () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(replica.port).query_async(&mut old).await.expect("demote");
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(replica.port)
+        .query_async(&mut old)
+        .await
+        .expect("demote");
     proxy.set_upstream(replica.port);
 
-    let logout = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let logout = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
     let took = wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 2).await;
-    assert!(took < Duration::from_millis(100), "the logout's own write landed on the new primary ({took:?})");
+    assert!(
+        took < Duration::from_millis(100),
+        "the logout's own write landed on the new primary ({took:?})"
+    );
     for _ in 0..CHECKS {
         env.me(&token).await.assert_error(401, "unauthorized");
     }
@@ -361,11 +467,15 @@ async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream(
     let before = w.link.writes_seen();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    assert!(w.link.writes_seen() > before, "A's write went through its link");
+    assert!(
+        w.link.writes_seen() > before,
+        "A's write went through its link"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     w.link.set_write_fault(WriteFault::None);
 
-    let took = wait_for_jwt_version(w.env.redis.connection().await.expect("redis"), &email, 2).await;
+    let took =
+        wait_for_jwt_version(w.env.redis.connection().await.expect("redis"), &email, 2).await;
     println!("the refused logout landed {took:?} after writes passed again");
     w.assert_refused(&token, "after the refusal ended").await;
     w.assert_entry_matches_dynamodb(&email).await;

@@ -18,7 +18,12 @@ use serde_json::{json, Value};
 use shared::domain::new_id;
 
 async fn comment(env: &TestEnv, token: &str, post_id: &str, text: &str) -> ApiResponse {
-    env.send(ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(token).json(json!({"text": text}))).await
+    env.send(
+        ApiRequest::post(&format!("/posts/{post_id}/comments"))
+            .bearer(token)
+            .json(json!({"text": text})),
+    )
+    .await
 }
 
 async fn new_comment(env: &TestEnv, token: &str, post_id: &str, text: &str) -> Value {
@@ -38,7 +43,18 @@ async fn create_returns_201_and_grows_comment_count() {
     assert_eq!(res.status, 201, "{}", res.raw_body);
     assert_eq!(res.header("content-type"), Some("application/json"));
     let c = &res.body;
-    assert_eq!(keys_of(c), ["authorId", "authorName", "createdAt", "id", "postId", "text", "updatedAt"]);
+    assert_eq!(
+        keys_of(c),
+        [
+            "authorId",
+            "authorName",
+            "createdAt",
+            "id",
+            "postId",
+            "text",
+            "updatedAt"
+        ]
+    );
     assert_eq!(c["postId"], post_id.as_str());
     assert_eq!(c["authorId"], user["id"]);
     assert_eq!(c["authorName"], "Commenter");
@@ -51,7 +67,9 @@ async fn create_returns_201_and_grows_comment_count() {
     assert_eq!(env.comment_count(&token, &post_id).await, 2);
 
     // A post's other fields and version are not an edit.
-    let post = env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&author)).await;
+    let post = env
+        .send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&author))
+        .await;
     assert_eq!(post.body["version"], 1);
 }
 
@@ -75,20 +93,42 @@ async fn create_enforces_text_limits() {
         json!({"text": 1}),
         json!({"comment": "wrong field"}),
     ] {
-        let res = env.send(ApiRequest::post(&path).bearer(&token).json(body.clone())).await;
+        let res = env
+            .send(ApiRequest::post(&path).bearer(&token).json(body.clone()))
+            .await;
         assert_eq!(res.status, 400, "{body} → {}", res.raw_body);
         res.assert_validation("text");
     }
-    env.send(ApiRequest::post(&path).bearer(&token).raw_body("text/plain", "{\"text\":\"x\"}"))
+    env.send(
+        ApiRequest::post(&path)
+            .bearer(&token)
+            .raw_body("text/plain", "{\"text\":\"x\"}"),
+    )
+    .await
+    .assert_error(415, "unsupported_media_type");
+    env.send(
+        ApiRequest::post(&path)
+            .bearer(&token)
+            .raw_body("application/json", "{\"text\":"),
+    )
+    .await
+    .assert_error(400, "invalid_json");
+    env.send(ApiRequest::post(&path).json(json!({"text": "anonymous"})))
         .await
-        .assert_error(415, "unsupported_media_type");
-    env.send(ApiRequest::post(&path).bearer(&token).raw_body("application/json", "{\"text\":"))
-        .await
-        .assert_error(400, "invalid_json");
-    env.send(ApiRequest::post(&path).json(json!({"text": "anonymous"}))).await.assert_error(401, "unauthorized");
+        .assert_error(401, "unauthorized");
 
-    assert_eq!(env.comment_count(&token, &post_id).await, 2, "refused comments are not counted");
-    assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 100).await.0.len(), 2);
+    assert_eq!(
+        env.comment_count(&token, &post_id).await,
+        2,
+        "refused comments are not counted"
+    );
+    assert_eq!(
+        env.walk(&token, &format!("/posts/{post_id}/comments"), 100)
+            .await
+            .0
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -96,14 +136,25 @@ async fn comment_on_a_missing_post_is_404_and_writes_nothing() {
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Nowhere").await;
     let missing = new_id();
-    comment(&env, &token, &missing, "hello?").await.assert_error(404, "not_found");
+    comment(&env, &token, &missing, "hello?")
+        .await
+        .assert_error(404, "not_found");
     assert_eq!(env.post_partition(&missing).await.len(), 0);
-    comment(&env, &token, "not-a-post", "hello?").await.assert_error(404, "not_found");
+    comment(&env, &token, "not-a-post", "hello?")
+        .await
+        .assert_error(404, "not_found");
 
     // A deleted post takes no more comments either.
     let post_id = id_of(&env.new_post(&token, "short-lived").await);
-    assert_eq!(env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await.status, 204);
-    comment(&env, &token, &post_id, "too late").await.assert_error(404, "not_found");
+    assert_eq!(
+        env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token))
+            .await
+            .status,
+        204
+    );
+    comment(&env, &token, &post_id, "too late")
+        .await
+        .assert_error(404, "not_found");
     assert_eq!(env.post_partition(&post_id).await.len(), 0);
 
     // Lists, reads, edits and deletes under a missing post are 404 too.
@@ -112,9 +163,19 @@ async fn comment_on_a_missing_post_is_404_and_writes_nothing() {
         .await
         .assert_error(404, "not_found");
     let one = format!("/posts/{missing}/comments/{comment_id}");
-    env.send(ApiRequest::get(&one).bearer(&token)).await.assert_error(404, "not_found");
-    env.send(ApiRequest::patch(&one).bearer(&token).json(json!({"text": "x"}))).await.assert_error(404, "not_found");
-    env.send(ApiRequest::delete(&one).bearer(&token)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::get(&one).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
+    env.send(
+        ApiRequest::patch(&one)
+            .bearer(&token)
+            .json(json!({"text": "x"})),
+    )
+    .await
+    .assert_error(404, "not_found");
+    env.send(ApiRequest::delete(&one).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
 }
 
 #[tokio::test]
@@ -125,55 +186,101 @@ async fn list_is_oldest_first_with_cursor_paging() {
     let other_post = id_of(&env.new_post(&token, "other").await);
     let mut created = Vec::new();
     for i in 0..7 {
-        created.push(id_of(&new_comment(&env, &token, &post_id, &format!("c{i}")).await));
+        created.push(id_of(
+            &new_comment(&env, &token, &post_id, &format!("c{i}")).await,
+        ));
     }
     new_comment(&env, &token, &other_post, "elsewhere").await;
 
-    let (ids, sizes) = env.walk(&token, &format!("/posts/{post_id}/comments"), 3).await;
+    let (ids, sizes) = env
+        .walk(&token, &format!("/posts/{post_id}/comments"), 3)
+        .await;
     assert_eq!(sizes, [3, 3, 1]);
     assert_eq!(ids, created);
-    let (ids, sizes) = env.walk(&token, &format!("/posts/{post_id}/comments"), 7).await;
+    let (ids, sizes) = env
+        .walk(&token, &format!("/posts/{post_id}/comments"), 7)
+        .await;
     assert_eq!((ids, sizes), (created.clone(), vec![7]));
-    let (ids, _) = env.walk(&token, &format!("/posts/{post_id}/comments"), 1).await;
+    let (ids, _) = env
+        .walk(&token, &format!("/posts/{post_id}/comments"), 1)
+        .await;
     assert_eq!(ids, created);
 
     // Default limit, and the full items.
-    let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments")).bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::get(&format!("/posts/{post_id}/comments")).bearer(&token))
+        .await;
     assert_eq!(res.body["items"].as_array().map(Vec::len), Some(7));
     assert_eq!(res.body["nextCursor"], Value::Null);
     assert_eq!(res.body["items"][0]["text"], "c0");
 
     // Paging stays exact while comments are added: new ones come at the end.
-    let first = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit=4")).bearer(&token)).await;
-    let cursor = first.body["nextCursor"].as_str().expect("cursor").to_owned();
+    let first = env
+        .send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit=4")).bearer(&token))
+        .await;
+    let cursor = first.body["nextCursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
     let late = id_of(&new_comment(&env, &token, &post_id, "late").await);
-    let rest =
-        env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit=10&cursor={cursor}")).bearer(&token)).await;
-    let mut seen: Vec<String> = first.body["items"].as_array().expect("items").iter().map(id_of).collect();
-    seen.extend(rest.body["items"].as_array().expect("items").iter().map(id_of));
+    let rest = env
+        .send(
+            ApiRequest::get(&format!(
+                "/posts/{post_id}/comments?limit=10&cursor={cursor}"
+            ))
+            .bearer(&token),
+        )
+        .await;
+    let mut seen: Vec<String> = first.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(id_of)
+        .collect();
+    seen.extend(
+        rest.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(id_of),
+    );
     let mut expected = created.clone();
     expected.push(late);
     assert_eq!(seen, expected);
 
     // A cursor belongs to its post's list.
-    env.send(ApiRequest::get(&format!("/posts/{other_post}/comments?cursor={cursor}")).bearer(&token))
-        .await
-        .assert_error(400, "invalid_cursor");
-    let feed = env.send(ApiRequest::get("/posts?limit=1").bearer(&token)).await;
+    env.send(
+        ApiRequest::get(&format!("/posts/{other_post}/comments?cursor={cursor}")).bearer(&token),
+    )
+    .await
+    .assert_error(400, "invalid_cursor");
+    let feed = env
+        .send(ApiRequest::get("/posts?limit=1").bearer(&token))
+        .await;
     let feed_cursor = feed.body["nextCursor"].as_str().expect("feed cursor");
-    env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?cursor={feed_cursor}")).bearer(&token))
+    env.send(
+        ApiRequest::get(&format!("/posts/{post_id}/comments?cursor={feed_cursor}")).bearer(&token),
+    )
+    .await
+    .assert_error(400, "invalid_cursor");
+    for garbage in ["garbage", "AAAA", &"B".repeat(300)] {
+        env.send(
+            ApiRequest::get(&format!("/posts/{post_id}/comments?cursor={garbage}")).bearer(&token),
+        )
         .await
         .assert_error(400, "invalid_cursor");
-    for garbage in ["garbage", "AAAA", &"B".repeat(300)] {
-        env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?cursor={garbage}")).bearer(&token))
-            .await
-            .assert_error(400, "invalid_cursor");
     }
     for limit in ["0", "101", "abc", "-1"] {
-        let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments?limit={limit}")).bearer(&token)).await;
+        let res = env
+            .send(
+                ApiRequest::get(&format!("/posts/{post_id}/comments?limit={limit}")).bearer(&token),
+            )
+            .await;
         res.assert_validation("limit");
     }
-    env.send(ApiRequest::get(&format!("/posts/{post_id}/comments"))).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::get(&format!("/posts/{post_id}/comments")))
+        .await
+        .assert_error(401, "unauthorized");
 }
 
 #[tokio::test]
@@ -191,19 +298,33 @@ async fn get_and_patch_a_comment() {
         let res = env.send(ApiRequest::get(&path).bearer(reader)).await;
         assert_eq!((res.status, &res.body), (200, &created), "{}", res.raw_body);
     }
-    env.send(ApiRequest::get(&path)).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::get(&path))
+        .await
+        .assert_error(401, "unauthorized");
     for missing in [
         format!("/posts/{post_id}/comments/{}", new_id()),
         format!("/posts/{post_id}/comments/garbage"),
         format!("/posts/{other_post}/comments/{}", id_of(&created)),
     ] {
-        env.send(ApiRequest::get(&missing).bearer(&token)).await.assert_error(404, "not_found");
-        env.send(ApiRequest::patch(&missing).bearer(&token).json(json!({"text": "x"})))
+        env.send(ApiRequest::get(&missing).bearer(&token))
             .await
             .assert_error(404, "not_found");
+        env.send(
+            ApiRequest::patch(&missing)
+                .bearer(&token)
+                .json(json!({"text": "x"})),
+        )
+        .await
+        .assert_error(404, "not_found");
     }
 
-    let res = env.send(ApiRequest::patch(&path).bearer(&token).json(json!({"text": "edited"}))).await;
+    let res = env
+        .send(
+            ApiRequest::patch(&path)
+                .bearer(&token)
+                .json(json!({"text": "edited"})),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
     assert_eq!(res.body["text"], "edited");
     for field in ["id", "postId", "authorId", "authorName", "createdAt"] {
@@ -215,26 +336,42 @@ async fn get_and_patch_a_comment() {
 
     // Only the comment's author edits it, not even the post's author.
     for other in [&author, &third] {
-        env.send(ApiRequest::patch(&path).bearer(other).json(json!({"text": "hijack"})))
-            .await
-            .assert_error(403, "forbidden");
+        env.send(
+            ApiRequest::patch(&path)
+                .bearer(other)
+                .json(json!({"text": "hijack"})),
+        )
+        .await
+        .assert_error(403, "forbidden");
     }
-    for (body, field) in
-        [(json!({"text": ""}), "text"), (json!({"text": "t".repeat(1001)}), "text"), (json!({}), "text")]
-    {
-        env.send(ApiRequest::patch(&path).bearer(&token).json(body)).await.assert_validation(field);
+    for (body, field) in [
+        (json!({"text": ""}), "text"),
+        (json!({"text": "t".repeat(1001)}), "text"),
+        (json!({}), "text"),
+    ] {
+        env.send(ApiRequest::patch(&path).bearer(&token).json(body))
+            .await
+            .assert_validation(field);
     }
     let got = env.send(ApiRequest::get(&path).bearer(&token)).await;
     assert_eq!(got.body["text"], "edited");
-    assert_eq!(env.comment_count(&author, &post_id).await, 1, "edits do not count");
+    assert_eq!(
+        env.comment_count(&author, &post_id).await,
+        1,
+        "edits do not count"
+    );
 
     for method in ["PUT", "POST"] {
-        env.send(ApiRequest::new(method, &path).bearer(&token)).await.assert_error(405, "method_not_allowed");
+        env.send(ApiRequest::new(method, &path).bearer(&token))
+            .await
+            .assert_error(405, "method_not_allowed");
     }
     env.send(ApiRequest::new("PUT", &format!("/posts/{post_id}/comments")).bearer(&token))
         .await
         .assert_error(405, "method_not_allowed");
-    env.send(ApiRequest::get(&format!("{path}/extra")).bearer(&token)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::get(&format!("{path}/extra")).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
 }
 
 #[tokio::test]
@@ -251,29 +388,50 @@ async fn delete_by_comment_author_or_post_author_only() {
     let at = |id: &str| format!("/posts/{post_id}/comments/{id}");
 
     for id in [&by_commenter, &removed_by_post_author, &survivor] {
-        env.send(ApiRequest::delete(&at(id)).bearer(&third)).await.assert_error(403, "forbidden");
+        env.send(ApiRequest::delete(&at(id)).bearer(&third))
+            .await
+            .assert_error(403, "forbidden");
     }
-    env.send(ApiRequest::delete(&at(&survivor))).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::delete(&at(&survivor)))
+        .await
+        .assert_error(401, "unauthorized");
     assert_eq!(env.comment_count(&author, &post_id).await, 3);
 
-    let res = env.send(ApiRequest::delete(&at(&by_commenter)).bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::delete(&at(&by_commenter)).bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert!(res.raw_body.is_empty());
     assert_eq!(env.comment_count(&author, &post_id).await, 2);
-    env.send(ApiRequest::get(&at(&by_commenter)).bearer(&token)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::get(&at(&by_commenter)).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
 
-    let res = env.send(ApiRequest::delete(&at(&removed_by_post_author)).bearer(&author)).await;
+    let res = env
+        .send(ApiRequest::delete(&at(&removed_by_post_author)).bearer(&author))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_eq!(env.comment_count(&author, &post_id).await, 1);
 
     // Deleting again is 404 and counts nothing twice.
     for who in [&token, &author, &third] {
-        env.send(ApiRequest::delete(&at(&by_commenter)).bearer(who)).await.assert_error(404, "not_found");
+        env.send(ApiRequest::delete(&at(&by_commenter)).bearer(who))
+            .await
+            .assert_error(404, "not_found");
     }
-    env.send(ApiRequest::delete(&at(&new_id())).bearer(&author)).await.assert_error(404, "not_found");
-    env.send(ApiRequest::delete(&at("garbage")).bearer(&author)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::delete(&at(&new_id())).bearer(&author))
+        .await
+        .assert_error(404, "not_found");
+    env.send(ApiRequest::delete(&at("garbage")).bearer(&author))
+        .await
+        .assert_error(404, "not_found");
     assert_eq!(env.comment_count(&author, &post_id).await, 1);
-    assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0, vec![survivor]);
+    assert_eq!(
+        env.walk(&token, &format!("/posts/{post_id}/comments"), 10)
+            .await
+            .0,
+        vec![survivor]
+    );
 }
 
 /// Makes DynamoDB cancel the next `remaining` transactions for a conflict with another
@@ -305,12 +463,20 @@ impl Intercept for Conflicts {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request_mut();
-        let is_transaction = request.headers().get("x-amz-target").is_some_and(|t| t.ends_with(".TransactWriteItems"));
+        let is_transaction = request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with(".TransactWriteItems"));
         let inject = is_transaction
-            && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         if inject {
             self.injected.fetch_add(1, Ordering::SeqCst);
-            request.headers_mut().insert("x-amz-target", "DynamoDB_20120810.ListTables");
+            request
+                .headers_mut()
+                .insert("x-amz-target", "DynamoDB_20120810.ListTables");
             request.headers_mut().insert("content-length", "2");
             *request.body_mut() = SdkBody::from("{}");
         }
@@ -333,8 +499,13 @@ impl Intercept for Conflicts {
                     {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
                 ]
             });
-            let mut response = Response::new(StatusCode::try_from(400u16)?, SdkBody::from(body.to_string()));
-            response.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+            let mut response = Response::new(
+                StatusCode::try_from(400u16)?,
+                SdkBody::from(body.to_string()),
+            );
+            response
+                .headers_mut()
+                .insert("content-type", "application/x-amz-json-1.0");
             *context.response_mut() = response;
         }
         Ok(())
@@ -344,7 +515,13 @@ impl Intercept for Conflicts {
 /// A test world whose app's DynamoDB client goes through [`Conflicts`].
 async fn env_with_conflicts() -> (TestEnv, Conflicts) {
     let conflicts = Conflicts::default();
-    (TestEnv::builder().interceptor(conflicts.clone()).build().await, conflicts)
+    (
+        TestEnv::builder()
+            .interceptor(conflicts.clone())
+            .build()
+            .await,
+        conflicts,
+    )
 }
 
 #[tokio::test]
@@ -356,23 +533,44 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
     // A few conflicts: the comment is still written, and counted, once.
     conflicts.remaining.store(3, Ordering::SeqCst);
     let created = new_comment(&env, &token, &post_id, "after conflicts").await;
-    assert_eq!(conflicts.injected.load(Ordering::SeqCst), 3, "the conflicts happened");
+    assert_eq!(
+        conflicts.injected.load(Ordering::SeqCst),
+        3,
+        "the conflicts happened"
+    );
     assert_eq!(env.comment_count(&token, &post_id).await, 1);
-    assert_eq!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0, vec![id_of(&created)]);
+    assert_eq!(
+        env.walk(&token, &format!("/posts/{post_id}/comments"), 10)
+            .await
+            .0,
+        vec![id_of(&created)]
+    );
 
     // The same for a delete.
     conflicts.remaining.store(2, Ordering::SeqCst);
-    let res =
-        env.send(ApiRequest::delete(&format!("/posts/{post_id}/comments/{}", id_of(&created))).bearer(&token)).await;
+    let res = env
+        .send(
+            ApiRequest::delete(&format!("/posts/{post_id}/comments/{}", id_of(&created)))
+                .bearer(&token),
+        )
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_eq!(env.comment_count(&token, &post_id).await, 0);
 
     // Conflicts that never end are the database being unavailable, not a server bug.
     conflicts.remaining.store(u32::MAX, Ordering::SeqCst);
-    comment(&env, &token, &post_id, "never").await.assert_error(503, "service_unavailable");
+    comment(&env, &token, &post_id, "never")
+        .await
+        .assert_error(503, "service_unavailable");
     conflicts.remaining.store(0, Ordering::SeqCst);
     assert_eq!(env.comment_count(&token, &post_id).await, 0);
-    assert!(env.walk(&token, &format!("/posts/{post_id}/comments"), 10).await.0.is_empty(), "nothing written");
+    assert!(
+        env.walk(&token, &format!("/posts/{post_id}/comments"), 10)
+            .await
+            .0
+            .is_empty(),
+        "nothing written"
+    );
 }
 
 #[tokio::test]
@@ -385,18 +583,33 @@ async fn a_failed_sweep_is_503_and_a_comment_whose_post_is_gone_is_404_until_a_r
 
     // The post goes, the sweep of its comments fails (both of the SDK's attempts).
     proxy.fail_requests("BatchWriteItem", 2);
-    let res = env.send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token))
+        .await;
     res.assert_error(503, "service_unavailable");
-    assert_eq!(env.post_partition(&post).await.len(), 1, "the comment is left: {:?}", env.post_partition(&post).await);
+    assert_eq!(
+        env.post_partition(&post).await.len(),
+        1,
+        "the comment is left: {:?}",
+        env.post_partition(&post).await
+    );
 
     // Left behind, it is still not reachable.
-    env.send(ApiRequest::get(&path).bearer(&token)).await.assert_error(404, "not_found");
-    env.send(ApiRequest::patch(&path).bearer(&token).json(json!({"text": "still here?"})))
+    env.send(ApiRequest::get(&path).bearer(&token))
         .await
         .assert_error(404, "not_found");
+    env.send(
+        ApiRequest::patch(&path)
+            .bearer(&token)
+            .json(json!({"text": "still here?"})),
+    )
+    .await
+    .assert_error(404, "not_found");
 
     // The client's retry sweeps it.
-    let res = env.send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token))
+        .await;
     res.assert_error(404, "not_found");
     assert!(env.post_partition(&post).await.is_empty());
 }

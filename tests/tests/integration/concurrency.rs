@@ -24,11 +24,22 @@ async fn cache_writes(env: &TestEnv) -> u64 {
     let mut writes = 0;
     for node in env.redis.nodes() {
         let mut conn = node.connection().await.expect("redis");
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("INFO");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO");
         writes += info
             .lines()
             .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .sum::<u64>();
     }
     writes
@@ -36,7 +47,11 @@ async fn cache_writes(env: &TestEnv) -> u64 {
 
 async fn reset_redis_stats(env: &TestEnv) {
     let mut conn = env.redis.connection().await.expect("redis");
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("RESETSTAT");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
 }
 
 /// A user of the test: token, id, email, and a post of theirs.
@@ -76,18 +91,38 @@ fn check(ask: &Ask, person: &Person, res: &ApiResponse) {
     match ask {
         Ask::Me => {
             assert_eq!(res.status, 200, "{}", res.raw_body);
-            assert_eq!(res.body["id"], person.id.as_str(), "crossed user: {}", res.raw_body);
+            assert_eq!(
+                res.body["id"],
+                person.id.as_str(),
+                "crossed user: {}",
+                res.raw_body
+            );
             assert_eq!(res.body["email"], person.email.as_str());
         }
         Ask::Post => {
             assert_eq!(res.status, 200, "{}", res.raw_body);
-            assert_eq!(res.body["id"], person.post_id.as_str(), "crossed post: {}", res.raw_body);
+            assert_eq!(
+                res.body["id"],
+                person.post_id.as_str(),
+                "crossed post: {}",
+                res.raw_body
+            );
             assert_eq!(res.body["caption"], person.caption.as_str());
         }
         Ask::Create(caption) => {
             assert_eq!(res.status, 201, "{}", res.raw_body);
-            assert_eq!(res.body["caption"], caption.as_str(), "crossed body: {}", res.raw_body);
-            assert_eq!(res.body["authorId"], person.id.as_str(), "crossed author: {}", res.raw_body);
+            assert_eq!(
+                res.body["caption"],
+                caption.as_str(),
+                "crossed body: {}",
+                res.raw_body
+            );
+            assert_eq!(
+                res.body["authorId"],
+                person.id.as_str(),
+                "crossed author: {}",
+                res.raw_body
+            );
         }
     }
 }
@@ -96,7 +131,9 @@ fn request(ask: &Ask, person: &Person) -> ApiRequest {
     match ask {
         Ask::Me => ApiRequest::me().bearer(&person.token),
         Ask::Post => ApiRequest::get(&format!("/posts/{}", person.post_id)).bearer(&person.token),
-        Ask::Create(caption) => ApiRequest::post("/posts").bearer(&person.token).json(json!({"caption": caption})),
+        Ask::Create(caption) => ApiRequest::post("/posts")
+            .bearer(&person.token)
+            .json(json!({"caption": caption})),
     }
 }
 
@@ -108,7 +145,11 @@ async fn every_concurrent_invocation_gets_its_own_answer() {
     for person in people.iter().step_by(2) {
         env.redis.evict(&person.email).await;
     }
-    let TestEnv { app, redis: _redis, dynamo: _dynamo } = env;
+    let TestEnv {
+        app,
+        redis: _redis,
+        dynamo: _dynamo,
+    } = env;
     let app = Arc::new(app);
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..384usize {
@@ -144,17 +185,23 @@ async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_cache_wri
 
     // 32 invocations polled together, as the runtime's 32 loops run them: each has looked in
     // the cache before the first read is sent.
-    let answers = futures::future::join_all((0..32).map(|_| env.send(ApiRequest::me().bearer(&token)))).await;
+    let answers =
+        futures::future::join_all((0..32).map(|_| env.send(ApiRequest::me().bearer(&token)))).await;
     for res in &answers {
         assert_eq!(res.status, 200, "{}", res.raw_body);
         assert_eq!(res.body["email"], email.as_str());
     }
-    assert_eq!(env.dynamo.calls.get("GetItem"), 1, "one DynamoDB read for 32 misses");
+    assert_eq!(
+        env.dynamo.calls.get("GetItem"),
+        1,
+        "one DynamoDB read for 32 misses"
+    );
     assert_eq!(env.dynamo.calls.total(), 1);
     assert_eq!(cache_writes(&env).await, 1, "one cache write");
 
     // The entry is back: the next requests are hits.
-    let again = futures::future::join_all((0..8).map(|_| env.send(ApiRequest::me().bearer(&token)))).await;
+    let again =
+        futures::future::join_all((0..8).map(|_| env.send(ApiRequest::me().bearer(&token)))).await;
     assert!(again.iter().all(|r| r.status == 200));
     assert_eq!(env.dynamo.calls.total(), 1);
 }
@@ -189,16 +236,25 @@ async fn a_request_never_shares_a_read_sent_before_it_started() {
         tokio::join!(after, release).0
     };
     let (before, after) = tokio::join!(before, after);
-    assert_eq!(before.status, 200, "the request that started before the logout: {}", before.raw_body);
+    assert_eq!(
+        before.status, 200,
+        "the request that started before the logout: {}",
+        before.raw_body
+    );
     after.assert_error(401, "unauthorized");
-    assert_eq!(env.dynamo.calls.get("GetItem"), 2, "a read of its own, sent after it started");
+    assert_eq!(
+        env.dynamo.calls.get("GetItem"),
+        2,
+        "a read of its own, sent after it started"
+    );
     // And the cache ends at DynamoDB's state (the late write-back of the held read is older).
     let entry = env.redis.entry(&email).await.expect("an entry");
     assert_eq!(entry["user"]["jwtVersion"], 2, "{entry}");
 }
 
 fn waiting_reads(app: &App, email: &str) -> usize {
-    app.users.reads_waiting(&Email::parse(email).expect("email"))
+    app.users
+        .reads_waiting(&Email::parse(email).expect("email"))
 }
 
 async fn wait_until(mut done: impl FnMut() -> bool) {
@@ -255,7 +311,11 @@ fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
         let mut expected = HashMap::new();
         for n in 0..120usize {
             let who = (n * 5) % people.len();
-            let (ask, route) = if n % 2 == 0 { (Ask::Me, "/users/") } else { (Ask::Post, "/posts/") };
+            let (ask, route) = if n % 2 == 0 {
+                (Ask::Me, "/users/")
+            } else {
+                (Ask::Post, "/posts/")
+            };
             let request_id = format!("invocation-{n:03}");
             expected.insert(request_id.clone(), (people[who].id.clone(), route));
             let (app, people) = (app.clone(), people.clone());
@@ -275,26 +335,44 @@ fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
     let mut done: HashMap<String, String> = HashMap::new();
     let mut checked = 0;
     for line in captured.json_lines() {
-        let Some(span) = line.get("span").filter(|s| s["name"] == "request") else { continue };
+        let Some(span) = line.get("span").filter(|s| s["name"] == "request") else {
+            continue;
+        };
         let request_id = span["request_id"].as_str().expect("request_id");
-        let (user, route) = expected.get(request_id).unwrap_or_else(|| panic!("unknown request id: {line}"));
+        let (user, route) = expected
+            .get(request_id)
+            .unwrap_or_else(|| panic!("unknown request id: {line}"));
         assert_eq!(
             span["trace_id"],
             trace_id_of(request_id).as_str(),
             "a line of {request_id} names another trace: {line}"
         );
         let logged_route = span["route"].as_str().unwrap_or_default();
-        assert!(logged_route.starts_with(route), "a line of {request_id} names another route: {line}");
+        assert!(
+            logged_route.starts_with(route),
+            "a line of {request_id} names another route: {line}"
+        );
         if let Some(logged_user) = span.get("user_id") {
-            assert_eq!(logged_user, user.as_str(), "a line of {request_id} names another user: {line}");
+            assert_eq!(
+                logged_user,
+                user.as_str(),
+                "a line of {request_id} names another user: {line}"
+            );
             checked += 1;
         }
         if line["message"] == "request done" {
             assert_eq!(line["status"], 200, "{line}");
-            done.insert(request_id.to_owned(), span["user_id"].as_str().unwrap_or_default().to_owned());
+            done.insert(
+                request_id.to_owned(),
+                span["user_id"].as_str().unwrap_or_default().to_owned(),
+            );
         }
     }
-    assert_eq!(done.len(), expected.len(), "every invocation logged its end");
+    assert_eq!(
+        done.len(),
+        expected.len(),
+        "every invocation logged its end"
+    );
     for (request_id, (user, _)) in &expected {
         assert_eq!(&done[request_id], user, "{request_id}");
     }
@@ -351,8 +429,15 @@ fn log_lines_of_interleaved_cache_sync_batches_name_their_own_invocation() {
             context.xray_trace_id = Some(trace_id_of(&request_id));
             let (sync, event) = (sync.clone(), batches[n % batches.len()].clone());
             tasks.spawn(async move {
-                let answer = cache_sync_fn::handle(&sync.sync, lambda_runtime::LambdaEvent::new(event, context)).await;
-                assert!(answer.expect("applied").batch_item_failures.is_empty(), "{request_id}");
+                let answer = cache_sync_fn::handle(
+                    &sync.sync,
+                    lambda_runtime::LambdaEvent::new(event, context),
+                )
+                .await;
+                assert!(
+                    answer.expect("applied").batch_item_failures.is_empty(),
+                    "{request_id}"
+                );
             });
         }
         while let Some(result) = tasks.join_next().await {
@@ -366,13 +451,21 @@ fn log_lines_of_interleaved_cache_sync_batches_name_their_own_invocation() {
     let mut applied = std::collections::HashSet::new();
     let mut checked = 0;
     for line in captured.json_lines() {
-        if !line["target"].as_str().is_some_and(|t| t.starts_with("cache_sync_fn")) {
+        if !line["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("cache_sync_fn"))
+        {
             continue;
         }
-        let span =
-            line.get("span").filter(|s| s["name"] == "batch").unwrap_or_else(|| panic!("outside a batch: {line}"));
+        let span = line
+            .get("span")
+            .filter(|s| s["name"] == "batch")
+            .unwrap_or_else(|| panic!("outside a batch: {line}"));
         let request_id = span["request_id"].as_str().expect("request_id");
-        assert!(invocations.iter().any(|i| i == request_id), "unknown request id: {line}");
+        assert!(
+            invocations.iter().any(|i| i == request_id),
+            "unknown request id: {line}"
+        );
         assert_eq!(
             span["trace_id"],
             trace_id_of(request_id).as_str(),
@@ -380,10 +473,17 @@ fn log_lines_of_interleaved_cache_sync_batches_name_their_own_invocation() {
         );
         assert_eq!(span["function"], "cache-sync", "{line}");
         if line["message"] == "batch applied" {
-            assert!(applied.insert(request_id.to_owned()), "{request_id} applied twice: {line}");
+            assert!(
+                applied.insert(request_id.to_owned()),
+                "{request_id} applied twice: {line}"
+            );
         }
         checked += 1;
     }
-    assert_eq!(applied.len(), invocations.len(), "every batch logged its end, in its own span");
+    assert_eq!(
+        applied.len(),
+        invocations.len(),
+        "every batch logged its end, in its own span"
+    );
     assert!(checked >= invocations.len(), "lines checked: {checked}");
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use integration_tests::contract::{
-    api_md_routes, documented_errors, documented_routes, openapi, openapi_error_codes, openapi_error_uses,
-    openapi_operations, openapi_routes, operation_statuses, API_MD,
+    api_md_routes, documented_errors, documented_routes, openapi, openapi_error_codes,
+    openapi_error_uses, openapi_operations, openapi_routes, operation_statuses, API_MD,
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -37,14 +37,22 @@ fn every_route_answers_its_success_status_in_both_documents() {
     let operations = openapi_operations(&doc);
     let mut wrong = Vec::new();
     for row in documented_routes(API_MD) {
-        let (Some(success), Some(op)) = (row.success, operations.get(&row.route)) else { continue };
+        let (Some(success), Some(op)) = (row.success, operations.get(&row.route)) else {
+            continue;
+        };
         let statuses = operation_statuses(op);
         if !statuses.contains(&success.to_string()) {
-            wrong
-                .push(format!("{} {}: API.md says {success}, openapi.yaml has {statuses:?}", row.route.0, row.route.1));
+            wrong.push(format!(
+                "{} {}: API.md says {success}, openapi.yaml has {statuses:?}",
+                row.route.0, row.route.1
+            ));
         }
     }
-    assert!(wrong.is_empty(), "success statuses that disagree:{}", list(wrong));
+    assert!(
+        wrong.is_empty(),
+        "success statuses that disagree:{}",
+        list(wrong)
+    );
 }
 
 #[test]
@@ -71,14 +79,20 @@ fn every_error_code_comes_with_the_status_api_md_lists() {
     let errors = documented_errors(API_MD);
     let mut wrong = Vec::new();
     for (code, uses) in openapi_error_uses(&openapi()) {
-        let Some(listed) = errors.get(&code) else { continue }; // the test above names it
+        let Some(listed) = errors.get(&code) else {
+            continue;
+        }; // the test above names it
         for (status, (method, path)) in uses {
             if !listed.contains(&status) {
                 wrong.push(format!("{method} {path} answers `{code}` under {status}; API.md lists it with {listed:?}"));
             }
         }
     }
-    assert!(wrong.is_empty(), "error codes under another status than API.md's:{}", list(wrong));
+    assert!(
+        wrong.is_empty(),
+        "error codes under another status than API.md's:{}",
+        list(wrong)
+    );
 }
 
 /// The checks above can fail: the same comparisons on a contract with a route, a code and a
@@ -89,20 +103,41 @@ fn a_disagreement_is_found() {
     let broken = API_MD
         .replacen("| `POST /users` |", "| `POST /people` |", 1)
         .replacen("| `email_taken` |", "| `email_gone` |", 1)
-        .replacen("| 412 | `precondition_failed`", "| 428 | `precondition_failed`", 1);
+        .replacen(
+            "| 412 | `precondition_failed`",
+            "| 428 | `precondition_failed`",
+            1,
+        );
     assert_ne!(broken, API_MD, "the breakage must change API.md");
-    let routes: BTreeSet<_> = documented_routes(&broken).into_iter().map(|r| r.route).collect();
-    let missing: Vec<_> = routes.symmetric_difference(&openapi_routes(&doc)).cloned().collect();
+    let routes: BTreeSet<_> = documented_routes(&broken)
+        .into_iter()
+        .map(|r| r.route)
+        .collect();
+    let missing: Vec<_> = routes
+        .symmetric_difference(&openapi_routes(&doc))
+        .cloned()
+        .collect();
     let users = ("POST".to_owned(), "/users".to_owned());
     let people = ("POST".to_owned(), "/people".to_owned());
-    assert_eq!(missing, [people, users], "a renamed route is missing on both sides");
+    assert_eq!(
+        missing,
+        [people, users],
+        "a renamed route is missing on both sides"
+    );
     let errors = documented_errors(&broken);
     let codes: BTreeSet<String> = errors.keys().cloned().collect();
-    let missing: Vec<_> = codes.symmetric_difference(&openapi_error_codes(&doc)).cloned().collect();
+    let missing: Vec<_> = codes
+        .symmetric_difference(&openapi_error_codes(&doc))
+        .cloned()
+        .collect();
     assert_eq!(missing, ["email_gone", "email_taken"]);
     let uses = openapi_error_uses(&doc);
-    let precondition = uses.get("precondition_failed").expect("some operation answers precondition_failed");
-    assert!(precondition.iter().any(|(status, _)| !errors["precondition_failed"].contains(status)));
+    let precondition = uses
+        .get("precondition_failed")
+        .expect("some operation answers precondition_failed");
+    assert!(precondition
+        .iter()
+        .any(|(status, _)| !errors["precondition_failed"].contains(status)));
 }
 
 /// A relative path naming `shared/` must lead to something inside this repository (the
@@ -112,22 +147,37 @@ fn the_repository_points_nowhere_outside_itself() {
     let root = std::fs::canonicalize(REPO).expect("the repository root");
     let mut files = Vec::new();
     text_files(&root, &mut files);
-    assert!(files.len() > 50, "only {} files found under {}", files.len(), root.display());
+    assert!(
+        files.len() > 50,
+        "only {} files found under {}",
+        files.len(),
+        root.display()
+    );
     let mut outside = Vec::new();
     for file in &files {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
         for (line_no, line) in text.lines().enumerate() {
             for target in shared_paths(line) {
                 let dir = file.parent().expect("a file has a folder");
                 let resolved = normalize(&dir.join(&target));
                 if !resolved.starts_with(&root) || !resolved.exists() {
-                    let shown = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+                    let shown = file
+                        .strip_prefix(&root)
+                        .unwrap_or(file)
+                        .display()
+                        .to_string();
                     outside.push(format!("{shown}:{}: {target}", line_no + 1));
                 }
             }
         }
     }
-    assert!(outside.is_empty(), "paths that lead out of the repository (point into it instead):{}", list(outside));
+    assert!(
+        outside.is_empty(),
+        "paths that lead out of the repository (point into it instead):{}",
+        list(outside)
+    );
     // The scan finds such a path.
     let sample = format!("see {}API.md", ["..", "/shared/"].concat());
     assert_eq!(shared_paths(&sample), [["..", "/shared/API.md"].concat()]);
@@ -139,7 +189,9 @@ fn shared_paths(line: &str) -> Vec<String> {
     let mut rest = line;
     while let Some(start) = rest.find("../") {
         let candidate = &rest[start..];
-        let end = candidate.find(|c: char| c.is_whitespace() || "\"'`)]>,;".contains(c)).unwrap_or(candidate.len());
+        let end = candidate
+            .find(|c: char| c.is_whitespace() || "\"'`)]>,;".contains(c))
+            .unwrap_or(candidate.len());
         let path = &candidate[..end];
         if path.trim_start_matches("../").starts_with("shared") {
             found.push(path.to_owned());
@@ -168,7 +220,10 @@ fn normalize(path: &Path) -> PathBuf {
 fn text_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
         let path = entry.expect("a folder entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() {
             let skipped = name.starts_with('.') || ["target", "node_modules"].contains(&name);
             if !skipped {

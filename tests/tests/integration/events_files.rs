@@ -15,7 +15,8 @@ const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
 
 /// A path with its id placeholders standing for ids, to match it against the contract's routes.
 fn fill_ids(path: &str) -> String {
-    path.replace("{{POST_ID}}", "01JDX7Z6V3W6M0Q0VJ5R8ZK3QF").replace("{{COMMENT_ID}}", "01JDX80C9P2N7X4D5E6F7G8H9J")
+    path.replace("{{POST_ID}}", "01JDX7Z6V3W6M0Q0VJ5R8ZK3QF")
+        .replace("{{COMMENT_ID}}", "01JDX80C9P2N7X4D5E6F7G8H9J")
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -35,7 +36,10 @@ fn method_and_path(event: &Value) -> (String, String) {
         .as_str()
         .or_else(|| event["httpMethod"].as_str())
         .expect("a method (requestContext.http.method or httpMethod)");
-    let path = event["rawPath"].as_str().or_else(|| event["path"].as_str()).expect("a path (rawPath or path)");
+    let path = event["rawPath"]
+        .as_str()
+        .or_else(|| event["path"].as_str())
+        .expect("a path (rawPath or path)");
     (method.to_owned(), path.to_owned())
 }
 
@@ -56,16 +60,28 @@ fn expected(method: &str, path: &str) -> Expected {
     let routes = documented_routes(API_MD);
     let template = contract::matching_template(routes.iter().map(|r| r.route.1.as_str()), path);
     let Some(template) = template else {
-        return Expected { route_key: "$default".to_owned(), needs_token: false, status: 404 };
+        return Expected {
+            route_key: "$default".to_owned(),
+            needs_token: false,
+            status: 404,
+        };
     };
     let route = (method.to_owned(), template.to_owned());
     match routes.iter().find(|r| r.route == route) {
         Some(row) => Expected {
             route_key: format!("{method} {template}"),
-            needs_token: operations.get(&route).is_some_and(|op| contract::needs_token(&doc, op)),
-            status: row.success.unwrap_or_else(|| panic!("API.md names no success status for {method} {template}")),
+            needs_token: operations
+                .get(&route)
+                .is_some_and(|op| contract::needs_token(&doc, op)),
+            status: row.success.unwrap_or_else(|| {
+                panic!("API.md names no success status for {method} {template}")
+            }),
         },
-        None => Expected { route_key: format!("ANY {template}"), needs_token: false, status: 405 },
+        None => Expected {
+            route_key: format!("ANY {template}"),
+            needs_token: false,
+            status: 405,
+        },
     }
 }
 
@@ -96,7 +112,11 @@ impl Fixture {
             .await;
         assert_eq!(comment.status, 201, "{}", comment.raw_body);
         let comment_id = comment.body["id"].as_str().expect("comment id").to_owned();
-        Fixture { token, post_id, comment_id }
+        Fixture {
+            token,
+            post_id,
+            comment_id,
+        }
     }
 
     /// Fills the placeholders.
@@ -110,9 +130,18 @@ impl Fixture {
 #[tokio::test]
 async fn every_sample_event_succeeds_once_filled() {
     let checked = check_samples(Path::new(EVENTS_DIR)).await;
-    assert!(checked.len() >= 20, "only {} samples found: {checked:?}", checked.len());
+    assert!(
+        checked.len() >= 20,
+        "only {} samples found: {checked:?}",
+        checked.len()
+    );
     for folder in ["users", "posts", "comments", "v1"] {
-        assert!(checked.iter().any(|name| name.starts_with(&format!("{folder}/"))), "no sample under events/{folder}/");
+        assert!(
+            checked
+                .iter()
+                .any(|name| name.starts_with(&format!("{folder}/"))),
+            "no sample under events/{folder}/"
+        );
     }
 }
 
@@ -120,23 +149,52 @@ async fn every_sample_event_succeeds_once_filled() {
 /// invalid body, or an unknown placeholder.
 #[tokio::test]
 async fn a_broken_sample_fails_the_check() {
-    let good = std::fs::read_to_string(format!("{EVENTS_DIR}/posts/create.json")).expect("posts/create.json");
-    let register = std::fs::read_to_string(format!("{EVENTS_DIR}/users/register.json")).expect("users/register.json");
+    let good = std::fs::read_to_string(format!("{EVENTS_DIR}/posts/create.json"))
+        .expect("posts/create.json");
+    let register = std::fs::read_to_string(format!("{EVENTS_DIR}/users/register.json"))
+        .expect("users/register.json");
     let broken = [
         ("not-json", good.replacen('{', "", 1), &good),
-        ("wrong-path", good.replace(r#""/posts""#, r#""/postz""#), &good),
-        ("invalid-body", good.replace(r#"\"caption\":\"Hello\""#, r#"\"caption\":\"\""#), &good),
-        ("unknown-placeholder", good.replace("Hello", "{{CAPTION}}"), &good),
         (
-            "no-token",
-            good.replace("Bearer {{TOKEN}}", "Bearer nope").replace(r#""accept""#, r#""x-ph": "{{EMAIL}}", "accept""#),
+            "wrong-path",
+            good.replace(r#""/posts""#, r#""/postz""#),
             &good,
         ),
-        ("wrong-route-key", good.replace(r#""routeKey": "POST /posts""#, r#""routeKey": "ANY /posts""#), &good),
-        ("placeholder-without-token", register.replace("sample@example.com", "{{EMAIL}}"), &register),
+        (
+            "invalid-body",
+            good.replace(r#"\"caption\":\"Hello\""#, r#"\"caption\":\"\""#),
+            &good,
+        ),
+        (
+            "unknown-placeholder",
+            good.replace("Hello", "{{CAPTION}}"),
+            &good,
+        ),
+        (
+            "no-token",
+            good.replace("Bearer {{TOKEN}}", "Bearer nope")
+                .replace(r#""accept""#, r#""x-ph": "{{EMAIL}}", "accept""#),
+            &good,
+        ),
+        (
+            "wrong-route-key",
+            good.replace(
+                r#""routeKey": "POST /posts""#,
+                r#""routeKey": "ANY /posts""#,
+            ),
+            &good,
+        ),
+        (
+            "placeholder-without-token",
+            register.replace("sample@example.com", "{{EMAIL}}"),
+            &register,
+        ),
     ];
     for (what, sample, original) in broken {
-        assert_ne!(&sample, original, "{what}: the breakage must change the sample");
+        assert_ne!(
+            &sample, original,
+            "{what}: the breakage must change the sample"
+        );
         let dir = std::env::temp_dir().join(format!("events-{what}-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("sample.json"), sample).expect("write sample");
@@ -146,7 +204,10 @@ async fn a_broken_sample_fails_the_check() {
         })
         .await;
         std::fs::remove_dir_all(&dir).ok();
-        assert!(outcome.is_err_and(|e| e.is_panic()), "{what}: a broken sample passed the check");
+        assert!(
+            outcome.is_err_and(|e| e.is_panic()),
+            "{what}: a broken sample passed the check"
+        );
     }
 }
 
@@ -158,7 +219,13 @@ async fn check_samples(dir: &Path) -> Vec<String> {
     let env = TestEnv::new().await;
     let mut checked = Vec::new();
     for file in &files {
-        let name = file.strip_prefix(dir).unwrap_or(file).display().to_string().trim_start_matches('/').to_owned();
+        let name = file
+            .strip_prefix(dir)
+            .unwrap_or(file)
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+            .to_owned();
         if name == "sam-local-env.json" {
             continue; // not an event: `sam local`'s --env-vars file (template.rs checks it)
         }
@@ -166,28 +233,49 @@ async fn check_samples(dir: &Path) -> Vec<String> {
             continue; // DynamoDB stream events, not API Gateway's: cache_sync.rs runs them
         }
         let raw = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let event: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+        let event: Value =
+            serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
         let (method, path) = method_and_path(&event);
         let expected = expected(&method, &fill_ids(&path));
         if let Some(route_key) = event["routeKey"].as_str() {
             assert_eq!(route_key, expected.route_key, "{name}: routeKey");
-            assert_eq!(event["requestContext"]["routeKey"].as_str(), Some(route_key), "{name}");
-            assert_eq!(event["requestContext"]["http"]["path"].as_str(), Some(path.as_str()), "{name}");
+            assert_eq!(
+                event["requestContext"]["routeKey"].as_str(),
+                Some(route_key),
+                "{name}"
+            );
+            assert_eq!(
+                event["requestContext"]["http"]["path"].as_str(),
+                Some(path.as_str()),
+                "{name}"
+            );
         }
 
         if !expected.needs_token {
             // It works as it is, on a stack of its own as fresh as `scripts/dev`'s.
-            assert!(!raw.contains("{{"), "{name}: needs no token, so it must work as it is: no placeholder");
+            assert!(
+                !raw.contains("{{"),
+                "{name}: needs no token, so it must work as it is: no placeholder"
+            );
             let fresh = TestEnv::new().await;
             if path == "/auth/login" {
                 // What `users/register.json` leaves: its user, with the samples' password.
-                let body: Value = serde_json::from_str(event["body"].as_str().expect("a body")).expect("a JSON body");
+                let body: Value = serde_json::from_str(event["body"].as_str().expect("a body"))
+                    .expect("a JSON body");
                 let email = body["email"].as_str().expect("an email");
                 assert_eq!(body["password"].as_str(), Some(PASSWORD), "{name}");
-                assert_eq!(fresh.register(email, "Ada Lovelace").await.status, 201, "{name}");
+                assert_eq!(
+                    fresh.register(email, "Ada Lovelace").await.status,
+                    201,
+                    "{name}"
+                );
             }
             let res = fresh.invoke_event(&raw, &path).await;
-            assert_eq!(res.status, expected.status, "{name} ({method} {path}): {}", res.raw_body);
+            assert_eq!(
+                res.status, expected.status,
+                "{name} ({method} {path}): {}",
+                res.raw_body
+            );
             match name.as_str() {
                 "users/login.json" | "v1/users-login.json" => {
                     assert_eq!(res.body["user"]["email"], "sample@example.com", "{name}");
@@ -199,25 +287,42 @@ async fn check_samples(dir: &Path) -> Vec<String> {
             checked.push(name);
             continue;
         }
-        assert!(raw.contains("{{TOKEN}}"), "{name}: needs a token, so it carries {{{{TOKEN}}}}");
+        assert!(
+            raw.contains("{{TOKEN}}"),
+            "{name}: needs a token, so it carries {{{{TOKEN}}}}"
+        );
 
         let fixture = Fixture::new(&env).await;
         let filled = fixture.fill(&raw);
-        assert!(!filled.contains("{{"), "{name}: a placeholder events/README.md does not list is left");
+        assert!(
+            !filled.contains("{{"),
+            "{name}: a placeholder events/README.md does not list is left"
+        );
         let path = fixture.fill(&path);
 
         let res = env.invoke_event(&filled, &path).await;
-        assert_eq!(res.status, expected.status, "{name} ({method} {path}): {}", res.raw_body);
+        assert_eq!(
+            res.status, expected.status,
+            "{name} ({method} {path}): {}",
+            res.raw_body
+        );
 
         // What some samples promise beyond the status.
         match name.as_str() {
             "posts/create-base64.json" => {
                 assert_eq!(res.body["caption"], "Hello from a base64 body", "{name}");
-                assert_eq!(res.body["imageUrl"], "https://example.com/hello.jpg", "{name}");
+                assert_eq!(
+                    res.body["imageUrl"], "https://example.com/hello.jpg",
+                    "{name}"
+                );
             }
             "posts/patch.json" => assert_eq!(res.body["version"], 2, "{name}"),
             "posts/list.json" | "comments/list.json" | "v1/posts-list.json" => {
-                assert!(res.body["items"].as_array().is_some_and(|i| !i.is_empty()), "{name}: {}", res.raw_body);
+                assert!(
+                    res.body["items"].as_array().is_some_and(|i| !i.is_empty()),
+                    "{name}: {}",
+                    res.raw_body
+                );
             }
             _ => {}
         }
@@ -226,9 +331,14 @@ async fn check_samples(dir: &Path) -> Vec<String> {
             let after = if path == "/users/me" || path == "/auth/logout" {
                 env.me(&fixture.token).await.status
             } else {
-                env.send(ApiRequest::get(&path).bearer(&fixture.token)).await.status
+                env.send(ApiRequest::get(&path).bearer(&fixture.token))
+                    .await
+                    .status
             };
-            assert!(after == 401 || after == 404, "{name}: still there after it ({after})");
+            assert!(
+                after == 401 || after == 404,
+                "{name}: still there after it ({after})"
+            );
         }
         checked.push(name);
     }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use integration_tests::dynamo_proxy::Mode;
-use integration_tests::{cache_key, email_of, id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD};
+use integration_tests::{
+    cache_key, email_of, id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD,
+};
 use serde_json::{json, Value};
 use shared::domain::{new_id, Email};
 use shared::store::keys::post_key;
@@ -49,7 +51,13 @@ struct Sample {
 
 /// Sends `total` requests made by `request`, `LANES` at a time, while `during` runs beside
 /// them (it may watch `done` to act mid-run).
-async fn run<F, D>(env: &TestEnv, total: usize, request: F, done: &AtomicUsize, during: D) -> Vec<Sample>
+async fn run<F, D>(
+    env: &TestEnv,
+    total: usize,
+    request: F,
+    done: &AtomicUsize,
+    during: D,
+) -> Vec<Sample>
 where
     F: Fn() -> ApiRequest,
     D: std::future::Future<Output = ()>,
@@ -61,7 +69,11 @@ where
             let started = Instant::now();
             let response = env.send(request()).await;
             let took = started.elapsed();
-            samples.lock().expect("lock").push(Sample { started, took, response });
+            samples.lock().expect("lock").push(Sample {
+                started,
+                took,
+                response,
+            });
             done.fetch_add(1, Ordering::SeqCst);
         }
     };
@@ -83,7 +95,12 @@ async fn dynamodb_only_p99(env: &TestEnv, email: &str) -> Duration {
     let lane = || async {
         while next.fetch_add(1, Ordering::SeqCst) < 200 {
             let started = Instant::now();
-            env.app.store.get_user(&email).await.expect("GetItem").expect("the user");
+            env.app
+                .store
+                .get_user(&email)
+                .await
+                .expect("GetItem")
+                .expect("the user");
             took.lock().expect("lock").push(started.elapsed());
         }
     };
@@ -97,11 +114,18 @@ async fn assert_hits_resume(env: &TestEnv, token: &str, user: &Value) -> usize {
     let (mut requests, mut stable) = (0, 0);
     while stable < 5 {
         requests += 1;
-        assert!(requests <= 50, "hits did not resume after {requests} requests");
+        assert!(
+            requests <= 50,
+            "hits did not resume after {requests} requests"
+        );
         let before = env.dynamo.calls.get("GetItem");
         let res = env.me(token).await;
         assert_eq!((res.status, &res.body), (200, user), "{}", res.raw_body);
-        stable = if env.dynamo.calls.get("GetItem") == before { stable + 1 } else { 0 };
+        stable = if env.dynamo.calls.get("GetItem") == before {
+            stable + 1
+        } else {
+            0
+        };
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // And they stay hits: a burst makes no DynamoDB call at all.
@@ -109,7 +133,11 @@ async fn assert_hits_resume(env: &TestEnv, token: &str, user: &Value) -> usize {
     for _ in 0..50 {
         assert_eq!(env.me(token).await.status, 200);
     }
-    assert_eq!(env.dynamo.calls.get("GetItem"), before, "the GetItem count stopped growing");
+    assert_eq!(
+        env.dynamo.calls.get("GetItem"),
+        before,
+        "the GetItem count stopped growing"
+    );
     requests
 }
 
@@ -166,34 +194,74 @@ async fn redis_fault_mid_run(fault: RedisFault) {
     let probe = async {
         while done.load(Ordering::SeqCst) < TOTAL {
             let started = Instant::now();
-            env.app.store.get_user(&email).await.expect("GetItem").expect("the user");
-            probes.lock().expect("lock").push((started, started.elapsed()));
+            env.app
+                .store
+                .get_user(&email)
+                .await
+                .expect("GetItem")
+                .expect("the user");
+            probes
+                .lock()
+                .expect("lock")
+                .push((started, started.elapsed()));
         }
     };
     let during = async {
         tokio::join!(fault_injection, probe);
     };
-    let samples = run(&env, TOTAL, || ApiRequest::me().bearer(&token), &done, during).await;
+    let samples = run(
+        &env,
+        TOTAL,
+        || ApiRequest::me().bearer(&token),
+        &done,
+        during,
+    )
+    .await;
     let probes = probes.into_inner().expect("lock");
     let get_items = env.dynamo.calls.get("GetItem") - probes.len() as u64;
-    let (failed, back) = window.into_inner().expect("lock").expect("the fault happened");
+    let (failed, back) = window
+        .into_inner()
+        .expect("lock")
+        .expect("the fault happened");
 
     assert_eq!(samples.len(), TOTAL);
     let mut worst_margin = Duration::MAX;
     for (i, s) in samples.iter().enumerate() {
-        assert_eq!((s.response.status, &s.response.body), (200, &user), "request {i}: {}", s.response.raw_body);
+        assert_eq!(
+            (s.response.status, &s.response.body),
+            (200, &user),
+            "request {i}: {}",
+            s.response.raw_body
+        );
         let ended = s.started + s.took;
-        let overlapping = probes.iter().filter(|(p, took)| *p < ended && *p + *took > s.started).map(|(_, t)| *t);
+        let overlapping = probes
+            .iter()
+            .filter(|(p, took)| *p < ended && *p + *took > s.started)
+            .map(|(_, t)| *t);
         let bound = timeout + overlapping.max().unwrap_or_default().max(baseline) + SLACK;
-        assert!(s.took <= bound, "request {i} took {:?}, over {bound:?} ({fault:?})", s.took);
+        assert!(
+            s.took <= bound,
+            "request {i} took {:?}, over {bound:?} ({fault:?})",
+            s.took
+        );
         worst_margin = worst_margin.min(bound - s.took);
     }
     // Every request made while Redis was down was answered from DynamoDB. (One still waiting
     // for its GET when Redis comes back may get its answer from Redis after all.)
-    let in_outage: Vec<&Sample> =
-        samples.iter().filter(|s| s.started >= failed && s.started + s.took <= back).collect();
-    assert!(in_outage.len() >= 100, "the fault covered only {} requests", in_outage.len());
-    assert!(get_items >= in_outage.len() as u64, "{get_items} GetItems for {} requests in the outage", in_outage.len());
+    let in_outage: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.started >= failed && s.started + s.took <= back)
+        .collect();
+    assert!(
+        in_outage.len() >= 100,
+        "the fault covered only {} requests",
+        in_outage.len()
+    );
+    assert!(
+        get_items >= in_outage.len() as u64,
+        "{get_items} GetItems for {} requests in the outage",
+        in_outage.len()
+    );
 
     let mut outage: Vec<Duration> = in_outage.iter().map(|s| s.took).collect();
     let mut all: Vec<Duration> = samples.iter().map(|s| s.took).collect();
@@ -245,31 +313,59 @@ async fn outage_world(env: &TestEnv) -> OutageWorld {
     let post_id = id_of(&env.new_post(&hit, "before the outage").await);
     env.redis.evict(&email_of(&miss_user)).await;
     assert_eq!(env.me(&hit).await.status, 200);
-    OutageWorld { hit, hit_user, miss, miss_user, post_id }
+    OutageWorld {
+        hit,
+        hit_user,
+        miss,
+        miss_user,
+        post_id,
+    }
 }
 
 /// Every kind of request that needs DynamoDB, and whether its user is a cache hit.
 fn needs_dynamodb(w: &OutageWorld) -> Vec<(&'static str, ApiRequest)> {
     let post = format!("/posts/{}", w.post_id);
     vec![
-        ("GET /users/me (cache miss)", ApiRequest::me().bearer(&w.miss)),
-        ("POST /posts (cache hit)", ApiRequest::post("/posts").bearer(&w.hit).json(json!({"caption": "during"}))),
+        (
+            "GET /users/me (cache miss)",
+            ApiRequest::me().bearer(&w.miss),
+        ),
+        (
+            "POST /posts (cache hit)",
+            ApiRequest::post("/posts")
+                .bearer(&w.hit)
+                .json(json!({"caption": "during"})),
+        ),
         ("GET /posts/{id}", ApiRequest::get(&post).bearer(&w.hit)),
         ("GET /posts", ApiRequest::get("/posts").bearer(&w.hit)),
-        ("PATCH /posts/{id}", ApiRequest::patch(&post).bearer(&w.hit).json(json!({"caption": "edited"}))),
+        (
+            "PATCH /posts/{id}",
+            ApiRequest::patch(&post)
+                .bearer(&w.hit)
+                .json(json!({"caption": "edited"})),
+        ),
         (
             "POST /posts/{id}/comments",
-            ApiRequest::post(&format!("{post}/comments")).bearer(&w.hit).json(json!({"text": "during"})),
+            ApiRequest::post(&format!("{post}/comments"))
+                .bearer(&w.hit)
+                .json(json!({"text": "during"})),
         ),
-        ("PATCH /users/me", ApiRequest::patch("/users/me").bearer(&w.hit).json(json!({"name": "Renamed"}))),
+        (
+            "PATCH /users/me",
+            ApiRequest::patch("/users/me")
+                .bearer(&w.hit)
+                .json(json!({"name": "Renamed"})),
+        ),
         (
             "POST /auth/login",
-            ApiRequest::post("/auth/login").json(json!({"email": email_of(&w.hit_user), "password": PASSWORD})),
+            ApiRequest::post("/auth/login")
+                .json(json!({"email": email_of(&w.hit_user), "password": PASSWORD})),
         ),
         (
             "POST /users",
-            ApiRequest::post("/users")
-                .json(json!({"email": unique_email("during"), "name": "New", "password": PASSWORD})),
+            ApiRequest::post("/users").json(
+                json!({"email": unique_email("during"), "name": "New", "password": PASSWORD}),
+            ),
         ),
     ]
 }
@@ -277,22 +373,53 @@ fn needs_dynamodb(w: &OutageWorld) -> Vec<(&'static str, ApiRequest)> {
 /// What the outage must not have changed, and that everything works again once it is over.
 async fn assert_recovered(env: &TestEnv, w: &OutageWorld) {
     // The failed miss wrote nothing: no negative entry that would lock the user out.
-    assert_eq!(env.redis.entry_bytes(&email_of(&w.miss_user)).await, None, "a DynamoDB failure must not be cached");
+    assert_eq!(
+        env.redis.entry_bytes(&email_of(&w.miss_user)).await,
+        None,
+        "a DynamoDB failure must not be cached"
+    );
 
     let res = env.me(&w.miss).await;
-    assert_eq!((res.status, &res.body), (200, &w.miss_user), "{}", res.raw_body);
-    let post = env.send(ApiRequest::get(&format!("/posts/{}", w.post_id)).bearer(&w.hit)).await;
+    assert_eq!(
+        (res.status, &res.body),
+        (200, &w.miss_user),
+        "{}",
+        res.raw_body
+    );
+    let post = env
+        .send(ApiRequest::get(&format!("/posts/{}", w.post_id)).bearer(&w.hit))
+        .await;
     assert_eq!(post.status, 200, "{}", post.raw_body);
-    assert_eq!((post.body["caption"].as_str(), &post.body["version"]), (Some("before the outage"), &json!(1)));
-    assert_eq!(post.body["commentCount"], 0, "no comment was counted during the outage");
-    let created = env.send(ApiRequest::post("/posts").bearer(&w.hit).json(json!({"caption": "after"}))).await;
+    assert_eq!(
+        (post.body["caption"].as_str(), &post.body["version"]),
+        (Some("before the outage"), &json!(1))
+    );
+    assert_eq!(
+        post.body["commentCount"], 0,
+        "no comment was counted during the outage"
+    );
+    let created = env
+        .send(
+            ApiRequest::post("/posts")
+                .bearer(&w.hit)
+                .json(json!({"caption": "after"})),
+        )
+        .await;
     assert_eq!(created.status, 201, "{}", created.raw_body);
     let login = env.login(&email_of(&w.hit_user)).await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     let feed = env.send(ApiRequest::get("/posts").bearer(&w.hit)).await;
-    let captions: Vec<&str> =
-        feed.body["items"].as_array().expect("items").iter().filter_map(|p| p["caption"].as_str()).collect();
-    assert_eq!(captions, ["after", "before the outage"], "nothing written during the outage");
+    let captions: Vec<&str> = feed.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["caption"].as_str())
+        .collect();
+    assert_eq!(
+        captions,
+        ["after", "before the outage"],
+        "nothing written during the outage"
+    );
 }
 
 #[tokio::test]
@@ -304,7 +431,12 @@ async fn dynamodb_refusing_connections_is_a_fast_503_and_requests_recover_when_i
     // A cached user still authenticates, and reads that need nothing else still work.
     let before = env.dynamo.calls.total();
     let res = env.me(&w.hit).await;
-    assert_eq!((res.status, &res.body), (200, &w.hit_user), "a cache hit needs no DynamoDB: {}", res.raw_body);
+    assert_eq!(
+        (res.status, &res.body),
+        (200, &w.hit_user),
+        "a cache hit needs no DynamoDB: {}",
+        res.raw_body
+    );
     assert_eq!(env.dynamo.calls.total(), before);
 
     let mut slowest = Duration::ZERO;
@@ -312,17 +444,30 @@ async fn dynamodb_refusing_connections_is_a_fast_503_and_requests_recover_when_i
         let before = env.dynamo.calls.total();
         let (res, took) = env.timed(request).await;
         res.assert_error(503, "service_unavailable");
-        assert!(!res.raw_body.contains("dispatch") && !res.raw_body.contains("127.0.0.1"), "{what}: {}", res.raw_body);
-        assert!(took < DYNAMO_BOUND, "{what} took {took:?} with DynamoDB refusing connections");
+        assert!(
+            !res.raw_body.contains("dispatch") && !res.raw_body.contains("127.0.0.1"),
+            "{what}: {}",
+            res.raw_body
+        );
+        assert!(
+            took < DYNAMO_BOUND,
+            "{what} took {took:?} with DynamoDB refusing connections"
+        );
         let attempts = env.dynamo.calls.total() - before;
-        assert!((1..=2).contains(&attempts), "{what}: {attempts} attempts; the SDK is set to 2 at most");
+        assert!(
+            (1..=2).contains(&attempts),
+            "{what}: {attempts} attempts; the SDK is set to 2 at most"
+        );
         slowest = slowest.max(took);
     }
 
     proxy.set(Mode::Open);
     let started = Instant::now();
     assert_recovered(&env, &w).await;
-    println!("DynamoDB refusing: slowest 503 {slowest:?}; recovered in {:?}", started.elapsed());
+    println!(
+        "DynamoDB refusing: slowest 503 {slowest:?}; recovered in {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -332,7 +477,12 @@ async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests
 
     proxy.set(Mode::Blackhole);
     let res = env.me(&w.hit).await;
-    assert_eq!((res.status, &res.body), (200, &w.hit_user), "a cache hit needs no DynamoDB: {}", res.raw_body);
+    assert_eq!(
+        (res.status, &res.body),
+        (200, &w.hit_user),
+        "a cache hit needs no DynamoDB: {}",
+        res.raw_body
+    );
 
     // Each of these waits out the SDK's timeouts, so they run at once.
     let requests = needs_dynamodb(&w);
@@ -341,7 +491,10 @@ async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests
     let mut slowest = Duration::ZERO;
     for ((what, _), (res, took)) in requests.iter().zip(&results) {
         res.assert_error(503, "service_unavailable");
-        assert!(*took < DYNAMO_BOUND, "{what} took {took:?} with DynamoDB not answering");
+        assert!(
+            *took < DYNAMO_BOUND,
+            "{what} took {took:?} with DynamoDB not answering"
+        );
         slowest = slowest.max(*took);
     }
     assert!(
@@ -354,7 +507,10 @@ async fn dynamodb_that_never_answers_is_a_503_within_the_sdk_budget_and_requests
     proxy.set(Mode::Open);
     let started = Instant::now();
     assert_recovered(&env, &w).await;
-    println!("DynamoDB silent: slowest 503 {slowest:?}; recovered in {:?}", started.elapsed());
+    println!(
+        "DynamoDB silent: slowest 503 {slowest:?}; recovered in {:?}",
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -382,17 +538,28 @@ async fn a_forged_entry_for_the_right_email_never_authenticates_another_sub() {
     let newer_id = new_id(); // made after the user registered
 
     for (forged_id, dynamo_decides) in [(older_id.to_owned(), true), (newer_id, false)] {
-        env.redis.set_entry(&email, &entry(&forged_id, &email, "Forged", 1)).await;
+        env.redis
+            .set_entry(&email, &entry(&forged_id, &email, "Forged", 1))
+            .await;
         env.dynamo.calls.reset();
         let res = env.me(&token).await;
-        assert_ne!(res.body["id"], forged_id.as_str(), "the forged identity was served: {}", res.raw_body);
+        assert_ne!(
+            res.body["id"],
+            forged_id.as_str(),
+            "the forged identity was served: {}",
+            res.raw_body
+        );
         assert_ne!(res.body["name"], "Forged", "{}", res.raw_body);
         if dynamo_decides {
             // The entry is older than the token (ids only grow), so it may be stale: DynamoDB
             // decides, and its answer replaces the entry.
             assert_eq!((res.status, &res.body), (200, &user), "{}", res.raw_body);
             assert_eq!(env.dynamo.calls.get("GetItem"), 1);
-            assert_eq!(cached_user(&env, &email).await["id"], real_id.as_str(), "the forged entry was replaced");
+            assert_eq!(
+                cached_user(&env, &email).await["id"],
+                real_id.as_str(),
+                "the forged entry was replaced"
+            );
         } else {
             // The entry is newer than the token: the token is the stale one, refused from the
             // cache without a DynamoDB call (as a token of an earlier user with this email is).
@@ -410,14 +577,18 @@ async fn a_forged_entry_with_another_jwt_version_never_accepts_a_revoked_token_d
 
     // An entry with a higher version than the token: the token looks revoked; refused, and
     // no DynamoDB call (a revoked token costs nothing).
-    env.redis.set_entry(&email, &entry(&id, &email, "Versions", 7)).await;
+    env.redis
+        .set_entry(&email, &entry(&id, &email, "Versions", 7))
+        .await;
     env.dynamo.calls.reset();
     env.me(&token).await.assert_error(401, "unauthorized");
     assert_eq!(env.dynamo.calls.total(), 0);
 
     // An entry with a lower version than the token cannot be current (versions only grow):
     // DynamoDB decides, and the token, current there, is accepted.
-    env.redis.set_entry(&email, &entry(&id, &email, "Versions", 0)).await;
+    env.redis
+        .set_entry(&email, &entry(&id, &email, "Versions", 0))
+        .await;
     env.dynamo.calls.reset();
     let res = env.me(&token).await;
     assert_eq!((res.status, &res.body), (200, &user), "{}", res.raw_body);
@@ -437,7 +608,9 @@ async fn a_stale_entry_left_by_a_failed_logout_is_healed_by_the_next_login() {
     let email = email_of(&user);
     let before_logout = env.redis.entry_bytes(&email).await.expect("entry");
 
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&old)).await;
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&old))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     // As if Redis had not taken the logout's write-through and no stream sync ran (this world
     // has none): the entry still says jwtVersion 1.
@@ -446,11 +619,23 @@ async fn a_stale_entry_left_by_a_failed_logout_is_healed_by_the_next_login() {
     let login = env.login(&email).await;
     let new = login.body["token"].as_str().expect("token");
     let res = env.me(new).await;
-    assert_eq!(res.status, 200, "the new token works at once, not after the TTL: {}", res.raw_body);
-    assert_eq!(cached_user(&env, &email).await["jwtVersion"], 2, "and the entry is healed");
+    assert_eq!(
+        res.status, 200,
+        "the new token works at once, not after the TTL: {}",
+        res.raw_body
+    );
+    assert_eq!(
+        cached_user(&env, &email).await["jwtVersion"],
+        2,
+        "and the entry is healed"
+    );
     env.dynamo.calls.reset();
     env.me(&old).await.assert_error(401, "unauthorized");
-    assert_eq!(env.dynamo.calls.total(), 0, "so the old token is refused from the cache again");
+    assert_eq!(
+        env.dynamo.calls.total(),
+        0,
+        "so the old token is refused from the cache again"
+    );
 }
 
 #[tokio::test]
@@ -458,18 +643,34 @@ async fn a_stale_entry_of_a_deleted_user_is_healed_by_the_new_user_of_that_email
     let env = TestEnv::new().await;
     let email = unique_email("Reused");
     assert_eq!(env.register(&email, "First").await.status, 201);
-    let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let first = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let first_entry = env.redis.entry_bytes(&email).await.expect("entry");
-    let res = env.send(ApiRequest::delete("/users/me").bearer(&first)).await;
+    let res = env
+        .send(ApiRequest::delete("/users/me").bearer(&first))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     let second_user = env.register(&email, "Second").await;
     assert_eq!(second_user.status, 201, "{}", second_user.raw_body);
     env.redis.set_entry(&email, &first_entry).await; // the delete and the registration never reached Redis
 
-    let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let second = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let res = env.me(&second).await;
-    assert_eq!((res.status, &res.body), (200, &second_user.body), "{}", res.raw_body);
-    assert_eq!(cached_user(&env, &email).await["id"], second_user.body["id"]);
+    assert_eq!(
+        (res.status, &res.body),
+        (200, &second_user.body),
+        "{}",
+        res.raw_body
+    );
+    assert_eq!(
+        cached_user(&env, &email).await["id"],
+        second_user.body["id"]
+    );
     env.me(&first).await.assert_error(401, "unauthorized");
 }
 
@@ -485,27 +686,53 @@ async fn a_retried_post_delete_finishes_a_half_done_one() {
     let post_id = id_of(&env.new_post(&token, "doomed").await);
     let keep_id = id_of(&env.new_post(&token, "keeps its comments").await);
     for i in 0..30 {
-        let (who, post) = if i % 3 == 0 { (&token, &keep_id) } else { (&other, &post_id) };
+        let (who, post) = if i % 3 == 0 {
+            (&token, &keep_id)
+        } else {
+            (&other, &post_id)
+        };
         let res = env
             .send(
-                ApiRequest::post(&format!("/posts/{post}/comments")).bearer(who).json(json!({"text": format!("c{i}")})),
+                ApiRequest::post(&format!("/posts/{post}/comments"))
+                    .bearer(who)
+                    .json(json!({"text": format!("c{i}")})),
             )
             .await;
         assert_eq!(res.status, 201, "{}", res.raw_body);
     }
-    assert_eq!(env.post_partition(&post_id).await.len(), 21, "the post and its 20 comments");
+    assert_eq!(
+        env.post_partition(&post_id).await.len(),
+        21,
+        "the post and its 20 comments"
+    );
 
     // The crash: the post item went, the sweep of its comments never ran.
     env.dynamo.delete_item(post_key(&post_id)).await;
-    assert_eq!(env.post_partition(&post_id).await.len(), 20, "20 orphaned comments");
+    assert_eq!(
+        env.post_partition(&post_id).await.len(),
+        20,
+        "20 orphaned comments"
+    );
 
     // The client's retry.
-    env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token)).await.assert_error(404, "not_found");
-    assert_eq!(env.post_partition(&post_id).await, Vec::<String>::new(), "the retry swept the orphans");
-    assert_eq!(env.post_partition(&keep_id).await.len(), 11, "another post keeps its own");
+    env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(
+        env.post_partition(&post_id).await,
+        Vec::<String>::new(),
+        "the retry swept the orphans"
+    );
+    assert_eq!(
+        env.post_partition(&keep_id).await.len(),
+        11,
+        "another post keeps its own"
+    );
 
     // Another retry, by anyone, of a delete already complete is a plain 404.
-    env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&other)).await.assert_error(404, "not_found");
+    env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&other))
+        .await
+        .assert_error(404, "not_found");
     env.send(ApiRequest::get(&format!("/posts/{post_id}/comments")).bearer(&token))
         .await
         .assert_error(404, "not_found");

@@ -18,21 +18,39 @@ const USER_ID: &str = "app-user";
 const ADMIN_PASSWORD: &str = "test-admin-password";
 
 fn iam() -> IamAuthConfig {
-    IamAuthConfig { user_id: USER_ID.into(), cache_name: "social-cache".into(), serverless: false }
+    IamAuthConfig {
+        user_id: USER_ID.into(),
+        cache_name: "social-cache".into(),
+        serverless: false,
+    }
 }
 
 fn credentials(secret: &str) -> Credentials {
-    Credentials::new("AKIDTEST", secret, Some("session-token".into()), None, "test")
+    Credentials::new(
+        "AKIDTEST",
+        secret,
+        Some("session-token".into()),
+        None,
+        "test",
+    )
 }
 
 /// A connection to `node` as the test's admin user (the `default` user is off).
 async fn admin(node: &RedisNode) -> redis::aio::MultiplexedConnection {
     let url = format!("redis://admin:{ADMIN_PASSWORD}@127.0.0.1:{}", node.port);
-    redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("admin connection")
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
 }
 
 async fn acl(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
-    let () = redis::cmd("ACL").arg(args).query_async(conn).await.unwrap_or_else(|e| panic!("ACL {args:?}: {e}"));
+    let () = redis::cmd("ACL")
+        .arg(args)
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("ACL {args:?}: {e}"));
 }
 
 /// The access string `template.yaml` gives the cache's IAM user in ElastiCache: the tests hold
@@ -41,7 +59,10 @@ fn deployed_access_string() -> String {
     let template: serde_yaml::Value =
         serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
     let access = &template["Resources"]["CacheIamUser"]["Properties"]["AccessString"];
-    access.as_str().expect("the IAM user's access string").to_owned()
+    access
+        .as_str()
+        .expect("the IAM user's access string")
+        .to_owned()
 }
 
 /// On every node: an admin user for the test, the cache's user with the deployed access string
@@ -50,23 +71,44 @@ async fn lock_down(redis: &TestRedis, token: &str) {
     let access = deployed_access_string();
     for node in redis.nodes() {
         let mut conn = node.connection().await.expect("connection");
-        acl(&mut conn, &["SETUSER", "admin", "on", &format!(">{ADMIN_PASSWORD}"), "~*", "&*", "+@all"]).await;
+        acl(
+            &mut conn,
+            &[
+                "SETUSER",
+                "admin",
+                "on",
+                &format!(">{ADMIN_PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ],
+        )
+        .await;
         let mut admin = admin(node).await;
         let password = format!(">{token}");
-        let rules: Vec<&str> =
-            ["SETUSER", USER_ID, "reset", password.as_str()].into_iter().chain(access.split_whitespace()).collect();
+        let rules: Vec<&str> = ["SETUSER", USER_ID, "reset", password.as_str()]
+            .into_iter()
+            .chain(access.split_whitespace())
+            .collect();
         acl(&mut admin, &rules).await;
         acl(&mut admin, &["SETUSER", "default", "off"]).await;
         // The setup's own connections were the default user's: gone, and none can come back.
-        let _: i64 =
-            redis::cmd("CLIENT").arg(&["KILL", "USER", "default"][..]).query_async(&mut admin).await.expect("KILL");
+        let _: i64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "USER", "default"][..])
+            .query_async(&mut admin)
+            .await
+            .expect("KILL");
     }
 }
 
 /// Makes `token` the cache user's only password on every node.
 async fn set_password(redis: &TestRedis, token: &str) {
     for node in redis.nodes() {
-        acl(&mut admin(node).await, &["SETUSER", USER_ID, "resetpass", &format!(">{token}")]).await;
+        acl(
+            &mut admin(node).await,
+            &["SETUSER", USER_ID, "resetpass", &format!(">{token}")],
+        )
+        .await;
     }
 }
 
@@ -75,8 +117,15 @@ async fn set_password(redis: &TestRedis, token: &str) {
 async fn auth_calls(admins: &mut [redis::aio::MultiplexedConnection]) -> u64 {
     let mut sum = 0;
     for admin in admins {
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(admin).await.expect("INFO");
-        let calls = info.lines().find_map(|l| l.strip_prefix("cmdstat_auth:calls=")).and_then(|r| r.split(',').next());
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(admin)
+            .await
+            .expect("INFO");
+        let calls = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_auth:calls="))
+            .and_then(|r| r.split(',').next());
         sum += calls.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
     }
     sum
@@ -87,9 +136,18 @@ async fn auth_calls(admins: &mut [redis::aio::MultiplexedConnection]) -> u64 {
 async fn cache_clients(redis: &TestRedis) -> (Vec<String>, Vec<String>) {
     let (mut ours, mut others) = (Vec::new(), Vec::new());
     for node in redis.nodes() {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut admin(node).await).await.expect("LIST");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut admin(node).await)
+            .await
+            .expect("LIST");
         for line in list.lines() {
-            let field = |name: &str| line.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or_default().to_owned();
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(name))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             match field("user=").as_str() {
                 USER_ID => ours.push(format!("{}:{}", node.port, field("id="))),
                 "admin" => {}
@@ -124,13 +182,17 @@ fn a_user() -> (Email, Entry) {
 /// Writes and reads back an entry through `cache`: both only work once `AUTH` succeeded.
 async fn round_trip(cache: &RedisCache) -> bool {
     let (email, entry) = a_user();
-    cache.put(&email, &entry).await == WriteOutcome::Written && matches!(cache.lookup(&email).await, Lookup::Found(_))
+    cache.put(&email, &entry).await == WriteOutcome::Written
+        && matches!(cache.lookup(&email).await, Lookup::Found(_))
 }
 
 async fn eventually(what: &str, check: impl AsyncFn() -> bool) -> Duration {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: not within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
@@ -144,16 +206,24 @@ async fn iam_tokens_authenticate_refresh_and_reauthenticate(mode: CacheMode) {
         .with_timing(Duration::from_secs(1), Duration::from_millis(300));
     let first = tokens.token().await.expect("a token");
     lock_down(&redis, first.expose()).await;
-    let cache = RedisCache::with_auth(&cache_config(&redis), &CacheAuth::Iam(tokens.clone())).expect("cache");
+    let cache = RedisCache::with_auth(&cache_config(&redis), &CacheAuth::Iam(tokens.clone()))
+        .expect("cache");
 
     // 1. The token goes out as `AUTH app-user <token>`: nothing else gets in.
     eventually("a write and a read as the IAM user", || round_trip(&cache)).await;
     let (ours, others) = cache_clients(&redis).await;
-    assert!(!ours.is_empty(), "the cache's connections are the IAM user's");
+    assert!(
+        !ours.is_empty(),
+        "the cache's connections are the IAM user's"
+    );
     assert!(others.is_empty(), "connections as another user: {others:?}");
     let forged = IamTokens::new(&iam(), credentials("another-secret"), "us-east-1");
-    let intruder = RedisCache::with_auth(&cache_config(&redis), &CacheAuth::Iam(forged)).expect("cache");
-    assert!(!round_trip(&intruder).await, "a token signed with other credentials must be refused");
+    let intruder =
+        RedisCache::with_auth(&cache_config(&redis), &CacheAuth::Iam(forged)).expect("cache");
+    assert!(
+        !round_trip(&intruder).await,
+        "a token signed with other credentials must be refused"
+    );
 
     // 2. Live connections send `AUTH` again, periodically, with a current token: the 12-hour
     // limit never comes, and no new connection is needed for it.
@@ -165,16 +235,27 @@ async fn iam_tokens_authenticate_refresh_and_reauthenticate(mode: CacheMode) {
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let more = auth_calls(&mut admins).await - auths;
     let n = ours.len() as u64;
-    assert!(more >= 2 * n, "{more} AUTHs in 1 s on {n} connections re-authenticating every 300 ms");
+    assert!(
+        more >= 2 * n,
+        "{more} AUTHs in 1 s on {n} connections re-authenticating every 300 ms"
+    );
     assert!(round_trip(&cache).await, "still authenticated");
-    assert_eq!(cache_clients(&redis).await.0, ours, "on the same connections");
+    assert_eq!(
+        cache_clients(&redis).await.0,
+        ours,
+        "on the same connections"
+    );
 
     // 3. After its refresh age a new token is signed; a connection opened from then on presents
     // it. The old one is no longer accepted, every cache connection is killed, and the cache
     // reconnects by itself with the new token.
     tokio::time::sleep(Duration::from_millis(1_100)).await; // past the refresh age, and a new X-Amz-Date
     let second = tokens.token().await.expect("a new token");
-    assert_ne!(second.expose(), first.expose(), "a new token after the refresh age");
+    assert_ne!(
+        second.expose(),
+        first.expose(),
+        "a new token after the refresh age"
+    );
     set_password(&redis, second.expose()).await;
     for node in redis.nodes() {
         let _: i64 = redis::cmd("CLIENT")
@@ -183,7 +264,10 @@ async fn iam_tokens_authenticate_refresh_and_reauthenticate(mode: CacheMode) {
             .await
             .expect("KILL");
     }
-    let took = eventually("the cache reconnecting with the new token", || round_trip(&cache)).await;
+    let took = eventually("the cache reconnecting with the new token", || {
+        round_trip(&cache)
+    })
+    .await;
     println!("{mode:?}: IAM re-authentication every 300 ms seen ({more} AUTHs in 1 s); reconnected with a refreshed token in {took:?}");
     assert!(!cache_clients(&redis).await.0.is_empty());
 }

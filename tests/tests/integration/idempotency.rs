@@ -11,7 +11,10 @@ use serde_json::json;
 use shared::store::keys::idempotency_key;
 
 fn create_post(token: &str, key: &str, caption: &str) -> ApiRequest {
-    ApiRequest::post("/posts").bearer(token).header("idempotency-key", key).json(json!({"caption": caption}))
+    ApiRequest::post("/posts")
+        .bearer(token)
+        .header("idempotency-key", key)
+        .json(json!({"caption": caption}))
 }
 
 fn add_comment(token: &str, key: &str, post_id: &str, text: &str) -> ApiRequest {
@@ -23,7 +26,9 @@ fn add_comment(token: &str, key: &str, post_id: &str, text: &str) -> ApiRequest 
 
 /// How many posts the feed holds.
 async fn feed_len(env: &TestEnv, token: &str) -> usize {
-    let feed = env.send(ApiRequest::get("/posts?limit=100").bearer(token)).await;
+    let feed = env
+        .send(ApiRequest::get("/posts?limit=100").bearer(token))
+        .await;
     feed.body["items"].as_array().map_or(0, Vec::len)
 }
 
@@ -34,7 +39,11 @@ fn assert_replay_of(replay: &ApiResponse, first: &ApiResponse) {
         assert_eq!(replay.header(header), first.header(header), "{header}");
     }
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(first.header("idempotent-replayed"), None, "the first answer is not a replay");
+    assert_eq!(
+        first.header("idempotent-replayed"),
+        None,
+        "the first answer is not a replay"
+    );
 }
 
 /// Sets numeric attribute `name` of the record to `value` (as time passing would).
@@ -64,22 +73,41 @@ async fn a_repeat_gets_the_first_answer_and_creates_nothing() {
     assert_eq!(first.status, 201, "{}", first.raw_body);
     assert!(first.header("location").is_some() && first.header("etag").is_some());
     for _ in 0..3 {
-        assert_replay_of(&env.send(create_post(&token, "order-1", "hello")).await, &first);
+        assert_replay_of(
+            &env.send(create_post(&token, "order-1", "hello")).await,
+            &first,
+        );
     }
     assert_eq!(feed_len(&env, &token).await, 1);
 
     // Kept for 24 hours: DynamoDB's TTL removes the record after `expiresAt`.
-    let record = env.dynamo.idempotency_record(&id_of(&user), "order-1").await.expect("the record");
-    let expires: u64 = record["expiresAt"].as_n().expect("expiresAt").parse().expect("a number");
+    let record = env
+        .dynamo
+        .idempotency_record(&id_of(&user), "order-1")
+        .await
+        .expect("the record");
+    let expires: u64 = record["expiresAt"]
+        .as_n()
+        .expect("expiresAt")
+        .parse()
+        .expect("a number");
     let in_a_day = now().as_secs() + 24 * 3600;
-    assert!((in_a_day - 60..=in_a_day).contains(&expires), "{expires} vs {in_a_day}");
+    assert!(
+        (in_a_day - 60..=in_a_day).contains(&expires),
+        "{expires} vs {in_a_day}"
+    );
 
     // Comments alike.
     let post = id_of(&first.body);
     let first = env.send(add_comment(&token, "c-1", &post, "nice")).await;
     assert_eq!(first.status, 201, "{}", first.raw_body);
-    assert_replay_of(&env.send(add_comment(&token, "c-1", &post, "nice")).await, &first);
-    let read = env.send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token)).await;
+    assert_replay_of(
+        &env.send(add_comment(&token, "c-1", &post, "nice")).await,
+        &first,
+    );
+    let read = env
+        .send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token))
+        .await;
     assert_eq!(read.body["commentCount"], 1);
 }
 
@@ -94,7 +122,10 @@ async fn the_same_body_in_another_member_order_is_the_same_request() {
     let b = ApiRequest::post("/posts")
         .bearer(&token)
         .header("idempotency-key", "k")
-        .raw_body("application/json", r#"{ "imageUrl": null, "caption": "c" }"#);
+        .raw_body(
+            "application/json",
+            r#"{ "imageUrl": null, "caption": "c" }"#,
+        );
     let first = env.send(a).await;
     assert_replay_of(&env.send(b).await, &first);
 }
@@ -108,11 +139,22 @@ async fn a_key_reused_for_another_body_route_or_post_is_422() {
     let post = id_of(&first.body);
     let other_post = id_of(&env.new_post(&token, "other").await);
 
-    env.send(create_post(&token, "k", "two")).await.assert_error(422, "idempotency_key_reused");
-    env.send(add_comment(&token, "k", &post, "one")).await.assert_error(422, "idempotency_key_reused");
-    assert_eq!(env.send(add_comment(&token, "c", &post, "hi")).await.status, 201);
-    env.send(add_comment(&token, "c", &other_post, "hi")).await.assert_error(422, "idempotency_key_reused");
-    env.send(add_comment(&token, "c", &post, "hi!")).await.assert_error(422, "idempotency_key_reused");
+    env.send(create_post(&token, "k", "two"))
+        .await
+        .assert_error(422, "idempotency_key_reused");
+    env.send(add_comment(&token, "k", &post, "one"))
+        .await
+        .assert_error(422, "idempotency_key_reused");
+    assert_eq!(
+        env.send(add_comment(&token, "c", &post, "hi")).await.status,
+        201
+    );
+    env.send(add_comment(&token, "c", &other_post, "hi"))
+        .await
+        .assert_error(422, "idempotency_key_reused");
+    env.send(add_comment(&token, "c", &post, "hi!"))
+        .await
+        .assert_error(422, "idempotency_key_reused");
     assert_eq!(feed_len(&env, &token).await, 2, "nothing more was created");
 }
 
@@ -162,19 +204,38 @@ async fn a_running_claim_is_409_until_its_lease_ends_then_a_repeat_runs() {
     let event = request.to_v2_event().to_string();
     let req = lambda_http::request::from_str(&event).expect("event");
     let fingerprint = shared::http::idempotency::fingerprint("POST /posts", None, &req);
-    let claim = env.app.store.claim_idempotency_key(&id_of(&user), "dead", &fingerprint).await.expect("claim");
+    let claim = env
+        .app
+        .store
+        .claim_idempotency_key(&id_of(&user), "dead", &fingerprint)
+        .await
+        .expect("claim");
     assert!(matches!(claim, shared::store::Claim::Acquired(_)));
 
     let res = env.send(request.clone()).await;
     res.assert_error(409, "request_in_progress");
     assert_eq!(res.header("retry-after"), Some("1"));
     // Another body is still another request.
-    env.send(create_post(&token, "dead", "something else")).await.assert_error(422, "idempotency_key_reused");
+    env.send(create_post(&token, "dead", "something else"))
+        .await
+        .assert_error(422, "idempotency_key_reused");
 
     // The lease passes.
-    set_number(&env, &id_of(&user), "dead", "claimedUntil", now().as_millis() - 1).await;
+    set_number(
+        &env,
+        &id_of(&user),
+        "dead",
+        "claimedUntil",
+        now().as_millis() - 1,
+    )
+    .await;
     let res = env.send(request.clone()).await;
-    assert_eq!((res.status, res.header("idempotent-replayed")), (201, None), "{}", res.raw_body);
+    assert_eq!(
+        (res.status, res.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        res.raw_body
+    );
     assert_replay_of(&env.send(request).await, &res);
     assert_eq!(feed_len(&env, &token).await, 1);
 }
@@ -187,9 +248,21 @@ async fn a_record_past_its_24_hours_answers_nothing() {
     assert_eq!(first.status, 201);
     // DynamoDB's TTL deletes expired items within days, not at once: until then the record
     // is read as gone.
-    set_number(&env, &id_of(&user), "old", "expiresAt", u128::from(now().as_secs()) - 1).await;
+    set_number(
+        &env,
+        &id_of(&user),
+        "old",
+        "expiresAt",
+        u128::from(now().as_secs()) - 1,
+    )
+    .await;
     let again = env.send(create_post(&token, "old", "yesterday")).await;
-    assert_eq!((again.status, again.header("idempotent-replayed")), (201, None), "{}", again.raw_body);
+    assert_eq!(
+        (again.status, again.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        again.raw_body
+    );
     assert_ne!(again.body["id"], first.body["id"]);
 }
 
@@ -199,25 +272,43 @@ async fn client_errors_are_kept_and_server_errors_are_not() {
     let (token, _) = env.new_user("Errors").await;
 
     // A 400 is an answer like any other: kept.
-    let bad = ApiRequest::post("/posts").bearer(&token).header("idempotency-key", "bad").json(json!({"caption": ""}));
+    let bad = ApiRequest::post("/posts")
+        .bearer(&token)
+        .header("idempotency-key", "bad")
+        .json(json!({"caption": ""}));
     let first = env.send(bad.clone()).await;
     first.assert_error(400, "validation_failed");
     assert_replay_of(&env.send(bad).await, &first);
 
     // A 404 (comment on a missing post) too.
     let missing = ulid::Ulid::new().to_string();
-    let first = env.send(add_comment(&token, "gone", &missing, "hello?")).await;
+    let first = env
+        .send(add_comment(&token, "gone", &missing, "hello?"))
+        .await;
     first.assert_error(404, "not_found");
-    assert_replay_of(&env.send(add_comment(&token, "gone", &missing, "hello?")).await, &first);
+    assert_replay_of(
+        &env.send(add_comment(&token, "gone", &missing, "hello?"))
+            .await,
+        &first,
+    );
 
     // A 503 is not: the table refuses the comment's write (both of the SDK's attempts), and
     // the retry with the same key runs again and succeeds.
     let post = id_of(&env.new_post(&token, "p").await);
     proxy.fail_requests("TransactWriteItems", 2);
-    env.send(add_comment(&token, "flaky", &post, "hi")).await.assert_error(503, "service_unavailable");
+    env.send(add_comment(&token, "flaky", &post, "hi"))
+        .await
+        .assert_error(503, "service_unavailable");
     let retry = env.send(add_comment(&token, "flaky", &post, "hi")).await;
-    assert_eq!((retry.status, retry.header("idempotent-replayed")), (201, None), "{}", retry.raw_body);
-    let read = env.send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token)).await;
+    assert_eq!(
+        (retry.status, retry.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        retry.raw_body
+    );
+    let read = env
+        .send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token))
+        .await;
     assert_eq!(read.body["commentCount"], 1);
 }
 
@@ -231,7 +322,10 @@ async fn a_claim_whose_answer_was_lost_is_still_ours() {
     let res = env.send(create_post(&token, "lost", "claimed once")).await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
     assert_eq!(proxy.lost(), ["PutItem"]);
-    assert_replay_of(&env.send(create_post(&token, "lost", "claimed once")).await, &res);
+    assert_replay_of(
+        &env.send(create_post(&token, "lost", "claimed once")).await,
+        &res,
+    );
 }
 
 #[tokio::test]
@@ -242,15 +336,28 @@ async fn a_key_the_contract_does_not_allow_is_400_and_none_changes_nothing() {
         let res = env.send(create_post(&token, &bad, "x")).await;
         res.assert_error(400, "validation_failed");
         assert!(
-            res.body["error"]["message"].as_str().is_some_and(|m| m.contains("Idempotency-Key")),
+            res.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Idempotency-Key")),
             "{}",
             res.raw_body
         );
     }
-    assert_eq!(env.send(create_post(&token, &"k".repeat(255), "x")).await.status, 201);
+    assert_eq!(
+        env.send(create_post(&token, &"k".repeat(255), "x"))
+            .await
+            .status,
+        201
+    );
     // Without the header, every request runs.
     for _ in 0..2 {
-        let res = env.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "twice"}))).await;
+        let res = env
+            .send(
+                ApiRequest::post("/posts")
+                    .bearer(&token)
+                    .json(json!({"caption": "twice"})),
+            )
+            .await;
         assert_eq!(res.status, 201);
     }
     assert_eq!(feed_len(&env, &token).await, 3);
@@ -284,12 +391,28 @@ async fn a_server_error_500_is_not_kept_and_a_retry_with_the_key_runs_again() {
 
     let first = env.send(add_comment(&token, "broken", &post, "hi")).await;
     first.assert_error(500, "internal");
-    assert!(env.dynamo.idempotency_record(&id_of(&user), "broken").await.is_none(), "the claim of a 500 is given back");
+    assert!(
+        env.dynamo
+            .idempotency_record(&id_of(&user), "broken")
+            .await
+            .is_none(),
+        "the claim of a 500 is given back"
+    );
 
     set_comment_count(&env, &post, AttributeValue::N("0".into())).await;
     let retry = env.send(add_comment(&token, "broken", &post, "hi")).await;
-    assert_eq!((retry.status, retry.header("idempotent-replayed")), (201, None), "{}", retry.raw_body);
-    assert_replay_of(&env.send(add_comment(&token, "broken", &post, "hi")).await, &retry);
-    let read = env.send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token)).await;
+    assert_eq!(
+        (retry.status, retry.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        retry.raw_body
+    );
+    assert_replay_of(
+        &env.send(add_comment(&token, "broken", &post, "hi")).await,
+        &retry,
+    );
+    let read = env
+        .send(ApiRequest::get(&format!("/posts/{post}")).bearer(&token))
+        .await;
     assert_eq!(read.body["commentCount"], 1);
 }

@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_tests::{cache_key, send_to, ApiRequest, RedisProxy, StreamSync, TestEnv, WriteFault};
+use integration_tests::{
+    cache_key, send_to, ApiRequest, RedisProxy, StreamSync, TestEnv, WriteFault,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::AsyncCommands;
@@ -154,17 +156,35 @@ impl World {
                     revision: 1,
                     created_at: now_rfc3339(),
                 };
-                match app.users.register(NewUser { user, password_hash: "not-a-hash".into() }).await {
+                match app
+                    .users
+                    .register(NewUser {
+                        user,
+                        password_hash: "not-a-hash".into(),
+                    })
+                    .await
+                {
                     Ok(_) | Err(shared::AppError::EmailTaken) => {}
                     Err(e) => self.error(format!("register: {e}")),
                 }
             }
             // Login as POST /auth/login does it (the user read from DynamoDB, a token issued
             // for it), without the password check.
-            12..=23 => match app.store.get_user(&Email::parse(&email).expect("email")).await {
+            12..=23 => match app
+                .store
+                .get_user(&Email::parse(&email).expect("email"))
+                .await
+            {
                 Ok(Some(user)) => {
                     let token = app.auth.keys().issue(&user).expect("token").token;
-                    self.keep_token(Token { token, sub: user.id, jwt_version: user.jwt_version }, rng);
+                    self.keep_token(
+                        Token {
+                            token,
+                            sub: user.id,
+                            jwt_version: user.jwt_version,
+                        },
+                        rng,
+                    );
                 }
                 Ok(None) => {}
                 Err(e) => self.error(format!("login read: {e}")),
@@ -172,31 +192,50 @@ impl World {
             24..=33 => self.revoke(i, rng, "logout").await,
             34..=39 => self.revoke(i, rng, "delete").await,
             40..=49 => {
-                let Some(token) = self.pick_token(rng) else { return };
+                let Some(token) = self.pick_token(rng) else {
+                    return;
+                };
                 let name = format!("Name{}", rng.gen_range(0..1000));
-                let res =
-                    send_to(app, ApiRequest::patch("/users/me").bearer(&token.token).json(json!({"name": name}))).await;
+                let res = send_to(
+                    app,
+                    ApiRequest::patch("/users/me")
+                        .bearer(&token.token)
+                        .json(json!({"name": name})),
+                )
+                .await;
                 if res.status != 200 && res.status != 401 {
                     self.error(format!("rename: {} {}", res.status, res.raw_body));
                 }
             }
             _ => {
-                let Some(token) = self.pick_token(rng) else { return };
+                let Some(token) = self.pick_token(rng) else {
+                    return;
+                };
                 let start = Instant::now();
                 let res = send_to(app, ApiRequest::me().bearer(&token.token)).await;
                 if res.status == 200 && res.body["id"] != token.sub.as_str() {
-                    self.error(format!("token of {} answered as {}", token.sub, res.body["id"]));
+                    self.error(format!(
+                        "token of {} answered as {}",
+                        token.sub, res.body["id"]
+                    ));
                 }
                 if res.status != 200 && res.status != 401 {
                     self.error(format!("GET /users/me: {} {}", res.status, res.raw_body));
                 }
-                self.log.lock().expect("lock").auths.push(Auth { token, link: i, start, status: res.status });
+                self.log.lock().expect("lock").auths.push(Auth {
+                    token,
+                    link: i,
+                    start,
+                    status: res.status,
+                });
             }
         }
     }
 
     async fn revoke(&self, i: usize, rng: &mut StdRng, what: &'static str) {
-        let Some(token) = self.pick_token(rng) else { return };
+        let Some(token) = self.pick_token(rng) else {
+            return;
+        };
         let request = match what {
             "logout" => ApiRequest::post("/auth/logout"),
             _ => ApiRequest::delete("/users/me"),
@@ -206,8 +245,19 @@ impl World {
         let end = Instant::now();
         match res.status {
             204 => {
-                let below = if what == "logout" { token.jwt_version + 1 } else { u64::MAX };
-                let revocation = Revocation { sub: token.sub, below, link: i, start, end, what };
+                let below = if what == "logout" {
+                    token.jwt_version + 1
+                } else {
+                    u64::MAX
+                };
+                let revocation = Revocation {
+                    sub: token.sub,
+                    below,
+                    link: i,
+                    start,
+                    end,
+                    what,
+                };
                 self.log.lock().expect("lock").revocations.push(revocation);
             }
             401 => {}
@@ -218,11 +268,23 @@ impl World {
     /// Every email's entry equals DynamoDB's item (or there is none), read directly.
     async fn converged(&self) -> Result<(), String> {
         let client = redis::Client::open(self.redis_url.as_str()).map_err(|e| e.to_string())?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
         for email in &self.emails {
             let parsed = Email::parse(email).expect("email");
-            let truth = self.env.app.store.get_user(&parsed).await.map_err(|e| e.to_string())?;
-            let raw: Option<Vec<u8>> = conn.get(cache_key(email)).await.map_err(|e| e.to_string())?;
+            let truth = self
+                .env
+                .app
+                .store
+                .get_user(&parsed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let raw: Option<Vec<u8>> = conn
+                .get(cache_key(email))
+                .await
+                .map_err(|e| e.to_string())?;
             let cached = raw.as_deref().and_then(|raw| decode_entry(raw, &parsed));
             let agrees = match (&truth, &cached) {
                 (Some(user), Some(Cached::User(cached))) => cached == user,
@@ -242,8 +304,12 @@ async fn heal(world: &World, admin: &mut redis::aio::MultiplexedConnection) {
     for link in &world.links {
         link.set_write_fault(WriteFault::None);
     }
-    let _: redis::RedisResult<()> =
-        redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(0).query_async(admin).await;
+    let _: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(0)
+        .query_async(admin)
+        .await;
     let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("UNPAUSE").query_async(admin).await;
 }
 
@@ -275,7 +341,9 @@ impl Fault {
 
     fn link(self) -> Option<usize> {
         match self {
-            Fault::Hold(link, _) | Fault::Drop(link) | Fault::Refuse(link) | Fault::Kill(link) => Some(link),
+            Fault::Hold(link, _) | Fault::Drop(link) | Fault::Refuse(link) | Fault::Kill(link) => {
+                Some(link)
+            }
             Fault::Restart | Fault::RefuseAll | Fault::PauseWrites(_) => None,
         }
     }
@@ -307,8 +375,12 @@ impl Fault {
                 *admin = redis.connection().await.expect("admin connection");
             }
             Fault::RefuseAll => {
-                let _: redis::RedisResult<()> =
-                    redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(1).query_async(admin).await;
+                let _: redis::RedisResult<()> = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("min-replicas-to-write")
+                    .arg(1)
+                    .query_async(admin)
+                    .await;
             }
             Fault::PauseWrites(length) => {
                 let _: redis::RedisResult<()> = redis::cmd("CLIENT")
@@ -325,7 +397,12 @@ impl Fault {
 /// Injects random faults until the run ends. Every few rounds the operations are paused while
 /// the fault is still on, and the fault is healed with nothing else running: then only the
 /// stream sync can bring the cache to DynamoDB's state, and the check says whether it did.
-async fn schedule_faults(world: Arc<World>, mut redis: integration_tests::RedisServer, seed: u64, until: Instant) {
+async fn schedule_faults(
+    world: Arc<World>,
+    mut redis: integration_tests::RedisServer,
+    seed: u64,
+    until: Instant,
+) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17);
     let mut admin = redis.connection().await.expect("admin connection");
     let mut round = 0u64;
@@ -337,11 +414,20 @@ async fn schedule_faults(world: Arc<World>, mut redis: integration_tests::RedisS
         let start = Instant::now();
         fault.start(&world, &mut redis, &mut admin).await;
         tokio::time::sleep(length).await;
-        let alone = if round.is_multiple_of(4) { Some(world.barrier.write().await) } else { None };
+        let alone = if round.is_multiple_of(4) {
+            Some(world.barrier.write().await)
+        } else {
+            None
+        };
         heal(&world, &mut admin).await;
         let end = Instant::now() + fault.tail();
         let what = format!("{fault:?}");
-        world.log.lock().expect("lock").spans.push(Span { link: fault.link(), start, end, what });
+        world.log.lock().expect("lock").spans.push(Span {
+            link: fault.link(),
+            start,
+            end,
+            what,
+        });
         if alone.is_some() {
             check_convergence(&world).await;
         }
@@ -363,7 +449,10 @@ async fn check_convergence(world: &World) {
         match world.converged().await {
             Ok(()) => break,
             Err(why) if healed.elapsed() > CONVERGENCE_BOUND => {
-                world.error(format!("not converged {:?} after healing: {why}", healed.elapsed()));
+                world.error(format!(
+                    "not converged {:?} after healing: {why}",
+                    healed.elapsed()
+                ));
                 return;
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -398,9 +487,11 @@ fn signed(t: Instant, reference: Instant) -> i128 {
 /// Whether no fault touched `r`'s link or Redis from shortly before it started (a killed or
 /// dropped connection fails the link's next command, whenever that is) to its end.
 fn ran_healthy(log: &Log, r: &Revocation) -> bool {
-    !log.spans
-        .iter()
-        .any(|s| (s.link.is_none() || s.link == Some(r.link)) && s.start <= r.end && s.end + LINGER >= r.start)
+    !log.spans.iter().any(|s| {
+        (s.link.is_none() || s.link == Some(r.link))
+            && s.start <= r.end
+            && s.end + LINGER >= r.start
+    })
 }
 
 /// Invariant 1 over the whole log: how many requests with a revoked token it covered, and the
@@ -410,12 +501,14 @@ fn violations(log: &Log) -> (usize, Vec<String>) {
     // or dropped connection fails the next command, whenever that is) to its end.
     let clean = |r: &Revocation| {
         r.end.duration_since(r.start) < REDIS_TIMEOUT / 2
-            && !log
-                .spans
-                .iter()
-                .any(|s| (s.link.is_none() || s.link == Some(r.link)) && s.start <= r.end && s.end + LINGER >= r.start)
+            && !log.spans.iter().any(|s| {
+                (s.link.is_none() || s.link == Some(r.link))
+                    && s.start <= r.end
+                    && s.end + LINGER >= r.start
+            })
     };
-    let settled_before = |r: &Revocation, t: Instant| log.checkpoints.iter().any(|(s, e)| *s > r.end && *e < t);
+    let settled_before =
+        |r: &Revocation, t: Instant| log.checkpoints.iter().any(|(s, e)| *s > r.end && *e < t);
     let mut found = Vec::new();
     let mut covered = 0;
     for auth in &log.auths {
@@ -435,7 +528,14 @@ fn violations(log: &Log) -> (usize, Vec<String>) {
                     .spans
                     .iter()
                     .filter(|s| s.end + Duration::from_secs(1) >= r.start && s.start <= auth.start)
-                    .map(|s| format!("{} on {:?} from {:?} after the call", s.what, s.link, signed(s.start, r.end)))
+                    .map(|s| {
+                        format!(
+                            "{} on {:?} from {:?} after the call",
+                            s.what,
+                            s.link,
+                            signed(s.start, r.end)
+                        )
+                    })
                     .collect();
                 found.push(format!(
                     "a token of {} (jwtVersion {}) was accepted through instance {} {:?} after a {} on instance {} \
@@ -456,8 +556,14 @@ fn violations(log: &Log) -> (usize, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_and_converge() {
-    let seed = std::env::var("COHERENCE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEED);
-    let seconds = std::env::var("COHERENCE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SECONDS);
+    let seed = std::env::var("COHERENCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEED);
+    let seconds = std::env::var("COHERENCE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SECONDS);
     println!("interleavings: seed {seed} ({seconds} s); replay with COHERENCE_SEED={seed}");
 
     let env = TestEnv::new().await;
@@ -470,12 +576,18 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
         c.cache.redis_timeout = REDIS_TIMEOUT;
         c.cache.redis_connect_timeout = REDIS_TIMEOUT;
     };
-    let instances = links[..INSTANCES].iter().map(|link| env.instance_with(&link.url(), patient)).collect();
-    let mut sync_config = integration_tests::test_config(&links[INSTANCES].url(), &env.dynamo.endpoint);
+    let instances = links[..INSTANCES]
+        .iter()
+        .map(|link| env.instance_with(&link.url(), patient))
+        .collect();
+    let mut sync_config =
+        integration_tests::test_config(&links[INSTANCES].url(), &env.dynamo.endpoint);
     sync_config.cache.redis_timeout = REDIS_TIMEOUT;
     let _sync = StreamSync::start(&sync_config).await;
     let prefix = ulid::Ulid::new().to_string().to_lowercase();
-    let emails = (0..EMAILS).map(|n| format!("u{n}.{prefix}@example.com")).collect();
+    let emails = (0..EMAILS)
+        .map(|n| format!("u{n}.{prefix}@example.com"))
+        .collect();
     let world = Arc::new(World {
         env,
         redis_url: redis.url(),
@@ -492,7 +604,9 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let scheduler = tokio::spawn(schedule_faults(world.clone(), redis, seed, until));
-    let workers: Vec<_> = (0..INSTANCES).map(|i| tokio::spawn(run_instance(world.clone(), i, seed))).collect();
+    let workers: Vec<_> = (0..INSTANCES)
+        .map(|i| tokio::spawn(run_instance(world.clone(), i, seed)))
+        .collect();
     scheduler.await.expect("fault scheduler");
     for worker in workers {
         worker.await.expect("instance");
@@ -515,10 +629,19 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
     );
     assert!(log.errors.is_empty(), "seed {seed}: {:#?}", log.errors);
     let (covered, found) = violations(&log);
-    let clean = log.revocations.iter().filter(|r| ran_healthy(&log, r)).count();
+    let clean = log
+        .revocations
+        .iter()
+        .filter(|r| ran_healthy(&log, r))
+        .count();
     println!("interleavings: {covered} requests with a revoked token checked ({clean} revocations ran on a healthy link), {} refused as they must be", covered - found.len());
     for span in log.spans.iter().take(3) {
-        println!("  e.g. fault {} on {:?} for {:?}", span.what, span.link, span.end.duration_since(span.start));
+        println!(
+            "  e.g. fault {} on {:?} for {:?}",
+            span.what,
+            span.link,
+            span.end.duration_since(span.start)
+        );
     }
     assert!(
         found.is_empty(),
@@ -527,5 +650,9 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
         &found[..found.len().min(10)]
     );
     assert!(ops > 1_000, "seed {seed}: only {ops} operations ran");
-    assert!(log.checkpoints.len() >= 3, "seed {seed}: only {} convergence checks", log.checkpoints.len());
+    assert!(
+        log.checkpoints.len() >= 3,
+        "seed {seed}: only {} convergence checks",
+        log.checkpoints.len()
+    );
 }

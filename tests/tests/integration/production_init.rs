@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use integration_tests::dynamo_proxy::Mode;
 use integration_tests::lambda_process::{Init, LambdaProcess};
-use integration_tests::secrets_manager::{SecretsManager, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY};
+use integration_tests::secrets_manager::{
+    SecretsManager, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY,
+};
 use integration_tests::tls_redis::{TestCa, TlsRedis};
-use integration_tests::{cache_key, closed_port, unique_email, ApiRequest, Dynamo, DynamoProxy, PASSWORD};
+use integration_tests::{
+    cache_key, closed_port, unique_email, ApiRequest, Dynamo, DynamoProxy, PASSWORD,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -44,11 +48,22 @@ struct World {
 
 impl World {
     async fn new(cache_token: &str) -> Self {
-        let (dynamo, secrets, redis) =
-            tokio::join!(Dynamo::start(), SecretsManager::start(), TlsRedis::start(CACHE_TOKEN));
+        let (dynamo, secrets, redis) = tokio::join!(
+            Dynamo::start(),
+            SecretsManager::start(),
+            TlsRedis::start(CACHE_TOKEN)
+        );
         let jwt_arn = secrets.create_secret("social/jwt-key", JWT_KEY).await;
-        let cache_arn = secrets.create_secret("social/cache-auth-token", cache_token).await;
-        World { dynamo, secrets, redis, jwt_arn, cache_arn }
+        let cache_arn = secrets
+            .create_secret("social/cache-auth-token", cache_token)
+            .await;
+        World {
+            dynamo,
+            secrets,
+            redis,
+            jwt_arn,
+            cache_arn,
+        }
     }
 
     /// The environment `template.yaml` gives an API function (token auth), pointed here.
@@ -60,7 +75,10 @@ impl World {
             ("REDIS_MODE", "standalone".into()),
             ("REDIS_AUTH", "token".into()),
             ("REDIS_PASSWORD_SECRET_ARN", self.cache_arn.clone()),
-            ("REDIS_TLS_CA_FILE", self.redis.ca_file.display().to_string()),
+            (
+                "REDIS_TLS_CA_FILE",
+                self.redis.ca_file.display().to_string(),
+            ),
             ("JWT_SECRET_ARN", self.jwt_arn.clone()),
             ("SECRETS_MANAGER_ENDPOINT", self.secrets.endpoint.clone()),
             ("TOKEN_TTL_SECONDS", "3600".into()),
@@ -74,7 +92,10 @@ impl World {
         ]
     }
 
-    async fn function(&self, tweak: impl FnOnce(&mut Vec<(&'static str, String)>)) -> LambdaProcess {
+    async fn function(
+        &self,
+        tweak: impl FnOnce(&mut Vec<(&'static str, String)>),
+    ) -> LambdaProcess {
         let mut vars = self.environment();
         tweak(&mut vars);
         LambdaProcess::spawn(lambda_app(), "users", &vars).await
@@ -82,7 +103,10 @@ impl World {
 }
 
 fn set(vars: &mut [(&'static str, String)], name: &str, value: String) {
-    vars.iter_mut().find(|(n, _)| *n == name).expect("a variable of the environment").1 = value;
+    vars.iter_mut()
+        .find(|(n, _)| *n == name)
+        .expect("a variable of the environment")
+        .1 = value;
 }
 
 async fn ready(function: &mut LambdaProcess) -> Duration {
@@ -99,17 +123,38 @@ async fn sign_up(function: &LambdaProcess, bound: Duration) -> (String, String, 
     let timed = |request: ApiRequest| async move {
         let started = Instant::now();
         let res = function.send(request).await;
-        assert!(started.elapsed() < bound, "a request took {:?}:\n{}", started.elapsed(), function.log());
+        assert!(
+            started.elapsed() < bound,
+            "a request took {:?}:\n{}",
+            started.elapsed(),
+            function.log()
+        );
         res
     };
-    let registered =
-        timed(ApiRequest::post("/users").json(json!({"email": email, "name": "Prod", "password": PASSWORD}))).await;
-    assert_eq!(registered.status, 201, "{}\n{}", registered.raw_body, function.log());
-    let login = timed(ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD}))).await;
+    let registered = timed(
+        ApiRequest::post("/users")
+            .json(json!({"email": email, "name": "Prod", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(
+        registered.status,
+        201,
+        "{}\n{}",
+        registered.raw_body,
+        function.log()
+    );
+    let login =
+        timed(ApiRequest::post("/auth/login").json(json!({"email": email, "password": PASSWORD})))
+            .await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     let token = login.body["token"].as_str().expect("token").to_owned();
     let me = timed(ApiRequest::me().bearer(&token)).await;
-    assert_eq!((me.status, &me.body), (200, &registered.body), "{}", me.raw_body);
+    assert_eq!(
+        (me.status, &me.body),
+        (200, &registered.body),
+        "{}",
+        me.raw_body
+    );
     (email, token, registered.body)
 }
 
@@ -132,37 +177,84 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&["Caching-Code-Login"]);
     validation.set_audience(&["Caching-Code-Auth"]);
-    let claims = jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_secret(JWT_KEY.as_bytes()), &validation)
-        .expect("the token verifies with the key in Secrets Manager")
-        .claims;
+    let claims = jsonwebtoken::decode::<Value>(
+        &token,
+        &DecodingKey::from_secret(JWT_KEY.as_bytes()),
+        &validation,
+    )
+    .expect("the token verifies with the key in Secrets Manager")
+    .claims;
     assert_eq!(claims["email"], email.as_str());
 
     // The cache over TLS with the token from Secrets Manager holds the user; a miss writes it back.
-    let mut redis = world.redis.connection(CACHE_TOKEN).await.expect("TLS connection");
+    let mut redis = world
+        .redis
+        .connection(CACHE_TOKEN)
+        .await
+        .expect("TLS connection");
     let key = cache_key(&email);
     let cached: Option<String> = redis.get(&key).await.expect("GET");
-    assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
+    assert!(
+        cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
+        "registration wrote the entry"
+    );
     let _: i64 = redis.del(&key).await.expect("DEL");
-    assert_eq!(function.send(ApiRequest::me().bearer(&token)).await.status, 200);
-    assert!(redis.exists::<_, bool>(&key).await.expect("EXISTS"), "the miss wrote the entry back over TLS");
+    assert_eq!(
+        function.send(ApiRequest::me().bearer(&token)).await.status,
+        200
+    );
+    assert!(
+        redis.exists::<_, bool>(&key).await.expect("EXISTS"),
+        "the miss wrote the entry back over TLS"
+    );
 
-    let post = function.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "over TLS"}))).await;
+    let post = function
+        .send(
+            ApiRequest::post("/posts")
+                .bearer(&token)
+                .json(json!({"caption": "over TLS"})),
+        )
+        .await;
     assert_eq!(post.status, 201, "{}", post.raw_body);
     let read = function
-        .send(ApiRequest::get(&format!("/posts/{}", post.body["id"].as_str().expect("id"))).bearer(&token))
+        .send(
+            ApiRequest::get(&format!("/posts/{}", post.body["id"].as_str().expect("id")))
+                .bearer(&token),
+        )
         .await;
-    assert_eq!((read.status, &read.body["caption"]), (200, &json!("over TLS")), "{}", read.raw_body);
-    let logout = function.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    assert_eq!(
+        (read.status, &read.body["caption"]),
+        (200, &json!("over TLS")),
+        "{}",
+        read.raw_body
+    );
+    let logout = function
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    function.send(ApiRequest::me().bearer(&token)).await.assert_error(401, "unauthorized");
+    function
+        .send(ApiRequest::me().bearer(&token))
+        .await
+        .assert_error(401, "unauthorized");
 
     let log = function.log();
-    assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines on the happy path:\n{log}");
+    assert!(
+        lines_with(&log, "ERROR", "").is_empty(),
+        "ERROR lines on the happy path:\n{log}"
+    );
     // The one warning a loaded machine may cause: a prewarm past its 100 ms bound.
-    let warnings: Vec<String> =
-        lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
-    assert!(warnings.is_empty(), "WARN lines on the happy path: {warnings:#?}\n{log}");
-    assert!(!log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY), "a secret in the logs:\n{log}");
+    let warnings: Vec<String> = lines_with(&log, "WARN", "")
+        .into_iter()
+        .filter(|l| !l.contains("not ready at init"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "WARN lines on the happy path: {warnings:#?}\n{log}"
+    );
+    assert!(
+        !log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY),
+        "a secret in the logs:\n{log}"
+    );
     println!("production init (Secrets Manager, TLS, AUTH) ready in {init:?}");
 }
 
@@ -174,13 +266,23 @@ async fn assert_refused_by_the_cache(function: &mut LambdaProcess, cause: &str) 
     let (_, token, _) = sign_up(function, REQUEST_BOUND).await;
     for _ in 0..3 {
         let started = Instant::now();
-        assert_eq!(function.send(ApiRequest::me().bearer(&token)).await.status, 200);
+        assert_eq!(
+            function.send(ApiRequest::me().bearer(&token)).await.status,
+            200
+        );
         assert!(started.elapsed() < REQUEST_BOUND, "{:?}", started.elapsed());
     }
     let log = function.log();
-    let named = [lines_with(&log, "ERROR", cause), lines_with(&log, "WARN", cause)].concat();
+    let named = [
+        lines_with(&log, "ERROR", cause),
+        lines_with(&log, "WARN", cause),
+    ]
+    .concat();
     assert!(!named.is_empty(), "no log line names {cause:?}:\n{log}");
-    println!("refused ({cause}): init {init:?}; first line naming it: {}", named[0]);
+    println!(
+        "refused ({cause}): init {init:?}; first line naming it: {}",
+        named[0]
+    );
 }
 
 #[tokio::test]
@@ -189,7 +291,9 @@ async fn a_certificate_from_another_ca_serves_from_dynamodb_and_logs_why() {
     let stranger = TestCa::new("someone else's CA");
     let ca_file = std::env::temp_dir().join(format!("stranger-ca-{}.pem", ulid::Ulid::new()));
     stranger.write(&ca_file);
-    let mut function = world.function(|vars| set(vars, "REDIS_TLS_CA_FILE", ca_file.display().to_string())).await;
+    let mut function = world
+        .function(|vars| set(vars, "REDIS_TLS_CA_FILE", ca_file.display().to_string()))
+        .await;
     assert_refused_by_the_cache(&mut function, "UnknownIssuer").await;
     let _ = std::fs::remove_file(ca_file);
 }
@@ -204,15 +308,26 @@ async fn a_wrong_cache_token_serves_from_dynamodb_and_logs_why() {
 /// Secrets Manager that cannot be reached, or never answers: the init ends within its bound
 /// (2 attempts of 1.5 s, 3 s in all), the process exits, and the log says which secret.
 async fn assert_init_fails_fast(world: &World, endpoint: &str, what: &str) {
-    let mut function = world.function(|vars| set(vars, "SECRETS_MANAGER_ENDPOINT", endpoint.to_owned())).await;
+    let mut function = world
+        .function(|vars| set(vars, "SECRETS_MANAGER_ENDPOINT", endpoint.to_owned()))
+        .await;
     match function.init(Duration::from_secs(10)).await {
         Init::Exited(status, took) => {
             assert!(!status.success(), "the process exited cleanly");
-            assert!(took < Duration::from_secs(6), "{what}: the init took {took:?} to fail");
+            assert!(
+                took < Duration::from_secs(6),
+                "{what}: the init took {took:?} to fail"
+            );
             let log = function.log();
             let lines = lines_with(&log, "ERROR", "init failed");
-            assert!(lines.iter().any(|l| l.contains("reading secret arn:")), "no clear line:\n{log}");
-            println!("Secrets Manager {what}: init failed in {took:?}: {}", lines[0]);
+            assert!(
+                lines.iter().any(|l| l.contains("reading secret arn:")),
+                "no clear line:\n{log}"
+            );
+            println!(
+                "Secrets Manager {what}: init failed in {took:?}: {}",
+                lines[0]
+            );
         }
         Init::Ready(_) => panic!("the init went on without its secrets:\n{}", function.log()),
     }
@@ -221,7 +336,12 @@ async fn assert_init_fails_fast(world: &World, endpoint: &str, what: &str) {
 #[tokio::test]
 async fn an_unreachable_secrets_manager_fails_the_init_fast_with_a_clear_log_line() {
     let world = World::new(CACHE_TOKEN).await;
-    assert_init_fails_fast(&world, &format!("http://127.0.0.1:{}", closed_port()), "refusing connections").await;
+    assert_init_fails_fast(
+        &world,
+        &format!("http://127.0.0.1:{}", closed_port()),
+        "refusing connections",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -255,13 +375,32 @@ mod iam {
     /// it (`presign`, checked against an independent SigV4 computation in `iam.rs`) with the
     /// credentials and region the process gets.
     fn tokens_from_now(seconds: u64) -> Vec<String> {
-        let config = IamAuthConfig { user_id: USER_ID.into(), cache_name: CACHE_NAME.into(), serverless: false };
-        let credentials = Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, Some(SESSION_TOKEN.into()), None, "test");
+        let config = IamAuthConfig {
+            user_id: USER_ID.into(),
+            cache_name: CACHE_NAME.into(),
+            serverless: false,
+        };
+        let credentials = Credentials::new(
+            TEST_ACCESS_KEY,
+            TEST_SECRET_KEY,
+            Some(SESSION_TOKEN.into()),
+            None,
+            "test",
+        );
         let identity: Identity = credentials.into();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
         (now - 2..now + seconds)
             .map(|second| {
-                presign(&config, &identity, TEST_REGION, UNIX_EPOCH + Duration::from_secs(second)).expect("a token")
+                presign(
+                    &config,
+                    &identity,
+                    TEST_REGION,
+                    UNIX_EPOCH + Duration::from_secs(second),
+                )
+                .expect("a token")
             })
             .collect()
     }
@@ -269,19 +408,34 @@ mod iam {
     /// The access string `template.yaml` gives the cache's IAM user in ElastiCache.
     fn deployed_access_string() -> String {
         let template: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
+            serde_yaml::from_str(include_str!("../../../template.yaml"))
+                .expect("template.yaml parses");
         let access = &template["Resources"]["CacheIamUser"]["Properties"]["AccessString"];
-        access.as_str().expect("the IAM user's access string").to_owned()
+        access
+            .as_str()
+            .expect("the IAM user's access string")
+            .to_owned()
     }
 
     /// `CLIENT LIST` lines of the cache user's connections.
     async fn iam_connections(redis: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(redis).await.expect("CLIENT LIST");
-        list.lines().filter(|l| l.split(' ').any(|f| f == format!("user={USER_ID}"))).map(str::to_owned).collect()
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(redis)
+            .await
+            .expect("CLIENT LIST");
+        list.lines()
+            .filter(|l| l.split(' ').any(|f| f == format!("user={USER_ID}")))
+            .map(str::to_owned)
+            .collect()
     }
 
     async fn gets_run(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(redis).await.expect("INFO");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(redis)
+            .await
+            .expect("INFO");
         info.lines()
             .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
             .and_then(|rest| rest.split(',').next()?.parse().ok())
@@ -289,13 +443,18 @@ mod iam {
     }
 
     #[tokio::test]
-    async fn the_real_init_with_iam_auth_signs_the_token_from_the_environment_and_serves_through_the_cache() {
+    async fn the_real_init_with_iam_auth_signs_the_token_from_the_environment_and_serves_through_the_cache(
+    ) {
         let world = World::new(CACHE_TOKEN).await;
         // The cache's IAM user, with the deployed access string and no password but the tokens
         // the function will sign (the TLS server's `default` user, with its own password, is
         // the test's).
         let tokens = tokens_from_now(30);
-        let mut admin = world.redis.connection(CACHE_TOKEN).await.expect("TLS connection");
+        let mut admin = world
+            .redis
+            .connection(CACHE_TOKEN)
+            .await
+            .expect("TLS connection");
         let access = deployed_access_string();
         let passwords: Vec<String> = tokens.iter().map(|t| format!(">{t}")).collect();
         let rules: Vec<&str> = ["SETUSER", USER_ID, "reset"]
@@ -303,11 +462,17 @@ mod iam {
             .chain(passwords.iter().map(String::as_str))
             .chain(access.split_whitespace())
             .collect();
-        let () = redis::cmd("ACL").arg(&rules).query_async(&mut admin).await.expect("ACL SETUSER");
+        let () = redis::cmd("ACL")
+            .arg(&rules)
+            .query_async(&mut admin)
+            .await
+            .expect("ACL SETUSER");
 
         let mut function = world
             .function(|vars| {
-                vars.retain(|(name, _)| *name != "REDIS_PASSWORD_SECRET_ARN" && *name != "REDIS_AUTH");
+                vars.retain(|(name, _)| {
+                    *name != "REDIS_PASSWORD_SECRET_ARN" && *name != "REDIS_AUTH"
+                });
                 vars.push(("REDIS_AUTH", "iam".into()));
                 vars.push(("REDIS_IAM_USER_ID", USER_ID.into()));
                 vars.push(("REDIS_IAM_CACHE_NAME", CACHE_NAME.into()));
@@ -320,34 +485,80 @@ mod iam {
         // The function is connected as the IAM user (so `AUTH app-user <token>` went out), and
         // the registration's write went through that connection.
         let connections = iam_connections(&mut admin).await;
-        assert!(!connections.is_empty(), "no connection as {USER_ID}:\n{}", function.log());
+        assert!(
+            !connections.is_empty(),
+            "no connection as {USER_ID}:\n{}",
+            function.log()
+        );
         let key = format!("user:v2:{email}");
         let cached: Option<String> = admin.get(&key).await.expect("GET");
-        assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
+        assert!(
+            cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
+            "registration wrote the entry"
+        );
 
         // A hit: one GET on the cache, as the IAM user.
         let before = gets_run(&mut admin).await;
-        let me = function.send(ApiRequest::get("/users/me").bearer(&token)).await;
+        let me = function
+            .send(ApiRequest::get("/users/me").bearer(&token))
+            .await;
         assert_eq!((me.status, &me.body), (200, &user), "{}", me.raw_body);
-        assert_eq!(gets_run(&mut admin).await, before + 1, "the request read the cache");
+        assert_eq!(
+            gets_run(&mut admin).await,
+            before + 1,
+            "the request read the cache"
+        );
         // A miss, written back.
         let _: i64 = admin.del(&key).await.expect("DEL");
-        assert_eq!(function.send(ApiRequest::get("/users/me").bearer(&token)).await.status, 200);
-        assert!(admin.exists::<_, bool>(&key).await.expect("EXISTS"), "the miss wrote the entry back as the IAM user");
+        assert_eq!(
+            function
+                .send(ApiRequest::get("/users/me").bearer(&token))
+                .await
+                .status,
+            200
+        );
+        assert!(
+            admin.exists::<_, bool>(&key).await.expect("EXISTS"),
+            "the miss wrote the entry back as the IAM user"
+        );
         // A revocation reaches the cache through the same connection.
-        assert_eq!(function.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
-        function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+        assert_eq!(
+            function
+                .send(ApiRequest::post("/auth/logout").bearer(&token))
+                .await
+                .status,
+            204
+        );
+        function
+            .send(ApiRequest::get("/users/me").bearer(&token))
+            .await
+            .assert_error(401, "unauthorized");
 
         let log = function.log();
-        assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines with IAM auth:\n{log}");
-        let warnings: Vec<String> =
-            lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
-        assert!(warnings.is_empty(), "WARN lines with IAM auth: {warnings:#?}\n{log}");
-        let secrets = tokens.iter().map(String::as_str).chain([JWT_KEY, TEST_SECRET_KEY, SESSION_TOKEN]);
+        assert!(
+            lines_with(&log, "ERROR", "").is_empty(),
+            "ERROR lines with IAM auth:\n{log}"
+        );
+        let warnings: Vec<String> = lines_with(&log, "WARN", "")
+            .into_iter()
+            .filter(|l| !l.contains("not ready at init"))
+            .collect();
+        assert!(
+            warnings.is_empty(),
+            "WARN lines with IAM auth: {warnings:#?}\n{log}"
+        );
+        let secrets =
+            tokens
+                .iter()
+                .map(String::as_str)
+                .chain([JWT_KEY, TEST_SECRET_KEY, SESSION_TOKEN]);
         for secret in secrets {
             assert!(!log.contains(secret), "a secret in the logs:\n{log}");
         }
-        println!("production init with IAM auth ready in {init:?}; {} connection(s) as {USER_ID}", connections.len());
+        println!(
+            "production init with IAM auth ready in {init:?}; {} connection(s) as {USER_ID}",
+            connections.len()
+        );
     }
 }
 
@@ -390,42 +601,81 @@ mod tls_cluster {
             for (i, port) in ports.iter().enumerate() {
                 let node_dir = dir.join(format!("node-{i}"));
                 std::fs::create_dir_all(&node_dir).expect("a node directory");
-                let child = Command::new(std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into()))
-                    .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--save", "", "--appendonly", "no", "--requirepass", password])
-                    .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-                    .args(["--cluster-port", &all[2 * i + 1].to_string(), "--tls-cluster", "yes"])
-                    .args(["--cluster-node-timeout", "2000", "--tls-auth-clients", "no"])
-                    .arg("--dir")
-                    .arg(&node_dir)
-                    .arg("--tls-cert-file")
-                    .arg(dir.join("server.pem"))
-                    .arg("--tls-key-file")
-                    .arg(dir.join("server.key"))
-                    .arg("--tls-ca-cert-file")
-                    .arg(&ca_file)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("redis-server runs");
+                let child = Command::new(
+                    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into()),
+                )
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--requirepass",
+                    password,
+                ])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args([
+                    "--cluster-port",
+                    &all[2 * i + 1].to_string(),
+                    "--tls-cluster",
+                    "yes",
+                ])
+                .args(["--cluster-node-timeout", "2000", "--tls-auth-clients", "no"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(&ca_file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
                 children.push(child);
             }
-            let cluster = TlsCluster { ports, ca_file, password: password.to_owned(), dir, children };
+            let cluster = TlsCluster {
+                ports,
+                ca_file,
+                password: password.to_owned(),
+                dir,
+                children,
+            };
             for port in &cluster.ports {
                 cluster.wait_for(*port, |_| true).await;
             }
-            let create = Command::new(std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into()))
-                .args(["--tls", "--cacert"])
-                .arg(&cluster.ca_file)
-                .args(["-a", password, "--no-auth-warning", "--cluster", "create"])
-                .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
-                .args(["--cluster-replicas", "0", "--cluster-yes"])
-                .output()
-                .expect("redis-cli runs");
-            assert!(create.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&create.stdout));
+            let create =
+                Command::new(std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into()))
+                    .args(["--tls", "--cacert"])
+                    .arg(&cluster.ca_file)
+                    .args(["-a", password, "--no-auth-warning", "--cluster", "create"])
+                    .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+                    .args(["--cluster-replicas", "0", "--cluster-yes"])
+                    .output()
+                    .expect("redis-cli runs");
+            assert!(
+                create.status.success(),
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&create.stdout)
+            );
             for port in &cluster.ports {
                 cluster
-                    .wait_for(*port, |info| info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3"))
+                    .wait_for(*port, |info| {
+                        info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+                    })
                     .await;
             }
             cluster
@@ -439,12 +689,22 @@ mod tls_cluster {
         /// A TLS connection to one node alone, trusting the cluster's CA.
         async fn node(&self, port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let info = redis::IntoConnectionInfo::into_connection_info(format!("rediss://localhost:{port}"))?;
-            let settings = info.redis_settings().clone().set_password(self.password.as_str());
+            let info = redis::IntoConnectionInfo::into_connection_info(format!(
+                "rediss://localhost:{port}"
+            ))?;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(self.password.as_str());
             let info = info.set_redis_settings(settings);
             let roots = std::fs::read(&self.ca_file).map_err(redis::RedisError::from)?;
-            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(roots) };
-            redis::Client::build_with_tls(info, certificates)?.get_multiplexed_async_connection().await
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(roots),
+            };
+            redis::Client::build_with_tls(info, certificates)?
+                .get_multiplexed_async_connection()
+                .await
         }
 
         /// Waits until the node on `port` answers and its `CLUSTER INFO` satisfies `ready`.
@@ -452,13 +712,18 @@ mod tls_cluster {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(mut conn) = self.node(port).await {
-                    let info: redis::RedisResult<String> =
-                        redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await;
+                    let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await;
                     if info.is_ok_and(|info| ready(&info)) {
                         return;
                     }
                 }
-                assert!(Instant::now() < deadline, "the TLS cluster node on port {port} is not ready");
+                assert!(
+                    Instant::now() < deadline,
+                    "the TLS cluster node on port {port} is not ready"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -484,8 +749,14 @@ mod tls_cluster {
         /// Connections other than this one's on the node on `port`.
         async fn clients(&self, port: u16) -> usize {
             let mut conn = self.node(port).await.expect("a node");
-            let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.expect("CLIENT LIST");
-            list.lines().filter(|l| !l.contains("cmd=client|list")).count()
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .expect("CLIENT LIST");
+            list.lines()
+                .filter(|l| !l.contains("cmd=client|list"))
+                .count()
         }
     }
 
@@ -501,12 +772,17 @@ mod tls_cluster {
 
     #[tokio::test]
     async fn the_real_init_reaches_a_tls_cluster_with_its_token_and_serves_the_contract() {
-        let (world, cluster) = tokio::join!(World::new(CACHE_TOKEN), TlsCluster::start(CACHE_TOKEN));
+        let (world, cluster) =
+            tokio::join!(World::new(CACHE_TOKEN), TlsCluster::start(CACHE_TOKEN));
         let mut function = world
             .function(|vars| {
                 set(vars, "REDIS_URL", cluster.url());
                 set(vars, "REDIS_MODE", "cluster".into());
-                set(vars, "REDIS_TLS_CA_FILE", cluster.ca_file.display().to_string());
+                set(
+                    vars,
+                    "REDIS_TLS_CA_FILE",
+                    cluster.ca_file.display().to_string(),
+                );
             })
             .await;
         let init = ready(&mut function).await;
@@ -515,26 +791,63 @@ mod tls_cluster {
         // The function holds a TLS connection to every master (it learnt them from the seed's
         // slot map), and the registration's entry is on the one its slot names.
         for port in &cluster.ports {
-            assert!(cluster.clients(*port).await >= 1, "no connection from the function to port {port}");
+            assert!(
+                cluster.clients(*port).await >= 1,
+                "no connection from the function to port {port}"
+            );
         }
         let key = format!("user:v2:{email}");
         let cached = cluster.get(&key).await;
-        assert!(cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))), "registration wrote the entry");
+        assert!(
+            cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
+            "registration wrote the entry"
+        );
         cluster.del(&key).await;
-        let me = function.send(ApiRequest::get("/users/me").bearer(&token)).await;
+        let me = function
+            .send(ApiRequest::get("/users/me").bearer(&token))
+            .await;
         assert_eq!((me.status, &me.body), (200, &user), "{}", me.raw_body);
-        assert!(cluster.get(&key).await.is_some(), "the miss wrote the entry back over TLS");
-        let post = function.send(ApiRequest::post("/posts").bearer(&token).json(json!({"caption": "clustered"}))).await;
+        assert!(
+            cluster.get(&key).await.is_some(),
+            "the miss wrote the entry back over TLS"
+        );
+        let post = function
+            .send(
+                ApiRequest::post("/posts")
+                    .bearer(&token)
+                    .json(json!({"caption": "clustered"})),
+            )
+            .await;
         assert_eq!(post.status, 201, "{}", post.raw_body);
-        assert_eq!(function.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
-        function.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+        assert_eq!(
+            function
+                .send(ApiRequest::post("/auth/logout").bearer(&token))
+                .await
+                .status,
+            204
+        );
+        function
+            .send(ApiRequest::get("/users/me").bearer(&token))
+            .await
+            .assert_error(401, "unauthorized");
 
         let log = function.log();
-        assert!(lines_with(&log, "ERROR", "").is_empty(), "ERROR lines on a TLS cluster:\n{log}");
-        let warnings: Vec<String> =
-            lines_with(&log, "WARN", "").into_iter().filter(|l| !l.contains("not ready at init")).collect();
-        assert!(warnings.is_empty(), "WARN lines on a TLS cluster: {warnings:#?}\n{log}");
-        assert!(!log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY), "a secret in the logs:\n{log}");
+        assert!(
+            lines_with(&log, "ERROR", "").is_empty(),
+            "ERROR lines on a TLS cluster:\n{log}"
+        );
+        let warnings: Vec<String> = lines_with(&log, "WARN", "")
+            .into_iter()
+            .filter(|l| !l.contains("not ready at init"))
+            .collect();
+        assert!(
+            warnings.is_empty(),
+            "WARN lines on a TLS cluster: {warnings:#?}\n{log}"
+        );
+        assert!(
+            !log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY),
+            "a secret in the logs:\n{log}"
+        );
         println!("production init on a TLS cluster (tls-cluster yes, AUTH) ready in {init:?}");
     }
 }

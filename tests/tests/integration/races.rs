@@ -24,7 +24,11 @@ async fn all_at_once(env: &Arc<TestEnv>, requests: Vec<ApiRequest>) -> Vec<ApiRe
         let env = Arc::clone(env);
         tokio::spawn(async move { env.send(request).await })
     });
-    join_all(tasks).await.into_iter().map(|r| r.expect("request task")).collect()
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("request task"))
+        .collect()
 }
 
 fn statuses(responses: &[ApiResponse]) -> Vec<u16> {
@@ -32,11 +36,14 @@ fn statuses(responses: &[ApiResponse]) -> Vec<u16> {
 }
 
 fn add_comment(token: &str, post_id: &str, text: &str) -> ApiRequest {
-    ApiRequest::post(&format!("/posts/{post_id}/comments")).bearer(token).json(json!({"text": text}))
+    ApiRequest::post(&format!("/posts/{post_id}/comments"))
+        .bearer(token)
+        .json(json!({"text": text}))
 }
 
 async fn post(env: &TestEnv, token: &str, post_id: &str) -> ApiResponse {
-    env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token)).await
+    env.send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +53,13 @@ async fn two_hundred_concurrent_comments_on_one_post_are_all_counted_and_listed_
     let (crowd, _) = env.new_user("Crowd").await;
     let post_id = id_of(&env.new_post(&author, "viral").await);
 
-    let requests = (0..200).map(|i| add_comment(if i % 2 == 0 { &crowd } else { &author }, &post_id, &format!("c{i}")));
+    let requests = (0..200).map(|i| {
+        add_comment(
+            if i % 2 == 0 { &crowd } else { &author },
+            &post_id,
+            &format!("c{i}"),
+        )
+    });
     let responses = all_at_once(&env, requests.collect()).await;
     for res in &responses {
         assert_eq!(res.status, 201, "{}", res.raw_body);
@@ -55,13 +68,19 @@ async fn two_hundred_concurrent_comments_on_one_post_are_all_counted_and_listed_
     assert_eq!(created.len(), 200, "200 distinct ids");
 
     assert_eq!(env.comment_count(&author, &post_id).await, 200);
-    let ids = env.walk(&crowd, &format!("/posts/{post_id}/comments"), 30).await.0;
+    let ids = env
+        .walk(&crowd, &format!("/posts/{post_id}/comments"), 30)
+        .await
+        .0;
     assert_eq!(ids.len(), 200, "each listed once");
     assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), created);
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "oldest first");
-    let texts: HashSet<String> = responses.iter().map(|r| r.body["text"].as_str().expect("text").to_owned()).collect();
+    let texts: HashSet<String> = responses
+        .iter()
+        .map(|r| r.body["text"].as_str().expect("text").to_owned())
+        .collect();
     assert_eq!(texts.len(), 200, "every comment kept its own text");
 }
 
@@ -71,8 +90,18 @@ async fn concurrent_adds_and_deletes_of_comments_keep_the_count_equal_to_the_lis
     let (author, _) = env.new_user("Author").await;
     let (crowd, _) = env.new_user("Crowd").await;
     let post_id = id_of(&env.new_post(&author, "busy").await);
-    let first = all_at_once(&env, (0..60).map(|i| add_comment(&crowd, &post_id, &format!("a{i}"))).collect()).await;
-    assert!(first.iter().all(|r| r.status == 201), "{:?}", statuses(&first));
+    let first = all_at_once(
+        &env,
+        (0..60)
+            .map(|i| add_comment(&crowd, &post_id, &format!("a{i}")))
+            .collect(),
+    )
+    .await;
+    assert!(
+        first.iter().all(|r| r.status == 201),
+        "{:?}",
+        statuses(&first)
+    );
 
     // 40 deletes (each comment twice: by its author and by the post's author) race 40 adds.
     let mut requests = Vec::new();
@@ -87,13 +116,24 @@ async fn concurrent_adds_and_deletes_of_comments_keep_the_count_equal_to_the_lis
     for pair in responses.chunks(4) {
         let mut deletes = [pair[0].status, pair[1].status];
         deletes.sort_unstable();
-        assert_eq!(deletes, [204, 404], "one delete of a comment wins, the other finds it gone");
+        assert_eq!(
+            deletes,
+            [204, 404],
+            "one delete of a comment wins, the other finds it gone"
+        );
         assert_eq!((pair[2].status, pair[3].status), (201, 201));
     }
 
-    let ids = env.walk(&author, &format!("/posts/{post_id}/comments"), 100).await.0;
+    let ids = env
+        .walk(&author, &format!("/posts/{post_id}/comments"), 100)
+        .await
+        .0;
     assert_eq!(ids.len(), 60 - 20 + 40);
-    assert_eq!(env.comment_count(&author, &post_id).await, ids.len() as u64, "the count is the list");
+    assert_eq!(
+        env.comment_count(&author, &post_id).await,
+        ids.len() as u64,
+        "the count is the list"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +160,10 @@ async fn fifty_concurrent_patches_with_the_same_if_match_let_exactly_one_through
 
     let got = post(&env, &token, &post_id).await;
     assert_eq!(got.body["version"], 2, "one edit, one version");
-    assert_eq!(got.body["caption"], winners[0].body["caption"], "the winner's edit is the one kept");
+    assert_eq!(
+        got.body["caption"], winners[0].body["caption"],
+        "the winner's edit is the one kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +173,11 @@ async fn twenty_concurrent_registrations_of_one_email_make_exactly_one_user() {
     let password = |i: usize| format!("password number {i}");
     let registrations = (0..20).map(|i| {
         // Spelled differently, one user all the same.
-        let spelled = if i % 2 == 0 { email.clone() } else { format!("  {}  ", email.to_uppercase()) };
+        let spelled = if i % 2 == 0 {
+            email.clone()
+        } else {
+            format!("  {}  ", email.to_uppercase())
+        };
         ApiRequest::post("/users")
             .json(json!({"email": spelled, "name": format!("Racer {i}"), "password": password(i)}))
     });
@@ -144,15 +191,29 @@ async fn twenty_concurrent_registrations_of_one_email_make_exactly_one_user() {
     assert_eq!(user["name"], format!("Racer {winner}"));
 
     // The stored user, its password and its cache entry are all the winner's.
-    let login =
-        env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": password(winner)}))).await;
-    assert_eq!((login.status, &login.body["user"]), (200, user), "{}", login.raw_body);
+    let login = env
+        .send(
+            ApiRequest::post("/auth/login")
+                .json(json!({"email": email, "password": password(winner)})),
+        )
+        .await;
+    assert_eq!(
+        (login.status, &login.body["user"]),
+        (200, user),
+        "{}",
+        login.raw_body
+    );
     let loser = (winner + 1) % 20;
-    env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": password(loser)})))
-        .await
-        .assert_error(401, "invalid_credentials");
+    env.send(
+        ApiRequest::post("/auth/login").json(json!({"email": email, "password": password(loser)})),
+    )
+    .await
+    .assert_error(401, "invalid_credentials");
     let cached = env.redis.entry(&email).await.expect("an entry");
-    assert_eq!(cached["user"]["id"], user["id"], "the cache holds the winner");
+    assert_eq!(
+        cached["user"]["id"], user["id"],
+        "the cache holds the winner"
+    );
     let token = login.body["token"].as_str().expect("token");
     let me = env.me(token).await;
     assert_eq!((me.status, &me.body), (200, user));
@@ -177,32 +238,60 @@ async fn delete_while_commenting(env: &Arc<TestEnv>, author: &str, crowd: &str, 
     while done.load(Ordering::SeqCst) < before {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let deleted = env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(author)).await;
+    let deleted = env
+        .send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(author))
+        .await;
     assert_eq!(deleted.status, 204, "{}", deleted.raw_body);
-    let after = all_at_once(env, (0..10).map(|i| add_comment(crowd, &post_id, &format!("late {i}"))).collect()).await;
-    let mut responses: Vec<ApiResponse> = join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect();
+    let after = all_at_once(
+        env,
+        (0..10)
+            .map(|i| add_comment(crowd, &post_id, &format!("late {i}")))
+            .collect(),
+    )
+    .await;
+    let mut responses: Vec<ApiResponse> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
     for res in &after {
         res.assert_error(404, "not_found");
     }
     responses.extend(after);
 
-    let created: Vec<String> = responses.iter().filter(|r| r.status == 201).map(|r| id_of(&r.body)).collect();
+    let created: Vec<String> = responses
+        .iter()
+        .filter(|r| r.status == 201)
+        .map(|r| id_of(&r.body))
+        .collect();
     for res in responses.iter().filter(|r| r.status != 201) {
         res.assert_error(404, "not_found");
     }
-    assert!(created.len() >= before, "{} created, {before} were in before the delete", created.len());
+    assert!(
+        created.len() >= before,
+        "{} created, {before} were in before the delete",
+        created.len()
+    );
     println!(
         "delete after {before} comments: {} of {} comments were 201 (all gone with the post), {} were 404",
         created.len(),
         responses.len(),
         responses.len() - created.len()
     );
-    assert_eq!(env.post_partition(&post_id).await, Vec::<String>::new(), "nothing survives the post");
+    assert_eq!(
+        env.post_partition(&post_id).await,
+        Vec::<String>::new(),
+        "nothing survives the post"
+    );
     for id in &created {
-        let res = env.send(ApiRequest::get(&format!("/posts/{post_id}/comments/{id}")).bearer(crowd)).await;
+        let res = env
+            .send(ApiRequest::get(&format!("/posts/{post_id}/comments/{id}")).bearer(crowd))
+            .await;
         res.assert_error(404, "not_found");
     }
-    post(env, crowd, &post_id).await.assert_error(404, "not_found");
+    post(env, crowd, &post_id)
+        .await
+        .assert_error(404, "not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,13 +313,26 @@ async fn ten_concurrent_deletes_of_one_comment_by_both_who_may_count_once() {
     let (author, _) = env.new_user("PostAuthor").await;
     let (token, _) = env.new_user("CommentAuthor").await;
     let post_id = id_of(&env.new_post(&author, "post").await);
-    let victim = id_of(&all_at_once(&env, vec![add_comment(&token, &post_id, "doomed")]).await[0].body);
+    let victim =
+        id_of(&all_at_once(&env, vec![add_comment(&token, &post_id, "doomed")]).await[0].body);
     all_at_once(&env, vec![add_comment(&token, &post_id, "stays")]).await;
     let path = format!("/posts/{post_id}/comments/{victim}");
 
-    let requests = (0..10).map(|i| ApiRequest::delete(&path).bearer(if i % 2 == 0 { &token } else { &author }));
-    let statuses: Vec<u16> = all_at_once(&env, requests.collect()).await.iter().map(|r| r.status).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 204 || *s == 404), "{statuses:?}");
+    let requests = (0..10)
+        .map(|i| ApiRequest::delete(&path).bearer(if i % 2 == 0 { &token } else { &author }));
+    let statuses: Vec<u16> = all_at_once(&env, requests.collect())
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 204).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 204 || *s == 404),
+        "{statuses:?}"
+    );
     assert_eq!(env.comment_count(&author, &post_id).await, 1);
 }

@@ -27,7 +27,13 @@ fn route_key(method: &str, path: &str) -> &'static str {
 fn concrete(template: &str) -> String {
     template
         .split('/')
-        .map(|s| if s.starts_with('{') { "01J0000000000000000000000A" } else { s })
+        .map(|s| {
+            if s.starts_with('{') {
+                "01J0000000000000000000000A"
+            } else {
+                s
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -37,11 +43,25 @@ fn every_contract_route_is_named_by_its_method_and_template() {
     let routes = api_md_routes();
     assert!(routes.len() >= 16, "{routes:?}");
     for (method, template) in routes {
-        assert_eq!(route_key(&method, &concrete(&template)), format!("{method} {template}"), "{method} {template}");
+        assert_eq!(
+            route_key(&method, &concrete(&template)),
+            format!("{method} {template}"),
+            "{method} {template}"
+        );
         // Another method on the same path: the path's template, and the contract's 405.
-        assert_eq!(route_key("PUT", &concrete(&template)), format!("ANY {template}"), "PUT {template}");
+        assert_eq!(
+            route_key("PUT", &concrete(&template)),
+            format!("ANY {template}"),
+            "PUT {template}"
+        );
     }
-    for unknown in ["/", "/nowhere", "/posts/1/2/3/4/5", "/users/someone-else", "/auth"] {
+    for unknown in [
+        "/",
+        "/nowhere",
+        "/posts/1/2/3/4/5",
+        "/users/someone-else",
+        "/auth",
+    ] {
         assert_eq!(route_key("GET", unknown), "$default", "{unknown}");
     }
 }
@@ -54,8 +74,10 @@ async fn the_request_log_line_names_the_route_template() {
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Logged").await;
     env.me(&token).await;
-    env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
-    env.send(ApiRequest::get("/posts/12345/nope").bearer(&token)).await;
+    env.send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
+    env.send(ApiRequest::get("/posts/12345/nope").bearer(&token))
+        .await;
 
     let routes: Vec<(String, String)> = captured
         .text()
@@ -77,6 +99,11 @@ async fn the_request_log_line_names_the_route_template() {
         ("POST", "/auth/logout"),
         ("GET", "$default"),
     ] {
-        assert!(routes.iter().any(|(m, r)| (m.as_str(), r.as_str()) == expected), "{expected:?} not among {routes:?}");
+        assert!(
+            routes
+                .iter()
+                .any(|(m, r)| (m.as_str(), r.as_str()) == expected),
+            "{expected:?} not among {routes:?}"
+        );
     }
 }

@@ -52,9 +52,21 @@ async fn people(env: &TestEnv, n: usize) -> Vec<Person> {
             revision: 1,
             created_at: now_rfc3339(),
         };
-        let user = env.app.users.register(NewUser { user, password_hash: "not-a-hash".into() }).await.expect("user");
+        let user = env
+            .app
+            .users
+            .register(NewUser {
+                user,
+                password_hash: "not-a-hash".into(),
+            })
+            .await
+            .expect("user");
         let token = env.app.auth.keys().issue(&user).expect("token").token;
-        people.push(Person { token, id: user.id, email });
+        people.push(Person {
+            token,
+            id: user.id,
+            email,
+        });
     }
     people
 }
@@ -63,7 +75,10 @@ async fn people(env: &TestEnv, n: usize) -> Vec<Person> {
 async fn evict(env: &TestEnv, people: &[Person]) {
     let mut conn = env.redis.connection().await.expect("redis");
     for person in people {
-        let _: i64 = conn.del(format!("user:v2:{}", person.email)).await.expect("DEL");
+        let _: i64 = conn
+            .del(format!("user:v2:{}", person.email))
+            .await
+            .expect("DEL");
     }
 }
 
@@ -110,11 +125,18 @@ fn request_id(n: usize) -> String {
 fn done_lines(log: &str) -> HashMap<String, String> {
     let mut done = HashMap::new();
     for line in log.lines().filter(|l| l.contains("\"request done\"")) {
-        let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let line: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         let span = &line["span"];
-        let request_id = span["request_id"].as_str().expect("a request id").to_owned();
+        let request_id = span["request_id"]
+            .as_str()
+            .expect("a request id")
+            .to_owned();
         let user = span["user_id"].as_str().unwrap_or_default().to_owned();
-        assert!(done.insert(request_id.clone(), user).is_none(), "{request_id} ended twice");
+        assert!(
+            done.insert(request_id.clone(), user).is_none(),
+            "{request_id} ended twice"
+        );
     }
     done
 }
@@ -124,15 +146,26 @@ fn assert_own_answers(people: &[&Person], answers: &[ApiResponse], first_id: usi
     let done = done_lines(log);
     for (i, (person, res)) in people.iter().zip(answers).enumerate() {
         assert_eq!(res.status, 200, "invocation {i}: {}", res.raw_body);
-        assert_eq!((&res.body["id"], &res.body["email"]), (&json!(person.id), &json!(person.email)), "crossed answer");
+        assert_eq!(
+            (&res.body["id"], &res.body["email"]),
+            (&json!(person.id), &json!(person.email)),
+            "crossed answer"
+        );
         let id = request_id(first_id + i);
-        let logged = done.get(&id).unwrap_or_else(|| panic!("no `request done` line for {id}:\n{log}"));
-        assert_eq!(logged, &person.id, "{id} was invocation {i}'s, for {}", person.id);
+        let logged = done
+            .get(&id)
+            .unwrap_or_else(|| panic!("no `request done` line for {id}:\n{log}"));
+        assert_eq!(
+            logged, &person.id,
+            "{id} was invocation {i}'s, for {}",
+            person.id
+        );
     }
 }
 
 #[tokio::test]
-async fn with_max_concurrency_many_users_and_request_ids_are_in_flight_at_once_each_answered_its_own() {
+async fn with_max_concurrency_many_users_and_request_ids_are_in_flight_at_once_each_answered_its_own(
+) {
     const USERS: usize = 64;
     const HELD: usize = 16;
     let env = TestEnv::new().await;
@@ -144,19 +177,36 @@ async fn with_max_concurrency_many_users_and_request_ids_are_in_flight_at_once_e
     // Every invocation misses and reads its user; the first 16 reads are answered by DynamoDB
     // and held: they are all in flight in the function at once, then let go together.
     proxy.hold_answers("GetItem", HELD);
-    let invocations = join_all(people.iter().map(|p| function.send(ApiRequest::get("/users/me").bearer(&p.token))));
+    let invocations = join_all(
+        people
+            .iter()
+            .map(|p| function.send(ApiRequest::get("/users/me").bearer(&p.token))),
+    );
     let held = async {
         proxy.answers_held(HELD).await;
         proxy.release_answers();
     };
     let (answers, ()) = tokio::join!(invocations, held);
-    assert_own_answers(&people.iter().collect::<Vec<_>>(), &answers, 1, &function.log());
+    assert_own_answers(
+        &people.iter().collect::<Vec<_>>(),
+        &answers,
+        1,
+        &function.log(),
+    );
 
     // Hits now, as many at once, each its own again.
     let order: Vec<&Person> = people.iter().rev().chain(people.iter()).collect();
-    let answers = join_all(order.iter().map(|p| function.send(ApiRequest::get("/users/me").bearer(&p.token)))).await;
+    let answers = join_all(
+        order
+            .iter()
+            .map(|p| function.send(ApiRequest::get("/users/me").bearer(&p.token))),
+    )
+    .await;
     assert_own_answers(&order, &answers, USERS + 1, &function.log());
-    println!("{USERS} users, {} invocations, {HELD} held in the function at once", USERS + order.len());
+    println!(
+        "{USERS} users, {} invocations, {HELD} held in the function at once",
+        USERS + order.len()
+    );
 }
 
 #[tokio::test]
@@ -171,16 +221,28 @@ async fn without_max_concurrency_invocations_are_served_one_at_a_time() {
     // The first invocation's read is held; for as long as it is, no other invocation starts
     // (its read would be held too), though seven more events wait.
     proxy.hold_answers("GetItem", 2);
-    let invocations = join_all(people.iter().map(|p| function.send(ApiRequest::get("/users/me").bearer(&p.token))));
+    let invocations = join_all(
+        people
+            .iter()
+            .map(|p| function.send(ApiRequest::get("/users/me").bearer(&p.token))),
+    );
     let held = async {
         proxy.answers_held(1).await;
         let second = tokio::time::timeout(Duration::from_millis(700), proxy.answers_held(2)).await;
-        assert!(second.is_err(), "a second invocation ran while the first was held");
+        assert!(
+            second.is_err(),
+            "a second invocation ran while the first was held"
+        );
         proxy.hold_answers("GetItem", 0);
         proxy.release_answers();
     };
     let (answers, ()) = tokio::join!(invocations, held);
-    assert_own_answers(&people.iter().collect::<Vec<_>>(), &answers, 1, &function.log());
+    assert_own_answers(
+        &people.iter().collect::<Vec<_>>(),
+        &answers,
+        1,
+        &function.log(),
+    );
 }
 
 /// One metric of one EMF line: its name, its dimensions, its values (a count, or a
@@ -195,23 +257,39 @@ struct Emitted {
 fn emitted(log: &str) -> Vec<Emitted> {
     let mut emitted = Vec::new();
     for line in log.lines().filter(|l| l.contains("\"_aws\"")) {
-        let doc: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        for directive in doc["_aws"]["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics") {
+        let doc: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .expect("CloudWatchMetrics")
+        {
             for set in directive["Dimensions"].as_array().expect("Dimensions") {
                 let dimensions: BTreeMap<String, String> = set
                     .as_array()
                     .expect("a dimension set")
                     .iter()
                     .map(|n| n.as_str().expect("a name"))
-                    .map(|n| (n.to_owned(), doc[n].as_str().expect("a dimension value").to_owned()))
+                    .map(|n| {
+                        (
+                            n.to_owned(),
+                            doc[n].as_str().expect("a dimension value").to_owned(),
+                        )
+                    })
                     .collect();
                 for metric in directive["Metrics"].as_array().expect("Metrics") {
                     let name = metric["Name"].as_str().expect("Name");
                     let values = match &doc[name] {
-                        Value::Array(values) => values.iter().map(|v| v.as_f64().expect("a number")).collect(),
+                        Value::Array(values) => values
+                            .iter()
+                            .map(|v| v.as_f64().expect("a number"))
+                            .collect(),
                         value => vec![value.as_f64().expect("a number")],
                     };
-                    emitted.push(Emitted { name: name.to_owned(), dimensions: dimensions.clone(), values });
+                    emitted.push(Emitted {
+                        name: name.to_owned(),
+                        dimensions: dimensions.clone(),
+                        values,
+                    });
                 }
             }
         }
@@ -236,7 +314,12 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
     let people = people(&env, 6).await;
     let mut posts = Vec::new();
     for person in &people {
-        posts.push(env.new_post(&person.token, "metered").await["id"].as_str().expect("id").to_owned());
+        posts.push(
+            env.new_post(&person.token, "metered").await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
     }
     let function = function(&env, &env.dynamo.endpoint, Some(32)).await;
 
@@ -249,18 +332,24 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
         Kind {
             function: "posts",
             route: "GET /posts/{postId}",
-            request: Box::new(|p, post, _| ApiRequest::get(&format!("/posts/{post}")).bearer(&p.token)),
+            request: Box::new(|p, post, _| {
+                ApiRequest::get(&format!("/posts/{post}")).bearer(&p.token)
+            }),
         },
         Kind {
             function: "comments",
             route: "GET /posts/{postId}/comments",
-            request: Box::new(|p, post, _| ApiRequest::get(&format!("/posts/{post}/comments")).bearer(&p.token)),
+            request: Box::new(|p, post, _| {
+                ApiRequest::get(&format!("/posts/{post}/comments")).bearer(&p.token)
+            }),
         },
         Kind {
             function: "posts",
             route: "POST /posts",
             request: Box::new(|p, _, n| {
-                ApiRequest::post("/posts").bearer(&p.token).json(json!({"caption": format!("n{n}")}))
+                ApiRequest::post("/posts")
+                    .bearer(&p.token)
+                    .json(json!({"caption": format!("n{n}")}))
             }),
         },
     ];
@@ -271,16 +360,29 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
             (kind, (kinds[kind].request)(&people[who], &posts[who], n))
         })
         .collect();
-    let answers = join_all(invocations.iter().map(|(_, request)| function.send(request.clone()))).await;
+    let answers = join_all(
+        invocations
+            .iter()
+            .map(|(_, request)| function.send(request.clone())),
+    )
+    .await;
     for ((kind, _), res) in invocations.iter().zip(&answers) {
-        assert!(res.status == 200 || res.status == 201, "{}: {} {}", kinds[*kind].route, res.status, res.raw_body);
+        assert!(
+            res.status == 200 || res.status == 201,
+            "{}: {} {}",
+            kinds[*kind].route,
+            res.status,
+            res.raw_body
+        );
     }
 
     let emitted = emitted(&function.log());
     let sum = |name: &str, function: &str, route: Option<&str>| -> f64 {
         emitted
             .iter()
-            .filter(|m| m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function))
+            .filter(|m| {
+                m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function)
+            })
             .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
             .map(|m| m.values.iter().sum::<f64>())
             .sum()
@@ -288,7 +390,9 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
     let samples = |name: &str, function: &str, route: Option<&str>| -> usize {
         emitted
             .iter()
-            .filter(|m| m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function))
+            .filter(|m| {
+                m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function)
+            })
             .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
             .map(|m| m.values.len())
             .sum()
@@ -296,30 +400,74 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
     let each = EACH as f64;
     // Requests and latency samples by route: each route's own count, under its own function.
     for kind in &kinds {
-        assert_eq!(sum("Requests", kind.function, Some(kind.route)), each, "{}", kind.route);
-        assert_eq!(samples("Latency", kind.function, Some(kind.route)), EACH, "{}", kind.route);
+        assert_eq!(
+            sum("Requests", kind.function, Some(kind.route)),
+            each,
+            "{}",
+            kind.route
+        );
+        assert_eq!(
+            samples("Latency", kind.function, Some(kind.route)),
+            EACH,
+            "{}",
+            kind.route
+        );
     }
     let routes: Vec<(&str, &str)> = emitted
         .iter()
-        .filter_map(|m| Some((m.dimensions.get("Function")?.as_str(), m.dimensions.get("Route")?.as_str())))
+        .filter_map(|m| {
+            Some((
+                m.dimensions.get("Function")?.as_str(),
+                m.dimensions.get("Route")?.as_str(),
+            ))
+        })
         .collect();
     for (function, route) in routes {
-        assert!(kinds.iter().any(|k| (k.function, k.route) == (function, route)), "{route} counted under {function}");
+        assert!(
+            kinds
+                .iter()
+                .any(|k| (k.function, k.route) == (function, route)),
+            "{route} counted under {function}"
+        );
     }
     // By function: requests, one cache hit and one Redis GET per authenticated request, and
     // DynamoDB calls only where the route makes them (`GET /users/me` on a hit makes none).
     for (function, requests) in [("users", each), ("posts", 2.0 * each), ("comments", each)] {
         assert_eq!(sum("Requests", function, None), requests, "{function}");
-        assert_eq!(sum("CacheHits", function, None), requests, "{function}: cache hits");
-        assert_eq!(sum("DynamoDbReadsAvoided", function, None), requests, "{function}");
-        assert_eq!(samples("AuthTime", function, None), requests as usize, "{function}: authentications");
-        assert_eq!(sum("RedisCalls", function, None), requests, "{function}: Redis calls");
-        assert_eq!(samples("RedisLatency", function, None), requests as usize, "{function}");
+        assert_eq!(
+            sum("CacheHits", function, None),
+            requests,
+            "{function}: cache hits"
+        );
+        assert_eq!(
+            sum("DynamoDbReadsAvoided", function, None),
+            requests,
+            "{function}"
+        );
+        assert_eq!(
+            samples("AuthTime", function, None),
+            requests as usize,
+            "{function}: authentications"
+        );
+        assert_eq!(
+            sum("RedisCalls", function, None),
+            requests,
+            "{function}: Redis calls"
+        );
+        assert_eq!(
+            samples("RedisLatency", function, None),
+            requests as usize,
+            "{function}"
+        );
         for none in ["CacheMisses", "CacheErrors", "ClientErrors", "ServerErrors"] {
             assert_eq!(sum(none, function, None), 0.0, "{function}: {none}");
         }
     }
-    assert_eq!(sum("DynamoDbCalls", "users", None), 0.0, "users' hits make no DynamoDB call");
+    assert_eq!(
+        sum("DynamoDbCalls", "users", None),
+        0.0,
+        "users' hits make no DynamoDB call"
+    );
     let posts_calls = sum("DynamoDbCalls", "posts", None);
     let comments_calls = sum("DynamoDbCalls", "comments", None);
     // A post read is one GetItem, a create one PutItem; a list of comments reads the post and
@@ -327,6 +475,12 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
     assert_eq!(posts_calls, 2.0 * each, "posts: DynamoDB calls");
     assert_eq!(comments_calls, 2.0 * each, "comments: DynamoDB calls");
     assert_eq!(samples("DynamoDbLatency", "comments", None), 2 * EACH);
-    let cold: f64 = ["users", "posts", "comments"].iter().map(|f| sum("ColdStarts", f, None)).sum();
-    assert_eq!(cold, 1.0, "one cold start, on the first invocation's function");
+    let cold: f64 = ["users", "posts", "comments"]
+        .iter()
+        .map(|f| sum("ColdStarts", f, None))
+        .sum();
+    assert_eq!(
+        cold, 1.0,
+        "one cold start, on the first invocation's function"
+    );
 }

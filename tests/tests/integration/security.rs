@@ -22,7 +22,11 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
     let post = env.new_post(&owner, "mine").await;
     let post_path = format!("/posts/{}", id_of(&post));
     let comment = env
-        .send(ApiRequest::post(&format!("{post_path}/comments")).bearer(&commenter).json(json!({"text": "theirs"})))
+        .send(
+            ApiRequest::post(&format!("{post_path}/comments"))
+                .bearer(&commenter)
+                .json(json!({"text": "theirs"})),
+        )
         .await;
     assert_eq!(comment.status, 201, "{}", comment.raw_body);
     let comment_path = format!("{post_path}/comments/{}", id_of(&comment.body));
@@ -32,23 +36,65 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
     let table: Vec<(&str, &str, ApiRequest)> = vec![
         ("PATCH post, commenter", &commenter, patch_post()),
         ("PATCH post, third user", &third, patch_post()),
-        ("PATCH post, third user, right If-Match", &third, patch_post().header("if-match", "\"1\"")),
-        ("PATCH post, third user, wrong If-Match", &third, patch_post().header("if-match", "\"9\"")),
-        ("PATCH post, third user, If-Match *", &third, patch_post().header("if-match", "*")),
-        ("DELETE post, commenter", &commenter, ApiRequest::delete(&post_path)),
-        ("DELETE post, third user", &third, ApiRequest::delete(&post_path)),
-        ("DELETE post, third user, right If-Match", &third, ApiRequest::delete(&post_path).header("if-match", "\"1\"")),
-        ("DELETE post, third user, wrong If-Match", &third, ApiRequest::delete(&post_path).header("if-match", "\"9\"")),
+        (
+            "PATCH post, third user, right If-Match",
+            &third,
+            patch_post().header("if-match", "\"1\""),
+        ),
+        (
+            "PATCH post, third user, wrong If-Match",
+            &third,
+            patch_post().header("if-match", "\"9\""),
+        ),
+        (
+            "PATCH post, third user, If-Match *",
+            &third,
+            patch_post().header("if-match", "*"),
+        ),
+        (
+            "DELETE post, commenter",
+            &commenter,
+            ApiRequest::delete(&post_path),
+        ),
+        (
+            "DELETE post, third user",
+            &third,
+            ApiRequest::delete(&post_path),
+        ),
+        (
+            "DELETE post, third user, right If-Match",
+            &third,
+            ApiRequest::delete(&post_path).header("if-match", "\"1\""),
+        ),
+        (
+            "DELETE post, third user, wrong If-Match",
+            &third,
+            ApiRequest::delete(&post_path).header("if-match", "\"9\""),
+        ),
         ("PATCH comment, post author", &owner, patch_comment()),
         ("PATCH comment, third user", &third, patch_comment()),
-        ("DELETE comment, third user", &third, ApiRequest::delete(&comment_path)),
+        (
+            "DELETE comment, third user",
+            &third,
+            ApiRequest::delete(&comment_path),
+        ),
     ];
     for (what, token, request) in table {
         let res = env.send(request.clone().bearer(token)).await;
-        assert_eq!((res.status, res.error_code()), (403, Some("forbidden")), "{what}: {}", res.raw_body);
+        assert_eq!(
+            (res.status, res.error_code()),
+            (403, Some("forbidden")),
+            "{what}: {}",
+            res.raw_body
+        );
         // Without a token, the same request is not even looked at.
         let res = env.send(request).await;
-        assert_eq!((res.status, res.error_code()), (401, Some("unauthorized")), "{what}, anonymous: {}", res.raw_body);
+        assert_eq!(
+            (res.status, res.error_code()),
+            (401, Some("unauthorized")),
+            "{what}, anonymous: {}",
+            res.raw_body
+        );
     }
 
     // Nothing changed.
@@ -57,12 +103,25 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
         assert_eq!(got.body[field], post[field], "{field}");
     }
     assert_eq!(got.body["commentCount"], 1);
-    let got = env.send(ApiRequest::get(&comment_path).bearer(&third)).await;
+    let got = env
+        .send(ApiRequest::get(&comment_path).bearer(&third))
+        .await;
     assert_eq!(got.body, comment.body, "the comment is untouched");
 
     // `/users/me` has no id to forge: a token only ever changes its own user.
-    let res = env.send(ApiRequest::patch("/users/me").bearer(&third).json(json!({"name": "Renamed"}))).await;
-    assert_eq!((res.status, &res.body["id"]), (200, &third_user["id"]), "{}", res.raw_body);
+    let res = env
+        .send(
+            ApiRequest::patch("/users/me")
+                .bearer(&third)
+                .json(json!({"name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(
+        (res.status, &res.body["id"]),
+        (200, &third_user["id"]),
+        "{}",
+        res.raw_body
+    );
     let owner_me = env.me(&owner).await;
     assert_eq!(owner_me.body["name"], "PostAuthor");
 
@@ -70,11 +129,21 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
     // a post's author moderates its comments), the post's author edits and deletes the post.
     let res = env.send(patch_comment().bearer(&commenter)).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    let res = env.send(ApiRequest::delete(&comment_path).bearer(&owner)).await;
-    assert_eq!(res.status, 204, "the post's author may delete others' comments: {}", res.raw_body);
-    let res = env.send(patch_post().bearer(&owner).header("if-match", "\"1\"")).await;
+    let res = env
+        .send(ApiRequest::delete(&comment_path).bearer(&owner))
+        .await;
+    assert_eq!(
+        res.status, 204,
+        "the post's author may delete others' comments: {}",
+        res.raw_body
+    );
+    let res = env
+        .send(patch_post().bearer(&owner).header("if-match", "\"1\""))
+        .await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    let res = env.send(ApiRequest::delete(&post_path).bearer(&owner)).await;
+    let res = env
+        .send(ApiRequest::delete(&post_path).bearer(&owner))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
 }
 
@@ -85,7 +154,10 @@ async fn every_mutating_route_refuses_everyone_but_who_may_use_it() {
 /// The stored password hash, read from DynamoDB directly.
 async fn stored_hash(env: &TestEnv, email: &str) -> String {
     let item = env.dynamo.user_item(email).await.expect("the user item");
-    item.get("passwordHash").and_then(|v| v.as_s().ok()).cloned().expect("passwordHash")
+    item.get("passwordHash")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .expect("passwordHash")
 }
 
 /// Everything a client sends that is secret, through every path that touches it, with every
@@ -105,9 +177,12 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
     let res = env.register(&email, "Secretive").await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
     let user = res.body.clone();
-    env.register(&email, "Again").await.assert_error(409, "email_taken");
+    env.register(&email, "Again")
+        .await
+        .assert_error(409, "email_taken");
     env.send(
-        ApiRequest::post("/users").json(json!({"email": unique_email("x"), "name": "X", "password": short_password})),
+        ApiRequest::post("/users")
+            .json(json!({"email": unique_email("x"), "name": "X", "password": short_password})),
     )
     .await
     .assert_error(400, "validation_failed");
@@ -124,8 +199,12 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
         ApiRequest::me().bearer(&token),
         ApiRequest::me().aid(&token),
         ApiRequest::get(&post_path).bearer(&token),
-        ApiRequest::post(&format!("{post_path}/comments")).bearer(&token).json(json!({"text": "hi"})),
-        ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "Renamed"})),
+        ApiRequest::post(&format!("{post_path}/comments"))
+            .bearer(&token)
+            .json(json!({"text": "hi"})),
+        ApiRequest::patch("/users/me")
+            .bearer(&token)
+            .json(json!({"name": "Renamed"})),
     ] {
         assert!(env.send(request).await.status < 300);
     }
@@ -133,12 +212,22 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
     assert_eq!(env.me(&token).await.status, 200, "a miss");
 
     // Failed logins.
-    for (email, password) in [(email.as_str(), wrong_password), (email.as_str(), short_password)] {
-        let res = env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": password}))).await;
+    for (email, password) in [
+        (email.as_str(), wrong_password),
+        (email.as_str(), short_password),
+    ] {
+        let res = env
+            .send(
+                ApiRequest::post("/auth/login").json(json!({"email": email, "password": password})),
+            )
+            .await;
         res.assert_error(401, "invalid_credentials");
     }
     let res = env
-        .send(ApiRequest::post("/auth/login").json(json!({"email": unique_email("nobody"), "password": PASSWORD})))
+        .send(
+            ApiRequest::post("/auth/login")
+                .json(json!({"email": unique_email("nobody"), "password": PASSWORD})),
+        )
         .await;
     res.assert_error(401, "invalid_credentials");
 
@@ -153,21 +242,38 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let bad = [
         tampered,
-        sign_with(&claims(now + 600, &email), Algorithm::HS256, "another-secret-another-secret-0123456789"),
+        sign_with(
+            &claims(now + 600, &email),
+            Algorithm::HS256,
+            "another-secret-another-secret-0123456789",
+        ),
         sign(&claims(now - 600, &email)),
         sign(&claims(now + 600, &unique_email("ghost"))),
-        format!("{}.not-base64!.sig", token.split('.').next().expect("header")),
+        format!(
+            "{}.not-base64!.sig",
+            token.split('.').next().expect("header")
+        ),
     ];
     for bad_token in &bad {
         env.me(bad_token).await.assert_error(401, "unauthorized");
-        env.send(ApiRequest::me().aid(bad_token)).await.assert_error(401, "unauthorized");
+        env.send(ApiRequest::me().aid(bad_token))
+            .await
+            .assert_error(401, "unauthorized");
         tokens.push(bad_token.clone());
     }
 
     // Logout, and the revoked token refused.
-    assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+    assert_eq!(
+        env.send(ApiRequest::post("/auth/logout").bearer(&token))
+            .await
+            .status,
+        204
+    );
     env.me(&token).await.assert_error(401, "unauthorized");
-    let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let second = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     assert_eq!(env.me(&second).await.status, 200);
     tokens.push(second);
 
@@ -175,7 +281,11 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     drop(env);
     let logs = captured.text();
-    assert!(logs.contains("request done"), "the capture works: {} bytes", logs.len());
+    assert!(
+        logs.contains("request done"),
+        "the capture works: {} bytes",
+        logs.len()
+    );
     assert!(logs.contains("\"status\":401"), "refusals were logged");
 
     let mut secrets: Vec<(String, String)> = vec![
@@ -184,8 +294,14 @@ async fn logs_never_contain_a_token_a_password_or_a_hash() {
         ("a short password".into(), short_password.into()),
         ("the hash".into(), hash.clone()),
         ("a hash prefix".into(), "$argon2".into()),
-        ("the hash's digest".into(), hash.rsplit('$').next().expect("digest").into()),
-        ("the hash's salt".into(), hash.rsplit('$').nth(1).expect("salt").into()),
+        (
+            "the hash's digest".into(),
+            hash.rsplit('$').next().expect("digest").into(),
+        ),
+        (
+            "the hash's salt".into(),
+            hash.rsplit('$').nth(1).expect("salt").into(),
+        ),
     ];
     for (i, token) in tokens.iter().enumerate() {
         secrets.push((format!("token {i}"), token.clone()));
@@ -229,9 +345,14 @@ async fn login_answers_an_unknown_email_and_a_wrong_password_alike_in_body_and_t
     .await;
     let email = unique_email("Timing");
     assert_eq!(env.register(&email, "Timing").await.status, 201);
-    let wrong = || ApiRequest::post("/auth/login").json(json!({"email": email, "password": "wrong password here"}));
-    let unknown =
-        || ApiRequest::post("/auth/login").json(json!({"email": unique_email("nobody"), "password": PASSWORD}));
+    let wrong = || {
+        ApiRequest::post("/auth/login")
+            .json(json!({"email": email, "password": "wrong password here"}))
+    };
+    let unknown = || {
+        ApiRequest::post("/auth/login")
+            .json(json!({"email": unique_email("nobody"), "password": PASSWORD}))
+    };
 
     let timed = |request: ApiRequest| {
         let env = &env;
@@ -251,11 +372,23 @@ async fn login_answers_an_unknown_email_and_a_wrong_password_alike_in_body_and_t
     let reference = timed(unknown()).await.0;
     for i in 0..TRIES * 2 {
         // Interleaved, and alternating which goes first, so drift hits both alike.
-        let (res, took) = if i % 2 == 0 { timed(wrong()).await } else { timed(unknown()).await };
+        let (res, took) = if i % 2 == 0 {
+            timed(wrong()).await
+        } else {
+            timed(unknown()).await
+        };
         res.assert_error(401, "invalid_credentials");
-        assert_eq!(res.raw_body, reference.raw_body, "bodies are byte-identical");
+        assert_eq!(
+            res.raw_body, reference.raw_body,
+            "bodies are byte-identical"
+        );
         assert_eq!(res.headers, reference.headers, "headers are identical");
-        if i % 2 == 0 { &mut wrong_times } else { &mut unknown_times }.push(took);
+        if i % 2 == 0 {
+            &mut wrong_times
+        } else {
+            &mut unknown_times
+        }
+        .push(took);
     }
     let (wrong_median, unknown_median) = (median(&mut wrong_times), median(&mut unknown_times));
     let ratio = unknown_median.as_secs_f64() / wrong_median.as_secs_f64();

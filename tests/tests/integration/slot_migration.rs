@@ -21,7 +21,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use integration_tests::{send_to, unique_email, ApiRequest, ApiResponse, RedisNode, TestEnv, TestRedis};
+use integration_tests::{
+    send_to, unique_email, ApiRequest, ApiResponse, RedisNode, TestEnv, TestRedis,
+};
 use serde_json::Value;
 use shared::config::CacheMode;
 use shared::domain::Email;
@@ -51,10 +53,13 @@ fn key(email: &str) -> String {
 /// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
 fn crc16(bytes: &[u8]) -> u16 {
     bytes.iter().fold(0u16, |crc, byte| {
-        (0..8).fold(
-            crc ^ (u16::from(*byte) << 8),
-            |crc, _| if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 },
-        )
+        (0..8).fold(crc ^ (u16::from(*byte) << 8), |crc, _| {
+            if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            }
+        })
     })
 }
 
@@ -112,7 +117,11 @@ struct Sample {
 async fn wait_until(done: &AtomicUsize, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while done.load(Ordering::SeqCst) < count {
-        assert!(Instant::now() < deadline, "the run stalled at {} requests", done.load(Ordering::SeqCst));
+        assert!(
+            Instant::now() < deadline,
+            "the run stalled at {} requests",
+            done.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -124,7 +133,12 @@ async fn dynamodb_only_p99(env: &TestEnv, email: &Email) -> Duration {
     let lane = || async {
         while next.fetch_add(1, Ordering::SeqCst) < 200 {
             let started = Instant::now();
-            env.app.store.get_user(email).await.expect("GetItem").expect("the user");
+            env.app
+                .store
+                .get_user(email)
+                .await
+                .expect("GetItem")
+                .expect("the user");
             took.lock().expect("lock").push(started.elapsed());
         }
     };
@@ -136,13 +150,18 @@ async fn dynamodb_only_p99(env: &TestEnv, email: &Email) -> Duration {
 
 /// A user registered on `app` whose entry's key is in `slot`: `(email, token, user)`.
 async fn user_in_slot(env: &TestEnv, slot: u16) -> (String, String, Value) {
-    let email =
-        std::iter::repeat_with(|| unique_email("Revoked")).find(|e| slot_of(&key(e)) == slot).expect("an email");
+    let email = std::iter::repeat_with(|| unique_email("Revoked"))
+        .find(|e| slot_of(&key(e)) == slot)
+        .expect("an email");
     let registered = env.register(&email, "Revoked").await;
     assert_eq!(registered.status, 201, "{}", registered.raw_body);
     let login = env.login(&email).await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
-    (email, login.body["token"].as_str().expect("token").to_owned(), registered.body)
+    (
+        email,
+        login.body["token"].as_str().expect("token").to_owned(),
+        registered.body,
+    )
 }
 
 async fn login(app: &App, email: &str) -> String {
@@ -160,7 +179,9 @@ async fn logout(app: &App, token: &str) {
 #[tokio::test]
 async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens() {
     let env = TestEnv::in_mode(CacheMode::Cluster, |_| {}).await;
-    let TestRedis::Cluster(cluster) = &env.redis else { panic!("a cluster") };
+    let TestRedis::Cluster(cluster) = &env.redis else {
+        panic!("a cluster")
+    };
     let timeout = env.app.config.cache.redis_timeout;
     // Instance B: its own cluster connection, also redirected mid-run.
     let b = env.instance(&env.redis.url());
@@ -170,13 +191,25 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     let user_key = key(&email);
     let slot = slot_of(&user_key);
     let mut conn = cluster.nodes[0].connection().await.expect("connection");
-    let keyslot: i64 =
-        redis::cmd("CLUSTER").arg("KEYSLOT").arg(&user_key).query_async(&mut conn).await.expect("KEYSLOT");
-    assert_eq!(i64::from(slot), keyslot, "the slot as the cluster computes it");
+    let keyslot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&user_key)
+        .query_async(&mut conn)
+        .await
+        .expect("KEYSLOT");
+    assert_eq!(
+        i64::from(slot),
+        keyslot,
+        "the slot as the cluster computes it"
+    );
     let (revoked_email, first_token, revoked_user) = user_in_slot(&env, slot).await;
 
     let source = cluster.node_of(&user_key).await;
-    let target = cluster.nodes.iter().find(|n| n.port != source.port).expect("another master");
+    let target = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port != source.port)
+        .expect("another master");
     let (source_id, target_id) = (node_id(source).await, node_id(target).await);
     let slot_arg = slot.to_string();
     // Both instances have the entries cached and their connections open.
@@ -199,27 +232,50 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
 
     let migrate = async {
         wait_until(&done, MARK_SLOT_AT).await;
-        let () = command(target, &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &source_id]).await;
-        let () = command(source, &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &target_id]).await;
+        let () = command(
+            target,
+            &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &source_id],
+        )
+        .await;
+        let () = command(
+            source,
+            &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &target_id],
+        )
+        .await;
 
         wait_until(&done, MIGRATE_KEYS_AT).await;
         let port = target.port.to_string();
         let keys = [user_key.clone(), key(&revoked_email)];
-        let args = ["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &keys[0], &keys[1]];
+        let args = [
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            &keys[0],
+            &keys[1],
+        ];
         let _: String = command(source, &args).await;
         // The ASK phase: the source no longer holds the entries and sends every command on them
         // to the target. A logout on B: its write must follow the redirect.
         logout(&b, &first_token).await;
         revoked.lock().expect("lock").push(first_token.clone());
         let again = login(&b, &revoked_email).await;
-        assert_eq!(env.send(me(&again)).await.body, revoked_user, "the new token works on A");
+        assert_eq!(
+            env.send(me(&again)).await.body,
+            revoked_user,
+            "the new token works on A"
+        );
         *second_token.lock().expect("lock") = Some(again);
 
         wait_until(&done, HAND_OVER_AT).await;
         // Whatever else the slot held on the source moves too (nothing, unless a key was
         // written there before the slot was marked).
         loop {
-            let left: Vec<String> = command(source, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"]).await;
+            let left: Vec<String> =
+                command(source, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"]).await;
             if left.is_empty() {
                 break;
             }
@@ -232,12 +288,21 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
         // The hand-over, target first, as redis-cli does it: from now on, MOVED.
         for node in std::iter::once(target)
             .chain(std::iter::once(source))
-            .chain(cluster.nodes.iter().filter(|n| n.port != source.port && n.port != target.port))
+            .chain(
+                cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| n.port != source.port && n.port != target.port),
+            )
         {
             let () = command(node, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &target_id]).await;
         }
         // The MOVED phase: a logout on A, whose slot map still names the source.
-        let again = second_token.lock().expect("lock").clone().expect("the second token");
+        let again = second_token
+            .lock()
+            .expect("lock")
+            .clone()
+            .expect("the second token");
         logout(&env.app, &again).await;
         revoked.lock().expect("lock").push(again);
     };
@@ -248,7 +313,11 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
             for token in &tokens {
                 for (instance, app) in [("A", &env.app), ("B", &b)] {
                     let res = send_to(app, me(token)).await;
-                    assert_eq!(res.status, 401, "a revoked token was accepted on {instance}: {}", res.raw_body);
+                    assert_eq!(
+                        res.status, 401,
+                        "a revoked token was accepted on {instance}: {}",
+                        res.raw_body
+                    );
                     refusals.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -258,8 +327,16 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     let probe = async {
         while !finished.load(Ordering::SeqCst) {
             let started = Instant::now();
-            env.app.store.get_user(&user_email).await.expect("GetItem").expect("the user");
-            probes.lock().expect("lock").push((started, started.elapsed()));
+            env.app
+                .store
+                .get_user(&user_email)
+                .await
+                .expect("GetItem")
+                .expect("the user");
+            probes
+                .lock()
+                .expect("lock")
+                .push((started, started.elapsed()));
         }
     };
     let next = AtomicUsize::new(0);
@@ -268,7 +345,11 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
         while next.fetch_add(1, Ordering::SeqCst) < TOTAL {
             let started = Instant::now();
             let response = env.send(me(&token)).await;
-            samples.lock().expect("lock").push(Sample { started, took: started.elapsed(), response });
+            samples.lock().expect("lock").push(Sample {
+                started,
+                took: started.elapsed(),
+                response,
+            });
             done.fetch_add(1, Ordering::SeqCst);
         }
     };
@@ -288,28 +369,56 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     let mut worst_margin = Duration::MAX;
     let mut slowest = Duration::ZERO;
     for (i, s) in samples.iter().enumerate() {
-        assert_eq!((s.response.status, &s.response.body), (200, &user), "request {i}: {}", s.response.raw_body);
+        assert_eq!(
+            (s.response.status, &s.response.body),
+            (200, &user),
+            "request {i}: {}",
+            s.response.raw_body
+        );
         let ended = s.started + s.took;
-        let overlapping = probes.iter().filter(|(p, took)| *p < ended && *p + *took > s.started).map(|(_, t)| *t);
+        let overlapping = probes
+            .iter()
+            .filter(|(p, took)| *p < ended && *p + *took > s.started)
+            .map(|(_, t)| *t);
         let bound = timeout + overlapping.max().unwrap_or_default().max(baseline) + SLACK;
-        assert!(s.took <= bound, "request {i} took {:?}, over {bound:?}", s.took);
+        assert!(
+            s.took <= bound,
+            "request {i} took {:?}, over {bound:?}",
+            s.took
+        );
         worst_margin = worst_margin.min(bound - s.took);
         slowest = slowest.max(s.took);
     }
     // Every request was a hit: the redirects were followed, not turned into cache errors.
-    assert_eq!(fallbacks, 0, "{fallbacks} of {TOTAL} requests fell back to DynamoDB during the migration");
+    assert_eq!(
+        fallbacks, 0,
+        "{fallbacks} of {TOTAL} requests fell back to DynamoDB during the migration"
+    );
     let revoked = revoked.into_inner().expect("lock");
     assert_eq!(revoked.len(), 2, "both logouts ran");
-    assert!(refusals.load(Ordering::SeqCst) >= 4, "the revoked tokens were checked");
+    assert!(
+        refusals.load(Ordering::SeqCst) >= 4,
+        "the revoked tokens were checked"
+    );
 
     // The run went through both redirects: the source answered ASK, then MOVED.
-    let (asks, moves) = (errors_answered(source, "ASK").await, errors_answered(source, "MOVED").await);
-    assert!(asks > 0 && moves > 0, "the source answered {asks} ASK and {moves} MOVED");
+    let (asks, moves) = (
+        errors_answered(source, "ASK").await,
+        errors_answered(source, "MOVED").await,
+    );
+    assert!(
+        asks > 0 && moves > 0,
+        "the source answered {asks} ASK and {moves} MOVED"
+    );
 
     // Afterwards: the slot's entries are on the target alone, and the app reads them there.
     let on_source: i64 = command(source, &["CLUSTER", "COUNTKEYSINSLOT", &slot_arg]).await;
     let on_target: i64 = command(target, &["CLUSTER", "COUNTKEYSINSLOT", &slot_arg]).await;
-    assert_eq!((on_source, on_target >= 2), (0, true), "source {on_source} keys, target {on_target}");
+    assert_eq!(
+        (on_source, on_target >= 2),
+        (0, true),
+        "source {on_source} keys, target {on_target}"
+    );
     for node in &cluster.nodes {
         let () = command(node, &["CONFIG", "RESETSTAT"]).await;
     }
@@ -318,14 +427,22 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
         let res = env.send(me(&token)).await;
         assert_eq!((res.status, &res.body), (200, &user), "{}", res.raw_body);
     }
-    assert_eq!(env.dynamo.calls.get("GetItem"), 0, "hits, after the migration");
+    assert_eq!(
+        env.dynamo.calls.get("GetItem"),
+        0,
+        "hits, after the migration"
+    );
     let mut served = Vec::new();
     for node in &cluster.nodes {
         served.push((node.port, gets_served(node).await));
     }
     for (port, gets) in &served {
         let expected = if *port == target.port { 50 } else { 0 };
-        assert_eq!(*gets, expected, "GETs served by port {port} (target {}): {served:?}", target.port);
+        assert_eq!(
+            *gets, expected,
+            "GETs served by port {port} (target {}): {served:?}",
+            target.port
+        );
     }
     println!(
         "slot {slot} moved from port {} to {} mid-run: {TOTAL} requests ({LANES} at a time), all hits through {asks} ASK and {moves} MOVED \

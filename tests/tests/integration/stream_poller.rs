@@ -30,7 +30,10 @@ struct Scripted {
 
 impl Scripted {
     fn new(answers: Vec<Answer>) -> Self {
-        Scripted { answers: Mutex::new(answers.into()), batches: Mutex::new(Vec::new()) }
+        Scripted {
+            answers: Mutex::new(answers.into()),
+            batches: Mutex::new(Vec::new()),
+        }
     }
 
     fn batches(&self) -> Vec<Vec<String>> {
@@ -40,11 +43,20 @@ impl Scripted {
 
 impl Invoke for Scripted {
     async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        let sequence: Vec<String> =
-            event.records.iter().map(|r| r.change.sequence_number.clone().unwrap_or_default()).collect();
+        let sequence: Vec<String> = event
+            .records
+            .iter()
+            .map(|r| r.change.sequence_number.clone().unwrap_or_default())
+            .collect();
         self.batches.lock().expect("lock").push(sequence.clone());
         let mut response = DynamoDbEventResponse::default();
-        match self.answers.lock().expect("lock").pop_front().unwrap_or(Answer::Done) {
+        match self
+            .answers
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or(Answer::Done)
+        {
             Answer::Done => {}
             Answer::FailFrom(at) => {
                 for id in &sequence[at..] {
@@ -63,19 +75,26 @@ impl Invoke for Scripted {
 async fn stream_of(n: usize) -> (TestEnv, Vec<String>) {
     let env = TestEnv::new().await;
     for i in 0..n {
-        let res = env.register(&integration_tests::unique_email(&format!("p{i}")), "P").await;
+        let res = env
+            .register(&integration_tests::unique_email(&format!("p{i}")), "P")
+            .await;
         assert_eq!(res.status, 201);
     }
     let all = Scripted::new(Vec::new());
     let mut poller = poller(&env, test_poller_config()).await;
-    poller.drain(&all, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
+    poller
+        .drain(&all, Duration::from_millis(50), Duration::from_secs(10))
+        .await
+        .expect("drained");
     let sequence: Vec<String> = all.batches().concat();
     assert_eq!(sequence.len(), n);
     (env, sequence)
 }
 
 async fn poller(env: &TestEnv, config: PollerConfig) -> Poller {
-    Poller::new(StreamApi::new(&env.dynamo.endpoint), "social", config).await.expect("a stream")
+    Poller::new(StreamApi::new(&env.dynamo.endpoint), "social", config)
+        .await
+        .expect("a stream")
 }
 
 #[tokio::test]
@@ -83,8 +102,19 @@ async fn reported_failures_are_retried_from_the_first_one_and_the_rest_is_done()
     let (env, all) = stream_of(5).await;
     let function = Scripted::new(vec![Answer::FailFrom(2)]);
     let mut poller = poller(&env, test_poller_config()).await;
-    poller.drain(&function, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
-    assert_eq!(function.batches(), [all.clone(), all[2..].to_vec()], "the retry starts at the first failed record");
+    poller
+        .drain(
+            &function,
+            Duration::from_millis(50),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("drained");
+    assert_eq!(
+        function.batches(),
+        [all.clone(), all[2..].to_vec()],
+        "the retry starts at the first failed record"
+    );
     assert!(poller.failed().is_empty());
 }
 
@@ -93,25 +123,60 @@ async fn a_function_error_retries_the_batch_bisected_until_it_goes_through() {
     let (env, all) = stream_of(4).await;
     let function = Scripted::new(vec![Answer::Error, Answer::Error]);
     let mut poller = poller(&env, test_poller_config()).await;
-    poller.drain(&function, Duration::from_millis(50), Duration::from_secs(10)).await.expect("drained");
+    poller
+        .drain(
+            &function,
+            Duration::from_millis(50),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("drained");
     let batches = function.batches();
     assert_eq!(batches[0], all, "the whole batch first");
     assert_eq!(batches[1], all[..2].to_vec(), "then its first half");
-    assert_eq!(batches[2], all[..1].to_vec(), "then a quarter, which goes through");
-    assert_eq!(batches[3..].concat(), all[1..].to_vec(), "then the rest, in order");
+    assert_eq!(
+        batches[2],
+        all[..1].to_vec(),
+        "then a quarter, which goes through"
+    );
+    assert_eq!(
+        batches[3..].concat(),
+        all[1..].to_vec(),
+        "then the rest, in order"
+    );
     assert!(poller.failed().is_empty());
 }
 
 #[tokio::test]
 async fn a_record_out_of_retries_goes_to_the_failure_destination_and_the_shard_moves_on() {
     let (env, all) = stream_of(3).await;
-    let config = PollerConfig { max_retries: 2, ..test_poller_config() };
+    let config = PollerConfig {
+        max_retries: 2,
+        ..test_poller_config()
+    };
     let function = Scripted::new((0..10).map(|_| Answer::Error).collect());
     let mut poller = poller(&env, config).await;
-    poller.drain(&function, Duration::from_millis(50), Duration::from_secs(20)).await.expect("drained");
-    let failed: Vec<String> =
-        poller.failed().iter().map(|r| r.change.sequence_number.clone().unwrap_or_default()).collect();
-    assert!(!failed.is_empty() && failed.iter().all(|s| all.contains(s)), "{failed:?}");
+    poller
+        .drain(
+            &function,
+            Duration::from_millis(50),
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("drained");
+    let failed: Vec<String> = poller
+        .failed()
+        .iter()
+        .map(|r| r.change.sequence_number.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|s| all.contains(s)),
+        "{failed:?}"
+    );
     let delivered_last = function.batches().last().cloned().unwrap_or_default();
-    assert_eq!(delivered_last.last(), all.last(), "the shard went on to the end");
+    assert_eq!(
+        delivered_last.last(),
+        all.last(),
+        "the shard went on to the end"
+    );
 }

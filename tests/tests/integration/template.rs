@@ -60,14 +60,24 @@ fn raw_template() -> Value {
 /// The template as deployed with its parameters' defaults, on this thread's [`COMPUTE`].
 fn template() -> Value {
     let raw = raw_template();
-    let kind = raw["Parameters"]["CacheKind"]["Default"].as_str().expect("CacheKind's default").to_owned();
-    let auth = raw["Parameters"]["CacheAuthMode"]["Default"].as_str().expect("CacheAuthMode's default").to_owned();
+    let kind = raw["Parameters"]["CacheKind"]["Default"]
+        .as_str()
+        .expect("CacheKind's default")
+        .to_owned();
+    let auth = raw["Parameters"]["CacheAuthMode"]["Default"]
+        .as_str()
+        .expect("CacheAuthMode's default")
+        .to_owned();
     deployed(&kind, &auth)
 }
 
 /// Every choice of cache kind and authentication the template offers.
-const COMBINATIONS: [(&str, &str); 4] =
-    [("node", "token"), ("node", "iam"), ("serverless", "token"), ("serverless", "iam")];
+const COMBINATIONS: [(&str, &str); 4] = [
+    ("node", "token"),
+    ("node", "iam"),
+    ("serverless", "token"),
+    ("serverless", "iam"),
+];
 
 /// The template as CloudFormation would deploy it with `CacheKind` = `kind`, `CacheAuthMode` =
 /// `auth`, `ComputeType` = this thread's [`COMPUTE`] and every other parameter at its default:
@@ -77,10 +87,17 @@ const COMBINATIONS: [(&str, &str); 4] =
 /// replaces, so every check reads both computes alike.
 fn deployed(kind: &str, auth: &str) -> Value {
     let raw = raw_template();
-    let declared: Vec<&str> =
-        raw["Parameters"].as_mapping().expect("Parameters").keys().filter_map(Value::as_str).collect();
+    let declared: Vec<&str> = raw["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .keys()
+        .filter_map(Value::as_str)
+        .collect();
     for name in ["CacheKind", "CacheAuthMode"] {
-        assert!(declared.contains(&name), "the template has no {name} parameter");
+        assert!(
+            declared.contains(&name),
+            "the template has no {name} parameter"
+        );
     }
     let allowed = |name: &str| -> Vec<String> {
         one_or_many(&raw["Parameters"][name]["AllowedValues"])
@@ -89,12 +106,20 @@ fn deployed(kind: &str, auth: &str) -> Value {
             .map(str::to_owned)
             .collect()
     };
-    assert!(allowed("CacheKind").contains(&kind.to_owned()) && allowed("CacheAuthMode").contains(&auth.to_owned()));
+    assert!(
+        allowed("CacheKind").contains(&kind.to_owned())
+            && allowed("CacheAuthMode").contains(&auth.to_owned())
+    );
     let mut parameters: BTreeMap<String, Value> = raw["Parameters"]
         .as_mapping()
         .expect("Parameters")
         .iter()
-        .map(|(name, p)| (name.as_str().unwrap_or_default().to_owned(), p["Default"].clone()))
+        .map(|(name, p)| {
+            (
+                name.as_str().unwrap_or_default().to_owned(),
+                p["Default"].clone(),
+            )
+        })
         .collect();
     parameters.insert("CacheKind".into(), Value::from(kind));
     parameters.insert("CacheAuthMode".into(), Value::from(auth));
@@ -103,7 +128,10 @@ fn deployed(kind: &str, auth: &str) -> Value {
         Compute::ManagedInstances => "ManagedInstances",
     };
     parameters.insert("ComputeType".into(), Value::from(compute));
-    let resolver = Resolver { raw: &raw, parameters };
+    let resolver = Resolver {
+        raw: &raw,
+        parameters,
+    };
     let mut t = raw.clone();
     for section in ["Globals", "Resources", "Outputs"] {
         let resolved = resolver.resolve(&raw[section]).unwrap_or(Value::Null);
@@ -111,14 +139,25 @@ fn deployed(kind: &str, auth: &str) -> Value {
     }
     for section in ["Resources", "Outputs"] {
         if let Some(items) = t[section].as_mapping_mut() {
-            items.retain(|_, item| item["Condition"].as_str().is_none_or(|c| resolver.condition(c)));
+            items.retain(|_, item| {
+                item["Condition"]
+                    .as_str()
+                    .is_none_or(|c| resolver.condition(c))
+            });
         }
     }
     if let Some(resources) = t["Resources"].as_mapping_mut() {
-        let twins: Vec<Value> = resources.keys().filter(|k| k.as_str().and_then(twin_of).is_some()).cloned().collect();
+        let twins: Vec<Value> = resources
+            .keys()
+            .filter(|k| k.as_str().and_then(twin_of).is_some())
+            .cloned()
+            .collect();
         for twin in twins {
             let resource = resources.remove(&twin).expect("the twin");
-            resources.insert(Value::from(twin.as_str().and_then(twin_of).expect("a twin")), resource);
+            resources.insert(
+                Value::from(twin.as_str().and_then(twin_of).expect("a twin")),
+                resource,
+            );
         }
     }
     rename_refs(&mut t);
@@ -140,7 +179,8 @@ impl Resolver<'_> {
 
     /// The value of a condition expression (`Fn::Equals`, `Not`, `And`, `Or`, `Condition`).
     fn holds(&self, expression: &Value) -> bool {
-        let (function, args) = intrinsic(expression).unwrap_or_else(|| panic!("not a condition: {expression:?}"));
+        let (function, args) =
+            intrinsic(expression).unwrap_or_else(|| panic!("not a condition: {expression:?}"));
         let args = one_or_many(args);
         match function.as_str() {
             "Equals" => self.scalar(args[0]) == self.scalar(args[1]),
@@ -167,8 +207,11 @@ impl Resolver<'_> {
             match function.as_str() {
                 "If" => {
                     let args = one_or_many(args);
-                    let chosen =
-                        if self.condition(args[0].as_str().expect("Fn::If's condition")) { args[1] } else { args[2] };
+                    let chosen = if self.condition(args[0].as_str().expect("Fn::If's condition")) {
+                        args[1]
+                    } else {
+                        args[2]
+                    };
                     return self.resolve(chosen);
                 }
                 "Ref" if args.as_str() == Some("AWS::NoValue") => return None,
@@ -185,10 +228,14 @@ impl Resolver<'_> {
                 tag: tagged.tag.clone(),
                 value: self.resolve(&tagged.value).unwrap_or(Value::Null),
             })),
-            Value::Mapping(m) => {
-                Value::Mapping(m.iter().filter_map(|(k, v)| Some((k.clone(), self.resolve(v)?))).collect())
+            Value::Mapping(m) => Value::Mapping(
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.resolve(v)?)))
+                    .collect(),
+            ),
+            Value::Sequence(items) => {
+                Value::Sequence(items.iter().filter_map(|v| self.resolve(v)).collect())
             }
-            Value::Sequence(items) => Value::Sequence(items.iter().filter_map(|v| self.resolve(v)).collect()),
             other => other.clone(),
         })
     }
@@ -198,11 +245,16 @@ impl Resolver<'_> {
 /// `Condition`) form.
 fn intrinsic(v: &Value) -> Option<(String, &Value)> {
     match v {
-        Value::Tagged(tagged) => Some((tagged.tag.to_string().trim_start_matches('!').to_owned(), &tagged.value)),
+        Value::Tagged(tagged) => Some((
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        )),
         Value::Mapping(m) if m.len() == 1 => {
             let (key, args) = m.iter().next()?;
             let key = key.as_str()?;
-            let name = key.strip_prefix("Fn::").or((key == "Ref" || key == "Condition").then_some(key))?;
+            let name = key
+                .strip_prefix("Fn::")
+                .or((key == "Ref" || key == "Condition").then_some(key))?;
             Some((name.to_owned(), args))
         }
         _ => None,
@@ -249,17 +301,30 @@ fn twin_of(name: &str) -> Option<&str> {
 /// `v` with the compute's `!If` branches chosen; `None` for `!Ref AWS::NoValue`.
 fn choose(v: &Value, managed: bool) -> Option<Value> {
     match v {
-        Value::Tagged(tagged) if tagged.tag == "If" && tagged.value[0].as_str() == Some(ON_MANAGED) => {
+        Value::Tagged(tagged)
+            if tagged.tag == "If" && tagged.value[0].as_str() == Some(ON_MANAGED) =>
+        {
             choose(&tagged.value[if managed { 1 } else { 2 }], managed)
         }
-        Value::Tagged(tagged) if tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") => None,
-        Value::Mapping(m) => {
-            Some(Value::Mapping(m.iter().filter_map(|(k, v)| Some((k.clone(), choose(v, managed)?))).collect()))
+        Value::Tagged(tagged)
+            if tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") =>
+        {
+            None
         }
-        Value::Sequence(items) => Some(Value::Sequence(items.iter().filter_map(|v| choose(v, managed)).collect())),
+        Value::Mapping(m) => Some(Value::Mapping(
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), choose(v, managed)?)))
+                .collect(),
+        )),
+        Value::Sequence(items) => Some(Value::Sequence(
+            items.iter().filter_map(|v| choose(v, managed)).collect(),
+        )),
         Value::Tagged(tagged) => {
             let value = choose(&tagged.value, managed)?;
-            Some(Value::Tagged(Box::new(serde_yaml::value::TaggedValue { tag: tagged.tag.clone(), value })))
+            Some(Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: tagged.tag.clone(),
+                value,
+            })))
         }
         other => Some(other.clone()),
     }
@@ -318,8 +383,12 @@ fn function_setting<'a>(t: &'a Value, function: &str, key: &str) -> &'a Value {
 
 /// A function's environment as SAM deploys it: `Globals` merged with its own (its own wins).
 fn environment(t: &Value, function: &str) -> Mapping {
-    let mut vars = t["Globals"]["Function"]["Environment"]["Variables"].as_mapping().cloned().unwrap_or_default();
-    if let Some(own) = resources(t)[function]["Properties"]["Environment"]["Variables"].as_mapping() {
+    let mut vars = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(own) = resources(t)[function]["Properties"]["Environment"]["Variables"].as_mapping()
+    {
         vars.extend(own.clone());
     }
     vars
@@ -372,7 +441,11 @@ fn referenced_ids(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::Tagged(tagged) => {
             if tagged.tag == "Sub" {
-                let text = tagged.value.as_str().or_else(|| tagged.value[0].as_str()).unwrap_or_default();
+                let text = tagged
+                    .value
+                    .as_str()
+                    .or_else(|| tagged.value[0].as_str())
+                    .unwrap_or_default();
                 for piece in text.split("${").skip(1) {
                     let name = piece.split(['}', '.']).next().unwrap_or_default();
                     out.insert(name.to_owned());
@@ -388,8 +461,11 @@ fn referenced_ids(v: &Value, out: &mut BTreeSet<String>) {
 
 /// The logical id of the only resource of `kind`.
 fn only_resource_of(t: &Value, kind: &str) -> String {
-    let ids: Vec<&str> =
-        resources(t).iter().filter(|(_, r)| r["Type"].as_str() == Some(kind)).filter_map(|(n, _)| n.as_str()).collect();
+    let ids: Vec<&str> = resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .filter_map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(ids.len(), 1, "one {kind}: {ids:?}");
     ids[0].to_owned()
 }
@@ -409,8 +485,8 @@ fn cache_sync_mappings(t: &Value) -> Vec<StreamMapping<'_>> {
         let props = &resource["Properties"];
         if resource["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping") {
             let target = &props["FunctionName"];
-            let into_sync =
-                ref_name(target) == Some(CACHE_SYNC) || get_att(target) == Some(format!("{CACHE_SYNC}.Arn"));
+            let into_sync = ref_name(target) == Some(CACHE_SYNC)
+                || get_att(target) == Some(format!("{CACHE_SYNC}.Arn"));
             if into_sync {
                 mappings.push(StreamMapping {
                     name: name.as_str().unwrap_or_default().to_owned(),
@@ -425,7 +501,11 @@ fn cache_sync_mappings(t: &Value) -> Vec<StreamMapping<'_>> {
             if event["Type"].as_str() == Some("DynamoDB") {
                 let props = &event["Properties"];
                 let name = format!("{CACHE_SYNC}.Events.{}", name.as_str().unwrap_or_default());
-                mappings.push(StreamMapping { name, source: &props["Stream"], props });
+                mappings.push(StreamMapping {
+                    name,
+                    source: &props["Stream"],
+                    props,
+                });
             }
         }
     }
@@ -437,7 +517,9 @@ fn cache_sync_mappings(t: &Value) -> Vec<StreamMapping<'_>> {
 fn filter_matches(pattern: &serde_json::Value, event: &serde_json::Value) -> bool {
     use serde_json::Value as J;
     match pattern {
-        J::Object(fields) => fields.iter().all(|(key, sub)| event.get(key).is_some_and(|e| filter_matches(sub, e))),
+        J::Object(fields) => fields
+            .iter()
+            .all(|(key, sub)| event.get(key).is_some_and(|e| filter_matches(sub, e))),
         J::Array(alternatives) => alternatives.iter().any(|alt| match alt {
             J::Object(op) if op.len() == 1 && op.contains_key("prefix") => {
                 let prefix = op["prefix"].as_str().expect("prefix is a string");
@@ -455,16 +537,24 @@ fn policy_statements<'a>(t: &'a Value, function: &str) -> Vec<&'a Value> {
     let policies = &resources(t)[function]["Properties"]["Policies"];
     let mut statements = Vec::new();
     for policy in one_or_many(policies) {
-        let document = policy.as_mapping().expect("an inline policy document, not a managed policy or SAM template");
+        let document = policy
+            .as_mapping()
+            .expect("an inline policy document, not a managed policy or SAM template");
         let only_statements = document.len() == 1 && document.contains_key("Statement");
-        assert!(only_statements, "{function}: a policy is one `Statement` list, no SAM policy template: {policy:?}");
+        assert!(
+            only_statements,
+            "{function}: a policy is one `Statement` list, no SAM policy template: {policy:?}"
+        );
         statements.extend(one_or_many(&policy["Statement"]));
     }
     statements
 }
 
 fn actions(statement: &Value) -> Vec<String> {
-    one_or_many(&statement["Action"]).into_iter().map(|a| a.as_str().expect("an action name").to_owned()).collect()
+    one_or_many(&statement["Action"])
+        .into_iter()
+        .map(|a| a.as_str().expect("an action name").to_owned())
+        .collect()
 }
 
 /// `(method, path) -> function logical id` for every HttpApi event.
@@ -474,12 +564,23 @@ fn wired_routes(t: &Value) -> BTreeMap<(String, String), String> {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
-        let Some(events) = resource["Properties"]["Events"].as_mapping() else { continue };
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
         for event in events.values() {
             if event["Type"].as_str() == Some("HttpApi") {
-                let method = event["Properties"]["Method"].as_str().expect("Method").to_uppercase();
-                let path = event["Properties"]["Path"].as_str().expect("Path").to_owned();
-                let previous = routes.insert((method.clone(), path.clone()), name.as_str().expect("name").to_owned());
+                let method = event["Properties"]["Method"]
+                    .as_str()
+                    .expect("Method")
+                    .to_uppercase();
+                let path = event["Properties"]["Path"]
+                    .as_str()
+                    .expect("Path")
+                    .to_owned();
+                let previous = routes.insert(
+                    (method.clone(), path.clone()),
+                    name.as_str().expect("name").to_owned(),
+                );
                 assert!(previous.is_none(), "{method} {path} is wired twice");
             }
         }
@@ -489,15 +590,26 @@ fn wired_routes(t: &Value) -> BTreeMap<(String, String), String> {
 
 /// The one `${Resource}` a `!Sub` names (pseudo parameters aside).
 fn ref_in_sub(v: &Value) -> Option<String> {
-    let Value::Tagged(tagged) = v else { return None };
+    let Value::Tagged(tagged) = v else {
+        return None;
+    };
     let text = tagged.value.as_str().filter(|_| tagged.tag == "Sub")?;
-    let mut names = text.split("${").skip(1).filter_map(|part| part.split_once('}')).map(|(name, _)| name);
-    names.find(|name| !name.starts_with("AWS::")).map(str::to_owned)
+    let mut names = text
+        .split("${")
+        .skip(1)
+        .filter_map(|part| part.split_once('}'))
+        .map(|(name, _)| name);
+    names
+        .find(|name| !name.starts_with("AWS::"))
+        .map(str::to_owned)
 }
 
 fn function_id(function: &str) -> String {
     let mut chars = function.chars();
-    let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+    let first = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .unwrap_or_default();
     format!("{first}{}Function", chars.as_str())
 }
 
@@ -509,16 +621,27 @@ fn every_contract_route_reaches_the_function_that_serves_it() {
         let actual = wired.get(&(method.to_string(), path.to_string()));
         assert_eq!(actual, Some(&expected), "{method} {path}");
         // Other methods on the path reach the same function, which answers 405.
-        assert_eq!(wired.get(&("ANY".to_owned(), path.to_string())), Some(&expected), "ANY {path}");
+        assert_eq!(
+            wired.get(&("ANY".to_owned(), path.to_string())),
+            Some(&expected),
+            "ANY {path}"
+        );
     }
-    assert_eq!(wired.get(&("ANY".to_owned(), "$default".to_owned())).map(String::as_str), Some("UsersFunction"));
+    assert_eq!(
+        wired
+            .get(&("ANY".to_owned(), "$default".to_owned()))
+            .map(String::as_str),
+        Some("UsersFunction")
+    );
 }
 
 #[test]
 fn contract_routes_match_api_md() {
     // The repository's own copy of the contract, read as contract.rs reads it.
-    let ours: BTreeSet<(String, String)> =
-        CONTRACT_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let ours: BTreeSet<(String, String)> = CONTRACT_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     assert_eq!(integration_tests::contract::api_md_routes(), ours);
 }
 
@@ -532,13 +655,21 @@ fn rendered_environment(t: &Value, function: &str) -> BTreeMap<String, String> {
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::Tagged(tagged) if tagged.tag == "Sub" => {
-                let text = tagged.value.as_str().or_else(|| tagged.value[0].as_str()).unwrap_or_default();
+                let text = tagged
+                    .value
+                    .as_str()
+                    .or_else(|| tagged.value[0].as_str())
+                    .unwrap_or_default();
                 let mut out = String::new();
                 let mut rest = text;
                 while let Some((before, after)) = rest.split_once("${") {
                     let (name, tail) = after.split_once('}').expect("a closed ${...}");
                     out.push_str(before);
-                    out.push_str(if name.ends_with(".Port") { "6379" } else { "deployed-value" });
+                    out.push_str(if name.ends_with(".Port") {
+                        "6379"
+                    } else {
+                        "deployed-value"
+                    });
                     rest = tail;
                 }
                 out + rest
@@ -548,18 +679,26 @@ fn rendered_environment(t: &Value, function: &str) -> BTreeMap<String, String> {
                 .unwrap_or_else(|| "deployed-value".into()),
         }
     }
-    environment(t, function).iter().map(|(k, v)| (k.as_str().expect("a name").to_owned(), render(v))).collect()
+    environment(t, function)
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("a name").to_owned(), render(v)))
+        .collect()
 }
 
 /// The cache settings the code reads from `vars`.
 fn cache_config_from(vars: &BTreeMap<String, String>) -> shared::config::CacheConfig {
-    shared::config::CacheConfig::from_lookup(|name| vars.get(name).cloned()).expect("the code accepts the environment")
+    shared::config::CacheConfig::from_lookup(|name| vars.get(name).cloned())
+        .expect("the code accepts the environment")
 }
 
 /// What each combination must configure: the client's mode, and IAM's `(serverless)` or none.
 fn expected_cache(kind: &str, auth: &str) -> (shared::config::CacheMode, Option<bool>) {
     use shared::config::CacheMode;
-    let mode = if kind == "serverless" { CacheMode::Cluster } else { CacheMode::Standalone };
+    let mode = if kind == "serverless" {
+        CacheMode::Cluster
+    } else {
+        CacheMode::Standalone
+    };
     (mode, (auth == "iam").then_some(kind == "serverless"))
 }
 
@@ -569,7 +708,12 @@ fn every_deployment_variable_is_set_for_every_function() {
     for (kind, auth) in COMBINATIONS {
         let t = deployed(kind, auth);
         let api = api_functions(&t);
-        assert_eq!(api, ["CommentsFunction", "PostsFunction", "UsersFunction"].map(String::from).into());
+        assert_eq!(
+            api,
+            ["CommentsFunction", "PostsFunction", "UsersFunction"]
+                .map(String::from)
+                .into()
+        );
         // Every function is an API function or the cache sync, whose environment is checked below.
         let mut expected = api.clone();
         expected.insert(CACHE_SYNC.to_owned());
@@ -577,21 +721,35 @@ fn every_deployment_variable_is_set_for_every_function() {
         for name in &api {
             let vars = rendered_environment(&t, name);
             for var in DEPLOYMENT_VARIABLES.iter().chain(auth_variables(auth)) {
-                assert!(vars.contains_key(*var), "{kind}/{auth}: {name:?} lacks {var}");
+                assert!(
+                    vars.contains_key(*var),
+                    "{kind}/{auth}: {name:?} lacks {var}"
+                );
             }
             // The key itself is never in the deployed environment: declared empty (unset) only
             // so that `sam local --env-vars` may give a dev key.
             let secret = vars.get("JWT_SECRET").map(String::as_str);
-            assert!(secret.is_none_or(str::is_empty), "{name}: the secret itself must not be in the environment");
-            let config = shared::config::Config::from_lookup(|n| vars.get(n).cloned()).expect("the code accepts it");
-            assert!(matches!(config.jwt_secret, shared::config::SecretSource::SecretsManager { .. }));
+            assert!(
+                secret.is_none_or(str::is_empty),
+                "{name}: the secret itself must not be in the environment"
+            );
+            let config = shared::config::Config::from_lookup(|n| vars.get(n).cloned())
+                .expect("the code accepts it");
+            assert!(matches!(
+                config.jwt_secret,
+                shared::config::SecretSource::SecretsManager { .. }
+            ));
             let cache = config.cache;
             assert_eq!(
                 (cache.mode, cache.iam.as_ref().map(|i| i.serverless)),
                 expected_cache(kind, auth),
                 "{kind}/{auth}"
             );
-            assert_eq!(cache.redis_password_secret_arn.is_some(), auth == "token", "{kind}/{auth}: {name}");
+            assert_eq!(
+                cache.redis_password_secret_arn.is_some(),
+                auth == "token",
+                "{kind}/{auth}: {name}"
+            );
             assert!(cache.redis_url.tls(), "{kind}/{auth}: TLS always");
         }
     }
@@ -599,16 +757,23 @@ fn every_deployment_variable_is_set_for_every_function() {
 
 #[test]
 fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
-    use shared::config::{auth_variables, DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES, SYNC_DEPLOYMENT_VARIABLES};
+    use shared::config::{
+        auth_variables, DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES, SYNC_DEPLOYMENT_VARIABLES,
+    };
     for (kind, auth) in COMBINATIONS {
         let t = deployed(kind, auth);
         let vars = rendered_environment(&t, CACHE_SYNC);
         let auth_vars = auth_variables(auth);
         for var in SYNC_DEPLOYMENT_VARIABLES.iter().chain(auth_vars) {
-            assert!(vars.contains_key(*var), "{kind}/{auth}: {CACHE_SYNC} lacks {var}");
+            assert!(
+                vars.contains_key(*var),
+                "{kind}/{auth}: {CACHE_SYNC} lacks {var}"
+            );
         }
         // Not the JWT key, in any form; nor anything else only the API reads.
-        let api_only = DEPLOYMENT_VARIABLES.iter().filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
+        let api_only = DEPLOYMENT_VARIABLES
+            .iter()
+            .filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
         for var in ["JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
             assert!(!vars.contains_key(*var), "{CACHE_SYNC} must not get {var}");
         }
@@ -620,10 +785,17 @@ fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
                 || auth_vars.contains(&var)
                 || OPTIONAL_VARIABLES.contains(&var)
                 || shared::config::PROCESS_VARIABLES.contains(&var);
-            assert!(known, "{kind}/{auth}: {CACHE_SYNC} gets {var}, which the cache sync does not read");
+            assert!(
+                known,
+                "{kind}/{auth}: {CACHE_SYNC} gets {var}, which the cache sync does not read"
+            );
         }
         let cache = cache_config_from(&vars);
-        assert_eq!((cache.mode, cache.iam.as_ref().map(|i| i.serverless)), expected_cache(kind, auth), "{kind}/{auth}");
+        assert_eq!(
+            (cache.mode, cache.iam.as_ref().map(|i| i.serverless)),
+            expected_cache(kind, auth),
+            "{kind}/{auth}"
+        );
     }
 }
 
@@ -645,14 +817,23 @@ fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
         let serverless = resources_of(&t, "AWS::ElastiCache::ServerlessCache");
         let users = resources_of(&t, "AWS::ElastiCache::User");
         let groups = resources_of(&t, "AWS::ElastiCache::UserGroup");
-        let secrets: Vec<&str> = resources_of(&t, "AWS::SecretsManager::Secret").into_iter().map(|(n, _)| n).collect();
+        let secrets: Vec<&str> = resources_of(&t, "AWS::SecretsManager::Secret")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let (cache_id, cache) = match kind {
             "node" => {
-                assert!(serverless.is_empty() && node.len() == 1, "{what}: one replication group");
+                assert!(
+                    serverless.is_empty() && node.len() == 1,
+                    "{what}: one replication group"
+                );
                 node[0]
             }
             _ => {
-                assert!(node.is_empty() && serverless.len() == 1, "{what}: one serverless cache");
+                assert!(
+                    node.is_empty() && serverless.len() == 1,
+                    "{what}: one serverless cache"
+                );
                 serverless[0]
             }
         };
@@ -660,8 +841,15 @@ fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
         assert_eq!(props["Engine"].as_str(), Some("valkey"), "{what}");
         let attached: Vec<&str> = match kind {
             "node" => {
-                assert_eq!(props["TransitEncryptionEnabled"].as_bool(), Some(true), "{what}: TLS");
-                one_or_many(&props["UserGroupIds"]).into_iter().filter_map(ref_name).collect()
+                assert_eq!(
+                    props["TransitEncryptionEnabled"].as_bool(),
+                    Some(true),
+                    "{what}: TLS"
+                );
+                one_or_many(&props["UserGroupIds"])
+                    .into_iter()
+                    .filter_map(ref_name)
+                    .collect()
             }
             _ => {
                 // The usage limits are the parameters (as written: `deployed` put their values in).
@@ -684,18 +872,28 @@ fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
             "iam" => {
                 // No cache password anywhere: no secret for it, no AUTH token, one IAM user in
                 // the group attached to the cache, its name its id.
-                assert_eq!(secrets, ["JwtSecret"], "{what}: the JWT key is the only secret");
+                assert_eq!(
+                    secrets,
+                    ["JwtSecret"],
+                    "{what}: the JWT key is the only secret"
+                );
                 assert!(props["AuthToken"].is_null(), "{what}");
                 assert_eq!(users.len(), 1, "{what}");
                 let (user_id, user) = users[0];
-                assert_eq!(user["Properties"]["AuthenticationMode"]["Type"].as_str(), Some("iam"), "{what}");
+                assert_eq!(
+                    user["Properties"]["AuthenticationMode"]["Type"].as_str(),
+                    Some("iam"),
+                    "{what}"
+                );
                 assert_eq!(
                     user["Properties"]["UserName"], user["Properties"]["UserId"],
                     "{what}: an IAM user's name is its id"
                 );
                 assert_eq!(groups.len(), 1, "{what}");
-                let members: Vec<&str> =
-                    one_or_many(&groups[0].1["Properties"]["UserIds"]).into_iter().filter_map(ref_name).collect();
+                let members: Vec<&str> = one_or_many(&groups[0].1["Properties"]["UserIds"])
+                    .into_iter()
+                    .filter_map(ref_name)
+                    .collect();
                 assert_eq!(members, [user_id], "{what}");
                 assert_eq!(attached, [groups[0].0], "{what}: the group is the cache's");
             }
@@ -709,18 +907,26 @@ fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
                         assert_eq!(users.len(), 1, "{what}");
                         let user = &users[0].1["Properties"];
                         assert_eq!(user["UserName"].as_str(), Some("default"), "{what}");
-                        assert_eq!(user["AuthenticationMode"]["Type"].as_str(), Some("password"), "{what}");
+                        assert_eq!(
+                            user["AuthenticationMode"]["Type"].as_str(),
+                            Some("password"),
+                            "{what}"
+                        );
                         assert_eq!(attached, [groups[0].0], "{what}");
                         one_or_many(&user["AuthenticationMode"]["Passwords"])[0].clone()
                     }
                 };
                 let mut refs = BTreeSet::new();
                 referenced_ids(&token, &mut refs);
-                assert!(refs.contains("CacheAuthSecret"), "{what}: the token is the generated secret's");
+                assert!(
+                    refs.contains("CacheAuthSecret"),
+                    "{what}: the token is the generated secret's"
+                );
             }
         }
         assert!(
-            !t["Outputs"].as_mapping().expect("Outputs").is_empty() && !t["Outputs"]["CacheEndpoint"].is_null(),
+            !t["Outputs"].as_mapping().expect("Outputs").is_empty()
+                && !t["Outputs"]["CacheEndpoint"].is_null(),
             "{what}: {cache_id}'s endpoint is an output"
         );
     }
@@ -732,7 +938,11 @@ fn connect_statements<'a>(t: &'a Value, function: &str) -> Vec<Vec<&'a Value>> {
         .into_iter()
         .filter(|s| actions(s).iter().any(|a| a.starts_with("elasticache:")))
         .map(|s| {
-            assert_eq!(actions(s), ["elasticache:Connect"], "{function}: only Connect");
+            assert_eq!(
+                actions(s),
+                ["elasticache:Connect"],
+                "{function}: only Connect"
+            );
             one_or_many(&s["Resource"])
         })
         .collect()
@@ -745,10 +955,17 @@ fn with_iam_every_function_may_connect_as_the_cache_user_to_the_cache_and_nothin
         for function in functions(&t) {
             let statements = connect_statements(&t, &function);
             if auth == "token" {
-                assert!(statements.is_empty(), "{kind}/{auth}: {function} needs no elasticache:Connect");
+                assert!(
+                    statements.is_empty(),
+                    "{kind}/{auth}: {function} needs no elasticache:Connect"
+                );
                 continue;
             }
-            assert_eq!(statements.len(), 1, "{kind}/{auth}: {function}: one Connect statement");
+            assert_eq!(
+                statements.len(),
+                1,
+                "{kind}/{auth}: {function}: one Connect statement"
+            );
             let mut targets: Vec<String> = statements[0]
                 .iter()
                 .map(|r| {
@@ -756,16 +973,25 @@ fn with_iam_every_function_may_connect_as_the_cache_user_to_the_cache_and_nothin
                         .or_else(|| {
                             let mut ids = BTreeSet::new();
                             referenced_ids(r, &mut ids);
-                            ids.into_iter().find(|id| id == "Cache").map(|id| format!("{id} (replication group ARN)"))
+                            ids.into_iter()
+                                .find(|id| id == "Cache")
+                                .map(|id| format!("{id} (replication group ARN)"))
                         })
                         .unwrap_or_else(|| panic!("{function}: an unexpected resource {r:?}"))
                 })
                 .collect();
             targets.sort();
-            let cache = if kind == "serverless" { "ServerlessCache.ARN" } else { "Cache (replication group ARN)" };
+            let cache = if kind == "serverless" {
+                "ServerlessCache.ARN"
+            } else {
+                "Cache (replication group ARN)"
+            };
             let mut expected = vec![cache.to_owned(), "CacheIamUser.Arn".to_owned()];
             expected.sort();
-            assert_eq!(targets, expected, "{kind}/{auth}: {function} connects to the cache as its user only");
+            assert_eq!(
+                targets, expected,
+                "{kind}/{auth}: {function} connects to the cache as its user only"
+            );
         }
     }
 }
@@ -773,8 +999,10 @@ fn with_iam_every_function_may_connect_as_the_cache_user_to_the_cache_and_nothin
 #[test]
 fn the_table_has_the_keys_and_index_the_code_uses() {
     let t = template();
-    let tables: Vec<&Value> =
-        resources(&t).values().filter(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table")).collect();
+    let tables: Vec<&Value> = resources(&t)
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
+        .collect();
     assert_eq!(tables.len(), 1, "one table (single-table design)");
     let props = &tables[0]["Properties"];
     let attr_names: BTreeSet<&str> = props["AttributeDefinitions"]
@@ -783,25 +1011,40 @@ fn the_table_has_the_keys_and_index_the_code_uses() {
         .iter()
         .filter_map(|a| a["AttributeName"].as_str())
         .collect();
-    assert_eq!(attr_names, shared::store::schema::KEY_ATTRIBUTES.into_iter().collect());
+    assert_eq!(
+        attr_names,
+        shared::store::schema::KEY_ATTRIBUTES.into_iter().collect()
+    );
     let key = |schema: &Value| -> Vec<(String, String)> {
         schema
             .as_sequence()
             .expect("KeySchema")
             .iter()
             .map(|k| {
-                (k["AttributeName"].as_str().unwrap_or("").to_owned(), k["KeyType"].as_str().unwrap_or("").to_owned())
+                (
+                    k["AttributeName"].as_str().unwrap_or("").to_owned(),
+                    k["KeyType"].as_str().unwrap_or("").to_owned(),
+                )
             })
             .collect()
     };
-    assert_eq!(key(&props["KeySchema"]), vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]);
+    assert_eq!(
+        key(&props["KeySchema"]),
+        vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
+    );
     let index = props["GlobalSecondaryIndexes"]
         .as_sequence()
         .expect("GlobalSecondaryIndexes")
         .iter()
         .find(|i| i["IndexName"].as_str() == Some(shared::store::FEED_INDEX))
         .expect("the feed index");
-    assert_eq!(key(&index["KeySchema"]), vec![("gsi1pk".into(), "HASH".into()), ("gsi1sk".into(), "RANGE".into())]);
+    assert_eq!(
+        key(&index["KeySchema"]),
+        vec![
+            ("gsi1pk".into(), "HASH".into()),
+            ("gsi1sk".into(), "RANGE".into())
+        ]
+    );
     assert_eq!(props["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
 }
 
@@ -809,13 +1052,36 @@ fn the_table_has_the_keys_and_index_the_code_uses() {
 fn functions_are_built_by_cargo_lambda_for_arm64() {
     let t = template();
     let builds = ["users", "posts", "comments"].map(|f| (f, function_id(f)));
-    for (binary, id) in builds.into_iter().chain([("cache-sync", CACHE_SYNC.to_owned())]) {
+    for (binary, id) in builds
+        .into_iter()
+        .chain([("cache-sync", CACHE_SYNC.to_owned())])
+    {
         let resource = &resources(&t)[id.as_str()];
-        assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{id}");
-        assert_eq!(resource["Metadata"]["BuildProperties"]["Binary"].as_str(), Some(binary), "{id}");
-        assert_eq!(function_setting(&t, &id, "Architectures"), &Value::from(vec!["arm64"]), "{id}");
-        assert_eq!(function_setting(&t, &id, "Runtime").as_str(), Some("provided.al2023"), "{id}");
-        assert_eq!(function_setting(&t, &id, "Handler").as_str(), Some("bootstrap"), "{id}");
+        assert_eq!(
+            resource["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{id}"
+        );
+        assert_eq!(
+            resource["Metadata"]["BuildProperties"]["Binary"].as_str(),
+            Some(binary),
+            "{id}"
+        );
+        assert_eq!(
+            function_setting(&t, &id, "Architectures"),
+            &Value::from(vec!["arm64"]),
+            "{id}"
+        );
+        assert_eq!(
+            function_setting(&t, &id, "Runtime").as_str(),
+            Some("provided.al2023"),
+            "{id}"
+        );
+        assert_eq!(
+            function_setting(&t, &id, "Handler").as_str(),
+            Some("bootstrap"),
+            "{id}"
+        );
     }
 }
 
@@ -826,15 +1092,28 @@ fn every_function_runs_in_the_private_subnets() {
     let t = template();
     for id in functions(&t) {
         // On Managed Instances, the capacity provider's network is the function's.
-        let vpc = match ref_in_sub(&resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"]["Arn"]) {
+        let vpc = match ref_in_sub(
+            &resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"]["Arn"],
+        ) {
             Some(provider) => &resources(&t)[provider.as_str()]["Properties"]["VpcConfig"],
             None => function_setting(&t, &id, "VpcConfig"),
         };
         let names = |key: &str| -> BTreeSet<&str> {
-            one_or_many(&vpc[key]).into_iter().map(|v| ref_name(v).expect("a !Ref")).collect()
+            one_or_many(&vpc[key])
+                .into_iter()
+                .map(|v| ref_name(v).expect("a !Ref"))
+                .collect()
         };
-        assert_eq!(names("SubnetIds"), ["PrivateSubnetA", "PrivateSubnetB"].into(), "{id}");
-        assert_eq!(names("SecurityGroupIds"), ["FunctionSecurityGroup"].into(), "{id}");
+        assert_eq!(
+            names("SubnetIds"),
+            ["PrivateSubnetA", "PrivateSubnetB"].into(),
+            "{id}"
+        );
+        assert_eq!(
+            names("SecurityGroupIds"),
+            ["FunctionSecurityGroup"].into(),
+            "{id}"
+        );
     }
 }
 
@@ -847,8 +1126,15 @@ fn every_function_logs_json_to_its_own_log_group_with_retention() {
         assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{id}");
         let group = ref_name(&logging["LogGroup"]).expect("a log group of the template");
         let resource = &resources(&t)[group];
-        assert_eq!(resource["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{id}");
-        assert!(!resource["Properties"]["RetentionInDays"].is_null(), "{id}: {group} keeps logs forever");
+        assert_eq!(
+            resource["Type"].as_str(),
+            Some("AWS::Logs::LogGroup"),
+            "{id}"
+        );
+        assert!(
+            !resource["Properties"]["RetentionInDays"].is_null(),
+            "{id}: {group} keeps logs forever"
+        );
         assert!(groups.insert(group.to_owned()), "{id} shares {group}");
     }
 }
@@ -859,9 +1145,15 @@ fn cache_sync_is_small_and_short_lived() {
     // work needs little memory.
     let t = template();
     let timeout = function_setting(&t, CACHE_SYNC, "Timeout").as_u64();
-    assert!(timeout.is_some_and(|s| s <= 60), "a short timeout, got {timeout:?}");
+    assert!(
+        timeout.is_some_and(|s| s <= 60),
+        "a short timeout, got {timeout:?}"
+    );
     let memory = function_setting(&t, CACHE_SYNC, "MemorySize").as_u64();
-    assert!(memory.is_some_and(|m| m <= 256), "small memory, got {memory:?}");
+    assert!(
+        memory.is_some_and(|m| m <= 256),
+        "small memory, got {memory:?}"
+    );
 }
 
 #[test]
@@ -869,7 +1161,10 @@ fn the_table_streams_old_and_new_images() {
     let t = template();
     let table = only_resource_of(&t, "AWS::DynamoDB::Table");
     let stream = &resources(&t)[table.as_str()]["Properties"]["StreamSpecification"];
-    assert_eq!(stream["StreamViewType"].as_str(), Some("NEW_AND_OLD_IMAGES"));
+    assert_eq!(
+        stream["StreamViewType"].as_str(),
+        Some("NEW_AND_OLD_IMAGES")
+    );
 }
 
 #[test]
@@ -883,16 +1178,36 @@ fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue(
         "one mapping into {CACHE_SYNC}: {:?}",
         mappings.iter().map(|m| &m.name).collect::<Vec<_>>()
     );
-    let StreamMapping { name, source, props } = &mappings[0];
-    assert_eq!(get_att(source), Some(format!("{table}.StreamArn")), "{name}: the table's stream");
+    let StreamMapping {
+        name,
+        source,
+        props,
+    } = &mappings[0];
+    assert_eq!(
+        get_att(source),
+        Some(format!("{table}.StreamArn")),
+        "{name}: the table's stream"
+    );
     assert_eq!(props["StartingPosition"].as_str(), Some("LATEST"), "{name}");
     assert_eq!(props["BatchSize"].as_u64(), Some(100), "{name}");
-    let responses: Vec<&str> =
-        one_or_many(&props["FunctionResponseTypes"]).into_iter().filter_map(Value::as_str).collect();
-    assert!(responses.contains(&"ReportBatchItemFailures"), "{name}: partial batch responses");
-    assert_eq!(props["BisectBatchOnFunctionError"].as_bool(), Some(true), "{name}");
+    let responses: Vec<&str> = one_or_many(&props["FunctionResponseTypes"])
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        responses.contains(&"ReportBatchItemFailures"),
+        "{name}: partial batch responses"
+    );
+    assert_eq!(
+        props["BisectBatchOnFunctionError"].as_bool(),
+        Some(true),
+        "{name}"
+    );
     let retries = props["MaximumRetryAttempts"].as_i64();
-    assert!(retries.is_some_and(|r| (0..=10_000).contains(&r)), "{name}: bounded retries, got {retries:?}");
+    assert!(
+        retries.is_some_and(|r| (0..=10_000).contains(&r)),
+        "{name}: bounded retries, got {retries:?}"
+    );
 
     // The record age bound, a number or a parameter, must outlive the longest cache entry
     // (1.1 x the TTL, jitter included), or a record could be dropped while a stale entry lives.
@@ -900,29 +1215,53 @@ fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue(
     let cache_ttl = parameter("CacheTtlSeconds", "Default").expect("CacheTtlSeconds has a default");
     let age = &props["MaximumRecordAgeInSeconds"];
     let (age, min_age) = match ref_name(age) {
-        Some(p) => (parameter(p, "Default").expect("the age parameter's default"), parameter(p, "MinValue")),
-        None => (age.as_f64().expect("MaximumRecordAgeInSeconds is set"), None),
+        Some(p) => (
+            parameter(p, "Default").expect("the age parameter's default"),
+            parameter(p, "MinValue"),
+        ),
+        None => (
+            age.as_f64().expect("MaximumRecordAgeInSeconds is set"),
+            None,
+        ),
     };
     assert!(
         age > 1.1 * cache_ttl,
         "{name}: record age bound {age} s must exceed 1.1 x CacheTtlSeconds ({cache_ttl} s)"
     );
-    assert!(min_age.unwrap_or(age) >= 60.0, "{name}: Lambda's smallest record age bound is 60 s");
+    assert!(
+        min_age.unwrap_or(age) >= 60.0,
+        "{name}: Lambda's smallest record age bound is 60 s"
+    );
 
     // Failures go to an encrypted SQS queue that keeps them as long as SQS can.
     let destination = &props["DestinationConfig"]["OnFailure"]["Destination"];
-    let queue = get_att(destination).and_then(|d| d.strip_suffix(".Arn").map(str::to_owned)).expect("a queue's Arn");
+    let queue = get_att(destination)
+        .and_then(|d| d.strip_suffix(".Arn").map(str::to_owned))
+        .expect("a queue's Arn");
     let queue = &resources(&t)[queue.as_str()];
-    assert_eq!(queue["Type"].as_str(), Some("AWS::SQS::Queue"), "{name}: failures go to SQS");
-    assert_eq!(queue["Properties"]["SqsManagedSseEnabled"].as_bool(), Some(true), "the failure queue is encrypted");
-    assert_eq!(queue["Properties"]["MessageRetentionPeriod"].as_u64(), Some(14 * 24 * 3600), "14 days");
+    assert_eq!(
+        queue["Type"].as_str(),
+        Some("AWS::SQS::Queue"),
+        "{name}: failures go to SQS"
+    );
+    assert_eq!(
+        queue["Properties"]["SqsManagedSseEnabled"].as_bool(),
+        Some(true),
+        "the failure queue is encrypted"
+    );
+    assert_eq!(
+        queue["Properties"]["MessageRetentionPeriod"].as_u64(),
+        Some(14 * 24 * 3600),
+        "14 days"
+    );
 }
 
 #[test]
 fn only_user_items_invoke_cache_sync() {
     let t = template();
     let mappings = cache_sync_mappings(&t);
-    let filters = one_or_many(&mappings.first().expect("a mapping").props["FilterCriteria"]["Filters"]);
+    let filters =
+        one_or_many(&mappings.first().expect("a mapping").props["FilterCriteria"]["Filters"]);
     assert!(!filters.is_empty(), "the mapping filters its records");
     // Stream records' keys as Lambda sees them, per the data model (README).
     let record = |pk: &str, sk: &str| {
@@ -931,16 +1270,35 @@ fn only_user_items_invoke_cache_sync() {
     };
     let user = record("USER#ann@example.com", "PROFILE");
     let post = record("POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF", "POST");
-    let comment = record("POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF", "COMMENT#01JDX80C9P2N7X4D5E6F7G8H9J");
+    let comment = record(
+        "POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF",
+        "COMMENT#01JDX80C9P2N7X4D5E6F7G8H9J",
+    );
     // Filters are alternatives: each must require the USER# prefix of pk, and a user passes.
     for filter in &filters {
         let pattern: serde_json::Value =
-            serde_json::from_str(filter["Pattern"].as_str().expect("a JSON pattern")).expect("the pattern is JSON");
-        assert_eq!(pattern["dynamodb"]["Keys"]["pk"]["S"], serde_json::json!([{"prefix": "USER#"}]), "{pattern}");
-        assert!(!filter_matches(&pattern, &post) && !filter_matches(&pattern, &comment), "{pattern} lets posts in");
+            serde_json::from_str(filter["Pattern"].as_str().expect("a JSON pattern"))
+                .expect("the pattern is JSON");
+        assert_eq!(
+            pattern["dynamodb"]["Keys"]["pk"]["S"],
+            serde_json::json!([{"prefix": "USER#"}]),
+            "{pattern}"
+        );
+        assert!(
+            !filter_matches(&pattern, &post) && !filter_matches(&pattern, &comment),
+            "{pattern} lets posts in"
+        );
     }
-    let pattern = |f: &&Value| serde_json::from_str::<serde_json::Value>(f["Pattern"].as_str().unwrap_or("{}")).ok();
-    assert!(filters.iter().filter_map(pattern).any(|p| filter_matches(&p, &user)), "a user's change must pass");
+    let pattern = |f: &&Value| {
+        serde_json::from_str::<serde_json::Value>(f["Pattern"].as_str().unwrap_or("{}")).ok()
+    };
+    assert!(
+        filters
+            .iter()
+            .filter_map(pattern)
+            .any(|p| filter_matches(&p, &user)),
+        "a user's change must pass"
+    );
 }
 
 #[test]
@@ -958,12 +1316,22 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
     let sync = &resources(&t)[CACHE_SYNC]["Properties"];
     // SAM's own DynamoDB/Kinesis events attach a managed policy that reads every stream in the
     // account (Resource "*"); the mapping is a resource of its own and the policy explicit.
-    for event in sync["Events"].as_mapping().map(|e| e.values().collect::<Vec<_>>()).unwrap_or_default() {
+    for event in sync["Events"]
+        .as_mapping()
+        .map(|e| e.values().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
         let kind = event["Type"].as_str().unwrap_or_default();
-        assert!(!["DynamoDB", "Kinesis"].contains(&kind), "a SAM {kind} event widens {CACHE_SYNC}'s role");
+        assert!(
+            !["DynamoDB", "Kinesis"].contains(&kind),
+            "a SAM {kind} event widens {CACHE_SYNC}'s role"
+        );
     }
     for key in ["Role", "ManagedPolicyArns", "PermissionsBoundary"] {
-        assert!(sync[key].is_null(), "{CACHE_SYNC}: {key} would replace or widen the role checked here");
+        assert!(
+            sync[key].is_null(),
+            "{CACHE_SYNC}: {key} would replace or widen the role checked here"
+        );
     }
 
     let statements = policy_statements(&t, CACHE_SYNC);
@@ -973,12 +1341,21 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
     let mut user_reads = false;
     for statement in &statements {
         assert_eq!(statement["Effect"].as_str(), Some("Allow"));
-        assert!(statement["NotAction"].is_null() && statement["NotResource"].is_null(), "{statement:?}");
+        assert!(
+            statement["NotAction"].is_null() && statement["NotResource"].is_null(),
+            "{statement:?}"
+        );
         let mut refs = BTreeSet::new();
         referenced_ids(statement, &mut refs);
-        assert!(!refs.contains("JwtSecret"), "{CACHE_SYNC} must not reach the JWT key: {statement:?}");
+        assert!(
+            !refs.contains("JwtSecret"),
+            "{CACHE_SYNC} must not reach the JWT key: {statement:?}"
+        );
         let resources: Vec<&Value> = one_or_many(&statement["Resource"]);
-        assert!(resources.iter().all(|r| r.as_str() != Some("*")), "no * resource: {statement:?}");
+        assert!(
+            resources.iter().all(|r| r.as_str() != Some("*")),
+            "no * resource: {statement:?}"
+        );
         for action in actions(statement) {
             let (service, name) = action.split_once(':').unwrap_or(("*", "*"));
             assert!(!name.contains('*'), "no wildcard actions: {action}");
@@ -986,17 +1363,33 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
                 "dynamodb" if name == "GetItem" => {
                     // The current state of a changed user: user items only, by their key.
                     for resource in &resources {
-                        assert_eq!(get_att(resource), Some(format!("{table}.Arn")), "{action} on the table, no index");
+                        assert_eq!(
+                            get_att(resource),
+                            Some(format!("{table}.Arn")),
+                            "{action} on the table, no index"
+                        );
                     }
-                    let leading = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
-                    let prefixes: Vec<&str> = one_or_many(leading).iter().filter_map(|v| v.as_str()).collect();
-                    assert_eq!(prefixes, ["USER#*"], "{action} limited to user items: {statement:?}");
+                    let leading =
+                        &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+                    let prefixes: Vec<&str> = one_or_many(leading)
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect();
+                    assert_eq!(
+                        prefixes,
+                        ["USER#*"],
+                        "{action} limited to user items: {statement:?}"
+                    );
                     user_reads = true;
                 }
                 "dynamodb" => {
-                    let item_access =
-                        name.ends_with("Item") || name.starts_with("PartiQL") || ["Query", "Scan"].contains(&name);
-                    assert!(!item_access, "{CACHE_SYNC} reads one user at a time by its key, nothing else: {action}");
+                    let item_access = name.ends_with("Item")
+                        || name.starts_with("PartiQL")
+                        || ["Query", "Scan"].contains(&name);
+                    assert!(
+                        !item_access,
+                        "{CACHE_SYNC} reads one user at a time by its key, nothing else: {action}"
+                    );
                     for resource in &resources {
                         assert_eq!(
                             get_att(resource),
@@ -1008,27 +1401,54 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
                 }
                 "secretsmanager" => {
                     assert_eq!(name, "GetSecretValue");
-                    secrets.extend(resources.iter().map(|r| ref_name(r).expect("a secret by !Ref").to_owned()));
+                    secrets.extend(
+                        resources
+                            .iter()
+                            .map(|r| ref_name(r).expect("a secret by !Ref").to_owned()),
+                    );
                 }
                 "sqs" => {
                     assert_eq!(name, "SendMessage");
                     queues.extend(resources.iter().map(|r| get_att(r).expect("a queue's Arn")));
                 }
-                "elasticache" => assert_eq!((auth, name), ("iam", "Connect"), "{CACHE_SYNC}: {action}"),
+                "elasticache" => {
+                    assert_eq!((auth, name), ("iam", "Connect"), "{CACHE_SYNC}: {action}")
+                }
                 "logs" => {}
                 other => panic!("{CACHE_SYNC} has no business with {other}: {action}"),
             }
         }
     }
     assert!(user_reads, "{CACHE_SYNC} reads each changed user's item");
-    let expected: BTreeSet<String> =
-        if auth == "iam" { BTreeSet::new() } else { ["CacheAuthSecret".to_owned()].into() };
-    assert_eq!(secrets, expected, "the only secret it reads is the cache's AUTH token, and none with IAM");
-    let needed = ["DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"].map(String::from).into();
-    assert_eq!(stream_actions, needed, "the mapping polls the stream with this role");
+    let expected: BTreeSet<String> = if auth == "iam" {
+        BTreeSet::new()
+    } else {
+        ["CacheAuthSecret".to_owned()].into()
+    };
+    assert_eq!(
+        secrets, expected,
+        "the only secret it reads is the cache's AUTH token, and none with IAM"
+    );
+    let needed = [
+        "DescribeStream",
+        "GetRecords",
+        "GetShardIterator",
+        "ListStreams",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(
+        stream_actions, needed,
+        "the mapping polls the stream with this role"
+    );
     let mapping = cache_sync_mappings(&t);
-    let destination = get_att(&mapping[0].props["DestinationConfig"]["OnFailure"]["Destination"]).expect("destination");
-    assert_eq!(queues, [destination].into(), "it may send to the failure queue, and only to it");
+    let destination = get_att(&mapping[0].props["DestinationConfig"]["OnFailure"]["Destination"])
+        .expect("destination");
+    assert_eq!(
+        queues,
+        [destination].into(),
+        "it may send to the failure queue, and only to it"
+    );
 }
 
 #[test]
@@ -1038,7 +1458,9 @@ fn every_parameter_is_in_exactly_one_console_group() {
     let groups = &t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"];
     for group in one_or_many(groups) {
         for p in one_or_many(&group["Parameters"]) {
-            *grouped.entry(p.as_str().expect("a parameter").to_owned()).or_default() += 1;
+            *grouped
+                .entry(p.as_str().expect("a parameter").to_owned())
+                .or_default() += 1;
         }
     }
     let declared: BTreeSet<String> = t["Parameters"]
@@ -1055,17 +1477,37 @@ fn every_parameter_is_in_exactly_one_console_group() {
 fn outputs_name_the_cache_sync_function_and_its_failure_queue() {
     let t = template();
     let queue = only_resource_of(&t, "AWS::SQS::Queue");
-    let outputs: Vec<&Value> = t["Outputs"].as_mapping().expect("Outputs").values().map(|o| &o["Value"]).collect();
-    assert!(outputs.iter().any(|v| ref_name(v) == Some(CACHE_SYNC)), "the function's name");
-    assert!(outputs.iter().any(|v| ref_name(v) == Some(queue.as_str())), "the queue's URL");
-    assert!(outputs.iter().any(|v| get_att(v) == Some(format!("{queue}.Arn"))), "the queue's ARN");
+    let outputs: Vec<&Value> = t["Outputs"]
+        .as_mapping()
+        .expect("Outputs")
+        .values()
+        .map(|o| &o["Value"])
+        .collect();
+    assert!(
+        outputs.iter().any(|v| ref_name(v) == Some(CACHE_SYNC)),
+        "the function's name"
+    );
+    assert!(
+        outputs.iter().any(|v| ref_name(v) == Some(queue.as_str())),
+        "the queue's URL"
+    );
+    assert!(
+        outputs
+            .iter()
+            .any(|v| get_att(v) == Some(format!("{queue}.Arn"))),
+        "the queue's ARN"
+    );
 }
 
 /// `scripts/dev`'s default for a variable it reads as `NAME=${NAME:-default}`.
 fn dev_default(name: &str) -> String {
     let prefix = format!("{name}=${{{name}:-");
-    let default = DEV_SCRIPT.lines().find_map(|l| l.trim().strip_prefix(prefix.as_str())?.strip_suffix('}'));
-    default.unwrap_or_else(|| panic!("scripts/dev has no `{prefix}...}}` line")).to_owned()
+    let default = DEV_SCRIPT
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str())?.strip_suffix('}'));
+    default
+        .unwrap_or_else(|| panic!("scripts/dev has no `{prefix}...}}` line"))
+        .to_owned()
 }
 
 /// `sam local` gives a function only the variables its template environment declares, the
@@ -1085,7 +1527,11 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
     let file: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(SAM_LOCAL_ENV).expect("events/sam-local-env.json is a JSON object");
     let named: BTreeSet<String> = file.keys().cloned().collect();
-    assert_eq!(named, functions(&raw), "events/sam-local-env.json names each function of template.yaml by its id");
+    assert_eq!(
+        named,
+        functions(&raw),
+        "events/sam-local-env.json names each function of template.yaml by its id"
+    );
     let this_compute = match COMPUTE.with(Cell::get) {
         Compute::OnDemand => ON_DEMAND,
         Compute::ManagedInstances => ON_MANAGED,
@@ -1096,17 +1542,29 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
     let dynamodb = format!("http://{host}:{}", dev_default("DYNAMODB_PORT"));
     let dev_secret = dev_default("JWT_SECRET");
     for id in functions(&raw) {
-        if resources(&raw)[id.as_str()]["Condition"].as_str().is_some_and(|c| c != this_compute) {
+        if resources(&raw)[id.as_str()]["Condition"]
+            .as_str()
+            .is_some_and(|c| c != this_compute)
+        {
             continue; // the other compute's function: checked when that compute is
         }
         // Its name in `t`, where a twin stands under the name of the function it replaces.
         let deployed = twin_of(&id).unwrap_or(&id);
-        let declared: BTreeSet<String> =
-            environment(&t, deployed).keys().map(|k| k.as_str().expect("a variable name").to_owned()).collect();
-        let given = file[&id].as_object().unwrap_or_else(|| panic!("{id}: an object of variables"));
+        let declared: BTreeSet<String> = environment(&t, deployed)
+            .keys()
+            .map(|k| k.as_str().expect("a variable name").to_owned())
+            .collect();
+        let given = file[&id]
+            .as_object()
+            .unwrap_or_else(|| panic!("{id}: an object of variables"));
         let given: BTreeMap<&str, &str> = given
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_else(|| panic!("{id}.{k}: a string"))))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    v.as_str().unwrap_or_else(|| panic!("{id}.{k}: a string")),
+                )
+            })
             .collect();
         let names: BTreeSet<String> = given.keys().map(|k| k.to_string()).collect();
         let undeclared: Vec<_> = names.difference(&declared).collect();
@@ -1115,12 +1573,23 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
             "{id}: sam local ignores variables template.yaml does not declare: {undeclared:?}"
         );
         let unset: Vec<_> = declared.difference(&names).collect();
-        assert!(unset.is_empty(), "{id}: the template's own value would reach the function: {unset:?}");
+        assert!(
+            unset.is_empty(),
+            "{id}: the template's own value would reach the function: {unset:?}"
+        );
 
         // What the code reads, and the local stack needs, is declared (so it reaches the function).
         let sync = id == CACHE_SYNC;
-        let required = if sync { SYNC_DEPLOYMENT_VARIABLES } else { DEPLOYMENT_VARIABLES };
-        let local: &[&str] = if sync { &["DYNAMODB_ENDPOINT"] } else { &["DYNAMODB_ENDPOINT", "JWT_SECRET"] };
+        let required = if sync {
+            SYNC_DEPLOYMENT_VARIABLES
+        } else {
+            DEPLOYMENT_VARIABLES
+        };
+        let local: &[&str] = if sync {
+            &["DYNAMODB_ENDPOINT"]
+        } else {
+            &["DYNAMODB_ENDPOINT", "JWT_SECRET"]
+        };
         for var in required.iter().chain(local) {
             assert!(given.contains_key(var), "{id}: {var} is not given");
         }
@@ -1129,26 +1598,44 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
                 || OPTIONAL_VARIABLES.contains(var)
                 || shared::config::TOKEN_AUTH_VARIABLES.contains(var)
                 || shared::config::PROCESS_VARIABLES.contains(var);
-            assert!(read || SYNC_DEPLOYMENT_VARIABLES.contains(var), "{id}: {var} is read by no code");
+            assert!(
+                read || SYNC_DEPLOYMENT_VARIABLES.contains(var),
+                "{id}: {var} is read by no code"
+            );
         }
 
         // The values are what the configuration accepts, and lead to the local stack.
         let lookup = |name: &str| given.get(name).map(|v| v.to_string());
         let (table, cache) = if sync {
             let table = TableConfig::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}"));
-            (table, CacheConfig::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}")))
+            (
+                table,
+                CacheConfig::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}")),
+            )
         } else {
             let config = Config::from_lookup(lookup).unwrap_or_else(|e| panic!("{id}: {e}"));
             match &config.jwt_secret {
-                SecretSource::Value(secret) => assert_eq!(secret.expose(), dev_secret, "{id}: scripts/dev's key"),
+                SecretSource::Value(secret) => {
+                    assert_eq!(secret.expose(), dev_secret, "{id}: scripts/dev's key")
+                }
                 other => panic!("{id}: a JWT key given directly, not {other:?}"),
             }
             (config.table, config.cache)
         };
-        assert_eq!(table.table_name, "social", "{id}: the table scripts/dev creates");
-        assert_eq!(table.dynamodb_endpoint.as_deref(), Some(dynamodb.as_str()), "{id}");
+        assert_eq!(
+            table.table_name, "social",
+            "{id}: the table scripts/dev creates"
+        );
+        assert_eq!(
+            table.dynamodb_endpoint.as_deref(),
+            Some(dynamodb.as_str()),
+            "{id}"
+        );
         assert_eq!(cache.redis_url.as_str(), redis_url, "{id}");
-        assert_eq!(cache.redis_password_secret_arn, None, "{id}: no Secrets Manager locally");
+        assert_eq!(
+            cache.redis_password_secret_arn, None,
+            "{id}: no Secrets Manager locally"
+        );
     }
 }
 
@@ -1157,21 +1644,37 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
 fn item_access(t: &Value, function: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut access: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for statement in policy_statements(t, function) {
-        let dynamo: Vec<String> = actions(statement).into_iter().filter(|a| a.starts_with("dynamodb:")).collect();
+        let dynamo: Vec<String> = actions(statement)
+            .into_iter()
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect();
         if dynamo.is_empty() {
             continue;
         }
         let condition = &statement["Condition"];
-        let leading = [&condition["ForAllValues:StringLike"], &condition["ForAllValues:StringEquals"]]
-            .into_iter()
-            .map(|c| &c["dynamodb:LeadingKeys"])
-            .find(|v| !v.is_null())
-            .unwrap_or_else(|| panic!("{function}: every table permission names its key prefixes: {statement:?}"));
-        let prefixes: BTreeSet<String> =
-            one_or_many(leading).iter().map(|p| p.as_str().expect("a prefix").to_owned()).collect();
-        assert!(!prefixes.is_empty() && !prefixes.contains("*"), "{function}: {prefixes:?}");
+        let leading = [
+            &condition["ForAllValues:StringLike"],
+            &condition["ForAllValues:StringEquals"],
+        ]
+        .into_iter()
+        .map(|c| &c["dynamodb:LeadingKeys"])
+        .find(|v| !v.is_null())
+        .unwrap_or_else(|| {
+            panic!("{function}: every table permission names its key prefixes: {statement:?}")
+        });
+        let prefixes: BTreeSet<String> = one_or_many(leading)
+            .iter()
+            .map(|p| p.as_str().expect("a prefix").to_owned())
+            .collect();
+        assert!(
+            !prefixes.is_empty() && !prefixes.contains("*"),
+            "{function}: {prefixes:?}"
+        );
         for action in dynamo {
-            access.entry(action).or_default().extend(prefixes.iter().cloned());
+            access
+                .entry(action)
+                .or_default()
+                .extend(prefixes.iter().cloned());
         }
     }
     access
@@ -1183,25 +1686,45 @@ fn each_api_function_reaches_only_the_items_it_uses() {
     let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     let users = item_access(&t, "UsersFunction");
     for action in ["GetItem", "PutItem", "UpdateItem", "DeleteItem"] {
-        assert_eq!(users[&format!("dynamodb:{action}")], set(&["USER#*"]), "users: {action}");
+        assert_eq!(
+            users[&format!("dynamodb:{action}")],
+            set(&["USER#*"]),
+            "users: {action}"
+        );
     }
     assert_eq!(users.len(), 4, "users: {users:?}");
     for function in ["PostsFunction", "CommentsFunction"] {
         let access = item_access(&t, function);
         // Authentication reads users; nothing but the users function changes one (or its
         // `jwtVersion`).
-        assert_eq!(access["dynamodb:GetItem"], set(&["USER#*", "POST#*", "IDEMPOTENCY#*"]), "{function}");
+        assert_eq!(
+            access["dynamodb:GetItem"],
+            set(&["USER#*", "POST#*", "IDEMPOTENCY#*"]),
+            "{function}"
+        );
         for (action, prefixes) in &access {
             if action != "dynamodb:GetItem" && action != "dynamodb:Query" {
-                assert!(!prefixes.contains("USER#*"), "{function} may not {action} users");
+                assert!(
+                    !prefixes.contains("USER#*"),
+                    "{function} may not {action} users"
+                );
             }
-            assert!(prefixes.iter().all(|p| ["USER#*", "POST#*", "IDEMPOTENCY#*", "FEED"].contains(&p.as_str())));
+            assert!(prefixes
+                .iter()
+                .all(|p| ["USER#*", "POST#*", "IDEMPOTENCY#*", "FEED"].contains(&p.as_str())));
         }
         for write in ["PutItem", "UpdateItem", "DeleteItem"] {
-            assert_eq!(access[&format!("dynamodb:{write}")], set(&["POST#*", "IDEMPOTENCY#*"]), "{function}: {write}");
+            assert_eq!(
+                access[&format!("dynamodb:{write}")],
+                set(&["POST#*", "IDEMPOTENCY#*"]),
+                "{function}: {write}"
+            );
         }
     }
-    assert!(item_access(&t, "PostsFunction")["dynamodb:Query"].contains("FEED"), "the feed's partition");
+    assert!(
+        item_access(&t, "PostsFunction")["dynamodb:Query"].contains("FEED"),
+        "the feed's partition"
+    );
 }
 
 #[test]
@@ -1214,7 +1737,10 @@ fn the_dynamodb_endpoint_reaches_this_table_only() {
     for statement in statements {
         assert_eq!(statement["Effect"].as_str(), Some("Allow"));
         for action in actions(statement) {
-            assert!(action.starts_with("dynamodb:") && !action.contains('*'), "{action}");
+            assert!(
+                action.starts_with("dynamodb:") && !action.contains('*'),
+                "{action}"
+            );
         }
         for resource in one_or_many(&statement["Resource"]) {
             let sub = match resource {
@@ -1222,9 +1748,11 @@ fn the_dynamodb_endpoint_reaches_this_table_only() {
                 _ => resource["Fn::Sub"].as_str(),
             };
             let named = get_att(resource).or_else(|| sub.map(str::to_owned));
-            let named = named.unwrap_or_else(|| panic!("a resource of this template: {resource:?}"));
+            let named =
+                named.unwrap_or_else(|| panic!("a resource of this template: {resource:?}"));
             assert!(
-                named == format!("{table}.Arn") || named.starts_with(&format!("${{{table}.Arn}}/index/")),
+                named == format!("{table}.Arn")
+                    || named.starts_with(&format!("${{{table}.Arn}}/index/")),
                 "{named}"
             );
         }
@@ -1236,29 +1764,58 @@ fn idempotency_records_expire_by_ttl_and_outlive_any_request() {
     let t = template();
     let table = &resources(&t)[only_resource_of(&t, "AWS::DynamoDB::Table").as_str()]["Properties"];
     let ttl = &table["TimeToLiveSpecification"];
-    assert_eq!(ttl["AttributeName"].as_str(), Some(shared::store::schema::TTL_ATTRIBUTE));
+    assert_eq!(
+        ttl["AttributeName"].as_str(),
+        Some(shared::store::schema::TTL_ATTRIBUTE)
+    );
     assert_eq!(ttl["Enabled"].as_bool(), Some(true));
     // A claim must outlast the longest request, or a slow first request could be run again
     // by a repeat while it still runs.
     for function in api_functions(&t) {
-        let timeout = function_setting(&t, &function, "Timeout").as_u64().expect("a Timeout");
-        assert!(timeout < shared::store::CLAIM_LEASE.as_secs(), "{function} runs up to {timeout} s");
+        let timeout = function_setting(&t, &function, "Timeout")
+            .as_u64()
+            .expect("a Timeout");
+        assert!(
+            timeout < shared::store::CLAIM_LEASE.as_secs(),
+            "{function} runs up to {timeout} s"
+        );
     }
-    assert!(30 < shared::store::CLAIM_LEASE.as_secs(), "API Gateway's integration limit is 30 s");
+    assert!(
+        30 < shared::store::CLAIM_LEASE.as_secs(),
+        "API Gateway's integration limit is 30 s"
+    );
 }
 
 #[test]
 fn the_login_limits_are_parameters_with_the_contracts_defaults() {
     let t = raw_template();
-    let defaults = shared::config::Config::from_lookup(|_| None).expect("defaults").login_limits;
+    let defaults = shared::config::Config::from_lookup(|_| None)
+        .expect("defaults")
+        .login_limits;
     let env = environment(&t, "UsersFunction");
     for (variable, parameter, default) in [
-        ("LOGIN_MAX_FAILURES_PER_PAIR", "LoginMaxFailuresPerPair", u64::from(defaults.per_pair)),
-        ("LOGIN_MAX_FAILURES_PER_IP", "LoginMaxFailuresPerIp", u64::from(defaults.per_ip)),
-        ("LOGIN_FAILURE_WINDOW_SECONDS", "LoginFailureWindowSeconds", defaults.window.as_secs()),
+        (
+            "LOGIN_MAX_FAILURES_PER_PAIR",
+            "LoginMaxFailuresPerPair",
+            u64::from(defaults.per_pair),
+        ),
+        (
+            "LOGIN_MAX_FAILURES_PER_IP",
+            "LoginMaxFailuresPerIp",
+            u64::from(defaults.per_ip),
+        ),
+        (
+            "LOGIN_FAILURE_WINDOW_SECONDS",
+            "LoginFailureWindowSeconds",
+            defaults.window.as_secs(),
+        ),
     ] {
         assert_eq!(ref_name(&env[variable]), Some(parameter), "{variable}");
-        assert_eq!(t["Parameters"][parameter]["Default"].as_u64(), Some(default), "{parameter}");
+        assert_eq!(
+            t["Parameters"][parameter]["Default"].as_u64(),
+            Some(default),
+            "{parameter}"
+        );
     }
 }
 
@@ -1275,7 +1832,12 @@ const TWINS: [(&str, &str); 4] = [
 ];
 
 /// The settings in which a function's twin may differ from it: the compute, nothing else.
-const COMPUTE_SETTINGS: [&str; 4] = ["VpcConfig", "CapacityProviderConfig", "MemorySize", "AutoPublishAlias"];
+const COMPUTE_SETTINGS: [&str; 4] = [
+    "VpcConfig",
+    "CapacityProviderConfig",
+    "MemorySize",
+    "AutoPublishAlias",
+];
 
 #[test]
 fn every_check_holds_on_managed_instances_too() {
@@ -1296,7 +1858,12 @@ fn every_check_holds_on_managed_instances_too() {
     idempotency_records_expire_by_ttl_and_outlive_any_request();
     operators_set_log_levels_see_traces_and_metrics_and_get_paged();
     let t = template();
-    assert!(resources(&t).keys().all(|k| k.as_str().is_none_or(|k| twin_of(k).is_none())), "twins renamed");
+    assert!(
+        resources(&t)
+            .keys()
+            .all(|k| k.as_str().is_none_or(|k| twin_of(k).is_none())),
+        "twins renamed"
+    );
 }
 
 #[test]
@@ -1307,7 +1874,10 @@ fn each_managed_instances_twin_is_its_function_but_for_the_compute() {
         assert_eq!(a["Condition"].as_str(), Some(ON_DEMAND), "{function}");
         assert_eq!(b["Condition"].as_str(), Some(ON_MANAGED), "{twin}");
         assert_eq!(a["Type"], b["Type"], "{twin}");
-        assert_eq!(a["Metadata"], b["Metadata"], "{twin} builds the same binary");
+        assert_eq!(
+            a["Metadata"], b["Metadata"],
+            "{twin} builds the same binary"
+        );
         let without_compute = |r: &Value| {
             let mut props = r["Properties"].as_mapping().cloned().unwrap_or_default();
             COMPUTE_SETTINGS.iter().for_each(|k| drop(props.remove(*k)));
@@ -1315,7 +1885,11 @@ fn each_managed_instances_twin_is_its_function_but_for_the_compute() {
             rename_refs(&mut props);
             props
         };
-        assert_eq!(without_compute(a), without_compute(b), "{twin} differs from {function} beyond its compute");
+        assert_eq!(
+            without_compute(a),
+            without_compute(b),
+            "{twin} differs from {function} beyond its compute"
+        );
     }
 }
 
@@ -1325,8 +1899,15 @@ fn managed_instances_run_on_graviton_in_the_private_subnets_within_the_scaling_l
     let t = resolved(&raw_template(), Compute::ManagedInstances);
     let provider = only_resource_of(&t, "AWS::Serverless::CapacityProvider");
     let props = &resources(&t)[provider.as_str()]["Properties"];
-    assert_eq!(props["InstanceRequirements"]["Architectures"], Value::from(vec!["arm64"]), "Graviton");
-    assert_eq!(ref_name(&props["ScalingConfig"]["MaxVCpuCount"]), Some("ManagedInstancesMaxVCpus"));
+    assert_eq!(
+        props["InstanceRequirements"]["Architectures"],
+        Value::from(vec!["arm64"]),
+        "Graviton"
+    );
+    assert_eq!(
+        ref_name(&props["ScalingConfig"]["MaxVCpuCount"]),
+        Some("ManagedInstancesMaxVCpus")
+    );
     assert_eq!(
         ref_name(&props["ScalingConfig"]["AverageCPUUtilization"]),
         Some("ManagedInstancesTargetCpuUtilization")
@@ -1334,29 +1915,64 @@ fn managed_instances_run_on_graviton_in_the_private_subnets_within_the_scaling_l
     for id in api_functions(&t) {
         let function = &resources(&t)[id.as_str()]["Properties"];
         let config = &function["CapacityProviderConfig"];
-        assert_eq!(ref_in_sub(&config["Arn"]).as_deref(), Some(provider.as_str()), "{id}");
+        assert_eq!(
+            ref_in_sub(&config["Arn"]).as_deref(),
+            Some(provider.as_str()),
+            "{id}"
+        );
         assert_eq!(
             ref_name(&config["PerExecutionEnvironmentMaxConcurrency"]),
             Some("PerEnvironmentConcurrency"),
             "{id}"
         );
-        assert_eq!(ref_name(&config["ExecutionEnvironmentMemoryGiBPerVCpu"]), Some("ManagedInstancesMemoryGiBPerVCpu"));
-        assert_eq!(ref_name(&function["MemorySize"]), Some("ManagedInstancesMemorySize"), "{id}");
-        assert!(function["VpcConfig"].is_null(), "{id}: the network is the capacity provider's");
-        assert_eq!(function["AutoPublishAlias"].as_str(), Some("live"), "{id}: Managed Instances run versions");
+        assert_eq!(
+            ref_name(&config["ExecutionEnvironmentMemoryGiBPerVCpu"]),
+            Some("ManagedInstancesMemoryGiBPerVCpu")
+        );
+        assert_eq!(
+            ref_name(&function["MemorySize"]),
+            Some("ManagedInstancesMemorySize"),
+            "{id}"
+        );
+        assert!(
+            function["VpcConfig"].is_null(),
+            "{id}: the network is the capacity provider's"
+        );
+        assert_eq!(
+            function["AutoPublishAlias"].as_str(),
+            Some("live"),
+            "{id}: Managed Instances run versions"
+        );
     }
-    assert!(resources(&t)[CACHE_SYNC]["Properties"]["CapacityProviderConfig"].is_null(), "cache-sync stays on demand");
+    assert!(
+        resources(&t)[CACHE_SYNC]["Properties"]["CapacityProviderConfig"].is_null(),
+        "cache-sync stays on demand"
+    );
     let parameters = &t["Parameters"];
-    assert_eq!(parameters["ComputeType"]["Default"].as_str(), Some("OnDemand"));
-    assert_eq!(parameters["ManagedInstancesMemorySize"]["MinValue"].as_u64(), Some(2048));
+    assert_eq!(
+        parameters["ComputeType"]["Default"].as_str(),
+        Some("OnDemand")
+    );
+    assert_eq!(
+        parameters["ManagedInstancesMemorySize"]["MinValue"].as_u64(),
+        Some(2048)
+    );
     let concurrency = &parameters["PerEnvironmentConcurrency"];
-    assert!(concurrency["MaxValue"].as_u64().is_some_and(|m| m <= 1600), "Lambda's limit");
+    assert!(
+        concurrency["MaxValue"].as_u64().is_some_and(|m| m <= 1600),
+        "Lambda's limit"
+    );
 
     // On demand: no capacity provider, and each function in the private subnets itself.
     let t = resolved(&raw_template(), Compute::OnDemand);
-    assert!(resources(&t).values().all(|r| r["Type"].as_str() != Some("AWS::Serverless::CapacityProvider")));
+    assert!(resources(&t)
+        .values()
+        .all(|r| r["Type"].as_str() != Some("AWS::Serverless::CapacityProvider")));
     for id in api_functions(&t) {
-        assert!(resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"].is_null(), "{id}");
+        assert!(
+            resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"].is_null(),
+            "{id}"
+        );
     }
 }
 
@@ -1366,12 +1982,31 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
     let t = raw_template();
     for id in functions(&t) {
         let logging = function_setting(&t, &id, "LoggingConfig");
-        assert_eq!(ref_name(&logging["ApplicationLogLevel"]), Some("ApplicationLogLevel"), "{id}");
-        assert_eq!(ref_name(&logging["SystemLogLevel"]), Some("SystemLogLevel"), "{id}");
-        assert_eq!(function_setting(&t, &id, "Tracing").as_str(), Some("Active"), "{id}: X-Ray");
+        assert_eq!(
+            ref_name(&logging["ApplicationLogLevel"]),
+            Some("ApplicationLogLevel"),
+            "{id}"
+        );
+        assert_eq!(
+            ref_name(&logging["SystemLogLevel"]),
+            Some("SystemLogLevel"),
+            "{id}"
+        );
+        assert_eq!(
+            function_setting(&t, &id, "Tracing").as_str(),
+            Some("Active"),
+            "{id}: X-Ray"
+        );
         let namespace = &environment(&t, &id)[shared::config::METRICS_NAMESPACE_VARIABLE];
-        assert_eq!(ref_name(namespace), Some("AWS::StackName"), "{id}: metrics in the stack's namespace");
-        assert!(environment(&t, &id).get("RUST_LOG").is_none(), "{id}: RUST_LOG would override the logging controls");
+        assert_eq!(
+            ref_name(namespace),
+            Some("AWS::StackName"),
+            "{id}: metrics in the stack's namespace"
+        );
+        assert!(
+            environment(&t, &id).get("RUST_LOG").is_none(),
+            "{id}: RUST_LOG would override the logging controls"
+        );
     }
     // No application level above INFO: Lambda reads the level-less metric lines as INFO.
     let levels: Vec<&str> = one_or_many(&t["Parameters"]["ApplicationLogLevel"]["AllowedValues"])
@@ -1380,11 +2015,22 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
         .collect();
     assert_eq!(levels, ["TRACE", "DEBUG", "INFO"]);
 
-    let of_type =
-        |kind: &str| -> Vec<&Value> { resources(&t).values().filter(|r| r["Type"].as_str() == Some(kind)).collect() };
-    assert_eq!(of_type("AWS::CloudWatch::Dashboard").len(), 1, "one dashboard");
+    let of_type = |kind: &str| -> Vec<&Value> {
+        resources(&t)
+            .values()
+            .filter(|r| r["Type"].as_str() == Some(kind))
+            .collect()
+    };
+    assert_eq!(
+        of_type("AWS::CloudWatch::Dashboard").len(),
+        1,
+        "one dashboard"
+    );
     let alarms = of_type("AWS::CloudWatch::Alarm");
-    assert!(alarms.len() >= 6, "5xx, cache errors, hit ratio, iterator age, failure queue, throttles");
+    assert!(
+        alarms.len() >= 6,
+        "5xx, cache errors, hit ratio, iterator age, failure queue, throttles"
+    );
     for alarm in alarms {
         for actions in ["AlarmActions", "OKActions"] {
             let action = &alarm["Properties"][actions];
@@ -1392,7 +2038,11 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
                 Value::Tagged(t) if t.tag == "If" => t.value[0].as_str(),
                 _ => None,
             };
-            assert_eq!(chosen, Some("HasAlarmTopic"), "{actions} go to the optional topic: {action:?}");
+            assert_eq!(
+                chosen,
+                Some("HasAlarmTopic"),
+                "{actions} go to the optional topic: {action:?}"
+            );
         }
     }
 }
@@ -1404,16 +2054,27 @@ fn operators_set_log_levels_see_traces_and_metrics_and_get_paged() {
 fn dashboard_widgets(t: &Value) -> Vec<(String, Vec<Vec<serde_json::Value>>)> {
     let dashboard = only_resource_of(t, "AWS::CloudWatch::Dashboard");
     let body = &resources(t)[dashboard.as_str()]["Properties"]["DashboardBody"];
-    let Some(("Sub", sub)) = intrinsic(body).map(|(name, args)| (if name == "Sub" { "Sub" } else { "" }, args)) else {
+    let Some(("Sub", sub)) =
+        intrinsic(body).map(|(name, args)| (if name == "Sub" { "Sub" } else { "" }, args))
+    else {
         panic!("the dashboard body is a !Sub: {body:?}")
     };
-    let mut text = sub.as_str().or_else(|| sub[0].as_str()).expect("a body").to_owned();
+    let mut text = sub
+        .as_str()
+        .or_else(|| sub[0].as_str())
+        .expect("a body")
+        .to_owned();
     for (name, value) in sub[1].as_mapping().into_iter().flatten() {
         let name = name.as_str().expect("a variable");
         // A twin under the name of the function it replaces, as `resolved` names resources
         // (it leaves a `!Sub`'s variables as written).
-        let filled = ref_name(value).map_or_else(|| "[]".to_owned(), |id| format!("\"{}\"", twin_of(id).unwrap_or(id)));
-        text = text.replace(&format!("\"${{{name}}}\""), &filled).replace(&format!("${{{name}}}"), "[]");
+        let filled = ref_name(value).map_or_else(
+            || "[]".to_owned(),
+            |id| format!("\"{}\"", twin_of(id).unwrap_or(id)),
+        );
+        text = text
+            .replace(&format!("\"${{{name}}}\""), &filled)
+            .replace(&format!("${{{name}}}"), "[]");
     }
     for id in functions(t) {
         text = text.replace(&format!("${{{id}}}"), &id);
@@ -1421,19 +2082,33 @@ fn dashboard_widgets(t: &Value) -> Vec<(String, Vec<Vec<serde_json::Value>>)> {
     let body: serde_json::Value = serde_json::from_str(&text).expect("the dashboard body is JSON");
     let mut widgets = Vec::new();
     for widget in body["widgets"].as_array().expect("widgets") {
-        let title = widget["properties"]["title"].as_str().unwrap_or_default().to_owned();
+        let title = widget["properties"]["title"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let mut rows: Vec<Vec<serde_json::Value>> = Vec::new();
-        for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+        for row in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let row = row.as_array().expect("a metric row");
-            let previous: Vec<serde_json::Value> =
-                rows.last().map(|r| r.iter().filter(|c| !c.is_object()).cloned().collect()).unwrap_or_default();
+            let previous: Vec<serde_json::Value> = rows
+                .last()
+                .map(|r| r.iter().filter(|c| !c.is_object()).cloned().collect())
+                .unwrap_or_default();
             let mut full = Vec::new();
             for (i, cell) in row.iter().enumerate() {
                 match cell.as_str() {
                     Some(".") => full.push(previous.get(i).cloned().unwrap_or_default()),
                     Some("...") => {
                         let given = row[i + 1..].iter().filter(|c| !c.is_object()).count();
-                        full.extend(previous.iter().take(previous.len().saturating_sub(given)).cloned());
+                        full.extend(
+                            previous
+                                .iter()
+                                .take(previous.len().saturating_sub(given))
+                                .cloned(),
+                        );
                     }
                     _ => full.push(cell.clone()),
                 }
@@ -1455,21 +2130,33 @@ fn the_dashboard_draws_every_series_it_names_and_every_functions_duration() {
         let widgets = dashboard_widgets(&t);
         let mut durations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (title, rows) in &widgets {
-            let expressions: Vec<&str> = rows.iter().filter_map(|r| r.first()?.get("expression")?.as_str()).collect();
+            let expressions: Vec<&str> = rows
+                .iter()
+                .filter_map(|r| r.first()?.get("expression")?.as_str())
+                .collect();
             for row in rows {
-                let options = row.iter().find(|c| c.is_object()).cloned().unwrap_or_default();
+                let options = row
+                    .iter()
+                    .find(|c| c.is_object())
+                    .cloned()
+                    .unwrap_or_default();
                 if options["visible"] == serde_json::Value::Bool(false) {
                     let id = options["id"]
                         .as_str()
                         .unwrap_or_else(|| panic!("{title}: a hidden series with no id: {row:?}"));
-                    let used =
-                        expressions.iter().any(|e| e.split(|c: char| !c.is_alphanumeric()).any(|word| word == id));
+                    let used = expressions.iter().any(|e| {
+                        e.split(|c: char| !c.is_alphanumeric())
+                            .any(|word| word == id)
+                    });
                     assert!(used, "{title}: series {id} is hidden and nothing in its panel uses it ({compute:?})");
                 }
                 let cells: Vec<&str> = row.iter().filter_map(serde_json::Value::as_str).collect();
                 if let ["AWS/Lambda", "Duration", "FunctionName", function] = cells.as_slice() {
                     let stat = options["stat"].as_str().unwrap_or_default().to_owned();
-                    durations.entry(function.to_string()).or_default().insert(stat);
+                    durations
+                        .entry(function.to_string())
+                        .or_default()
+                        .insert(stat);
                 }
             }
         }

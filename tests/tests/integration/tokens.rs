@@ -42,7 +42,11 @@ async fn assert_refused(env: &TestEnv, request: ApiRequest) {
     let res = env.send(request.clone()).await;
     res.assert_error(401, "unauthorized");
     let reference = env.send(ApiRequest::me()).await;
-    assert_eq!(res.body, reference.body, "every refusal gives the same answer ({:?})", request.headers);
+    assert_eq!(
+        res.body, reference.body,
+        "every refusal gives the same answer ({:?})",
+        request.headers
+    );
 }
 
 async fn assert_accepted(env: &TestEnv, request: ApiRequest, user: &Value) {
@@ -55,13 +59,20 @@ async fn assert_accepted(env: &TestEnv, request: ApiRequest, user: &Value) {
 async fn a_hand_built_token_with_the_contract_claims_is_accepted() {
     let env = TestEnv::new().await;
     let (_, user) = env.new_user("Control").await;
-    assert_accepted(&env, ApiRequest::me().bearer(&sign(&claims_for(&user))), &user).await;
+    assert_accepted(
+        &env,
+        ApiRequest::me().bearer(&sign(&claims_for(&user))),
+        &user,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn no_token_is_refused() {
     let env = TestEnv::new().await;
-    env.send(ApiRequest::me()).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::me())
+        .await
+        .assert_error(401, "unauthorized");
     assert_refused(&env, ApiRequest::me().aid("")).await;
     assert_refused(&env, ApiRequest::me().header("authorization", "Bearer")).await;
     assert_refused(&env, ApiRequest::me().header("authorization", "Bearer ")).await;
@@ -71,7 +82,14 @@ async fn no_token_is_refused() {
 async fn a_garbage_token_is_refused() {
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Garbage").await;
-    for garbage in ["garbage", "a.b.c", "...", "eyJhbGciOiJIUzI1NiJ9.e30.", &format!("{token}x"), &token[1..]] {
+    for garbage in [
+        "garbage",
+        "a.b.c",
+        "...",
+        "eyJhbGciOiJIUzI1NiJ9.e30.",
+        &format!("{token}x"),
+        &token[1..],
+    ] {
         assert_refused(&env, ApiRequest::me().bearer(garbage)).await;
     }
 }
@@ -92,7 +110,11 @@ async fn an_alg_none_token_is_refused() {
 async fn a_token_signed_with_another_key_is_refused() {
     let env = TestEnv::new().await;
     let (_, user) = env.new_user("WrongKey").await;
-    let token = sign_with(&claims_for(&user), Algorithm::HS256, "another-secret-of-enough-length-0123456789");
+    let token = sign_with(
+        &claims_for(&user),
+        Algorithm::HS256,
+        "another-secret-of-enough-length-0123456789",
+    );
     assert_refused(&env, ApiRequest::me().bearer(&token)).await;
 }
 
@@ -102,15 +124,27 @@ async fn a_token_naming_another_algorithm_is_refused_even_with_the_right_secret(
     let (_, user) = env.new_user("AlgConfusion").await;
     let claims = claims_for(&user);
     for algorithm in [Algorithm::HS384, Algorithm::HS512] {
-        assert_refused(&env, ApiRequest::me().bearer(&sign_with(&claims, algorithm, TEST_SECRET))).await;
+        assert_refused(
+            &env,
+            ApiRequest::me().bearer(&sign_with(&claims, algorithm, TEST_SECRET)),
+        )
+        .await;
     }
     // RS256 and ES256 headers over an HMAC made with the HS secret: the classic confusion.
     for alg in ["RS256", "ES256", "PS256"] {
-        assert_refused(&env, ApiRequest::me().bearer(&sign_raw(&json!({"alg": alg, "typ": "JWT"}), &claims))).await;
+        assert_refused(
+            &env,
+            ApiRequest::me().bearer(&sign_raw(&json!({"alg": alg, "typ": "JWT"}), &claims)),
+        )
+        .await;
     }
     // The same construction with the right header is accepted, so the header is the cause.
-    assert_accepted(&env, ApiRequest::me().bearer(&sign_raw(&json!({"alg": "HS256", "typ": "JWT"}), &claims)), &user)
-        .await;
+    assert_accepted(
+        &env,
+        ApiRequest::me().bearer(&sign_raw(&json!({"alg": "HS256", "typ": "JWT"}), &claims)),
+        &user,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -166,7 +200,9 @@ async fn a_token_missing_a_required_claim_is_refused() {
 async fn a_valid_token_for_a_deleted_user_is_refused() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Deleted").await;
-    let res = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::delete("/users/me").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_refused(&env, ApiRequest::me().bearer(&token)).await;
     assert_refused(&env, ApiRequest::me().bearer(&sign(&claims_for(&user)))).await;
@@ -183,7 +219,9 @@ async fn a_valid_token_for_an_email_never_registered_is_refused() {
 async fn a_token_with_an_old_jwt_version_is_refused_after_logout() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Versioned").await;
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&token)).await;
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&token))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_refused(&env, ApiRequest::me().bearer(&token)).await;
     assert_refused(&env, ApiRequest::me().bearer(&sign(&claims_for(&user)))).await; // jwtVersion 1, now 2
@@ -198,13 +236,21 @@ async fn a_token_for_an_email_deleted_and_registered_again_is_refused() {
     let env = TestEnv::new().await;
     let email = unique_email("Again");
     assert_eq!(env.register(&email, "First").await.status, 201);
-    let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    let res = env.send(ApiRequest::delete("/users/me").bearer(&first)).await;
+    let first = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = env
+        .send(ApiRequest::delete("/users/me").bearer(&first))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
 
     let second_user = env.register(&email, "Second").await;
     assert_eq!(second_user.status, 201, "{}", second_user.raw_body);
-    let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
+    let second = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
 
     // Same email, same jwtVersion (1): only `sub` tells the two users apart.
     assert_refused(&env, ApiRequest::me().bearer(&first)).await;
@@ -238,17 +284,32 @@ async fn the_aid_header_alone_is_accepted() {
 async fn a_lowercase_bearer_scheme_is_accepted() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Lower").await;
-    assert_accepted(&env, ApiRequest::me().header("Authorization", &format!("bearer {token}")), &user).await;
+    assert_accepted(
+        &env,
+        ApiRequest::me().header("Authorization", &format!("bearer {token}")),
+        &user,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_basic_authorization_header_is_refused() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Basic").await;
-    let credentials = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{PASSWORD}", user["email"].as_str().expect("email")));
-    assert_refused(&env, ApiRequest::me().header("Authorization", &format!("Basic {credentials}"))).await;
-    assert_refused(&env, ApiRequest::me().header("Authorization", &format!("Basic {token}"))).await;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{PASSWORD}",
+        user["email"].as_str().expect("email")
+    ));
+    assert_refused(
+        &env,
+        ApiRequest::me().header("Authorization", &format!("Basic {credentials}")),
+    )
+    .await;
+    assert_refused(
+        &env,
+        ApiRequest::me().header("Authorization", &format!("Basic {token}")),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -262,5 +323,7 @@ async fn another_authorization_scheme_beside_aid_is_ignored_and_a_second_token_i
     let (other, _) = env.new_user("Other").await;
     let res = env.send(ApiRequest::me().aid(&token).bearer(&other)).await;
     res.assert_error(401, "unauthorized");
-    env.send(ApiRequest::me().header("authorization", "Basic dXNlcjpwYXNz")).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::me().header("authorization", "Basic dXNlcjpwYXNz"))
+        .await
+        .assert_error(401, "unauthorized");
 }

@@ -4,12 +4,19 @@ use integration_tests::{keys_of, unique_email, ApiRequest, ApiResponse, TestEnv,
 use serde_json::{json, Value};
 
 fn assert_user_shape(user: &Value) {
-    assert_eq!(keys_of(user), ["createdAt", "email", "id", "name"], "user: {user}");
+    assert_eq!(
+        keys_of(user),
+        ["createdAt", "email", "id", "name"],
+        "user: {user}"
+    );
     assert!(user["id"].as_str().is_some_and(|s| !s.is_empty()));
     let created = user["createdAt"].as_str().expect("createdAt");
     assert!(created.ends_with('Z'), "UTC timestamp: {created}");
     let text = user.to_string().to_lowercase();
-    assert!(!text.contains("password") && !text.contains("hash") && !text.contains("argon"), "{text}");
+    assert!(
+        !text.contains("password") && !text.contains("hash") && !text.contains("argon"),
+        "{text}"
+    );
 }
 
 async fn register_raw(env: &TestEnv, body: Value) -> ApiResponse {
@@ -34,17 +41,27 @@ async fn register_trims_and_lowercases_email_and_trims_name() {
     let env = TestEnv::new().await;
     let email = unique_email("grace");
     let shouted = format!("  {} ", email.to_uppercase());
-    let res = register_raw(&env, json!({"email": shouted, "name": "  Grace  ", "password": PASSWORD})).await;
+    let res = register_raw(
+        &env,
+        json!({"email": shouted, "name": "  Grace  ", "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
     assert_eq!(res.body["email"], email);
     assert_eq!(res.body["name"], "Grace");
 
     // The same address in another case and with spaces is the same user.
-    env.register(&email, "Grace again").await.assert_error(409, "email_taken");
-    env.register(&format!("{email} "), "Grace again").await.assert_error(409, "email_taken");
+    env.register(&email, "Grace again")
+        .await
+        .assert_error(409, "email_taken");
+    env.register(&format!("{email} "), "Grace again")
+        .await
+        .assert_error(409, "email_taken");
 
     // And logs in with any spelling of it.
-    let login = env.send(ApiRequest::post("/auth/login").json(json!({"email": shouted, "password": PASSWORD}))).await;
+    let login = env
+        .send(ApiRequest::post("/auth/login").json(json!({"email": shouted, "password": PASSWORD})))
+        .await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     assert_eq!(login.body["user"], res.body);
 }
@@ -55,8 +72,13 @@ async fn email_normalization_makes_one_user_of_two_spellings() {
     let local = ulid::Ulid::new().to_string();
     let first = env.register(&format!("{local}@X.io "), "First").await;
     assert_eq!(first.status, 201, "{}", first.raw_body);
-    assert_eq!(first.body["email"], format!("{}@x.io", local.to_lowercase()));
-    env.register(&format!("{}@x.io", local.to_lowercase()), "Second").await.assert_error(409, "email_taken");
+    assert_eq!(
+        first.body["email"],
+        format!("{}@x.io", local.to_lowercase())
+    );
+    env.register(&format!("{}@x.io", local.to_lowercase()), "Second")
+        .await
+        .assert_error(409, "email_taken");
 }
 
 #[tokio::test]
@@ -66,25 +88,67 @@ async fn register_rejects_every_field_out_of_bounds() {
     let long_email = format!("{}@{}.io", "a".repeat(64), "b".repeat(187));
     assert_eq!(long_email.chars().count(), 255);
     let cases: Vec<(&str, Value)> = vec![
-        ("email", json!({"email": long_email, "name": "A", "password": PASSWORD})),
-        ("email", json!({"email": "not-an-email", "name": "A", "password": PASSWORD})),
-        ("email", json!({"email": "a@b", "name": "A", "password": PASSWORD})),
-        ("email", json!({"email": "   ", "name": "A", "password": PASSWORD})),
-        ("name", json!({"email": ok_email(), "name": "   ", "password": PASSWORD})),
-        ("name", json!({"email": ok_email(), "name": "", "password": PASSWORD})),
-        ("name", json!({"email": ok_email(), "name": "n".repeat(101), "password": PASSWORD})),
-        ("password", json!({"email": ok_email(), "name": "A", "password": "1234567"})),
-        ("password", json!({"email": ok_email(), "name": "A", "password": "p".repeat(129)})),
+        (
+            "email",
+            json!({"email": long_email, "name": "A", "password": PASSWORD}),
+        ),
+        (
+            "email",
+            json!({"email": "not-an-email", "name": "A", "password": PASSWORD}),
+        ),
+        (
+            "email",
+            json!({"email": "a@b", "name": "A", "password": PASSWORD}),
+        ),
+        (
+            "email",
+            json!({"email": "   ", "name": "A", "password": PASSWORD}),
+        ),
+        (
+            "name",
+            json!({"email": ok_email(), "name": "   ", "password": PASSWORD}),
+        ),
+        (
+            "name",
+            json!({"email": ok_email(), "name": "", "password": PASSWORD}),
+        ),
+        (
+            "name",
+            json!({"email": ok_email(), "name": "n".repeat(101), "password": PASSWORD}),
+        ),
+        (
+            "password",
+            json!({"email": ok_email(), "name": "A", "password": "1234567"}),
+        ),
+        (
+            "password",
+            json!({"email": ok_email(), "name": "A", "password": "p".repeat(129)}),
+        ),
         // wrong types
-        ("email", json!({"email": 42, "name": "A", "password": PASSWORD})),
-        ("name", json!({"email": ok_email(), "name": true, "password": PASSWORD})),
-        ("password", json!({"email": ok_email(), "name": "A", "password": ["x", "y"]})),
-        ("name", json!({"email": ok_email(), "name": {"first": "A"}, "password": PASSWORD})),
+        (
+            "email",
+            json!({"email": 42, "name": "A", "password": PASSWORD}),
+        ),
+        (
+            "name",
+            json!({"email": ok_email(), "name": true, "password": PASSWORD}),
+        ),
+        (
+            "password",
+            json!({"email": ok_email(), "name": "A", "password": ["x", "y"]}),
+        ),
+        (
+            "name",
+            json!({"email": ok_email(), "name": {"first": "A"}, "password": PASSWORD}),
+        ),
         // missing or null
         ("email", json!({"name": "A", "password": PASSWORD})),
         ("name", json!({"email": ok_email(), "password": PASSWORD})),
         ("password", json!({"email": ok_email(), "name": "A"})),
-        ("password", json!({"email": ok_email(), "name": "A", "password": null})),
+        (
+            "password",
+            json!({"email": ok_email(), "name": "A", "password": null}),
+        ),
     ];
     for (field, body) in cases {
         let res = register_raw(&env, body.clone()).await;
@@ -95,38 +159,65 @@ async fn register_rejects_every_field_out_of_bounds() {
     // The bounds themselves are accepted: 254-char email, 100-char name, 8 and 128-char passwords.
     let at_limit = format!("{}@{}.io", "a".repeat(64), "c".repeat(186));
     assert_eq!(at_limit.chars().count(), 254);
-    let res = register_raw(&env, json!({"email": at_limit, "name": "é".repeat(100), "password": "12345678"})).await;
+    let res = register_raw(
+        &env,
+        json!({"email": at_limit, "name": "é".repeat(100), "password": "12345678"}),
+    )
+    .await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
-    let res = register_raw(&env, json!({"email": ok_email(), "name": "A", "password": "p".repeat(128)})).await;
+    let res = register_raw(
+        &env,
+        json!({"email": ok_email(), "name": "A", "password": "p".repeat(128)}),
+    )
+    .await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
 }
 
 #[tokio::test]
 async fn register_refuses_bodies_that_are_not_json_objects() {
     let env = TestEnv::new().await;
-    let good = json!({"email": unique_email("body"), "name": "A", "password": PASSWORD}).to_string();
+    let good =
+        json!({"email": unique_email("body"), "name": "A", "password": PASSWORD}).to_string();
 
     env.send(ApiRequest::post("/users").raw_body("text/plain", &good))
         .await
         .assert_error(415, "unsupported_media_type");
-    env.send(ApiRequest::post("/users").raw_body("application/x-www-form-urlencoded", "email=a%40x.io"))
-        .await
-        .assert_error(415, "unsupported_media_type");
+    env.send(
+        ApiRequest::post("/users").raw_body("application/x-www-form-urlencoded", "email=a%40x.io"),
+    )
+    .await
+    .assert_error(415, "unsupported_media_type");
 
-    for bad in ["{not json", "[1, 2]", "[]", "\"a string\"", "null", "42", "", "   "] {
-        let res = env.send(ApiRequest::post("/users").raw_body("application/json", bad)).await;
+    for bad in [
+        "{not json",
+        "[1, 2]",
+        "[]",
+        "\"a string\"",
+        "null",
+        "42",
+        "",
+        "   ",
+    ] {
+        let res = env
+            .send(ApiRequest::post("/users").raw_body("application/json", bad))
+            .await;
         res.assert_error(400, "invalid_json");
     }
     // No body at all.
-    env.send(ApiRequest::post("/users")).await.assert_error(400, "invalid_json");
+    env.send(ApiRequest::post("/users"))
+        .await
+        .assert_error(400, "invalid_json");
 
     // Over 64 KiB, whatever it holds.
     let huge = json!({"email": unique_email("huge"), "name": "A", "password": PASSWORD, "pad": "x".repeat(65 * 1024)});
-    env.send(ApiRequest::post("/users").json(huge)).await.assert_error(413, "payload_too_large");
+    env.send(ApiRequest::post("/users").json(huge))
+        .await
+        .assert_error(413, "payload_too_large");
 
     // Exactly 64 KiB is still accepted; one byte more is not.
     let exact = |email: String, len: usize| {
-        let base = json!({"email": email, "name": "A", "password": PASSWORD, "pad": ""}).to_string();
+        let base =
+            json!({"email": email, "name": "A", "password": PASSWORD, "pad": ""}).to_string();
         json!({"email": email, "name": "A", "password": PASSWORD, "pad": "x".repeat(len - base.len())})
     };
     let body = exact(unique_email("edge"), 64 * 1024);
@@ -134,10 +225,14 @@ async fn register_refuses_bodies_that_are_not_json_objects() {
     let res = env.send(ApiRequest::post("/users").json(body)).await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
     let body = exact(unique_email("edge"), 64 * 1024 + 1);
-    env.send(ApiRequest::post("/users").json(body)).await.assert_error(413, "payload_too_large");
+    env.send(ApiRequest::post("/users").json(body))
+        .await
+        .assert_error(413, "payload_too_large");
 
     // A JSON content type with parameters is JSON.
-    let res = env.send(ApiRequest::post("/users").raw_body("application/json; charset=utf-8", &good)).await;
+    let res = env
+        .send(ApiRequest::post("/users").raw_body("application/json; charset=utf-8", &good))
+        .await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
 }
 
@@ -164,7 +259,10 @@ async fn login_returns_a_bearer_token_and_the_user() {
     let user = env.register(&email, "Login").await.body;
     let res = env.login(&email).await;
     assert_eq!(res.status, 200, "{}", res.raw_body);
-    assert_eq!(keys_of(&res.body), ["expiresIn", "token", "tokenType", "user"]);
+    assert_eq!(
+        keys_of(&res.body),
+        ["expiresIn", "token", "tokenType", "user"]
+    );
     assert_eq!(res.body["tokenType"], "Bearer");
     assert!(res.body["expiresIn"].as_u64().is_some_and(|s| s > 0));
     assert_eq!(res.body["user"], user);
@@ -185,10 +283,17 @@ async fn unknown_email_and_wrong_password_get_the_same_401() {
     let email = unique_email("secret");
     env.register(&email, "Secret").await;
 
-    let wrong_password =
-        env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": "wrong password"}))).await;
+    let wrong_password = env
+        .send(
+            ApiRequest::post("/auth/login")
+                .json(json!({"email": email, "password": "wrong password"})),
+        )
+        .await;
     let unknown = env
-        .send(ApiRequest::post("/auth/login").json(json!({"email": unique_email("nobody"), "password": PASSWORD})))
+        .send(
+            ApiRequest::post("/auth/login")
+                .json(json!({"email": unique_email("nobody"), "password": PASSWORD})),
+        )
         .await;
     wrong_password.assert_error(401, "invalid_credentials");
     unknown.assert_error(401, "invalid_credentials");
@@ -196,13 +301,19 @@ async fn unknown_email_and_wrong_password_get_the_same_401() {
     assert_eq!(wrong_password.headers, unknown.headers);
 
     // Out-of-bounds credentials cannot belong to anyone either.
-    let short = env.send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": "short"}))).await;
+    let short = env
+        .send(ApiRequest::post("/auth/login").json(json!({"email": email, "password": "short"})))
+        .await;
     assert_eq!(short.raw_body, unknown.raw_body);
 
     // A missing field is a malformed request, not a wrong password.
-    let res = env.send(ApiRequest::post("/auth/login").json(json!({"email": email}))).await;
+    let res = env
+        .send(ApiRequest::post("/auth/login").json(json!({"email": email})))
+        .await;
     res.assert_validation("password");
-    let res = env.send(ApiRequest::post("/auth/login").json(json!({"password": PASSWORD}))).await;
+    let res = env
+        .send(ApiRequest::post("/auth/login").json(json!({"password": PASSWORD})))
+        .await;
     res.assert_validation("email");
     env.send(ApiRequest::post("/auth/login").raw_body("application/json", "[]"))
         .await
@@ -214,17 +325,30 @@ async fn logout_revokes_every_token_and_a_new_login_works() {
     let env = TestEnv::new().await;
     let email = unique_email("logout");
     env.register(&email, "Logout").await;
-    let first = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    let second = env.login(&email).await.body["token"].as_str().expect("token").to_owned();
-    assert_ne!(first, second, "two logins, two tokens (even within one second)");
+    let first = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let second = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_ne!(
+        first, second,
+        "two logins, two tokens (even within one second)"
+    );
 
-    let res = env.send(ApiRequest::post("/auth/logout").bearer(&first)).await;
+    let res = env
+        .send(ApiRequest::post("/auth/logout").bearer(&first))
+        .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
     assert!(res.raw_body.is_empty());
 
     for token in [&first, &second] {
         env.me(token).await.assert_error(401, "unauthorized");
-        env.send(ApiRequest::post("/auth/logout").bearer(token)).await.assert_error(401, "unauthorized");
+        env.send(ApiRequest::post("/auth/logout").bearer(token))
+            .await
+            .assert_error(401, "unauthorized");
     }
 
     let fresh = env.login(&email).await;
@@ -242,9 +366,15 @@ async fn authenticated_routes_refuse_missing_or_bad_tokens() {
         ApiRequest::delete("/users/me"),
         ApiRequest::post("/auth/logout"),
     ] {
-        env.send(request.clone()).await.assert_error(401, "unauthorized");
-        env.send(request.clone().bearer("not.a.jwt")).await.assert_error(401, "unauthorized");
-        env.send(request.header("authorization", "Basic dXNlcjpwYXNz")).await.assert_error(401, "unauthorized");
+        env.send(request.clone())
+            .await
+            .assert_error(401, "unauthorized");
+        env.send(request.clone().bearer("not.a.jwt"))
+            .await
+            .assert_error(401, "unauthorized");
+        env.send(request.header("authorization", "Basic dXNlcjpwYXNz"))
+            .await
+            .assert_error(401, "unauthorized");
     }
 }
 
@@ -257,7 +387,13 @@ async fn me_get_patch_delete() {
     assert_eq!((me.status, &me.body), (200, &user));
 
     // Rename: trimmed, returned, and seen by the very next request.
-    let renamed = env.send(ApiRequest::patch("/users/me").bearer(&token).json(json!({"name": "  Renamed "}))).await;
+    let renamed = env
+        .send(
+            ApiRequest::patch("/users/me")
+                .bearer(&token)
+                .json(json!({"name": "  Renamed "})),
+        )
+        .await;
     assert_eq!(renamed.status, 200, "{}", renamed.raw_body);
     assert_user_shape(&renamed.body);
     assert_eq!(renamed.body["name"], "Renamed");
@@ -273,23 +409,39 @@ async fn me_get_patch_delete() {
         (json!({"name": "n".repeat(101)}), "name"),
         (json!({"name": 7}), "name"),
     ] {
-        let res = env.send(ApiRequest::patch("/users/me").bearer(&token).json(body)).await;
+        let res = env
+            .send(ApiRequest::patch("/users/me").bearer(&token).json(body))
+            .await;
         res.assert_validation(field);
     }
-    env.send(ApiRequest::patch("/users/me").bearer(&token).raw_body("text/plain", "{\"name\":\"x\"}"))
-        .await
-        .assert_error(415, "unsupported_media_type");
-    env.send(ApiRequest::patch("/users/me").bearer(&token).raw_body("application/json", "nope"))
-        .await
-        .assert_error(400, "invalid_json");
+    env.send(
+        ApiRequest::patch("/users/me")
+            .bearer(&token)
+            .raw_body("text/plain", "{\"name\":\"x\"}"),
+    )
+    .await
+    .assert_error(415, "unsupported_media_type");
+    env.send(
+        ApiRequest::patch("/users/me")
+            .bearer(&token)
+            .raw_body("application/json", "nope"),
+    )
+    .await
+    .assert_error(400, "invalid_json");
 
     // Delete: gone at once, token and password with it.
-    let deleted = env.send(ApiRequest::delete("/users/me").bearer(&token)).await;
+    let deleted = env
+        .send(ApiRequest::delete("/users/me").bearer(&token))
+        .await;
     assert_eq!(deleted.status, 204, "{}", deleted.raw_body);
     env.me(&token).await.assert_error(401, "unauthorized");
-    env.send(ApiRequest::delete("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::delete("/users/me").bearer(&token))
+        .await
+        .assert_error(401, "unauthorized");
     let email = user["email"].as_str().expect("email");
-    env.login(email).await.assert_error(401, "invalid_credentials");
+    env.login(email)
+        .await
+        .assert_error(401, "invalid_credentials");
 
     // The email is free again, for a new user whom the old token does not reach.
     let again = env.register(email, "Again").await;
@@ -302,10 +454,21 @@ async fn me_get_patch_delete() {
 async fn unknown_routes_are_404_and_wrong_methods_405() {
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Router").await;
-    for path in ["/nope", "/users/123", "/auth", "/auth/nope", "/users/me/extra", "/"] {
-        env.send(ApiRequest::get(path).bearer(&token)).await.assert_error(404, "not_found");
+    for path in [
+        "/nope",
+        "/users/123",
+        "/auth",
+        "/auth/nope",
+        "/users/me/extra",
+        "/",
+    ] {
+        env.send(ApiRequest::get(path).bearer(&token))
+            .await
+            .assert_error(404, "not_found");
     }
-    env.send(ApiRequest::get("/nope")).await.assert_error(404, "not_found");
+    env.send(ApiRequest::get("/nope"))
+        .await
+        .assert_error(404, "not_found");
     for (method, path) in [
         ("PUT", "/users/me"),
         ("POST", "/users/me"),
@@ -315,7 +478,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         ("GET", "/users"),
         ("PATCH", "/users"),
     ] {
-        env.send(ApiRequest::new(method, path).bearer(&token)).await.assert_error(405, "method_not_allowed");
+        env.send(ApiRequest::new(method, path).bearer(&token))
+            .await
+            .assert_error(405, "method_not_allowed");
     }
 }
 
@@ -325,13 +490,28 @@ async fn precomposed_and_decomposed_accents_are_one_email() {
     let local = ulid::Ulid::new().to_string().to_lowercase();
     let precomposed = format!("jos\u{e9}.{local}@example.com");
     let decomposed = format!("JOSE\u{301}.{local}@EXAMPLE.com");
-    assert_ne!(precomposed.to_lowercase(), decomposed.to_lowercase(), "they differ as strings");
+    assert_ne!(
+        precomposed.to_lowercase(),
+        decomposed.to_lowercase(),
+        "they differ as strings"
+    );
     let res = env.register(&precomposed, "Jos\u{e9}").await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
-    env.register(&decomposed, "Impostor").await.assert_error(409, "email_taken");
-    let login =
-        env.send(ApiRequest::post("/auth/login").json(json!({"email": decomposed, "password": PASSWORD}))).await;
-    assert_eq!((login.status, &login.body["user"]), (200, &res.body), "{}", login.raw_body);
+    env.register(&decomposed, "Impostor")
+        .await
+        .assert_error(409, "email_taken");
+    let login = env
+        .send(
+            ApiRequest::post("/auth/login")
+                .json(json!({"email": decomposed, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(
+        (login.status, &login.body["user"]),
+        (200, &res.body),
+        "{}",
+        login.raw_body
+    );
 }
 
 #[tokio::test]
@@ -339,22 +519,51 @@ async fn a_change_acts_only_on_the_user_and_jwt_version_the_token_was_checked_ag
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Checked").await;
     let mut headers = lambda_http::http::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    headers.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
     // Authenticated as the route would, then the token is revoked before the change is made
     // (a logout on another instance between the two).
-    let user = env.app.auth.authenticate(&headers).await.expect("authenticated");
-    assert_eq!(env.send(ApiRequest::post("/auth/logout").bearer(&token)).await.status, 204);
+    let user = env
+        .app
+        .auth
+        .authenticate(&headers)
+        .await
+        .expect("authenticated");
+    assert_eq!(
+        env.send(ApiRequest::post("/auth/logout").bearer(&token))
+            .await
+            .status,
+        204
+    );
 
     let renamed = env.app.users.rename(&user, "Too Late".into()).await;
-    assert!(matches!(renamed, Err(shared::AppError::Unauthorized(_))), "{renamed:?}");
+    assert!(
+        matches!(renamed, Err(shared::AppError::Unauthorized(_))),
+        "{renamed:?}"
+    );
     let logged_out = env.app.users.logout(&user).await;
-    assert!(matches!(logged_out, Err(shared::AppError::Unauthorized(_))), "{logged_out:?}");
+    assert!(
+        matches!(logged_out, Err(shared::AppError::Unauthorized(_))),
+        "{logged_out:?}"
+    );
     let deleted = env.app.users.delete(&user).await;
-    assert!(matches!(deleted, Err(shared::AppError::Unauthorized(_))), "{deleted:?}");
+    assert!(
+        matches!(deleted, Err(shared::AppError::Unauthorized(_))),
+        "{deleted:?}"
+    );
 
-    let fresh = env.login(user.email.as_str()).await.body["token"].as_str().expect("token").to_owned();
+    let fresh = env.login(user.email.as_str()).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let me = env.me(&fresh).await;
-    assert_eq!((me.status, me.body["name"].as_str()), (200, Some("Checked")), "nothing changed");
+    assert_eq!(
+        (me.status, me.body["name"].as_str()),
+        (200, Some("Checked")),
+        "nothing changed"
+    );
 }
 
 /// The user item as DynamoDB holds it: id, name, `jwtVersion`, `revision`.
@@ -376,7 +585,12 @@ async fn stored_user(env: &TestEnv, email: &str) -> Option<(String, String, Stri
         Some(AttributeValue::S(v) | AttributeValue::N(v)) => v.clone(),
         other => panic!("{name}: {other:?}"),
     };
-    Some((text("id"), text("name"), text("jwtVersion"), text("revision")))
+    Some((
+        text("id"),
+        text("name"),
+        text("jwtVersion"),
+        text("revision"),
+    ))
 }
 
 /// Issue 14's own scenario: a request authenticated as user 1, whose email is deleted and
@@ -390,22 +604,43 @@ async fn a_change_authenticated_as_an_earlier_user_of_the_email_leaves_the_new_u
     let (token, first) = env.new_user("Earlier").await;
     let email = first["email"].as_str().expect("email").to_owned();
     let mut headers = lambda_http::http::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    headers.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
     // Authenticated as each route does it, then (on another instance) the email is deleted
     // and registered again before the route makes its change.
-    let user_1 = env.app.auth.authenticate(&headers).await.expect("authenticated");
-    assert_eq!(env.send(ApiRequest::delete("/users/me").bearer(&token)).await.status, 204);
+    let user_1 = env
+        .app
+        .auth
+        .authenticate(&headers)
+        .await
+        .expect("authenticated");
+    assert_eq!(
+        env.send(ApiRequest::delete("/users/me").bearer(&token))
+            .await
+            .status,
+        204
+    );
     let second = env.register(&email, "Later").await;
     assert_eq!(second.status, 201, "{}", second.raw_body);
-    assert_ne!(second.body["id"], first["id"], "another user of the same email");
+    assert_ne!(
+        second.body["id"], first["id"],
+        "another user of the same email"
+    );
     let before = stored_user(&env, &email).await.expect("user 2 stored");
-    assert_eq!((before.2.as_str(), before.3.as_str()), ("1", "1"), "user 2 starts at jwtVersion 1, like user 1 did");
+    assert_eq!(
+        (before.2.as_str(), before.3.as_str()),
+        ("1", "1"),
+        "user 2 starts at jwtVersion 1, like user 1 did"
+    );
     assert_eq!(user_1.jwt_version, 1);
 
     let renamed = env.app.users.rename(&user_1, "Hijacked".into()).await;
     let logged_out = env.app.users.logout(&user_1).await;
     let deleted = env.app.users.delete(&user_1).await;
-    let refused = |r: Result<(), &shared::AppError>| matches!(r, Err(shared::AppError::Unauthorized(_)));
+    let refused =
+        |r: Result<(), &shared::AppError>| matches!(r, Err(shared::AppError::Unauthorized(_)));
     assert!(
         refused(renamed.as_ref().map(|_| ()))
             && refused(logged_out.as_ref().map(|_| ()))
@@ -415,12 +650,23 @@ async fn a_change_authenticated_as_an_earlier_user_of_the_email_leaves_the_new_u
 
     // User 2 is untouched: the same item (name, jwtVersion, revision), its login and token work,
     // and it reads as registered.
-    assert_eq!(stored_user(&env, &email).await, Some(before), "user 2's item unchanged");
+    assert_eq!(
+        stored_user(&env, &email).await,
+        Some(before),
+        "user 2's item unchanged"
+    );
     let login = env.login(&email).await;
     assert_eq!(login.status, 200, "{}", login.raw_body);
     let fresh = login.body["token"].as_str().expect("token");
     let me = env.send(ApiRequest::get("/users/me").bearer(fresh)).await;
-    assert_eq!((me.status, &me.body), (200, &second.body), "{}", me.raw_body);
+    assert_eq!(
+        (me.status, &me.body),
+        (200, &second.body),
+        "{}",
+        me.raw_body
+    );
     // And user 1's token is still refused.
-    env.send(ApiRequest::get("/users/me").bearer(&token)).await.assert_error(401, "unauthorized");
+    env.send(ApiRequest::get("/users/me").bearer(&token))
+        .await
+        .assert_error(401, "unauthorized");
 }

@@ -9,14 +9,19 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let port: u16 =
-        arg(&args, "--port").unwrap_or_else(|| "8000".into()).parse().map_err(|e| format!("--port: {e}"))?;
+    let port: u16 = arg(&args, "--port")
+        .unwrap_or_else(|| "8000".into())
+        .parse()
+        .map_err(|e| format!("--port: {e}"))?;
     let table = arg(&args, "--table").unwrap_or_else(|| "social".into());
     let db = match arg(&args, "--db") {
         Some(path) => dynoxide::Database::new(&path),
@@ -24,8 +29,9 @@ async fn main() -> Result<(), String> {
     }
     .map_err(|e| format!("opening the database: {e}"))?;
 
-    let listener =
-        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("binding port {port}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("binding port {port}: {e}"))?;
     if let Some(address) = arg(&args, "--also-bind") {
         let also = tokio::net::TcpListener::bind((address.as_str(), port))
             .await

@@ -48,7 +48,9 @@ impl Stats {
     }
 
     fn add(&mut self, doc: &Value) {
-        let Some(function) = doc["Function"].as_str() else { return };
+        let Some(function) = doc["Function"].as_str() else {
+            return;
+        };
         let route = doc["Route"].as_str();
         let stats = self.functions.entry(function.to_owned()).or_default();
         let sum = |name: &str| values(&doc[name]).iter().sum::<f64>();
@@ -65,7 +67,11 @@ impl Stats {
         if let Some(route) = route {
             let latencies = values(&doc["Latency"]);
             if !latencies.is_empty() {
-                stats.latency.entry(route.to_owned()).or_default().extend(latencies);
+                stats
+                    .latency
+                    .entry(route.to_owned())
+                    .or_default()
+                    .extend(latencies);
             }
         }
     }
@@ -74,7 +80,9 @@ impl Stats {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (function, stats) in &self.functions {
-            let ratio = stats.hit_ratio().map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+            let ratio = stats
+                .hit_ratio()
+                .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0));
             let _ = writeln!(
                 out,
                 "{function:<11} requests {:<6} cache hit ratio {ratio:<5} 4xx {:<5} 5xx {}",
@@ -82,7 +90,11 @@ impl Stats {
             );
             for (route, latencies) in &stats.latency {
                 let (p50, p99) = (percentile(latencies, 0.50), percentile(latencies, 0.99));
-                let _ = writeln!(out, "  {route:<44} n {:<6} p50 {p50:>8.2} ms  p99 {p99:>8.2} ms", latencies.len());
+                let _ = writeln!(
+                    out,
+                    "  {route:<44} n {:<6} p50 {p50:>8.2} ms  p99 {p99:>8.2} ms",
+                    latencies.len()
+                );
             }
         }
         if out.is_empty() {
@@ -134,17 +146,26 @@ not json {"_aws": broken
         let mut stats = Stats::default();
         stats.read(log);
         let users = &stats.functions["users"];
-        assert_eq!((users.requests, users.client_errors, users.server_errors), (3.0, 1.0, 0.0));
+        assert_eq!(
+            (users.requests, users.client_errors, users.server_errors),
+            (3.0, 1.0, 0.0)
+        );
         assert_eq!(users.hit_ratio(), Some(0.75));
         assert_eq!(users.latency["GET /users/me"], [1.0, 2.0, 3.0]);
         let text = stats.render();
-        assert!(text.contains("requests 3") && text.contains("75%") && text.contains("GET /users/me"), "{text}");
+        assert!(
+            text.contains("requests 3") && text.contains("75%") && text.contains("GET /users/me"),
+            "{text}"
+        );
     }
 
     #[test]
     fn percentiles_by_nearest_rank() {
         let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!((percentile(&values, 0.5), percentile(&values, 0.99)), (50.0, 99.0));
+        assert_eq!(
+            (percentile(&values, 0.5), percentile(&values, 0.99)),
+            (50.0, 99.0)
+        );
         assert_eq!(percentile(&[], 0.5), 0.0);
         assert_eq!(percentile(&[7.0], 0.99), 7.0);
     }

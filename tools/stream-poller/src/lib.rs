@@ -43,7 +43,8 @@ struct Signer {
 
 impl Signer {
     fn from_env() -> Self {
-        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         let credentials = aws_credential_types::Credentials::new(
             var("AWS_ACCESS_KEY_ID", "local"),
             var("AWS_SECRET_ACCESS_KEY", "local"),
@@ -51,7 +52,10 @@ impl Signer {
             None,
             "environment",
         );
-        Signer { identity: credentials.into(), region: var("AWS_REGION", "us-east-1") }
+        Signer {
+            identity: credentials.into(),
+            region: var("AWS_REGION", "us-east-1"),
+        }
     }
 
     fn sign(&self, request: &mut hyper::Request<Full<Bytes>>, body: &[u8]) -> Result<(), String> {
@@ -65,12 +69,18 @@ impl Signer {
             .build()
             .map_err(|e| e.to_string())?
             .into();
-        let headers: Vec<(&str, &str)> =
-            request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+        let headers: Vec<(&str, &str)> = request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect();
         let uri = request.uri().to_string();
-        let signable = SignableRequest::new("POST", uri, headers.into_iter(), SignableBody::Bytes(body))
-            .map_err(|e| e.to_string())?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+        let signable =
+            SignableRequest::new("POST", uri, headers.into_iter(), SignableBody::Bytes(body))
+                .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
         instructions.apply_to_request_http1x(request);
         Ok(())
     }
@@ -85,7 +95,9 @@ struct Answer {
 
 impl JsonHttp {
     fn new() -> Self {
-        JsonHttp { client: Client::builder(TokioExecutor::new()).build_http() }
+        JsonHttp {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     async fn post(
@@ -95,20 +107,36 @@ impl JsonHttp {
         body: &Value,
         signer: Option<&Signer>,
     ) -> Result<Answer, String> {
-        let mut request = hyper::Request::post(url).header("content-type", "application/x-amz-json-1.0");
+        let mut request =
+            hyper::Request::post(url).header("content-type", "application/x-amz-json-1.0");
         if let Some(target) = target {
             request = request.header("x-amz-target", target);
         }
         let body = Bytes::from(body.to_string());
-        let mut request = request.body(Full::new(body.clone())).map_err(|e| e.to_string())?;
+        let mut request = request
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())?;
         if let Some(signer) = signer {
             signer.sign(&mut request, &body)?;
         }
-        let response = self.client.request(request).await.map_err(|e| format!("POST {url}: {e}"))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
         let status = response.status().as_u16();
         let function_error = response.headers().contains_key("x-amz-function-error");
-        let body = response.into_body().collect().await.map_err(|e| format!("POST {url}: {e}"))?.to_bytes();
-        Ok(Answer { status, function_error, body })
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            function_error,
+            body,
+        })
     }
 }
 
@@ -130,8 +158,17 @@ impl StreamApi {
     }
 
     async fn call(&self, target: &str, body: Value) -> Result<Value, String> {
-        let answer = self.http.post(&format!("{}/", self.endpoint), Some(target), &body, Some(&self.signer)).await?;
-        let value: Value = serde_json::from_slice(&answer.body).map_err(|e| format!("{target}: {e}"))?;
+        let answer = self
+            .http
+            .post(
+                &format!("{}/", self.endpoint),
+                Some(target),
+                &body,
+                Some(&self.signer),
+            )
+            .await?;
+        let value: Value =
+            serde_json::from_slice(&answer.body).map_err(|e| format!("{target}: {e}"))?;
         if answer.status != 200 {
             return Err(format!("{target}: {} {value}", answer.status));
         }
@@ -140,29 +177,66 @@ impl StreamApi {
 
     /// The ARN of `table`'s current stream, if it has one.
     pub async fn stream_arn(&self, table: &str) -> Result<Option<String>, String> {
-        let out = self.call("DynamoDB_20120810.DescribeTable", json!({"TableName": table})).await?;
+        let out = self
+            .call(
+                "DynamoDB_20120810.DescribeTable",
+                json!({"TableName": table}),
+            )
+            .await?;
         Ok(out["Table"]["LatestStreamArn"].as_str().map(str::to_owned))
     }
 
     async fn shards(&self, stream_arn: &str) -> Result<Vec<String>, String> {
-        let out = self.call("DynamoDBStreams_20120810.DescribeStream", json!({"StreamArn": stream_arn})).await?;
-        let shards = out["StreamDescription"]["Shards"].as_array().cloned().unwrap_or_default();
-        Ok(shards.iter().filter_map(|s| s["ShardId"].as_str().map(str::to_owned)).collect())
+        let out = self
+            .call(
+                "DynamoDBStreams_20120810.DescribeStream",
+                json!({"StreamArn": stream_arn}),
+            )
+            .await?;
+        let shards = out["StreamDescription"]["Shards"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(shards
+            .iter()
+            .filter_map(|s| s["ShardId"].as_str().map(str::to_owned))
+            .collect())
     }
 
-    async fn iterator(&self, stream_arn: &str, shard: &str, latest: bool) -> Result<String, String> {
+    async fn iterator(
+        &self,
+        stream_arn: &str,
+        shard: &str,
+        latest: bool,
+    ) -> Result<String, String> {
         let kind = if latest { "LATEST" } else { "TRIM_HORIZON" };
         let body = json!({"StreamArn": stream_arn, "ShardId": shard, "ShardIteratorType": kind});
-        let out = self.call("DynamoDBStreams_20120810.GetShardIterator", body).await?;
-        out["ShardIterator"].as_str().map(str::to_owned).ok_or_else(|| "GetShardIterator: no iterator".into())
+        let out = self
+            .call("DynamoDBStreams_20120810.GetShardIterator", body)
+            .await?;
+        out["ShardIterator"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "GetShardIterator: no iterator".into())
     }
 
-    async fn records(&self, iterator: &str, limit: usize) -> Result<(Vec<EventRecord>, Option<String>), String> {
+    async fn records(
+        &self,
+        iterator: &str,
+        limit: usize,
+    ) -> Result<(Vec<EventRecord>, Option<String>), String> {
         let out = self
-            .call("DynamoDBStreams_20120810.GetRecords", json!({"ShardIterator": iterator, "Limit": limit}))
+            .call(
+                "DynamoDBStreams_20120810.GetRecords",
+                json!({"ShardIterator": iterator, "Limit": limit}),
+            )
             .await?;
-        let records = serde_json::from_value(out["Records"].clone()).map_err(|e| format!("GetRecords: {e}"))?;
-        Ok((records, out["NextShardIterator"].as_str().map(str::to_owned)))
+        let records = serde_json::from_value(out["Records"].clone())
+            .map_err(|e| format!("GetRecords: {e}"))?;
+        Ok((
+            records,
+            out["NextShardIterator"].as_str().map(str::to_owned),
+        ))
     }
 }
 
@@ -180,8 +254,14 @@ pub struct HttpInvoker {
 
 impl HttpInvoker {
     pub fn new(api: &str, function: &str) -> Self {
-        let url = format!("{}/2015-03-31/functions/{function}/invocations", api.trim_end_matches('/'));
-        HttpInvoker { url, http: JsonHttp::new() }
+        let url = format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            api.trim_end_matches('/')
+        );
+        HttpInvoker {
+            url,
+            http: JsonHttp::new(),
+        }
     }
 }
 
@@ -266,8 +346,17 @@ pub struct Poller {
 impl Poller {
     /// Finds `table`'s stream. Shards are picked up at the configured starting position.
     pub async fn new(api: StreamApi, table: &str, config: PollerConfig) -> Result<Self, String> {
-        let stream_arn = api.stream_arn(table).await?.ok_or_else(|| format!("table {table} has no stream"))?;
-        let mut poller = Poller { api, stream_arn, config, shards: BTreeMap::new(), failed: Vec::new() };
+        let stream_arn = api
+            .stream_arn(table)
+            .await?
+            .ok_or_else(|| format!("table {table} has no stream"))?;
+        let mut poller = Poller {
+            api,
+            stream_arn,
+            config,
+            shards: BTreeMap::new(),
+            failed: Vec::new(),
+        };
         poller.discover().await?;
         Ok(poller)
     }
@@ -280,10 +369,20 @@ impl Poller {
     async fn discover(&mut self) -> Result<(), String> {
         for shard in self.api.shards(&self.stream_arn).await? {
             if !self.shards.contains_key(&shard) {
-                let iterator = self.api.iterator(&self.stream_arn, &shard, self.config.start_at_latest).await?;
+                let iterator = self
+                    .api
+                    .iterator(&self.stream_arn, &shard, self.config.start_at_latest)
+                    .await?;
                 let batch_limit = self.config.batch_size;
-                self.shards
-                    .insert(shard, Shard { iterator: Some(iterator), pending: Vec::new(), attempts: 0, batch_limit });
+                self.shards.insert(
+                    shard,
+                    Shard {
+                        iterator: Some(iterator),
+                        pending: Vec::new(),
+                        attempts: 0,
+                        batch_limit,
+                    },
+                );
             }
         }
         Ok(())
@@ -294,7 +393,9 @@ impl Poller {
         let mut step = Step::default();
         let ids: Vec<String> = self.shards.keys().cloned().collect();
         for id in ids {
-            let Some(mut shard) = self.shards.remove(&id) else { continue };
+            let Some(mut shard) = self.shards.remove(&id) else {
+                continue;
+            };
             let result = self.step_shard(&mut shard, function, &mut step).await;
             step.behind |= !shard.pending.is_empty();
             self.shards.insert(id, shard);
@@ -303,9 +404,16 @@ impl Poller {
         Ok(step)
     }
 
-    async fn step_shard(&mut self, shard: &mut Shard, function: &impl Invoke, step: &mut Step) -> Result<(), String> {
+    async fn step_shard(
+        &mut self,
+        shard: &mut Shard,
+        function: &impl Invoke,
+        step: &mut Step,
+    ) -> Result<(), String> {
         if shard.pending.is_empty() {
-            let Some(iterator) = shard.iterator.take() else { return Ok(()) };
+            let Some(iterator) = shard.iterator.take() else {
+                return Ok(());
+            };
             let (records, next) = match self.api.records(&iterator, self.config.batch_size).await {
                 Ok(read) => read,
                 Err(e) => {
@@ -335,7 +443,9 @@ impl Poller {
                     .iter()
                     .map(|f| f.item_identifier.as_deref().unwrap_or_default())
                     .map(|id| {
-                        shard.pending[..count].iter().position(|r| r.change.sequence_number.as_deref() == Some(id))
+                        shard.pending[..count]
+                            .iter()
+                            .position(|r| r.change.sequence_number.as_deref() == Some(id))
                     })
                     .map(|at| at.unwrap_or(0)) // an identifier we did not send: the whole batch failed
                     .min();
@@ -404,7 +514,12 @@ impl Poller {
     }
 
     /// Delivers until the stream has nothing pending for `quiet` in a row, or `deadline` passes.
-    pub async fn drain(&mut self, function: &impl Invoke, quiet: Duration, deadline: Duration) -> Result<(), String> {
+    pub async fn drain(
+        &mut self,
+        function: &impl Invoke,
+        quiet: Duration,
+        deadline: Duration,
+    ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
         let mut idle_since = None;
         while started.elapsed() < deadline {

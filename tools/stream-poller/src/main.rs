@@ -5,7 +5,11 @@
 use stream_poller::{HttpInvoker, Poller, PollerConfig, StreamApi};
 
 fn arg(args: &[String], flag: &str, default: &str) -> String {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_owned())
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_owned())
 }
 
 #[tokio::main(flavor = "current_thread")]

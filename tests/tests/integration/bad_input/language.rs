@@ -74,8 +74,12 @@ pub(super) fn case(name: impl Into<String>, method: &'static str, path: impl Int
 
 impl Case {
     pub(super) fn raw(mut self, content_type: &str, text: impl Into<String>) -> Self {
-        self.body =
-            BodySpec::Text { content_type: content_type.to_owned(), text: text.into(), size: None, base64: false };
+        self.body = BodySpec::Text {
+            content_type: content_type.to_owned(),
+            text: text.into(),
+            size: None,
+            base64: false,
+        };
         self
     }
     pub(super) fn json(self, body: Value) -> Self {
@@ -83,7 +87,11 @@ impl Case {
     }
     /// `body` (which must hold `"pad": ""`) padded to exactly `size` bytes.
     pub(super) fn sized(mut self, content_type: &str, body: Value, size: usize) -> Self {
-        assert!(body.get("pad").is_some(), "{}: a sized body needs a pad field", self.name);
+        assert!(
+            body.get("pad").is_some(),
+            "{}: a sized body needs a pad field",
+            self.name
+        );
         self.body = BodySpec::Text {
             content_type: content_type.to_owned(),
             text: body.to_string(),
@@ -100,7 +108,10 @@ impl Case {
         self
     }
     pub(super) fn bytes(mut self, content_type: &str, bytes: impl Into<Vec<u8>>) -> Self {
-        self.body = BodySpec::Bytes { content_type: content_type.to_owned(), bytes: bytes.into() };
+        self.body = BodySpec::Bytes {
+            content_type: content_type.to_owned(),
+            bytes: bytes.into(),
+        };
         self
     }
     pub(super) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -166,7 +177,9 @@ pub(super) fn missing_id() -> String {
 
 /// The same cursor with one bit of its id flipped: still well-formed, no longer signed.
 pub(super) fn tampered(cursor: &str) -> String {
-    let mut raw = URL_SAFE_NO_PAD.decode(cursor).expect("a cursor is base64url");
+    let mut raw = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .expect("a cursor is base64url");
     raw[3] ^= 0x01;
     URL_SAFE_NO_PAD.encode(raw)
 }
@@ -178,8 +191,14 @@ impl Fixture {
         let login = env.login(&email_a).await;
         let token_a = login.body["token"].as_str().expect("token").to_owned();
         let (token_b, _) = env.new_user("Bob").await;
-        let post = env.new_post(&token_a, "the fixture post").await["id"].as_str().expect("id").to_owned();
-        let post_b = env.new_post(&token_b, "bob's post").await["id"].as_str().expect("id").to_owned();
+        let post = env.new_post(&token_a, "the fixture post").await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let post_b = env.new_post(&token_b, "bob's post").await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
         let comment = Self::comment(env, &token_a, &post).await;
         Self::comment(env, &token_a, &post).await;
         let comment_b = Self::comment(env, &token_a, &post_b).await;
@@ -187,11 +206,16 @@ impl Fixture {
         let cursor = |path: String, token: String| async move {
             let res = env.send(ApiRequest::get(&path).bearer(&token)).await;
             assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
-            res.body["nextCursor"].as_str().expect("a next page").to_owned()
+            res.body["nextCursor"]
+                .as_str()
+                .expect("a next page")
+                .to_owned()
         };
         let feed_cursor = cursor("/posts?limit=1".into(), token_a.clone()).await;
-        let comments_cursor = cursor(format!("/posts/{post}/comments?limit=1"), token_a.clone()).await;
-        let comments_cursor_b = cursor(format!("/posts/{post_b}/comments?limit=1"), token_a.clone()).await;
+        let comments_cursor =
+            cursor(format!("/posts/{post}/comments?limit=1"), token_a.clone()).await;
+        let comments_cursor_b =
+            cursor(format!("/posts/{post_b}/comments?limit=1"), token_a.clone()).await;
         Fixture {
             token_a,
             token_b,
@@ -208,7 +232,11 @@ impl Fixture {
 
     pub(super) async fn comment(env: &TestEnv, token: &str, post: &str) -> String {
         let res = env
-            .send(ApiRequest::post(&format!("/posts/{post}/comments")).bearer(token).json(json!({"text": "hi"})))
+            .send(
+                ApiRequest::post(&format!("/posts/{post}/comments"))
+                    .bearer(token)
+                    .json(json!({"text": "hi"})),
+            )
             .await;
         assert_eq!(res.status, 201, "{}", res.raw_body);
         res.body["id"].as_str().expect("id").to_owned()
@@ -219,11 +247,17 @@ impl Fixture {
     pub(super) async fn fill(&self, env: &TestEnv, text: &str) -> String {
         let mut out = text.to_owned();
         if out.contains("{fresh}") {
-            let id = env.new_post(&self.token_a, "fresh").await["id"].as_str().expect("id").to_owned();
+            let id = env.new_post(&self.token_a, "fresh").await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
             out = out.replace("{fresh}", &id);
         }
         if out.contains("{fresh_comment}") {
-            out = out.replace("{fresh_comment}", &Self::comment(env, &self.token_a, &self.post).await);
+            out = out.replace(
+                "{fresh_comment}",
+                &Self::comment(env, &self.token_a, &self.post).await,
+            );
         }
         while out.contains("{email}") {
             out = out.replacen("{email}", &integration_tests::unique_email("case"), 1);
@@ -250,7 +284,10 @@ impl Fixture {
 
     pub(super) async fn request(&self, env: &TestEnv, case: &Case) -> ApiRequest {
         let mut req = ApiRequest::new(case.method, &self.fill(env, &case.path).await);
-        let sets_token = case.headers.iter().any(|(k, _)| k == "authorization" || k == "aid");
+        let sets_token = case
+            .headers
+            .iter()
+            .any(|(k, _)| k == "authorization" || k == "aid");
         if let (Some(token), false) = (case.token, sets_token) {
             req = req.bearer(&self.fill(env, token).await);
         }
@@ -259,11 +296,22 @@ impl Fixture {
         }
         match &case.body {
             BodySpec::None => {}
-            BodySpec::Text { content_type, text, size, base64 } => {
+            BodySpec::Text {
+                content_type,
+                text,
+                size,
+                base64,
+            } => {
                 let mut text = self.fill(env, text).await;
                 if let Some(size) = size {
-                    let missing = size.checked_sub(text.len()).expect("the body without padding fits its size");
-                    text = text.replacen("\"pad\":\"\"", &format!("\"pad\":\"{}\"", "x".repeat(missing)), 1);
+                    let missing = size
+                        .checked_sub(text.len())
+                        .expect("the body without padding fits its size");
+                    text = text.replacen(
+                        "\"pad\":\"\"",
+                        &format!("\"pad\":\"{}\"", "x".repeat(missing)),
+                        1,
+                    );
                     assert_eq!(text.len(), *size, "{}: padding", case.name);
                 }
                 req = req.raw_body(content_type, &text);
@@ -271,7 +319,10 @@ impl Fixture {
                     req = req.base64_encoded();
                 }
             }
-            BodySpec::Bytes { content_type, bytes } => {
+            BodySpec::Bytes {
+                content_type,
+                bytes,
+            } => {
                 req = req.raw_body(content_type, "");
                 req.body = Some(STANDARD.encode(bytes));
                 req.base64 = true;
@@ -287,7 +338,10 @@ pub(super) fn verdict(case: &Case, res: &ApiResponse) -> Result<(), String> {
     match &case.expect {
         Expect::Ok(status) => {
             if res.status != *status {
-                return Err(format!("want {status}, got {}: {}", res.status, res.raw_body));
+                return Err(format!(
+                    "want {status}, got {}: {}",
+                    res.status, res.raw_body
+                ));
             }
             let bodiless = *status == 204 || *status == 304;
             if bodiless && !res.raw_body.is_empty() {
@@ -295,17 +349,27 @@ pub(super) fn verdict(case: &Case, res: &ApiResponse) -> Result<(), String> {
             }
             let json_object = json_type && res.body.is_object();
             if !bodiless && !json_object {
-                return Err(format!("want a JSON object body, got {:?}: {}", res.header("content-type"), res.raw_body));
+                return Err(format!(
+                    "want a JSON object body, got {:?}: {}",
+                    res.header("content-type"),
+                    res.raw_body
+                ));
             }
         }
         Expect::Err(status, code) => {
             if (res.status, res.error_code()) != (*status, Some(*code)) {
-                return Err(format!("want {status} {code}, got {}: {}", res.status, res.raw_body));
+                return Err(format!(
+                    "want {status} {code}, got {}: {}",
+                    res.status, res.raw_body
+                ));
             }
         }
         Expect::Invalid(field) => {
             if (res.status, res.error_code()) != (400, Some("validation_failed")) {
-                return Err(format!("want 400 validation_failed on `{field}`, got {}: {}", res.status, res.raw_body));
+                return Err(format!(
+                    "want 400 validation_failed on `{field}`, got {}: {}",
+                    res.status, res.raw_body
+                ));
             }
             let message = res.body["error"]["message"].as_str().unwrap_or_default();
             if !message.contains(&format!("`{field}`")) {
@@ -316,12 +380,19 @@ pub(super) fn verdict(case: &Case, res: &ApiResponse) -> Result<(), String> {
     if !matches!(case.expect, Expect::Ok(_)) {
         let message = res.body["error"]["message"].as_str().unwrap_or_default();
         if !json_type || message.is_empty() || res.body.as_object().map(|o| o.len()) != Some(1) {
-            return Err(format!("not the contract's error JSON: {:?} {}", res.header("content-type"), res.raw_body));
+            return Err(format!(
+                "not the contract's error JSON: {:?} {}",
+                res.header("content-type"),
+                res.raw_body
+            ));
         }
     }
     for (name, want) in &case.header_checks {
         if res.header(name) != Some(*want) {
-            return Err(format!("header {name}: want {want:?}, got {:?}", res.header(name)));
+            return Err(format!(
+                "header {name}: want {want:?}, got {:?}",
+                res.header(name)
+            ));
         }
     }
     for (pointer, want) in &case.body_checks {
@@ -337,7 +408,11 @@ pub(super) fn verdict(case: &Case, res: &ApiResponse) -> Result<(), String> {
 pub(super) async fn run(cases: Vec<Case>) {
     let mut names = HashSet::new();
     for case in &cases {
-        assert!(names.insert(case.name.clone()), "two cases are named {:?}", case.name);
+        assert!(
+            names.insert(case.name.clone()),
+            "two cases are named {:?}",
+            case.name
+        );
     }
     let env = TestEnv::new().await;
     let fixture = Fixture::new(&env).await;
@@ -351,8 +426,17 @@ pub(super) async fn run(cases: Vec<Case>) {
             }
         }
         if let Err(why) = verdict(&case, &res) {
-            failures.push(format!("  {} [{} {}]: {why}", case.name, case.method, case.path));
+            failures.push(format!(
+                "  {} [{} {}]: {why}",
+                case.name, case.method, case.path
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

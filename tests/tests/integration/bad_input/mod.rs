@@ -46,7 +46,11 @@ fn all_cases() -> Vec<Vec<Case>> {
 fn the_corpus_has_at_least_150_distinct_cases() {
     let cases: Vec<Case> = all_cases().into_iter().flatten().collect();
     let mut names = HashSet::new();
-    let twice: Vec<&str> = cases.iter().map(|c| c.name.as_str()).filter(|n| !names.insert(*n)).collect();
+    let twice: Vec<&str> = cases
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|n| !names.insert(*n))
+        .collect();
     assert!(twice.is_empty(), "case names must be unique: {twice:?}");
     assert!(cases.len() >= 150, "only {} cases", cases.len());
     println!("bad input corpus: {} cases", cases.len());
@@ -92,10 +96,15 @@ async fn if_match_and_token_headers() {
 /// Lambda runtime's panic layer reports the invocation as failed.
 #[test]
 fn invalid_base64_never_reaches_a_handler() {
-    let mut event = ApiRequest::post("/posts").raw_body("application/json", "{}").to_v2_event();
+    let mut event = ApiRequest::post("/posts")
+        .raw_body("application/json", "{}")
+        .to_v2_event();
     event["body"] = json!("this is not base64!");
     event["isBase64Encoded"] = json!(true);
     let text = event.to_string();
     let outcome = std::panic::catch_unwind(|| lambda_http::request::from_str(&text).map(|_| ()));
-    assert!(outcome.is_err(), "lambda_http no longer panics on invalid base64: make it a contract case");
+    assert!(
+        outcome.is_err(),
+        "lambda_http no longer panics on invalid base64: make it a contract case"
+    );
 }
