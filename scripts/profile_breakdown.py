@@ -26,7 +26,7 @@ COMPONENTS = [
     ("metrics (EMF)", r"metrics_cloudwatch_embedded|shared::metrics|metrics::"),
     ("event decoding (lambda_http)", r"lambda_http::deserializer|lambda_http::request|aws_lambda_events|query_map"),
     ("response (lambda_http)", r"lambda_http::response|LambdaResponse|IntoResponse"),
-    ("handler, routing, domain", r"posts_fn::|users_fn::|comments_fn::|shared::http|shared::store|shared::domain|shared::app|minimal_lambda"),
+    ("handler, routing, domain", r"posts_fn::|users_fn::|comments_fn::|shared::http|shared::store|shared::domain"),
 ]
 # General components, for samples no specific frame claims: the innermost match wins.
 GENERAL = [
