@@ -141,33 +141,42 @@ fn auth_latency(path: &Path, auth: &AuthSamples) -> Result<PathBuf, String> {
     Ok(path.to_owned())
 }
 
-/// Bars of CPU µs per warm invocation, one group per route, with each bar's multiple of its
-/// build's floor written above it.
-fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> {
-    let routes: Vec<&str> = crate::cpu::ROUTES.iter().map(|(r, _)| *r).collect();
-    let builds: Vec<bool> = [true, false]
-        .into_iter()
-        .filter(|b| cpu.iter().any(|m| m.baseline == *b))
-        .collect();
-    let y_max = cpu.iter().map(|m| m.cpu_us).fold(1.0, f64::max) * 1.2;
+/// One series of a bar chart: a bar (its height and the text above it) per category, or none.
+struct Bars {
+    label: &'static str,
+    color: RGBColor,
+    values: Vec<Option<(f64, String)>>,
+}
+
+/// Bars grouped by category (one group per category, one bar per series), each with its text
+/// above it, and the series' legend.
+fn bar_chart(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    categories: &[&str],
+    series: &[Bars],
+) -> Result<PathBuf, String> {
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten().map(|(y, _)| *y))
+        .fold(1.0, f64::max)
+        * 1.2;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "CPU per warm invocation, one at a time (× the floor above each bar)",
-            (FONT, 20),
-        )
+        .caption(title, (FONT, 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(routes.len() as f64 - 0.5), 0f64..y_max)
+        .build_cartesian_2d(-0.5f64..(categories.len() as f64 - 0.5), 0f64..y_max)
         .map_err(failed)?;
     let label = |x: &f64| {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
-            routes
+            categories
                 .get(i as usize)
-                .map(|r| route_label(r).to_owned())
+                .map(|c| (*c).to_owned())
                 .unwrap_or_default()
         } else {
             String::new()
@@ -176,27 +185,21 @@ fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> 
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(routes.len())
+        .x_labels(categories.len())
         .x_label_formatter(&label)
-        .y_desc("CPU µs per invocation")
+        .y_desc(y_desc)
         .draw()
         .map_err(failed)?;
-    let width = 0.8 / builds.len() as f64;
-    for (b, &baseline) in builds.iter().enumerate() {
-        let color = if baseline {
-            RGBColor(170, 170, 170)
-        } else {
-            RGBColor(40, 110, 200)
-        };
-        let bars: Vec<(f64, f64, f64)> = routes
+    let width = 0.8 / series.len().max(1) as f64;
+    for (k, s) in series.iter().enumerate() {
+        let color = s.color;
+        let bars: Vec<(f64, f64, &str)> = s
+            .values
             .iter()
             .enumerate()
-            .filter_map(|(i, route)| {
-                let m = cpu
-                    .iter()
-                    .find(|m| m.baseline == baseline && m.route == *route)?;
-                let x0 = i as f64 - 0.4 + b as f64 * width;
-                Some((x0, m.cpu_us, m.over_floor))
+            .filter_map(|(i, v)| {
+                let (y, text) = v.as_ref()?;
+                Some((i as f64 - 0.4 + k as f64 * width, *y, text.as_str()))
             })
             .collect();
         chart
@@ -204,20 +207,15 @@ fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> 
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.95, y)], color.filled())
             }))
             .map_err(failed)?
-            .label(if baseline {
-                "before (--baseline-dir)"
-            } else {
-                "this build"
-            })
+            .label(s.label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
         chart
-            .draw_series(bars.iter().map(|&(x0, y, ratio)| {
-                let text = if ratio == 1.0 {
-                    format!("{y:.0} µs")
-                } else {
-                    format!("{y:.0} µs, {ratio:.2}×")
-                };
-                Text::new(text, (x0, y + y_max * 0.02), (FONT, 13).into_font())
+            .draw_series(bars.iter().map(|&(x0, y, text)| {
+                Text::new(
+                    text.to_owned(),
+                    (x0, y + y_max * 0.02),
+                    (FONT, 13).into_font(),
+                )
             }))
             .map_err(failed)?;
     }
@@ -233,6 +231,50 @@ fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> 
     Ok(path.to_owned())
 }
 
+/// Bars of CPU µs per warm invocation, one group per route, with each bar's multiple of its
+/// build's floor written above it.
+fn cpu_per_invocation(path: &Path, cpu: &[Measured]) -> Result<PathBuf, String> {
+    let routes: Vec<&str> = crate::cpu::ROUTES.iter().map(|(r, _)| *r).collect();
+    let series: Vec<Bars> = [true, false]
+        .into_iter()
+        .filter(|b| cpu.iter().any(|m| m.baseline == *b))
+        .map(|baseline| Bars {
+            label: if baseline {
+                "before (--baseline-dir)"
+            } else {
+                "this build"
+            },
+            color: if baseline {
+                RGBColor(170, 170, 170)
+            } else {
+                RGBColor(40, 110, 200)
+            },
+            values: routes
+                .iter()
+                .map(|route| {
+                    let m = cpu
+                        .iter()
+                        .find(|m| m.baseline == baseline && m.route == *route)?;
+                    let text = if m.route == "floor" {
+                        format!("{:.0} µs", m.cpu_us)
+                    } else {
+                        format!("{:.0} µs, {:.2}×", m.cpu_us, m.over_floor)
+                    };
+                    Some((m.cpu_us, text))
+                })
+                .collect(),
+        })
+        .collect();
+    let labels: Vec<&str> = routes.iter().map(|r| route_label(r)).collect();
+    bar_chart(
+        path,
+        "CPU per warm invocation, one at a time (× the floor above each bar)",
+        "CPU µs per invocation",
+        &labels,
+        &series,
+    )
+}
+
 fn route_label(route: &str) -> &'static str {
     match route {
         "floor" => "floor (minimal lambda_http)",
@@ -245,78 +287,25 @@ fn route_label(route: &str) -> &'static str {
 
 /// Per function: exec to the first `next` poll, and the first invocation, in ms.
 fn init_times(path: &Path, init: &[(&str, f64, f64)]) -> Result<PathBuf, String> {
-    let y_max = init.iter().map(|&(_, a, b)| a.max(b)).fold(1.0, f64::max) * 1.25;
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(failed)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Cold start: exec to the first poll, and the first invocation (medians)",
-            (FONT, 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(-0.5f64..(init.len() as f64 - 0.5), 0f64..y_max)
-        .map_err(failed)?;
-    let label = |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 {
-            init.get(i as usize)
-                .map(|(name, ..)| (*name).to_owned())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(init.len())
-        .x_label_formatter(&label)
-        .y_desc("ms")
-        .draw()
-        .map_err(failed)?;
-    let kinds = [
-        ("exec → first next poll", RGBColor(40, 110, 200)),
-        ("first invocation", RGBColor(230, 140, 30)),
+    let ms = |v: f64| Some((v, format!("{v:.1} ms")));
+    let series = [
+        Bars {
+            label: "exec → first next poll",
+            color: RGBColor(40, 110, 200),
+            values: init.iter().map(|&(_, to_next, _)| ms(to_next)).collect(),
+        },
+        Bars {
+            label: "first invocation",
+            color: RGBColor(230, 140, 30),
+            values: init.iter().map(|&(_, _, first)| ms(first)).collect(),
+        },
     ];
-    for (k, (name, color)) in kinds.into_iter().enumerate() {
-        let bars: Vec<(f64, f64)> = init
-            .iter()
-            .enumerate()
-            .map(|(i, &(_, to_next, first))| {
-                (
-                    i as f64 - 0.4 + k as f64 * 0.4,
-                    if k == 0 { to_next } else { first },
-                )
-            })
-            .collect();
-        chart
-            .draw_series(
-                bars.iter()
-                    .map(|&(x0, y)| Rectangle::new([(x0, 0.0), (x0 + 0.38, y)], color.filled())),
-            )
-            .map_err(failed)?
-            .label(name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
-        chart
-            .draw_series(bars.iter().map(|&(x0, y)| {
-                Text::new(
-                    format!("{y:.1} ms"),
-                    (x0, y + y_max * 0.02),
-                    (FONT, 13).into_font(),
-                )
-            }))
-            .map_err(failed)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 14))
-        .draw()
-        .map_err(failed)?;
-    root.present().map_err(failed)?;
-    Ok(path.to_owned())
+    let names: Vec<&str> = init.iter().map(|(name, ..)| *name).collect();
+    bar_chart(
+        path,
+        "Cold start: exec to the first poll, and the first invocation (medians)",
+        "ms",
+        &names,
+        &series,
+    )
 }

@@ -166,6 +166,38 @@ fn lines_with(log: &str, level: &str, needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// A logout through `function` answers `204`, and the token is refused on the next request.
+async fn logout_revokes(function: &LambdaProcess, token: &str) {
+    let logout = function
+        .send(ApiRequest::post("/auth/logout").bearer(token))
+        .await;
+    assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    function
+        .send(ApiRequest::me().bearer(token))
+        .await
+        .assert_error(401, "unauthorized");
+}
+
+/// `log` has no ERROR line, no WARN line but the one a loaded machine may cause (a prewarm
+/// past its 100 ms bound), and none of `secrets`.
+fn assert_quiet_log<'a>(log: &str, what: &str, secrets: impl IntoIterator<Item = &'a str>) {
+    assert!(
+        lines_with(log, "ERROR", "").is_empty(),
+        "ERROR lines {what}:\n{log}"
+    );
+    let warnings: Vec<String> = lines_with(log, "WARN", "")
+        .into_iter()
+        .filter(|l| !l.contains("not ready at init"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "WARN lines {what}: {warnings:#?}\n{log}"
+    );
+    for secret in secrets {
+        assert!(!log.contains(secret), "a secret in the logs:\n{log}");
+    }
+}
+
 #[tokio::test]
 async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_and_auth() {
     let world = World::new(CACHE_TOKEN).await;
@@ -228,33 +260,8 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
         "{}",
         read.raw_body
     );
-    let logout = function
-        .send(ApiRequest::post("/auth/logout").bearer(&token))
-        .await;
-    assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    function
-        .send(ApiRequest::me().bearer(&token))
-        .await
-        .assert_error(401, "unauthorized");
-
-    let log = function.log();
-    assert!(
-        lines_with(&log, "ERROR", "").is_empty(),
-        "ERROR lines on the happy path:\n{log}"
-    );
-    // The one warning a loaded machine may cause: a prewarm past its 100 ms bound.
-    let warnings: Vec<String> = lines_with(&log, "WARN", "")
-        .into_iter()
-        .filter(|l| !l.contains("not ready at init"))
-        .collect();
-    assert!(
-        warnings.is_empty(),
-        "WARN lines on the happy path: {warnings:#?}\n{log}"
-    );
-    assert!(
-        !log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY),
-        "a secret in the logs:\n{log}"
-    );
+    logout_revokes(&function, &token).await;
+    assert_quiet_log(&function.log(), "on the happy path", [CACHE_TOKEN, JWT_KEY]);
     println!("production init (Secrets Manager, TLS, AUTH) ready in {init:?}");
 }
 
@@ -522,39 +529,10 @@ mod iam {
             "the miss wrote the entry back as the IAM user"
         );
         // A revocation reaches the cache through the same connection.
-        assert_eq!(
-            function
-                .send(ApiRequest::post("/auth/logout").bearer(&token))
-                .await
-                .status,
-            204
-        );
-        function
-            .send(ApiRequest::get("/users/me").bearer(&token))
-            .await
-            .assert_error(401, "unauthorized");
-
-        let log = function.log();
-        assert!(
-            lines_with(&log, "ERROR", "").is_empty(),
-            "ERROR lines with IAM auth:\n{log}"
-        );
-        let warnings: Vec<String> = lines_with(&log, "WARN", "")
-            .into_iter()
-            .filter(|l| !l.contains("not ready at init"))
-            .collect();
-        assert!(
-            warnings.is_empty(),
-            "WARN lines with IAM auth: {warnings:#?}\n{log}"
-        );
-        let secrets =
-            tokens
-                .iter()
-                .map(String::as_str)
-                .chain([JWT_KEY, TEST_SECRET_KEY, SESSION_TOKEN]);
-        for secret in secrets {
-            assert!(!log.contains(secret), "a secret in the logs:\n{log}");
-        }
+        logout_revokes(&function, &token).await;
+        let secrets = tokens.iter().map(String::as_str);
+        let secrets = secrets.chain([JWT_KEY, TEST_SECRET_KEY, SESSION_TOKEN]);
+        assert_quiet_log(&function.log(), "with IAM auth", secrets);
         println!(
             "production init with IAM auth ready in {init:?}; {} connection(s) as {USER_ID}",
             connections.len()
@@ -819,35 +797,8 @@ mod tls_cluster {
             )
             .await;
         assert_eq!(post.status, 201, "{}", post.raw_body);
-        assert_eq!(
-            function
-                .send(ApiRequest::post("/auth/logout").bearer(&token))
-                .await
-                .status,
-            204
-        );
-        function
-            .send(ApiRequest::get("/users/me").bearer(&token))
-            .await
-            .assert_error(401, "unauthorized");
-
-        let log = function.log();
-        assert!(
-            lines_with(&log, "ERROR", "").is_empty(),
-            "ERROR lines on a TLS cluster:\n{log}"
-        );
-        let warnings: Vec<String> = lines_with(&log, "WARN", "")
-            .into_iter()
-            .filter(|l| !l.contains("not ready at init"))
-            .collect();
-        assert!(
-            warnings.is_empty(),
-            "WARN lines on a TLS cluster: {warnings:#?}\n{log}"
-        );
-        assert!(
-            !log.contains(CACHE_TOKEN) && !log.contains(JWT_KEY),
-            "a secret in the logs:\n{log}"
-        );
+        logout_revokes(&function, &token).await;
+        assert_quiet_log(&function.log(), "on a TLS cluster", [CACHE_TOKEN, JWT_KEY]);
         println!("production init on a TLS cluster (tls-cluster yes, AUTH) ready in {init:?}");
     }
 }
