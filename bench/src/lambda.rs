@@ -389,7 +389,7 @@ fn mix_for(name: &str, f: &Fixture) -> Vec<Bytes> {
     let mut mix = Vec::new();
     match name {
         "users" => {
-            // 1 login (Argon2id, 19 MiB) and 9 renames per 90 reads.
+            // 1 login (Argon2id, 12 MiB) and 9 renames per 90 reads.
             for i in 0..100 {
                 mix.push(match i {
                     0 => Bytes::from(
