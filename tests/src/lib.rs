@@ -9,6 +9,7 @@
 //!   them, and a client that sends API Gateway events through `lambda_http`'s own
 //!   deserializer into the function handlers.
 
+pub mod bounds;
 pub mod contract;
 pub mod dynamo;
 pub mod dynamo_proxy;

@@ -12,17 +12,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use integration_tests::bounds::{assert_bounded, Sample};
 use integration_tests::dynamo_proxy::Mode;
-use integration_tests::{
-    cache_key, email_of, id_of, unique_email, ApiRequest, ApiResponse, TestEnv, PASSWORD,
-};
+use integration_tests::{cache_key, email_of, id_of, unique_email, ApiRequest, TestEnv, PASSWORD};
 use serde_json::{json, Value};
 use shared::domain::{new_id, Email};
 use shared::store::keys::post_key;
-
-/// Room for a loaded, shared 2-core machine on top of the measured baseline: large next to a
-/// request's real cost (a few ms), small next to what a missing bound costs (a hang).
-const SLACK: Duration = Duration::from_millis(250);
 
 /// What a request may take while DynamoDB is unreachable: the SDK is set to 2 attempts of at
 /// most 1.5 s each (connect 0.5 s), 3 s in all; the rest is slack.
@@ -42,12 +37,6 @@ fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 // ---------------------------------------------------------------------------------------
 // Runs of many requests, some lanes at a time, with a fault injected mid-run.
 // ---------------------------------------------------------------------------------------
-
-struct Sample {
-    started: Instant,
-    took: Duration,
-    response: ApiResponse,
-}
 
 /// Sends `total` requests made by `request`, `LANES` at a time, while `during` runs beside
 /// them (it may watch `done` to act mid-run).
@@ -225,27 +214,14 @@ async fn redis_fault_mid_run(fault: RedisFault) {
         .expect("the fault happened");
 
     assert_eq!(samples.len(), TOTAL);
-    let mut worst_margin = Duration::MAX;
-    for (i, s) in samples.iter().enumerate() {
-        assert_eq!(
-            (s.response.status, &s.response.body),
-            (200, &user),
-            "request {i}: {}",
-            s.response.raw_body
-        );
-        let ended = s.started + s.took;
-        let overlapping = probes
-            .iter()
-            .filter(|(p, took)| *p < ended && *p + *took > s.started)
-            .map(|(_, t)| *t);
-        let bound = timeout + overlapping.max().unwrap_or_default().max(baseline) + SLACK;
-        assert!(
-            s.took <= bound,
-            "request {i} took {:?}, over {bound:?} ({fault:?})",
-            s.took
-        );
-        worst_margin = worst_margin.min(bound - s.took);
-    }
+    let (worst_margin, _) = assert_bounded(
+        &samples,
+        &probes,
+        timeout,
+        baseline,
+        &user,
+        &format!("{fault:?}"),
+    );
     // Every request made while Redis was down was answered from DynamoDB. (One still waiting
     // for its GET when Redis comes back may get its answer from Redis after all.)
     let in_outage: Vec<&Sample> = samples

@@ -21,16 +21,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use integration_tests::{
-    send_to, unique_email, ApiRequest, ApiResponse, RedisNode, TestEnv, TestRedis,
-};
+use integration_tests::bounds::{assert_bounded, Sample};
+use integration_tests::{send_to, unique_email, ApiRequest, RedisNode, TestEnv, TestRedis};
 use serde_json::Value;
 use shared::config::CacheMode;
 use shared::domain::Email;
 use shared::App;
-
-/// As in `faults.rs`: room for a loaded, shared 2-core machine on top of the measured baseline.
-const SLACK: Duration = Duration::from_millis(250);
 
 /// Requests in flight at once during the run.
 const LANES: usize = 8;
@@ -106,12 +102,6 @@ async fn gets_served(node: &RedisNode) -> u64 {
         .and_then(|rest| rest.split(',').next())
         .and_then(|calls| calls.parse().ok())
         .unwrap_or(0)
-}
-
-struct Sample {
-    started: Instant,
-    took: Duration,
-    response: ApiResponse,
 }
 
 async fn wait_until(done: &AtomicUsize, count: usize) {
@@ -366,29 +356,14 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     let probes = probes.into_inner().expect("lock");
     let fallbacks = env.dynamo.calls.get("GetItem") - probes.len() as u64;
     assert_eq!(samples.len(), TOTAL);
-    let mut worst_margin = Duration::MAX;
-    let mut slowest = Duration::ZERO;
-    for (i, s) in samples.iter().enumerate() {
-        assert_eq!(
-            (s.response.status, &s.response.body),
-            (200, &user),
-            "request {i}: {}",
-            s.response.raw_body
-        );
-        let ended = s.started + s.took;
-        let overlapping = probes
-            .iter()
-            .filter(|(p, took)| *p < ended && *p + *took > s.started)
-            .map(|(_, t)| *t);
-        let bound = timeout + overlapping.max().unwrap_or_default().max(baseline) + SLACK;
-        assert!(
-            s.took <= bound,
-            "request {i} took {:?}, over {bound:?}",
-            s.took
-        );
-        worst_margin = worst_margin.min(bound - s.took);
-        slowest = slowest.max(s.took);
-    }
+    let (worst_margin, slowest) = assert_bounded(
+        &samples,
+        &probes,
+        timeout,
+        baseline,
+        &user,
+        "slot migration",
+    );
     // Every request was a hit: the redirects were followed, not turned into cache errors.
     assert_eq!(
         fallbacks, 0,
