@@ -111,31 +111,14 @@ pub async fn run(
             let (wall, cpu_used) = (started.elapsed(), function.cpu_time() - cpu_before);
             let n = counts.timed as f64;
             let name = format!("concurrency.{}.c{level}", target.figure);
-            let per_core = n / cpu_used.as_secs_f64().max(1e-9);
-            report.add(
-                format!("{name}.per_s"),
-                n / wall.as_secs_f64(),
-                "inv/s",
-                None,
-            );
-            report.add(format!("{name}.per_core_s"), per_core, "inv/cpu-s", None);
-            report.add(
-                format!("{name}.core_busy"),
-                cpu_used.as_secs_f64() / wall.as_secs_f64(),
-                "ratio",
-                None,
-            );
-            report.add(
-                format!("{name}.p50_us"),
-                percentile(&mut latencies, 50.0),
-                "us",
-                None,
-            );
-            report.add(
-                format!("{name}.p99_us"),
-                percentile(&mut latencies, 99.0),
-                "us",
-                None,
+            let per_core = add_load_figures(
+                report,
+                &name,
+                ("inv/s", "inv/cpu-s"),
+                n,
+                wall,
+                cpu_used,
+                &mut latencies,
             );
             if level == 64 {
                 report.add(
@@ -189,6 +172,39 @@ pub async fn run(
             "against the issue's {NODE_REFERENCE_PER_CORE}/s per core, measured on another day"
         )),
     );
+}
+
+/// A load's figures under `name`: `n` requests in `wall` time, using `cpu_used` of the server's
+/// CPU, with their latencies (µs); `units` of the rate per second and per CPU-second. Returns
+/// the rate per core.
+fn add_load_figures(
+    report: &mut Report,
+    name: &str,
+    units: (&'static str, &'static str),
+    n: f64,
+    wall: Duration,
+    cpu_used: Duration,
+    latencies: &mut [f64],
+) -> f64 {
+    let per_core = n / cpu_used.as_secs_f64().max(1e-9);
+    let (per_s, per_cpu_s) = units;
+    report.add(format!("{name}.per_s"), n / wall.as_secs_f64(), per_s, None);
+    report.add(format!("{name}.per_core_s"), per_core, per_cpu_s, None);
+    let busy = cpu_used.as_secs_f64() / wall.as_secs_f64();
+    report.add(format!("{name}.core_busy"), busy, "ratio", None);
+    report.add(
+        format!("{name}.p50_us"),
+        percentile(latencies, 50.0),
+        "us",
+        None,
+    );
+    report.add(
+        format!("{name}.p99_us"),
+        percentile(latencies, 99.0),
+        "us",
+        None,
+    );
+    per_core
 }
 
 /// `total` invocations of `event` with `level` in flight at once; each one's latency in µs.
@@ -292,32 +308,15 @@ async fn node_middleware(
     if latencies.len() as f64 != n {
         return None;
     }
-    let per_core = n / cpu_used.as_secs_f64().max(1e-9);
     let name = format!("node.users_me.c{GOAL_LEVEL}");
-    report.add(
-        format!("{name}.per_s"),
-        n / wall.as_secs_f64(),
-        "req/s",
-        None,
-    );
-    report.add(format!("{name}.per_core_s"), per_core, "req/cpu-s", None);
-    report.add(
-        format!("{name}.core_busy"),
-        cpu_used.as_secs_f64() / wall.as_secs_f64(),
-        "ratio",
-        None,
-    );
-    report.add(
-        format!("{name}.p50_us"),
-        percentile(&mut latencies, 50.0),
-        "us",
-        None,
-    );
-    report.add(
-        format!("{name}.p99_us"),
-        percentile(&mut latencies, 99.0),
-        "us",
-        None,
+    let per_core = add_load_figures(
+        report,
+        &name,
+        ("req/s", "req/cpu-s"),
+        n,
+        wall,
+        cpu_used,
+        &mut latencies,
     );
     let _ = child.kill().await;
     Some(per_core)
