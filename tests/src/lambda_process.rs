@@ -10,7 +10,8 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::events::{ApiRequest, ApiResponse};
-use crate::runtime_api::RuntimeApi;
+use crate::runtime_api::{Outcome, RuntimeApi};
+use crate::{TestEnv, TEST_SECRET};
 
 /// A running (or exited) function process.
 pub struct LambdaProcess {
@@ -61,6 +62,25 @@ impl LambdaProcess {
         }
     }
 
+    /// `bin` started as a function of `env`'s world (`environment`, then `vars` on top) and
+    /// ready for events: its init done, its first `next` poll made. Panics, with its log, if the
+    /// init fails.
+    pub async fn ready(
+        bin: &Path,
+        name: &str,
+        env: &TestEnv,
+        dynamodb: &str,
+        vars: &[(&str, String)],
+    ) -> Self {
+        let mut all = environment(env, dynamodb);
+        all.extend(vars.iter().map(|(k, v)| (*k, v.clone())));
+        let mut function = Self::spawn(bin, name, &all).await;
+        match function.init(Duration::from_secs(10)).await {
+            Init::Ready(_) => function,
+            Init::Exited(status, _) => panic!("the init failed ({status}):\n{}", function.log()),
+        }
+    }
+
     /// Everything the process has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -82,6 +102,15 @@ impl LambdaProcess {
                 "no end to the init within {timeout:?}:\n{}",
                 self.log()
             );
+        }
+    }
+
+    /// Hands the function `event` (any event: a stream batch, say) and returns its raw answer.
+    pub async fn invoke(&self, event: &Value) -> Outcome {
+        let event = bytes::Bytes::from(event.to_string());
+        match self.api.invoke(event, Duration::from_secs(30)).await {
+            Ok(outcome) => outcome,
+            Err(error) => panic!("{error}\n{}", self.log()),
         }
     }
 
@@ -124,6 +153,30 @@ impl LambdaProcess {
             raw_body,
         }
     }
+}
+
+/// The environment `template.yaml` gives a function, pointed at `env`'s Redis (in this run's
+/// mode) and at DynamoDB at `dynamodb` (`env`'s, or a proxy in front of it), with the tests'
+/// signing key and JSON logs.
+pub fn environment(env: &TestEnv, dynamodb: &str) -> Vec<(&'static str, String)> {
+    let mode = match env.redis.mode() {
+        shared::config::CacheMode::Standalone => "standalone",
+        shared::config::CacheMode::Cluster => "cluster",
+    };
+    vec![
+        ("TABLE_NAME", crate::TABLE_NAME.to_owned()),
+        ("DYNAMODB_ENDPOINT", dynamodb.to_owned()),
+        ("REDIS_URL", env.redis.url()),
+        ("REDIS_MODE", mode.to_owned()),
+        ("JWT_SECRET", TEST_SECRET.to_owned()),
+        // A loaded 2-core machine: long enough that a hit is never a timed-out miss.
+        ("REDIS_TIMEOUT_MS", "500".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTESTING".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret-key".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]
 }
 
 impl Drop for LambdaProcess {

@@ -13,6 +13,7 @@ pub mod bounds;
 pub mod contract;
 pub mod dynamo;
 pub mod dynamo_proxy;
+pub mod emf;
 pub mod events;
 pub mod lambda_process;
 pub mod logs;
@@ -42,43 +43,6 @@ pub use redis_proxy::{RedisProxy, WriteFault};
 pub use redis_server::{closed_port, free_port, RedisNode, RedisServer};
 pub use sync::{InProcess, StreamSync};
 pub use test_redis::{cache_key, test_redis_mode, RedisLink, TestRedis};
-
-/// Every EMF line the process's functions flushed so far ([`shared::metrics`]), in order. The
-/// recorder and this buffer are installed by the first test world, before any invocation, so
-/// a test can read what its own requests emitted (among other tests' lines).
-pub fn emitted_metrics() -> String {
-    String::from_utf8_lossy(&metrics_buffer().lock().expect("lock")).into_owned()
-}
-
-fn metrics_buffer() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
-    static BUFFER: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
-        std::sync::OnceLock::new();
-    BUFFER.get_or_init(|| {
-        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        shared::metrics::redirect(move || Box::new(SharedWriter(sink.clone())));
-        shared::metrics::init();
-        shared::metrics::init_done();
-        buffer
-    })
-}
-
-/// Appends to a shared buffer.
-struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The signing secret of every test app.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -365,7 +329,6 @@ impl<'a> WorldBuilder<'a> {
     }
 
     async fn build_on(self, proxied: Option<()>) -> (TestEnv, Option<DynamoProxy>) {
-        metrics_buffer();
         let redis = match self.redis {
             Some(redis) => redis,
             None => TestRedis::start_in(self.mode.unwrap_or_else(test_redis_mode)).await,
@@ -477,9 +440,9 @@ async fn invoke_with(
         None => req,
     };
     let response: Response<Body> = match function_for(path) {
-        "users" => users_fn::handle(app, req).await,
         "comments" => comments_fn::handle(app, req).await,
-        _ => posts_fn::handle(app, req).await,
+        "posts" => posts_fn::handle(app, req).await,
+        _ => users_fn::handle(app, req).await,
     };
     ApiResponse::from(response)
 }
@@ -488,9 +451,9 @@ async fn invoke_with(
 /// `lambda-app` binary runs.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     match function_for(req.uri().path()) {
-        "users" => users_fn::handle(app, req).await,
         "comments" => comments_fn::handle(app, req).await,
-        _ => posts_fn::handle(app, req).await,
+        "posts" => posts_fn::handle(app, req).await,
+        _ => users_fn::handle(app, req).await,
     }
 }
 
@@ -514,9 +477,10 @@ pub fn function_for(path: &str) -> &'static str {
     let path = path.split('?').next().unwrap_or(path);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        ["users", ..] | ["auth", ..] => "users",
         ["posts", _, "comments", ..] => "comments",
-        _ => "posts",
+        ["posts", ..] => "posts",
+        // As the template and `cargo lambda watch` route them: any other path to users.
+        _ => "users",
     }
 }
 

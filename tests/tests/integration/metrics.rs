@@ -2,173 +2,99 @@
 //! (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html),
 //! each metric with its unit and dimensions, and every metric the dashboard and alarms of
 //! `template.yaml` use actually emitted.
+//!
+//! Each test runs the functions as Lambda does, in processes of their own (`lambda-app`, the
+//! three API functions; `cache-sync-app`), and reads what those processes wrote: so every
+//! count is this test's own, and is checked exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use integration_tests::{emitted_metrics, ApiRequest, TestEnv};
+use integration_tests::emf::{self, Tally};
+use integration_tests::lambda_process::LambdaProcess;
+use integration_tests::{ApiRequest, TestEnv};
 use serde_json::{json, Value};
-use shared::metrics::{DEFAULT_NAMESPACE, METRICS};
+use shared::metrics::METRICS;
 
-/// The units CloudWatch accepts (`MetricDatum.Unit`).
-const CLOUDWATCH_UNITS: &[&str] = &[
-    "Seconds",
-    "Microseconds",
-    "Milliseconds",
-    "Bytes",
-    "Kilobytes",
-    "Megabytes",
-    "Gigabytes",
-    "Terabytes",
-    "Bits",
-    "Kilobits",
-    "Megabits",
-    "Gigabits",
-    "Terabits",
-    "Percent",
-    "Count",
-    "Bytes/Second",
-    "Kilobytes/Second",
-    "Megabytes/Second",
-    "Gigabytes/Second",
-    "Terabytes/Second",
-    "Bits/Second",
-    "Kilobits/Second",
-    "Megabits/Second",
-    "Gigabits/Second",
-    "Terabits/Second",
-    "Count/Second",
-    "None",
-];
-
-/// One metric as a line declared it: name, unit, dimension names, dimension values, values.
-#[derive(Debug, Clone)]
-struct Emitted {
-    name: String,
-    unit: String,
-    dimensions: BTreeMap<String, String>,
-    values: Vec<f64>,
+fn lambda_app() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lambda-app"))
 }
 
-/// Every metric of every EMF line in `text`, each line checked against the specification:
-/// the `_aws` block (a millisecond timestamp, one namespace, dimension sets naming top-level
-/// string members, metric definitions naming top-level numbers or arrays of up to 100
-/// numbers), and CloudWatch's units.
-fn parse_emf(text: &str) -> Vec<Emitted> {
-    let mut emitted = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let doc: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        let aws = &doc["_aws"];
-        let timestamp = aws["Timestamp"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no Timestamp: {line}"));
-        assert!(
-            timestamp > 1_700_000_000_000,
-            "milliseconds since the epoch: {timestamp}"
-        );
-        let directives = aws["CloudWatchMetrics"]
-            .as_array()
-            .expect("CloudWatchMetrics");
-        assert!(!directives.is_empty(), "{line}");
-        for directive in directives {
-            assert_eq!(
-                directive["Namespace"].as_str(),
-                Some(DEFAULT_NAMESPACE),
-                "{line}"
-            );
-            let sets = directive["Dimensions"].as_array().expect("Dimensions");
-            assert!(!sets.is_empty(), "every metric has its dimensions: {line}");
-            for set in sets {
-                let names: Vec<&str> = set
-                    .as_array()
-                    .expect("a set")
-                    .iter()
-                    .map(|n| n.as_str().expect("a name"))
-                    .collect();
-                assert!(names.len() <= 30, "{line}");
-                for definition in directive["Metrics"].as_array().expect("Metrics") {
-                    let name = definition["Name"].as_str().expect("Name");
-                    let unit = definition["Unit"]
-                        .as_str()
-                        .expect("every metric says its unit");
-                    assert!(CLOUDWATCH_UNITS.contains(&unit), "{unit}");
-                    let values = match &doc[name] {
-                        Value::Number(n) => vec![n.as_f64().expect("a number")],
-                        Value::Array(values) => {
-                            assert!(
-                                !values.is_empty() && values.len() <= 100,
-                                "{name}: 1 to 100 values"
-                            );
-                            values
-                                .iter()
-                                .map(|v| v.as_f64().expect("numbers"))
-                                .collect()
-                        }
-                        other => panic!("{name} has no value: {other} in {line}"),
-                    };
-                    let dimensions = names
-                        .iter()
-                        .map(|n| {
-                            let value = doc[*n]
-                                .as_str()
-                                .unwrap_or_else(|| panic!("dimension {n} has no value: {line}"));
-                            ((*n).to_owned(), value.to_owned())
-                        })
-                        .collect();
-                    emitted.push(Emitted {
-                        name: name.to_owned(),
-                        unit: unit.to_owned(),
-                        dimensions,
-                        values,
-                    });
-                }
-            }
-        }
-    }
-    emitted
+fn cache_sync_app() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_cache-sync-app"))
 }
 
-/// Lines emitted since `before` bytes of the process's metrics output.
-fn since(before: usize) -> Vec<Emitted> {
-    parse_emf(&emitted_metrics()[before..])
+/// The three API functions in a process of their own, on `env`'s Redis and on DynamoDB at
+/// `dynamodb`.
+async fn api_functions(env: &TestEnv, dynamodb: &str) -> LambdaProcess {
+    LambdaProcess::ready(lambda_app(), "users", env, dynamodb, &[]).await
+}
+
+/// `cache-sync` in a process of its own, on the Redis at `redis_url` and `env`'s table.
+async fn cache_sync(env: &TestEnv, redis_url: &str) -> LambdaProcess {
+    let vars = [("REDIS_URL", redis_url.to_owned())];
+    LambdaProcess::ready(
+        cache_sync_app(),
+        "cache-sync",
+        env,
+        &env.dynamo.endpoint,
+        &vars,
+    )
+    .await
+}
+
+/// A stream event holding `records`, as Lambda hands it to `cache-sync`.
+fn stream_event(records: &[aws_lambda_events::event::dynamodb::EventRecord]) -> Value {
+    let mut event = aws_lambda_events::event::dynamodb::Event::default();
+    event.records = records.to_vec();
+    serde_json::to_value(event).expect("a stream event")
 }
 
 #[tokio::test]
 async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() {
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Metered").await;
-    let before = emitted_metrics().len();
+    let function = api_functions(&env, &env.dynamo.endpoint).await;
 
-    // A miss (the entry is gone), then hits, a refusal, a 404 and a failed login.
+    // A miss (the entry is gone), then hits, a refusal, a 404 and a 405.
     let mut conn = env.redis.connection().await.expect("redis");
-    let _: i64 = redis::cmd("FLUSHALL")
-        .query_async::<String>(&mut conn)
+    let _: String = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
         .await
-        .map(|_| 0)
         .expect("FLUSHALL");
     for _ in 0..3 {
-        assert_eq!(env.me(&token).await.status, 200);
+        assert_eq!(
+            function.send(ApiRequest::me().bearer(&token)).await.status,
+            200
+        );
     }
-    let post = env
+    let post = function
         .send(
             ApiRequest::post("/posts")
                 .bearer(&token)
                 .json(json!({"caption": "m"})),
         )
         .await;
-    assert_eq!(post.status, 201);
+    assert_eq!(post.status, 201, "{}", post.raw_body);
     let id = post.body["id"].as_str().expect("id").to_owned();
-    env.send(ApiRequest::get(&format!("/posts/{id}")).bearer(&token))
+    let read = function
+        .send(ApiRequest::get(&format!("/posts/{id}")).bearer(&token))
         .await;
-    env.me("nope").await.assert_error(401, "unauthorized");
-    env.send(ApiRequest::get("/nowhere/at/all/123").bearer(&token))
+    assert_eq!(read.status, 200, "{}", read.raw_body);
+    function
+        .send(ApiRequest::me().bearer("nope"))
+        .await
+        .assert_error(401, "unauthorized");
+    function
+        .send(ApiRequest::get("/nowhere/at/all/123").bearer(&token))
         .await
         .assert_error(404, "not_found");
-    env.send(ApiRequest::put(&format!("/posts/{id}")).bearer(&token))
+    function
+        .send(ApiRequest::put(&format!("/posts/{id}")).bearer(&token))
         .await
         .assert_error(405, "method_not_allowed");
 
-    let emitted = since(before);
+    let emitted = emf::parse(&function.log());
     let declared: BTreeMap<&str, (&str, Vec<BTreeSet<&str>>)> = METRICS
         .iter()
         .map(|(name, unit, sets)| {
@@ -193,60 +119,61 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
             metric.name
         );
     }
-    let by_route = |name: &str, route: &str| -> f64 {
-        emitted
-            .iter()
-            .filter(|m| {
-                m.name == name && m.dimensions.get("Route").map(String::as_str) == Some(route)
-            })
-            .flat_map(|m| m.values.iter())
-            .sum()
-    };
-    let sum = |name: &str, route: Option<&str>| -> f64 {
-        match route {
-            Some(route) => by_route(name, route),
-            None => emitted
-                .iter()
-                .filter(|m| m.name == name && !m.dimensions.contains_key("Route"))
-                .flat_map(|m| m.values.iter())
-                .sum(),
-        }
-    };
-    // Routes by their route key, a fixed set: never an id or a raw path. Other tests run at the
-    // same time and write to the same output, so counts are at least ours.
-    assert!(sum("Requests", Some("GET /users/me")) >= 4.0);
-    assert!(sum("ClientErrors", Some("GET /users/me")) >= 1.0);
-    assert!(sum("Requests", Some("GET /posts/{postId}")) >= 1.0);
-    assert!(sum("Requests", Some("$default")) >= 1.0);
-    assert!(sum("ClientErrors", Some("ANY /posts/{postId}")) >= 1.0);
-    assert!(
-        sum("Requests", None) >= sum("Requests", Some("GET /users/me")),
-        "by function too"
+    let count =
+        |name: &str, function: &str, route: Option<&str>| emitted.sum(name, function, route);
+    // Routes by their route key, a fixed set: never an id or a raw path.
+    assert_eq!(count("Requests", "users", Some("GET /users/me")), 4.0);
+    assert_eq!(count("Successes", "users", Some("GET /users/me")), 3.0);
+    assert_eq!(count("ClientErrors", "users", Some("GET /users/me")), 1.0);
+    assert_eq!(count("Requests", "posts", Some("POST /posts")), 1.0);
+    assert_eq!(count("Requests", "posts", Some("GET /posts/{postId}")), 1.0);
+    assert_eq!(count("Requests", "users", Some("$default")), 1.0);
+    assert_eq!(count("ClientErrors", "users", Some("$default")), 1.0);
+    assert_eq!(
+        count("ClientErrors", "posts", Some("ANY /posts/{postId}")),
+        1.0
     );
+    assert_eq!(count("Requests", "users", None), 5.0, "by function too");
+    assert_eq!(count("Requests", "posts", None), 3.0, "by function too");
     let routes: BTreeSet<&str> = emitted
         .iter()
         .filter_map(|m| m.dimensions.get("Route"))
         .map(String::as_str)
         .collect();
-    assert!(
-        routes
-            .iter()
-            .all(|r| !r.contains(&id) && !r.contains("nowhere")),
-        "{routes:?}"
+    assert_eq!(
+        routes,
+        BTreeSet::from([
+            "$default",
+            "ANY /posts/{postId}",
+            "GET /posts/{postId}",
+            "GET /users/me",
+            "POST /posts"
+        ])
     );
-    assert!(
-        sum("CacheMisses", None) >= 1.0 && sum("CacheHits", None) >= 3.0,
-        "miss then hits"
+    // The users function: a miss (a GET, then the write-back) and two hits (a GET each), and
+    // the miss's one read. The posts function: two hits, the post's write and its read.
+    assert_eq!(count("CacheMisses", "users", None), 1.0, "one miss");
+    assert_eq!(count("CacheHits", "users", None), 2.0, "then hits");
+    assert_eq!(count("CacheHits", "posts", None), 2.0);
+    assert_eq!(count("DynamoDbReadsAvoided", "users", None), 2.0);
+    assert_eq!(count("DynamoDbReadsAvoided", "posts", None), 2.0);
+    assert_eq!(count("RedisCalls", "users", None), 4.0);
+    assert_eq!(count("RedisCalls", "posts", None), 2.0);
+    assert_eq!(count("DynamoDbCalls", "users", None), 1.0);
+    assert_eq!(count("DynamoDbCalls", "posts", None), 2.0);
+    assert_eq!(
+        emitted.samples("AuthTime", "users", None),
+        4,
+        "every authentication, the refused token's too"
     );
-    assert!(sum("DynamoDbReadsAvoided", None) >= 3.0);
-    assert!(sum("RedisCalls", None) >= 4.0 && sum("DynamoDbCalls", None) >= 2.0);
     let latencies: Vec<f64> = emitted
         .iter()
         .filter(|m| m.name == "Latency")
         .flat_map(|m| m.values.clone())
         .collect();
+    assert_eq!(latencies.len(), 8, "one per request");
     assert!(
-        latencies.len() >= 8 && latencies.iter().all(|ms| *ms > 0.0 && *ms < 60_000.0),
+        latencies.iter().all(|ms| *ms > 0.0 && *ms < 60_000.0),
         "{latencies:?}"
     );
 }
@@ -262,37 +189,45 @@ fn emf_unit(unit: metrics::Unit) -> &'static str {
 #[tokio::test]
 async fn the_stream_sync_emits_what_it_applied_and_its_lag() {
     let env = TestEnv::new().await;
-    let before = emitted_metrics().len();
-    let _sync = env.stream_sync().await;
-    let (token, _) = env.new_user("Synced").await;
+    let (token, user) = env.new_user("Synced").await;
+    let email = user["email"].as_str().expect("email");
     assert_eq!(
         env.send(ApiRequest::post("/auth/logout").bearer(&token))
             .await
             .status,
         204
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let emitted = since(before);
-        let applied: f64 = emitted
+    let records = integration_tests::sync::stream_records(&env.dynamo.endpoint).await;
+    let mine = integration_tests::sync::user_records(&records, email);
+    assert_eq!(mine.len(), 2, "the registration and the logout");
+    // The entry is gone: the batch's one user is read and written.
+    env.redis.evict(email).await;
+    let sync = cache_sync(&env, &env.redis.url()).await;
+    let answer = sync.invoke(&stream_event(&mine)).await;
+    assert!(answer.ok, "{}", String::from_utf8_lossy(&answer.body));
+
+    let emitted = emf::parse(&sync.log());
+    let count = |name: &str| emitted.sum(name, "cache-sync", None);
+    assert_eq!(
+        count("SyncRecordsApplied"),
+        1.0,
+        "one user, one entry written"
+    );
+    assert_eq!(count("SyncRecordsStale"), 0.0);
+    assert_eq!(count("SyncRecordsFailed"), 0.0);
+    assert_eq!(count("SyncBatchesFailed"), 0.0);
+    assert_eq!(
+        emitted.samples("SyncLag", "cache-sync", None),
+        1,
+        "one lag per batch"
+    );
+    assert_eq!(count("ColdStarts"), 1.0);
+    assert!(
+        emitted
             .iter()
-            .filter(|m| m.name == "SyncRecordsApplied")
-            .flat_map(|m| m.values.iter())
-            .sum();
-        let lag = emitted.iter().any(|m| m.name == "SyncLag");
-        let function = emitted
-            .iter()
-            .filter(|m| m.name == "SyncRecordsApplied")
-            .all(|m| m.dimensions.get("Function").map(String::as_str) == Some("cache-sync"));
-        if applied >= 1.0 && lag && function {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no sync metrics: {emitted:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+            .all(|m| m.dimensions.get("Function").map(String::as_str) == Some("cache-sync")),
+        "{emitted:?}"
+    );
 }
 
 /// A metric our namespace holds, as the template names it: its name and dimension names.
@@ -483,13 +418,13 @@ fn the_template_names_only_metrics_the_code_declares() {
 
 /// Every metric the dashboard and alarms name comes out of the code, by the dimension values
 /// they spell out (the alarms' `Function: users|posts|comments`, the dashboard's
-/// `Function: cache-sync`, any `Route`), in what this test's own world emitted since it
-/// started: hits, misses, negatives, Redis and DynamoDB outages in each API function, the
-/// stream sync applying, skipping a stale state, refusing a bad record and failing a batch.
+/// `Function: cache-sync`, any `Route`), in what this test's own processes emitted: hits,
+/// misses, negatives, Redis and DynamoDB outages in each API function, the stream sync
+/// applying, skipping a stale state, refusing a bad record and failing a batch.
 #[tokio::test]
 async fn every_metric_the_template_names_is_emitted() {
-    let before = emitted_metrics().len();
     let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
+    let function = api_functions(&env, &proxy.endpoint).await;
     let (token, user) = env.new_user("Everything").await;
     let email = user["email"].as_str().expect("email").to_owned();
     let post = env.new_post(&token, "everything").await;
@@ -500,30 +435,29 @@ async fn every_metric_the_template_names_is_emitted() {
         ("posts", "/posts".to_owned()),
         ("comments", format!("/posts/{post_id}/comments")),
     ];
-    for (function, path) in &routes {
-        assert_eq!(integration_tests::function_for(path), *function, "{path}");
+    for (name, path) in &routes {
+        assert_eq!(integration_tests::function_for(path), *name, "{path}");
         // A miss, then a hit.
-        del(&env, &email).await;
+        env.redis.evict(&email).await;
         for _ in 0..2 {
-            assert_eq!(
-                env.send(ApiRequest::get(path).bearer(&token)).await.status,
-                200,
-                "{path}"
-            );
+            let res = function.send(ApiRequest::get(path).bearer(&token)).await;
+            assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
         }
         // A user that does not exist: a miss that leaves a negative entry, then a negative.
         let nobody = integration_tests::unique_email("nobody");
         let signed =
             integration_tests::tokens::token_for(&ulid::Ulid::new().to_string(), &nobody, 1);
         for _ in 0..2 {
-            env.send(ApiRequest::get(path).bearer(&signed))
+            function
+                .send(ApiRequest::get(path).bearer(&signed))
                 .await
                 .assert_error(401, "unauthorized");
         }
         // DynamoDB refusing connections: a miss has nowhere to read from, 503.
-        del(&env, &email).await;
+        env.redis.evict(&email).await;
         proxy.set(integration_tests::dynamo_proxy::Mode::Refuse);
-        env.send(ApiRequest::get(path).bearer(&token))
+        function
+            .send(ApiRequest::get(path).bearer(&token))
             .await
             .assert_error(503, "service_unavailable");
         proxy.set(integration_tests::dynamo_proxy::Mode::Open);
@@ -533,12 +467,8 @@ async fn every_metric_the_template_names_is_emitted() {
     // and a batch that fails as a whole (Redis down).
     let records = integration_tests::sync::stream_records(&env.dynamo.endpoint).await;
     let mine = integration_tests::sync::user_records(&records, &email);
-    let sync = integration_tests::sync::InProcess::new(&env.redis.url(), &env.dynamo.endpoint);
-    let mut event = aws_lambda_events::event::dynamodb::Event::default();
-    event.records = mine.clone();
-    stream_poller::Invoke::invoke(&sync, event.clone())
-        .await
-        .expect("applied");
+    let sync = cache_sync(&env, &env.redis.url()).await;
+    assert!(sync.invoke(&stream_event(&mine)).await.ok, "applied");
     let mut newer = env.redis.entry(&email).await.expect("an entry");
     newer["rev"] = json!(1000);
     newer["user"]["revision"] = json!(1000);
@@ -548,39 +478,31 @@ async fn every_metric_the_template_names_is_emitted() {
         "jwtVersion".into(),
         serde_dynamo::AttributeValue::S("not a number".into()),
     );
-    event.records = vec![mine[0].clone(), bad];
-    stream_poller::Invoke::invoke(&sync, event.clone())
-        .await
-        .expect("applied, one record refused");
-    let down = integration_tests::sync::InProcess::new(
-        &format!("redis://127.0.0.1:{}", integration_tests::closed_port()),
-        &env.dynamo.endpoint,
+    let answer = sync.invoke(&stream_event(&[mine[0].clone(), bad])).await;
+    assert!(answer.ok, "applied, one record refused");
+    let refused: Value = serde_json::from_slice(&answer.body).expect("a batch response");
+    assert_eq!(
+        refused["batchItemFailures"].as_array().map(Vec::len),
+        Some(1),
+        "{refused}"
     );
+    let unreachable = format!("redis://127.0.0.1:{}", integration_tests::closed_port());
+    let down = cache_sync(&env, &unreachable).await;
     assert!(
-        stream_poller::Invoke::invoke(&down, event).await.is_err(),
+        !down.invoke(&stream_event(&mine)).await.ok,
         "the batch fails"
     );
 
     // A Redis outage: every function's lookups fall back to DynamoDB.
     env.redis.stop();
     for (_, path) in &routes {
-        assert_eq!(
-            env.send(ApiRequest::get(path).bearer(&token)).await.status,
-            200,
-            "{path}"
-        );
+        let res = function.send(ApiRequest::get(path).bearer(&token)).await;
+        assert_eq!(res.status, 200, "{path}: {}", res.raw_body);
     }
 
-    // Only what was emitted since this test started; other tests write to the same output at
-    // the same time, so this is at least this test's own. The metrics an instance emits once,
-    // on its first invocation, are the process's first invocation's, whenever that was.
-    let once_per_instance = [shared::metrics::COLD_STARTS, shared::metrics::INIT_DURATION];
-    let mut emitted = since(before);
-    emitted.extend(
-        parse_emf(&emitted_metrics())
-            .into_iter()
-            .filter(|m| once_per_instance.contains(&m.name.as_str())),
-    );
+    let mut emitted = emf::parse(&function.log());
+    emitted.extend(emf::parse(&sync.log()));
+    emitted.extend(emf::parse(&down.log()));
     let named: BTreeSet<Named> = emitted
         .iter()
         .map(|m| (m.name.clone(), m.dimensions.keys().cloned().collect()))
@@ -613,10 +535,21 @@ async fn every_metric_the_template_names_is_emitted() {
             "{name} with {values:?} is named by the template and never emitted with those values"
         );
     }
-}
-
-async fn del(env: &TestEnv, email: &str) {
-    env.redis.evict(email).await;
+    // And exactly what happened, for the counts the alarms divide.
+    for (name, _) in &routes {
+        let count = |metric: &str| emitted.sum(metric, name, None);
+        assert_eq!(count("ServerErrors"), 1.0, "{name}: the one 503");
+        assert_eq!(count("CacheNegatives"), 1.0, "{name}");
+        assert_eq!(count("CacheErrors"), 1.0, "{name}: the Redis outage");
+    }
+    assert_eq!(emitted.sum("SyncRecordsStale", "cache-sync", None), 1.0);
+    assert_eq!(emitted.sum("SyncRecordsFailed", "cache-sync", None), 1.0);
+    assert_eq!(emitted.sum("SyncBatchesFailed", "cache-sync", None), 1.0);
+    assert_eq!(
+        emitted.sum("ColdStarts", "cache-sync", None),
+        2.0,
+        "two processes"
+    );
 }
 
 /// Every answer is counted in its status class, by route and by function: `201` and `204` as
@@ -626,8 +559,8 @@ async fn del(env: &TestEnv, email: &str) {
 async fn every_answer_is_counted_in_its_status_class() {
     let env = TestEnv::new().await;
     let (token, _) = env.new_user("Classes").await;
-    let before = emitted_metrics().len();
-    let created = env
+    let function = api_functions(&env, &env.dynamo.endpoint).await;
+    let created = function
         .send(
             ApiRequest::post("/posts")
                 .bearer(&token)
@@ -637,7 +570,7 @@ async fn every_answer_is_counted_in_its_status_class() {
     assert_eq!(created.status, 201, "{}", created.raw_body);
     let path = format!("/posts/{}", created.body["id"].as_str().expect("id"));
     let etag = created.header("etag").expect("an ETag").to_owned();
-    let unchanged = env
+    let unchanged = function
         .send(
             ApiRequest::get(&path)
                 .bearer(&token)
@@ -646,33 +579,27 @@ async fn every_answer_is_counted_in_its_status_class() {
         .await;
     assert_eq!(unchanged.status, 304, "{}", unchanged.raw_body);
     assert_eq!(
-        env.send(ApiRequest::delete(&path).bearer(&token))
+        function
+            .send(ApiRequest::delete(&path).bearer(&token))
             .await
             .status,
         204
     );
-    env.send(ApiRequest::get(&path).bearer(&token))
+    function
+        .send(ApiRequest::get(&path).bearer(&token))
         .await
         .assert_error(404, "not_found");
 
-    let emitted = since(before);
-    let sum = |name: &str, route: Option<&str>| -> f64 {
-        emitted
-            .iter()
-            .filter(|m| {
-                m.name == name && m.dimensions.get("Function").map(String::as_str) == Some("posts")
-            })
-            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
-            .flat_map(|m| m.values.iter())
-            .sum()
-    };
-    // Other tests write to the same output at the same time: at least ours.
-    assert!(sum("Successes", Some("POST /posts")) >= 1.0);
-    assert!(sum("Successes", Some("DELETE /posts/{postId}")) >= 1.0);
-    assert!(sum("Redirections", Some("GET /posts/{postId}")) >= 1.0);
-    assert!(sum("ClientErrors", Some("GET /posts/{postId}")) >= 1.0);
-    assert!(
-        sum("Successes", None) >= 2.0 && sum("Redirections", None) >= 1.0,
-        "by function too"
-    );
+    let emitted = emf::parse(&function.log());
+    let count = |name: &str, route: Option<&str>| emitted.sum(name, "posts", route);
+    assert_eq!(count("Successes", Some("POST /posts")), 1.0);
+    assert_eq!(count("Successes", Some("DELETE /posts/{postId}")), 1.0);
+    assert_eq!(count("Redirections", Some("GET /posts/{postId}")), 1.0);
+    assert_eq!(count("ClientErrors", Some("GET /posts/{postId}")), 1.0);
+    assert_eq!(count("Successes", Some("GET /posts/{postId}")), 0.0);
+    assert_eq!(count("Successes", None), 2.0, "by function too");
+    assert_eq!(count("Redirections", None), 1.0);
+    assert_eq!(count("ClientErrors", None), 1.0);
+    assert_eq!(count("ServerErrors", None), 0.0);
+    assert_eq!(count("Requests", None), 4.0);
 }

@@ -14,16 +14,16 @@
 //!   line counts its own function's and route's requests, cache lookups, Redis and DynamoDB
 //!   calls, to the unit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use futures::future::join_all;
-use integration_tests::lambda_process::{Init, LambdaProcess};
-use integration_tests::{ApiRequest, ApiResponse, DynamoProxy, TestEnv, TEST_SECRET};
+use integration_tests::emf::{self, Tally};
+use integration_tests::lambda_process::LambdaProcess;
+use integration_tests::{ApiRequest, ApiResponse, DynamoProxy, TestEnv};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use shared::config::CacheMode;
 use shared::domain::{new_id, now_rfc3339, Email, User};
 use shared::store::NewUser;
 
@@ -86,32 +86,11 @@ async fn evict(env: &TestEnv, people: &[Person]) {
 /// template configures a function, with `AWS_LAMBDA_MAX_CONCURRENCY` set to `concurrency`
 /// (unset for `None`, as default Lambda leaves it); ready for events.
 async fn function(env: &TestEnv, dynamodb: &str, concurrency: Option<usize>) -> LambdaProcess {
-    let mode = match env.redis.mode() {
-        CacheMode::Standalone => "standalone",
-        CacheMode::Cluster => "cluster",
-    };
-    let mut vars = vec![
-        ("TABLE_NAME", "social".to_owned()),
-        ("DYNAMODB_ENDPOINT", dynamodb.to_owned()),
-        ("REDIS_URL", env.redis.url()),
-        ("REDIS_MODE", mode.to_owned()),
-        ("JWT_SECRET", TEST_SECRET.to_owned()),
-        // A loaded 2-core machine: long enough that a hit is never a timed-out miss.
-        ("REDIS_TIMEOUT_MS", "500".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "AKIDTESTING".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test-secret-key".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("LOG_FORMAT", "json".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
-    if let Some(concurrency) = concurrency {
-        vars.push(("AWS_LAMBDA_MAX_CONCURRENCY", concurrency.to_string()));
-    }
-    let mut function = LambdaProcess::spawn(lambda_app(), "users", &vars).await;
-    match function.init(Duration::from_secs(10)).await {
-        Init::Ready(_) => function,
-        Init::Exited(status, _) => panic!("the init failed ({status}):\n{}", function.log()),
-    }
+    let vars: Vec<(&str, String)> = concurrency
+        .map(|n| ("AWS_LAMBDA_MAX_CONCURRENCY", n.to_string()))
+        .into_iter()
+        .collect();
+    LambdaProcess::ready(lambda_app(), "users", env, dynamodb, &vars).await
 }
 
 /// The request id the harness's Runtime API gives the `n`th event it hands out (from 1), in the
@@ -245,58 +224,6 @@ async fn without_max_concurrency_invocations_are_served_one_at_a_time() {
     );
 }
 
-/// One metric of one EMF line: its name, its dimensions, its values (a count, or a
-/// histogram's samples).
-struct Emitted {
-    name: String,
-    dimensions: BTreeMap<String, String>,
-    values: Vec<f64>,
-}
-
-/// Every metric of every EMF line in `log` (the lines with an `_aws` member).
-fn emitted(log: &str) -> Vec<Emitted> {
-    let mut emitted = Vec::new();
-    for line in log.lines().filter(|l| l.contains("\"_aws\"")) {
-        let doc: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        for directive in doc["_aws"]["CloudWatchMetrics"]
-            .as_array()
-            .expect("CloudWatchMetrics")
-        {
-            for set in directive["Dimensions"].as_array().expect("Dimensions") {
-                let dimensions: BTreeMap<String, String> = set
-                    .as_array()
-                    .expect("a dimension set")
-                    .iter()
-                    .map(|n| n.as_str().expect("a name"))
-                    .map(|n| {
-                        (
-                            n.to_owned(),
-                            doc[n].as_str().expect("a dimension value").to_owned(),
-                        )
-                    })
-                    .collect();
-                for metric in directive["Metrics"].as_array().expect("Metrics") {
-                    let name = metric["Name"].as_str().expect("Name");
-                    let values = match &doc[name] {
-                        Value::Array(values) => values
-                            .iter()
-                            .map(|v| v.as_f64().expect("a number"))
-                            .collect(),
-                        value => vec![value.as_f64().expect("a number")],
-                    };
-                    emitted.push(Emitted {
-                        name: name.to_owned(),
-                        dimensions: dimensions.clone(),
-                        values,
-                    });
-                }
-            }
-        }
-    }
-    emitted
-}
-
 /// The request of one kind of invocation, for a person, their post, and the invocation's number.
 type MakeRequest = Box<dyn Fn(&Person, &str, usize) -> ApiRequest>;
 
@@ -376,27 +303,10 @@ async fn metrics_of_interleaved_invocations_count_for_their_own_function_and_rou
         );
     }
 
-    let emitted = emitted(&function.log());
-    let sum = |name: &str, function: &str, route: Option<&str>| -> f64 {
-        emitted
-            .iter()
-            .filter(|m| {
-                m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function)
-            })
-            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
-            .map(|m| m.values.iter().sum::<f64>())
-            .sum()
-    };
-    let samples = |name: &str, function: &str, route: Option<&str>| -> usize {
-        emitted
-            .iter()
-            .filter(|m| {
-                m.name == name && m.dimensions.get("Function").map(String::as_str) == Some(function)
-            })
-            .filter(|m| m.dimensions.get("Route").map(String::as_str) == route)
-            .map(|m| m.values.len())
-            .sum()
-    };
+    let emitted = emf::parse(&function.log());
+    let sum = |name: &str, function: &str, route: Option<&str>| emitted.sum(name, function, route);
+    let samples =
+        |name: &str, function: &str, route: Option<&str>| emitted.samples(name, function, route);
     let each = EACH as f64;
     // Requests and latency samples by route: each route's own count, under its own function.
     for kind in &kinds {
