@@ -878,23 +878,36 @@ fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
                     "{what}: the JWT key is the only secret"
                 );
                 assert!(props["AuthToken"].is_null(), "{what}");
-                assert_eq!(users.len(), 1, "{what}");
-                let (user_id, user) = users[0];
-                assert_eq!(
-                    user["Properties"]["AuthenticationMode"]["Type"].as_str(),
-                    Some("iam"),
-                    "{what}"
-                );
+                // The functions' IAM user, and the disabled user named default that every
+                // group must have (every_user_group_has_a_default_user_…).
+                let iam: Vec<_> = users
+                    .iter()
+                    .filter(|(_, u)| {
+                        u["Properties"]["AuthenticationMode"]["Type"].as_str() == Some("iam")
+                    })
+                    .collect();
+                assert_eq!(iam.len(), 1, "{what}: one IAM user");
+                let (user_id, user) = *iam[0];
                 assert_eq!(
                     user["Properties"]["UserName"], user["Properties"]["UserId"],
                     "{what}: an IAM user's name is its id"
+                );
+                assert_eq!(
+                    users.len(),
+                    2,
+                    "{what}: the IAM user and a disabled default"
                 );
                 assert_eq!(groups.len(), 1, "{what}");
                 let members: Vec<&str> = one_or_many(&groups[0].1["Properties"]["UserIds"])
                     .into_iter()
                     .filter_map(ref_name)
                     .collect();
-                assert_eq!(members, [user_id], "{what}");
+                let mut expected: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
+                expected.sort_unstable();
+                let mut sorted = members.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, expected, "{what}");
+                assert!(members.contains(&user_id), "{what}");
                 assert_eq!(attached, [groups[0].0], "{what}: the group is the cache's");
             }
             _ => {
@@ -1857,6 +1870,7 @@ fn every_check_holds_on_managed_instances_too() {
     the_dynamodb_endpoint_reaches_this_table_only();
     idempotency_records_expire_by_ttl_and_outlive_any_request();
     operators_set_log_levels_see_traces_and_metrics_and_get_paged();
+    every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing();
     let t = template();
     assert!(
         resources(&t)
@@ -2166,6 +2180,80 @@ fn the_dashboard_draws_every_series_it_names_and_every_functions_duration() {
                 stats.contains("p50") && stats.contains("p99"),
                 "{function}'s Lambda Duration at p50 and p99 on the dashboard ({compute:?}): {stats:?} of {durations:?}"
             );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deploy-time rules: what AWS refuses on `sam deploy`, or lets deploy blind, and no linter
+// checks. Each test cites the rule's page (template.yaml cites it beside the resource too).
+// ---------------------------------------------------------------------------------------
+
+/// The security groups an ingress rule of `group` admits `p/// "UserIds: The list of user IDs that belong to the user group. A user named default must be
+/// included." (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-elasticache-usergroup.html;
+/// CreateUserGroup answers DefaultUserRequired). A Valkey user group admits only users that
+/// authenticate with a password or IAM (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Clusters.RBAC.html).
+/// With a token, `default` is the token's user; with IAM, one that can do nothing, so the
+/// functions' IAM user stays the only way in.
+#[test]
+fn every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        let what = format!("{kind}/{auth}");
+        for (group, resource) in resources_of(&t, "AWS::ElastiCache::UserGroup") {
+            let engine = resource["Properties"]["Engine"].as_str();
+            let members: Vec<&str> = one_or_many(&resource["Properties"]["UserIds"])
+                .into_iter()
+                .map(|m| ref_name(m).expect("a user of this template"))
+                .collect();
+            let user = |id: &str| &resources(&t)[id]["Properties"];
+            if engine == Some("valkey") {
+                for id in &members {
+                    let mode = user(id)["AuthenticationMode"]["Type"].as_str();
+                    assert!(
+                        matches!(mode, Some("password" | "iam")),
+                        "{what}: {id} ({mode:?}) cannot be in the Valkey group {group}"
+                    );
+                }
+            }
+            let defaults: Vec<&str> = members
+                .iter()
+                .copied()
+                .filter(|id| user(id)["UserName"].as_str() == Some("default"))
+                .collect();
+            assert_eq!(
+                defaults.len(),
+                1,
+                "{what}: {group} needs exactly one user named default (DefaultUserRequired); \
+                 it has {members:?}"
+            );
+            if auth == "iam" {
+                let access = user(defaults[0])["AccessString"]
+                    .as_str()
+                    .expect("an access string");
+                let rules: Vec<&str> = access.split_whitespace().collect();
+                assert!(
+                    rules.contains(&"off") && !rules.contains(&"on"),
+                    "{what}: the default user must be off: {access}"
+                );
+                assert!(
+                    rules.contains(&"-@all")
+                        && rules
+                            .iter()
+                            .all(|r| !r.starts_with(['+', '~', '%', '&']) && !r.starts_with("all")),
+                    "{what}: the default user may run no command on no key: {access}"
+                );
+                assert!(
+                    one_or_many(&user(defaults[0])["AuthenticationMode"]["Passwords"])
+                        .iter()
+                        .all(|p| {
+                            let mut ids = BTreeSet::new();
+                            referenced_ids(p, &mut ids);
+                            !ids.contains("CacheAuthSecret")
+                        }),
+                    "{what}: no cache secret with IAM"
+                );
+            }
         }
     }
 }
