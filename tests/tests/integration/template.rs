@@ -1870,6 +1870,7 @@ fn every_check_holds_on_managed_instances_too() {
     the_dynamodb_endpoint_reaches_this_table_only();
     idempotency_records_expire_by_ttl_and_outlive_any_request();
     operators_set_log_levels_see_traces_and_metrics_and_get_paged();
+    every_alarm_is_within_cloudwatchs_metric_math_limits();
     every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing();
     let t = template();
     assert!(
@@ -2404,6 +2405,67 @@ fn the_functions_reach_logs_traces_and_secrets_from_the_vpc_on_both_computes() {
                         "{what}: on demand Lambda delivers {service} itself; {paid:?} would \
                          cost ~$15 a month for nothing"
                     );
+                }
+            }
+        }
+    }
+}
+
+/// "Alarms based on metric math expressions can reference a maximum of 10 metrics. This is a
+/// hard limit" (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-limits.html),
+/// and PutMetricAlarm takes at most 10 `MetricStat` and 10 `Expression` entries, exactly one of
+/// them returning data: an alarm past that fails `sam deploy`.
+#[test]
+fn every_alarm_is_within_cloudwatchs_metric_math_limits() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        for (id, alarm) in resources_of(&t, "AWS::CloudWatch::Alarm") {
+            let entries = one_or_many(&alarm["Properties"]["Metrics"]);
+            if entries.is_empty() {
+                continue;
+            }
+            let stats = entries
+                .iter()
+                .filter(|e| !e["MetricStat"].is_null())
+                .count();
+            let expressions = entries
+                .iter()
+                .filter(|e| !e["Expression"].is_null())
+                .count();
+            assert!(
+                stats <= 10,
+                "{kind}/{auth}: {id} reads {stats} metrics; CloudWatch takes at most 10"
+            );
+            assert!(
+                expressions <= 10,
+                "{kind}/{auth}: {id} has {expressions} expressions; CloudWatch takes at most 10"
+            );
+            assert_eq!(
+                stats + expressions,
+                entries.len(),
+                "{id}: each entry is one or the other"
+            );
+            let returned = entries
+                .iter()
+                .filter(|e| e["ReturnData"].as_bool() == Some(true))
+                .count();
+            assert_eq!(
+                returned, 1,
+                "{kind}/{auth}: {id}: one entry is the alarm's value"
+            );
+            // Every id an expression names is an entry of the alarm.
+            let ids: BTreeSet<&str> = entries.iter().filter_map(|e| e["Id"].as_str()).collect();
+            for entry in &entries {
+                if let Some(expression) = entry["Expression"].as_str() {
+                    for word in expression
+                        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .filter(|w| w.starts_with(|c: char| c.is_ascii_lowercase()))
+                    {
+                        assert!(
+                            ids.contains(word),
+                            "{id}: `{expression}` names {word}, which is no entry"
+                        );
+                    }
                 }
             }
         }
