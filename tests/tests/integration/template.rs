@@ -878,23 +878,36 @@ fn the_cache_is_the_kind_chosen_and_admits_the_functions_the_way_chosen() {
                     "{what}: the JWT key is the only secret"
                 );
                 assert!(props["AuthToken"].is_null(), "{what}");
-                assert_eq!(users.len(), 1, "{what}");
-                let (user_id, user) = users[0];
-                assert_eq!(
-                    user["Properties"]["AuthenticationMode"]["Type"].as_str(),
-                    Some("iam"),
-                    "{what}"
-                );
+                // The functions' IAM user, and the disabled user named default that every
+                // group must have (every_user_group_has_a_default_user_…).
+                let iam: Vec<_> = users
+                    .iter()
+                    .filter(|(_, u)| {
+                        u["Properties"]["AuthenticationMode"]["Type"].as_str() == Some("iam")
+                    })
+                    .collect();
+                assert_eq!(iam.len(), 1, "{what}: one IAM user");
+                let (user_id, user) = *iam[0];
                 assert_eq!(
                     user["Properties"]["UserName"], user["Properties"]["UserId"],
                     "{what}: an IAM user's name is its id"
+                );
+                assert_eq!(
+                    users.len(),
+                    2,
+                    "{what}: the IAM user and a disabled default"
                 );
                 assert_eq!(groups.len(), 1, "{what}");
                 let members: Vec<&str> = one_or_many(&groups[0].1["Properties"]["UserIds"])
                     .into_iter()
                     .filter_map(ref_name)
                     .collect();
-                assert_eq!(members, [user_id], "{what}");
+                let mut expected: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
+                expected.sort_unstable();
+                let mut sorted = members.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, expected, "{what}");
+                assert!(members.contains(&user_id), "{what}");
                 assert_eq!(attached, [groups[0].0], "{what}: the group is the cache's");
             }
             _ => {
@@ -1857,6 +1870,8 @@ fn every_check_holds_on_managed_instances_too() {
     the_dynamodb_endpoint_reaches_this_table_only();
     idempotency_records_expire_by_ttl_and_outlive_any_request();
     operators_set_log_levels_see_traces_and_metrics_and_get_paged();
+    every_alarm_is_within_cloudwatchs_metric_math_limits();
+    every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing();
     let t = template();
     assert!(
         resources(&t)
@@ -2166,6 +2181,362 @@ fn the_dashboard_draws_every_series_it_names_and_every_functions_duration() {
                 stats.contains("p50") && stats.contains("p99"),
                 "{function}'s Lambda Duration at p50 and p99 on the dashboard ({compute:?}): {stats:?} of {durations:?}"
             );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deploy-time rules: what AWS refuses on `sam deploy`, or lets deploy blind, and no linter
+// checks. Each test cites the rule's page (template.yaml cites it beside the resource too).
+// ---------------------------------------------------------------------------------------
+
+/// The security groups an ingress rule of `group` admits `port` (TCP) from: its own
+/// `SecurityGroupIngress` and every `AWS::EC2::SecurityGroupIngress` resource on it, by the
+/// logical id of the source group.
+fn ingress_sources(t: &Value, group: &str, port: u64) -> BTreeSet<String> {
+    let covers = |rule: &Value| {
+        let protocol = rule["IpProtocol"].as_str().unwrap_or_default();
+        let (from, to) = (rule["FromPort"].as_u64(), rule["ToPort"].as_u64());
+        protocol == "-1"
+            || (protocol == "tcp"
+                && from.is_some_and(|f| f <= port)
+                && to.is_some_and(|t| port <= t))
+    };
+    let source = |rule: &Value| {
+        let v = &rule["SourceSecurityGroupId"];
+        ref_name(v)
+            .map(str::to_owned)
+            .or_else(|| get_att(v).map(|a| a.split('.').next().unwrap_or_default().to_owned()))
+    };
+    let own = one_or_many(&resources(t)[group]["Properties"]["SecurityGroupIngress"]);
+    let separate = resources(t)
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::EC2::SecurityGroupIngress"))
+        .map(|r| &r["Properties"])
+        .filter(|p| {
+            let g = &p["GroupId"];
+            ref_name(g) == Some(group) || get_att(g) == Some(format!("{group}.GroupId"))
+        });
+    own.into_iter()
+        .chain(separate)
+        .filter(|rule| covers(rule))
+        .filter_map(source)
+        .collect()
+}
+
+/// Whether `group` lets TCP `port` out to anywhere (`0.0.0.0/0`) or to one of `to`.
+fn egress_allows(t: &Value, group: &str, port: u64, to: &BTreeSet<String>) -> bool {
+    let props = &resources(t)[group]["Properties"];
+    // A group that declares no egress keeps the default allow-all rule.
+    if props["SecurityGroupEgress"].is_null() {
+        return true;
+    }
+    let separate = resources(t)
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::EC2::SecurityGroupEgress"))
+        .map(|r| &r["Properties"])
+        .filter(|p| get_att(&p["GroupId"]) == Some(format!("{group}.GroupId")));
+    one_or_many(&props["SecurityGroupEgress"])
+        .into_iter()
+        .chain(separate)
+        .any(|rule| {
+            let protocol = rule["IpProtocol"].as_str().unwrap_or_default();
+            let port_ok = protocol == "-1"
+                || (protocol == "tcp"
+                    && rule["FromPort"].as_u64().is_some_and(|f| f <= port)
+                    && rule["ToPort"].as_u64().is_some_and(|t| port <= t));
+            let dest = &rule["DestinationSecurityGroupId"];
+            let dest = get_att(dest)
+                .map(|a| a.split('.').next().unwrap_or_default().to_owned())
+                .or_else(|| ref_name(dest).map(str::to_owned));
+            port_ok
+                && (rule["CidrIp"].as_str() == Some("0.0.0.0/0")
+                    || dest.is_some_and(|d| to.contains(&d)))
+        })
+}
+
+/// The interface endpoints for AWS service `service` (`com.amazonaws.${AWS::Region}.<service>`)
+/// that a machine in every one of `subnets`, with `groups`, reaches: private DNS on (so the
+/// SDK's default endpoint resolves to it), an interface in each subnet, and a security group
+/// that admits 443 from one of `groups`, which let 443 out.
+fn reachable_endpoints(
+    t: &Value,
+    service: &str,
+    subnets: &BTreeSet<String>,
+    groups: &BTreeSet<String>,
+) -> Vec<String> {
+    let wanted = format!("com.amazonaws.${{AWS::Region}}.{service}");
+    resources_of(t, "AWS::EC2::VPCEndpoint")
+        .into_iter()
+        .filter(|(_, r)| {
+            let p = &r["Properties"];
+            let name = match &p["ServiceName"] {
+                Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+                other => other.as_str(),
+            };
+            if name != Some(wanted.as_str()) || p["VpcEndpointType"].as_str() != Some("Interface") {
+                return false;
+            }
+            let in_subnets: BTreeSet<String> = one_or_many(&p["SubnetIds"])
+                .into_iter()
+                .filter_map(ref_name)
+                .map(str::to_owned)
+                .collect();
+            let endpoint_groups: BTreeSet<String> = one_or_many(&p["SecurityGroupIds"])
+                .into_iter()
+                .filter_map(|g| {
+                    ref_name(g).map(str::to_owned).or_else(|| {
+                        get_att(g).map(|a| a.split('.').next().unwrap_or_default().to_owned())
+                    })
+                })
+                .collect();
+            let admitted = endpoint_groups.iter().any(|eg| {
+                !ingress_sources(t, eg, 443).is_disjoint(groups)
+                    && groups
+                        .iter()
+                        .all(|g| egress_allows(t, g, 443, &endpoint_groups))
+            });
+            p["PrivateDnsEnabled"].as_bool() == Some(true)
+                && subnets.is_subset(&in_subnets)
+                && admitted
+        })
+        .map(|(id, _)| id.to_owned())
+        .collect()
+}
+
+/// Whether every one of `subnets` routes `0.0.0.0/0` to a NAT gateway (the other way out
+/// of a private subnet).
+fn nat_route_for(t: &Value, subnets: &BTreeSet<String>) -> bool {
+    let nat_tables: BTreeSet<&str> = resources_of(t, "AWS::EC2::Route")
+        .into_iter()
+        .filter(|(_, r)| {
+            r["Properties"]["DestinationCidrBlock"].as_str() == Some("0.0.0.0/0")
+                && !r["Properties"]["NatGatewayId"].is_null()
+        })
+        .filter_map(|(_, r)| ref_name(&r["Properties"]["RouteTableId"]))
+        .collect();
+    subnets.iter().all(|subnet| {
+        resources_of(t, "AWS::EC2::SubnetRouteTableAssociation")
+            .into_iter()
+            .any(|(_, a)| {
+                ref_name(&a["Properties"]["SubnetId"]) == Some(subnet.as_str())
+                    && ref_name(&a["Properties"]["RouteTableId"])
+                        .is_some_and(|rt| nat_tables.contains(rt))
+            })
+    })
+}
+
+/// Where the functions' code runs, as `(subnets, security groups)` by logical id: each
+/// function's own `VpcConfig` on demand, the capacity provider's on Managed Instances.
+fn function_networks(t: &Value) -> Vec<(String, BTreeSet<String>, BTreeSet<String>)> {
+    functions(t)
+        .into_iter()
+        .map(|id| {
+            let provider = ref_in_sub(
+                &resources(t)[id.as_str()]["Properties"]["CapacityProviderConfig"]["Arn"],
+            );
+            let vpc = match &provider {
+                Some(p) => &resources(t)[p.as_str()]["Properties"]["VpcConfig"],
+                None => function_setting(t, &id, "VpcConfig"),
+            };
+            let ids = |key: &str| -> BTreeSet<String> {
+                one_or_many(&vpc[key])
+                    .into_iter()
+                    .filter_map(ref_name)
+                    .map(str::to_owned)
+                    .collect()
+            };
+            (id, ids("SubnetIds"), ids("SecurityGroupIds"))
+        })
+        .collect()
+}
+
+/// On Managed Instances the functions run on EC2 instances in the private subnets, and their
+/// logs (and the EMF metrics in them, which the dashboard and the alarms read) and X-Ray traces
+/// leave through the VPC, which has no internet gateway: CloudWatch Logs and X-Ray need an
+/// interface endpoint each (or a NAT route), reachable from the instances' security group. On
+/// demand Lambda carries both outside the VPC, so neither endpoint is paid for there. Secrets
+/// Manager, read at init, needs its endpoint on both computes.
+#[test]
+fn the_functions_reach_logs_traces_and_secrets_from_the_vpc_on_both_computes() {
+    for compute in [Compute::OnDemand, Compute::ManagedInstances] {
+        COMPUTE.with(|c| c.set(compute));
+        for (kind, auth) in COMBINATIONS {
+            let t = deployed(kind, auth);
+            let what = format!("{compute:?} {kind}/{auth}");
+            for (id, subnets, groups) in function_networks(&t) {
+                assert!(!subnets.is_empty(), "{what}: {id} runs in the VPC");
+                let managed =
+                    !resources(&t)[id.as_str()]["Properties"]["CapacityProviderConfig"].is_null();
+                let traced = function_setting(&t, &id, "Tracing").as_str() == Some("Active");
+                let mut services = vec!["secretsmanager"];
+                if managed {
+                    services.push("logs");
+                    if traced {
+                        services.push("xray");
+                    }
+                }
+                for service in services {
+                    let found = reachable_endpoints(&t, service, &subnets, &groups);
+                    assert!(
+                        !found.is_empty()
+                            || (service != "secretsmanager" && nat_route_for(&t, &subnets)),
+                        "{what}: {id} runs in {subnets:?} with {groups:?} and has no way to \
+                         {service}: no interface endpoint with private DNS in those subnets that \
+                         admits 443 from those groups, and no NAT route"
+                    );
+                }
+            }
+            if compute == Compute::OnDemand {
+                for service in ["logs", "xray"] {
+                    let paid: Vec<&str> = resources_of(&t, "AWS::EC2::VPCEndpoint")
+                        .into_iter()
+                        .filter(|(_, r)| {
+                            let name = match &r["Properties"]["ServiceName"] {
+                                Value::Tagged(tagged) => tagged.value.as_str(),
+                                other => other.as_str(),
+                            };
+                            name.is_some_and(|n| n.ends_with(&format!(".{service}")))
+                        })
+                        .map(|(id, _)| id)
+                        .collect();
+                    assert!(
+                        paid.is_empty(),
+                        "{what}: on demand Lambda delivers {service} itself; {paid:?} would \
+                         cost ~$15 a month for nothing"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// "Alarms based on metric math expressions can reference a maximum of 10 metrics. This is a
+/// hard limit" (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-limits.html),
+/// and PutMetricAlarm takes at most 10 `MetricStat` and 10 `Expression` entries, exactly one of
+/// them returning data: an alarm past that fails `sam deploy`.
+#[test]
+fn every_alarm_is_within_cloudwatchs_metric_math_limits() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        for (id, alarm) in resources_of(&t, "AWS::CloudWatch::Alarm") {
+            let entries = one_or_many(&alarm["Properties"]["Metrics"]);
+            if entries.is_empty() {
+                continue;
+            }
+            let stats = entries
+                .iter()
+                .filter(|e| !e["MetricStat"].is_null())
+                .count();
+            let expressions = entries
+                .iter()
+                .filter(|e| !e["Expression"].is_null())
+                .count();
+            assert!(
+                stats <= 10,
+                "{kind}/{auth}: {id} reads {stats} metrics; CloudWatch takes at most 10"
+            );
+            assert!(
+                expressions <= 10,
+                "{kind}/{auth}: {id} has {expressions} expressions; CloudWatch takes at most 10"
+            );
+            assert_eq!(
+                stats + expressions,
+                entries.len(),
+                "{id}: each entry is one or the other"
+            );
+            let returned = entries
+                .iter()
+                .filter(|e| e["ReturnData"].as_bool() == Some(true))
+                .count();
+            assert_eq!(
+                returned, 1,
+                "{kind}/{auth}: {id}: one entry is the alarm's value"
+            );
+            // Every id an expression names is an entry of the alarm.
+            let ids: BTreeSet<&str> = entries.iter().filter_map(|e| e["Id"].as_str()).collect();
+            for entry in &entries {
+                if let Some(expression) = entry["Expression"].as_str() {
+                    for word in expression
+                        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .filter(|w| w.starts_with(|c: char| c.is_ascii_lowercase()))
+                    {
+                        assert!(
+                            ids.contains(word),
+                            "{id}: `{expression}` names {word}, which is no entry"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// "UserIds: The list of user IDs that belong to the user group. A user named default must be
+/// included." (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-elasticache-usergroup.html;
+/// CreateUserGroup answers DefaultUserRequired). A Valkey user group admits only users that
+/// authenticate with a password or IAM (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Clusters.RBAC.html).
+/// With a token, `default` is the token's user; with IAM, one that can do nothing, so the
+/// functions' IAM user stays the only way in.
+#[test]
+fn every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        let what = format!("{kind}/{auth}");
+        for (group, resource) in resources_of(&t, "AWS::ElastiCache::UserGroup") {
+            let engine = resource["Properties"]["Engine"].as_str();
+            let members: Vec<&str> = one_or_many(&resource["Properties"]["UserIds"])
+                .into_iter()
+                .map(|m| ref_name(m).expect("a user of this template"))
+                .collect();
+            let user = |id: &str| &resources(&t)[id]["Properties"];
+            if engine == Some("valkey") {
+                for id in &members {
+                    let mode = user(id)["AuthenticationMode"]["Type"].as_str();
+                    assert!(
+                        matches!(mode, Some("password" | "iam")),
+                        "{what}: {id} ({mode:?}) cannot be in the Valkey group {group}"
+                    );
+                }
+            }
+            let defaults: Vec<&str> = members
+                .iter()
+                .copied()
+                .filter(|id| user(id)["UserName"].as_str() == Some("default"))
+                .collect();
+            assert_eq!(
+                defaults.len(),
+                1,
+                "{what}: {group} needs exactly one user named default (DefaultUserRequired); \
+                 it has {members:?}"
+            );
+            if auth == "iam" {
+                let access = user(defaults[0])["AccessString"]
+                    .as_str()
+                    .expect("an access string");
+                let rules: Vec<&str> = access.split_whitespace().collect();
+                assert!(
+                    rules.contains(&"off") && !rules.contains(&"on"),
+                    "{what}: the default user must be off: {access}"
+                );
+                assert!(
+                    rules.contains(&"-@all")
+                        && rules
+                            .iter()
+                            .all(|r| !r.starts_with(['+', '~', '%', '&']) && !r.starts_with("all")),
+                    "{what}: the default user may run no command on no key: {access}"
+                );
+                assert!(
+                    one_or_many(&user(defaults[0])["AuthenticationMode"]["Passwords"])
+                        .iter()
+                        .all(|p| {
+                            let mut ids = BTreeSet::new();
+                            referenced_ids(p, &mut ids);
+                            !ids.contains("CacheAuthSecret")
+                        }),
+                    "{what}: no cache secret with IAM"
+                );
+            }
         }
     }
 }
