@@ -6,7 +6,7 @@ use std::time::Duration;
 use lambda_http::{service_fn, Body, Request, Response};
 
 use crate::auth::{Authenticator, LoginAttempts, TokenKeys};
-use crate::cache::{RedisCache, Users};
+use crate::cache::{Posts, RedisCache, Users};
 use crate::config::{validate_jwt_secret, CacheConfig, Config, ConfigError, Secret, SecretSource};
 use crate::cursor::CursorCodec;
 use crate::store::{client_from_config, Store};
@@ -17,6 +17,8 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     pub users: Users,
+    /// Posts, the feed and comments, cache-aside.
+    pub posts: Posts,
     pub auth: Authenticator,
     pub login_attempts: LoginAttempts,
     pub cursors: CursorCodec,
@@ -62,9 +64,11 @@ impl App {
         jwt_secret: Secret,
         redis_password: Option<Secret>,
     ) -> Result<Self, InitError> {
-        let store = Store::new(dynamo, config.table.table_name.clone());
+        let store = Store::new(dynamo, config.table.table_name.clone())
+            .with_legacy_layout(config.table.legacy_layout);
         let cache = RedisCache::new(&config.cache, redis_password)?;
         let login_attempts = LoginAttempts::new(cache.connection().clone(), config.login_limits);
+        let posts = Posts::new(store.clone(), cache.clone());
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
         let cursors = CursorCodec::new(&jwt_secret);
@@ -72,6 +76,7 @@ impl App {
             config,
             store,
             users,
+            posts,
             auth,
             login_attempts,
             cursors,
@@ -87,35 +92,84 @@ impl App {
     }
 }
 
-/// How long the init may spend opening connections before the first request ([`App::prewarm`]).
+/// How long the init may spend opening connections before the first event ([`Prewarm`]).
 const PREWARM_BOUND: Duration = Duration::from_millis(100);
 
-/// A function's whole life: logs, then the services (a failure here is logged and ends the
-/// init, which Lambda reports), then one `handle` call per event until the instance is
-/// retired: one at a time on demand, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda
-/// Managed Instances (`lambda_http::run_concurrent` decides from the environment; run it on
-/// [`crate::runtime::build`]'s runtime). The app is leaked on purpose: it lives exactly as
-/// long as the process, and a `'static` borrow is what lets every invocation, on any thread,
-/// share it without reference counting. Everything in it is safe to share (`App: Sync`).
+/// Services that open their connections before the first event, so it does not pay for them
+/// (TCP, TLS, credentials, the SDK's first-call setup), each bounded: a dead dependency delays
+/// the init by the bound at most and fails nothing.
+pub trait Prewarm: Send + Sync + 'static {
+    fn prewarm(&self, bound: Duration) -> impl Future<Output = ()> + Send;
+}
+
+impl Prewarm for App {
+    fn prewarm(&self, bound: Duration) -> impl Future<Output = ()> + Send {
+        App::prewarm(self, bound)
+    }
+}
+
+/// Every function's start, HTTP or stream alike: the metrics recorder first (the init's
+/// duration is measured from it), then the logs (JSON unless `LOG_FORMAT` says, so even a bad
+/// configuration is reported as a log line), then the services `build` makes once per
+/// instance (a failure is logged as `init failed` and ends the init, which Lambda reports),
+/// their connections opened, and the end of the init marked.
+///
+/// The services are leaked on purpose: they live exactly as long as the process, and a
+/// `'static` borrow is what lets every invocation, on any thread, share them without
+/// reference counting (on Lambda Managed Instances many run at once).
+pub async fn start<S: Prewarm>(
+    build: impl Future<Output = Result<S, InitError>>,
+) -> Result<&'static S, InitError> {
+    crate::metrics::init();
+    let log_format = crate::config::log_format(|name| std::env::var(name).ok());
+    crate::telemetry::init(*log_format.as_ref().unwrap_or(&LogFormat::Json));
+    let services = async {
+        log_format?;
+        build.await
+    }
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    services.prewarm(PREWARM_BOUND).await;
+    crate::metrics::init_done();
+    Ok(Box::leak(Box::new(services)))
+}
+
+/// An HTTP function's whole life: [`start`] with the [`App`], then one `handle` call per
+/// event until the instance is retired: one at a time on demand, up to
+/// `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed Instances
+/// (`lambda_http::run_concurrent` decides from the environment; run it on
+/// [`crate::runtime::build`]'s runtime).
 pub async fn run<F, Fut>(handle: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static App, Request) -> Fut + Copy + Send + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    crate::metrics::init();
-    let config = Config::from_env();
-    // Logs first, so a bad configuration is reported as a log line too (JSON unless it says).
-    crate::telemetry::init(config.as_ref().map_or(LogFormat::Json, |c| c.log_format));
-    let app = async { App::from_config(config?).await }
-        .await
-        .inspect_err(|e: &InitError| tracing::error!(error = %e, "init failed"))?;
-    app.prewarm(PREWARM_BOUND).await;
-    crate::metrics::init_done();
-    let app: &'static App = Box::leak(Box::new(app));
+    let app = start(async { App::from_config(Config::from_env()?).await }).await?;
     let service = service_fn(move |req: Request| async move {
         Ok::<_, lambda_http::Error>(handle(app, req).await)
     });
     lambda_http::run_concurrent(service).await
+}
+
+/// A stream function's whole life (`cache-sync`, `upkeep`): [`start`] with its services, then
+/// one `handle` call per batch, as [`run`] does for requests.
+pub async fn run_events<S, E, R, Err, F, Fut>(
+    build: impl Future<Output = Result<S, InitError>>,
+    handle: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    S: Prewarm,
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    Err: Into<lambda_runtime::Diagnostic> + std::fmt::Debug + Send + 'static,
+    F: Fn(&'static S, lambda_runtime::LambdaEvent<E>) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Result<R, Err>> + Send + 'static,
+{
+    let services = start(build).await?;
+    lambda_runtime::run_concurrent(lambda_runtime::service_fn(move |event| {
+        handle(services, event)
+    }))
+    .await
 }
 
 /// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when

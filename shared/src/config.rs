@@ -75,6 +75,10 @@ pub struct TableConfig {
     pub dynamodb_attempt_timeout: Duration,
     pub dynamodb_connect_timeout: Duration,
     pub dynamodb_attempts: u32,
+    /// Whether the table may still hold items of the legacy layout (`LEGACY_LAYOUT`, `true`
+    /// unless set `false`): lists then read its partitions too. Set `false` once
+    /// `tools/migrate-layout` has moved them (README, "Data model").
+    pub legacy_layout: bool,
 }
 
 /// The user cache (Redis): everything both the API functions and `cache-sync` need of it.
@@ -192,6 +196,7 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
     "DYNAMODB_TIMEOUT_MS",
     "DYNAMODB_CONNECT_TIMEOUT_MS",
     "DYNAMODB_MAX_ATTEMPTS",
+    "LEGACY_LAYOUT",
     "REDIS_CONNECT_TIMEOUT_MS",
     "REDIS_TLS_CA_FILE",
     "SECRETS_MANAGER_ENDPOINT",
@@ -303,6 +308,11 @@ impl TableConfig {
             dynamodb_attempt_timeout: vars.millis("DYNAMODB_TIMEOUT_MS", 1_500)?,
             dynamodb_connect_timeout: vars.millis("DYNAMODB_CONNECT_TIMEOUT_MS", 1_000)?,
             dynamodb_attempts: attempts,
+            legacy_layout: match vars.get("LEGACY_LAYOUT").as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err(err("LEGACY_LAYOUT", "must be `true` or `false`")),
+            },
         })
     }
 }

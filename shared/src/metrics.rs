@@ -36,7 +36,7 @@ use crate::config::METRICS_NAMESPACE_VARIABLE;
 /// The CloudWatch namespace when [`METRICS_NAMESPACE_VARIABLE`] is unset.
 pub const DEFAULT_NAMESPACE: &str = "CachingCode";
 
-/// What the cache said on a read, for logs and metrics (the cache-aside decides it,
+/// What the cache said on a lookup, for logs and metrics (the cache-aside decides it,
 /// [`cache_lookup`] counts it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -45,7 +45,7 @@ pub enum CacheOutcome {
     /// Redis had nothing usable (or something provably older than the caller's token);
     /// DynamoDB answered.
     Miss,
-    /// Redis said "no such user".
+    /// Redis said "no such item".
     Negative,
     /// Redis failed or was too slow; DynamoDB answered.
     Error,
@@ -73,10 +73,10 @@ pub const METRICS: &[(&str, Unit, &[&[&str]])] = &[
     (CLIENT_ERRORS, Unit::Count, BY_ROUTE_AND_FUNCTION),
     (SERVER_ERRORS, Unit::Count, BY_ROUTE_AND_FUNCTION),
     (LATENCY, Unit::Milliseconds, BY_ROUTE),
-    (CACHE_HITS, Unit::Count, BY_FUNCTION),
-    (CACHE_MISSES, Unit::Count, BY_FUNCTION),
-    (CACHE_NEGATIVES, Unit::Count, BY_FUNCTION),
-    (CACHE_ERRORS, Unit::Count, BY_FUNCTION),
+    (CACHE_HITS, Unit::Count, BY_KIND_AND_FUNCTION),
+    (CACHE_MISSES, Unit::Count, BY_KIND_AND_FUNCTION),
+    (CACHE_NEGATIVES, Unit::Count, BY_KIND_AND_FUNCTION),
+    (CACHE_ERRORS, Unit::Count, BY_KIND_AND_FUNCTION),
     (DYNAMODB_READS_AVOIDED, Unit::Count, BY_FUNCTION),
     (AUTH_TIME, Unit::Milliseconds, BY_FUNCTION),
     (REDIS_CALLS, Unit::Count, BY_FUNCTION),
@@ -90,14 +90,22 @@ pub const METRICS: &[(&str, Unit, &[&[&str]])] = &[
     (SYNC_RECORDS_FAILED, Unit::Count, BY_FUNCTION),
     (SYNC_BATCHES_FAILED, Unit::Count, BY_FUNCTION),
     (SYNC_LAG, Unit::Milliseconds, BY_FUNCTION),
+    (COMMENTS_COUNTED, Unit::Count, BY_FUNCTION),
+    (COMMENTS_REMOVED, Unit::Count, BY_FUNCTION),
+    (COMMENTS_SWEPT, Unit::Count, BY_FUNCTION),
+    (UPKEEP_BATCHES_FAILED, Unit::Count, BY_FUNCTION),
+    (UPKEEP_LAG, Unit::Milliseconds, BY_FUNCTION),
 ];
 
 const BY_FUNCTION: &[&[&str]] = &[&[FUNCTION]];
 const BY_ROUTE: &[&[&str]] = &[&[FUNCTION, ROUTE]];
 const BY_ROUTE_AND_FUNCTION: &[&[&str]] = &[&[FUNCTION, ROUTE], &[FUNCTION]];
+const BY_KIND_AND_FUNCTION: &[&[&str]] = &[&[FUNCTION, KIND], &[FUNCTION]];
 
 pub const FUNCTION: &str = "Function";
 pub const ROUTE: &str = "Route";
+/// What a cache lookup was of: `user`, `post`, `feed`, `comments` ([`crate::cache::Kind`]).
+pub const KIND: &str = "Kind";
 
 pub const REQUESTS: &str = "Requests";
 /// Answers with a 2xx status.
@@ -126,6 +134,15 @@ pub const SYNC_RECORDS_STALE: &str = "SyncRecordsStale";
 pub const SYNC_RECORDS_FAILED: &str = "SyncRecordsFailed";
 pub const SYNC_BATCHES_FAILED: &str = "SyncBatchesFailed";
 pub const SYNC_LAG: &str = "SyncLag";
+/// upkeep: comments counted into their post's `commentCount`.
+pub const COMMENTS_COUNTED: &str = "CommentsCounted";
+/// upkeep: deleted comments taken out of their count and the table.
+pub const COMMENTS_REMOVED: &str = "CommentsRemoved";
+/// upkeep: comments of deleted posts removed.
+pub const COMMENTS_SWEPT: &str = "CommentsSwept";
+pub const UPKEEP_BATCHES_FAILED: &str = "UpkeepBatchesFailed";
+/// upkeep: how long a change took to be applied (the count's lag behind a comment).
+pub const UPKEEP_LAG: &str = "UpkeepLag";
 
 type Collector = metrics_cloudwatch_embedded::Collector;
 
@@ -247,8 +264,9 @@ pub fn dynamodb_call(elapsed: Duration) {
     }
 }
 
-/// What the cache answered for the request's user.
-pub fn cache_lookup(outcome: CacheOutcome) {
+/// What the cache answered for one lookup of `kind` (the request's user, a post, a page): by
+/// kind, and by function alone for the alarms. Hits and negatives are DynamoDB reads avoided.
+pub fn cache_lookup(kind: crate::cache::Kind, outcome: CacheOutcome) {
     let Some(function) = current_function() else {
         return;
     };
@@ -258,6 +276,7 @@ pub fn cache_lookup(outcome: CacheOutcome) {
         CacheOutcome::Negative => CACHE_NEGATIVES,
         CacheOutcome::Error => CACHE_ERRORS,
     };
+    metrics::counter!(name, FUNCTION => function, KIND => kind.as_str()).increment(1);
     metrics::counter!(name, FUNCTION => function).increment(1);
     if matches!(outcome, CacheOutcome::Hit | CacheOutcome::Negative) {
         metrics::counter!(DYNAMODB_READS_AVOIDED, FUNCTION => function).increment(1);
@@ -318,6 +337,26 @@ pub fn sync_batch(applied: usize, stale: usize, failed: usize, lag: Option<Durat
 pub fn sync_batch_failed() {
     if let Some(function) = current_function() {
         metrics::counter!(SYNC_BATCHES_FAILED, FUNCTION => function).increment(1);
+    }
+}
+
+/// What a batch of the upkeep did.
+pub fn upkeep_batch(counted: usize, removed: usize, swept: usize, lag: Option<Duration>) {
+    let Some(function) = current_function() else {
+        return;
+    };
+    metrics::counter!(COMMENTS_COUNTED, FUNCTION => function).increment(counted as u64);
+    metrics::counter!(COMMENTS_REMOVED, FUNCTION => function).increment(removed as u64);
+    metrics::counter!(COMMENTS_SWEPT, FUNCTION => function).increment(swept as u64);
+    if let Some(lag) = lag {
+        metrics::histogram!(UPKEEP_LAG, FUNCTION => function).record(millis(lag));
+    }
+}
+
+/// An upkeep batch that failed as a whole (Lambda retries it).
+pub fn upkeep_batch_failed() {
+    if let Some(function) = current_function() {
+        metrics::counter!(UPKEEP_BATCHES_FAILED, FUNCTION => function).increment(1);
     }
 }
 

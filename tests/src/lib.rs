@@ -56,6 +56,8 @@ pub struct TestEnv {
     pub app: App,
     pub redis: TestRedis,
     pub dynamo: Dynamo,
+    /// Where [`TestEnv::settle`] got to in the table's stream (none yet: from its start).
+    pub upkeep_position: std::sync::Mutex<Option<stream_poller::Poller>>,
 }
 
 impl TestEnv {
@@ -149,8 +151,17 @@ impl TestEnv {
         self.send(ApiRequest::me().bearer(token)).await
     }
 
-    /// The `commentCount` of post `post_id`, as `token`'s user reads it (`GET /posts/{postId}`).
+    /// Lets the table's upkeep catch up: every record of the table's stream so far (and those
+    /// its own writes make) applied through `upkeep`, as its event source mapping would within
+    /// the second `API.md` allows. Deterministic, for tests that read counts.
+    pub async fn settle(&self) {
+        sync::settle(&self.config_for(&self.redis.url()), &self.upkeep_position).await;
+    }
+
+    /// The `commentCount` of post `post_id`, as `token`'s user reads it (`GET /posts/{postId}`),
+    /// once the upkeep has caught up ([`TestEnv::settle`]).
     pub async fn comment_count(&self, token: &str, post_id: &str) -> u64 {
+        self.settle().await;
         let res = self
             .send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(token))
             .await;
@@ -370,7 +381,15 @@ impl<'a> WorldBuilder<'a> {
         }
         let client = aws_sdk_dynamodb::Client::from_conf(client.build());
         let app = App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds");
-        (TestEnv { app, redis, dynamo }, proxy)
+        (
+            TestEnv {
+                app,
+                redis,
+                dynamo,
+                upkeep_position: std::sync::Mutex::new(None),
+            },
+            proxy,
+        )
     }
 }
 

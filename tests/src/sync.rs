@@ -1,6 +1,7 @@
-//! The stream sync as it runs in production, in the test process: the table's DynamoDB stream
-//! (dynoxide's), read by the local event source mapping ([`stream_poller::Poller`]), feeding
-//! the real `cache-sync` handler with its own Redis connection and DynamoDB client.
+//! The stream's consumers as they run in production, in the test process: the table's DynamoDB
+//! stream (dynoxide's), read by the local event source mapping ([`stream_poller::Poller`]),
+//! one mapping per consumer, feeding the real `cache-sync` and `upkeep` handlers, each with its
+//! own Redis connection and DynamoDB client.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -38,8 +39,40 @@ impl InProcess {
             config.table.table_name.clone(),
         );
         InProcess {
-            sync: CacheSync { cache, store },
+            sync: CacheSync::new(cache, store),
         }
+    }
+}
+
+/// `upkeep`'s handler called in this process, as the Lambda runtime would call it.
+pub struct UpkeepInProcess {
+    pub upkeep: upkeep_fn::Upkeep,
+}
+
+impl UpkeepInProcess {
+    pub fn with_config(config: &Config) -> Self {
+        let endpoint = config
+            .table
+            .dynamodb_endpoint
+            .as_deref()
+            .expect("a test table endpoint");
+        let cache = RedisCache::new(&config.cache, None).expect("upkeep's cache builds");
+        let store = Store::new(
+            crate::dynamo::client_for(endpoint, None),
+            config.table.table_name.clone(),
+        );
+        let posts = shared::cache::Posts::new(store.clone(), cache);
+        UpkeepInProcess {
+            upkeep: upkeep_fn::Upkeep { store, posts },
+        }
+    }
+}
+
+impl Invoke for UpkeepInProcess {
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        upkeep_fn::handle(&self.upkeep, LambdaEvent::new(event, Context::default()))
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -72,34 +105,77 @@ pub async fn poller(dynamo_endpoint: &str) -> Poller {
     .expect("the table has a stream")
 }
 
-/// The stream sync running in the background until dropped.
+/// The stream's consumers running in the background until dropped: `cache-sync`, and (unless
+/// left out) `upkeep`, each behind its own mapping, as two event source mappings on one stream.
 pub struct StreamSync {
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl StreamSync {
     /// Starts reading the stream of the table `config` names from its start, bringing the
-    /// Redis it names to the table's state through `cache-sync`. The whole configuration, not
-    /// a URL: a sync that took a cluster node for a standalone server would fail every write
-    /// on the other nodes' slots (`MOVED`). [`crate::TestEnv::stream_sync`] is the usual way.
+    /// Redis it names to the table's state through `cache-sync`, and keeping the table's
+    /// counts and sweeps through `upkeep`. The whole configuration, not a URL: a sync that took
+    /// a cluster node for a standalone server would fail every write on the other nodes' slots
+    /// (`MOVED`). [`crate::TestEnv::stream_sync`] is the usual way.
     pub async fn start(config: &Config) -> Self {
         let endpoint = config
             .table
             .dynamodb_endpoint
             .as_deref()
             .expect("a test table endpoint");
-        let poller = poller(endpoint).await;
-        let function = InProcess::with_config(config);
+        let sync = tokio::spawn(poller(endpoint).await.run(InProcess::with_config(config)));
+        let upkeep = tokio::spawn(
+            poller(endpoint)
+                .await
+                .run(UpkeepInProcess::with_config(config)),
+        );
         StreamSync {
-            task: tokio::spawn(poller.run(function)),
+            tasks: vec![sync, upkeep],
         }
+    }
+
+    /// `cache-sync` alone: for tests of the sync that must see no other consumer's writes.
+    pub async fn cache_sync_only(config: &Config) -> Self {
+        let endpoint = config
+            .table
+            .dynamodb_endpoint
+            .as_deref()
+            .expect("a test table endpoint");
+        let sync = tokio::spawn(poller(endpoint).await.run(InProcess::with_config(config)));
+        StreamSync { tasks: vec![sync] }
     }
 }
 
 impl Drop for StreamSync {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
+}
+
+/// Applies every record the table's stream holds from `position` on through `upkeep`, once,
+/// and returns where it stopped: what a test calls to let the counts settle, deterministically,
+/// before it reads them.
+pub async fn settle(config: &Config, position: &Mutex<Option<Poller>>) {
+    let endpoint = config
+        .table
+        .dynamodb_endpoint
+        .as_deref()
+        .expect("a test table endpoint");
+    let taken = position.lock().expect("lock").take();
+    let mut poller = match taken {
+        Some(poller) => poller,
+        None => poller(endpoint).await,
+    };
+    let upkeep = UpkeepInProcess::with_config(config);
+    // Until the stream is quiet: the upkeep's own writes (a count, a sweep's progress) are
+    // records too, and are drained with the rest.
+    poller
+        .drain(&upkeep, Duration::from_millis(30), Duration::from_secs(60))
+        .await
+        .expect("the stream drained through upkeep");
+    *position.lock().expect("lock") = Some(poller);
 }
 
 /// A function that records what it is given and answers "all done".

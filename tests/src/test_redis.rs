@@ -22,9 +22,71 @@ use crate::redis_cluster::RedisCluster;
 use crate::redis_proxy::{RedisProxy, WriteFault};
 use crate::redis_server::{RedisNode, RedisServer};
 
-/// The cache key of `email`'s entry, as the functions write it ([`shared::cache::entry::key`]).
+/// The cache key of `email`'s entry, as the functions write it ([`shared::cache::kinds`]).
 pub fn cache_key(email: &str) -> String {
-    shared::cache::entry::key(&shared::domain::Email::parse(email).expect("a valid email"))
+    shared::cache::kinds::user_key(&shared::domain::Email::parse(email).expect("a valid email"))
+}
+
+/// A user entry as the tests look at it: `{"id", "rev", "kind": "user"|"absent", "user"}`, a
+/// view of the cache's format (`shared::cache::entry`) that tests can read and edit. `None`
+/// for bytes that are not a user entry of `email`.
+pub fn user_entry_view(raw: &[u8], email: &str) -> Option<Value> {
+    let entry = shared::cache::entry::parse(raw)?;
+    let record = entry.item(email)?;
+    let rev = record
+        .version
+        .rsplit('.')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut view = serde_json::json!({
+        "id": record.id,
+        "rev": rev,
+        "kind": if record.live { "user" } else { "absent" },
+    });
+    if record.live {
+        view["user"] = serde_json::from_str(record.body).ok()?;
+    }
+    Some(view)
+}
+
+/// The cache's bytes for a user entry given as [`user_entry_view`] shows it: what a test
+/// writes to make an entry up.
+pub fn user_entry_bytes(view: &Value, email: &str) -> Vec<u8> {
+    use shared::cache::entry::{Record, Revision};
+    // A made-up entry may name its version only in its user, as the read path needs nothing
+    // else of it.
+    let id = view["id"]
+        .as_str()
+        .or_else(|| view["user"]["id"].as_str())
+        .unwrap_or_default();
+    let rev = view["rev"]
+        .as_u64()
+        .or_else(|| view["user"]["revision"].as_u64())
+        .unwrap_or_default();
+    let version = shared::domain::Version {
+        id: id.to_owned(),
+        revision: rev,
+    };
+    let record = match view["kind"].as_str() {
+        Some("user") => Record::live(
+            id,
+            Revision::of_user(&version),
+            "",
+            view["user"].to_string(),
+        ),
+        _ => Record::gone(id, Revision::of_user(&version)),
+    };
+    let line = record.line();
+    // The stored form: the header, then the record with its `at` after its state.
+    let mut fields = line.splitn(4, '\t');
+    let (rid, ver, state, rest) = (
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+    );
+    format!("c3\titem\t{email}\t-\t0\t-\n{rid}\t{ver}\t{state}\t0\t{rest}").into_bytes()
 }
 
 /// The mode the test worlds run in: `TEST_REDIS_MODE` (`standalone` or `cluster`).
@@ -115,23 +177,29 @@ impl TestRedis {
         conn.get(cache_key(email)).await.expect("GET")
     }
 
-    /// `email`'s cache entry as JSON, if there is one; panics on one that is not JSON.
+    /// `email`'s cache entry as [`user_entry_view`] shows it, if there is one; panics on one
+    /// that is not in the cache's format.
     pub async fn entry(&self, email: &str) -> Option<Value> {
         let raw = self.entry_bytes(email).await?;
-        let entry = serde_json::from_slice(&raw);
-        Some(entry.unwrap_or_else(|e| {
-            panic!("entry is not JSON ({e}): {}", String::from_utf8_lossy(&raw))
+        Some(user_entry_view(&raw, email).unwrap_or_else(|| {
+            panic!(
+                "entry is not a user entry of {email}: {}",
+                String::from_utf8_lossy(&raw)
+            )
         }))
     }
 
     /// Writes `value` as `email`'s entry with a plain `SET` (no TTL, no version check): an
-    /// entry the test makes up.
+    /// entry the test makes up. A JSON view ([`user_entry_view`]) is written in the cache's
+    /// format; anything else as it is (a corrupt entry).
     pub async fn set_entry(&self, email: &str, value: impl AsRef<[u8]>) {
+        let raw = value.as_ref();
+        let bytes = match serde_json::from_slice::<Value>(raw) {
+            Ok(view) if view.get("kind").is_some() => user_entry_bytes(&view, email),
+            _ => raw.to_vec(),
+        };
         let mut conn = self.connection().await.expect("redis connection");
-        let () = conn
-            .set(cache_key(email), value.as_ref())
-            .await
-            .expect("SET");
+        let () = conn.set(cache_key(email), bytes).await.expect("SET");
     }
 
     /// Deletes `email`'s entry, as if it had expired.

@@ -1,12 +1,13 @@
-//! The `cache-sync` function: DynamoDB's stream of the table, applied to the user cache.
+//! The `cache-sync` function: DynamoDB's stream of the table, applied to the cache.
 //!
 //! A change whose own cache write never landed (Redis down, refusing writes, failing over)
-//! is not lost: every write of a user item is a record in the table's stream, and this
-//! function brings each changed user's entry to DynamoDB's state through the same
-//! compare-and-set as every other cache write ([`RedisCache::put`]).
+//! is not lost: every write of an item is a record in the table's stream, and this function
+//! brings each changed item's entries to DynamoDB's state through the same compare-and-set as
+//! every other cache write: a user's entry; a post's entry (and, for a new or deleted post, its
+//! place in the feed's first page); a comment's place in its post's first comments.
 //!
-//! The stream says *who* changed; DynamoDB says what they are *now*. For each user a batch
-//! names, the function reads the item (strongly consistent) and writes that, not the record's
+//! The stream says *what* changed; DynamoDB says what it is *now*. For each item a batch
+//! names, the function reads it (strongly consistent) and writes that, not the record's
 //! image. A record is a state from the past: retried or replayed after the cache lost its data
 //! (a restart, a failover), images would put old states back, one after another, until the
 //! newest record came round again; the current item never is older than the cache should
@@ -20,18 +21,21 @@
 //! - when Redis cannot take writes, or the table cannot be read, the whole batch fails, so
 //!   Lambda retries it (and, once the retries or the record age are spent, sends it to the
 //!   failure queue);
-//! - records of other items (posts, comments) are skipped on their keys, without decoding.
+//! - records of other items (idempotency records, a sweep's progress) are skipped on their
+//!   keys, without decoding; so are the comments of a post that is gone (no read serves them).
 
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use shared::cache::{Entry, RedisCache, WriteOutcome};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use shared::cache::entry::{Record, Revision};
+use shared::cache::posts::comment_json;
+use shared::cache::{Entry, Posts, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
+use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key};
 use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
-use shared::telemetry::LogFormat;
 use tracing::Instrument;
 
 /// Why a batch failed as a whole (so Lambda retries it).
@@ -63,6 +67,8 @@ impl From<BatchFailed> for Diagnostic {
 pub struct BatchReport {
     /// Users the batch named (each read and written once, however many records it had).
     pub users: usize,
+    /// Posts and comments the batch named (each read once).
+    pub items: usize,
     /// Entries written.
     pub written: usize,
     /// Entries the cache already held newer (a change landed between the read and the write).
@@ -77,6 +83,55 @@ pub struct BatchReport {
 pub struct CacheSync {
     pub cache: RedisCache,
     pub store: Store,
+    /// The posts' and comments' entries, over the same cache and store.
+    pub posts: Posts,
+}
+
+impl CacheSync {
+    pub fn new(cache: RedisCache, store: Store) -> Self {
+        let posts = Posts::new(store.clone(), cache.clone());
+        CacheSync {
+            cache,
+            store,
+            posts,
+        }
+    }
+}
+
+/// What a record of a post or a comment names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Named {
+    /// A post; `new` when the record is its creation (its place in the feed).
+    Post {
+        id: String,
+        new: bool,
+    },
+    Comment {
+        post_id: String,
+        id: String,
+    },
+}
+
+/// The post or comment a record's keys name, if any.
+fn named(record: &EventRecord) -> Option<Named> {
+    let text = |name: &str| match record.change.keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
+        _ => None,
+    };
+    let (pk, sk) = (text("pk")?, text("sk")?);
+    if let Some((post_id, id, _)) = comment_of_key(pk, sk) {
+        return Some(Named::Comment {
+            post_id: post_id.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+    if is_sweep_key(sk) {
+        return None;
+    }
+    post_of_key(pk, sk).map(|id| Named::Post {
+        id: id.to_owned(),
+        new: record.event_name == "INSERT",
+    })
 }
 
 impl CacheSync {
@@ -91,9 +146,23 @@ impl CacheSync {
         // Each user the batch names, in order, with the newest "deleted since" version its
         // records show.
         let mut changed: Vec<(Email, Version)> = Vec::new();
+        let mut items: Vec<Named> = Vec::new();
         for record in records {
             if !is_user_key(&record.change.keys) {
-                report.ignored += 1;
+                match named(&record) {
+                    Some(Named::Post { id, new }) => {
+                        match items
+                            .iter_mut()
+                            .find(|n| matches!(n, Named::Post { id: i, .. } if *i == id))
+                        {
+                            Some(Named::Post { new: seen, .. }) => *seen |= new,
+                            _ => items.push(Named::Post { id, new }),
+                        }
+                    }
+                    Some(comment) if !items.contains(&comment) => items.push(comment),
+                    Some(_) => {}
+                    None => report.ignored += 1,
+                }
                 continue;
             }
             let sequence_number = record.change.sequence_number.clone();
@@ -120,13 +189,93 @@ impl CacheSync {
                 Some(user) => Entry::User(user),
                 None => Entry::Absent(deleted),
             };
-            match self.cache.put(&email, &entry).await {
-                WriteOutcome::Written => report.written += 1,
-                WriteOutcome::Stale => report.stale += 1,
-                WriteOutcome::Failed => return Err(BatchFailed::Cache),
-            }
+            report.count(self.cache.put(&email, &entry).await)?;
+        }
+        report.items = items.len();
+        for outcome in self.apply_items(&items).await? {
+            report.count(outcome)?;
         }
         Ok((response, report))
+    }
+
+    /// Brings the entries of the posts and comments `items` names to the table's state: each
+    /// read once (strongly consistent, all at once), then written, a post's comments in one
+    /// write of their post's first comments.
+    async fn apply_items(&self, items: &[Named]) -> Result<Vec<WriteOutcome>, BatchFailed> {
+        let posts = items.iter().filter_map(|n| match n {
+            Named::Post { id, new } => Some((id.as_str(), *new)),
+            Named::Comment { .. } => None,
+        });
+        let mut outcomes = Vec::new();
+        let reads = posts.map(|(id, new)| async move {
+            let post = self.store.get_post(id).await?;
+            Ok::<_, StoreError>((id, new, post))
+        });
+        for (id, new, post) in futures_util::future::try_join_all(reads)
+            .await
+            .map_err(BatchFailed::Table)?
+        {
+            match post {
+                Some(post) => {
+                    outcomes.push(self.posts.publish_post_state(id, Some(&post)).await);
+                    if new {
+                        outcomes.push(self.posts.publish_feed(id, true).await);
+                    }
+                }
+                None => outcomes.push(self.posts.publish_post_gone(id).await),
+            }
+        }
+        let mut by_post: Vec<(&str, Vec<&str>)> = Vec::new();
+        for named in items {
+            if let Named::Comment { post_id, id } = named {
+                match by_post.iter_mut().find(|(p, _)| p == post_id) {
+                    Some((_, ids)) => ids.push(id),
+                    None => by_post.push((post_id, vec![id])),
+                }
+            }
+        }
+        let reads = by_post.iter().map(|(post_id, ids)| async move {
+            // A gone post's comments are never served (every read checks the post first), and
+            // its sweep removes thousands of them: no need to write each one gone.
+            if self.store.get_post(post_id).await?.is_none() {
+                return Ok(None);
+            }
+            let mut records = Vec::with_capacity(ids.len());
+            for id in ids {
+                records.push(match self.store.get_comment(post_id, id).await? {
+                    Some(comment) => Record::live(
+                        *id,
+                        Revision::at(comment.rev),
+                        "",
+                        comment_json(&comment.item)
+                            .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    ),
+                    None => Record::gone(*id, Revision::gone()),
+                });
+            }
+            Ok::<_, StoreError>(Some((*post_id, records)))
+        });
+        for (post_id, records) in futures_util::future::try_join_all(reads)
+            .await
+            .map_err(BatchFailed::Table)?
+            .into_iter()
+            .flatten()
+        {
+            outcomes.push(self.posts.put_comments(post_id, &records).await);
+        }
+        Ok(outcomes)
+    }
+}
+
+impl BatchReport {
+    /// Counts one write; a write Redis could not take fails the batch.
+    fn count(&mut self, outcome: WriteOutcome) -> Result<(), BatchFailed> {
+        match outcome {
+            WriteOutcome::Written => self.written += 1,
+            WriteOutcome::Stale => self.stale += 1,
+            WriteOutcome::Failed => return Err(BatchFailed::Cache),
+        }
+        Ok(())
     }
 }
 
@@ -195,6 +344,7 @@ async fn apply_batch(
     tracing::info!(
         records = count,
         users = report.users,
+        items = report.items,
         written = report.written,
         stale = report.stale,
         ignored = report.ignored,
@@ -212,35 +362,28 @@ fn unix_millis() -> i64 {
         .unwrap_or_default()
 }
 
-/// How long the init may spend opening connections before the first batch.
-const PREWARM_BOUND: Duration = Duration::from_millis(100);
+impl shared::app::Prewarm for CacheSync {
+    async fn prewarm(&self, bound: Duration) {
+        tokio::join!(self.cache.prewarm(bound), self.store.prewarm(bound));
+    }
+}
 
-/// The function's whole life: logs, the cache connection and the table client, then one
-/// [`handle`] per batch: one at a time on demand, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on
-/// Lambda Managed Instances. Concurrent batches may name the same user: each writes what
-/// DynamoDB holds at its read, through the compare-and-set, so the newest read wins.
-pub async fn run() -> Result<(), lambda_runtime::Error> {
-    shared::metrics::init();
-    let lookup = |name: &str| std::env::var(name).ok();
-    let log_format = shared::config::log_format(lookup);
-    shared::telemetry::init(*log_format.as_ref().unwrap_or(&LogFormat::Json));
-    let sync = async {
-        log_format?;
+impl CacheSync {
+    /// The services as the environment configures them: the table's name and the cache's
+    /// variables, nothing else (no JWT key).
+    pub async fn from_env() -> Result<Self, shared::app::InitError> {
         let table = TableConfig::from_env()?;
         let cache = shared::app::cache_from_config(&CacheConfig::from_env()?).await?;
-        let store = Store::new(client_from_config(&table).await, table.table_name);
-        Ok::<_, shared::app::InitError>(CacheSync { cache, store })
+        let store = Store::new(client_from_config(&table).await, table.table_name.clone())
+            .with_legacy_layout(table.legacy_layout);
+        Ok(CacheSync::new(cache, store))
     }
-    .await
-    .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
-    tokio::join!(
-        sync.cache.prewarm(PREWARM_BOUND),
-        sync.store.prewarm(PREWARM_BOUND)
-    );
-    shared::metrics::init_done();
-    let sync: &'static CacheSync = Box::leak(Box::new(sync));
-    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Event>| {
-        handle(sync, event)
-    }))
-    .await
+}
+
+/// The function's whole life (`shared::app::run_events`): one [`handle`] per batch, one at a
+/// time on demand, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed Instances.
+/// Concurrent batches may name the same item: each writes what DynamoDB holds at its read,
+/// through the compare-and-set, so the newest read wins.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    shared::app::run_events(CacheSync::from_env(), handle).await
 }

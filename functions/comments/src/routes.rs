@@ -1,26 +1,24 @@
 //! One handler per route: parse and validate, call the domain, map the result.
+//!
+//! Every comment read checks its post first (from the cache): a comment of a deleted post is
+//! not found, from the delete's answer on, while its sweep runs in the background.
+
+use std::time::Instant;
 
 use lambda_http::{Body, Request, Response};
-use serde::Serialize;
+use shared::cache::posts::comment_json;
 use shared::cursor::CursorScope;
-use shared::domain::{is_valid_id, new_id, now_rfc3339, Comment, CommentText};
+use shared::domain::{new_id, now_rfc3339, Comment, CommentText};
 use shared::http::request::cursor_param;
-use shared::http::{idempotent, json, limit_param, no_content, JsonObject};
+use shared::http::{
+    idempotent, json, limit_param, no_content, page, path_id, raw_json, JsonObject,
+};
 use shared::{App, AppError};
-
-/// Ids from the path; ones that cannot be ours are simply not found.
-fn checked<'a>(raw: &'a str, what: &'static str) -> Result<&'a str, AppError> {
-    if is_valid_id(raw) {
-        Ok(raw)
-    } else {
-        Err(AppError::NotFound(what))
-    }
-}
 
 /// With an `Idempotency-Key`, at most one comment per key (see [`idempotent`]).
 pub async fn create(app: &App, req: &Request, post_id: &str) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    let post_id = checked(post_id, "post")?;
+    let post_id = path_id(post_id, "post")?;
     idempotent(
         &app.store,
         req,
@@ -40,46 +38,67 @@ pub async fn create(app: &App, req: &Request, post_id: &str) -> Result<Response<
                 created_at: now.clone(),
                 updated_at: now,
             };
-            app.store.add_comment(&comment).await?;
-            Ok(json(201, &comment))
+            let stored = app.posts.add_comment(&comment).await?;
+            Ok(json(201, &stored.item))
         },
     )
     .await
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CommentPage {
-    items: Vec<Comment>,
-    next_cursor: Option<String>,
-}
-
+/// The first page from the cache (sent with the user's and the post's lookups); a page after a
+/// cursor from the table. A bad token is `401` before a bad parameter is `400`.
 pub async fn list(app: &App, req: &Request, post_id: &str) -> Result<Response<Body>, AppError> {
-    app.auth.authenticate(req.headers()).await?;
-    let post_id = checked(post_id, "post")?;
-    let limit = limit_param(req)?;
+    let post_id = path_id(post_id, "post");
+    let limit = limit_param(req);
+    let started = Instant::now();
+    let found = match (post_id, limit, cursor_param(req)) {
+        (Ok(post_id), Ok(limit), None) => {
+            let (user, post, comments) = tokio::join!(
+                app.auth.authenticate(req.headers()),
+                app.posts.lookup(post_id),
+                app.posts.comments_lookup(post_id)
+            );
+            user?;
+            if app.posts.resolve(post_id, post, started).await?.is_none() {
+                return Err(AppError::NotFound("post"));
+            }
+            let found = app
+                .posts
+                .comments_page(post_id, limit, comments, started)
+                .await?;
+            (post_id, found)
+        }
+        (post_id, limit, cursor) => {
+            app.auth.authenticate(req.headers()).await?;
+            let post_id = post_id?;
+            let limit = limit?;
+            let scope = CursorScope::Comments { post_id };
+            let after = cursor.map(|c| app.cursors.decode(scope, &c)).transpose()?;
+            let listed = async {
+                match &after {
+                    None => {
+                        let looked = app.posts.comments_lookup(post_id).await;
+                        app.posts
+                            .comments_page(post_id, limit, looked, started)
+                            .await
+                    }
+                    Some(after) => app.posts.comments_after(post_id, limit, after).await,
+                }
+            };
+            let (post, found) = tokio::join!(app.posts.get(post_id), listed);
+            if post?.is_none() {
+                return Err(AppError::NotFound("post"));
+            }
+            (post_id, found?)
+        }
+    };
+    let (post_id, found) = found;
     let scope = CursorScope::Comments { post_id };
-    let after = cursor_param(req)
-        .map(|c| app.cursors.decode(scope, &c))
-        .transpose()?;
-    let (post, page) = tokio::try_join!(
-        app.store.get_post(post_id),
-        app.store.list_comments(post_id, limit, after.as_deref())
-    )?;
-    if post.is_none() {
-        return Err(AppError::NotFound("post"));
-    }
-    let next_cursor = page
+    let next_cursor = found
         .last_id
         .map(|id| app.cursors.encode(scope, &id))
         .transpose()?;
-    Ok(json(
-        200,
-        &CommentPage {
-            items: page.items,
-            next_cursor,
-        },
-    ))
+    Ok(page(&found.items, next_cursor.as_deref()))
 }
 
 /// A comment whose post is gone is gone too (its post's delete is sweeping it).
@@ -90,13 +109,10 @@ pub async fn get(
     id: &str,
 ) -> Result<Response<Body>, AppError> {
     app.auth.authenticate(req.headers()).await?;
-    let (post_id, id) = (checked(post_id, "comment")?, checked(id, "comment")?);
-    let (comment, post) = tokio::try_join!(
-        app.store.get_comment(post_id, id),
-        app.store.get_post(post_id)
-    )?;
-    match (comment, post) {
-        (Some(comment), Some(_)) => Ok(json(200, &comment)),
+    let (post_id, id) = (path_id(post_id, "comment")?, path_id(id, "comment")?);
+    let (comment, post) = tokio::join!(app.store.get_comment(post_id, id), app.posts.get(post_id));
+    match (comment?, post?) {
+        (Some(comment), Some(_)) => Ok(raw_json(200, comment_json(&comment.item)?)),
         _ => Err(AppError::NotFound("comment")),
     }
 }
@@ -110,20 +126,20 @@ pub async fn update(
     id: &str,
 ) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    let (post_id, id) = (checked(post_id, "comment")?, checked(id, "comment")?);
+    let (post_id, id) = (path_id(post_id, "comment")?, path_id(id, "comment")?);
     let body = JsonObject::from_request(req)?;
     let text = CommentText::parse(body.required_str("text")?)?;
     let edit = app
-        .store
+        .posts
         .update_comment(post_id, id, &user.id, text.into_inner(), now_rfc3339());
-    let (comment, post) = tokio::try_join!(edit, app.store.get_post(post_id))?;
-    if post.is_none() {
+    let (comment, post) = tokio::join!(edit, app.posts.get(post_id));
+    if post?.is_none() {
         return Err(AppError::NotFound("comment"));
     }
-    Ok(json(200, &comment))
+    Ok(json(200, &comment?.item))
 }
 
-/// The comment's author or the post's author may delete it (decided in the store's write).
+/// The comment's author or the post's author may delete it.
 pub async fn delete(
     app: &App,
     req: &Request,
@@ -131,7 +147,9 @@ pub async fn delete(
     id: &str,
 ) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    let (post_id, id) = (checked(post_id, "comment")?, checked(id, "comment")?);
-    app.store.remove_comment(post_id, id, &user.id).await?;
+    let (post_id, id) = (path_id(post_id, "comment")?, path_id(id, "comment")?);
+    app.posts
+        .remove_comment(post_id, id, &user.id, now_rfc3339())
+        .await?;
     Ok(no_content())
 }

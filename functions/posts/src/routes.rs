@@ -1,24 +1,20 @@
 //! One handler per route: parse and validate, call the domain, map the result.
+//!
+//! Reads that the cache may answer send the user's lookup and theirs together, so a warm
+//! request waits on Redis once.
+
+use std::time::Instant;
 
 use lambda_http::{Body, Request, Response};
-use serde::Serialize;
+use shared::cache::posts::PostBody;
 use shared::cursor::CursorScope;
-use shared::domain::{is_valid_id, new_id, now_rfc3339, Caption, ImageUrl, Post, PostPatch};
+use shared::domain::{new_id, now_rfc3339, Caption, ImageUrl, Post, PostPatch};
 use shared::http::request::cursor_param;
 use shared::http::{
     created, idempotent, if_match, if_none_match, json, limit_param, no_content, not_modified,
-    with_etag, IfMatch, JsonObject,
+    page as page_of, path_id, raw_json, with_etag, IfMatch, JsonObject,
 };
 use shared::{App, AppError};
-
-/// A post id from the path; one that cannot be ours is simply not found.
-fn post_id(raw: &str) -> Result<&str, AppError> {
-    if is_valid_id(raw) {
-        Ok(raw)
-    } else {
-        Err(AppError::NotFound("post"))
-    }
-}
 
 /// With an `Idempotency-Key`, at most one post per key (see [`idempotent`]).
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
@@ -39,59 +35,70 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, AppError
             image_url,
             now_rfc3339(),
         );
-        app.store.create_post(&post).await?;
+        let stored = app.posts.create(&post).await?;
         Ok(with_etag(
-            created(&post, &format!("/posts/{}", post.id)),
-            post.version,
+            created(&stored.item, &format!("/posts/{}", post.id)),
+            stored.item.version,
         ))
     })
     .await
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PostPage {
-    items: Vec<Post>,
-    next_cursor: Option<String>,
-}
-
+/// The first page from the cache (sent with the user's lookup); a page after a cursor from the
+/// table. A bad token is `401` before a bad parameter is `400`.
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
-    app.auth.authenticate(req.headers()).await?;
-    let limit = limit_param(req)?;
+    let limit = limit_param(req);
     let after = cursor_param(req)
         .map(|c| app.cursors.decode(CursorScope::Feed, &c))
-        .transpose()?;
-    let page = app.store.list_posts(limit, after.as_deref()).await?;
+        .transpose();
+    let page = match (limit, after) {
+        (Ok(limit), Ok(None)) => {
+            let (user, page) = tokio::join!(
+                app.auth.authenticate(req.headers()),
+                app.posts.feed_page(limit)
+            );
+            user?;
+            page?
+        }
+        (limit, after) => {
+            app.auth.authenticate(req.headers()).await?;
+            match after? {
+                None => app.posts.feed_page(limit?).await?,
+                Some(after) => app.posts.feed_after(limit?, &after).await?,
+            }
+        }
+    };
     let next_cursor = page
         .last_id
         .map(|id| app.cursors.encode(CursorScope::Feed, &id))
         .transpose()?;
-    Ok(json(
-        200,
-        &PostPage {
-            items: page.items,
-            next_cursor,
-        },
-    ))
+    Ok(page_of(&page.items, next_cursor.as_deref()))
 }
 
 /// With `If-None-Match` naming the post's current version (or `*`), `304` and no body.
 pub async fn get(app: &App, req: &Request, id: &str) -> Result<Response<Body>, AppError> {
-    app.auth.authenticate(req.headers()).await?;
+    let id = path_id(id, "post")?;
+    let started = Instant::now();
+    let (user, looked) = tokio::join!(app.auth.authenticate(req.headers()), app.posts.lookup(id));
+    user?;
     let post = app
-        .store
-        .get_post(post_id(id)?)
+        .posts
+        .resolve(id, looked, started)
         .await?
         .ok_or(AppError::NotFound("post"))?;
+    Ok(respond_with(req, post))
+}
+
+fn respond_with(req: &Request, post: PostBody) -> Response<Body> {
     if if_none_match(req.headers()).is_some_and(|tags| tags.matches(post.version)) {
-        return Ok(not_modified(post.version));
+        return not_modified(post.version);
     }
-    Ok(with_etag(json(200, &post), post.version))
+    with_etag(raw_json(200, post.json), post.version)
 }
 
 pub async fn update(app: &App, req: &Request, id: &str) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    let id = post_id(id)?;
+    let id = path_id(id, "post")?;
     let body = JsonObject::from_request(req)?;
     let caption = body
         .optional_str("caption")?
@@ -105,17 +112,19 @@ pub async fn update(app: &App, req: &Request, id: &str) -> Result<Response<Body>
     let patch = PostPatch::new(caption, image_url)?;
     let expected = IfMatch::expected(if_match(req.headers()));
     let post = app
-        .store
-        .update_post(id, &user.id, patch, expected, now_rfc3339())
+        .posts
+        .update(id, &user.id, patch, expected, now_rfc3339())
         .await?;
-    Ok(with_etag(json(200, &post), post.version))
+    Ok(with_etag(json(200, &post.item), post.item.version))
 }
 
+/// `204` at once, however many comments the post has: they are swept in the background, and
+/// none is served from now on.
 pub async fn delete(app: &App, req: &Request, id: &str) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
     let expected = IfMatch::expected(if_match(req.headers()));
-    app.store
-        .delete_post(post_id(id)?, &user.id, expected)
+    app.posts
+        .delete(path_id(id, "post")?, &user.id, expected)
         .await?;
     Ok(no_content())
 }

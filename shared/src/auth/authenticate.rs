@@ -45,7 +45,7 @@ impl Authenticator {
         };
         let (user, outcome) = self.users.find(email, Some(at_least)).await?;
         span.record("cache", outcome.as_str());
-        crate::metrics::cache_lookup(outcome);
+        crate::metrics::cache_lookup(crate::cache::Kind::User, outcome);
         let user = user.ok_or(AppError::Unauthorized("user is gone"))?;
         if user.id != claims.sub {
             return Err(AppError::Unauthorized(

@@ -1,12 +1,27 @@
--- The one write of the user cache (every write-back, change and stream record goes through it):
--- store ARGV[1] under KEYS[1] with a TTL of ARGV[4] ms, unless the key already holds a NEWER
--- state of the email. States order by (id, revision): ids compare byte by byte (ULIDs order by
--- creation, and an email has one user at a time), then revisions as numbers. An equal state is
--- written again (it is the same state; the TTL starts over). A value the read path could not
--- use either (corrupt, another format, a user of another email) is older than anything.
---   ARGV[1] the entry (JSON)  ARGV[2] its id  ARGV[3] its revision  ARGV[4] TTL in ms
---   ARGV[5] the email the key belongs to
--- Returns 1 when written, 0 when the stored state is newer and was kept.
+-- The one write of the cache: every write-back after a miss, every change written through,
+-- every stream record applied goes through this script. It keeps, of each item an entry holds,
+-- the state with the greater version, so writes may land in any order, late or twice, and the
+-- entry still ends at the newest state of each item. (entry.rs says what an entry holds and why.)
+--
+-- KEYS[1]  the entry
+-- ARGV[1]  shape: 'item' (one item: a user, a post) or 'window' (the first items of a list)
+-- ARGV[2]  subject: what the key is of (an email, a post id, 'feed'); an entry of another
+--          subject, or of another format, or unreadable, is treated as absent
+-- ARGV[3]  TTL in ms
+-- ARGV[4]  window only: '<size>:<asc|desc>'
+-- ARGV[5]  'put' (changes of items), or 'fill:<complete|partial>:<epoch seen>' (a window read
+--          from the table: its first items, whether the list ends there, and the entry's epoch
+--          when the reader looked, 'none' if there was no entry)
+-- ARGV[6…] records, each '<id>\t<version>\t<L|X>\t<tag>\t<body>': L a live item, X one gone
+--          for good; versions compare byte by byte ('' none, '~' gone, else fixed-width)
+-- Returns 1 when the entry changed, 0 when it already held each state or a newer one.
+
+local FORMAT = 'c3'
+-- A change of an item outside a window's coverage, or a tombstone, is kept this long: longer
+-- than any read of the table that began before the change can take to land as a fill.
+local REMEMBER_MS = 60000
+local ONE = '00000000000000000001'
+
 local function compare(a, b)
   if a == b then return 0 end
   local n = math.min(#a, #b)
@@ -19,22 +34,194 @@ local function compare(a, b)
   if #a < #b then return -1 else return 1 end
 end
 
--- Whether a decoded entry is one the read path can use (see entry.rs, decode_entry).
-local function usable(e)
-  if type(e) ~= 'table' or type(e.id) ~= 'string' or type(e.rev) ~= 'number' then return false end
-  if e.kind == 'absent' then return true end
-  return e.kind == 'user' and type(e.user) == 'table' and e.user.email == ARGV[5]
+local function fields(line, count)
+  local out, start = {}, 1
+  for i = 1, count - 1 do
+    local tab = string.find(line, '\t', start, true)
+    if not tab then return nil end
+    out[i] = string.sub(line, start, tab - 1)
+    start = tab + 1
+  end
+  out[count] = string.sub(line, start)
+  return out
 end
 
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, stored = pcall(cjson.decode, current)
-  if ok and usable(stored) then
-    local order = compare(stored.id, ARGV[2])
-    if order > 0 or (order == 0 and stored.rev > tonumber(ARGV[3])) then
-      return 0
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local shape, subject, ttl, op = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+
+-- Reads the stored entry: its header fields and its records, or nil if none usable.
+local function load()
+  local raw = redis.call('GET', KEYS[1])
+  if not raw then return nil end
+  local first = string.find(raw, '\n', 1, true)
+  local header = fields(first and string.sub(raw, 1, first - 1) or raw, 6)
+  if not header or header[1] ~= FORMAT or header[2] ~= shape or header[3] ~= subject then
+    return nil
+  end
+  local entry = { flags = header[4], epoch = tonumber(header[5]) or 0, edge = header[6], records = {} }
+  local pos = first and first + 1 or #raw + 1
+  while pos <= #raw do
+    local stop = string.find(raw, '\n', pos, true) or (#raw + 1)
+    local f = fields(string.sub(raw, pos, stop - 1), 6)
+    if not f then return nil end
+    entry.records[#entry.records + 1] =
+      { id = f[1], ver = f[2], state = f[3], at = tonumber(f[4]) or now, tag = f[5], body = f[6] }
+    pos = stop + 1
+  end
+  return entry
+end
+
+local function incoming()
+  local out = {}
+  for i = 6, #ARGV do
+    local f = fields(ARGV[i], 5)
+    if f then
+      out[#out + 1] = { id = f[1], ver = f[2], state = f[3], at = now, tag = f[4], body = f[5] }
     end
   end
+  return out
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+
+local function store(header, records)
+  local lines = { table.concat(header, '\t') }
+  for _, r in ipairs(records) do
+    lines[#lines + 1] = table.concat({ r.id, r.ver, r.state, tostring(r.at), r.tag, r.body }, '\t')
+  end
+  redis.call('SET', KEYS[1], table.concat(lines, '\n'), 'PX', ttl)
+end
+
+-- One item: the newer of the stored and the incoming state.
+if shape == 'item' then
+  local r = incoming()[1]
+  if not r then return 0 end
+  local entry = load()
+  local stored = entry and entry.records[1]
+  if stored and compare(stored.ver, r.ver) > 0 then return 0 end
+  store({ FORMAT, shape, subject, '-', '0', '-' }, { r })
+  return 1
+end
+
+-- A window: the first `size` items of a list, in order, and what it knows beyond them.
+local size, dir = string.match(ARGV[4], '^(%d+):(%a+)$')
+size = tonumber(size)
+local asc = dir == 'asc'
+local function before(a, b)
+  local c = compare(a, b)
+  if asc then return c < 0 else return c > 0 end
+end
+
+local entry = load()
+local absent = entry == nil
+if absent then
+  entry = { flags = 'placeholder', epoch = 0, edge = '-', records = {} }
+end
+local byid = {}
+for _, r in ipairs(entry.records) do byid[r.id] = r end
+
+-- Whether an item belongs inside what the window covers: everything when the list ends in the
+-- window ('complete'), the items up to its edge when more follow ('partial'), nothing yet
+-- ('placeholder': changes are remembered for a fill to come).
+local function covered(id)
+  if entry.flags == 'complete' then return true end
+  if entry.flags == 'partial' then return not before(entry.edge, id) end
+  return false
+end
+
+local changed = false
+local function add(r)
+  entry.records[#entry.records + 1] = r
+  byid[r.id] = r
+  changed = true
+end
+local function newer(r)
+  local s = byid[r.id]
+  if compare(r.ver, s.ver) > 0 then
+    s.ver, s.state, s.tag, s.body, s.at = r.ver, r.state, r.tag, r.body, now
+    changed = true
+  end
+end
+
+if op == 'put' then
+  for _, r in ipairs(incoming()) do
+    if byid[r.id] then
+      newer(r)
+    elseif covered(r.id) then
+      add(r)
+    else
+      -- Outside the window: a new item (version one) needs no memory, only a new epoch, so a
+      -- fill that read the table before it cannot say the list ends without it; any other
+      -- change is remembered for a while, so such a fill cannot bring back the item's older
+      -- state.
+      entry.epoch = entry.epoch + 1
+      changed = true
+      if not (r.state == 'L' and r.ver == ONE) then add(r) end
+    end
+  end
+else
+  local complete, seen = string.match(op, '^fill:(%a+):(%w+)$')
+  local fill = incoming()
+  for _, r in ipairs(fill) do
+    if byid[r.id] then newer(r) else add(r) end
+  end
+  local last = fill[#fill] and fill[#fill].id or nil
+  -- Whether nothing landed outside the window since the reader looked (the epoch it saw).
+  local same = (absent and seen == 'none') or (not absent and tostring(entry.epoch) == seen)
+  local old_flags, old_edge = entry.flags, entry.edge
+  if same and (complete == 'complete' or entry.flags == 'complete') then
+    entry.flags, entry.edge = 'complete', '-'
+  elseif same and entry.flags == 'partial' and (not last or before(last, entry.edge)) then
+    -- The window already covers further than this fill read.
+  elseif last then
+    -- Trusted only as far as it read: an item created since may lie past it.
+    entry.flags, entry.edge = 'partial', last
+  else
+    entry.flags, entry.edge = 'placeholder', '-'
+  end
+  local function rank(flags) return flags == 'complete' and 2 or (flags == 'partial' and 1 or 0) end
+  if rank(entry.flags) < rank(old_flags)
+    or (entry.flags == 'partial' and old_flags == 'partial' and before(entry.edge, old_edge)) then
+    entry.epoch = entry.epoch + 1
+  end
+  changed = true
+end
+
+if not changed then return 0 end
+
+-- In order; then at most `size` live items inside the window (cutting it shorter if more were
+-- inside), and of the rest only what must be remembered.
+table.sort(entry.records, function(a, b) return before(a.id, b.id) end)
+local inside, cut = 0, nil
+for _, r in ipairs(entry.records) do
+  if r.state == 'L' and covered(r.id) then
+    inside = inside + 1
+    if inside == size then cut = r.id end
+  end
+end
+if inside > size then
+  entry.flags, entry.edge = 'partial', cut
+  entry.epoch = entry.epoch + 1
+end
+local kept, remembered = {}, {}
+for _, r in ipairs(entry.records) do
+  if r.state == 'L' and covered(r.id) then
+    kept[#kept + 1] = r
+  elseif now - r.at < REMEMBER_MS and not (r.state == 'L' and r.ver == ONE) then
+    kept[#kept + 1] = r
+    remembered[#remembered + 1] = r
+  end
+end
+if #remembered > 2 * size then
+  -- Bounded: the window, and the most recent changes remembered beside it.
+  table.sort(remembered, function(a, b) return a.at > b.at end)
+  local keep = {}
+  for i = 1, 2 * size do keep[remembered[i]] = true end
+  local trimmed = {}
+  for _, r in ipairs(kept) do
+    if (r.state == 'L' and covered(r.id)) or keep[r] then trimmed[#trimmed + 1] = r end
+  end
+  kept = trimmed
+end
+store({ FORMAT, shape, subject, entry.flags, tostring(entry.epoch), entry.edge }, kept)
 return 1

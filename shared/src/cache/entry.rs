@@ -1,133 +1,293 @@
-//! What the cache holds for an email, and in what format.
+//! What the cache holds, in what format: one format for every kind of entry, read with one
+//! `GET` and written only by the compare-and-set script (`cas.lua`).
 //!
-//! An entry is one JSON string under `user:v2:<email>`, read with one `GET`:
+//! An entry is lines of text. The first is its header, the others its *records*, one per item
+//! of the table the entry holds (tab-separated; JSON bodies never hold a raw tab or newline):
 //!
-//! - a user: `{"id":"01J…","rev":3,"kind":"user","user":{…}}`
-//! - a deleted user's tombstone: `{"id":"01J…","rev":4,"kind":"absent"}`
-//! - "DynamoDB has no user here": `{"id":"","rev":0,"kind":"absent"}`
+//! ```text
+//! c3 <shape> <subject> <flags> <epoch> <edge>
+//! <id> <version> <L|X> <at> <tag> <body>
+//! ```
 //!
-//! `id` and `rev` are the entry's [`Version`], which the compare-and-set script reads to keep
-//! the newer of two states; the reader needs only `kind` and `user`. The password hash is never
-//! in an entry.
+//! - **shape** `item`: one item (a user under its email, a post under its id), one record.
+//!   `window`: the first items of a list (the feed's post ids; a post's first comments), in
+//!   the list's order, at most a kind's size of them.
+//! - **subject** what the key is of; the script treats an entry of another subject as absent.
+//! - **version** where this state of the item stands among its states, compared byte by byte:
+//!   a cache revision that every change of the item bumps, zero-padded ([`Revision`]); `~` for
+//!   an item gone for good (a post or comment id is never used again); empty for "the table
+//!   had none". A user's is its id then its revision, so a later user of an email is newer.
+//! - **L** the item as it is (its **tag**: a post's `version`, for `ETag`; its **body**: the
+//!   response's JSON, so a hit is served without decoding it), **X** a tombstone.
+//! - **at** when the script wrote the record (Redis's clock, ms): how long a window remembers
+//!   changes outside it.
+//! - A window's **flags** say what it covers: `complete` (the list ends inside it), `partial`
+//!   (more follow its **edge**, the last id it covers), `placeholder` (nothing yet: it only
+//!   remembers changes until a read of the table fills it). Its **epoch** grows whenever a
+//!   change lands outside what it covers, so a read of the table that began before cannot
+//!   claim more than it read (`cas.lua`).
+//!
+//! A reader serves a window's live records inside what it covers, in order; a page it cannot
+//! answer whole from them is a miss. The password hash is never in an entry.
 
-use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 
-use crate::domain::{Email, User, Version};
+/// The format's name, first in every entry: a new format takes a new name and new key
+/// prefixes, so it never reads an old entry as new.
+pub const FORMAT: &str = "c3";
 
-/// Prefix of every key this cache writes. The `v2` is the entry format: a new format takes a
-/// new prefix, so it never reads an old entry as new (`v1` entries had no version).
-pub const KEY_PREFIX: &str = "user:v2:";
+/// A state's place among the states of its item (the `version` field), compared byte by byte
+/// as the script compares it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revision(String);
 
-/// The key of `email`'s entry.
-pub fn key(email: &Email) -> String {
-    format!("{KEY_PREFIX}{}", email.as_str())
+impl Revision {
+    /// The table had no item here: older than any state.
+    pub fn none() -> Self {
+        Revision(String::new())
+    }
+
+    /// The state at cache revision `rev`.
+    pub fn at(rev: u64) -> Self {
+        Revision(format!("{rev:020}"))
+    }
+
+    /// The item is gone for good (its id is never used again): newer than any state.
+    pub fn gone() -> Self {
+        Revision("~".to_owned())
+    }
+
+    /// A user's state: its id first (a later user of the email is newer), then its revision.
+    pub fn of_user(version: &crate::domain::Version) -> Self {
+        if version.id.is_empty() {
+            return Self::none();
+        }
+        Revision(format!("{}.{:020}", version.id, version.revision))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// One state of an email's user, as the cache holds it.
+/// One state of one item, as a write sends it to the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    User(User),
-    /// No user: a deleted user's tombstone (its id, the revision after its last), or
-    /// [`Version::NONE`] when DynamoDB had no item.
-    Absent(Version),
+pub struct Record {
+    pub id: String,
+    pub revision: Revision,
+    pub state: State,
 }
 
-impl Entry {
-    /// Where this state stands among the states of its email.
-    pub fn version(&self) -> Version {
-        match self {
-            Entry::User(user) => user.version(),
-            Entry::Absent(version) => version.clone(),
+/// Whether the item is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// There, with its tag (a post's `version`; empty when the kind has none) and its body.
+    Live { tag: String, body: String },
+    /// Not there.
+    Gone,
+}
+
+impl Record {
+    /// A live item's record.
+    pub fn live(
+        id: impl Into<String>,
+        revision: Revision,
+        tag: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Self {
+        Record {
+            id: id.into(),
+            revision,
+            state: State::Live {
+                tag: tag.into(),
+                body: body.into(),
+            },
         }
     }
 
-    /// The entry as it is stored.
-    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
-        #[derive(Serialize)]
-        #[serde(tag = "kind", rename_all = "lowercase")]
-        enum Kind<'a> {
-            User { user: &'a User },
-            Absent,
+    /// A tombstone.
+    pub fn gone(id: impl Into<String>, revision: Revision) -> Self {
+        Record {
+            id: id.into(),
+            revision,
+            state: State::Gone,
         }
-        #[derive(Serialize)]
-        struct Stored<'a> {
-            id: &'a str,
-            rev: u64,
-            #[serde(flatten)]
-            kind: Kind<'a>,
-        }
-        let (id, rev, kind) = match self {
-            Entry::User(user) => (user.id.as_str(), user.revision, Kind::User { user }),
-            Entry::Absent(version) => (version.id.as_str(), version.revision, Kind::Absent),
+    }
+
+    /// The record as the script takes it: `<id>\t<version>\t<L|X>\t<tag>\t<body>`.
+    pub fn line(&self) -> String {
+        let (flag, tag, body) = match &self.state {
+            State::Live { tag, body } => ("L", tag.as_str(), body.as_str()),
+            State::Gone => ("X", "-", ""),
         };
-        serde_json::to_vec(&Stored { id, rev, kind })
+        let tag = if tag.is_empty() { "-" } else { tag };
+        let mut line = String::with_capacity(self.id.len() + body.len() + 40);
+        let _ = write!(
+            line,
+            "{}\t{}\t{flag}\t{tag}\t{body}",
+            self.id,
+            self.revision.as_str()
+        );
+        line
     }
 }
 
-/// What an entry says, as the read path needs it.
+/// What a window says it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// The list ends inside the window.
+    Complete,
+    /// More items follow the window's edge.
+    Partial,
+    /// Nothing servable yet.
+    Placeholder,
+}
+
+/// A stored record, borrowed from the entry's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRecord<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+    pub live: bool,
+    pub tag: &'a str,
+    pub body: &'a str,
+}
+
+/// A stored entry, borrowed from its bytes: what a reader needs of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cached {
-    User(User),
-    /// No such user; `id` names the deleted user of a tombstone, and is empty for "DynamoDB had
-    /// none".
-    Absent {
-        id: String,
-    },
+pub struct Parsed<'a> {
+    pub shape: &'a str,
+    pub subject: &'a str,
+    pub coverage: Coverage,
+    pub epoch: &'a str,
+    pub edge: Option<&'a str>,
+    pub records: Vec<StoredRecord<'a>>,
 }
 
-/// An entry as the read path decodes it: straight into a struct, revision unread.
-/// (Deriving `Deserialize` on an internally tagged enum would copy every field into a buffer
-/// first to find the tag: a measurable part of a cache hit.)
-#[derive(Deserialize)]
-struct StoredEntry {
-    kind: EntryKind,
-    #[serde(default)]
-    user: Option<User>,
-    #[serde(default)]
-    id: String,
-}
-
-#[derive(Deserialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
-enum EntryKind {
-    User,
-    Absent,
-}
-
-/// What the raw value of `email`'s key says, or `None` for nothing usable (unreadable, another
-/// format, another email's), which the caller treats as a miss. Never panics, whatever the
-/// bytes.
-pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
-    match serde_json::from_slice::<StoredEntry>(raw) {
-        Ok(StoredEntry {
-            kind: EntryKind::User,
-            user: Some(user),
-            ..
-        }) if user.email == *email => Some(Cached::User(user)),
-        Ok(StoredEntry {
-            kind: EntryKind::Absent,
+/// Reads an entry; `None` for anything else (another format, cut, not UTF-8), which every
+/// reader treats as a miss. Never panics, whatever the bytes.
+pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut lines = text.split('\n');
+    let mut header = lines.next()?.splitn(6, '\t');
+    if header.next()? != FORMAT {
+        return None;
+    }
+    let (shape, subject, flags, epoch, edge) = (
+        header.next()?,
+        header.next()?,
+        header.next()?,
+        header.next()?,
+        header.next()?,
+    );
+    let coverage = match flags {
+        "complete" | "-" => Coverage::Complete,
+        "partial" => Coverage::Partial,
+        "placeholder" => Coverage::Placeholder,
+        _ => return None,
+    };
+    let mut records = Vec::new();
+    for line in lines {
+        let mut fields = line.splitn(6, '\t');
+        let (id, version, state, _at, tag, body) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let live = match state {
+            "L" => true,
+            "X" => false,
+            _ => return None,
+        };
+        records.push(StoredRecord {
             id,
-            ..
-        }) => Some(Cached::Absent { id }),
-        Ok(StoredEntry {
-            kind: EntryKind::User,
-            user: Some(_),
-            ..
-        }) => {
-            tracing::warn!("cache entry holds another user; ignoring it");
-            None
+            version,
+            live,
+            tag,
+            body,
+        });
+    }
+    Some(Parsed {
+        shape,
+        subject,
+        coverage,
+        epoch,
+        edge: (edge != "-").then_some(edge),
+        records,
+    })
+}
+
+/// Which way a window's list runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first (a post's comments).
+    Ascending,
+    /// Newest first (the feed).
+    Descending,
+}
+
+/// A page a window answers: its records, in order, and the id the next page follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowPage<'a> {
+    pub records: Vec<StoredRecord<'a>>,
+    pub next: Option<&'a str>,
+}
+
+impl<'a> Parsed<'a> {
+    /// The record of a one-item entry of `subject`.
+    pub fn item(&self, subject: &str) -> Option<StoredRecord<'a>> {
+        (self.shape == "item" && self.subject == subject)
+            .then(|| self.records.first().copied())
+            .flatten()
+    }
+
+    /// The first `limit` items of a window of `subject` running in `order`, if the window can
+    /// answer that page whole: its live records inside what it covers, and the id the next
+    /// page follows (none when the list ends). `None` is a miss.
+    pub fn page(&self, subject: &str, order: Order, limit: usize) -> Option<WindowPage<'a>> {
+        if self.shape != "window" || self.subject != subject {
+            return None;
         }
-        Ok(StoredEntry {
-            kind: EntryKind::User,
-            user: None,
-            ..
-        }) => {
-            tracing::warn!("cache entry unreadable (a user entry without its user); ignoring it");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cache entry unreadable; ignoring it");
-            None
+        let inside = |id: &str| match (self.coverage, self.edge) {
+            (Coverage::Complete, _) => true,
+            (Coverage::Partial, Some(edge)) => match order {
+                Order::Ascending => id <= edge,
+                Order::Descending => id >= edge,
+            },
+            _ => false,
+        };
+        let live: Vec<StoredRecord<'a>> = self
+            .records
+            .iter()
+            .filter(|r| r.live && inside(r.id))
+            .copied()
+            .collect();
+        let complete = self.coverage == Coverage::Complete;
+        match live.len() {
+            n if n > limit => {
+                let records: Vec<_> = live.into_iter().take(limit).collect();
+                let next = records.last().map(|r| r.id);
+                Some(WindowPage { records, next })
+            }
+            n if n == limit => {
+                let next = if complete {
+                    None
+                } else {
+                    live.last().map(|r| r.id)
+                };
+                Some(WindowPage {
+                    records: live,
+                    next,
+                })
+            }
+            _ if complete => Some(WindowPage {
+                records: live,
+                next: None,
+            }),
+            _ => None,
         }
     }
 }
@@ -139,83 +299,104 @@ pub const COMPARE_AND_SET: &str = include_str!("cas.lua");
 mod tests {
     use super::*;
 
-    fn user(jwt_version: u64, revision: u64) -> User {
-        User {
-            id: "01J00000000000000000000000".into(),
-            email: Email::parse("a@x.io").expect("email"),
-            name: "A".into(),
-            jwt_version,
-            revision,
-            created_at: "t".into(),
-        }
-    }
-
     #[test]
-    fn entries_are_tagged_json_with_their_version_and_without_hash() {
-        let json =
-            String::from_utf8(Entry::User(user(1, 3)).encode().expect("json")).expect("utf-8");
-        assert!(
-            json.starts_with(
-                r#"{"id":"01J00000000000000000000000","rev":3,"kind":"user","user":{"#
-            ),
-            "{json}"
-        );
-        assert!(!json.to_lowercase().contains("hash"));
-        let tombstone = Entry::Absent(user(1, 3).deleted()).encode().expect("json");
-        assert_eq!(
-            tombstone,
-            br#"{"id":"01J00000000000000000000000","rev":4,"kind":"absent"}"#
-        );
-        assert_eq!(
-            Entry::Absent(Version::NONE).encode().expect("json"),
-            br#"{"id":"","rev":0,"kind":"absent"}"#
-        );
-    }
-
-    #[test]
-    fn entries_read_back_as_written_and_nothing_else_reads() {
-        let email = Email::parse("a@x.io").expect("email");
-        let user = user(2, 5);
-        let written = Entry::User(user.clone()).encode().expect("json");
-        assert_eq!(
-            decode_entry(&written, &email),
-            Some(Cached::User(user.clone()))
-        );
-        let tombstone = Entry::Absent(user.deleted()).encode().expect("json");
-        assert_eq!(
-            decode_entry(&tombstone, &email),
-            Some(Cached::Absent {
-                id: user.id.clone()
+    fn revisions_order_as_the_script_compares_them() {
+        assert!(Revision::none() < Revision::at(0));
+        assert!(Revision::at(9) < Revision::at(10));
+        assert!(Revision::at(u64::MAX) < Revision::gone());
+        let user = |id: &str, revision| {
+            Revision::of_user(&crate::domain::Version {
+                id: id.into(),
+                revision,
             })
+        };
+        let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
+        assert!(user(old, 2) > user(old, 1));
+        assert!(user(new, 1) > user(old, 99));
+        assert!(user(old, 1) > Revision::none());
+        assert_eq!(user("", 5), Revision::none());
+    }
+
+    #[test]
+    fn records_are_lines_and_parse_back() {
+        let live = Record::live("01J0", Revision::at(3), "2", r#"{"a":"b\tc"}"#);
+        assert_eq!(
+            live.line(),
+            "01J0\t00000000000000000003\tL\t2\t{\"a\":\"b\\tc\"}"
         );
         assert_eq!(
-            decode_entry(br#"{"kind":"absent"}"#, &email),
-            Some(Cached::Absent { id: String::new() })
+            Record::gone("01J1", Revision::gone()).line(),
+            "01J1\t~\tX\t-\t"
         );
-        let user_json = serde_json::to_string(&user).expect("json");
-        let tag_last = format!(r#"{{"user":{user_json},"kind":"user"}}"#);
+        let raw = "c3\titem\tp1\t-\t0\t-\n01J0\t00000000000000000003\tL\t1700\t2\t{\"a\":1}";
+        let parsed = parse(raw.as_bytes()).expect("parses");
+        let record = parsed.item("p1").expect("a record");
         assert_eq!(
-            decode_entry(tag_last.as_bytes(), &email),
-            Some(Cached::User(user))
+            (record.tag, record.body, record.live),
+            ("2", "{\"a\":1}", true)
         );
-        let other = Email::parse("b@x.io").expect("email");
-        assert_eq!(decode_entry(&written, &other), None, "another user's entry");
-        for corrupt in [
-            &b"{"[..],
-            b"null",
-            br#"{"kind":"user"}"#,
-            br#"{"kind":"user","user":null}"#,
-            br#"{"kind":"ghost"}"#,
-            br#"{"user":{}}"#,
-            br#"{"kind":"user","user":{"id":"1"}}"#,
+        assert_eq!(parsed.item("p2"), None, "another subject");
+        for bad in [
+            &b""[..],
+            b"c2\titem\tp1\t-\t0\t-",
+            b"c3\titem\tp1",
+            b"c3\titem\tp1\t-\t0\t-\nid\tv\tQ\t1\t-\t",
             b"\xff\xfe",
         ] {
-            assert_eq!(
-                decode_entry(corrupt, &email),
-                None,
-                "{}",
-                String::from_utf8_lossy(corrupt)
-            );
+            assert_eq!(parse(bad), None, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    fn window(flags: &str, edge: &str, records: &[(&str, bool)]) -> String {
+        let mut raw = format!("c3\twindow\tw\t{flags}\t0\t{edge}");
+        for (id, live) in records {
+            let state = if *live { "L" } else { "X" };
+            raw.push_str(&format!("\n{id}\t1\t{state}\t0\t-\t"));
+        }
+        raw
+    }
+
+    #[test]
+    fn a_window_answers_only_pages_it_holds_whole() {
+        let ids = |page: WindowPage<'_>| -> (Vec<String>, Option<String>) {
+            (
+                page.records.iter().map(|r| r.id.to_owned()).collect(),
+                page.next.map(str::to_owned),
+            )
+        };
+        let raw = window("complete", "-", &[("a", true), ("b", false), ("c", true)]);
+        let parsed = parse(raw.as_bytes()).expect("parses");
+        assert_eq!(
+            parsed.page("w", Order::Ascending, 5).map(ids),
+            Some((vec!["a".into(), "c".into()], None))
+        );
+        assert_eq!(
+            parsed.page("w", Order::Ascending, 2).map(ids),
+            Some((vec!["a".into(), "c".into()], None)),
+            "exactly the rest of a complete list"
+        );
+        assert_eq!(
+            parsed.page("w", Order::Ascending, 1).map(ids),
+            Some((vec!["a".into()], Some("a".into())))
+        );
+        let raw = window("partial", "c", &[("a", true), ("c", true), ("d", true)]);
+        let parsed = parse(raw.as_bytes()).expect("parses");
+        assert_eq!(
+            parsed.page("w", Order::Ascending, 2).map(ids),
+            Some((vec!["a".into(), "c".into()], Some("c".into()))),
+            "a change remembered past the edge is not served"
+        );
+        assert_eq!(parsed.page("w", Order::Ascending, 3), None, "a miss");
+        let raw = window("partial", "b", &[("c", true), ("b", true), ("a", true)]);
+        let parsed = parse(raw.as_bytes()).expect("parses");
+        assert_eq!(
+            parsed.page("w", Order::Descending, 2).map(ids),
+            Some((vec!["c".into(), "b".into()], Some("b".into())))
+        );
+        let raw = window("placeholder", "-", &[("a", true)]);
+        assert_eq!(
+            parse(raw.as_bytes()).and_then(|p| p.page("w", Order::Ascending, 1)),
+            None
+        );
     }
 }

@@ -1,24 +1,36 @@
-//! The user cache: Redis in front of DynamoDB, never the truth.
+//! The cache of the table: Redis in front of DynamoDB, never the truth, never staler than the
+//! table for anyone who saw a write answered.
 //!
-//! - [`users`]: **the cache-aside** (what a request reads, what a change writes). Start there.
-//! - [`entry`]: what an entry holds, its [`Version`], its JSON.
-//! - [`flights`]: concurrent misses of one user in one instance share one read, under the
-//!   rule that keeps revocation at once.
+//! One machinery, used by every kind of entry ([`kinds`]): users by email, posts by id, the
+//! feed's first posts, a post's first comments.
+//!
+//! - [`entry`]: the one entry format, its records and their [`Revision`]s.
+//! - `cas.lua`: the one write. Every write (a miss written back, a change written through, a
+//!   stream record applied by `cache-sync`) keeps, per item, the state with the greater
+//!   revision, and a window's coverage honest, so writes may land in any order, late or twice,
+//!   and the cache still ends at the table's newest state. No plain `SET`, `SET NX` or `DEL`
+//!   writes an entry.
+//! - [`users`]: the user cache-aside (what authentication reads, what a user's change writes).
+//! - [`posts`]: posts, the feed's first page and a post's first comments, cache-aside, and
+//!   what a post's or comment's change writes.
+//! - [`flights`]: concurrent misses of one key in one instance share one read, under the rule
+//!   that keeps the freshness of `API.md`.
 //! - [`connection`]: the Redis connection: every call bounded, moved off a server that can no
-//!   longer take writes.
-//! - [`client`]: standalone or cluster (ElastiCache Serverless), behind one connection type;
-//!   AUTH token or [`iam`] authentication; TLS.
-//! - [`RedisCache`] (here): the two operations on entries. Reads are one `GET`. Every write
-//!   (a miss written back, a change written through, a stream record applied by `cache-sync`)
-//!   is the one compare-and-set script (`cas.lua`), which keeps the newer of the stored and
-//!   the incoming state, so writes may land in any order, late or twice, and the cache still
-//!   ends at the newest state. No plain `SET`, `SET NX` or `DEL` writes an entry.
+//!   longer take writes. [`client`]: standalone or cluster, AUTH token or [`iam`], TLS.
+//! - [`RedisCache`] (here): the operations on entries. Reads are `GET` (or `MGET`).
+//!
+//! A change whose own write never lands (Redis down, refusing writes, failing over) is not
+//! lost: the table's stream carries every change to `cache-sync`, which reads the item as it
+//! is now and writes it through the same script.
 
 pub mod client;
 pub mod connection;
 pub mod entry;
 pub mod flights;
 pub mod iam;
+pub mod kinds;
+pub mod near;
+pub mod posts;
 pub mod users;
 
 use std::time::Duration;
@@ -28,14 +40,15 @@ use redis::AsyncCommands;
 
 pub use client::{CacheAuth, CacheConnection};
 pub use connection::{CallError, RedisConnection};
-pub use entry::{decode_entry, Cached, Entry, KEY_PREFIX};
+pub use entry::{Record, Revision, COMPARE_AND_SET};
 pub use iam::IamTokens;
-pub use users::{CacheOutcome, Users};
+pub use kinds::{Kind, WindowKind};
+pub use posts::Posts;
+pub use users::{decode_entry, CacheOutcome, Cached, Entry, Lookup, Users};
 
 use crate::config::{CacheConfig, ConfigError, Secret};
-use crate::domain::{Email, User, Version};
 
-/// The user entries in Redis. Built once per Lambda instance; cheap to clone.
+/// The entries in Redis. Built once per Lambda instance; cheap to clone.
 #[derive(Clone)]
 pub struct RedisCache {
     conn: RedisConnection,
@@ -44,29 +57,27 @@ pub struct RedisCache {
     negative_ttl: Duration,
 }
 
-/// What a `GET` of an email's entry found.
-#[derive(Debug)]
-pub enum Lookup {
-    Found(User),
-    /// No such user: a tombstone (naming the deleted user's id), or a recent "DynamoDB has
-    /// none" (an empty id).
-    Absent {
-        id: String,
-    },
-    /// Nothing usable: no entry, or one unreadable or for another email.
-    Empty,
-    /// Redis failed or was too slow.
-    Failed,
-}
-
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
     Written,
-    /// The cache holds a newer state, and kept it.
+    /// The cache holds each state the write carried, or a newer one, and kept it.
     Stale,
     /// Redis failed or was too slow: the write may or may not land later.
     Failed,
+}
+
+/// What a write of a window says.
+#[derive(Debug, Clone, Copy)]
+pub enum WindowWrite<'a> {
+    /// Changes of items (a write-through, a stream record).
+    Put,
+    /// The window's first items read from the table, whether the list ends there, and the
+    /// entry's epoch when the reader looked (`None`: there was no entry).
+    Fill {
+        complete: bool,
+        seen: Option<&'a str>,
+    },
 }
 
 impl RedisCache {
@@ -87,7 +98,7 @@ impl RedisCache {
     pub fn with_auth(config: &CacheConfig, auth: &CacheAuth) -> Result<Self, ConfigError> {
         Ok(RedisCache {
             conn: RedisConnection::new(config, auth)?,
-            script: std::sync::Arc::new(redis::Script::new(entry::COMPARE_AND_SET)),
+            script: std::sync::Arc::new(redis::Script::new(COMPARE_AND_SET)),
             ttl: config.cache_ttl,
             negative_ttl: config.negative_cache_ttl,
         })
@@ -102,60 +113,108 @@ impl RedisCache {
         self.conn.prewarm(bound).await;
     }
 
-    /// One `GET` of `email`'s entry; a failure is logged and reported, never raised.
-    pub async fn lookup(&self, email: &Email) -> Lookup {
-        let key = entry::key(email);
-        let raw = self.conn.call(|mut conn| {
-            let key = &key;
-            async move { conn.get::<_, Option<Vec<u8>>>(key).await }
-        });
-        match raw.await {
-            Ok(Some(raw)) => match decode_entry(&raw, email) {
-                Some(Cached::User(user)) => Lookup::Found(user),
-                Some(Cached::Absent { id }) => Lookup::Absent { id },
-                None => Lookup::Empty,
-            },
-            Ok(None) => Lookup::Empty,
-            Err(e) => {
-                tracing::warn!(op = "GET", error = %e, "redis call failed; using DynamoDB");
-                Lookup::Failed
-            }
+    /// One `GET`; a failure is logged and returned.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CallError> {
+        let raw = self
+            .conn
+            .call(|mut conn| async move { conn.get::<_, Option<Vec<u8>>>(key).await })
+            .await;
+        if let Err(e) = &raw {
+            tracing::warn!(op = "GET", error = %e, "redis call failed; using DynamoDB");
         }
+        raw
     }
 
-    /// Writes `entry` for `email` through the compare-and-set script, with its TTL: a user or
-    /// a tombstone lives `CACHE_TTL_SECONDS`, "DynamoDB has none" `NEGATIVE_CACHE_TTL_SECONDS`,
+    /// One `MGET` of `keys` (in a cluster, split by slot and sent at once by the client).
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CallError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = self
+            .conn
+            .call(|mut conn| async move {
+                redis::cmd("MGET")
+                    .arg(keys)
+                    .query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
+                    .await
+            })
+            .await;
+        if let Err(e) = &raw {
+            tracing::warn!(op = "MGET", error = %e, "redis call failed; using DynamoDB");
+        }
+        raw
+    }
+
+    /// Writes one item's `record` under `key` (an entry of `subject`) through the
+    /// compare-and-set: kept only if the entry holds no newer state of the item. A record of
+    /// "the table had none" lives `NEGATIVE_CACHE_TTL_SECONDS`, any other `CACHE_TTL_SECONDS`,
     /// each jittered by ±10%.
-    pub async fn put(&self, email: &Email, entry: &Entry) -> WriteOutcome {
-        let Ok(value) = entry.encode() else {
-            return WriteOutcome::Failed;
-        };
-        let version = entry.version();
-        let base = if matches!(entry, Entry::Absent(v) if *v == Version::NONE) {
+    pub async fn put_item(&self, key: &str, subject: &str, record: &Record) -> WriteOutcome {
+        let base = if record.revision == Revision::none() {
             self.negative_ttl
         } else {
             self.ttl
         };
-        let ttl = jittered_millis(base);
-        let key = entry::key(email);
+        let lines = [record.line()];
+        self.run(key, "item", subject, base, "-", "put", &lines)
+            .await
+    }
+
+    /// Writes into the window `kind` of `subject` under `key`: changes of its items, or what a
+    /// read of the table found (see [`WindowWrite`]).
+    pub async fn put_window(
+        &self,
+        key: &str,
+        kind: &WindowKind,
+        subject: &str,
+        write: WindowWrite<'_>,
+        records: &[Record],
+    ) -> WriteOutcome {
+        let op = match write {
+            WindowWrite::Put => "put".to_owned(),
+            WindowWrite::Fill { complete, seen } => format!(
+                "fill:{}:{}",
+                if complete { "complete" } else { "partial" },
+                seen.unwrap_or("none")
+            ),
+        };
+        let lines: Vec<String> = records.iter().map(Record::line).collect();
+        let order = match kind.order {
+            entry::Order::Ascending => "asc",
+            entry::Order::Descending => "desc",
+        };
+        let spec = format!("{}:{order}", kind.size);
+        self.run(key, "window", subject, self.ttl, &spec, &op, &lines)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        key: &str,
+        shape: &str,
+        subject: &str,
+        base_ttl: Duration,
+        spec: &str,
+        op: &str,
+        lines: &[String],
+    ) -> WriteOutcome {
+        let ttl = jittered_millis(base_ttl);
         let written = self.conn.call(|mut conn| {
-            let (script, key, value, id) = (&self.script, &key, &value, &version.id);
-            let mut invocation = script.key(key);
+            let mut invocation = self.script.key(key);
             invocation
-                .arg(value)
-                .arg(id)
-                .arg(version.revision)
+                .arg(shape)
+                .arg(subject)
                 .arg(ttl)
-                .arg(email.as_str());
+                .arg(spec)
+                .arg(op)
+                .arg(lines);
             async move { invocation.invoke_async::<i64>(&mut conn).await }
         });
         match written.await {
             Ok(1) => WriteOutcome::Written,
             Ok(_) => {
-                tracing::debug!(
-                    revision = version.revision,
-                    "cache holds a newer state; kept it"
-                );
+                tracing::debug!(key, "cache holds these states or newer; kept them");
                 WriteOutcome::Stale
             }
             Err(e) => {

@@ -1,6 +1,6 @@
 //! The user cache-aside: Redis first, DynamoDB on a miss, then Redis again.
 //!
-//! - **Read** ([`Users::find`]): `GET user:v2:<email>`. A hit returns with no DynamoDB call. A
+//! - **Read** ([`Users::find`]): `GET user:v3:<email>`. A hit returns with no DynamoDB call. A
 //!   miss reads DynamoDB (strongly consistent) and writes the answer back: the user, or "none"
 //!   for a short while. Concurrent misses of one email in one instance (Lambda Managed
 //!   Instances) share that read and write when the read was sent after they started
@@ -24,12 +24,123 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::entry::{parse, Record, Revision};
 use super::flights::Flights;
-use super::{Entry, Lookup, RedisCache, WriteOutcome};
+use super::kinds::user_key;
+use super::{RedisCache, WriteOutcome};
 use crate::domain::{Email, User, Version};
 use crate::error::AppError;
 pub use crate::metrics::CacheOutcome;
 use crate::store::{NewUser, Store};
+
+/// One state of an email's user, as the cache holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    User(User),
+    /// No user: a deleted user's tombstone (its id, the revision after its last), or
+    /// [`Version::NONE`] when DynamoDB had no item.
+    Absent(Version),
+}
+
+impl Entry {
+    /// Where this state stands among the states of its email.
+    pub fn version(&self) -> Version {
+        match self {
+            Entry::User(user) => user.version(),
+            Entry::Absent(version) => version.clone(),
+        }
+    }
+
+    /// The record the script stores: the user's id and version, and the user as JSON (never
+    /// its password hash, which `User` does not hold).
+    pub fn record(&self) -> Result<Record, serde_json::Error> {
+        Ok(match self {
+            Entry::User(user) => Record::live(
+                user.id.clone(),
+                Revision::of_user(&user.version()),
+                "",
+                serde_json::to_string(user)?,
+            ),
+            Entry::Absent(version) => Record::gone(version.id.clone(), Revision::of_user(version)),
+        })
+    }
+}
+
+/// What an entry says, as the read path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    User(User),
+    /// No such user; `id` names the deleted user of a tombstone, and is empty for "DynamoDB had
+    /// none".
+    Absent {
+        id: String,
+    },
+}
+
+/// What a `GET` of an email's entry found.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(User),
+    /// No such user: a tombstone (naming the deleted user's id), or a recent "DynamoDB has
+    /// none" (an empty id).
+    Absent {
+        id: String,
+    },
+    /// Nothing usable: no entry, or one unreadable or for another email.
+    Empty,
+    /// Redis failed or was too slow.
+    Failed,
+}
+
+/// What the raw value of `email`'s key says, or `None` for nothing usable (unreadable, another
+/// format, another email's), which the caller treats as a miss. Never panics, whatever the
+/// bytes.
+pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
+    let Some(record) = parse(raw).and_then(|entry| entry.item(email.as_str())) else {
+        tracing::warn!("cache entry unreadable; ignoring it");
+        return None;
+    };
+    if !record.live {
+        return Some(Cached::Absent {
+            id: record.id.to_owned(),
+        });
+    }
+    match serde_json::from_str::<User>(record.body) {
+        Ok(user) if user.email == *email && user.id == record.id => Some(Cached::User(user)),
+        Ok(_) => {
+            tracing::warn!("cache entry holds another user; ignoring it");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cache entry unreadable; ignoring it");
+            None
+        }
+    }
+}
+
+impl RedisCache {
+    /// One `GET` of `email`'s entry; a failure is logged and reported, never raised.
+    pub async fn lookup(&self, email: &Email) -> Lookup {
+        match self.get(&user_key(email)).await {
+            Ok(Some(raw)) => match decode_entry(&raw, email) {
+                Some(Cached::User(user)) => Lookup::Found(user),
+                Some(Cached::Absent { id }) => Lookup::Absent { id },
+                None => Lookup::Empty,
+            },
+            Ok(None) => Lookup::Empty,
+            Err(_) => Lookup::Failed,
+        }
+    }
+
+    /// Writes `entry` for `email` through the compare-and-set script.
+    pub async fn put(&self, email: &Email, entry: &Entry) -> WriteOutcome {
+        let Ok(record) = entry.record() else {
+            return WriteOutcome::Failed;
+        };
+        self.put_item(&user_key(email), email.as_str(), &record)
+            .await
+    }
+}
 
 /// What a caller knows of the truth without asking: a token proves that its user existed with at
 /// least its `jwtVersion` when it was issued (tokens are issued from DynamoDB). An entry older

@@ -9,9 +9,9 @@ pub mod serve;
 
 pub use idempotency::idempotent;
 pub use request::{
-    if_match, if_none_match, limit_param, path_segments, source_ip, IfMatch, IfNoneMatch,
+    if_match, if_none_match, limit_param, path_id, path_segments, source_ip, IfMatch, IfNoneMatch,
     JsonObject,
 };
-pub use response::{created, json, no_content, not_modified, with_etag};
+pub use response::{created, json, no_content, not_modified, page, raw_json, with_etag};
 pub use routing::{Matched, Router};
 pub use serve::{respond, serve};

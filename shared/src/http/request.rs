@@ -260,6 +260,16 @@ fn version_of_tag(tag: &str) -> Option<u64> {
         })
 }
 
+/// An id from the path, if it could be one of ours; anything else names nothing, so `what` is
+/// simply not found (`404`), and no such id ever reaches a key.
+pub fn path_id<'a>(raw: &'a str, what: &'static str) -> Result<&'a str, AppError> {
+    if crate::domain::is_valid_id(raw) {
+        Ok(raw)
+    } else {
+        Err(AppError::NotFound(what))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,8 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     }
 }
 
-fn raw_json(status: u16, text: String) -> Response<Body> {
+/// A JSON body already serialized (a cached one, served without decoding it).
+pub fn raw_json(status: u16, text: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(text));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -33,6 +34,31 @@ pub fn created<T: Serialize>(body: &T, location: &str) -> Response<Body> {
         response.headers_mut().insert(LOCATION, value);
     }
     response
+}
+
+/// A page of a list: `{"items": [...], "nextCursor": ...}`, from its items' JSON (cached or
+/// freshly serialized) and its cursor.
+pub fn page(items: &[String], next_cursor: Option<&str>) -> Response<Body> {
+    let mut text = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 64);
+    text.push_str("{\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(item);
+    }
+    text.push_str("],\"nextCursor\":");
+    match next_cursor {
+        // A cursor is base64url: nothing in it needs escaping.
+        Some(cursor) => {
+            text.push('"');
+            text.push_str(cursor);
+            text.push('"');
+        }
+        None => text.push_str("null"),
+    }
+    text.push('}');
+    raw_json(200, text)
 }
 
 /// Adds `ETag: "<version>"`.

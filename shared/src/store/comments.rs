@@ -1,241 +1,211 @@
-//! Comments live in their post's partition; adding or removing one and moving the post's
-//! `commentCount` is one transaction, so the count is never wrong.
-
-use std::time::Duration;
+//! Comments live in their post's comment shards (`POST#<postId>#<k>`), so a post's comments
+//! spread over [`COMMENT_SHARDS`] partitions and one popular post can take thousands a
+//! second. Writing one is a single `PutItem`: nothing else is written with it, so comments
+//! never queue behind each other on one item. The post's `commentCount` follows from the
+//! table's stream ([`super::upkeep`]): a comment is *counted* there, once, and marked so.
+//!
+//! A comment is removed in two steps: its delete marks it (`deletedAt`), which every read
+//! honours at once, and the stream's upkeep then takes it out of the count and the table. A
+//! post's comments go the same way, by the upkeep's sweep, when the post is deleted.
+//!
+//! Comments written before the shards existed live in the post's own partition (legacy) and
+//! were counted when they were written; they are read, edited and removed where they are.
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    Delete, DeleteRequest, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{classify, from_item, n, s, to_item, Item};
-use super::keys::{comment_key, comment_sk, post_key, post_pk, COMMENT_PREFIX};
-use super::paging::{query_page, Pages};
-use super::StoreError;
-use super::{Page, Store};
+use super::dynamo::{
+    classify, from_item, n, refused, returned, s, to_item, written_by, Item, NOT_YET_WRITTEN,
+    WRITE_TOKEN,
+};
+use super::keys::{
+    comment_key, comment_pk, comment_shard_pk, comment_sk, legacy_comment_key, post_pk, Key,
+    COMMENT_PREFIX, COMMENT_SHARDS,
+};
+use super::paging::{merged_page, Order};
+use super::{Page, Store, StoreError, Stored};
 use crate::domain::Comment;
 
 #[derive(Serialize, Deserialize)]
-struct CommentItem {
-    pk: String,
-    sk: String,
+#[serde(rename_all = "camelCase")]
+pub(super) struct CommentItem {
+    pub(super) pk: String,
+    pub(super) sk: String,
+    /// The cache revision; legacy comments read as 0.
+    #[serde(default)]
+    pub(super) rev: u64,
+    /// Set once the upkeep has counted the comment in its post's `commentCount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) counted: Option<bool>,
+    /// Set by the comment's delete; the upkeep then uncounts and removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) deleted_at: Option<String>,
     #[serde(flatten)]
-    comment: Comment,
+    pub(super) comment: Comment,
 }
 
-/// Why DynamoDB cancelled one item of a transaction, and the item as it found it (for the
-/// items asked to return it on a failed condition).
-#[derive(Debug)]
-struct Reason {
-    code: Option<String>,
-    item: Option<Item>,
-}
-
-/// The reasons DynamoDB gives for a cancelled transaction, one per item, in order.
-fn cancellation_reasons(err: &TransactWriteItemsError) -> Option<Vec<Reason>> {
-    match err {
-        TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
-            cancelled
-                .cancellation_reasons()
-                .iter()
-                .map(|r| Reason {
-                    code: r.code().filter(|c| *c != "None").map(str::to_owned),
-                    item: r.item().cloned().filter(|item| !item.is_empty()),
-                })
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-impl Reason {
-    fn is_condition(&self) -> bool {
-        is_condition(&self.code)
-    }
-}
-
-fn is_condition(code: &Option<String>) -> bool {
-    code.as_deref() == Some("ConditionalCheckFailed")
-}
-
-/// Whether a cancelled transaction may simply be tried again: it was cancelled only because
-/// another transaction on the same item was in flight (many comments on one post at once)
-/// or it was throttled, never because a condition failed. The SDK does not retry these.
-fn is_retryable(codes: &[Option<String>]) -> bool {
-    !codes.iter().any(is_condition)
-        && codes.iter().flatten().any(|c| {
-            matches!(
-                c.as_str(),
-                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-            )
+impl CommentItem {
+    fn live(self) -> Option<Stored<Comment>> {
+        self.deleted_at.is_none().then_some(Stored {
+            item: self.comment,
+            rev: self.rev,
         })
+    }
 }
 
-/// Attempts of one transaction that keeps being cancelled by conflicts, before `503`.
-const TRANSACTION_ATTEMPTS: u32 = 8;
+/// Only comments not marked deleted.
+const NOT_DELETED: &str = "attribute_not_exists(deletedAt)";
 
-/// How a transaction ended, when DynamoDB answered.
-enum Transaction {
-    Done,
-    /// Cancelled by a condition; the reasons, one per item, in order.
-    Refused(Vec<Reason>),
+/// Whether `old`, found where a new comment was to be written, is that comment, written by an
+/// earlier attempt of the same call.
+fn is_same_comment(old: &Item, comment: &Comment) -> bool {
+    let text = |name: &str| match old.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.as_str()),
+        _ => None,
+    };
+    text("id") == Some(comment.id.as_str())
+        && text("authorId") == Some(comment.author_id.as_str())
+        && text("createdAt") == Some(comment.created_at.as_str())
+}
+
+/// Who removes a comment, which decides the condition of its delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remover {
+    /// The comment's author (or anyone: the condition says the comment must be theirs).
+    Author,
+    /// The post's author, who moderates every comment on it.
+    PostAuthor,
 }
 
 impl Store {
-    /// Adds `comment` and grows the post's `commentCount` by one, or neither: a missing post
-    /// cancels the transaction (`404`).
-    pub async fn add_comment(&self, comment: &Comment) -> Result<(), StoreError> {
+    /// Adds `comment` (revision 1), in its shard of its post. The post's existence is the
+    /// caller's to check first; a comment that lands on a post deleted meanwhile is removed
+    /// by the upkeep (it reads the post before counting). A retried attempt that finds the
+    /// comment its first attempt wrote has succeeded.
+    pub async fn add_comment(&self, comment: &Comment) -> Result<Stored<Comment>, StoreError> {
         let item = CommentItem {
-            pk: post_pk(&comment.post_id),
+            pk: comment_pk(&comment.post_id, &comment.id),
             sk: comment_sk(&comment.id),
+            rev: 1,
+            counted: None,
+            deleted_at: None,
             comment: comment.clone(),
         };
-        let put = Put::builder()
+        let result = self
+            .client
+            .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item("comment", &item)?))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building Put: {e}")))?;
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(post_key(&comment.post_id)))
-            .update_expression("ADD commentCount :one")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
-        let items = [
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(count).build(),
-        ];
-        match self
-            .transact(&items, "TransactWriteItems add comment")
-            .await?
-        {
-            Transaction::Done => Ok(()),
-            Transaction::Refused(reasons) if reasons.get(1).is_some_and(Reason::is_condition) => {
-                Err(StoreError::NotFound("post"))
-            }
-            Transaction::Refused(reasons) => Err(StoreError::Internal(format!(
-                "TransactWriteItems add comment: refused {reasons:?}"
-            ))),
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Stored {
+                item: item.comment,
+                rev: item.rev,
+            }),
+            Err(e) => match refused(&e) {
+                Some(Some(old)) if is_same_comment(&old, comment) => {
+                    tracing::info!("comment written by an earlier attempt of this call");
+                    Ok(Stored {
+                        item: item.comment,
+                        rev: item.rev,
+                    })
+                }
+                _ => Err(classify("PutItem comment", e)),
+            },
         }
     }
 
-    /// Runs a transaction, trying it again with a jittered backoff while DynamoDB cancels it
-    /// only for a conflict or throttling (see [`is_retryable`]); `503` if that goes on.
-    ///
-    /// A transaction whose answer is lost cannot apply twice or be refused by its own effect
-    /// when the SDK sends it again: the SDK gives each `send` a `ClientRequestToken` (an
-    /// idempotency token) and keeps it for its retries, and DynamoDB answers a repeated token
-    /// (for ten minutes) as it answered the first. Each try here after a cancellation is a new
-    /// `send`, so a new token (a cancelled transaction changed nothing).
-    async fn transact(
-        &self,
-        items: &[TransactWriteItem],
-        operation: &'static str,
-    ) -> Result<Transaction, StoreError> {
-        use rand::Rng;
-        let mut backoff_ms = 10u64;
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.to_vec()))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(Transaction::Done),
-                Err(err) => err,
-            };
-            let reasons = err.as_service_error().and_then(cancellation_reasons);
-            let codes: Option<Vec<Option<String>>> = reasons
-                .as_ref()
-                .map(|reasons| reasons.iter().map(|r| r.code.clone()).collect());
-            match (reasons, codes) {
-                (Some(_), Some(codes)) if is_retryable(&codes) => {
-                    if attempt == TRANSACTION_ATTEMPTS {
-                        return Err(StoreError::Unavailable(format!(
-                            "{operation}: still cancelled after {attempt} attempts: {codes:?}"
-                        )));
-                    }
-                    tracing::debug!(
-                        operation,
-                        attempt,
-                        ?codes,
-                        "transaction cancelled by a conflict; retrying"
-                    );
-                    let sleep_ms = rand::thread_rng().gen_range(backoff_ms / 2..=backoff_ms);
-                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
-                    backoff_ms = (backoff_ms * 2).min(200);
-                }
-                (Some(reasons), _) if reasons.iter().any(Reason::is_condition) => {
-                    return Ok(Transaction::Refused(reasons))
-                }
-                _ => return Err(classify(operation, err)),
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "{operation}: no attempt made"
-        )))
-    }
-
+    /// A comment that exists and is not deleted, read strongly consistent: in its shard, or
+    /// (while legacy comments may remain) in its post's partition.
     pub async fn get_comment(
         &self,
         post_id: &str,
         comment_id: &str,
-    ) -> Result<Option<Comment>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(comment_key(post_id, comment_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem comment", e))?;
-        out.item
-            .map(|item| from_item::<CommentItem>("comment", item).map(|i| i.comment))
-            .transpose()
+    ) -> Result<Option<Stored<Comment>>, StoreError> {
+        Ok(self
+            .comment_item(post_id, comment_id)
+            .await?
+            .and_then(|(_, item)| item.live()))
     }
 
-    /// A post's comments, oldest first, `limit` after the comment `after` (exclusive).
+    /// The comment's item and its key, wherever it lives.
+    async fn comment_item(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+    ) -> Result<Option<(Key, CommentItem)>, StoreError> {
+        for key in self.comment_keys(post_id, comment_id) {
+            if let Some(item) = self
+                .get_item::<CommentItem>("comment", "GetItem comment", key.clone(), true)
+                .await?
+            {
+                return Ok(Some((key, item)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where a comment may be: its shard, then (legacy) its post's partition.
+    fn comment_keys(&self, post_id: &str, comment_id: &str) -> Vec<Key> {
+        let mut keys = vec![comment_key(post_id, comment_id)];
+        if self.legacy_layout {
+            keys.push(legacy_comment_key(post_id, comment_id));
+        }
+        keys
+    }
+
+    /// A post's comments, oldest first, `limit` after the comment `after` (exclusive),
+    /// strongly consistent: the merge of its comment shards (and of its legacy partition).
     pub async fn list_comments(
         &self,
         post_id: &str,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Page<Comment>, StoreError> {
-        let start = after.map(|id| comment_key(post_id, id));
-        let decode = |item| from_item::<CommentItem>("comment", item).map(|i| i.comment);
-        query_page(
-            self.comments_query(post_id),
+    ) -> Result<Page<Stored<Comment>>, StoreError> {
+        let mut queries: Vec<_> = (0..COMMENT_SHARDS)
+            .map(|shard| self.comments_query(comment_shard_pk(post_id, shard), after))
+            .collect();
+        if self.legacy_layout {
+            queries.push(self.comments_query(post_pk(post_id), after));
+        }
+        let decode = |item| Ok(from_item::<CommentItem>("comment", item)?.live());
+        merged_page(
+            queries,
             "Query comments",
+            Order::Ascending,
             limit,
-            start,
             decode,
-            |c: &Comment| c.id.clone(),
+            |c: &Stored<Comment>| c.item.id.as_str(),
         )
         .await
     }
 
-    /// A post's comments, oldest first, read consistently: what a list pages through and
-    /// what a post's delete sweeps.
-    fn comments_query(&self, post_id: &str) -> QueryFluentBuilder {
+    /// One partition's comments not marked deleted, oldest first, after `after`.
+    fn comments_query(&self, pk: String, after: Option<&str>) -> QueryFluentBuilder {
+        // Every comment's sort key lies in [COMMENT#, COMMENT$); one past `after` is its key
+        // followed by the lowest character.
+        let low = match after {
+            Some(after) => format!("{}\u{1}", comment_sk(after)),
+            None => COMMENT_PREFIX.to_owned(),
+        };
         self.client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(post_pk(post_id)))
-            .expression_attribute_values(":prefix", s(COMMENT_PREFIX))
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .filter_expression(NOT_DELETED)
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s("COMMENT$"))
             .consistent_read(true)
     }
 
-    /// Changes the text of a comment written by `user_id`.
+    /// Changes the text of a comment written by `user_id`, if it is not deleted. Stamped with a
+    /// write token, as a post's edit is, so a retried attempt neither applies twice nor reads
+    /// its own first attempt as a refusal.
     pub async fn update_comment(
         &self,
         post_id: &str,
@@ -243,244 +213,117 @@ impl Store {
         user_id: &str,
         text: String,
         now: String,
-    ) -> Result<Comment, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(comment_key(post_id, comment_id)))
-            .update_expression("SET #text = :text, updatedAt = :now")
-            .condition_expression("attribute_exists(pk) AND authorId = :me")
-            .expression_attribute_names("#text", "text")
-            .expression_attribute_values(":text", s(text))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":me", s(user_id))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let item = out.attributes.ok_or_else(|| {
-                    StoreError::Internal("UpdateItem comment: no attributes".into())
-                })?;
-                Ok(from_item::<CommentItem>("comment", item)?.comment)
-            }
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(if refused.item.is_some() {
-                        StoreError::NotAuthor
-                    } else {
-                        StoreError::NotFound("comment")
-                    })
+    ) -> Result<Stored<Comment>, StoreError> {
+        let token = crate::domain::new_id();
+        for key in self.comment_keys(post_id, comment_id) {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(format!(
+                    "SET #text = :text, updatedAt = :now, {WRITE_TOKEN} = :writeToken ADD rev :one"
+                ))
+                .condition_expression(format!(
+                    "attribute_exists(pk) AND authorId = :me AND {NOT_DELETED} AND {NOT_YET_WRITTEN}"
+                ))
+                .expression_attribute_names("#text", "text")
+                .expression_attribute_values(":text", s(&text))
+                .expression_attribute_values(":now", s(&now))
+                .expression_attribute_values(":me", s(user_id))
+                .expression_attribute_values(":writeToken", s(&token))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let refusal = match result {
+                Ok(out) => {
+                    let item: CommentItem =
+                        returned("comment", "UpdateItem comment", out.attributes)?;
+                    return item.live().ok_or(StoreError::NotFound("comment"));
                 }
-                _ => Err(classify("UpdateItem comment", e)),
-            },
+                Err(e) => match refused(&e) {
+                    Some(refusal) => refusal,
+                    None => return Err(classify("UpdateItem comment", e)),
+                },
+            };
+            match refusal {
+                // Not in this place: look in the next.
+                None => continue,
+                Some(item) if written_by(&item, &token) => {
+                    tracing::info!("comment edit applied by an earlier attempt of this call");
+                    let item = from_item::<CommentItem>("comment", item)?;
+                    return item.live().ok_or(StoreError::NotFound("comment"));
+                }
+                Some(item) if item.contains_key("deletedAt") => {
+                    return Err(StoreError::NotFound("comment"))
+                }
+                Some(_) => return Err(StoreError::NotAuthor),
+            }
         }
+        Err(StoreError::NotFound("comment"))
     }
 
-    /// Removes a comment that `user_id` may remove (its author, or its post's author, who
-    /// moderates it) and shrinks the post's `commentCount`, in one transaction, with the
-    /// permission decided by the transaction's own conditions and explained from the items they
-    /// found, as a post's delete does: nothing is read first that could change before the
-    /// write. The comment's author's delete is one transaction. When the comment is someone
-    /// else's, a second one deletes it on the condition that it still is that author's and
-    /// that `user_id` wrote the post. A comment or post that is gone is `404`; anyone else is
-    /// `403`; nothing is counted twice.
+    /// Marks a comment deleted, if `remover` may: its author, or (as [`Remover::PostAuthor`],
+    /// which the caller has checked) its post's author. From then on no read serves it; the
+    /// upkeep then takes it out of the post's count and removes it. A comment this call's own
+    /// earlier attempt marked is a success; one that is gone or already deleted is `404`.
     pub async fn remove_comment(
         &self,
         post_id: &str,
         comment_id: &str,
         user_id: &str,
+        remover: Remover,
+        now: String,
     ) -> Result<(), StoreError> {
-        let as_comment_author = self.comment_removal(post_id, comment_id, user_id, None)?;
-        let author = match self
-            .transact(&as_comment_author, "TransactWriteItems remove comment")
-            .await?
-        {
-            Transaction::Done => return Ok(()),
-            Transaction::Refused(reasons) => match removal_refusal(&reasons) {
-                Removal::OthersComment(author) => author,
-                Removal::Refused(refusal) => return Err(refusal),
-            },
+        let token = crate::domain::new_id();
+        let who = match remover {
+            Remover::Author => " AND authorId = :me",
+            Remover::PostAuthor => "",
         };
-        let as_post_author = self.comment_removal(post_id, comment_id, &author, Some(user_id))?;
-        match self
-            .transact(&as_post_author, "TransactWriteItems moderate comment")
-            .await?
-        {
-            Transaction::Done => Ok(()),
-            Transaction::Refused(reasons) => match removal_refusal(&reasons) {
-                // Still another author's (or the post's condition failed with the post there):
-                // `user_id` is neither.
-                Removal::OthersComment(_) => Err(StoreError::NotAuthor),
-                Removal::Refused(refusal) => Err(refusal),
-            },
-        }
-    }
-
-    /// The transaction deleting a comment written by `author`, and moving its post's count;
-    /// with `post_author`, only if that user wrote the post.
-    fn comment_removal(
-        &self,
-        post_id: &str,
-        comment_id: &str,
-        author: &str,
-        post_author: Option<&str>,
-    ) -> Result<[TransactWriteItem; 2], StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(comment_key(post_id, comment_id)))
-            .condition_expression("attribute_exists(pk) AND authorId = :author")
-            .expression_attribute_values(":author", s(author))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building Delete: {e}")))?;
-        let mut count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(post_key(post_id)))
-            .update_expression("ADD commentCount :minus")
-            .expression_attribute_values(":minus", n(-1))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        count = match post_author {
-            None => count.condition_expression("attribute_exists(pk)"),
-            Some(user) => count
-                .condition_expression("attribute_exists(pk) AND authorId = :postAuthor")
-                .expression_attribute_values(":postAuthor", s(user)),
-        };
-        let count = count
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building Update: {e}")))?;
-        Ok([
-            TransactWriteItem::builder().delete(delete).build(),
-            TransactWriteItem::builder().update(count).build(),
-        ])
-    }
-
-    /// Deletes every comment of a (deleted) post, a page of keys at a time, in batches of 25,
-    /// retrying what DynamoDB leaves unprocessed.
-    pub(super) async fn delete_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
-        let query = self.comments_query(post_id).projection_expression("pk, sk");
-        let mut pages = Pages::new(query, "Query comments to delete");
-        while let Some(keys) = pages.next().await? {
-            for chunk in keys.chunks(25) {
-                let requests = chunk
-                    .iter()
-                    .map(|key| {
-                        DeleteRequest::builder()
-                            .set_key(Some(key.clone()))
-                            .build()
-                            .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(|e| {
-                                StoreError::Internal(format!("building DeleteRequest: {e}"))
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.batch_write_all(requests).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let mut backoff = Duration::from_millis(20);
-        for _ in 0..8 {
-            let out = self
+        for key in self.comment_keys(post_id, comment_id) {
+            let mut request = self
                 .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(|e| classify("BatchWriteItem comments", e))?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.table))
-                .unwrap_or_default();
-            if requests.is_empty() {
-                return Ok(());
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(format!(
+                    "SET deletedAt = :now, {WRITE_TOKEN} = :writeToken ADD rev :one"
+                ))
+                .condition_expression(format!(
+                    "attribute_exists(pk) AND {NOT_DELETED}{who} AND {NOT_YET_WRITTEN}"
+                ))
+                .expression_attribute_values(":now", s(&now))
+                .expression_attribute_values(":writeToken", s(&token))
+                .expression_attribute_values(":one", n(1))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            if remover == Remover::Author {
+                request = request.expression_attribute_values(":me", s(user_id));
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
-        }
-        Err(StoreError::Unavailable(format!(
-            "BatchWriteItem: {} comment deletions left unprocessed",
-            requests.len()
-        )))
-    }
-}
-
-/// What a refused removal's reasons (the comment's delete, then the post's count) say.
-enum Removal {
-    /// The comment is there, written by this author (not the remover).
-    OthersComment(String),
-    Refused(StoreError),
-}
-
-fn removal_refusal(reasons: &[Reason]) -> Removal {
-    let (Some(comment), Some(post)) = (reasons.first(), reasons.get(1)) else {
-        return Removal::Refused(StoreError::Internal(format!(
-            "remove comment: reasons {reasons:?}"
-        )));
-    };
-    let author = |item: &Item| match item.get("authorId") {
-        Some(aws_sdk_dynamodb::types::AttributeValue::S(author)) => Some(author.clone()),
-        _ => None,
-    };
-    match (
-        comment.is_condition(),
-        &comment.item,
-        post.is_condition(),
-        &post.item,
-    ) {
-        // The post is gone: so is the comment, for its reader.
-        (_, _, true, None) => Removal::Refused(StoreError::NotFound("comment")),
-        (true, None, _, _) => Removal::Refused(StoreError::NotFound("comment")),
-        (true, Some(item), _, _) => match author(item) {
-            Some(author) => Removal::OthersComment(author),
-            None => Removal::Refused(StoreError::Internal("comment without an author".into())),
-        },
-        // The comment is as expected and the post is there, but not the remover's.
-        (false, _, true, Some(_)) => Removal::OthersComment(String::new()),
-        _ => Removal::Refused(StoreError::Internal(format!(
-            "remove comment: reasons {reasons:?}"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn codes(raw: &[&str]) -> Vec<Option<String>> {
-        raw.iter()
-            .map(|c| {
-                if *c == "None" {
-                    None
-                } else {
-                    Some((*c).to_owned())
+            let refusal = match request.send().await {
+                Ok(_) => return Ok(()),
+                Err(e) => match refused(&e) {
+                    Some(refusal) => refusal,
+                    None => return Err(classify("UpdateItem delete comment", e)),
+                },
+            };
+            match refusal {
+                None => continue,
+                Some(item) if written_by(&item, &token) => {
+                    tracing::info!("comment deleted by an earlier attempt of this call");
+                    return Ok(());
                 }
-            })
-            .collect()
-    }
-
-    #[test]
-    fn conflicts_and_throttling_are_retried_failed_conditions_are_not() {
-        assert!(is_retryable(&codes(&["None", "TransactionConflict"])));
-        assert!(is_retryable(&codes(&[
-            "TransactionConflict",
-            "TransactionConflict"
-        ])));
-        assert!(is_retryable(&codes(&["ThrottlingError", "None"])));
-        assert!(is_retryable(&codes(&[
-            "None",
-            "ProvisionedThroughputExceeded"
-        ])));
-        assert!(!is_retryable(&codes(&["None", "ConditionalCheckFailed"])));
-        assert!(!is_retryable(&codes(&[
-            "TransactionConflict",
-            "ConditionalCheckFailed"
-        ])));
-        assert!(!is_retryable(&codes(&["None", "ValidationError"])));
-        assert!(!is_retryable(&codes(&["None", "None"])));
+                Some(item) if item.contains_key("deletedAt") => {
+                    return Err(StoreError::NotFound("comment"))
+                }
+                Some(_) => return Err(StoreError::NotAuthor),
+            }
+        }
+        Err(StoreError::NotFound("comment"))
     }
 }

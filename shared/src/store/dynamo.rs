@@ -204,6 +204,41 @@ where
     }
 }
 
+impl super::Store {
+    /// The item under `key`, decoded: the one way the stores read a single item. A strongly
+    /// consistent read (`consistent`) sees every write answered before it was sent.
+    pub(super) async fn get_item<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        operation: &'static str,
+        key: super::keys::Key,
+        consistent: bool,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| classify(operation, e))?;
+        out.item.map(|item| from_item(what, item)).transpose()
+    }
+}
+
+/// The item a write returned (`ReturnValues`), decoded; a write that returned none when it was
+/// asked to is a server fault. The one way the stores read back what they wrote.
+pub(super) fn returned<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    operation: &'static str,
+    attributes: Option<Item>,
+) -> Result<T, StoreError> {
+    let item = attributes
+        .ok_or_else(|| StoreError::Internal(format!("{operation}: no attributes returned")))?;
+    from_item(what, item)
+}
+
 /// Decodes an item, treating a malformed one as a server fault (it is our data).
 pub(super) fn from_item<T: serde::de::DeserializeOwned>(
     what: &'static str,
@@ -219,4 +254,150 @@ pub(super) fn to_item<T: serde::Serialize>(
 ) -> Result<Item, StoreError> {
     serde_dynamo::to_item(value)
         .map_err(|e| StoreError::Internal(format!("encoding {what} item: {e}")))
+}
+
+/// Why DynamoDB cancelled one item of a transaction.
+#[derive(Debug)]
+pub(super) struct Reason {
+    code: Option<String>,
+}
+
+impl Reason {
+    /// Whether this item's condition failed.
+    pub(super) fn is_condition(&self) -> bool {
+        self.code.as_deref() == Some("ConditionalCheckFailed")
+    }
+}
+
+/// The reasons DynamoDB gives for a cancelled transaction, one per item, in order.
+fn cancellation_reasons(
+    err: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+) -> Option<Vec<Reason>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err {
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
+            cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|r| Reason {
+                    code: r.code().filter(|c| *c != "None").map(str::to_owned),
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether a cancelled transaction may simply be tried again: it was cancelled only because
+/// another transaction on the same item was in flight or it was throttled, never because a
+/// condition failed. The SDK does not retry these.
+fn is_retryable(codes: &[Option<String>]) -> bool {
+    let condition = |c: &Option<String>| c.as_deref() == Some("ConditionalCheckFailed");
+    !codes.iter().any(condition)
+        && codes.iter().flatten().any(|c| {
+            matches!(
+                c.as_str(),
+                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            )
+        })
+}
+
+/// Attempts of one transaction that keeps being cancelled by conflicts, before giving up.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// How a transaction ended, when DynamoDB answered.
+pub(super) enum Transaction {
+    Done,
+    /// Cancelled by a condition; the reasons, one per item, in order.
+    Refused(Vec<Reason>),
+}
+
+/// Runs a transaction, trying it again with a jittered backoff while DynamoDB cancels it only
+/// for a conflict or throttling (see [`is_retryable`]); `Unavailable` if that goes on.
+///
+/// A transaction whose answer is lost cannot apply twice or be refused by its own effect when
+/// the SDK sends it again: the SDK gives each `send` a `ClientRequestToken` (an idempotency
+/// token) and keeps it for its retries, and DynamoDB answers a repeated token (for ten
+/// minutes) as it answered the first. Each try here after a cancellation is a new `send`, so a
+/// new token (a cancelled transaction changed nothing).
+pub(super) async fn transact(
+    store: &super::Store,
+    items: &[aws_sdk_dynamodb::types::TransactWriteItem],
+    operation: &'static str,
+) -> Result<Transaction, StoreError> {
+    use rand::Rng;
+    let mut backoff_ms = 10u64;
+    for attempt in 1..=TRANSACTION_ATTEMPTS {
+        let result = store
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items.to_vec()))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Transaction::Done),
+            Err(err) => err,
+        };
+        let reasons = err.as_service_error().and_then(cancellation_reasons);
+        let codes: Option<Vec<Option<String>>> = reasons
+            .as_ref()
+            .map(|reasons| reasons.iter().map(|r| r.code.clone()).collect());
+        match (reasons, codes) {
+            (Some(_), Some(codes)) if is_retryable(&codes) => {
+                if attempt == TRANSACTION_ATTEMPTS {
+                    return Err(StoreError::Unavailable(format!(
+                        "{operation}: still cancelled after {attempt} attempts: {codes:?}"
+                    )));
+                }
+                tracing::debug!(
+                    operation,
+                    attempt,
+                    ?codes,
+                    "transaction cancelled by a conflict; retrying"
+                );
+                let sleep_ms = rand::thread_rng().gen_range(backoff_ms / 2..=backoff_ms);
+                tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(200);
+            }
+            (Some(reasons), _) if reasons.iter().any(Reason::is_condition) => {
+                return Ok(Transaction::Refused(reasons))
+            }
+            _ => return Err(classify(operation, err)),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "{operation}: no attempt made"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(raw: &[&str]) -> Vec<Option<String>> {
+        raw.iter()
+            .map(|c| (*c != "None").then(|| (*c).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn conflicts_and_throttling_are_retried_failed_conditions_are_not() {
+        assert!(is_retryable(&codes(&["None", "TransactionConflict"])));
+        assert!(is_retryable(&codes(&[
+            "TransactionConflict",
+            "TransactionConflict"
+        ])));
+        assert!(is_retryable(&codes(&["ThrottlingError", "None"])));
+        assert!(is_retryable(&codes(&[
+            "None",
+            "ProvisionedThroughputExceeded"
+        ])));
+        assert!(!is_retryable(&codes(&["None", "ConditionalCheckFailed"])));
+        assert!(!is_retryable(&codes(&[
+            "TransactionConflict",
+            "ConditionalCheckFailed"
+        ])));
+        assert!(!is_retryable(&codes(&["None", "ValidationError"])));
+        assert!(!is_retryable(&codes(&["None", "None"])));
+    }
 }

@@ -1,15 +1,18 @@
 //! DynamoDB: the source of truth for users, posts and comments, in one table.
 //!
-//! Single-table design (see the README's "Data model"):
+//! Single-table design (see the README's "Data model"; the keys are in [`keys`]):
 //!
-//! | item    | `pk`             | `sk`                 | `gsi1pk` | `gsi1sk`  |
-//! |---------|------------------|----------------------|----------|-----------|
-//! | user    | `USER#<email>`   | `PROFILE`            |          |           |
-//! | post    | `POST#<postId>`  | `POST`               | `FEED`   | `<postId>`|
-//! | comment | `POST#<postId>`  | `COMMENT#<commentId>`|          |           |
+//! | item    | `pk`                  | `sk`                  | `feedpk`      | `feedsk`   |
+//! |---------|-----------------------|-----------------------|---------------|------------|
+//! | user    | `USER#<email>`        | `PROFILE`             |               |            |
+//! | post    | `POST#<postId>`       | `POST`                | `FEED#<0-15>` | `<postId>` |
+//! | comment | `POST#<postId>#<0-15>`| `COMMENT#<commentId>` |               |            |
 //!
-//! Ids are ULIDs, so sort keys order by time: the feed is a newest-first `Query` on `gsi1`,
-//! a post's comments an oldest-first `Query` of its partition. Nothing here scans.
+//! Ids are ULIDs, so sort keys order by time: the feed is the newest-first merge of the
+//! sixteen partitions of the index `feed`, a post's comments the oldest-first merge of its
+//! sixteen comment partitions ([`paging`]). Nothing here scans. The table's upkeep (comment
+//! counts, removals, the sweep of a deleted post's comments) is done from its stream
+//! ([`upkeep`]).
 
 mod comments;
 mod dynamo;
@@ -18,12 +21,15 @@ pub mod keys;
 mod paging;
 mod posts;
 pub mod schema;
+mod upkeep;
 mod users;
 
 use aws_sdk_dynamodb::Client;
 
+pub use comments::Remover;
 pub use dynamo::client_from_config;
 pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, RECORD_LIFETIME};
+pub use upkeep::{Change, CommentState, Settled, Swept};
 pub use users::{is_user_key, user_from_image, NewUser};
 
 /// How a call to the table failed, in the store's own terms; `crate::error` says what each
@@ -54,6 +60,16 @@ pub enum StoreError {
     UserChanged(&'static str),
 }
 
+/// An item as the table holds it, with its cache revision: a number that every change of the
+/// item grows (in the same write as the change), so the cache can keep the newer of two
+/// copies. Bookkeeping only: it never shows in a response (a post's `version` counts its
+/// edits, which is another thing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<T> {
+    pub item: T,
+    pub rev: u64,
+}
+
 /// A page of a list: the items, and the id of the last one when more follow.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -67,10 +83,18 @@ pub struct Page<T> {
 pub struct Store {
     client: Client,
     table: String,
+    /// Whether the table may still hold items of the legacy layout (the README's "Data
+    /// model"), which lists then read too.
+    legacy_layout: bool,
 }
 
-/// Name of the feed index; the template creates it with this name.
-pub const FEED_INDEX: &str = "gsi1";
+/// Name of the feed index (keys only, partitioned by feed shard); the template creates it
+/// with this name.
+pub const FEED_INDEX: &str = "feed";
+
+/// Name of the legacy feed index (one partition, every attribute), kept while legacy posts
+/// may remain.
+pub const LEGACY_FEED_INDEX: &str = "gsi1";
 
 impl Store {
     /// The store over `client`, every attempt of every call timed for the metrics
@@ -86,7 +110,15 @@ impl Store {
         Store {
             client,
             table: table.into(),
+            legacy_layout: true,
         }
+    }
+
+    /// The same store, reading the legacy layout's partitions too (`on`) or not: off once
+    /// `tools/migrate-layout` has moved every legacy item (`LEGACY_LAYOUT=false`).
+    pub fn with_legacy_layout(mut self, on: bool) -> Self {
+        self.legacy_layout = on;
+        self
     }
 
     /// Reads a key that never exists, waiting at most `bound`, so the first request finds the

@@ -1,26 +1,52 @@
-//! Posts: conditional writes for `version`/`If-Match`, a newest-first feed on `gsi1`.
+//! Posts: conditional writes for `version`/`If-Match`, a newest-first feed merged from the
+//! shards of the feed index.
+//!
+//! A post item carries, beside the post, its cache revision `rev` (bumped by every change of
+//! the item: an edit, and each change of `commentCount` by the comment counter) and its feed
+//! index keys. The feed index projects keys only, so neither an edit nor a count change writes
+//! it: a post writes its feed partition once, when it is created. `commentCount` is kept by
+//! the `upkeep` function from the table's stream (`super::upkeep`), not by the comment's own
+//! write, so a popular post's comments never queue on the post item.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, s, to_item, written_by, Attempts, Item, NOT_YET_WRITTEN,
+    classify, from_item, n, refused, returned, s, to_item, written_by, Item, NOT_YET_WRITTEN,
     WRITE_TOKEN,
 };
-use super::keys::{feed_key, post_key, post_pk, FEED_PK, POST_SK};
-use super::paging::query_page;
-use super::StoreError;
-use super::{Page, Store, FEED_INDEX};
+use super::keys::{
+    feed_pk, feed_shard_pk, post_key, post_pk, FEED_PK, FEED_SHARDS, FEED_SK, LEGACY_FEED_PK,
+    LEGACY_FEED_PK_VALUE, LEGACY_FEED_SK, POST_SK,
+};
+use super::paging::{merged_page, Order};
+use super::{Page, Store, StoreError, Stored, FEED_INDEX, LEGACY_FEED_INDEX};
 use crate::domain::{ExpectedVersion, Post, PostPatch};
 
 #[derive(Serialize, Deserialize)]
 struct PostItem {
     pk: String,
     sk: String,
-    gsi1pk: String,
-    gsi1sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feedpk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feedsk: Option<String>,
+    /// The cache revision; items written before it existed read as 0.
+    #[serde(default)]
+    rev: u64,
     #[serde(flatten)]
     post: Post,
+}
+
+impl PostItem {
+    fn stored(self) -> Stored<Post> {
+        Stored {
+            item: self.post,
+            rev: self.rev,
+        }
+    }
 }
 
 /// Why a conditional write on a post failed, told from the item as it was (`ALL_OLD`):
@@ -62,15 +88,19 @@ fn is_same_post(old: &Item, post: &Post) -> bool {
         && text("createdAt") == Some(post.created_at.as_str())
 }
 
+/// The most keys one `BatchGetItem` takes.
+const BATCH_GET_MAX: usize = 100;
+
 impl Store {
-    /// Stores a new post. A retried attempt that finds the post its first attempt wrote has
-    /// succeeded, not failed.
-    pub async fn create_post(&self, post: &Post) -> Result<(), StoreError> {
+    /// Stores a new post at revision 1, in its feed shard. A retried attempt that finds the
+    /// post its first attempt wrote has succeeded, not failed.
+    pub async fn create_post(&self, post: &Post) -> Result<Stored<Post>, StoreError> {
         let item = PostItem {
             pk: post_pk(&post.id),
             sk: POST_SK.to_owned(),
-            gsi1pk: FEED_PK.to_owned(),
-            gsi1sk: post.id.clone(),
+            feedpk: Some(feed_pk(&post.id)),
+            feedsk: Some(post.id.clone()),
+            rev: 1,
             post: post.clone(),
         };
         let result = self
@@ -83,56 +113,169 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(item.stored()),
             Err(e) => match refused(&e) {
                 Some(Some(old)) if is_same_post(&old, post) => {
                     tracing::info!("post written by an earlier attempt of this call");
-                    Ok(())
+                    Ok(from_item::<PostItem>("post", old)?.stored())
                 }
                 _ => Err(classify("PutItem post", e)),
             },
         }
     }
 
-    pub async fn get_post(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(post_key(post_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem post", e))?;
-        out.item
-            .map(|item| from_item::<PostItem>("post", item).map(|i| i.post))
-            .transpose()
+    /// A post as the table holds it now (a strongly consistent read).
+    pub async fn get_post(&self, post_id: &str) -> Result<Option<Stored<Post>>, StoreError> {
+        Ok(self
+            .get_item::<PostItem>("post", "GetItem post", post_key(post_id), true)
+            .await?
+            .map(PostItem::stored))
     }
 
-    /// The feed, newest first, `limit` posts after the post `after` (exclusive).
+    /// The posts of `ids` that exist, in the order of `ids` (eventually consistent reads, as
+    /// the feed allows: `API.md`, "Freshness of cached reads").
+    pub async fn posts_by_id(&self, ids: &[String]) -> Result<Vec<Stored<Post>>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_GET_MAX) {
+            let keys: Vec<_> = chunk.iter().map(|id| post_key(id)).collect();
+            for item in self.batch_get(keys, false, "BatchGetItem posts").await? {
+                let post = from_item::<PostItem>("post", item)?.stored();
+                found.insert(post.item.id.clone(), post);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// Every item of `keys` that exists, reading again what DynamoDB leaves unprocessed.
+    pub(super) async fn batch_get(
+        &self,
+        keys: Vec<super::keys::Key>,
+        consistent: bool,
+        operation: &'static str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| StoreError::Internal(format!("building {operation}: {e}")))?,
+        );
+        let mut backoff = std::time::Duration::from_millis(10);
+        for _ in 0..8 {
+            let Some(request) = pending.take() else {
+                return Ok(items);
+            };
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| classify(operation, e))?;
+            items.extend(
+                out.responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut tables| tables.remove(&self.table))
+                .filter(|left| !left.keys().is_empty());
+            if pending.is_some() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_millis(200));
+            }
+        }
+        match pending {
+            None => Ok(items),
+            Some(_) => Err(StoreError::Unavailable(format!(
+                "{operation}: keys left unprocessed"
+            ))),
+        }
+    }
+
+    /// The ids of the feed, newest first, `limit` after the post `after` (exclusive): the
+    /// merge of the feed index's shards (and of the legacy feed partition, while the table may
+    /// hold legacy posts).
+    pub async fn feed_ids(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<String>, StoreError> {
+        let mut queries: Vec<_> = (0..FEED_SHARDS)
+            .map(|shard| self.feed_query(FEED_INDEX, FEED_PK, FEED_SK, feed_shard_pk(shard), after))
+            .collect();
+        if self.legacy_layout {
+            queries.push(self.feed_query(
+                LEGACY_FEED_INDEX,
+                LEGACY_FEED_PK,
+                LEGACY_FEED_SK,
+                LEGACY_FEED_PK_VALUE.to_owned(),
+                after,
+            ));
+        }
+        let decode = |item: Item| {
+            Ok(match (item.get(FEED_SK), item.get(LEGACY_FEED_SK)) {
+                (Some(AttributeValue::S(id)), _) | (None, Some(AttributeValue::S(id))) => {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+        };
+        merged_page(
+            queries,
+            "Query feed",
+            Order::Descending,
+            limit,
+            decode,
+            String::as_str,
+        )
+        .await
+    }
+
+    /// One partition of a feed index, newest first, after `after`: ids only.
+    fn feed_query(
+        &self,
+        index: &str,
+        pk_name: &str,
+        sk_name: &str,
+        pk: String,
+        after: Option<&str>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_names("#sk", sk_name)
+            .expression_attribute_values(":pk", s(pk))
+            .projection_expression("#sk")
+            .scan_index_forward(false);
+        query = match after {
+            Some(after) => query
+                .key_condition_expression("#pk = :pk AND #sk < :after")
+                .expression_attribute_values(":after", s(after)),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
+        query
+    }
+
+    /// The feed, newest first, `limit` posts after the post `after` (exclusive). A post
+    /// deleted between the index read and the item read is left out; the cursor still
+    /// continues after the page's last id.
     pub async fn list_posts(
         &self,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Page<Post>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(FEED_INDEX)
-            .key_condition_expression("gsi1pk = :feed")
-            .expression_attribute_values(":feed", s(FEED_PK))
-            .scan_index_forward(false);
-        let decode = |item| from_item::<PostItem>("post", item).map(|i| i.post);
-        query_page(
-            query,
-            "Query feed",
-            limit,
-            after.map(feed_key),
-            decode,
-            |p: &Post| p.id.clone(),
-        )
-        .await
+    ) -> Result<Page<Stored<Post>>, StoreError> {
+        let ids = self.feed_ids(limit, after).await?;
+        let items = self.posts_by_id(&ids.items).await?;
+        Ok(Page {
+            items,
+            last_id: ids.last_id,
+        })
     }
 
     /// Applies `patch` if `user_id` wrote the post and it is at the `expected` version.
@@ -145,7 +288,7 @@ impl Store {
         patch: PostPatch,
         expected: ExpectedVersion,
         now: String,
-    ) -> Result<Post, StoreError> {
+    ) -> Result<Stored<Post>, StoreError> {
         let token = crate::domain::new_id();
         let stamp = format!("{WRITE_TOKEN} = :writeToken");
         let mut sets = vec!["updatedAt = :now", stamp.as_str()];
@@ -171,7 +314,10 @@ impl Store {
             request = request.expression_attribute_values(":expected", n(version));
         }
         let result = request
-            .update_expression(format!("SET {} ADD version :one", sets.join(", ")))
+            .update_expression(format!(
+                "SET {} ADD version :one, rev :one",
+                sets.join(", ")
+            ))
             .condition_expression(format!(
                 "{} AND {NOT_YET_WRITTEN}",
                 author_and_version_condition(expected)
@@ -182,15 +328,12 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                let item = out
-                    .attributes
-                    .ok_or_else(|| StoreError::Internal("UpdateItem post: no attributes".into()))?;
-                Ok(from_item::<PostItem>("post", item)?.post)
+                Ok(returned::<PostItem>("post", "UpdateItem post", out.attributes)?.stored())
             }
             Err(e) => match refused(&e) {
                 Some(Some(item)) if written_by(&item, &token) => {
                     tracing::info!("post edit applied by an earlier attempt of this call");
-                    Ok(from_item::<PostItem>("post", item)?.post)
+                    Ok(from_item::<PostItem>("post", item)?.stored())
                 }
                 Some(old) => Err(explain_refusal(old, user_id)),
                 None => Err(classify("UpdateItem post", e)),
@@ -198,21 +341,20 @@ impl Store {
         }
     }
 
-    /// Deletes the post, then every comment in its partition.
+    /// Deletes the post if `user_id` wrote it (at the `expected` version). Its comments are
+    /// swept afterwards by the `upkeep` function, which the deletion's stream record starts:
+    /// however many there are, the delete answers at once, and from then on no comment of the
+    /// post is served (every comment read checks the post first).
     ///
-    /// The post goes first: from then on no comment can be added (adding one is a
-    /// transaction conditioned on the post), so the sweep that follows leaves none behind. A
-    /// sweep that fails is `503`, so the client tries again; the retry finds the post gone,
-    /// sweeps again, and answers `404` (or `204`, when the post went in an earlier attempt of
-    /// this same call, whose answer was lost), so comments are never left behind by an answer
-    /// that tells the client to stop.
+    /// A post found gone by a retried attempt of this same call was deleted by its first
+    /// attempt, whose answer was lost: that is a success.
     pub async fn delete_post(
         &self,
         post_id: &str,
         user_id: &str,
         expected: ExpectedVersion,
     ) -> Result<(), StoreError> {
-        let attempts = Attempts::default();
+        let attempts = super::dynamo::Attempts::default();
         let mut request = self
             .client
             .delete_item()
@@ -230,32 +372,15 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(_) => self.sweep_comments_of(post_id).await,
+            Ok(_) => Ok(()),
             Err(e) => match refused(&e) {
-                Some(None) => {
-                    self.sweep_comments_of(post_id).await?;
-                    if attempts.retried() {
-                        tracing::info!("post deleted by an earlier attempt of this call");
-                        Ok(())
-                    } else {
-                        Err(StoreError::NotFound("post"))
-                    }
+                Some(None) if attempts.retried() => {
+                    tracing::info!("post deleted by an earlier attempt of this call");
+                    Ok(())
                 }
                 Some(old) => Err(explain_refusal(old, user_id)),
                 None => Err(classify("DeleteItem post", e)),
             },
         }
-    }
-
-    /// [`Store::delete_comments_of`], where any failure means "not done yet, try again": `503`.
-    async fn sweep_comments_of(&self, post_id: &str) -> Result<(), StoreError> {
-        self.delete_comments_of(post_id).await.map_err(|e| match e {
-            StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
-                StoreError::Unavailable(format!(
-                    "sweeping the comments of a deleted post: {detail}"
-                ))
-            }
-            other => other,
-        })
     }
 }

@@ -8,18 +8,20 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::FEED_INDEX;
+use super::{FEED_INDEX, LEGACY_FEED_INDEX};
 
-/// Attribute names of the table's keys and of the feed index's keys.
-pub const KEY_ATTRIBUTES: [&str; 4] = ["pk", "sk", "gsi1pk", "gsi1sk"];
+/// Attribute names of the table's keys and of its indexes' keys: the feed index's, and the
+/// legacy feed index's.
+pub const KEY_ATTRIBUTES: [&str; 6] = ["pk", "sk", "feedpk", "feedsk", "gsi1pk", "gsi1sk"];
 
 /// The attribute DynamoDB's TTL reads (Unix seconds): items past it are deleted some time
 /// later. Only idempotency records carry it.
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 
-/// Creates the table (on-demand, `pk`/`sk`, feed index `gsi1` on `gsi1pk`/`gsi1sk`, a stream
-/// of new and old images for `cache-sync`, TTL on [`TTL_ATTRIBUTE`]). An existing table is
-/// left as it is.
+/// Creates the table (on-demand, `pk`/`sk`; the feed index `feed` on `feedpk`/`feedsk`, keys
+/// only; the legacy feed index `gsi1` on `gsi1pk`/`gsi1sk`, every attribute, which only items
+/// of the legacy layout are in; a stream of new and old images for `cache-sync` and `upkeep`;
+/// TTL on [`TTL_ATTRIBUTE`]). An existing table is left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -35,24 +37,33 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())
     };
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(FEED_INDEX)
-        .key_schema(key("gsi1pk", KeyType::Hash)?)
-        .key_schema(key("gsi1sk", KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .map_err(|e| e.to_string())?;
+    let index = |name: &str, pk: &str, sk: &str, projection: ProjectionType| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(pk, KeyType::Hash)?)
+            .key_schema(key(sk, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(projection).build())
+            .build()
+            .map_err(|e| e.to_string())
+    };
     let mut request = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
-        .global_secondary_indexes(index)
+        .global_secondary_indexes(index(
+            FEED_INDEX,
+            "feedpk",
+            "feedsk",
+            ProjectionType::KeysOnly,
+        )?)
+        .global_secondary_indexes(index(
+            LEGACY_FEED_INDEX,
+            "gsi1pk",
+            "gsi1sk",
+            ProjectionType::All,
+        )?)
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)

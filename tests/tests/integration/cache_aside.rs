@@ -412,7 +412,8 @@ async fn the_cached_value_never_holds_the_password_hash() {
                 "cache value contains {needle:?}: {text}"
             );
         }
-        let value: Value = serde_json::from_slice(&raw).expect("JSON");
+        let value = integration_tests::test_redis::user_entry_view(&raw, &email)
+            .expect("a user entry in the cache's format");
         if value["kind"] == "user" {
             let mut fields: Vec<&str> = value["user"]
                 .as_object()
@@ -475,7 +476,7 @@ async fn the_cached_value_never_holds_the_password_hash() {
 }
 
 #[tokio::test]
-async fn keys_are_namespaced_user_v1_by_normalized_email() {
+async fn keys_are_namespaced_user_v3_by_normalized_email() {
     let env = TestEnv::new().await;
     let email = unique_email("Spaced");
     let registered = env
@@ -493,7 +494,7 @@ async fn keys_are_namespaced_user_v1_by_normalized_email() {
     .assert_error(401, "unauthorized");
 
     // The namespace spelled out, so the key format itself is under test.
-    assert_eq!(cache_key(&email), format!("user:v2:{email}"));
+    assert_eq!(cache_key(&email), format!("user:v3:{email}"));
     let keys = all_keys(&env).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.contains(&cache_key(&email)), "{keys:?}");

@@ -56,10 +56,7 @@ fn sync_config(redis_url: &str, dynamo_endpoint: &str) -> shared::config::Config
 fn sync_for(env: &TestEnv, redis: &TestRedis) -> CacheSync {
     let config = sync_config(&redis.url(), &env.dynamo.endpoint);
     let cache = shared::cache::RedisCache::new(&config.cache, None).expect("cache builds");
-    CacheSync {
-        cache,
-        store: Store::new(env.dynamo.client.clone(), "social"),
-    }
+    CacheSync::new(cache, Store::new(env.dynamo.client.clone(), "social"))
 }
 
 /// A world whose functions cannot reach Redis at all (a closed port), so every change's own

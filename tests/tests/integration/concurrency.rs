@@ -149,6 +149,7 @@ async fn every_concurrent_invocation_gets_its_own_answer() {
         app,
         redis: _redis,
         dynamo: _dynamo,
+        ..
     } = env;
     let app = Arc::new(app);
     let mut tasks = tokio::task::JoinSet::new();
@@ -305,7 +306,9 @@ fn log_lines_of_interleaved_invocations_name_their_own_request_and_user() {
             env.redis.evict(&person.email).await;
         }
         captured.clear();
-        let TestEnv { app, redis, dynamo } = env;
+        let TestEnv {
+            app, redis, dynamo, ..
+        } = env;
         let app = Arc::new(app);
         let mut tasks = tokio::task::JoinSet::new();
         let mut expected = HashMap::new();
