@@ -1,7 +1,8 @@
 // The Node.js middleware the Rust functions descend from, reduced to the authenticated read
 // the benchmark compares: an Express auth middleware that verifies the HS256 token
-// (jsonwebtoken), loads the user from Redis (ioredis, `GET user:v2:<email>`, the entry the Rust
-// functions write), checks its id and jwtVersion, and `GET /users/me` answers the user.
+// (jsonwebtoken), loads the user from Redis (ioredis, `GET user:v3:<email>`, the entry the Rust
+// functions write: a header line, then the user's record, tab-separated, its JSON last), checks
+// its id and jwtVersion, and `GET /users/me` answers the user.
 // No DynamoDB fallback: the benchmark only sends hits. Prints `listening <port>` when ready.
 const express = require("express");
 const Redis = require("ioredis");
@@ -22,9 +23,10 @@ async function authenticate(req, res, next) {
       issuer: "Caching-Code-Login",
       audience: "Caching-Code-Auth",
     });
-    const raw = await redis.get(`user:v2:${claims.email}`);
-    const entry = raw && JSON.parse(raw);
-    const user = entry && entry.kind === "user" ? entry.user : null;
+    const raw = await redis.get(`user:v3:${claims.email}`);
+    const record = raw && raw.split("\n")[1];
+    const fields = record ? record.split("\t") : [];
+    const user = fields[2] === "L" ? JSON.parse(fields.slice(5).join("\t")) : null;
     if (!user || user.id !== claims.sub || user.jwtVersion !== claims.jwtVersion) {
       return res.status(401).json({ error: { code: "unauthorized", message: "unauthorized" } });
     }

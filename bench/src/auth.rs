@@ -102,7 +102,7 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
         AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
     );
-    let key = shared::cache::entry::key(&email);
+    let key = shared::cache::kinds::user_key(&email);
     let auth = &env.app.auth;
     let conn = env.app.users.cache().connection().current();
 

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use integration_tests::{RedisCluster, RedisServer, TestEnv, TestRedis};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
-use shared::cache::KEY_PREFIX;
 
 use crate::auth::env_on;
 use crate::report::{median, percentile, Goal, Report};
@@ -28,7 +27,9 @@ impl Side {
             AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
         );
-        let key = format!("{KEY_PREFIX}{}", user["email"].as_str().expect("email"));
+        let email = shared::domain::Email::parse(user["email"].as_str().expect("email"))
+            .expect("a valid email");
+        let key = shared::cache::kinds::user_key(&email);
         Side { env, headers, key }
     }
 

@@ -76,7 +76,7 @@ fn log_line() {
 fn invocation_metrics() {
     let call = Duration::from_micros(250);
     shared::metrics::redis_call(call);
-    shared::metrics::cache_lookup(shared::cache::CacheOutcome::Hit);
+    shared::metrics::cache_lookup(shared::cache::Kind::User, shared::cache::CacheOutcome::Hit);
     shared::metrics::authenticated(call);
     shared::metrics::dynamodb_call(call);
     shared::metrics::request_done("posts", "GET /posts/{postId}", 200, call * 4);

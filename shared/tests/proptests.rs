@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::auth::token::token_from_headers;
 use shared::auth::TokenKeys;
+use shared::cache::entry::{item_bytes, parse, Order};
 use shared::cache::{decode_entry, Cached, Entry};
 use shared::config::Secret;
 use shared::cursor::{CursorCodec, CursorScope};
@@ -516,34 +517,42 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Whatever Redis holds (garbage, another format, foreign JSON) decodes or is a miss.
+    /// Whatever Redis holds (garbage, another format, foreign JSON, an entry of ours with any
+    /// body) decodes or is a miss, and a window answers a page or misses: never a panic.
     #[test]
     fn cache_entries_never_panic(raw in prop_oneof![
         prop::collection::vec(any::<u8>(), 0..300),
         json_value().prop_map(|v| v.to_string().into_bytes()),
-        json_value().prop_map(|v| json!({"kind": "user", "user": v}).to_string().into_bytes()),
-    ]) {
+        json_value().prop_map(|v| format!("c3\titem\ta@example.com\t-\t0\t-\nid\t1\tL\t0\t-\t{v}").into_bytes()),
+        "[ -~\t\n]{0,200}".prop_map(|text| format!("c3\twindow\tfeed\t{text}").into_bytes()),
+    ], limit in 1usize..60) {
         let email = Email::parse("a@example.com").expect("email");
         if let Some(Cached::User(user)) = decode_entry(&raw, &email) {
             prop_assert_eq!(user.email.as_str(), email.as_str());
         }
+        if let Some(entry) = parse(&raw) {
+            let _ = entry.page("feed", Order::Descending, limit);
+            let _ = entry.item("a@example.com");
+        }
     }
 
-    /// An entry reads back as the user it holds, for that email only, written by the cache or
-    /// without its version.
+    /// An entry reads back as the user it holds, for that email only; cut short, it is
+    /// unreadable, not half a user.
     #[test]
     fn cache_entries_round_trip(id in any::<u128>(), name in ".{1,100}", jwt_version in any::<u64>(), local in "[a-z0-9]{1,20}") {
         let email = Email::parse(&format!("{local}@example.com")).expect("email");
         let user = user_with(email.as_str(), id, name, jwt_version);
-        let written = Entry::User(user.clone()).encode().expect("encodes");
+        let record = Entry::User(user.clone()).record().expect("encodes");
+        let written = item_bytes(email.as_str(), &record);
         prop_assert_eq!(decode_entry(&written, &email), Some(Cached::User(user.clone())));
-        let raw = json!({"kind": "user", "user": user}).to_string();
-        prop_assert_eq!(decode_entry(raw.as_bytes(), &email), Some(Cached::User(user.clone())));
         let other = Email::parse(&format!("{local}x@example.com")).expect("email");
-        prop_assert_eq!(decode_entry(raw.as_bytes(), &other), None);
-        prop_assert_eq!(decode_entry(br#"{"kind":"absent"}"#, &email), Some(Cached::Absent { id: String::new() }));
-        // A truncated entry is unreadable, not a half user.
-        let cut = raw.len() / 2;
-        prop_assert_eq!(decode_entry(&raw.as_bytes()[..cut], &email), None);
+        prop_assert_eq!(decode_entry(&written, &other), None);
+        let gone = Entry::Absent(user.deleted()).record().expect("encodes");
+        prop_assert_eq!(
+            decode_entry(&item_bytes(email.as_str(), &gone), &email),
+            Some(Cached::Absent { id: user.id.clone() })
+        );
+        let cut = written.len() - 1;
+        prop_assert_eq!(decode_entry(&written[..cut], &email), None);
     }
 }

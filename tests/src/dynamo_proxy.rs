@@ -92,9 +92,10 @@ impl DynamoProxy {
         self.mode.send_replace(mode);
     }
 
-    /// The next `count` requests of `operation` (`PutItem`, `TransactWriteItems`, ...) reach
-    /// DynamoDB, which applies them, and their answers are lost: the client's connection is
-    /// closed before any byte of the answer.
+    /// The next `count` requests of `operation` (`PutItem`, `TransactWriteItems`, ...; or
+    /// `PutItem|COMMENT#`: those whose body holds the text after the bar) reach DynamoDB, which
+    /// applies them, and their answers are lost: the client's connection is closed before any
+    /// byte of the answer.
     pub fn lose_answers(&self, operation: &str, count: usize) {
         self.losses
             .lock()
@@ -158,15 +159,25 @@ struct Shared {
     release: watch::Sender<u64>,
 }
 
-/// Takes one from `operation`'s count in `counts`, if any is left.
-fn take_one(counts: &Mutex<HashMap<String, usize>>, operation: &str) -> bool {
+/// Takes one from the count of the first rule in `counts` this request matches, if any is
+/// left. A rule is an operation (`PutItem`), or an operation and a text its body holds
+/// (`PutItem|COMMENT#`: a comment's `PutItem`, not an idempotency claim's).
+fn take_one(counts: &Mutex<HashMap<String, usize>>, operation: &str, body: &[u8]) -> bool {
     let mut counts = counts.lock().expect("lock");
-    match counts.get_mut(operation) {
-        Some(left) if *left > 0 => {
+    let holds = |needle: &str| body.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let rule = counts.iter_mut().find(|(rule, left)| {
+        **left > 0
+            && match rule.split_once('|') {
+                Some((op, needle)) => op == operation && holds(needle),
+                None => rule.as_str() == operation,
+            }
+    });
+    match rule {
+        Some((_, left)) => {
             *left -= 1;
             true
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -256,7 +267,7 @@ async fn forward(
         .await
         .map_err(|_| NoAnswer("request body"))?
         .to_bytes();
-    if take_one(&shared.failures, &operation) {
+    if take_one(&shared.failures, &operation, &body) {
         let error = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#;
         return Response::builder()
             .status(500)
@@ -273,6 +284,7 @@ async fn forward(
     for (name, value) in &parts.headers {
         upstream = upstream.header(name, value);
     }
+    let request_body = body.clone();
     let upstream = upstream
         .body(Full::new(body))
         .map_err(|_| NoAnswer("request"))?;
@@ -281,20 +293,20 @@ async fn forward(
         .request(upstream)
         .await
         .map_err(|_| NoAnswer("upstream"))?;
-    let (parts, body) = answer.into_parts();
-    let body = body
+    let (parts, answer_body) = answer.into_parts();
+    let answer_body = answer_body
         .collect()
         .await
         .map_err(|_| NoAnswer("answer body"))?
         .to_bytes();
-    if take_one(&shared.holds, &operation) {
+    if take_one(&shared.holds, &operation, &request_body) {
         let mut released = shared.release.subscribe();
         shared.held.send_modify(|n| *n += 1);
         let _ = released.changed().await;
     }
-    if take_one(&shared.losses, &operation) {
+    if take_one(&shared.losses, &operation, &request_body) {
         shared.lost.lock().expect("lock").push(operation);
         return Err(NoAnswer("answer lost on purpose"));
     }
-    Ok(Response::from_parts(parts, Full::new(body)))
+    Ok(Response::from_parts(parts, Full::new(answer_body)))
 }

@@ -130,37 +130,50 @@ pub fn parse(output: &str) -> Vec<Emitted> {
     emitted
 }
 
-/// Sums and sample counts over parsed metrics, by name and dimensions.
+/// Sums and sample counts over parsed metrics, by name and exact dimensions.
 pub trait Tally {
-    /// The sum of `name`'s values for `function`, by `route` (`None`: the set without a route).
+    /// The sum of `name`'s values for `function` alone (`route` `None`), or by `route`.
     fn sum(&self, name: &str, function: &str, route: Option<&str>) -> f64;
-    /// How many values (a histogram's samples) `name` has for `function` by `route`.
+    /// How many values (a histogram's samples) `name` has for `function` (by `route`).
     fn samples(&self, name: &str, function: &str, route: Option<&str>) -> usize;
+    /// The sum of `name`'s values for `function` by cache `kind`.
+    fn sum_by_kind(&self, name: &str, function: &str, kind: &str) -> f64;
 }
 
 impl Tally for [Emitted] {
     fn sum(&self, name: &str, function: &str, route: Option<&str>) -> f64 {
-        matching(self, name, function, route)
+        matching(self, name, function, route.map(|r| ("Route", r)))
             .flat_map(|m| m.values.iter())
             .sum()
     }
 
     fn samples(&self, name: &str, function: &str, route: Option<&str>) -> usize {
-        matching(self, name, function, route)
+        matching(self, name, function, route.map(|r| ("Route", r)))
             .map(|m| m.values.len())
+            .sum()
+    }
+
+    fn sum_by_kind(&self, name: &str, function: &str, kind: &str) -> f64 {
+        matching(self, name, function, Some(("Kind", kind)))
+            .flat_map(|m| m.values.iter())
             .sum()
     }
 }
 
+/// The metrics `name` of `function` whose dimensions are exactly `Function` and, if given, one
+/// more (`Route` or `Kind`) with its value.
 fn matching<'a>(
     emitted: &'a [Emitted],
     name: &'a str,
     function: &'a str,
-    route: Option<&'a str>,
+    other: Option<(&'a str, &'a str)>,
 ) -> impl Iterator<Item = &'a Emitted> {
     emitted.iter().filter(move |m| {
+        let expected = 1 + usize::from(other.is_some());
         m.name == name
+            && m.dimensions.len() == expected
             && m.dimensions.get("Function").map(String::as_str) == Some(function)
-            && m.dimensions.get("Route").map(String::as_str) == route
+            && other
+                .is_none_or(|(dim, value)| m.dimensions.get(dim).map(String::as_str) == Some(value))
     })
 }

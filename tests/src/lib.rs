@@ -57,7 +57,7 @@ pub struct TestEnv {
     pub redis: TestRedis,
     pub dynamo: Dynamo,
     /// Where [`TestEnv::settle`] got to in the table's stream (none yet: from its start).
-    pub upkeep_position: std::sync::Mutex<Option<stream_poller::Poller>>,
+    pub stream_positions: std::sync::Mutex<sync::Positions>,
 }
 
 impl TestEnv {
@@ -151,11 +151,12 @@ impl TestEnv {
         self.send(ApiRequest::me().bearer(token)).await
     }
 
-    /// Lets the table's upkeep catch up: every record of the table's stream so far (and those
-    /// its own writes make) applied through `upkeep`, as its event source mapping would within
-    /// the second `API.md` allows. Deterministic, for tests that read counts.
+    /// Lets the stream's consumers catch up: every record of the table's stream so far (and
+    /// those their own writes make) applied through `upkeep` and `cache-sync`, as their event
+    /// source mappings would within the second `API.md` allows. Deterministic, for tests that
+    /// read counts or a swept post.
     pub async fn settle(&self) {
-        sync::settle(&self.config_for(&self.redis.url()), &self.upkeep_position).await;
+        sync::settle(&self.config_for(&self.redis.url()), &self.stream_positions).await;
     }
 
     /// The `commentCount` of post `post_id`, as `token`'s user reads it (`GET /posts/{postId}`),
@@ -237,37 +238,43 @@ impl TestEnv {
         }
     }
 
-    /// The sort keys of partition `POST#<post_id>` (the post and its comments) as DynamoDB
-    /// holds them, read directly, every page.
+    /// The sort keys of every item of a post as DynamoDB holds them, read directly, every page:
+    /// its partition `POST#<post_id>` (the post, legacy comments, a sweep's progress) and its
+    /// comment shards `POST#<post_id>#<k>`.
     pub async fn post_partition(&self, post_id: &str) -> Vec<String> {
+        let mut partitions = vec![shared::store::keys::post_pk(post_id)];
+        partitions.extend(
+            (0..shared::store::keys::COMMENT_SHARDS)
+                .map(|shard| format!("{}#{shard}", shared::store::keys::post_pk(post_id))),
+        );
         let mut sort_keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .dynamo
-                .client
-                .query()
-                .table_name(TABLE_NAME)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(shared::store::keys::post_pk(post_id)),
-                )
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("query partition");
-            let page = out
-                .items()
-                .iter()
-                .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned());
-            sort_keys.extend(page);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return sort_keys,
+        for pk in partitions {
+            let mut start = None;
+            loop {
+                let out = self
+                    .dynamo
+                    .client
+                    .query()
+                    .table_name(TABLE_NAME)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .expect("query partition");
+                let page = out
+                    .items()
+                    .iter()
+                    .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned());
+                sort_keys.extend(page);
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
             }
         }
+        sort_keys
     }
 }
 
@@ -386,7 +393,7 @@ impl<'a> WorldBuilder<'a> {
                 app,
                 redis,
                 dynamo,
-                upkeep_position: std::sync::Mutex::new(None),
+                stream_positions: std::sync::Mutex::default(),
             },
             proxy,
         )

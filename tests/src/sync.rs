@@ -56,11 +56,13 @@ impl UpkeepInProcess {
             .dynamodb_endpoint
             .as_deref()
             .expect("a test table endpoint");
+        Self::with_client(config, crate::dynamo::client_for(endpoint, None))
+    }
+
+    /// An `upkeep` instance whose table client is `client` (with the test's interceptors).
+    pub fn with_client(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
         let cache = RedisCache::new(&config.cache, None).expect("upkeep's cache builds");
-        let store = Store::new(
-            crate::dynamo::client_for(endpoint, None),
-            config.table.table_name.clone(),
-        );
+        let store = Store::new(client, config.table.table_name.clone());
         let posts = shared::cache::Posts::new(store.clone(), cache);
         UpkeepInProcess {
             upkeep: upkeep_fn::Upkeep { store, posts },
@@ -154,28 +156,50 @@ impl Drop for StreamSync {
     }
 }
 
-/// Applies every record the table's stream holds from `position` on through `upkeep`, once,
-/// and returns where it stopped: what a test calls to let the counts settle, deterministically,
-/// before it reads them.
-pub async fn settle(config: &Config, position: &Mutex<Option<Poller>>) {
+/// Where each of the stream's consumers got to in [`settle`].
+#[derive(Default)]
+pub struct Positions {
+    cache_sync: Option<Poller>,
+    upkeep: Option<Poller>,
+}
+
+/// Applies every record the table's stream holds from where the last call stopped, through
+/// both its consumers (`upkeep`, then `cache-sync`, each behind its own mapping, as in
+/// production), until the stream is quiet: what a test calls to let the counts, the sweeps and
+/// the cache catch up, deterministically, before it reads them.
+pub async fn settle(config: &Config, positions: &Mutex<Positions>) {
     let endpoint = config
         .table
         .dynamodb_endpoint
         .as_deref()
         .expect("a test table endpoint");
-    let taken = position.lock().expect("lock").take();
-    let mut poller = match taken {
+    let taken = std::mem::take(&mut *positions.lock().expect("lock"));
+    let mut upkeep_poller = match taken.upkeep {
+        Some(poller) => poller,
+        None => poller(endpoint).await,
+    };
+    let mut sync_poller = match taken.cache_sync {
         Some(poller) => poller,
         None => poller(endpoint).await,
     };
     let upkeep = UpkeepInProcess::with_config(config);
-    // Until the stream is quiet: the upkeep's own writes (a count, a sweep's progress) are
-    // records too, and are drained with the rest.
-    poller
-        .drain(&upkeep, Duration::from_millis(30), Duration::from_secs(60))
-        .await
-        .expect("the stream drained through upkeep");
-    *position.lock().expect("lock") = Some(poller);
+    let sync = InProcess::with_config(config);
+    // The upkeep's own writes (a count, a sweep's progress) are records too: until both are
+    // quiet.
+    for _ in 0..3 {
+        upkeep_poller
+            .drain(&upkeep, Duration::from_millis(30), Duration::from_secs(60))
+            .await
+            .expect("the stream drained through upkeep");
+        sync_poller
+            .drain(&sync, Duration::from_millis(30), Duration::from_secs(60))
+            .await
+            .expect("the stream drained through cache-sync");
+    }
+    *positions.lock().expect("lock") = Positions {
+        cache_sync: Some(sync_poller),
+        upkeep: Some(upkeep_poller),
+    };
 }
 
 /// A function that records what it is given and answers "all done".

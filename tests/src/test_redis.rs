@@ -77,16 +77,7 @@ pub fn user_entry_bytes(view: &Value, email: &str) -> Vec<u8> {
         ),
         _ => Record::gone(id, Revision::of_user(&version)),
     };
-    let line = record.line();
-    // The stored form: the header, then the record with its `at` after its state.
-    let mut fields = line.splitn(4, '\t');
-    let (rid, ver, state, rest) = (
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-    );
-    format!("c3\titem\t{email}\t-\t0\t-\n{rid}\t{ver}\t{state}\t0\t{rest}").into_bytes()
+    shared::cache::entry::item_bytes(email, &record)
 }
 
 /// The mode the test worlds run in: `TEST_REDIS_MODE` (`standalone` or `cluster`).
@@ -189,17 +180,26 @@ impl TestRedis {
         }))
     }
 
-    /// Writes `value` as `email`'s entry with a plain `SET` (no TTL, no version check): an
-    /// entry the test makes up. A JSON view ([`user_entry_view`]) is written in the cache's
-    /// format; anything else as it is (a corrupt entry).
+    /// Writes `value` as `email`'s entry with a plain `SET` (no TTL, no version check), byte for
+    /// byte: an entry the test made up (corrupt, of an old format, or read earlier).
     pub async fn set_entry(&self, email: &str, value: impl AsRef<[u8]>) {
-        let raw = value.as_ref();
-        let bytes = match serde_json::from_slice::<Value>(raw) {
-            Ok(view) if view.get("kind").is_some() => user_entry_bytes(&view, email),
-            _ => raw.to_vec(),
-        };
         let mut conn = self.connection().await.expect("redis connection");
-        let () = conn.set(cache_key(email), bytes).await.expect("SET");
+        let () = conn
+            .set(cache_key(email), value.as_ref())
+            .await
+            .expect("SET");
+    }
+
+    /// Writes a user entry given as [`user_entry_view`] shows it, in the cache's format, with a
+    /// plain `SET`: a well-formed entry the test made up (forged, or at a version of its own).
+    pub async fn set_user_entry(&self, email: &str, view: &Value) {
+        self.set_entry(email, user_entry_bytes(view, email)).await;
+    }
+
+    /// Deletes the entry under `key`, as if it had expired.
+    pub async fn evict_key(&self, key: &str) {
+        let mut conn = self.connection().await.expect("redis connection");
+        let _: i64 = conn.del(key).await.expect("DEL");
     }
 
     /// Deletes `email`'s entry, as if it had expired.

@@ -62,9 +62,10 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, AppError> 
         }
         (limit, after) => {
             app.auth.authenticate(req.headers()).await?;
+            let limit = limit?;
             match after? {
-                None => app.posts.feed_page(limit?).await?,
-                Some(after) => app.posts.feed_after(limit?, &after).await?,
+                None => app.posts.feed_page(limit).await?,
+                Some(after) => app.posts.feed_after(limit, &after).await?,
             }
         }
     };

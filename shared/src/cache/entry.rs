@@ -132,6 +132,20 @@ impl Record {
     }
 }
 
+/// The bytes the script stores for one item's `record` under an entry of `subject` (its write
+/// time left 0): for tests and tools that make an entry up without Redis.
+pub fn item_bytes(subject: &str, record: &Record) -> Vec<u8> {
+    let line = record.line();
+    let mut fields = line.splitn(4, '\t');
+    let (id, version, state, rest) = (
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+    );
+    format!("{FORMAT}\titem\t{subject}\t-\t0\t-\n{id}\t{version}\t{state}\t0\t{rest}").into_bytes()
+}
+
 /// What a window says it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coverage {

@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 /// well inside the feed's 1 s.
 pub const NEAR_AGE: Duration = Duration::from_millis(250);
 
+/// A copy: when it was read, and its bytes.
+type Copy = Option<(Instant, Arc<[u8]>)>;
+
 /// One entry's raw bytes and when they were read. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Near {
-    slot: Arc<RwLock<Option<(Instant, Arc<[u8]>)>>>,
+    slot: Arc<RwLock<Copy>>,
 }
 
 impl Near {

@@ -78,6 +78,9 @@ pub enum WindowLookup {
     Failed,
 }
 
+/// A page of a window: its `(id, body)` items, and the id the next page follows.
+type WindowPage = (Vec<(String, String)>, Option<String>);
+
 /// A window's first items as read from the table: owned, for sharing between misses.
 #[derive(Debug, Clone)]
 struct Filled {
@@ -89,7 +92,7 @@ struct Filled {
 
 impl Filled {
     /// The first `limit` of them, and the id the next page follows.
-    fn page(&self, limit: usize) -> (Vec<(String, String)>, Option<String>) {
+    fn page(&self, limit: usize) -> WindowPage {
         let items: Vec<_> = self.items.iter().take(limit).cloned().collect();
         let more = self.items.len() > limit || !self.complete;
         let next = if more {
@@ -425,7 +428,7 @@ impl Posts {
         subject: &str,
         looked: &WindowLookup,
         limit: usize,
-    ) -> Option<(Vec<(String, String)>, Option<String>)> {
+    ) -> Option<WindowPage> {
         let WindowLookup::Found(raw) = looked else {
             return None;
         };

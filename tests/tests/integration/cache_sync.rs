@@ -366,12 +366,26 @@ async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_th
     );
 }
 
+/// Posts and comments whose own cache writes never landed reach the cache through the stream,
+/// as the table holds them: the post's entry (its count too), its place in the feed, and a
+/// comment in its post's first comments.
 #[tokio::test]
-async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
+async fn posts_and_comments_in_the_stream_reach_the_cache_as_the_table_holds_them() {
+    use shared::cache::entry::{parse, Order};
+    use shared::cache::kinds::{comments_key, post_key, FEED_KEY};
     let (env, redis) = env_whose_writes_never_land().await;
     let (token, _) = env.new_user("Author").await;
+    let sync = sync_for(&env, &redis);
+    let empty = shared::cache::posts::WindowLookup::Empty;
+    let now = std::time::Instant::now;
+    // The windows are filled (empty) first, so the new post and comment land in them.
+    sync.posts.feed_page(20).await.expect("the feed");
     let post = env.new_post(&token, "not a user").await;
     let post_id = post["id"].as_str().expect("id");
+    sync.posts
+        .comments_page(post_id, 20, empty, now())
+        .await
+        .expect("a page");
     let res = env
         .send(
             ApiRequest::post(&format!("/posts/{post_id}/comments"))
@@ -380,6 +394,7 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
         )
         .await;
     assert_eq!(res.status, 201);
+    let comment_id = res.body["id"].as_str().expect("id");
     let records: Vec<EventRecord> = stream_records(&env.dynamo.endpoint)
         .await
         .into_iter()
@@ -387,30 +402,32 @@ async fn posts_and_comments_in_the_stream_are_skipped_without_touching_redis() {
             |r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if s.starts_with("POST#")),
         )
         .collect();
-    assert!(
-        records.len() >= 3,
-        "the post, the comment, the count: {}",
-        records.len()
-    );
+    assert_eq!(records.len(), 2, "the post and the comment");
 
-    env.dynamo.calls.reset();
-    let (response, report) = sync_for(&env, &redis)
-        .apply(records.clone())
-        .await
-        .expect("applied");
+    let (response, report) = sync.apply(records.clone()).await.expect("applied");
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!((report.ignored, report.users), (records.len(), 0));
-    assert_eq!(
-        env.dynamo.calls.total(),
-        0,
-        "no read for posts and comments"
-    );
+    assert_eq!((report.users, report.items, report.ignored), (0, 2, 0));
+
     let mut conn = redis.connection().await.expect("conn");
-    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    let raw: Vec<u8> = conn.get(post_key(post_id)).await.expect("GET");
+    let cached = parse(&raw)
+        .and_then(|e| e.item(post_id))
+        .expect("the post's entry");
+    assert!(cached.live);
+    let cached: serde_json::Value = serde_json::from_str(cached.body).expect("JSON");
+    assert_eq!(cached, post, "the post as the table holds it");
+    let raw: Vec<u8> = conn.get(FEED_KEY).await.expect("GET");
+    let feed = parse(&raw).expect("the feed's window");
     assert!(
-        keys.is_empty(),
-        "nothing written for posts and comments: {keys:?}"
+        feed.records.iter().any(|r| r.id == post_id && r.live),
+        "the post's place in the feed: {feed:?}"
     );
+    let raw: Vec<u8> = conn.get(comments_key(post_id)).await.expect("GET");
+    let page = parse(&raw)
+        .and_then(|e| e.page(post_id, Order::Ascending, 20))
+        .expect("the first comments answer a page");
+    let ids: Vec<&str> = page.records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [comment_id]);
 }
 
 #[tokio::test]
@@ -459,7 +476,25 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
         removed,
         json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": 5, "kind": "absent"})
     );
+    // The post of the sample is not in the table: gone, in its entry and in the feed.
     let mut conn = redis.connection().await.expect("conn");
-    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
-    assert_eq!(keys.len(), 2, "the post record is skipped: {keys:?}");
+    let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "feed:v3",
+            "post:v3:01KBFZ9A1B2C3D4E5F6G7H8J9K",
+            "user:v3:sample.gone@example.com",
+            "user:v3:sample.stream@example.com"
+        ]
+    );
+    let raw: Vec<u8> = conn
+        .get("post:v3:01KBFZ9A1B2C3D4E5F6G7H8J9K")
+        .await
+        .expect("GET");
+    let record = shared::cache::entry::parse(&raw)
+        .and_then(|e| e.item("01KBFZ9A1B2C3D4E5F6G7H8J9K"))
+        .expect("the post's entry");
+    assert_eq!((record.live, record.version), (false, "~"));
 }

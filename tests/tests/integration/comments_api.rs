@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -13,6 +14,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use integration_tests::sync::UpkeepInProcess;
 use integration_tests::{id_of, keys_of, ApiRequest, ApiResponse, TestEnv};
 use serde_json::{json, Value};
 use shared::domain::new_id;
@@ -512,42 +514,54 @@ impl Intercept for Conflicts {
     }
 }
 
-/// A test world whose app's DynamoDB client goes through [`Conflicts`].
-async fn env_with_conflicts() -> (TestEnv, Conflicts) {
+/// The upkeep of `env`'s table with [`Conflicts`] on its client: the one writer of
+/// transactions (a comment's count).
+fn upkeep_with_conflicts(env: &TestEnv) -> (UpkeepInProcess, Conflicts) {
     let conflicts = Conflicts::default();
-    (
-        TestEnv::builder()
-            .interceptor(conflicts.clone())
-            .build()
-            .await,
-        conflicts,
-    )
+    let client = integration_tests::dynamo::client_for(&env.dynamo.endpoint, None)
+        .config()
+        .to_builder()
+        .interceptor(conflicts.clone())
+        .build();
+    let upkeep = UpkeepInProcess::with_client(
+        &env.config_for(&env.redis.url()),
+        aws_sdk_dynamodb::Client::from_conf(client),
+    );
+    (upkeep, conflicts)
 }
 
+/// The upkeep's transactions (a comment counted, a deleted one uncounted) cancelled for a
+/// conflict with another (many batches counting one popular post) are tried again: the count
+/// is right, once. Conflicts that never end fail the batch, which the stream delivers again.
 #[tokio::test]
-async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
-    let (env, conflicts) = env_with_conflicts().await;
+async fn the_upkeeps_transactions_cancelled_by_a_conflict_are_retried() {
+    let env = TestEnv::new().await;
     let (token, _) = env.new_user("Busy").await;
     let post_id = id_of(&env.new_post(&token, "contended").await);
+    let (upkeep, conflicts) = upkeep_with_conflicts(&env);
+    let mut poller = integration_tests::sync::poller(&env.dynamo.endpoint).await;
+    let quiet = Duration::from_millis(30);
+    let deadline = Duration::from_secs(30);
 
-    // A few conflicts: the comment is still written, and counted, once.
-    conflicts.remaining.store(3, Ordering::SeqCst);
+    // A few conflicts: the comment is counted once.
     let created = new_comment(&env, &token, &post_id, "after conflicts").await;
+    conflicts.remaining.store(3, Ordering::SeqCst);
+    poller
+        .drain(&upkeep, quiet, deadline)
+        .await
+        .expect("drained");
     assert_eq!(
         conflicts.injected.load(Ordering::SeqCst),
         3,
         "the conflicts happened"
     );
-    assert_eq!(env.comment_count(&token, &post_id).await, 1);
     assert_eq!(
-        env.walk(&token, &format!("/posts/{post_id}/comments"), 10)
-            .await
-            .0,
-        vec![id_of(&created)]
+        stored_count(&env, &post_id).await,
+        1,
+        "counted by this upkeep"
     );
 
     // The same for a delete.
-    conflicts.remaining.store(2, Ordering::SeqCst);
     let res = env
         .send(
             ApiRequest::delete(&format!("/posts/{post_id}/comments/{}", id_of(&created)))
@@ -555,46 +569,73 @@ async fn transactions_cancelled_by_a_conflict_are_retried_not_a_500() {
         )
         .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
-    assert_eq!(env.comment_count(&token, &post_id).await, 0);
-
-    // Conflicts that never end are the database being unavailable, not a server bug.
-    conflicts.remaining.store(u32::MAX, Ordering::SeqCst);
-    comment(&env, &token, &post_id, "never")
+    conflicts.remaining.store(2, Ordering::SeqCst);
+    poller
+        .drain(&upkeep, quiet, deadline)
         .await
-        .assert_error(503, "service_unavailable");
-    conflicts.remaining.store(0, Ordering::SeqCst);
-    assert_eq!(env.comment_count(&token, &post_id).await, 0);
+        .expect("drained");
+    assert_eq!(conflicts.injected.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        stored_count(&env, &post_id).await,
+        0,
+        "uncounted by this upkeep"
+    );
+
+    // Conflicts that never end: the batch fails (and is retried), nothing is counted twice.
+    new_comment(&env, &token, &post_id, "contended for long").await;
+    conflicts.remaining.store(u32::MAX, Ordering::SeqCst);
+    let records = integration_tests::sync::stream_records(&env.dynamo.endpoint).await;
+    let mut event = aws_lambda_events::event::dynamodb::Event::default();
+    event.records = records;
+    let failed = stream_poller::Invoke::invoke(&upkeep, event.clone()).await;
     assert!(
-        env.walk(&token, &format!("/posts/{post_id}/comments"), 10)
-            .await
-            .0
-            .is_empty(),
-        "nothing written"
+        failed
+            .as_ref()
+            .is_err_and(|e| e.contains("cannot be read or written")),
+        "{failed:?}"
+    );
+    conflicts.remaining.store(0, Ordering::SeqCst);
+    assert_eq!(stored_count(&env, &post_id).await, 0, "nothing counted yet");
+    stream_poller::Invoke::invoke(&upkeep, event)
+        .await
+        .expect("the retry applies");
+    assert_eq!(stored_count(&env, &post_id).await, 1);
+    assert_eq!(
+        env.comment_count(&token, &post_id).await,
+        1,
+        "and once only"
     );
 }
 
+/// The post's `commentCount` as the table holds it, read directly.
+async fn stored_count(env: &TestEnv, post_id: &str) -> u64 {
+    let item = env.dynamo.post_item(post_id).await.expect("the post");
+    item.get("commentCount")
+        .and_then(|n| n.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+/// A post's delete answers at once and none of its comments is served from then on; a sweep
+/// that fails (the table refusing its writes) fails its batch, which the stream brings again
+/// until the sweep is done.
 #[tokio::test]
-async fn a_failed_sweep_is_503_and_a_comment_whose_post_is_gone_is_404_until_a_retry_sweeps_it() {
+async fn a_deleted_posts_comments_are_never_served_and_a_failed_sweep_is_retried() {
     let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
     let (token, _) = env.new_user("Sweep").await;
     let post = id_of(&env.new_post(&token, "to sweep").await);
     let comment = id_of(&comment(&env, &token, &post, "orphan to be").await.body);
     let path = format!("/posts/{post}/comments/{comment}");
 
-    // The post goes, the sweep of its comments fails (both of the SDK's attempts).
-    proxy.fail_requests("BatchWriteItem", 2);
     let res = env
         .send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token))
         .await;
-    res.assert_error(503, "service_unavailable");
+    assert_eq!(res.status, 204, "{}", res.raw_body);
     assert_eq!(
         env.post_partition(&post).await.len(),
         1,
-        "the comment is left: {:?}",
-        env.post_partition(&post).await
+        "the comment is left"
     );
-
-    // Left behind, it is still not reachable.
     env.send(ApiRequest::get(&path).bearer(&token))
         .await
         .assert_error(404, "not_found");
@@ -605,11 +646,31 @@ async fn a_failed_sweep_is_503_and_a_comment_whose_post_is_gone_is_404_until_a_r
     )
     .await
     .assert_error(404, "not_found");
+    env.send(ApiRequest::get(&format!("/posts/{post}/comments")).bearer(&token))
+        .await
+        .assert_error(404, "not_found");
 
-    // The client's retry sweeps it.
-    let res = env
-        .send(ApiRequest::delete(&format!("/posts/{post}")).bearer(&token))
-        .await;
-    res.assert_error(404, "not_found");
+    // The upkeep, reaching the table through the proxy: its sweep's deletes fail (both of the
+    // SDK's attempts), so the batch fails; the stream's retry sweeps.
+    let config = env.config_for(&env.redis.url());
+    let upkeep = UpkeepInProcess::with_client(
+        &config,
+        integration_tests::dynamo::client_for(&proxy.endpoint, None),
+    );
+    let records = integration_tests::sync::stream_records(&env.dynamo.endpoint).await;
+    let mut event = aws_lambda_events::event::dynamodb::Event::default();
+    event.records = records;
+    proxy.fail_requests("BatchWriteItem", 2);
+    let failed = stream_poller::Invoke::invoke(&upkeep, event.clone()).await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.contains("cannot be read or written")),
+        "{failed:?}"
+    );
+    assert_eq!(env.post_partition(&post).await.len(), 1, "not swept yet");
+    stream_poller::Invoke::invoke(&upkeep, event)
+        .await
+        .expect("the retry sweeps");
     assert!(env.post_partition(&post).await.is_empty());
 }

@@ -151,16 +151,26 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
         ])
     );
     // The users function: a miss (a GET, then the write-back) and two hits (a GET each), and
-    // the miss's one read. The posts function: two hits, the post's write and its read.
+    // the miss's one read. The posts function: its two users, both hits; the post written
+    // (one PutItem, then its entry and its place in the feed through the compare-and-set) and
+    // read back from the cache (a hit: no DynamoDB call), its GET sent beside the user's.
     assert_eq!(count("CacheMisses", "users", None), 1.0, "one miss");
     assert_eq!(count("CacheHits", "users", None), 2.0, "then hits");
-    assert_eq!(count("CacheHits", "posts", None), 2.0);
+    assert_eq!(emitted.sum_by_kind("CacheHits", "users", "user"), 2.0);
+    assert_eq!(count("CacheHits", "posts", None), 3.0);
+    assert_eq!(emitted.sum_by_kind("CacheHits", "posts", "user"), 2.0);
+    assert_eq!(emitted.sum_by_kind("CacheHits", "posts", "post"), 1.0);
+    assert_eq!(count("CacheMisses", "posts", None), 0.0);
     assert_eq!(count("DynamoDbReadsAvoided", "users", None), 2.0);
-    assert_eq!(count("DynamoDbReadsAvoided", "posts", None), 2.0);
+    assert_eq!(count("DynamoDbReadsAvoided", "posts", None), 3.0);
     assert_eq!(count("RedisCalls", "users", None), 4.0);
-    assert_eq!(count("RedisCalls", "posts", None), 2.0);
+    assert_eq!(count("RedisCalls", "posts", None), 5.0);
     assert_eq!(count("DynamoDbCalls", "users", None), 1.0);
-    assert_eq!(count("DynamoDbCalls", "posts", None), 2.0);
+    assert_eq!(
+        count("DynamoDbCalls", "posts", None),
+        1.0,
+        "the post's PutItem only"
+    );
     assert_eq!(
         emitted.samples("AuthTime", "users", None),
         4,
@@ -472,7 +482,7 @@ async fn every_metric_the_template_names_is_emitted() {
     let mut newer = env.redis.entry(&email).await.expect("an entry");
     newer["rev"] = json!(1000);
     newer["user"]["revision"] = json!(1000);
-    env.redis.set_entry(&email, newer.to_string()).await;
+    env.redis.set_user_entry(&email, &newer).await;
     let mut bad = mine[0].clone();
     bad.change.new_image.insert(
         "jwtVersion".into(),
@@ -536,11 +546,18 @@ async fn every_metric_the_template_names_is_emitted() {
         );
     }
     // And exactly what happened, for the counts the alarms divide.
-    for (name, _) in &routes {
+    // In the Redis outage each lookup fails: the user's, and the feed's (posts), the post's and
+    // its first comments' (comments).
+    for (name, lookups) in [("users", 1.0), ("posts", 2.0), ("comments", 3.0)] {
         let count = |metric: &str| emitted.sum(metric, name, None);
         assert_eq!(count("ServerErrors"), 1.0, "{name}: the one 503");
         assert_eq!(count("CacheNegatives"), 1.0, "{name}");
-        assert_eq!(count("CacheErrors"), 1.0, "{name}: the Redis outage");
+        assert_eq!(count("CacheErrors"), lookups, "{name}: the Redis outage");
+        assert_eq!(
+            emitted.sum_by_kind("CacheErrors", name, "user"),
+            1.0,
+            "{name}"
+        );
     }
     assert_eq!(emitted.sum("SyncRecordsStale", "cache-sync", None), 1.0);
     assert_eq!(emitted.sum("SyncRecordsFailed", "cache-sync", None), 1.0);

@@ -657,16 +657,23 @@ async fn deleting_a_post_deletes_all_its_comments() {
             .expect("comment on the other post");
     }
 
-    let got = env
-        .send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&token))
-        .await;
-    assert_eq!(got.body["commentCount"], 1000);
+    assert_eq!(env.comment_count(&token, &post_id).await, 1000);
     assert_eq!(env.post_partition(&post_id).await.len(), 1001);
 
+    // The delete answers at once; from then on none of the comments is served ...
     let res = env
         .send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(&token))
         .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
+    for comment in [&comments[0], &comments[999]] {
+        env.send(
+            ApiRequest::get(&format!("/posts/{post_id}/comments/{}", comment.id)).bearer(&token),
+        )
+        .await
+        .assert_error(404, "not_found");
+    }
+    // ... and the upkeep sweeps them from the stream.
+    env.settle().await;
     assert_eq!(
         env.post_partition(&post_id).await.len(),
         0,

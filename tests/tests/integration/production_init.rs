@@ -497,7 +497,7 @@ mod iam {
             "no connection as {USER_ID}:\n{}",
             function.log()
         );
-        let key = format!("user:v2:{email}");
+        let key = cache_key(&email);
         let cached: Option<String> = admin.get(&key).await.expect("GET");
         assert!(
             cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
@@ -774,7 +774,7 @@ mod tls_cluster {
                 "no connection from the function to port {port}"
             );
         }
-        let key = format!("user:v2:{email}");
+        let key = cache_key(&email);
         let cached = cluster.get(&key).await;
         assert!(
             cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),

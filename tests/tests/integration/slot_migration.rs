@@ -43,7 +43,7 @@ fn me(token: &str) -> ApiRequest {
 }
 
 fn key(email: &str) -> String {
-    format!("user:v2:{email}")
+    integration_tests::cache_key(email)
 }
 
 /// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.

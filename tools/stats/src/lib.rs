@@ -1,11 +1,39 @@
 //! What the local stack's metric lines add up to: the same Embedded Metric Format lines the
-//! functions write in Lambda (`shared::metrics`), read back from a log and summed per function
-//! and route, so a developer sees the numbers the dashboard would show while using the API.
+//! functions write in Lambda (`shared::metrics`), read back from a log and summed per function,
+//! per route and per kind of cache entry, so a developer sees the numbers the dashboard would
+//! show while using the API.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
+
+/// What the cache answered: of every lookup, or of one kind's (`user`, `post`, `feed`,
+/// `comments`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CacheStats {
+    pub hits: f64,
+    pub negatives: f64,
+    pub misses: f64,
+    pub errors: f64,
+}
+
+impl CacheStats {
+    /// Lookups answered by the cache (items found, and "no such item"), out of all.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let served = self.hits + self.negatives;
+        let lookups = served + self.misses + self.errors;
+        (lookups > 0.0).then(|| served / lookups)
+    }
+
+    fn add(&mut self, doc: &Value) {
+        let sum = |name: &str| values(&doc[name]).iter().sum::<f64>();
+        self.hits += sum("CacheHits");
+        self.negatives += sum("CacheNegatives");
+        self.misses += sum("CacheMisses");
+        self.errors += sum("CacheErrors");
+    }
+}
 
 /// The numbers of one function.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -13,20 +41,18 @@ pub struct FunctionStats {
     pub requests: f64,
     pub client_errors: f64,
     pub server_errors: f64,
-    pub cache_hits: f64,
-    pub cache_negatives: f64,
-    pub cache_misses: f64,
-    pub cache_errors: f64,
+    /// Every lookup of the function.
+    pub cache: CacheStats,
+    /// The lookups by kind of entry.
+    pub by_kind: BTreeMap<String, CacheStats>,
     /// Latencies (ms) by route key.
     pub latency: BTreeMap<String, Vec<f64>>,
 }
 
 impl FunctionStats {
-    /// Lookups answered by the cache (users found, and "no such user"), out of all.
+    /// Lookups answered by the cache, out of all.
     pub fn hit_ratio(&self) -> Option<f64> {
-        let served = self.cache_hits + self.cache_negatives;
-        let lookups = served + self.cache_misses + self.cache_errors;
-        (lookups > 0.0).then(|| served / lookups)
+        self.cache.hit_ratio()
     }
 }
 
@@ -60,10 +86,11 @@ impl Stats {
             stats.client_errors += sum("ClientErrors");
             stats.server_errors += sum("ServerErrors");
         }
-        stats.cache_hits += sum("CacheHits");
-        stats.cache_negatives += sum("CacheNegatives");
-        stats.cache_misses += sum("CacheMisses");
-        stats.cache_errors += sum("CacheErrors");
+        // Cache counts come twice too (by kind and by function alone).
+        match doc["Kind"].as_str() {
+            Some(kind) => stats.by_kind.entry(kind.to_owned()).or_default().add(doc),
+            None => stats.cache.add(doc),
+        }
         if let Some(route) = route {
             let latencies = values(&doc["Latency"]);
             if !latencies.is_empty() {
@@ -88,6 +115,16 @@ impl Stats {
                 "{function:<11} requests {:<6} cache hit ratio {ratio:<5} 4xx {:<5} 5xx {}",
                 stats.requests, stats.client_errors, stats.server_errors
             );
+            for (kind, cache) in &stats.by_kind {
+                let ratio = cache
+                    .hit_ratio()
+                    .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+                let lookups = cache.hits + cache.negatives + cache.misses + cache.errors;
+                let _ = writeln!(
+                    out,
+                    "  cache {kind:<9} lookups {lookups:<6} hit ratio {ratio}"
+                );
+            }
             for (route, latencies) in &stats.latency {
                 let (p50, p99) = (percentile(latencies, 0.50), percentile(latencies, 0.99));
                 let _ = writeln!(
@@ -190,9 +227,12 @@ not json {"_aws": broken
         shared::metrics::init();
         let elapsed = std::time::Duration::from_millis(3);
         shared::metrics::scope("posts", async {
-            shared::metrics::cache_lookup(shared::cache::CacheOutcome::Hit);
+            use shared::cache::{CacheOutcome, Kind};
+            shared::metrics::cache_lookup(Kind::User, CacheOutcome::Hit);
+            shared::metrics::cache_lookup(Kind::Post, CacheOutcome::Hit);
             shared::metrics::request_done("posts", "GET /posts/{postId}", 200, elapsed);
-            shared::metrics::cache_lookup(shared::cache::CacheOutcome::Miss);
+            shared::metrics::cache_lookup(Kind::User, CacheOutcome::Hit);
+            shared::metrics::cache_lookup(Kind::Post, CacheOutcome::Miss);
             shared::metrics::request_done("posts", "GET /posts/{postId}", 503, elapsed);
         })
         .await;
@@ -200,7 +240,16 @@ not json {"_aws": broken
         stats.read(&String::from_utf8_lossy(&buffer.lock().expect("lock")));
         let posts = &stats.functions["posts"];
         assert_eq!((posts.requests, posts.server_errors), (2.0, 1.0));
-        assert_eq!(posts.hit_ratio(), Some(0.5));
+        assert_eq!(posts.hit_ratio(), Some(0.75));
+        assert_eq!(posts.by_kind["user"].hit_ratio(), Some(1.0));
+        assert_eq!(posts.by_kind["post"].hit_ratio(), Some(0.5));
+        assert!(
+            stats
+                .render()
+                .contains("cache post      lookups 2      hit ratio 50%"),
+            "{}",
+            stats.render()
+        );
         assert_eq!(posts.latency["GET /posts/{postId}"].len(), 2);
     }
 }
