@@ -7,6 +7,7 @@
 mod abuse_limits;
 mod bad_input;
 mod cache_aside;
+mod cache_script;
 mod cache_sync;
 mod coherence;
 mod comments_api;
