@@ -357,6 +357,12 @@ fn resources(t: &Value) -> &Mapping {
 /// The function applying the table's stream to the cache.
 const CACHE_SYNC: &str = "CacheSyncFunction";
 
+/// The function keeping the table from its stream (comment counts, removals, sweeps).
+const UPKEEP: &str = "UpkeepFunction";
+
+/// The functions fed by the table's stream, each through a mapping of its own.
+const STREAM_CONSUMERS: [&str; 2] = [CACHE_SYNC, UPKEEP];
+
 /// The logical ids of every `AWS::Serverless::Function`.
 fn functions(t: &Value) -> BTreeSet<String> {
     resources(t)
@@ -373,7 +379,9 @@ fn api_functions(t: &Value) -> BTreeSet<String> {
 
 /// A function property, or the `Globals` one when the function does not set it.
 fn function_setting<'a>(t: &'a Value, function: &str, key: &str) -> &'a Value {
-    let own = &resources(t)[function]["Properties"][key];
+    let own = &resources(t)
+        .get(function)
+        .unwrap_or_else(|| panic!("template.yaml has no {function}"))["Properties"][key];
     if own.is_null() {
         &t["Globals"]["Function"][key]
     } else {
@@ -470,7 +478,7 @@ fn only_resource_of(t: &Value, kind: &str) -> String {
     ids[0].to_owned()
 }
 
-/// A stream mapping into `CacheSyncFunction`, whichever way it is declared: an
+/// A stream mapping into a function, whichever way it is declared: an
 /// `AWS::Lambda::EventSourceMapping` resource or a SAM `DynamoDB` event on the function. Both
 /// spell the settings the same way but the stream (`EventSourceArn` / `Stream`).
 struct StreamMapping<'a> {
@@ -479,33 +487,53 @@ struct StreamMapping<'a> {
     props: &'a Value,
 }
 
-fn cache_sync_mappings(t: &Value) -> Vec<StreamMapping<'_>> {
+/// Every mapping into `function`.
+fn stream_mappings<'a>(t: &'a Value, function: &str) -> Vec<StreamMapping<'a>> {
+    all_stream_mappings(t)
+        .into_iter()
+        .filter(|(into, _)| into == function)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Every mapping of the template, with the function it feeds (its logical id).
+fn all_stream_mappings(t: &Value) -> Vec<(String, StreamMapping<'_>)> {
     let mut mappings = Vec::new();
     for (name, resource) in resources(t) {
         let props = &resource["Properties"];
         if resource["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping") {
             let target = &props["FunctionName"];
-            let into_sync = ref_name(target) == Some(CACHE_SYNC)
-                || get_att(target) == Some(format!("{CACHE_SYNC}.Arn"));
-            if into_sync {
-                mappings.push(StreamMapping {
+            let into = ref_name(target)
+                .map(str::to_owned)
+                .or_else(|| get_att(target).and_then(|a| a.strip_suffix(".Arn").map(str::to_owned)))
+                .unwrap_or_else(|| panic!("{name:?}: a function of this template"));
+            mappings.push((
+                into,
+                StreamMapping {
                     name: name.as_str().unwrap_or_default().to_owned(),
                     source: &props["EventSourceArn"],
                     props,
-                });
-            }
+                },
+            ));
         }
     }
-    if let Some(events) = resources(t)[CACHE_SYNC]["Properties"]["Events"].as_mapping() {
+    for function in functions(t) {
+        let Some(events) = resources(t)[function.as_str()]["Properties"]["Events"].as_mapping()
+        else {
+            continue;
+        };
         for (name, event) in events {
             if event["Type"].as_str() == Some("DynamoDB") {
                 let props = &event["Properties"];
-                let name = format!("{CACHE_SYNC}.Events.{}", name.as_str().unwrap_or_default());
-                mappings.push(StreamMapping {
-                    name,
-                    source: &props["Stream"],
-                    props,
-                });
+                let name = format!("{function}.Events.{}", name.as_str().unwrap_or_default());
+                mappings.push((
+                    function.clone(),
+                    StreamMapping {
+                        name,
+                        source: &props["Stream"],
+                        props,
+                    },
+                ));
             }
         }
     }
@@ -714,9 +742,10 @@ fn every_deployment_variable_is_set_for_every_function() {
                 .map(String::from)
                 .into()
         );
-        // Every function is an API function or the cache sync, whose environment is checked below.
+        // Every function is an API function or a stream consumer (cache-sync, upkeep), whose
+        // environment is checked below.
         let mut expected = api.clone();
-        expected.insert(CACHE_SYNC.to_owned());
+        expected.extend(STREAM_CONSUMERS.map(String::from));
         assert_eq!(functions(&t), expected);
         for name in &api {
             let vars = rendered_environment(&t, name);
@@ -755,47 +784,101 @@ fn every_deployment_variable_is_set_for_every_function() {
     }
 }
 
+/// `cache-sync` and `upkeep` read the table and the cache (`upkeep` writes a post's new count
+/// to it), and nothing only the API reads: the same variables (`SYNC_DEPLOYMENT_VARIABLES`),
+/// never the JWT key.
 #[test]
-fn cache_sync_gets_the_cache_and_table_variables_and_nothing_else() {
+fn stream_consumers_get_the_cache_and_table_variables_and_nothing_else() {
     use shared::config::{
         auth_variables, DEPLOYMENT_VARIABLES, OPTIONAL_VARIABLES, SYNC_DEPLOYMENT_VARIABLES,
     };
     for (kind, auth) in COMBINATIONS {
         let t = deployed(kind, auth);
-        let vars = rendered_environment(&t, CACHE_SYNC);
-        let auth_vars = auth_variables(auth);
-        for var in SYNC_DEPLOYMENT_VARIABLES.iter().chain(auth_vars) {
-            assert!(
-                vars.contains_key(*var),
-                "{kind}/{auth}: {CACHE_SYNC} lacks {var}"
+        for function in STREAM_CONSUMERS {
+            let vars = rendered_environment(&t, function);
+            let auth_vars = auth_variables(auth);
+            for var in SYNC_DEPLOYMENT_VARIABLES.iter().chain(auth_vars) {
+                assert!(
+                    vars.contains_key(*var),
+                    "{kind}/{auth}: {function} lacks {var}"
+                );
+            }
+            // Not the JWT key, in any form; nor anything else only the API reads.
+            let api_only = DEPLOYMENT_VARIABLES
+                .iter()
+                .filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
+            for var in ["JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
+                assert!(!vars.contains_key(*var), "{function} must not get {var}");
+            }
+            // Whatever else it gets is a variable it may read: config.rs's unit tests check
+            // that its configuration reads exactly these lists.
+            for var in vars.keys() {
+                let var = var.as_str();
+                let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var)
+                    || auth_vars.contains(&var)
+                    || OPTIONAL_VARIABLES.contains(&var)
+                    || shared::config::PROCESS_VARIABLES.contains(&var);
+                assert!(
+                    known,
+                    "{kind}/{auth}: {function} gets {var}, which it does not read"
+                );
+            }
+            let cache = cache_config_from(&vars);
+            assert_eq!(
+                (cache.mode, cache.iam.as_ref().map(|i| i.serverless)),
+                expected_cache(kind, auth),
+                "{kind}/{auth}: {function}"
             );
+            shared::config::TableConfig::from_lookup(|n| vars.get(n).cloned())
+                .unwrap_or_else(|e| panic!("{kind}/{auth}: {function}: {e}"));
         }
-        // Not the JWT key, in any form; nor anything else only the API reads.
-        let api_only = DEPLOYMENT_VARIABLES
-            .iter()
-            .filter(|v| !SYNC_DEPLOYMENT_VARIABLES.contains(v));
-        for var in ["JWT_SECRET_ARN", "JWT_SECRET"].iter().chain(api_only) {
-            assert!(!vars.contains_key(*var), "{CACHE_SYNC} must not get {var}");
-        }
-        // Whatever else it gets is a variable cache-sync may read: config.rs's unit tests check
-        // that its configuration reads exactly these lists.
-        for var in vars.keys() {
-            let var = var.as_str();
-            let known = SYNC_DEPLOYMENT_VARIABLES.contains(&var)
-                || auth_vars.contains(&var)
-                || OPTIONAL_VARIABLES.contains(&var)
-                || shared::config::PROCESS_VARIABLES.contains(&var);
-            assert!(
-                known,
-                "{kind}/{auth}: {CACHE_SYNC} gets {var}, which the cache sync does not read"
-            );
-        }
-        let cache = cache_config_from(&vars);
+    }
+}
+
+/// `LEGACY_LAYOUT` comes from the parameter `LegacyLayout` on every function (each reads the
+/// table, so each must agree on whether legacy items remain), defaults to `true` (the table may
+/// hold legacy items until the migration has run), and each value the parameter allows is one
+/// the code accepts, meaning what it says.
+#[test]
+fn every_function_reads_the_legacy_layout_from_its_parameter() {
+    let raw = raw_template();
+    let parameter = &raw["Parameters"]["LegacyLayout"];
+    assert_eq!(parameter["Type"].as_str(), Some("String"), "LegacyLayout");
+    let allowed: BTreeSet<&str> = one_or_many(&parameter["AllowedValues"])
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(allowed, ["false", "true"].into(), "LegacyLayout's values");
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some("true"),
+        "legacy items remain until the migration has run"
+    );
+    for id in functions(&raw) {
         assert_eq!(
-            (cache.mode, cache.iam.as_ref().map(|i| i.serverless)),
-            expected_cache(kind, auth),
-            "{kind}/{auth}"
+            ref_name(&environment(&raw, &id)["LEGACY_LAYOUT"]),
+            Some("LegacyLayout"),
+            "{id}: LEGACY_LAYOUT from the parameter"
         );
+    }
+    for value in allowed {
+        let table = shared::config::TableConfig::from_lookup(|n| {
+            (n == "LEGACY_LAYOUT").then(|| value.into())
+        })
+        .unwrap_or_else(|e| panic!("LEGACY_LAYOUT={value}: {e}"));
+        assert_eq!(
+            table.legacy_layout,
+            value == "true",
+            "LEGACY_LAYOUT={value}"
+        );
+    }
+    // As deployed, with the default.
+    let t = template();
+    for id in functions(&t) {
+        let vars = rendered_environment(&t, &id);
+        let table = shared::config::TableConfig::from_lookup(|n| vars.get(n).cloned())
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(table.legacy_layout, "{id}: reads legacy items by default");
     }
 }
 
@@ -1009,30 +1092,23 @@ fn with_iam_every_function_may_connect_as_the_cache_user_to_the_cache_and_nothin
     }
 }
 
-#[test]
-fn the_table_has_the_keys_and_index_the_code_uses() {
-    let t = template();
-    let tables: Vec<&Value> = resources(&t)
-        .values()
-        .filter(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
-        .collect();
-    assert_eq!(tables.len(), 1, "one table (single-table design)");
-    let props = &tables[0]["Properties"];
-    let attr_names: BTreeSet<&str> = props["AttributeDefinitions"]
-        .as_sequence()
-        .expect("AttributeDefinitions")
-        .iter()
-        .filter_map(|a| a["AttributeName"].as_str())
-        .collect();
-    assert_eq!(
-        attr_names,
-        shared::store::schema::KEY_ATTRIBUTES.into_iter().collect()
-    );
+/// A table's shape, as CloudFormation declares it and as DynamoDB describes it: attribute
+/// definitions, key schema, and each global secondary index's key schema and projection.
+#[derive(Debug, PartialEq, Eq)]
+struct TableShape {
+    attributes: BTreeMap<String, String>,
+    keys: Vec<(String, String)>,
+    indexes: BTreeMap<String, (Vec<(String, String)>, String)>,
+    stream: Option<String>,
+}
+
+/// The table as `template.yaml` declares it.
+fn declared_table(t: &Value) -> TableShape {
+    let table = only_resource_of(t, "AWS::DynamoDB::Table");
+    let props = &resources(t)[table.as_str()]["Properties"];
     let key = |schema: &Value| -> Vec<(String, String)> {
-        schema
-            .as_sequence()
-            .expect("KeySchema")
-            .iter()
+        one_or_many(schema)
+            .into_iter()
             .map(|k| {
                 (
                     k["AttributeName"].as_str().unwrap_or("").to_owned(),
@@ -1041,34 +1117,147 @@ fn the_table_has_the_keys_and_index_the_code_uses() {
             })
             .collect()
     };
+    TableShape {
+        attributes: one_or_many(&props["AttributeDefinitions"])
+            .into_iter()
+            .map(|a| {
+                (
+                    a["AttributeName"].as_str().unwrap_or("").to_owned(),
+                    a["AttributeType"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect(),
+        keys: key(&props["KeySchema"]),
+        indexes: one_or_many(&props["GlobalSecondaryIndexes"])
+            .into_iter()
+            .map(|i| {
+                (
+                    i["IndexName"].as_str().unwrap_or("").to_owned(),
+                    (
+                        key(&i["KeySchema"]),
+                        i["Projection"]["ProjectionType"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                    ),
+                )
+            })
+            .collect(),
+        stream: props["StreamSpecification"]["StreamViewType"]
+            .as_str()
+            .map(str::to_owned),
+    }
+}
+
+/// The table the code creates where it must create it itself (the local stack, the tests, the
+/// benchmarks: `shared::store::schema::create_table`), as DynamoDB (dynoxide) describes it.
+async fn table_the_code_creates() -> TableShape {
+    let dynamo = integration_tests::Dynamo::start().await;
+    let table = dynamo
+        .client
+        .describe_table()
+        .table_name(integration_tests::TABLE_NAME)
+        .send()
+        .await
+        .expect("DescribeTable")
+        .table
+        .expect("a table");
+    let key = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<(String, String)> {
+        schema
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
+            .collect()
+    };
+    TableShape {
+        attributes: table
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_owned(),
+                    a.attribute_type().as_str().to_owned(),
+                )
+            })
+            .collect(),
+        keys: key(table.key_schema()),
+        indexes: table
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap_or_default().to_owned(),
+                    (
+                        key(i.key_schema()),
+                        i.projection()
+                            .and_then(|p| p.projection_type())
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_default(),
+                    ),
+                )
+            })
+            .collect(),
+        stream: table
+            .stream_specification()
+            .and_then(|s| s.stream_view_type())
+            .map(|v| v.as_str().to_owned()),
+    }
+}
+
+/// The table `template.yaml` deploys is the one the code creates for itself (`schema.rs`):
+/// the same keys, the same indexes with the same keys and projections (the feed index `feed`
+/// keys only, the legacy `gsi1` every attribute), the same stream; and every key attribute the
+/// code names (`KEY_ATTRIBUTES`), the indexes the store queries (`FEED_INDEX`,
+/// `LEGACY_FEED_INDEX`), on-demand billing.
+#[tokio::test]
+async fn the_table_has_the_keys_and_index_the_code_uses() {
+    let t = template();
+    let tables = resources_of(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "one table (single-table design)");
+    let props = &tables[0].1["Properties"];
+    let declared = declared_table(&t);
     assert_eq!(
-        key(&props["KeySchema"]),
+        declared
+            .attributes
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        shared::store::schema::KEY_ATTRIBUTES.into_iter().collect(),
+        "the key attributes the code names"
+    );
+    assert_eq!(
+        declared.keys,
         vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
     );
-    let index = props["GlobalSecondaryIndexes"]
-        .as_sequence()
-        .expect("GlobalSecondaryIndexes")
-        .iter()
-        .find(|i| i["IndexName"].as_str() == Some(shared::store::FEED_INDEX))
-        .expect("the feed index");
     assert_eq!(
-        key(&index["KeySchema"]),
-        vec![
-            ("gsi1pk".into(), "HASH".into()),
-            ("gsi1sk".into(), "RANGE".into())
-        ]
+        declared
+            .indexes
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        [shared::store::FEED_INDEX, shared::store::LEGACY_FEED_INDEX].into(),
+        "the indexes the store queries, and no other"
     );
     assert_eq!(props["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    let created = table_the_code_creates().await;
+    assert_eq!(
+        declared, created,
+        "template.yaml's table differs from shared::store::schema's"
+    );
 }
 
 #[test]
 fn functions_are_built_by_cargo_lambda_for_arm64() {
     let t = template();
     let builds = ["users", "posts", "comments"].map(|f| (f, function_id(f)));
-    for (binary, id) in builds
-        .into_iter()
-        .chain([("cache-sync", CACHE_SYNC.to_owned())])
-    {
+    for (binary, id) in builds.into_iter().chain([
+        ("cache-sync", CACHE_SYNC.to_owned()),
+        ("upkeep", UPKEEP.to_owned()),
+    ]) {
         let resource = &resources(&t)[id.as_str()];
         assert_eq!(
             resource["Metadata"]["BuildMethod"].as_str(),
@@ -1169,6 +1358,25 @@ fn cache_sync_is_small_and_short_lived() {
     );
 }
 
+/// A batch may sweep for `SWEEP_BUDGET` and then still save its progress and count: the
+/// function's timeout must leave room beyond it (or a timed-out batch would be retried whole,
+/// sweeping again from its last save, forever), and a small memory does.
+#[test]
+fn upkeep_outlives_its_sweep_budget() {
+    let t = template();
+    let budget = upkeep_fn::SWEEP_BUDGET.as_secs();
+    let timeout = function_setting(&t, UPKEEP, "Timeout").as_u64();
+    assert!(
+        timeout.is_some_and(|s| s >= 3 * budget && s <= 300),
+        "{UPKEEP}: a timeout well above the sweep budget ({budget} s) and bounded, got {timeout:?}"
+    );
+    let memory = function_setting(&t, UPKEEP, "MemorySize").as_u64();
+    assert!(
+        memory.is_some_and(|m| m <= 256),
+        "small memory, got {memory:?}"
+    );
+}
+
 #[test]
 fn the_table_streams_old_and_new_images() {
     let t = template();
@@ -1180,15 +1388,17 @@ fn the_table_streams_old_and_new_images() {
     );
 }
 
-#[test]
-fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue() {
-    let t = template();
-    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
-    let mappings = cache_sync_mappings(&t);
+/// What every stream consumer's mapping must do, whatever the consumer: read the table's
+/// stream, take partial batch responses, bisect a failing batch, retry a bounded number of
+/// times, and send what it gives up on to an encrypted SQS queue that keeps it 14 days.
+/// Returns the mapping's properties and its failure queue's logical id.
+fn checked_stream_mapping<'a>(t: &'a Value, function: &str) -> (&'a Value, String) {
+    let table = only_resource_of(t, "AWS::DynamoDB::Table");
+    let mappings = stream_mappings(t, function);
     assert_eq!(
         mappings.len(),
         1,
-        "one mapping into {CACHE_SYNC}: {:?}",
+        "one mapping into {function}: {:?}",
         mappings.iter().map(|m| &m.name).collect::<Vec<_>>()
     );
     let StreamMapping {
@@ -1201,8 +1411,6 @@ fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue(
         Some(format!("{table}.StreamArn")),
         "{name}: the table's stream"
     );
-    assert_eq!(props["StartingPosition"].as_str(), Some("LATEST"), "{name}");
-    assert_eq!(props["BatchSize"].as_u64(), Some(100), "{name}");
     let responses: Vec<&str> = one_or_many(&props["FunctionResponseTypes"])
         .into_iter()
         .filter_map(Value::as_str)
@@ -1221,6 +1429,37 @@ fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue(
         retries.is_some_and(|r| (0..=10_000).contains(&r)),
         "{name}: bounded retries, got {retries:?}"
     );
+    // Failures go to an encrypted SQS queue that keeps them as long as SQS can.
+    let destination = &props["DestinationConfig"]["OnFailure"]["Destination"];
+    let queue_id = get_att(destination)
+        .and_then(|d| d.strip_suffix(".Arn").map(str::to_owned))
+        .unwrap_or_else(|| panic!("{name}: a queue's Arn"));
+    let queue = &resources(t)[queue_id.as_str()];
+    assert_eq!(
+        queue["Type"].as_str(),
+        Some("AWS::SQS::Queue"),
+        "{name}: failures go to SQS"
+    );
+    assert_eq!(
+        queue["Properties"]["SqsManagedSseEnabled"].as_bool(),
+        Some(true),
+        "{queue_id}: the failure queue is encrypted"
+    );
+    assert_eq!(
+        queue["Properties"]["MessageRetentionPeriod"].as_u64(),
+        Some(14 * 24 * 3600),
+        "{queue_id}: 14 days"
+    );
+    (props, queue_id)
+}
+
+#[test]
+fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue() {
+    let t = template();
+    let (props, _) = checked_stream_mapping(&t, CACHE_SYNC);
+    let name = CACHE_SYNC;
+    assert_eq!(props["StartingPosition"].as_str(), Some("LATEST"), "{name}");
+    assert_eq!(props["BatchSize"].as_u64(), Some(100), "{name}");
 
     // The record age bound, a number or a parameter, must outlive the longest cache entry
     // (1.1 x the TTL, jitter included), or a record could be dropped while a stale entry lives.
@@ -1245,91 +1484,214 @@ fn the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue(
         min_age.unwrap_or(age) >= 60.0,
         "{name}: Lambda's smallest record age bound is 60 s"
     );
+}
 
-    // Failures go to an encrypted SQS queue that keeps them as long as SQS can.
-    let destination = &props["DestinationConfig"]["OnFailure"]["Destination"];
-    let queue = get_att(destination)
-        .and_then(|d| d.strip_suffix(".Arn").map(str::to_owned))
-        .expect("a queue's Arn");
-    let queue = &resources(&t)[queue.as_str()];
+/// The upkeep's own mapping: the same guarantees as cache-sync's, its own failure queue (what
+/// it gives up on is another kind of loss: a count, a removal, a sweep), a record age bound
+/// that Lambda accepts and that gives up before DynamoDB trims the record (24 h: then it would
+/// vanish instead of reaching the queue), and every record from the stream's oldest on, so
+/// that comments written before the mapping existed are counted too.
+#[test]
+fn the_table_stream_reaches_upkeep_with_bounded_retries_and_its_own_failure_queue() {
+    let t = template();
+    let (props, queue) = checked_stream_mapping(&t, UPKEEP);
+    let (_, sync_queue) = checked_stream_mapping(&t, CACHE_SYNC);
+    assert_ne!(queue, sync_queue, "{UPKEEP} has a failure queue of its own");
     assert_eq!(
-        queue["Type"].as_str(),
-        Some("AWS::SQS::Queue"),
-        "{name}: failures go to SQS"
+        props["StartingPosition"].as_str(),
+        Some("TRIM_HORIZON"),
+        "{UPKEEP}"
     );
-    assert_eq!(
-        queue["Properties"]["SqsManagedSseEnabled"].as_bool(),
-        Some(true),
-        "the failure queue is encrypted"
+    let age = props["MaximumRecordAgeInSeconds"].as_i64();
+    assert!(
+        age.is_some_and(|a| (60..24 * 3600).contains(&a)),
+        "{UPKEEP}: a record age bound within Lambda's (60 s at least) and under the stream's \
+         24 h, got {age:?}"
     );
+    let batch = props["BatchSize"].as_u64();
+    assert!(
+        batch.is_some_and(|b| (1..=100).contains(&b)),
+        "{UPKEEP}: batches of at most 100 (one BatchGetItem), got {batch:?}"
+    );
+    let window = props["MaximumBatchingWindowInSeconds"]
+        .as_u64()
+        .unwrap_or(0);
     assert_eq!(
-        queue["Properties"]["MessageRetentionPeriod"].as_u64(),
-        Some(14 * 24 * 3600),
-        "14 days"
+        window, 0,
+        "{UPKEEP}: no batching window: counts converge within a second (API.md)"
     );
 }
 
+/// "No more than two processes at most should be reading from the same stream's shard at the
+/// same time. Having more than two readers per shard can result in throttling."
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html): each
+/// mapping on the table's stream is one reader of every shard.
 #[test]
-fn only_user_items_invoke_cache_sync() {
+fn at_most_two_mappings_read_the_table_stream() {
     let t = template();
-    let mappings = cache_sync_mappings(&t);
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    let readers: Vec<String> = all_stream_mappings(&t)
+        .into_iter()
+        .filter(|(_, m)| get_att(m.source) == Some(format!("{table}.StreamArn")))
+        .map(|(function, m)| format!("{} -> {function}", m.name))
+        .collect();
+    assert!(
+        readers.len() <= 2,
+        "{} readers of the table's stream: {readers:?}",
+        readers.len()
+    );
+}
+
+/// A stream record of an item with these keys, as Lambda's filter sees it.
+fn stream_record(keys: &shared::store::keys::Key) -> serde_json::Value {
+    let text = |name: &str| match keys.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(value)) => value.clone(),
+        other => panic!("{name}: a string key, got {other:?}"),
+    };
+    let keys = serde_json::json!({"pk": {"S": text("pk")}, "sk": {"S": text("sk")}});
+    serde_json::json!({"eventName": "MODIFY", "dynamodb": {"Keys": keys}})
+}
+
+/// Whether a record passes the filters of the one mapping into `function` (filters are
+/// alternatives; no filter passes everything).
+fn passes(t: &Value, function: &str, record: &serde_json::Value) -> bool {
+    let mappings = stream_mappings(t, function);
     let filters =
         one_or_many(&mappings.first().expect("a mapping").props["FilterCriteria"]["Filters"]);
-    assert!(!filters.is_empty(), "the mapping filters its records");
-    // Stream records' keys as Lambda sees them, per the data model (README).
-    let record = |pk: &str, sk: &str| {
-        let keys = serde_json::json!({"pk": {"S": pk}, "sk": {"S": sk}});
-        serde_json::json!({"eventName": "MODIFY", "dynamodb": {"Keys": keys}})
-    };
-    let user = record("USER#ann@example.com", "PROFILE");
-    let post = record("POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF", "POST");
-    let comment = record(
-        "POST#01JDX7Z6V3W6M0Q0VJ5R8ZK3QF",
-        "COMMENT#01JDX80C9P2N7X4D5E6F7G8H9J",
-    );
-    // Filters are alternatives: each must require the USER# prefix of pk, and a user passes.
-    for filter in &filters {
+    if filters.is_empty() {
+        return true;
+    }
+    filters.iter().any(|filter| {
         let pattern: serde_json::Value =
             serde_json::from_str(filter["Pattern"].as_str().expect("a JSON pattern"))
                 .expect("the pattern is JSON");
-        assert_eq!(
-            pattern["dynamodb"]["Keys"]["pk"]["S"],
-            serde_json::json!([{"prefix": "USER#"}]),
-            "{pattern}"
-        );
+        filter_matches(&pattern, record)
+    })
+}
+
+/// One item of every kind the table holds, by its keys as the code builds them
+/// (`shared::store::keys`): `(what, keys)`.
+fn items_of_every_kind() -> Vec<(&'static str, shared::store::keys::Key)> {
+    use shared::store::keys;
+    let (post, comment) = ("01JDX7Z6V3W6M0Q0VJ5R8ZK3QF", "01JDX80C9P2N7X4D5E6F7G8H9J");
+    let email = shared::domain::Email::parse("ann@example.com").expect("an email");
+    // A sweep's progress: the post's partition, sort key SWEEP (keys::SWEEP_SK, not public).
+    let mut sweep = keys::post_key(post);
+    sweep.insert(
+        "sk".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S("SWEEP".into()),
+    );
+    vec![
+        ("a user", keys::user_key(&email)),
+        ("a post", keys::post_key(post)),
+        ("a deleted post's sweep", sweep),
+        ("a comment", keys::comment_key(post, comment)),
+        ("a legacy comment", keys::legacy_comment_key(post, comment)),
+        (
+            "an idempotency record",
+            keys::idempotency_key("01JDX7Z6V3W6M0Q0VJ5R8ZK3QA", "k-1"),
+        ),
+    ]
+}
+
+/// The keys `pk`, `sk` of `keys`.
+fn pk_sk(keys: &shared::store::keys::Key) -> (String, String) {
+    let text = |name: &str| match keys.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(value)) => value.clone(),
+        _ => String::new(),
+    };
+    (text("pk"), text("sk"))
+}
+
+/// Each consumer's mapping passes the records of every item its code acts on, as the code
+/// itself tells them apart, and no record of an item it only skips (each such record would be
+/// an invocation for nothing):
+/// - `cache-sync`: users (`is_user_key`), posts and comments (`comment_of_key`,
+///   `post_of_key`; a sweep's record passes, its key is the post's partition, and the function
+///   skips it itself, `is_sweep_key`); never an idempotency record;
+/// - `upkeep`: comments, posts and sweeps (`comment_of_key`, `post_of_key`); never a user or an
+///   idempotency record.
+#[test]
+fn each_stream_consumer_gets_the_records_its_code_reads_and_no_others() {
+    use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key};
+    let t = template();
+    for function in STREAM_CONSUMERS {
+        let mappings = stream_mappings(&t, function);
+        let filters =
+            one_or_many(&mappings.first().expect("a mapping").props["FilterCriteria"]["Filters"]);
         assert!(
-            !filter_matches(&pattern, &post) && !filter_matches(&pattern, &comment),
-            "{pattern} lets posts in"
+            !filters.is_empty(),
+            "{function}: the mapping filters its records"
         );
     }
-    let pattern = |f: &&Value| {
-        serde_json::from_str::<serde_json::Value>(f["Pattern"].as_str().unwrap_or("{}")).ok()
-    };
-    assert!(
-        filters
-            .iter()
-            .filter_map(pattern)
-            .any(|p| filter_matches(&p, &user)),
-        "a user's change must pass"
-    );
+    for (what, keys) in items_of_every_kind() {
+        let (pk, sk) = pk_sk(&keys);
+        let record = stream_record(&keys);
+        let item_keys: serde_dynamo::Item = serde_dynamo::Item::from(
+            keys.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        aws_sdk_dynamodb::types::AttributeValue::S(s) => {
+                            serde_dynamo::AttributeValue::S(s.clone())
+                        }
+                        other => panic!("{other:?}"),
+                    };
+                    (k.clone(), v)
+                })
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        let post_or_comment = comment_of_key(&pk, &sk).is_some() || post_of_key(&pk, &sk).is_some();
+        let sync_reads = shared::store::is_user_key(&item_keys) || post_or_comment;
+        assert_eq!(
+            passes(&t, CACHE_SYNC, &record),
+            sync_reads,
+            "{CACHE_SYNC}: {what} ({pk}, {sk}) {}",
+            if sync_reads {
+                "must pass"
+            } else {
+                "must not pass"
+            }
+        );
+        if is_sweep_key(&sk) {
+            // It passes (its partition is the post's) and cache-sync skips it on its keys.
+            assert!(
+                sync_reads,
+                "{what}: filtered by cache-sync's code, not its mapping"
+            );
+        }
+        assert_eq!(
+            passes(&t, UPKEEP, &record),
+            post_or_comment,
+            "{UPKEEP}: {what} ({pk}, {sk}) {}",
+            if post_or_comment {
+                "must pass"
+            } else {
+                "must not pass"
+            }
+        );
+    }
 }
 
 #[test]
-fn cache_sync_may_read_the_stream_user_items_and_the_cache_secret_and_nothing_else() {
+fn stream_consumers_may_read_the_stream_their_items_and_the_cache_secret_and_nothing_else() {
     for (kind, auth) in COMBINATIONS {
-        cache_sync_permissions(&deployed(kind, auth), auth);
+        let t = deployed(kind, auth);
+        for function in STREAM_CONSUMERS {
+            stream_consumer_permissions(&t, auth, function);
+        }
     }
 }
 
-/// `cache-sync`'s role in one combination: the stream, user items, the failure queue, and the
-/// cache (its AUTH token's secret, or with IAM `elasticache:Connect` as the cache's user).
-fn cache_sync_permissions(t: &Value, auth: &str) {
-    let t = t.clone();
-    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
-    let sync = &resources(&t)[CACHE_SYNC]["Properties"];
+/// A stream consumer's role in one combination: the stream, items of the table (which ones,
+/// and what it may do to them, is `each_role_may_do_what_its_code_calls_and_nothing_more`'s), its
+/// failure queue, and the cache (its AUTH token's secret, or with IAM `elasticache:Connect` as
+/// the cache's user); never the JWT key.
+fn stream_consumer_permissions(t: &Value, auth: &str, function: &str) {
+    let table = only_resource_of(t, "AWS::DynamoDB::Table");
+    let props = &resources(t)[function]["Properties"];
     // SAM's own DynamoDB/Kinesis events attach a managed policy that reads every stream in the
     // account (Resource "*"); the mapping is a resource of its own and the policy explicit.
-    for event in sync["Events"]
+    for event in props["Events"]
         .as_mapping()
         .map(|e| e.values().collect::<Vec<_>>())
         .unwrap_or_default()
@@ -1337,21 +1699,21 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
         let kind = event["Type"].as_str().unwrap_or_default();
         assert!(
             !["DynamoDB", "Kinesis"].contains(&kind),
-            "a SAM {kind} event widens {CACHE_SYNC}'s role"
+            "a SAM {kind} event widens {function}'s role"
         );
     }
     for key in ["Role", "ManagedPolicyArns", "PermissionsBoundary"] {
         assert!(
-            sync[key].is_null(),
-            "{CACHE_SYNC}: {key} would replace or widen the role checked here"
+            props[key].is_null(),
+            "{function}: {key} would replace or widen the role checked here"
         );
     }
 
-    let statements = policy_statements(&t, CACHE_SYNC);
+    let statements = policy_statements(t, function);
     let mut secrets = BTreeSet::new();
     let mut stream_actions = BTreeSet::new();
     let mut queues = BTreeSet::new();
-    let mut user_reads = false;
+    let mut item_reads = false;
     for statement in &statements {
         assert_eq!(statement["Effect"].as_str(), Some("Allow"));
         assert!(
@@ -1362,7 +1724,7 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
         referenced_ids(statement, &mut refs);
         assert!(
             !refs.contains("JwtSecret"),
-            "{CACHE_SYNC} must not reach the JWT key: {statement:?}"
+            "{function} must not reach the JWT key: {statement:?}"
         );
         let resources: Vec<&Value> = one_or_many(&statement["Resource"]);
         assert!(
@@ -1373,44 +1735,31 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
             let (service, name) = action.split_once(':').unwrap_or(("*", "*"));
             assert!(!name.contains('*'), "no wildcard actions: {action}");
             match service {
-                "dynamodb" if name == "GetItem" => {
-                    // The current state of a changed user: user items only, by their key.
-                    for resource in &resources {
-                        assert_eq!(
-                            get_att(resource),
-                            Some(format!("{table}.Arn")),
-                            "{action} on the table, no index"
-                        );
-                    }
-                    let leading =
-                        &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
-                    let prefixes: Vec<&str> = one_or_many(leading)
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect();
-                    assert_eq!(
-                        prefixes,
-                        ["USER#*"],
-                        "{action} limited to user items: {statement:?}"
-                    );
-                    user_reads = true;
-                }
-                "dynamodb" => {
-                    let item_access = name.ends_with("Item")
-                        || name.starts_with("PartiQL")
-                        || ["Query", "Scan"].contains(&name);
-                    assert!(
-                        !item_access,
-                        "{CACHE_SYNC} reads one user at a time by its key, nothing else: {action}"
-                    );
+                "dynamodb" if STREAM_ACTIONS.contains(&name) => {
                     for resource in &resources {
                         assert_eq!(
                             get_att(resource),
                             Some(format!("{table}.StreamArn")),
-                            "{action} on the stream only"
+                            "{function}: {action} on the stream only"
                         );
                     }
                     stream_actions.insert(name.to_owned());
+                }
+                "dynamodb" => {
+                    // Items of the table, never an index, each statement naming its keys.
+                    for resource in &resources {
+                        assert_eq!(
+                            get_att(resource),
+                            Some(format!("{table}.Arn")),
+                            "{function}: {action} on the table's items"
+                        );
+                    }
+                    assert!(
+                        !statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                            .is_null(),
+                        "{function}: {action} limited by key: {statement:?}"
+                    );
+                    item_reads |= name == "GetItem";
                 }
                 "secretsmanager" => {
                     assert_eq!(name, "GetSecretValue");
@@ -1425,14 +1774,17 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
                     queues.extend(resources.iter().map(|r| get_att(r).expect("a queue's Arn")));
                 }
                 "elasticache" => {
-                    assert_eq!((auth, name), ("iam", "Connect"), "{CACHE_SYNC}: {action}")
+                    assert_eq!((auth, name), ("iam", "Connect"), "{function}: {action}")
                 }
                 "logs" => {}
-                other => panic!("{CACHE_SYNC} has no business with {other}: {action}"),
+                other => panic!("{function} has no business with {other}: {action}"),
             }
         }
     }
-    assert!(user_reads, "{CACHE_SYNC} reads each changed user's item");
+    assert!(
+        item_reads,
+        "{function} reads each changed item as it is now"
+    );
     let expected: BTreeSet<String> = if auth == "iam" {
         BTreeSet::new()
     } else {
@@ -1440,29 +1792,30 @@ fn cache_sync_permissions(t: &Value, auth: &str) {
     };
     assert_eq!(
         secrets, expected,
-        "the only secret it reads is the cache's AUTH token, and none with IAM"
+        "{function}: the only secret it reads is the cache's AUTH token, and none with IAM"
     );
-    let needed = [
-        "DescribeStream",
-        "GetRecords",
-        "GetShardIterator",
-        "ListStreams",
-    ]
-    .map(String::from)
-    .into();
     assert_eq!(
-        stream_actions, needed,
-        "the mapping polls the stream with this role"
+        stream_actions,
+        STREAM_ACTIONS.map(String::from).into(),
+        "{function}: the mapping polls the stream with this role"
     );
-    let mapping = cache_sync_mappings(&t);
+    let mapping = stream_mappings(t, function);
     let destination = get_att(&mapping[0].props["DestinationConfig"]["OnFailure"]["Destination"])
         .expect("destination");
     assert_eq!(
         queues,
         [destination].into(),
-        "it may send to the failure queue, and only to it"
+        "{function} may send to its failure queue, and only to it"
     );
 }
+
+/// What an event source mapping needs of the stream, with the function's role.
+const STREAM_ACTIONS: [&str; 4] = [
+    "DescribeStream",
+    "GetRecords",
+    "GetShardIterator",
+    "ListStreams",
+];
 
 #[test]
 fn every_parameter_is_in_exactly_one_console_group() {
@@ -1487,29 +1840,34 @@ fn every_parameter_is_in_exactly_one_console_group() {
 }
 
 #[test]
-fn outputs_name_the_cache_sync_function_and_its_failure_queue() {
+fn outputs_name_each_stream_consumer_and_its_failure_queue() {
     let t = template();
-    let queue = only_resource_of(&t, "AWS::SQS::Queue");
     let outputs: Vec<&Value> = t["Outputs"]
         .as_mapping()
         .expect("Outputs")
         .values()
         .map(|o| &o["Value"])
         .collect();
-    assert!(
-        outputs.iter().any(|v| ref_name(v) == Some(CACHE_SYNC)),
-        "the function's name"
-    );
-    assert!(
-        outputs.iter().any(|v| ref_name(v) == Some(queue.as_str())),
-        "the queue's URL"
-    );
-    assert!(
-        outputs
-            .iter()
-            .any(|v| get_att(v) == Some(format!("{queue}.Arn"))),
-        "the queue's ARN"
-    );
+    for function in STREAM_CONSUMERS {
+        let mapping = stream_mappings(&t, function);
+        let queue = get_att(&mapping[0].props["DestinationConfig"]["OnFailure"]["Destination"])
+            .and_then(|d| d.strip_suffix(".Arn").map(str::to_owned))
+            .expect("a failure queue");
+        assert!(
+            outputs.iter().any(|v| ref_name(v) == Some(function)),
+            "{function}'s name"
+        );
+        assert!(
+            outputs.iter().any(|v| ref_name(v) == Some(queue.as_str())),
+            "{function}: the URL of {queue}"
+        );
+        assert!(
+            outputs
+                .iter()
+                .any(|v| get_att(v) == Some(format!("{queue}.Arn"))),
+            "{function}: the ARN of {queue}"
+        );
+    }
 }
 
 /// `scripts/dev`'s default for a variable it reads as `NAME=${NAME:-default}`.
@@ -1592,7 +1950,7 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
         );
 
         // What the code reads, and the local stack needs, is declared (so it reaches the function).
-        let sync = id == CACHE_SYNC;
+        let sync = STREAM_CONSUMERS.contains(&id.as_str());
         let required = if sync {
             SYNC_DEPLOYMENT_VARIABLES
         } else {
@@ -1652,94 +2010,407 @@ fn the_sam_local_env_file_points_every_function_at_the_local_stack() {
     }
 }
 
-/// The item key prefixes each API function's table permissions name (`dynamodb:LeadingKeys`),
-/// by action: `(action, prefixes)` for every allowed DynamoDB action on the table or its index.
-fn item_access(t: &Value, function: &str) -> BTreeMap<String, BTreeSet<String>> {
-    let mut access: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// Where a call to the table lands: its items, or an index by name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum On {
+    Table,
+    Index(String),
+}
+
+/// One request the code makes: the IAM action that authorises it (a transaction's items are
+/// authorised one by one, as `UpdateItem`, `DeleteItem`...), where it lands, the partition key
+/// values it names (all of them in one request: `ForAllValues`), and where in the code.
+#[derive(Debug)]
+struct Call {
+    action: &'static str,
+    on: On,
+    keys: Vec<String>,
+    why: &'static str,
+}
+
+/// Ids whose shards (`keys::shard_of`) are every one of `0..shards`: a ULID's last character
+/// picks its shard.
+fn ids_in_every_shard(shards: u32) -> Vec<String> {
+    let ids: Vec<String> = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+        .chars()
+        .map(|c| format!("01JDX7Z6V3W6M0Q0VJ5R8ZK3Q{c}"))
+        .collect();
+    let covered: BTreeSet<u32> = ids
+        .iter()
+        .map(|id| shared::store::keys::shard_of(id, shards))
+        .collect();
+    assert_eq!(covered, (0..shards).collect(), "ids in every shard");
+    ids
+}
+
+/// Every request each function's code makes to the table, with the keys it names, built by
+/// the code's own key functions (`shared::store::keys`). Read from the code (`shared::store`,
+/// and what each function calls of it): a request added there must be added here, and the
+/// role checked against it (`each_role_may_do_what_its_code_calls_and_nothing_more`).
+fn code_calls(function: &str) -> Vec<Call> {
+    use shared::store::keys::{self, COMMENT_SHARDS, FEED_SHARDS};
+    use shared::store::{FEED_INDEX, LEGACY_FEED_INDEX};
+    let email = shared::domain::Email::parse("ann@example.com").expect("an email");
+    let user = keys::user_pk(&email);
+    let post_id = "01JDX7Z6V3W6M0Q0VJ5R8ZK3QF";
+    let post = keys::post_pk(post_id);
+    let pk = |key: keys::Key| pk_sk(&key).0;
+    let idempotency = pk(keys::idempotency_key(post_id, "k-1"));
+    // A post's comment shards, and its legacy partition (the post's own).
+    let comment_shards: Vec<String> = ids_in_every_shard(COMMENT_SHARDS)
+        .iter()
+        .map(|id| keys::comment_pk(post_id, id))
+        .collect();
+    let legacy_comments = pk(keys::legacy_comment_key(post_id, post_id));
+    let all_comments: Vec<String> = comment_shards
+        .iter()
+        .cloned()
+        .chain([legacy_comments.clone()])
+        .collect();
+    let feed_shards: Vec<String> = ids_in_every_shard(FEED_SHARDS)
+        .iter()
+        .map(|id| keys::feed_pk(id))
+        .collect();
+    // gsi1's one partition (keys::LEGACY_FEED_PK_VALUE, not public).
+    let legacy_feed = "FEED".to_owned();
+    let call = |action, on: On, keys: &[String], why| Call {
+        action,
+        on,
+        keys: keys.to_vec(),
+        why,
+    };
+    let table = || On::Table;
+    let one = |k: &String| vec![k.clone()];
+    // The idempotency records of the routes that create (shared::store::idempotency).
+    let idempotency_records = || {
+        vec![
+            call(
+                "PutItem",
+                table(),
+                &one(&idempotency),
+                "claim_idempotency_key",
+            ),
+            call(
+                "UpdateItem",
+                table(),
+                &one(&idempotency),
+                "complete_idempotency_key",
+            ),
+            call(
+                "DeleteItem",
+                table(),
+                &one(&idempotency),
+                "release_idempotency_key",
+            ),
+        ]
+    };
+    let authentication = || call("GetItem", table(), &one(&user), "get_user (a cache miss)");
+    match function {
+        "UsersFunction" => vec![
+            call(
+                "GetItem",
+                table(),
+                &one(&user),
+                "get_user, get_user_with_hash",
+            ),
+            call("PutItem", table(), &one(&user), "create_user"),
+            call(
+                "UpdateItem",
+                table(),
+                &one(&user),
+                "bump_jwt_version, rename_user",
+            ),
+            call("DeleteItem", table(), &one(&user), "delete_user"),
+        ],
+        "PostsFunction" => {
+            let mut calls = vec![
+                authentication(),
+                call("GetItem", table(), &one(&post), "get_post"),
+                call("PutItem", table(), &one(&post), "create_post"),
+                call("UpdateItem", table(), &one(&post), "update_post"),
+                call("DeleteItem", table(), &one(&post), "delete_post"),
+                call("BatchGetItem", table(), &one(&post), "posts_by_id"),
+                call(
+                    "Query",
+                    On::Index(FEED_INDEX.into()),
+                    &feed_shards,
+                    "feed_ids",
+                ),
+                call(
+                    "Query",
+                    On::Index(LEGACY_FEED_INDEX.into()),
+                    &one(&legacy_feed),
+                    "feed_ids (legacy)",
+                ),
+            ];
+            calls.extend(idempotency_records());
+            calls
+        }
+        "CommentsFunction" => {
+            let mut calls = vec![
+                authentication(),
+                call("GetItem", table(), &one(&post), "get_post (Posts::get)"),
+                call(
+                    "GetItem",
+                    table(),
+                    &all_comments,
+                    "get_comment (shard, then legacy)",
+                ),
+                call("Query", table(), &all_comments, "list_comments"),
+                call("PutItem", table(), &comment_shards, "add_comment"),
+                call(
+                    "UpdateItem",
+                    table(),
+                    &all_comments,
+                    "update_comment, remove_comment",
+                ),
+            ];
+            calls.extend(idempotency_records());
+            calls
+        }
+        "CacheSyncFunction" => vec![
+            call("GetItem", table(), &one(&user), "get_user"),
+            call("GetItem", table(), &one(&post), "get_post"),
+            call("GetItem", table(), &all_comments, "get_comment"),
+        ],
+        "UpkeepFunction" => {
+            let comments_and_post: Vec<String> =
+                all_comments.iter().cloned().chain([post.clone()]).collect();
+            vec![
+                call("GetItem", table(), &one(&post), "get_post, sweep_progress"),
+                call("BatchGetItem", table(), &all_comments, "comment_states"),
+                call("BatchGetItem", table(), &one(&post), "existing_posts"),
+                // TransactWriteItems: its items are authorised as their own actions.
+                call(
+                    "UpdateItem",
+                    table(),
+                    &comments_and_post,
+                    "settle_counts (a transaction)",
+                ),
+                call(
+                    "DeleteItem",
+                    table(),
+                    &all_comments,
+                    "settle_counts (a transaction)",
+                ),
+                call("UpdateItem", table(), &one(&post), "save_sweep_progress"),
+                call(
+                    "DeleteItem",
+                    table(),
+                    &one(&post),
+                    "sweep_comments (its progress)",
+                ),
+                call("Query", table(), &all_comments, "sweep_comments"),
+                call("BatchWriteItem", table(), &all_comments, "delete_items"),
+            ]
+        }
+        other => panic!("no calls known for {other}: add them from its code"),
+    }
+}
+
+/// One permission of a role on the table: an action, where, and the partition key values it
+/// admits (`dynamodb:LeadingKeys`, `ForAllValues:StringLike` patterns or `StringEquals`
+/// values).
+#[derive(Debug)]
+struct Grant {
+    action: String,
+    on: Vec<On>,
+    patterns: Vec<String>,
+    like: bool,
+    sid: String,
+}
+
+/// Every DynamoDB permission of `function`'s role on the table or its indexes (the stream's
+/// are `stream_consumer_permissions`'s).
+fn table_grants(t: &Value, function: &str) -> Vec<Grant> {
+    let table = only_resource_of(t, "AWS::DynamoDB::Table");
+    let mut grants = Vec::new();
     for statement in policy_statements(t, function) {
+        let sid = statement["Sid"].as_str().unwrap_or("(no Sid)").to_owned();
         let dynamo: Vec<String> = actions(statement)
             .into_iter()
-            .filter(|a| a.starts_with("dynamodb:"))
+            .filter_map(|a| a.strip_prefix("dynamodb:").map(str::to_owned))
+            .filter(|a| !STREAM_ACTIONS.contains(&a.as_str()))
             .collect();
         if dynamo.is_empty() {
             continue;
         }
-        let condition = &statement["Condition"];
-        let leading = [
-            &condition["ForAllValues:StringLike"],
-            &condition["ForAllValues:StringEquals"],
-        ]
-        .into_iter()
-        .map(|c| &c["dynamodb:LeadingKeys"])
-        .find(|v| !v.is_null())
-        .unwrap_or_else(|| {
-            panic!("{function}: every table permission names its key prefixes: {statement:?}")
-        });
-        let prefixes: BTreeSet<String> = one_or_many(leading)
-            .iter()
-            .map(|p| p.as_str().expect("a prefix").to_owned())
+        assert_eq!(
+            statement["Effect"].as_str(),
+            Some("Allow"),
+            "{function}: {sid}"
+        );
+        let on: Vec<On> = one_or_many(&statement["Resource"])
+            .into_iter()
+            .map(|r| {
+                if get_att(r) == Some(format!("{table}.Arn")) {
+                    return On::Table;
+                }
+                let sub = match r {
+                    Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+                    _ => None,
+                };
+                let index = sub.and_then(|s| s.strip_prefix(&format!("${{{table}.Arn}}/index/")));
+                match index {
+                    Some(name) if !name.contains('*') => On::Index(name.to_owned()),
+                    _ => panic!("{function}: {sid}: the table or one index by name, not {r:?}"),
+                }
+            })
             .collect();
+        let condition = statement["Condition"].as_mapping().unwrap_or_else(|| {
+            panic!("{function}: {sid} names no keys: every table permission does")
+        });
+        let mut found = None;
+        for (operator, keys) in condition {
+            let operator = operator.as_str().unwrap_or_default();
+            let like = match operator {
+                "ForAllValues:StringLike" => true,
+                "ForAllValues:StringEquals" => false,
+                other => panic!("{function}: {sid}: condition {other} is not understood here"),
+            };
+            let keys = keys.as_mapping().expect("condition keys");
+            assert_eq!(keys.len(), 1, "{function}: {sid}: LeadingKeys only");
+            let patterns: Vec<String> = one_or_many(&keys["dynamodb:LeadingKeys"])
+                .into_iter()
+                .map(|p| p.as_str().expect("a key pattern").to_owned())
+                .collect();
+            assert!(found.is_none(), "{function}: {sid}: one condition");
+            found = Some((patterns, like));
+        }
+        let (patterns, like) = found.expect("LeadingKeys");
         assert!(
-            !prefixes.is_empty() && !prefixes.contains("*"),
-            "{function}: {prefixes:?}"
+            !patterns.is_empty() && patterns.iter().all(|p| p != "*" && !p.is_empty()),
+            "{function}: {sid}: {patterns:?}"
         );
         for action in dynamo {
-            access
-                .entry(action)
-                .or_default()
-                .extend(prefixes.iter().cloned());
+            grants.push(Grant {
+                action,
+                on: on.clone(),
+                patterns: patterns.clone(),
+                like,
+                sid: sid.clone(),
+            });
         }
     }
-    access
+    grants
 }
 
-#[test]
-fn each_api_function_reaches_only_the_items_it_uses() {
-    let t = template();
-    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    let users = item_access(&t, "UsersFunction");
-    for action in ["GetItem", "PutItem", "UpdateItem", "DeleteItem"] {
-        assert_eq!(
-            users[&format!("dynamodb:{action}")],
-            set(&["USER#*"]),
-            "users: {action}"
-        );
+/// Whether IAM's `StringLike` `pattern` (`*` any run, `?` one character) matches `value`.
+fn string_like(pattern: &str, value: &str) -> bool {
+    fn go(p: &[char], v: &[char]) -> bool {
+        match (p.first(), v.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], v) || (!v.is_empty() && go(p, &v[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &v[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &v[1..]),
+            _ => false,
+        }
     }
-    assert_eq!(users.len(), 4, "users: {users:?}");
-    for function in ["PostsFunction", "CommentsFunction"] {
-        let access = item_access(&t, function);
-        // Authentication reads users; nothing but the users function changes one (or its
-        // `jwtVersion`).
-        assert_eq!(
-            access["dynamodb:GetItem"],
-            set(&["USER#*", "POST#*", "IDEMPOTENCY#*"]),
-            "{function}"
-        );
-        for (action, prefixes) in &access {
-            if action != "dynamodb:GetItem" && action != "dynamodb:Query" {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    go(&p, &v)
+}
+
+impl Grant {
+    fn admits(&self, key: &str) -> bool {
+        self.patterns.iter().any(|p| {
+            if self.like {
+                string_like(p, key)
+            } else {
+                p == key
+            }
+        })
+    }
+
+    /// Whether this permission alone allows `call` (every key it names: `ForAllValues`).
+    fn allows(&self, call: &Call) -> bool {
+        self.permits(call.action, &call.on, &call.keys)
+    }
+
+    /// Whether this permission alone allows `action` on `on` for all of `keys`.
+    fn permits(&self, action: &str, on: &On, keys: &[String]) -> bool {
+        self.action == action && self.on.contains(on) && keys.iter().all(|k| self.admits(k))
+    }
+}
+
+/// Each function's role allows every request its code makes (`code_calls`), on the items
+/// those requests name, and nothing more: every action, on every resource, for every key
+/// pattern it grants, is used by some request of the code. So posts and comments can read a
+/// user but never write one; no API function touches an index it does not query or a kind
+/// of item it does not use; the comments function neither deletes nor transacts any more, the
+/// posts function no longer sweeps; cache-sync only reads; upkeep keeps to posts and comments.
+#[test]
+fn each_role_may_do_what_its_code_calls_and_nothing_more() {
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        for function in functions(&t) {
+            let what = format!("{kind}/{auth}: {function}");
+            let grants = table_grants(&t, &function);
+            let calls = code_calls(&function);
+            for call in &calls {
                 assert!(
-                    !prefixes.contains("USER#*"),
-                    "{function} may not {action} users"
+                    grants.iter().any(|g| g.allows(call)),
+                    "{what} may not {} on {:?} the keys {:?} ({}): {grants:#?}",
+                    call.action,
+                    call.on,
+                    call.keys,
+                    call.why
                 );
             }
-            assert!(prefixes
-                .iter()
-                .all(|p| ["USER#*", "POST#*", "IDEMPOTENCY#*", "FEED"].contains(&p.as_str())));
+            for grant in &grants {
+                for on in &grant.on {
+                    for pattern in &grant.patterns {
+                        let used = calls.iter().any(|c| {
+                            c.action == grant.action
+                                && &c.on == on
+                                && c.keys.iter().any(|k| {
+                                    if grant.like {
+                                        string_like(pattern, k)
+                                    } else {
+                                        pattern == k
+                                    }
+                                })
+                        });
+                        assert!(
+                            used,
+                            "{what}: {} grants {} on {on:?} for {pattern}, which its code never \
+                             asks",
+                            grant.sid, grant.action
+                        );
+                    }
+                }
+            }
         }
-        for write in ["PutItem", "UpdateItem", "DeleteItem"] {
-            assert_eq!(
-                access[&format!("dynamodb:{write}")],
-                set(&["POST#*", "IDEMPOTENCY#*"]),
-                "{function}: {write}"
+    }
+}
+
+/// The API function calls as the template of this thread's compute deploys them, on demand
+/// and on Managed Instances (the twins) alike.
+#[test]
+fn no_function_but_users_writes_a_user() {
+    let t = template();
+    let user = shared::store::keys::user_pk(
+        &shared::domain::Email::parse("ann@example.com").expect("an email"),
+    );
+    for function in functions(&t) {
+        if function == "UsersFunction" {
+            continue;
+        }
+        for grant in table_grants(&t, &function) {
+            assert!(
+                grant.action == "GetItem" || !grant.admits(&user),
+                "{function}: {} may {} a user ({})",
+                grant.sid,
+                grant.action,
+                user
             );
         }
     }
-    assert!(
-        item_access(&t, "PostsFunction")["dynamodb:Query"].contains("FEED"),
-        "the feed's partition"
-    );
 }
 
+/// The gateway endpoint's policy admits requests for this table and its indexes only, and
+/// exactly the actions the functions' roles grant on them: an action its policy lacks is
+/// refused on this path (the only one from the VPC) whatever a role allows, so every action
+/// the code calls must be here, and nothing else need be.
 #[test]
 fn the_dynamodb_endpoint_reaches_this_table_only() {
     let t = template();
@@ -1747,6 +2418,7 @@ fn the_dynamodb_endpoint_reaches_this_table_only() {
     let statements = one_or_many(&endpoint["PolicyDocument"]["Statement"]);
     assert!(!statements.is_empty(), "the endpoint has a policy");
     let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    let mut admitted = BTreeSet::new();
     for statement in statements {
         assert_eq!(statement["Effect"].as_str(), Some("Allow"));
         for action in actions(statement) {
@@ -1754,7 +2426,9 @@ fn the_dynamodb_endpoint_reaches_this_table_only() {
                 action.starts_with("dynamodb:") && !action.contains('*'),
                 "{action}"
             );
+            admitted.insert(action.trim_start_matches("dynamodb:").to_owned());
         }
+        let mut on = BTreeSet::new();
         for resource in one_or_many(&statement["Resource"]) {
             let sub = match resource {
                 Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
@@ -1768,8 +2442,23 @@ fn the_dynamodb_endpoint_reaches_this_table_only() {
                     || named.starts_with(&format!("${{{table}.Arn}}/index/")),
                 "{named}"
             );
+            on.insert(named);
         }
+        assert!(
+            on.contains(&format!("{table}.Arn"))
+                && on.contains(&format!("${{{table}.Arn}}/index/*")),
+            "the endpoint admits the table and its indexes: {on:?}"
+        );
     }
+    let granted: BTreeSet<String> = functions(&t)
+        .iter()
+        .flat_map(|f| table_grants(&t, f))
+        .map(|g| g.action)
+        .collect();
+    assert_eq!(
+        admitted, granted,
+        "the endpoint's actions are the roles' actions on the table"
+    );
 }
 
 #[test]
@@ -1857,20 +2546,28 @@ fn every_check_holds_on_managed_instances_too() {
     COMPUTE.with(|c| c.set(Compute::ManagedInstances));
     every_contract_route_reaches_the_function_that_serves_it();
     every_deployment_variable_is_set_for_every_function();
-    cache_sync_gets_the_cache_and_table_variables_and_nothing_else();
+    stream_consumers_get_the_cache_and_table_variables_and_nothing_else();
+    every_function_reads_the_legacy_layout_from_its_parameter();
     functions_are_built_by_cargo_lambda_for_arm64();
     every_function_runs_in_the_private_subnets();
     every_function_logs_json_to_its_own_log_group_with_retention();
     cache_sync_is_small_and_short_lived();
+    upkeep_outlives_its_sweep_budget();
     the_table_stream_reaches_cache_sync_with_bounded_retries_and_a_failure_queue();
-    cache_sync_may_read_the_stream_user_items_and_the_cache_secret_and_nothing_else();
-    outputs_name_the_cache_sync_function_and_its_failure_queue();
+    the_table_stream_reaches_upkeep_with_bounded_retries_and_its_own_failure_queue();
+    at_most_two_mappings_read_the_table_stream();
+    each_stream_consumer_gets_the_records_its_code_reads_and_no_others();
+    stream_consumers_may_read_the_stream_their_items_and_the_cache_secret_and_nothing_else();
+    outputs_name_each_stream_consumer_and_its_failure_queue();
     the_sam_local_env_file_points_every_function_at_the_local_stack();
-    each_api_function_reaches_only_the_items_it_uses();
+    each_role_may_do_what_its_code_calls_and_nothing_more();
+    no_function_but_users_writes_a_user();
     the_dynamodb_endpoint_reaches_this_table_only();
     idempotency_records_expire_by_ttl_and_outlive_any_request();
     operators_set_log_levels_see_traces_and_metrics_and_get_paged();
     every_alarm_is_within_cloudwatchs_metric_math_limits();
+    the_table_and_each_index_have_a_throttle_alarm();
+    the_upkeep_and_every_functions_throttles_are_alarmed();
     every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing();
     let t = template();
     assert!(
@@ -1959,10 +2656,13 @@ fn managed_instances_run_on_graviton_in_the_private_subnets_within_the_scaling_l
             "{id}: Managed Instances run versions"
         );
     }
-    assert!(
-        resources(&t)[CACHE_SYNC]["Properties"]["CapacityProviderConfig"].is_null(),
-        "cache-sync stays on demand"
-    );
+    for consumer in STREAM_CONSUMERS {
+        assert!(
+            resources(&t)[consumer]["Properties"]["CapacityProviderConfig"].is_null()
+                && resources(&t)[consumer]["Condition"].is_null(),
+            "{consumer} stays on demand, on both computes"
+        );
+    }
     let parameters = &t["Parameters"];
     assert_eq!(
         parameters["ComputeType"]["Default"].as_str(),
@@ -2472,6 +3172,284 @@ fn every_alarm_is_within_cloudwatchs_metric_math_limits() {
     }
 }
 
+/// A metric an alarm reads: its namespace (`ours` for the stack's own), name and dimensions,
+/// each value as written (`ref:X` for `!Ref X`, `X.Y` for `!GetAtt X.Y`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AlarmMetric {
+    namespace: String,
+    name: String,
+    dimensions: BTreeMap<String, String>,
+}
+
+/// Every alarm's metrics, by alarm: a single-metric alarm's, or each `MetricStat` of a metric
+/// math alarm.
+fn alarm_metrics(t: &Value) -> BTreeMap<String, Vec<AlarmMetric>> {
+    let text = |v: &Value| -> String {
+        if let Some(name) = ref_name(v) {
+            return if name == "AWS::StackName" {
+                "ours".to_owned()
+            } else {
+                format!("ref:{name}")
+            };
+        }
+        get_att(v).unwrap_or_else(|| v.as_str().unwrap_or_default().to_owned())
+    };
+    let metric = |m: &Value, name: &Value, dims: &Value| AlarmMetric {
+        namespace: text(m),
+        name: name.as_str().unwrap_or_default().to_owned(),
+        dimensions: one_or_many(dims)
+            .into_iter()
+            .map(|d| {
+                (
+                    d["Name"].as_str().unwrap_or_default().to_owned(),
+                    text(&d["Value"]),
+                )
+            })
+            .collect(),
+    };
+    resources_of(t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(id, alarm)| {
+            let p = &alarm["Properties"];
+            let mut metrics: Vec<AlarmMetric> = one_or_many(&p["Metrics"])
+                .into_iter()
+                .filter(|e| !e["MetricStat"].is_null())
+                .map(|e| {
+                    let m = &e["MetricStat"]["Metric"];
+                    metric(&m["Namespace"], &m["MetricName"], &m["Dimensions"])
+                })
+                .collect();
+            if !p["MetricName"].is_null() {
+                metrics.push(metric(&p["Namespace"], &p["MetricName"], &p["Dimensions"]));
+            }
+            (id.to_owned(), metrics)
+        })
+        .collect()
+}
+
+/// DynamoDB throttles the table and each of its indexes apart (an index's partitions, a hot
+/// `FEED#<k>` or gsi1's one `FEED`, throttle on their own), so each has an alarm on its read
+/// and its write throttle events, by `TableName` (and `GlobalSecondaryIndexName`), as
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/metrics-dimensions.html
+/// names them. Every index of the table, whatever its name: one added later needs its alarm.
+#[test]
+fn the_table_and_each_index_have_a_throttle_alarm() {
+    let t = template();
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    let alarms = alarm_metrics(&t);
+    let targets: Vec<Option<String>> = std::iter::once(None)
+        .chain(declared_table(&t).indexes.into_keys().map(Some))
+        .collect();
+    assert!(targets.len() >= 3, "the table, feed and gsi1: {targets:?}");
+    for target in targets {
+        let dims = |_: &str| {
+            let mut d = BTreeMap::from([("TableName".to_owned(), format!("ref:{table}"))]);
+            if let Some(index) = &target {
+                d.insert("GlobalSecondaryIndexName".into(), index.clone());
+            }
+            d
+        };
+        let wanted = |name: &str| AlarmMetric {
+            namespace: "AWS/DynamoDB".into(),
+            name: name.into(),
+            dimensions: dims(name),
+        };
+        let found = alarms.iter().find(|(_, metrics)| {
+            metrics.contains(&wanted("ReadThrottleEvents"))
+                && metrics.contains(&wanted("WriteThrottleEvents"))
+        });
+        assert!(
+            found.is_some(),
+            "no alarm reads ReadThrottleEvents and WriteThrottleEvents of {}",
+            target
+                .as_deref()
+                .map_or("the table".to_owned(), |i| format!("the index {i}"))
+        );
+    }
+}
+
+/// The upkeep is what keeps API.md's promise that counts converge within a second: an alarm
+/// when its stream falls behind (Lambda's `IteratorAge`, within seconds), when its batches keep
+/// failing (`UpkeepBatchesFailed`, as the function emits it), and when its failure queue holds
+/// anything; the same stream and queue alarms for cache-sync. And the throttles alarm watches
+/// every function of the stack, the upkeep included.
+#[test]
+fn the_upkeep_and_every_functions_throttles_are_alarmed() {
+    let t = template();
+    let alarms = alarm_metrics(&t);
+    let metrics: BTreeSet<&AlarmMetric> = alarms.values().flatten().collect();
+    let has = |namespace: &str, name: &str, dims: &[(&str, &str)]| {
+        metrics.contains(&AlarmMetric {
+            namespace: namespace.into(),
+            name: name.into(),
+            dimensions: dims
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    };
+    for function in STREAM_CONSUMERS {
+        let mapping = stream_mappings(&t, function);
+        let queue = get_att(&mapping[0].props["DestinationConfig"]["OnFailure"]["Destination"])
+            .and_then(|d| d.strip_suffix(".Arn").map(str::to_owned))
+            .expect("a failure queue");
+        assert!(
+            has(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                &[("QueueName", &format!("{queue}.QueueName"))]
+            ),
+            "{function}: no alarm on its failure queue {queue}"
+        );
+        assert!(
+            has(
+                "AWS/Lambda",
+                "IteratorAge",
+                &[("FunctionName", &format!("ref:{function}"))]
+            ),
+            "{function}: no alarm on its iterator age"
+        );
+    }
+    let upkeep_age = resources_of(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(_, a)| &a["Properties"])
+        .find(|p| {
+            p["MetricName"].as_str() == Some("IteratorAge")
+                && ref_name(&p["Dimensions"][0]["Value"]) == Some(UPKEEP)
+        })
+        .expect("the upkeep's iterator age alarm");
+    let threshold = upkeep_age["Threshold"].as_f64();
+    assert!(
+        threshold.is_some_and(|ms| ms <= 10_000.0),
+        "{UPKEEP}: counts converge within a second; an iterator age alarm at {threshold:?} ms \
+         waits too long"
+    );
+    assert!(
+        has(
+            "ours",
+            shared::metrics::UPKEEP_BATCHES_FAILED,
+            &[(shared::metrics::FUNCTION, upkeep_fn::FUNCTION)]
+        ),
+        "no alarm on {} of {}",
+        shared::metrics::UPKEEP_BATCHES_FAILED,
+        upkeep_fn::FUNCTION
+    );
+    let throttled: BTreeSet<String> = metrics
+        .iter()
+        .filter(|m| m.namespace == "AWS/Lambda" && m.name == "Throttles")
+        .filter_map(|m| {
+            m.dimensions
+                .get("FunctionName")?
+                .strip_prefix("ref:")
+                .map(str::to_owned)
+        })
+        .map(|id| twin_of(&id).unwrap_or(&id).to_owned())
+        .collect();
+    assert_eq!(
+        throttled,
+        functions(&t),
+        "the throttles alarm watches every function"
+    );
+}
+
+/// The dashboard shows the cache's hit ratio for each kind of entry (`shared::cache::Kind`, the
+/// metrics' `Kind` dimension: hits / (hits + misses), from `CacheHits` and `CacheMisses` by
+/// `Function` and `Kind`), what the upkeep does (its metrics, as the function emits them),
+/// and throttling of the table and of each index.
+#[test]
+fn the_dashboard_shows_hit_ratios_by_kind_the_upkeep_and_table_throttles() {
+    use shared::cache::Kind;
+    use shared::metrics as m;
+    let t = template();
+    let widgets = dashboard_widgets(&t);
+    let rows: Vec<&Vec<serde_json::Value>> = widgets.iter().flat_map(|(_, rows)| rows).collect();
+    let options = |row: &Vec<serde_json::Value>| {
+        row.iter()
+            .find(|c| c.is_object())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let kinds = [Kind::User, Kind::Post, Kind::Feed, Kind::Comments];
+    for kind in kinds {
+        // A new kind fails to compile here: add it to the dashboard and to `kinds`.
+        match kind {
+            Kind::User | Kind::Post | Kind::Feed | Kind::Comments => {}
+        }
+        let series = |metric: &str| -> String {
+            let row = rows
+                .iter()
+                .find(|row| {
+                    let e = options(row)["expression"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    e.contains(&format!(",{},{}}}", m::FUNCTION, m::KIND))
+                        && e.contains(&format!("MetricName=\"{metric}\""))
+                        && e.contains(&format!("{}=\"{}\"", m::KIND, kind.as_str()))
+                })
+                .unwrap_or_else(|| {
+                    panic!("no {metric} of kind {} on the dashboard", kind.as_str())
+                });
+            options(row)["id"].as_str().expect("an id").to_owned()
+        };
+        let (hits, misses) = (series(m::CACHE_HITS), series(m::CACHE_MISSES));
+        let drawn = rows.iter().any(|row| {
+            let o = options(row);
+            let words: BTreeSet<&str> = o["expression"]
+                .as_str()
+                .unwrap_or_default()
+                .split(|c: char| !c.is_alphanumeric())
+                .collect();
+            o["visible"] != serde_json::Value::Bool(false)
+                && words.contains(hits.as_str())
+                && words.contains(misses.as_str())
+        });
+        assert!(drawn, "no hit ratio of kind {} is drawn", kind.as_str());
+    }
+    let cells = |row: &Vec<serde_json::Value>| -> Vec<String> {
+        row.iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    };
+    for metric in [
+        m::COMMENTS_COUNTED,
+        m::COMMENTS_REMOVED,
+        m::COMMENTS_SWEPT,
+        m::UPKEEP_LAG,
+        m::UPKEEP_BATCHES_FAILED,
+    ] {
+        let wanted = [
+            "${AWS::StackName}",
+            metric,
+            m::FUNCTION,
+            upkeep_fn::FUNCTION,
+        ];
+        assert!(
+            rows.iter().any(|row| cells(row) == wanted),
+            "{metric} of {} is not on the dashboard",
+            upkeep_fn::FUNCTION
+        );
+    }
+    let table = only_resource_of(&t, "AWS::DynamoDB::Table");
+    for index in std::iter::once(None).chain(declared_table(&t).indexes.into_keys().map(Some)) {
+        for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+            let mut wanted = vec![
+                "AWS/DynamoDB".to_owned(),
+                metric.to_owned(),
+                "TableName".to_owned(),
+                format!("${{{table}}}"),
+            ];
+            if let Some(index) = &index {
+                wanted.extend(["GlobalSecondaryIndexName".to_owned(), index.clone()]);
+            }
+            assert!(
+                rows.iter().any(|row| cells(row) == wanted),
+                "{metric} of {index:?} is not on the dashboard"
+            );
+        }
+    }
+}
+
 /// "UserIds: The list of user IDs that belong to the user group. A user named default must be
 /// included." (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-elasticache-usergroup.html;
 /// CreateUserGroup answers DefaultUserRequired). A Valkey user group admits only users that
@@ -2539,4 +3517,527 @@ fn every_user_group_has_a_default_user_and_with_iam_it_can_do_nothing() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The roles against the requests the code really sends.
+// ---------------------------------------------------------------------------------------
+
+/// One request as it left a DynamoDB client: its IAM action (each item of a transaction on its
+/// own, as IAM authorises it), where it landed, and the partition key values it named (an
+/// index's, for a query of an index).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Sent {
+    action: String,
+    on: On,
+    keys: Vec<String>,
+}
+
+/// Records every request a client sends ([`Sent`]), from its body as it goes out.
+#[derive(Debug, Clone)]
+struct Recorder {
+    sent: std::sync::Arc<std::sync::Mutex<Vec<Sent>>>,
+    /// Each index's partition key attribute, as the template declares it.
+    index_keys: BTreeMap<String, String>,
+}
+
+impl Recorder {
+    fn new(t: &Value) -> Self {
+        let index_keys = declared_table(t)
+            .indexes
+            .into_iter()
+            .map(|(name, (keys, _))| {
+                let hash = keys
+                    .into_iter()
+                    .find(|(_, kind)| kind == "HASH")
+                    .map(|(attr, _)| attr)
+                    .expect("a partition key");
+                (name, hash)
+            })
+            .collect();
+        Recorder {
+            sent: Default::default(),
+            index_keys,
+        }
+    }
+
+    fn take(&self) -> Vec<Sent> {
+        std::mem::take(&mut *self.sent.lock().expect("lock"))
+    }
+
+    /// What one request body asks, as IAM sees it.
+    fn sent_of(&self, operation: &str, body: &serde_json::Value) -> Vec<Sent> {
+        let s = |v: &serde_json::Value| v["S"].as_str().unwrap_or_default().to_owned();
+        let one = |action: &str, pk: &serde_json::Value| Sent {
+            action: action.to_owned(),
+            on: On::Table,
+            keys: vec![s(pk)],
+        };
+        let tables = || {
+            body["RequestItems"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_values()
+        };
+        match operation {
+            "GetItem" | "UpdateItem" | "DeleteItem" => vec![one(operation, &body["Key"]["pk"])],
+            "PutItem" => vec![one(operation, &body["Item"]["pk"])],
+            "Query" => {
+                let (on, pk_attr) = match body["IndexName"].as_str() {
+                    None => (On::Table, "pk".to_owned()),
+                    Some(index) => (
+                        On::Index(index.to_owned()),
+                        self.index_keys
+                            .get(index)
+                            .unwrap_or_else(|| panic!("a query of {index}, no index of the table"))
+                            .clone(),
+                    ),
+                };
+                let expression = body["KeyConditionExpression"].as_str().unwrap_or_default();
+                let keys = expression
+                    .split(" AND ")
+                    .filter_map(|clause| clause.split_once(" = "))
+                    .filter(|(name, _)| {
+                        let name = name.trim();
+                        body["ExpressionAttributeNames"][name]
+                            .as_str()
+                            .unwrap_or(name)
+                            == pk_attr
+                    })
+                    .map(|(_, value)| s(&body["ExpressionAttributeValues"][value.trim()]))
+                    .collect();
+                vec![Sent {
+                    action: operation.to_owned(),
+                    on,
+                    keys,
+                }]
+            }
+            "BatchGetItem" => tables()
+                .map(|request| Sent {
+                    action: operation.to_owned(),
+                    on: On::Table,
+                    keys: request["Keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|k| s(&k["pk"]))
+                        .collect(),
+                })
+                .collect(),
+            "BatchWriteItem" => tables()
+                .map(|requests| Sent {
+                    action: operation.to_owned(),
+                    on: On::Table,
+                    keys: requests
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            let key = &r["DeleteRequest"]["Key"]["pk"];
+                            s(if key.is_null() {
+                                &r["PutRequest"]["Item"]["pk"]
+                            } else {
+                                key
+                            })
+                        })
+                        .collect(),
+                })
+                .collect(),
+            "TransactWriteItems" | "TransactGetItems" => body["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|item| {
+                    [
+                        ("Update", "UpdateItem", "Key"),
+                        ("Delete", "DeleteItem", "Key"),
+                        ("Put", "PutItem", "Item"),
+                        ("ConditionCheck", "ConditionCheckItem", "Key"),
+                        ("Get", "GetItem", "Key"),
+                    ]
+                    .into_iter()
+                    .filter(|(kind, _, _)| !item[*kind].is_null())
+                    .map(|(kind, action, key)| one(action, &item[kind][key]["pk"]))
+                    .collect::<Vec<_>>()
+                })
+                .collect(),
+            other => vec![Sent {
+                action: other.to_owned(),
+                on: On::Table,
+                keys: Vec::new(),
+            }],
+        }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "Recorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or("unknown");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        let body: serde_json::Value = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let sent = self.sent_of(&operation, &body);
+        self.sent.lock().expect("lock").extend(sent);
+        Ok(())
+    }
+}
+
+/// A DynamoDB client for `endpoint` that `recorder` watches.
+fn recorded_client(endpoint: &str, recorder: &Recorder) -> aws_sdk_dynamodb::Client {
+    let client = integration_tests::dynamo::client_for(endpoint, None);
+    aws_sdk_dynamodb::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(recorder.clone())
+            .build(),
+    )
+}
+
+/// A stream consumer's handler, called as its mapping would (`stream_poller`), on a client
+/// that a recorder watches.
+enum Consumer {
+    Sync(cache_sync_fn::CacheSync),
+    Upkeep(upkeep_fn::Upkeep),
+}
+
+impl stream_poller::Invoke for Consumer {
+    async fn invoke(
+        &self,
+        event: aws_lambda_events::event::dynamodb::Event,
+    ) -> Result<aws_lambda_events::event::streams::DynamoDbEventResponse, String> {
+        let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+        match self {
+            Consumer::Sync(sync) => cache_sync_fn::handle(sync, event)
+                .await
+                .map_err(|e| e.to_string()),
+            Consumer::Upkeep(upkeep) => upkeep_fn::handle(upkeep, event)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Sends `request` (to `path`) through the API, as the function that serves `path`, and files
+/// what that request sent to DynamoDB under that function.
+async fn api_call(
+    env: &integration_tests::TestEnv,
+    recorder: &Recorder,
+    sent: &mut BTreeMap<String, Vec<Sent>>,
+    request: integration_tests::ApiRequest,
+    path: &str,
+) -> integration_tests::ApiResponse {
+    recorder.take();
+    let response = env.send(request).await;
+    let function = function_id(integration_tests::function_for(path));
+    sent.entry(function).or_default().extend(recorder.take());
+    response
+}
+
+/// Every request each function's code sends to DynamoDB, in a run of all it does (each route,
+/// from the cache and, with Redis down, from the table; idempotent creates and their repeats;
+/// pages after a cursor; a comment deleted by its author and by the post's; cache-sync applying
+/// the stream; upkeep counting, removing and sweeping a deleted post's comments), is one its
+/// role in `template.yaml` allows, on the keys it names, and one `code_calls` lists: so the
+/// role (and the gateway endpoint, which admits the roles' actions) never refuses the code,
+/// whatever the static list says.
+#[tokio::test]
+async fn every_request_the_code_sends_is_one_its_role_allows() {
+    use integration_tests::ApiRequest;
+    use serde_json::json;
+    let t = template();
+    let recorder = Recorder::new(&t);
+    let env = integration_tests::TestEnv::builder()
+        .interceptor(recorder.clone())
+        .build()
+        .await;
+    let mut sent: BTreeMap<String, Vec<Sent>> = BTreeMap::new();
+    let s = &mut sent;
+    let r = &recorder;
+
+    // Users: register, log in, read, rename, log out.
+    let email = integration_tests::unique_email("roles");
+    let path = "/users";
+    let res = api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::post(path).json(
+            json!({"email": email, "name": "Roles", "password": integration_tests::PASSWORD}),
+        ),
+        path,
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.raw_body);
+    let path = "/auth/login";
+    let res = api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::post(path)
+            .json(json!({"email": email, "password": integration_tests::PASSWORD})),
+        path,
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+    let token = res.body["token"].as_str().expect("a token").to_owned();
+    let (other, _) = env.new_user("Commenter").await;
+    let path = "/users/me";
+    env.redis.evict(&email).await;
+    api_call(&env, r, s, ApiRequest::get(path).bearer(&token), path).await;
+    api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::patch(path)
+            .bearer(&token)
+            .json(json!({"name": "Roles 2"})),
+        path,
+    )
+    .await;
+
+    // Posts: create (idempotent, and its repeat), read, list, edit.
+    let path = "/posts";
+    let create = || {
+        ApiRequest::post("/posts")
+            .bearer(&token)
+            .header("idempotency-key", "roles-1")
+            .json(json!({"caption": "roles"}))
+    };
+    let res = api_call(&env, r, s, create(), path).await;
+    assert_eq!(res.status, 201, "{}", res.raw_body);
+    api_call(&env, r, s, create(), path).await;
+    let post_id = res.body["id"].as_str().expect("an id").to_owned();
+    let second = env.new_post(&token, "second").await;
+    let second_id = second["id"].as_str().expect("an id").to_owned();
+    // Comments: create (idempotent), on both posts, from two users.
+    let comments = format!("/posts/{post_id}/comments");
+    let mut comment_ids = Vec::new();
+    for (who, key) in [(&token, "c-1"), (&other, "c-2"), (&other, "c-3")] {
+        let res = api_call(
+            &env,
+            r,
+            s,
+            ApiRequest::post(&comments)
+                .bearer(who)
+                .header("idempotency-key", key)
+                .json(json!({"text": "hi"})),
+            &comments,
+        )
+        .await;
+        assert_eq!(res.status, 201, "{}", res.raw_body);
+        comment_ids.push(res.body["id"].as_str().expect("an id").to_owned());
+    }
+    let second_comments = format!("/posts/{second_id}/comments");
+    for _ in 0..3 {
+        let res = api_call(
+            &env,
+            r,
+            s,
+            ApiRequest::post(&second_comments)
+                .bearer(&other)
+                .json(json!({"text": "swept"})),
+            &second_comments,
+        )
+        .await;
+        assert_eq!(res.status, 201, "{}", res.raw_body);
+    }
+    // Every read twice: from the cache, then (Redis down) from the table; pages after a cursor.
+    for redis_up in [true, false] {
+        if !redis_up {
+            env.redis.stop();
+        }
+        let reads = [
+            ("/users/me".to_owned(), "/users/me".to_owned()),
+            ("/posts?limit=1".to_owned(), "/posts".to_owned()),
+            (format!("/posts/{post_id}"), format!("/posts/{post_id}")),
+            (format!("{comments}?limit=1"), comments.clone()),
+            (format!("{comments}/{}", comment_ids[0]), comments.clone()),
+        ];
+        for (read, path) in reads {
+            let res = api_call(&env, r, s, ApiRequest::get(&read).bearer(&token), &path).await;
+            assert_eq!(res.status, 200, "{read}: {}", res.raw_body);
+            if let Some(cursor) = res.body["nextCursor"].as_str() {
+                let next = format!("{path}?limit=1&cursor={cursor}");
+                let res = api_call(&env, r, s, ApiRequest::get(&next).bearer(&token), &path).await;
+                assert_eq!(res.status, 200, "{next}: {}", res.raw_body);
+            }
+        }
+        if !redis_up {
+            env.redis.restart().await;
+        }
+    }
+    // Changes: edit the post and a comment, delete a comment as its author and one as the
+    // post's author, delete the second post (its comments are swept), log out.
+    let post = format!("/posts/{post_id}");
+    api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::patch(&post)
+            .bearer(&token)
+            .json(json!({"caption": "edited"})),
+        &post,
+    )
+    .await;
+    let first = format!("{comments}/{}", comment_ids[0]);
+    api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::patch(&first)
+            .bearer(&token)
+            .json(json!({"text": "edited"})),
+        &comments,
+    )
+    .await;
+    let by_author = format!("{comments}/{}", comment_ids[1]);
+    let res = api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::delete(&by_author).bearer(&other),
+        &comments,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    let by_post_author = format!("{comments}/{}", comment_ids[2]);
+    let res = api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::delete(&by_post_author).bearer(&token),
+        &comments,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    let second_post = format!("/posts/{second_id}");
+    let res = api_call(
+        &env,
+        r,
+        s,
+        ApiRequest::delete(&second_post).bearer(&token),
+        &second_post,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    let path = "/auth/logout";
+    api_call(&env, r, s, ApiRequest::post(path).bearer(&token), path).await;
+
+    // The stream, through each consumer as its mapping feeds it: upkeep until the stream is
+    // quiet (its own writes are records too), then cache-sync over all of it.
+    let config = env.config_for(&env.redis.url());
+    let endpoint = env.dynamo.endpoint.clone();
+    let table = config.table.table_name.clone();
+    let store = |recorder: &Recorder| {
+        shared::store::Store::new(recorded_client(&endpoint, recorder), table.clone())
+    };
+    let cache = || shared::cache::RedisCache::new(&config.cache, None).expect("a cache");
+    let upkeep_store = store(r);
+    let upkeep = Consumer::Upkeep(upkeep_fn::Upkeep {
+        posts: shared::cache::Posts::new(upkeep_store.clone(), cache()),
+        store: upkeep_store,
+    });
+    recorder.take();
+    integration_tests::sync::poller(&endpoint)
+        .await
+        .drain(
+            &upkeep,
+            std::time::Duration::from_millis(30),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("the stream drained through upkeep");
+    sent.entry(UPKEEP.to_owned())
+        .or_default()
+        .extend(recorder.take());
+    let sync = Consumer::Sync(cache_sync_fn::CacheSync::new(cache(), store(r)));
+    integration_tests::sync::poller(&endpoint)
+        .await
+        .drain(
+            &sync,
+            std::time::Duration::from_millis(30),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("the stream drained through cache-sync");
+    sent.entry(CACHE_SYNC.to_owned())
+        .or_default()
+        .extend(recorder.take());
+    assert_eq!(
+        env.comment_count(&other, &post_id).await,
+        1,
+        "upkeep counted and removed"
+    );
+
+    // Last, the user's delete (logged in again).
+    let login = env.login(&email).await;
+    assert_eq!(login.status, 200, "{}", login.raw_body);
+    let token = login.body["token"].as_str().expect("a token");
+    let path = "/users/me";
+    let res = api_call(
+        &env,
+        r,
+        &mut sent,
+        ApiRequest::delete(path).bearer(token),
+        path,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+
+    for (function, requests) in &sent {
+        let grants = table_grants(&t, function);
+        let listed = code_calls(function);
+        let mut actions = BTreeSet::new();
+        for request in requests {
+            assert!(
+                !request.keys.is_empty() && request.keys.iter().all(|k| !k.is_empty()),
+                "{function}: a request whose keys were not read: {request:?}"
+            );
+            assert!(
+                grants
+                    .iter()
+                    .any(|g| g.permits(&request.action, &request.on, &request.keys)),
+                "{function} sent {request:?}, which its role refuses: {grants:#?}"
+            );
+            assert!(
+                listed
+                    .iter()
+                    .any(|c| c.action == request.action && c.on == request.on),
+                "{function} sent {request:?}, which code_calls does not list"
+            );
+            actions.insert((request.action.clone(), request.on.clone()));
+        }
+        // The run reaches every kind of request the list names, but the release of an
+        // idempotency record (only after a failed create).
+        let unreached: Vec<_> = listed
+            .iter()
+            .filter(|c| !actions.contains(&(c.action.to_owned(), c.on.clone())))
+            .filter(|c| c.why != "release_idempotency_key")
+            .map(|c| (c.action, &c.on, c.why))
+            .collect();
+        assert!(
+            unreached.is_empty(),
+            "{function}: the run never sent {unreached:?}"
+        );
+    }
+    assert_eq!(
+        sent.keys().cloned().collect::<BTreeSet<_>>(),
+        functions(&t),
+        "every function sent something"
+    );
 }
