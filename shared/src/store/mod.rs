@@ -123,7 +123,9 @@ impl Store {
 
     /// Reads a key that never exists, waiting at most `bound`, so the first request finds the
     /// connection open, the credentials resolved and the client's first-call work done. Never
-    /// fails: an error or timeout is logged and the request path connects as usual.
+    /// fails: an error or timeout is logged and the request path connects as usual. The key is
+    /// outside every function's role (IAM conditions on key prefixes), so the answer may be
+    /// `AccessDenied`: an answer all the same, which needed all of that done.
     pub async fn prewarm(&self, bound: std::time::Duration) {
         let read = self
             .client
@@ -135,6 +137,10 @@ impl Store {
             .send();
         match tokio::time::timeout(bound, read).await {
             Ok(Ok(_)) => tracing::debug!("dynamodb connection ready"),
+            Ok(Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))) => tracing::debug!(
+                error = %aws_sdk_dynamodb::error::ProvideErrorMetadata::code(e.err()).unwrap_or("unknown"),
+                "dynamodb connection ready (it answered the prewarm read with an error)"
+            ),
             Ok(Err(e)) => tracing::warn!(
                 error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
                 "dynamodb not ready at init; the first request will connect"

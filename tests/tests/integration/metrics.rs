@@ -24,6 +24,15 @@ fn cache_sync_app() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cache-sync-app"))
 }
 
+fn upkeep_app() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_upkeep-app"))
+}
+
+/// `upkeep` in a process of its own, on `env`'s Redis and on the table at `dynamodb`.
+async fn upkeep(env: &TestEnv, dynamodb: &str) -> LambdaProcess {
+    LambdaProcess::ready(upkeep_app(), "upkeep", env, dynamodb, &[]).await
+}
+
 /// The three API functions in a process of their own, on `env`'s Redis and on DynamoDB at
 /// `dynamodb`.
 async fn api_functions(env: &TestEnv, dynamodb: &str) -> LambdaProcess {
@@ -503,6 +512,65 @@ async fn every_metric_the_template_names_is_emitted() {
         "the batch fails"
     );
 
+    // A post's entry gone: a miss of kind post.
+    env.redis
+        .evict_key(&shared::cache::kinds::post_key(post_id))
+        .await;
+    let res = function
+        .send(ApiRequest::get(&format!("/posts/{post_id}")).bearer(&token))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+
+    // The upkeep: a comment counted, then removed; and a batch that fails as a whole (the table
+    // unreachable).
+    let comment = function
+        .send(
+            ApiRequest::post(&format!("/posts/{post_id}/comments"))
+                .bearer(&token)
+                .json(json!({"text": "counted"})),
+        )
+        .await;
+    assert_eq!(comment.status, 201, "{}", comment.raw_body);
+    let upkept = upkeep(&env, &env.dynamo.endpoint).await;
+    let records = integration_tests::sync::stream_records(&env.dynamo.endpoint).await;
+    assert!(upkept.invoke(&stream_event(&records)).await.ok, "counted");
+    let removed = function
+        .send(
+            ApiRequest::delete(&format!(
+                "/posts/{post_id}/comments/{}",
+                comment.body["id"].as_str().expect("id")
+            ))
+            .bearer(&token),
+        )
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.raw_body);
+    // And a post deleted with its comment: swept.
+    let doomed = env.new_post(&token, "doomed").await;
+    let doomed = doomed["id"].as_str().expect("id");
+    let res = function
+        .send(
+            ApiRequest::post(&format!("/posts/{doomed}/comments"))
+                .bearer(&token)
+                .json(json!({"text": "swept"})),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.raw_body);
+    let res = function
+        .send(ApiRequest::delete(&format!("/posts/{doomed}")).bearer(&token))
+        .await;
+    assert_eq!(res.status, 204, "{}", res.raw_body);
+    let records = integration_tests::sync::stream_records(&env.dynamo.endpoint).await;
+    assert!(
+        upkept.invoke(&stream_event(&records)).await.ok,
+        "removed, swept"
+    );
+    let unreachable = format!("http://127.0.0.1:{}", integration_tests::closed_port());
+    let stranded = upkeep(&env, &unreachable).await;
+    assert!(
+        !stranded.invoke(&stream_event(&records)).await.ok,
+        "the batch fails"
+    );
+
     // A Redis outage: every function's lookups fall back to DynamoDB.
     env.redis.stop();
     for (_, path) in &routes {
@@ -513,6 +581,8 @@ async fn every_metric_the_template_names_is_emitted() {
     let mut emitted = emf::parse(&function.log());
     emitted.extend(emf::parse(&sync.log()));
     emitted.extend(emf::parse(&down.log()));
+    emitted.extend(emf::parse(&upkept.log()));
+    emitted.extend(emf::parse(&stranded.log()));
     let named: BTreeSet<Named> = emitted
         .iter()
         .map(|m| (m.name.clone(), m.dimensions.keys().cloned().collect()))
@@ -525,7 +595,7 @@ async fn every_metric_the_template_names_is_emitted() {
         .collect();
     assert_eq!(
         functions,
-        BTreeSet::from(["cache-sync", "comments", "posts", "users"]),
+        BTreeSet::from(["cache-sync", "comments", "posts", "upkeep", "users"]),
         "the values the template spells"
     );
     for (name, dims, values) in spelled {
@@ -559,6 +629,11 @@ async fn every_metric_the_template_names_is_emitted() {
             "{name}"
         );
     }
+    assert_eq!(emitted.sum("CommentsCounted", "upkeep", None), 1.0);
+    assert_eq!(emitted.sum("CommentsRemoved", "upkeep", None), 1.0);
+    assert_eq!(emitted.sum("CommentsSwept", "upkeep", None), 1.0);
+    assert_eq!(emitted.sum("UpkeepBatchesFailed", "upkeep", None), 1.0);
+    assert_eq!(emitted.sum_by_kind("CacheMisses", "posts", "post"), 1.0);
     assert_eq!(emitted.sum("SyncRecordsStale", "cache-sync", None), 1.0);
     assert_eq!(emitted.sum("SyncRecordsFailed", "cache-sync", None), 1.0);
     assert_eq!(emitted.sum("SyncBatchesFailed", "cache-sync", None), 1.0);
