@@ -25,6 +25,7 @@ mod races;
 mod retries;
 mod routing;
 mod runtime_loop;
+mod scale;
 mod security;
 mod slot_migration;
 mod smoke;
