@@ -18,6 +18,7 @@ mod comments;
 mod dynamo;
 mod idempotency;
 pub mod keys;
+mod migrate;
 mod paging;
 mod posts;
 pub mod schema;
@@ -29,6 +30,7 @@ use aws_sdk_dynamodb::Client;
 pub use comments::Remover;
 pub use dynamo::client_from_config;
 pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, RECORD_LIFETIME};
+pub use migrate::Moved;
 pub use upkeep::{Change, CommentState, Settled, Swept};
 pub use users::{is_user_key, user_from_image, NewUser};
 

@@ -166,7 +166,10 @@ pub(super) async fn merged_page<T>(
                 return Ok(finish(items, limit, &id));
             };
             if let Some(item) = sources[best].buffer.pop_front() {
-                items.push(item);
+                // One item in two partitions at once (a legacy item being moved): once.
+                if items.last().is_none_or(|last| id(last) != id(&item)) {
+                    items.push(item);
+                }
             }
             if items.len() >= want || sources[best].buffer.is_empty() && !sources[best].exhausted()
             {

@@ -19,6 +19,7 @@ mod iam_auth;
 mod idempotency;
 mod interleavings;
 mod metrics;
+mod migration;
 mod posts_api;
 mod production_init;
 mod races;
