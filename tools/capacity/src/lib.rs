@@ -11,6 +11,11 @@
 //! the figures out.
 
 pub mod account;
+pub mod consumers;
+pub mod model;
+pub mod monitor;
+pub mod phases;
+pub mod profile;
 pub mod record;
 pub mod recorder;
 pub mod roles;
@@ -18,3 +23,4 @@ pub mod rules;
 pub mod schema;
 pub mod slot;
 pub mod wire;
+pub mod world;
