@@ -11,13 +11,17 @@
 //! the figures out.
 
 pub mod account;
+pub mod chart;
 pub mod consumers;
+pub mod delete;
+pub mod doc;
 pub mod model;
 pub mod monitor;
 pub mod phases;
 pub mod profile;
 pub mod record;
 pub mod recorder;
+pub mod report;
 pub mod roles;
 pub mod rules;
 pub mod schema;
