@@ -74,17 +74,15 @@ pub async fn run(
     comments: usize,
     deadline: Duration,
 ) -> Result<DeleteResult, String> {
-    let env = &world.env;
     let schema = world.recorder.schema().clone();
     let token = &fixture.tokens[0];
-    let post = env
+    let post_id = world
         .new_post(token, "a post about to go viral and then be deleted")
-        .await;
-    let post_id = post["id"].as_str().ok_or("the post has no id")?.to_owned();
+        .await?;
     world.recorder.take();
     let mut ids = Vec::new();
     for i in 0..SHAPE_COMMENTS {
-        let res = env
+        let res = world
             .send(
                 ApiRequest::post(&format!("/posts/{post_id}/comments"))
                     .json(json!({"text": text(COMMENT_CHARS, i)}))
@@ -166,6 +164,9 @@ pub async fn run(
     });
     let loaded: Vec<Result<(), String>> = stream::iter(loads).buffer_unordered(4).collect().await;
     loaded.into_iter().collect::<Result<Vec<()>, String>>()?;
+    eprintln!(
+        "capacity: delete axis: {comments} comments loaded; the consumers read their records"
+    );
     world.consumers.drain().await?;
     world.recorder.take();
     world.monitor.take().await?;
@@ -176,10 +177,11 @@ pub async fn run(
     let started = Instant::now();
     let answer = tokio::time::timeout(
         deadline,
-        env.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(token)),
+        world.send(ApiRequest::delete(&format!("/posts/{post_id}")).bearer(token)),
     )
     .await;
     let latency_s = started.elapsed().as_secs_f64();
+    eprintln!("capacity: delete axis: answered after {latency_s:.1} s; waiting for the sweep");
     let status = answer.as_ref().map_or(0, |a| a.status);
     let mut swept_after_s = None;
     while started.elapsed() < deadline {

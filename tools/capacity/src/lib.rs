@@ -15,6 +15,7 @@ pub mod chart;
 pub mod consumers;
 pub mod delete;
 pub mod doc;
+pub mod emulator;
 pub mod model;
 pub mod monitor;
 pub mod phases;

@@ -161,21 +161,20 @@ fn expected(class: &Class) -> u16 {
 
 /// Users, posts, comments: the fixture, its setup traffic recorded and thrown away.
 pub async fn fixture(world: &World) -> Result<Fixture, String> {
-    let env = &world.env;
     let mut names = Names::default();
     let mut tokens = Vec::new();
     for u in 0..USERS {
-        let (token, user) = env.new_user(&format!("capacity{u}")).await;
+        let (token, user) = world.new_user(&format!("capacity{u}")).await?;
         names.add(user["id"].as_str().unwrap_or_default(), "user");
         names.add(user["email"].as_str().unwrap_or_default(), "email");
         tokens.push(token);
     }
     let mut posts = Vec::new();
     for i in 0..BACKGROUND_POSTS + 2 {
-        let post = env
+        let post = world
             .new_post(&tokens[i % USERS], &text(CAPTION_CHARS, i))
-            .await;
-        posts.push(post["id"].as_str().unwrap_or_default().to_owned());
+            .await?;
+        posts.push(post);
     }
     let viral = posts.pop().ok_or("no post created")?;
     let ordinary = posts.pop().ok_or("no post created")?;
@@ -183,7 +182,7 @@ pub async fn fixture(world: &World) -> Result<Fixture, String> {
     names.add(&ordinary, "post");
     for post in [&ordinary, &viral] {
         for i in 0..BACKGROUND_COMMENTS {
-            let res = env
+            let res = world
                 .send(
                     ApiRequest::post(&format!("/posts/{post}/comments"))
                         .json(json!({"text": text(COMMENT_CHARS, i)}))
@@ -215,14 +214,14 @@ pub async fn run(
     cross_check: &mut CrossCheck,
 ) -> Result<Profile, String> {
     for i in 0..WARM_UP {
-        world.env.send(request(class, fixture, i)).await;
+        world.send(request(class, fixture, i)).await;
     }
     world.consumers.drain().await?;
     world.recorder.take();
     world.monitor.take().await?;
     let mut failures: BTreeMap<u16, usize> = BTreeMap::new();
     for i in 0..count {
-        let res = world.env.send(request(class, fixture, WARM_UP + i)).await;
+        let res = world.send(request(class, fixture, WARM_UP + i)).await;
         if res.status != expected(class) {
             *failures.entry(res.status).or_default() += 1;
         }
