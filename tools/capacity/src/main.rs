@@ -1,5 +1,5 @@
-//! `capacity [--smoke] [--write-doc] [--baseline FILE] [--save FILE] [--requests N]
-//! [--comments N]`: the scale model of BENCHMARKS.md ("Scale: partitions and hot keys"; the
+//! `capacity [--smoke] [--write-doc] [--baseline FILE] [--save FILE] [--from FILE]
+//! [--requests N] [--comments N]`: the scale model of BENCHMARKS.md ("Scale: partitions and hot keys"; the
 //! crate's docs say how). Prints one JSON line per figure, then the tables.
 //!
 //! - `--smoke`: a few requests per class and a 300-comment delete; everything it writes goes to
@@ -8,6 +8,8 @@
 //!   with the emulator. The CI step.
 //! - `--write-doc`: rewrites the section of BENCHMARKS.md and draws bench/charts/capacity.svg.
 //! - `--baseline FILE`: a saved run (`--save`), shown as "today", this run as "after".
+//! - `--from FILE`: measures nothing; reports the saved run (to rewrite the doc after its
+//!   wording changed).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ struct Options {
     write_doc: bool,
     baseline: Option<PathBuf>,
     save: Option<PathBuf>,
+    from: Option<PathBuf>,
     requests: usize,
     comments: usize,
 }
@@ -33,6 +36,7 @@ impl Options {
             write_doc: false,
             baseline: None,
             save: None,
+            from: None,
             requests: 0,
             comments: 0,
         };
@@ -44,6 +48,7 @@ impl Options {
                 "--write-doc" => options.write_doc = true,
                 "--baseline" => options.baseline = Some(PathBuf::from(value("--baseline")?)),
                 "--save" => options.save = Some(PathBuf::from(value("--save")?)),
+                "--from" => options.from = Some(PathBuf::from(value("--from")?)),
                 "--requests" => {
                     options.requests = value("--requests")?
                         .parse()
@@ -208,9 +213,13 @@ fn write_json(path: &PathBuf, run: &Run) -> Result<(), String> {
 }
 
 async fn main_inner() -> Result<(), String> {
+    let started = Instant::now();
     let options = Options::parse()?;
     let baseline = options.baseline.as_ref().map(read_run).transpose()?;
-    let run = measure(&options).await?;
+    let run = match &options.from {
+        Some(path) => read_run(path)?,
+        None => measure(&options).await?,
+    };
     report::print_figures(&run);
     let (today, after) = match &baseline {
         Some(baseline) => (baseline, Some(&run)),
@@ -264,7 +273,7 @@ async fn main_inner() -> Result<(), String> {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-    eprintln!("capacity: done in {:.0} s", run.seconds);
+    eprintln!("capacity: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

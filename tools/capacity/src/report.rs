@@ -334,9 +334,18 @@ fn delete_cell(d: Option<&DeleteResult>) -> String {
             d.floor_s
         )
     };
+    let calls: usize = d.calls.values().sum();
+    let detail = d
+        .calls
+        .iter()
+        .map(|(op, n)| format!("{} {op}", thousands(*n as f64)))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "`{}` after {:.1} s locally; {swept}; {verdict}",
-        d.status, d.latency_s
+        "`{}` after {:.1} s locally, {} DynamoDB calls ({detail}); {swept}; {verdict}",
+        d.status,
+        d.latency_s,
+        thousands(calls as f64)
     )
 }
 
