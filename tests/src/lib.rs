@@ -73,6 +73,16 @@ impl TestEnv {
         WorldBuilder::default()
     }
 
+    /// A world of parts built elsewhere (a tool's own emulator or recorder in front of it).
+    pub fn from_parts(app: App, redis: TestRedis, dynamo: Dynamo) -> Self {
+        TestEnv {
+            app,
+            redis,
+            dynamo,
+            stream_positions: std::sync::Mutex::default(),
+        }
+    }
+
     /// A fresh world with the test's own tweaks to the configuration.
     pub async fn with_config(tweak: impl FnOnce(&mut Config) + Send) -> Self {
         Self::builder().config(tweak).build().await

@@ -258,10 +258,9 @@ impl<'a> Parsed<'a> {
             .flatten()
     }
 
-    /// The first `limit` items of a window of `subject` running in `order`, if the window can
-    /// answer that page whole: its live records inside what it covers, and the id the next
-    /// page follows (none when the list ends). `None` is a miss.
-    pub fn page(&self, subject: &str, order: Order, limit: usize) -> Option<WindowPage<'a>> {
+    /// The live records inside what a window of `subject` running in `order` covers, in
+    /// order, and whether the list ends with them; `None` for another kind of entry.
+    pub fn inside(&self, subject: &str, order: Order) -> Option<(Vec<StoredRecord<'a>>, bool)> {
         if self.shape != "window" || self.subject != subject {
             return None;
         }
@@ -273,36 +272,43 @@ impl<'a> Parsed<'a> {
             },
             _ => false,
         };
-        let live: Vec<StoredRecord<'a>> = self
+        let live = self
             .records
             .iter()
             .filter(|r| r.live && inside(r.id))
             .copied()
             .collect();
-        let complete = self.coverage == Coverage::Complete;
-        match live.len() {
-            n if n > limit => {
-                let records: Vec<_> = live.into_iter().take(limit).collect();
-                let next = records.last().map(|r| r.id);
-                Some(WindowPage { records, next })
-            }
-            n if n == limit => {
-                let next = if complete {
-                    None
-                } else {
-                    live.last().map(|r| r.id)
-                };
-                Some(WindowPage {
-                    records: live,
-                    next,
-                })
-            }
-            _ if complete => Some(WindowPage {
-                records: live,
-                next: None,
-            }),
-            _ => None,
+        Some((live, self.coverage == Coverage::Complete))
+    }
+
+    /// The first `limit` items of a window of `subject` running in `order`, if the window can
+    /// answer that page whole: its live records inside what it covers, and the id the next
+    /// page follows (none when the list ends). `None` is a miss.
+    pub fn page(&self, subject: &str, order: Order, limit: usize) -> Option<WindowPage<'a>> {
+        let (live, complete) = self.inside(subject, order)?;
+        let (records, more) = first_page(live, complete, limit)?;
+        let next = if more {
+            records.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Some(WindowPage { records, next })
+    }
+}
+
+/// The first page of `limit` items that a list's first `items` answer, if they answer it
+/// whole, and whether more follow it (its cursor is then its last item's id): more items than
+/// the page holds, or as many with the list going on after them (`complete` says it ends), or
+/// fewer and the list ends. Otherwise the page is not all here: `None`.
+pub fn first_page<T>(mut items: Vec<T>, complete: bool, limit: usize) -> Option<(Vec<T>, bool)> {
+    match items.len() {
+        n if n > limit => {
+            items.truncate(limit);
+            Some((items, true))
         }
+        n if n == limit => Some((items, !complete)),
+        _ if complete => Some((items, false)),
+        _ => None,
     }
 }
 

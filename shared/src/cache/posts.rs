@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::entry::{parse, Record, Revision};
+use super::entry::{first_page, parse, Record, Revision};
 use super::flights::Flights;
 use super::kinds::{
     comments_key, post_key, Kind, WindowKind, COMMENTS, FEED, FEED_KEY, FEED_SUBJECT,
@@ -78,6 +78,41 @@ pub enum WindowLookup {
     Failed,
 }
 
+/// The feed's first posts as this instance read them last (kept near, [`super::near`]): ids
+/// and JSON of the posts that exist, newest first, and whether the feed ends with them.
+#[derive(Debug)]
+struct FeedCopy {
+    posts: Vec<(String, String)>,
+    complete: bool,
+}
+
+impl FeedCopy {
+    fn of(ids: Vec<String>, bodies: Vec<Option<String>>, complete: bool) -> Self {
+        let posts = ids
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|(id, body)| Some((id, body?)))
+            .collect();
+        FeedCopy { posts, complete }
+    }
+
+    /// The first page of `limit` posts, if these answer it whole.
+    fn page(&self, limit: usize) -> Option<Page<String>> {
+        let (posts, more) = first_page(self.posts.clone(), self.complete, limit)?;
+        let last_id = more
+            .then(|| posts.last().map(|(id, _)| id.clone()))
+            .flatten();
+        Some(Page {
+            items: posts.into_iter().map(|(_, body)| body).collect(),
+            last_id,
+        })
+    }
+}
+
+fn ids_ref(ids: &[String]) -> Vec<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
 /// A page of a window: its `(id, body)` items, and the id the next page follows.
 type WindowPage = (Vec<(String, String)>, Option<String>);
 
@@ -91,10 +126,11 @@ struct Filled {
 }
 
 impl Filled {
-    /// The first `limit` of them, and the id the next page follows.
+    /// The first `limit` of them, and the id the next page follows. A fill read a whole window
+    /// (or the whole list), so it answers any page up to the window's size.
     fn page(&self, limit: usize) -> WindowPage {
-        let items: Vec<_> = self.items.iter().take(limit).cloned().collect();
-        let more = self.items.len() > limit || !self.complete;
+        let (items, more) = first_page(self.items.clone(), self.complete, limit)
+            .unwrap_or_else(|| (self.items.clone(), !self.complete));
         let next = if more {
             items.last().map(|(id, _)| id.clone())
         } else {
@@ -112,7 +148,7 @@ type Shared<T> = Arc<Flights<Result<T, AppError>>>;
 pub struct Posts {
     store: Store,
     cache: RedisCache,
-    feed_near: Near,
+    feed_near: Near<FeedCopy>,
     post_reads: Shared<Option<Stored<Post>>>,
     window_reads: Shared<Filled>,
 }
@@ -207,27 +243,39 @@ impl Posts {
     // ----- the feed's first page -----
 
     /// The feed's first `limit` posts (JSON), newest first, and the id the next page follows:
-    /// from the window and the posts' entries, or from the table when Redis cannot say.
+    /// from the instance's near copy of the feed's first posts, or from the window and the
+    /// posts' entries in Redis, or from the table when Redis cannot say.
     pub async fn feed_page(&self, limit: usize) -> Result<Page<String>, AppError> {
         if limit > FEED.size {
             let page = self.store.list_posts(limit, None).await?;
             return bodies_of_posts(page);
         }
+        if let Some(copy) = self.feed_near.get() {
+            if let Some(page) = copy.page(limit) {
+                crate::metrics::cache_lookup(Kind::Feed, CacheOutcome::Hit);
+                return Ok(page);
+            }
+        }
         let started = Instant::now();
-        let looked = match self.feed_near.get() {
-            Some(raw) => WindowLookup::Found(raw),
-            None => match self.cache.get(FEED_KEY).await {
-                Ok(Some(raw)) => {
-                    let raw: Arc<[u8]> = raw.into();
-                    self.feed_near.set(started, Arc::clone(&raw));
-                    WindowLookup::Found(raw)
-                }
-                Ok(None) => WindowLookup::Empty,
-                Err(_) => WindowLookup::Failed,
-            },
+        let looked = match self.cache.get(FEED_KEY).await {
+            Ok(Some(raw)) => WindowLookup::Found(raw.into()),
+            Ok(None) => WindowLookup::Empty,
+            Err(_) => WindowLookup::Failed,
         };
-        let (ids, next) = match self.window_page(&FEED, FEED_SUBJECT, &looked, limit) {
-            Some(page) => page,
+        let window = match &looked {
+            WindowLookup::Found(raw) => parse(raw).and_then(|entry| {
+                let (live, complete) = entry.inside(FEED_SUBJECT, FEED.order)?;
+                let ids: Vec<String> = live.iter().map(|r| r.id.to_owned()).collect();
+                // Served only if it answers this page: otherwise the table fills it.
+                first_page(ids.clone(), complete, limit).map(|_| (ids, complete))
+            }),
+            _ => None,
+        };
+        let (ids, complete) = match window {
+            Some(window) => {
+                crate::metrics::cache_lookup(Kind::Feed, CacheOutcome::Hit);
+                window
+            }
             None if matches!(looked, WindowLookup::Failed) => {
                 crate::metrics::cache_lookup(Kind::Feed, CacheOutcome::Error);
                 let page = self.store.list_posts(limit, None).await?;
@@ -240,14 +288,15 @@ impl Posts {
                     .window_reads
                     .run(FEED_KEY, started, || self.fill_feed(seen.as_deref()))
                     .await?;
-                filled.page(limit)
+                let ids = filled.items.into_iter().map(|(id, _)| id).collect();
+                (ids, filled.complete)
             }
         };
-        let ids: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
-        Ok(Page {
-            items: self.post_bodies(&ids).await?,
-            last_id: next,
-        })
+        let bodies = self.post_bodies(&ids_ref(&ids)).await?;
+        let copy = Arc::new(FeedCopy::of(ids, bodies, complete));
+        self.feed_near.set(started, Arc::clone(&copy));
+        copy.page(limit)
+            .ok_or_else(|| AppError::Internal("the feed's first posts answer no page".into()))
     }
 
     /// The feed after the post `after`, from the table (only its first page is cached).
@@ -284,17 +333,25 @@ impl Posts {
         })
     }
 
-    /// The JSON of the posts `ids` that exist, in order: their entries in one `MGET`, the rest
-    /// from the table (eventually consistent, as the feed allows), written back.
-    async fn post_bodies(&self, ids: &[String]) -> Result<Vec<String>, AppError> {
+    /// The JSON of each of the posts `ids` (`None` for one that is gone), in order: their
+    /// entries in one `MGET`, the rest from the table (eventually consistent, as the feed
+    /// allows), written back.
+    async fn post_bodies(&self, ids: &[&str]) -> Result<Vec<Option<String>>, AppError> {
+        let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
         let keys: Vec<String> = ids.iter().map(|id| post_key(id)).collect();
         let raws = match self.cache.get_many(&keys).await {
             Ok(raws) => raws,
             Err(_) => {
-                let posts = self.store.posts_by_id(ids).await?;
-                return posts
+                let posts = self.store.posts_by_id(&owned).await?;
+                return ids
                     .iter()
-                    .map(|p| PostBody::of(p).map(|b| b.json))
+                    .map(|id| {
+                        posts
+                            .iter()
+                            .find(|p| p.item.id == *id)
+                            .map(|p| PostBody::of(p).map(|b| b.json))
+                            .transpose()
+                    })
                     .collect();
             }
         };
@@ -306,7 +363,7 @@ impl Posts {
                 // Deleted: left out.
                 Some(_) => bodies.push(None),
                 None => {
-                    missing.push(id.clone());
+                    missing.push((*id).to_owned());
                     bodies.push(None);
                 }
             }
@@ -324,7 +381,7 @@ impl Posts {
                 }
             }
         }
-        Ok(bodies.into_iter().flatten().collect())
+        Ok(bodies)
     }
 
     // ----- a post's first comments -----

@@ -1,6 +1,6 @@
 //! The table's stream consumers, as Lambda runs them (one event source mapping each, reading
 //! the stream on its own), in this process and through the recorder, so what they do for a
-//! request is attributed to it. Today there is one, `cache-sync`; a consumer is added by
+//! request is attributed to it: `cache-sync` and `upkeep`; a consumer is added by
 //! implementing [`Function`] for its in-process handler and listing it in [`all`].
 //!
 //! Each phase's requests run first, then every consumer drains the stream: the batches they
@@ -34,13 +34,28 @@ impl Function for integration_tests::InProcess {
     }
 }
 
+/// `upkeep` (counts, removals, sweeps), as the harness runs it.
+impl Function for integration_tests::sync::UpkeepInProcess {
+    fn invoke(&self, event: Event) -> BoxFuture<'_, Result<DynamoDbEventResponse, String>> {
+        Box::pin(Invoke::invoke(self, event))
+    }
+}
+
 /// Every consumer of the table's stream, built for a configuration whose table endpoint is the
 /// recorder. Add a new consumer here.
 pub fn all(config: &Config) -> Vec<(&'static str, Arc<dyn Function>)> {
-    vec![(
-        "cache-sync",
-        Arc::new(integration_tests::InProcess::with_config(config)) as Arc<dyn Function>,
-    )]
+    vec![
+        (
+            "cache-sync",
+            Arc::new(integration_tests::InProcess::with_config(config)) as Arc<dyn Function>,
+        ),
+        (
+            "upkeep",
+            Arc::new(integration_tests::sync::UpkeepInProcess::with_config(
+                config,
+            )) as Arc<dyn Function>,
+        ),
+    ]
 }
 
 /// A [`Function`] as the poller calls it.

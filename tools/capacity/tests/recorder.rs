@@ -128,13 +128,20 @@ async fn a_post_create_writes_the_feed_index_partition() {
         None,
     )
     .expect("app");
-    let env = TestEnv { app, redis, dynamo };
+    let env = TestEnv::from_parts(app, redis, dynamo);
     let (token, _) = env.new_user("recorded").await;
     recorder.take();
     let post = env.new_post(&token, "hello").await;
     let calls = recorder.take();
-    let index = writes_on(&calls, "gsi1");
-    assert_eq!(index, vec![("FEED".to_owned(), 1.0)], "{calls:#?}");
+    // Its feed shard of the index `feed` (keys only: 1 WCU), and nothing on the legacy `gsi1`.
+    let id = post["id"].as_str().expect("id");
+    let index = writes_on(&calls, "feed");
+    assert_eq!(
+        index,
+        vec![(shared::store::keys::feed_pk(id), 1.0)],
+        "{calls:#?}"
+    );
+    assert!(writes_on(&calls, "gsi1").is_empty(), "{calls:#?}");
     let post_pk = format!("POST#{}", post["id"].as_str().expect("id"));
     assert!(writes_on(&calls, TABLE).iter().any(|(p, _)| *p == post_pk));
     assert!(
