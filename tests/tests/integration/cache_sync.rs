@@ -78,6 +78,18 @@ async fn env_whose_writes_never_land() -> (TestEnv, TestRedis) {
     (env, redis)
 }
 
+/// `email`'s entry, as stored, holds neither the password hash nor any field named for it
+/// (every stream image carries `passwordHash`; the sync must not copy it). Returns the entry.
+async fn assert_no_hash(redis: &TestRedis, email: &str, what: &str) -> Value {
+    let raw = redis.entry_bytes(email).await.expect("an entry");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        !text.contains("argon2") && !text.to_lowercase().contains("hash"),
+        "{what}: {text}"
+    );
+    serde_json::from_slice(&raw).expect("JSON")
+}
+
 #[tokio::test]
 async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_write_never_lands() {
     let (env, redis) = env_whose_writes_never_land().await;
@@ -87,6 +99,10 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
     let email = user["email"].as_str().expect("email").to_owned();
     let took = wait_for_entry(&redis, &email, |e| e["kind"] == "user" && e["rev"] == 1).await;
     println!("registration reached the cache through the stream in {took:?}");
+    // Each user entry the sync writes is checked, not only the tombstone, which has no field
+    // that could hold the hash.
+    let entry = assert_no_hash(&redis, &email, "the registration's entry").await;
+    assert_eq!(entry["user"]["id"], user["id"], "{entry}");
 
     let res = env
         .send(
@@ -100,6 +116,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
         e["user"]["name"] == "Renamed" && e["rev"] == 2
     })
     .await;
+    assert_no_hash(&redis, &email, "the rename's entry").await;
 
     let res = env
         .send(ApiRequest::post("/auth/logout").bearer(&token))
@@ -109,6 +126,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
         e["user"]["jwtVersion"] == 2 && e["rev"] == 3
     })
     .await;
+    assert_no_hash(&redis, &email, "the logout's entry").await;
 
     let fresh = env.login(&email).await.body["token"]
         .as_str()
@@ -123,7 +141,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
     })
     .await;
 
-    // The entry never holds the hash, though every stream image does.
+    // The tombstone holds no hash either, though every stream image does.
     let text = redis
         .entry(&email)
         .await
