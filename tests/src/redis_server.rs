@@ -192,6 +192,12 @@ impl RedisNode {
             .unwrap_or(0)
     }
 
+    /// Scripts this node ran (`EVALSHA` and `EVAL` calls): every cache write is the
+    /// compare-and-set script, so this is how a test sees a late write land.
+    pub async fn scripts_run(&self) -> u64 {
+        self.calls("evalsha").await + self.calls("eval").await
+    }
+
     /// `CONFIG RESETSTAT`: the counts of [`errors_answered`](Self::errors_answered) and
     /// [`calls`](Self::calls) start again from zero.
     pub async fn reset_stats(&self) {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    cache_key, send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisNode, RedisProxy,
-    RedisServer, StreamSync, TestEnv, WriteFault, PASSWORD,
+    cache_key, send_to, unique_email, ApiRequest, ApiResponse, RedisLink, RedisProxy, RedisServer,
+    StreamSync, TestEnv, WriteFault, PASSWORD,
 };
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -127,11 +127,11 @@ impl TwoInstances {
         let held = self.link.held();
         assert!(held >= 1, "A's write is still held, so it lands last");
         let node = self.env.redis.node_of(&cache_key(email)).await;
-        let ran = scripts_run(node).await;
+        let ran = node.scripts_run().await;
         self.link.set_write_fault(WriteFault::None);
         self.link.release_held();
         let started = Instant::now();
-        while scripts_run(node).await < ran + held {
+        while node.scripts_run().await < ran + held {
             assert!(
                 started.elapsed() < PATIENCE,
                 "A's held write never ran on Redis after its release"
@@ -170,11 +170,6 @@ impl TwoInstances {
     async fn assert_entry_matches_dynamodb(&self, email: &str) {
         assert_entry_matches_dynamodb(&self.env, email).await;
     }
-}
-
-/// Scripts (the compare-and-set) `node` has run: what shows a late write landed.
-async fn scripts_run(node: &RedisNode) -> u64 {
-    node.calls("evalsha").await + node.calls("eval").await
 }
 
 /// `email`'s entry as a user, read directly (no request that could heal it), if it is one.
