@@ -230,7 +230,11 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
         cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
         "registration wrote the entry"
     );
-    let _: i64 = redis.del(&key).await.expect("DEL");
+    let deleted: i64 = redis.del(&key).await.expect("DEL");
+    assert_eq!(
+        deleted, 1,
+        "the entry is gone before the request, so it misses"
+    );
     assert_eq!(
         function.send(ApiRequest::me().bearer(&token)).await.status,
         200
@@ -516,7 +520,11 @@ mod iam {
             "the request read the cache"
         );
         // A miss, written back.
-        let _: i64 = admin.del(&key).await.expect("DEL");
+        let deleted: i64 = admin.del(&key).await.expect("DEL");
+        assert_eq!(
+            deleted, 1,
+            "the entry is gone before the request, so it misses"
+        );
         assert_eq!(
             function
                 .send(ApiRequest::get("/users/me").bearer(&token))
