@@ -82,6 +82,10 @@ pub enum WriteFault {
     /// Every write command is held this long before it is forwarded. Commands behind it on the
     /// same connection wait behind it (one TCP stream keeps order), as on a slow link.
     Delay(Duration),
+    /// Every write command is held until [`RedisProxy::release_held`], however long that is, then
+    /// forwarded: a write that lands exactly when the test says, after whatever the test did
+    /// meanwhile. Commands behind it on the same connection wait behind it.
+    Hold,
     /// Write commands are answered `-READONLY You can't write against a read only replica.` by the
     /// proxy itself and never reach the server, as a demoted primary answers.
     Refuse,
@@ -107,7 +111,16 @@ struct Shared {
     fault: Mutex<WriteFault>,
     /// While true every command, read or write, is held: the link stalls mid-connection.
     stalled: watch::Sender<bool>,
+    /// Bumped by [`RedisProxy::release_held`]: writes held by [`WriteFault::Hold`] before the
+    /// bump go on.
+    release: watch::Sender<u64>,
     writes_seen: AtomicU64,
+    /// Writes being held right now (a `Delay` or a `Hold`).
+    held: AtomicU64,
+    /// `READONLY` replies the proxy made up and wrote to the client's socket.
+    refusals_sent: AtomicU64,
+    /// Connections closed by the `Drop` fault.
+    drops: AtomicU64,
     next_id: AtomicU64,
     /// Live client connections, by id, with the handle that tears the whole pair down.
     live: Mutex<HashMap<u64, AbortHandle>>,
@@ -135,7 +148,11 @@ impl RedisProxy {
             upstream: AtomicU16::new(upstream_port),
             fault: Mutex::new(WriteFault::None),
             stalled: watch::channel(false).0,
+            release: watch::channel(0).0,
             writes_seen: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            refusals_sent: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
         });
@@ -199,6 +216,47 @@ impl RedisProxy {
     /// Write commands received from clients, whether forwarded, held, refused or dropped.
     pub fn writes_seen(&self) -> u64 {
         self.shared.writes_seen.load(Ordering::SeqCst)
+    }
+
+    /// Lets every write held by [`WriteFault::Hold`] go on to the server, in order. Set another
+    /// fault first, or the writes that come next are held again.
+    pub fn release_held(&self) {
+        self.shared
+            .release
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Writes held right now (by a `Delay` or a `Hold`), not yet forwarded.
+    pub fn held(&self) -> u64 {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// `READONLY` replies made up by the proxy ([`WriteFault::Refuse`]) that were written to
+    /// the client's socket: the client got a reply, not a dropped connection.
+    pub fn refusals_sent(&self) -> u64 {
+        self.shared.refusals_sent.load(Ordering::SeqCst)
+    }
+
+    /// Connections the `Drop` fault closed.
+    pub fn drops(&self) -> u64 {
+        self.shared.drops.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a write as held while it lives, however its hold ends (forwarded, or the connection
+/// torn down).
+struct Held<'a>(&'a Shared);
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        Held(shared)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -266,7 +324,7 @@ async fn serve(client: TcpStream, upstream_port: u16, shared: &Shared) {
     let (expected_tx, expected_rx) = mpsc::unbounded_channel();
     tokio::select! {
         () = forward_commands(client_read, upstream_write, expected_tx, shared) => {}
-        () = forward_replies(upstream_read, client_write, expected_rx) => {}
+        () = forward_replies(upstream_read, client_write, expected_rx, shared) => {}
     }
 }
 
@@ -304,10 +362,20 @@ async fn forward_commands(
         }
         if command.is_write {
             shared.writes_seen.fetch_add(1, Ordering::SeqCst);
+            // Read before the fault: a release that comes after a write was found held is never
+            // missed (the test sets another fault before it releases).
+            let generation = *shared.release.borrow();
             match shared.fault() {
                 WriteFault::None => {}
                 WriteFault::Delay(delay) => {
+                    let _held = Held::new(shared);
                     if !hold(&mut client, &mut buf, delay).await {
+                        return; // the client left while the command was held: it is discarded
+                    }
+                }
+                WriteFault::Hold => {
+                    let _held = Held::new(shared);
+                    if !hold_until_released(&mut client, &mut buf, shared, generation).await {
                         return; // the client left while the command was held: it is discarded
                     }
                 }
@@ -320,7 +388,10 @@ async fn forward_commands(
                     }
                     continue;
                 }
-                WriteFault::Drop => return,
+                WriteFault::Drop => {
+                    shared.drops.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
             }
         }
         if upstream.write_all(&buf[..command.len]).await.is_err() {
@@ -343,6 +414,27 @@ async fn hold(client: &mut OwnedReadHalf, buf: &mut Vec<u8>, delay: Duration) ->
     loop {
         tokio::select! {
             () = &mut release => return true,
+            more = read_more(client, buf) => {
+                if more.is_none() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Holds a write until [`RedisProxy::release_held`] is called after `generation`, still reading
+/// what the client sends. `false` if the client left.
+async fn hold_until_released(
+    client: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    generation: u64,
+) -> bool {
+    let mut release = shared.release.subscribe();
+    loop {
+        tokio::select! {
+            released = release.wait_for(|g| *g > generation) => return released.is_ok(),
             more = read_more(client, buf) => {
                 if more.is_none() {
                     return false;
@@ -379,6 +471,7 @@ async fn forward_replies(
     mut upstream: OwnedReadHalf,
     mut client: OwnedWriteHalf,
     mut expected: mpsc::UnboundedReceiver<Expected>,
+    shared: &Shared,
 ) {
     let mut buf = Vec::with_capacity(READ_CHUNK);
     loop {
@@ -399,6 +492,7 @@ async fn forward_replies(
                 if client.write_all(reply).await.is_err() {
                     return;
                 }
+                shared.refusals_sent.fetch_add(1, Ordering::SeqCst);
             }
             Expected::Upstream => {
                 let mut scanner = ReplyScanner::default();
@@ -901,6 +995,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hold_keeps_writes_until_released_and_what_is_behind_them() {
+        let server = RedisServer::start().await;
+        let proxy = RedisProxy::start(server.port).await;
+        let mut direct = server.connection().await.expect("direct connection");
+        let conn = manager(&proxy.url()).await;
+        proxy.set_write_fault(WriteFault::Hold);
+        let set = tokio::spawn({
+            let mut conn = conn.clone();
+            async move { conn.set::<_, _, ()>("held", "v").await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while proxy.held() != 1 {
+            assert!(Instant::now() < deadline, "the SET was never held");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A read on another connection passes; the write has not reached the server.
+        let other = manager(&proxy.url()).await;
+        let _: Option<String> = other.clone().get("held").await.expect("GET");
+        let early: bool = direct.exists("held").await.expect("EXISTS");
+        assert!(!early, "a held write reached the server");
+        // A read behind it on the same connection waits behind it.
+        let behind = tokio::spawn({
+            let mut conn = conn.clone();
+            async move { conn.get::<_, Option<String>>("held").await }
+        });
+        proxy.set_write_fault(WriteFault::None);
+        proxy.release_held();
+        set.await.expect("the SET task").expect("the SET lands");
+        let seen = behind.await.expect("the GET task").expect("the GET");
+        assert_eq!(seen.as_deref(), Some("v"), "the read behind it saw it");
+        assert_eq!(proxy.held(), 0);
+        let () = conn
+            .clone()
+            .set("after", "1")
+            .await
+            .expect("writes pass again");
+        assert_eq!(proxy.writes_seen(), 2);
+    }
+
+    #[tokio::test]
     async fn refuse_answers_readonly_in_order_and_writes_nothing() {
         let server = RedisServer::start().await;
         let proxy = RedisProxy::start(server.port).await;
@@ -958,6 +1092,11 @@ mod tests {
         let written: bool = direct.exists("k").await.expect("EXISTS");
         assert!(!written, "a refused write reached the server");
         assert_eq!(proxy.writes_seen(), 4);
+        assert_eq!(
+            proxy.refusals_sent(),
+            4,
+            "each refusal was written to the client"
+        );
         // READONLY is not a dropped connection: the manager keeps the same one.
         assert_eq!(
             client_id(&mut conn).await,
@@ -993,6 +1132,8 @@ mod tests {
         let written: bool = direct.exists("k").await.expect("EXISTS");
         assert!(!written, "a dropped write reached the server");
         assert_eq!(proxy.writes_seen(), 1);
+        assert_eq!(proxy.drops(), 1);
+        assert_eq!(proxy.refusals_sent(), 0);
 
         proxy.set_write_fault(WriteFault::None);
         let deadline = Instant::now() + Duration::from_secs(2);

@@ -166,6 +166,57 @@ impl RedisNode {
             .get_multiplexed_async_connection()
             .await
     }
+
+    /// How many times this node answered the error `error` (`READONLY`, `NOREPLICAS`, `ASK`,
+    /// `MOVED`, ...) since it started or its last `CONFIG RESETSTAT` (`INFO errorstats`): what
+    /// shows a fault took effect on the server's side.
+    pub async fn errors_answered(&self, error: &str) -> u64 {
+        let info = self.info("errorstats").await;
+        let prefix = format!("errorstat_{error}:count=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Calls of `command` (lower case: `get`, `evalsha`, ...) this node ran since it started or
+    /// its last `CONFIG RESETSTAT` (`INFO commandstats`; a command answered with a redirect or
+    /// refused before it ran is not a call).
+    pub async fn calls(&self, command: &str) -> u64 {
+        let info = self.info("commandstats").await;
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Scripts this node ran (`EVALSHA` and `EVAL` calls): every cache write is the
+    /// compare-and-set script, so this is how a test sees a late write land.
+    pub async fn scripts_run(&self) -> u64 {
+        self.calls("evalsha").await + self.calls("eval").await
+    }
+
+    /// `CONFIG RESETSTAT`: the counts of [`errors_answered`](Self::errors_answered) and
+    /// [`calls`](Self::calls) start again from zero.
+    pub async fn reset_stats(&self) {
+        let mut conn = self.connection().await.expect("redis connection");
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("CONFIG RESETSTAT");
+    }
+
+    async fn info(&self, section: &str) -> String {
+        let mut conn = self.connection().await.expect("redis connection");
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut conn)
+            .await
+            .expect("INFO")
+    }
 }
 
 impl Drop for RedisNode {

@@ -291,6 +291,27 @@ impl RedisLink {
         self.proxies.iter().map(|(_, p)| p.writes_seen()).sum()
     }
 
+    /// [`RedisProxy::release_held`] on every node's proxy.
+    pub fn release_held(&self) {
+        self.proxies.iter().for_each(|(_, p)| p.release_held());
+    }
+
+    /// Writes held right now, all nodes together ([`RedisProxy::held`]).
+    pub fn held(&self) -> u64 {
+        self.proxies.iter().map(|(_, p)| p.held()).sum()
+    }
+
+    /// `READONLY` replies the proxies wrote to clients, all nodes together
+    /// ([`RedisProxy::refusals_sent`]).
+    pub fn refusals_sent(&self) -> u64 {
+        self.proxies.iter().map(|(_, p)| p.refusals_sent()).sum()
+    }
+
+    /// Connections closed by the `Drop` fault, all nodes together ([`RedisProxy::drops`]).
+    pub fn drops(&self) -> u64 {
+        self.proxies.iter().map(|(_, p)| p.drops()).sum()
+    }
+
     /// Stalls every node's link (`true`) or releases it ([`RedisProxy::stall`]).
     pub fn stall(&self, stalled: bool) {
         self.proxies.iter().for_each(|(_, p)| p.stall(stalled));

@@ -10,12 +10,17 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use cache_sync_fn::CacheSync;
+use cache_sync_fn::{BatchFailed, CacheSync};
 use integration_tests::sync::{stream_records, user_records, InProcess};
-use integration_tests::{closed_port, unique_email, ApiRequest, StreamSync, TestEnv, TestRedis};
+use integration_tests::{
+    cache_key, closed_port, unique_email, ApiRequest, StreamSync, TestEnv, TestRedis,
+};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use shared::cache::{Entry, WriteOutcome};
 use shared::config::CacheMode;
+use shared::domain::Email;
 use shared::store::Store;
 use stream_poller::Invoke;
 
@@ -75,6 +80,18 @@ async fn env_whose_writes_never_land() -> (TestEnv, TestRedis) {
     (env, redis)
 }
 
+/// `email`'s entry, as stored, holds neither the password hash nor any field named for it
+/// (every stream image carries `passwordHash`; the sync must not copy it). Returns the entry.
+async fn assert_no_hash(redis: &TestRedis, email: &str, what: &str) -> Value {
+    let raw = redis.entry_bytes(email).await.expect("an entry");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        !text.contains("argon2") && !text.to_lowercase().contains("hash"),
+        "{what}: {text}"
+    );
+    serde_json::from_slice(&raw).expect("JSON")
+}
+
 #[tokio::test]
 async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_write_never_lands() {
     let (env, redis) = env_whose_writes_never_land().await;
@@ -84,6 +101,10 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
     let email = user["email"].as_str().expect("email").to_owned();
     let took = wait_for_entry(&redis, &email, |e| e["kind"] == "user" && e["rev"] == 1).await;
     println!("registration reached the cache through the stream in {took:?}");
+    // Each user entry the sync writes is checked, not only the tombstone, which has no field
+    // that could hold the hash.
+    let entry = assert_no_hash(&redis, &email, "the registration's entry").await;
+    assert_eq!(entry["user"]["id"], user["id"], "{entry}");
 
     let res = env
         .send(
@@ -97,6 +118,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
         e["user"]["name"] == "Renamed" && e["rev"] == 2
     })
     .await;
+    assert_no_hash(&redis, &email, "the rename's entry").await;
 
     let res = env
         .send(ApiRequest::post("/auth/logout").bearer(&token))
@@ -106,6 +128,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
         e["user"]["jwtVersion"] == 2 && e["rev"] == 3
     })
     .await;
+    assert_no_hash(&redis, &email, "the logout's entry").await;
 
     let fresh = env.login(&email).await.body["token"]
         .as_str()
@@ -120,7 +143,7 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
     })
     .await;
 
-    // The entry never holds the hash, though every stream image does.
+    // The tombstone holds no hash either, though every stream image does.
     let text = redis
         .entry(&email)
         .await
@@ -264,6 +287,56 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
             "order {order:?}: {entry}"
         );
     }
+
+    // A batch reads the table once per user and writes once, whatever its records' order, so
+    // the loop above writes the second user every time. What keeps the order is the write:
+    // the three states of the email (the first user, its tombstone, the second user) written
+    // directly, as the sync, the change and a miss write them, in every order, each from an
+    // empty entry. Every write of a state older than the stored one must be refused, and the
+    // entry must end at the second user.
+    let parsed = Email::parse(&email).expect("email");
+    let first_user =
+        shared::store::user_from_image(records[1].change.old_image.clone()).expect("the remove");
+    let second_user = env
+        .app
+        .store
+        .get_user(&parsed)
+        .await
+        .expect("DynamoDB")
+        .expect("the second user");
+    let states = [
+        ("the first user", Entry::User(first_user.clone())),
+        ("its tombstone", Entry::Absent(first_user.deleted())),
+        ("the second user", Entry::User(second_user.clone())),
+    ];
+    for order in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        redis.evict(&email).await;
+        let mut newest: Option<usize> = None;
+        for &i in &order {
+            let (what, state) = &states[i];
+            let outcome = sync.cache.put(&parsed, state).await;
+            let expected = if newest.is_some_and(|n| n > i) {
+                WriteOutcome::Stale
+            } else {
+                newest = Some(i);
+                WriteOutcome::Written
+            };
+            assert_eq!(outcome, expected, "order {order:?}: {what}");
+        }
+        let entry = redis.entry(&email).await.expect("entry");
+        assert_eq!(
+            (entry["kind"].as_str(), &entry["user"]["id"]),
+            (Some("user"), &second.body["id"]),
+            "order {order:?}: {entry}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -309,24 +382,38 @@ async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
 #[tokio::test]
 async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_the_batch() {
     let env = TestEnv::new().await;
-    env.new_user("Retried").await;
+    let (_, user) = env.new_user("Retried").await;
+    let email = user["email"].as_str().expect("email").to_owned();
     let records = stream_records(&env.dynamo.endpoint).await;
     assert!(!records.is_empty());
+    // The registration wrote its entry; the batches below must write it again.
+    env.redis.evict(&email).await;
 
     // Redis down: a closed port.
     let down = InProcess::with_config(&sync_config(
         &format!("redis://127.0.0.1:{}", closed_port()),
         &env.dynamo.endpoint,
     ));
-    assert!(
-        down.sync.apply(records.clone()).await.is_err(),
-        "Redis down must fail the batch"
-    );
+    let error = down
+        .sync
+        .apply(records.clone())
+        .await
+        .expect_err("Redis down must fail the batch");
+    assert!(matches!(error, BatchFailed::Cache), "{error}");
     let mut event = Event::default();
     event.records = records.clone();
     assert!(
-        down.invoke(event).await.is_err(),
+        down.invoke(event.clone()).await.is_err(),
         "the handler fails the invocation, so Lambda retries it"
+    );
+    let error = cache_sync_fn::handle(&down.sync, LambdaEvent::new(event, Context::default()))
+        .await
+        .expect_err("the handler fails the invocation");
+    assert!(matches!(error, BatchFailed::Cache), "{error}");
+    assert_eq!(
+        Diagnostic::from(error).error_type,
+        "CacheUnavailable",
+        "what the event source mapping records of the failure"
     );
 
     // The table unreachable: nothing is written, the batch fails.
@@ -339,10 +426,8 @@ async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_th
         .apply(records.clone())
         .await
         .expect_err("the table unreachable must fail the batch");
-    assert!(
-        matches!(error, cache_sync_fn::BatchFailed::Table(_)),
-        "{error}"
-    );
+    assert!(matches!(error, BatchFailed::Table(_)), "{error}");
+    assert_eq!(Diagnostic::from(error).error_type, "TableUnavailable");
 
     // Up, but refusing writes (a replica that lost its primary: `min-replicas-to-write`).
     let mut conn = env.redis.connection().await.expect("conn");
@@ -353,17 +438,31 @@ async fn a_redis_that_cannot_take_writes_or_a_table_that_cannot_be_read_fails_th
             .arg(n)
             .to_owned()
     };
+    let node = env.redis.node_of(&cache_key(&email)).await;
+    let refused_before = node.errors_answered("NOREPLICAS").await;
     let () = set(1).query_async(&mut conn).await.expect("CONFIG");
     let refusing = InProcess::with_config(&sync_config(&env.redis.url(), &env.dynamo.endpoint));
+    let error = refusing
+        .sync
+        .apply(records.clone())
+        .await
+        .expect_err("refused writes fail the batch");
+    assert!(matches!(error, BatchFailed::Cache), "{error}");
     assert!(
-        refusing.sync.apply(records.clone()).await.is_err(),
-        "refused writes fail the batch"
+        node.errors_answered("NOREPLICAS").await > refused_before,
+        "Redis itself refused the write (NOREPLICAS), not a lost connection"
+    );
+    assert!(
+        env.redis.entry(&email).await.is_none(),
+        "nothing was written while Redis refused writes"
     );
     let () = set(0).query_async(&mut conn).await.expect("CONFIG");
     assert!(
         refusing.sync.apply(records).await.is_ok(),
         "the retry lands once Redis takes writes"
     );
+    let entry = env.redis.entry(&email).await.expect("the retry's entry");
+    assert_eq!(entry["user"]["id"], user["id"], "{entry}");
 }
 
 /// Posts and comments whose own cache writes never landed reach the cache through the stream,

@@ -6,9 +6,14 @@
 //! writes; B's link is clean. With `TEST_REDIS_MODE=cluster` the same races run on a
 //! three-master cluster, A's proxies in front of each master. Each
 //! race starts A's change, waits until the proxy holds A's cache write, makes B's conflicting
-//! change, lets A's write land late, and then checks, through both instances, that the revoked
-//! token is refused on every request and that the entry equals DynamoDB's item. No stream sync
-//! runs in the races: the compare-and-set alone must keep the order.
+//! change, lets A's write land late (after B's change answered, and the test waits until Redis
+//! has run it), and then checks, through both instances, that the revoked token is refused on
+//! every request and that the entry equals DynamoDB's item. No stream sync runs in the races:
+//! the compare-and-set alone must keep the order.
+//!
+//! Each fault test shows its fault took effect before it checks anything: the proxy counts the
+//! writes it held, refused (`READONLY` written to the client) and dropped, and Redis counts
+//! what it refused itself (`INFO errorstats`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +29,9 @@ use shared::config::CacheMode;
 use shared::domain::Email;
 use shared::App;
 
-/// How long the proxy holds each of A's writes: far past A's 50 ms Redis timeout, so A's
-/// request is long done (served from DynamoDB) when its write lands.
-const HOLD: Duration = Duration::from_millis(400);
+/// How long a fault's effect is waited for (a write to land, a refusal to be counted): a bound
+/// for a loaded machine, never a figure the test checks.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Requests checked after each race, alternating between the instances.
 const CHECKS: usize = 20;
@@ -78,8 +83,9 @@ impl TwoInstances {
     }
 
     /// The race: `on_a` runs on A with its cache write held; once the proxy has that write in
-    /// hand (so A's DynamoDB write is done), `on_b` runs on B; A's write lands late. Then, before
-    /// any request that could heal it, the entry must be DynamoDB's. Returns both answers.
+    /// hand (so A's DynamoDB write is done), `on_b` runs on B; A's write lands after B's change
+    /// answered. Then, before any request that could heal it, the entry must be DynamoDB's.
+    /// Returns both answers.
     async fn race(
         &self,
         email: &str,
@@ -89,25 +95,24 @@ impl TwoInstances {
         let a = self.on_a_with_its_write_held(on_a).await;
         let b = send_to(&self.b, on_b).await;
         let a = a.await.expect("A's request");
-        self.release().await;
+        self.release(email).await;
         self.assert_entry_matches_dynamodb(email).await;
         (a, b)
     }
 
-    /// Starts `request` on A with A's writes held, and returns once the proxy has A's cache
-    /// write in hand.
+    /// Starts `request` on A with A's writes held, and returns once the proxy holds A's cache
+    /// write: it stays held until [`TwoInstances::release`], whatever runs meanwhile.
     async fn on_a_with_its_write_held(
         &self,
         request: ApiRequest,
     ) -> tokio::task::JoinHandle<ApiResponse> {
-        self.link.set_write_fault(WriteFault::Delay(HOLD));
-        let before = self.link.writes_seen();
+        self.link.set_write_fault(WriteFault::Hold);
         let a = self.a.clone();
         let task = tokio::spawn(async move { send_to(&a, request).await });
         let started = Instant::now();
-        while self.link.writes_seen() == before {
+        while self.link.held() == 0 {
             assert!(
-                started.elapsed() < Duration::from_secs(5),
+                started.elapsed() < PATIENCE,
                 "A's cache write never reached its proxy"
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -115,10 +120,24 @@ impl TwoInstances {
         task
     }
 
-    /// Lets every held write land, then lets A's writes through again.
-    async fn release(&self) {
-        tokio::time::sleep(HOLD + Duration::from_millis(150)).await;
+    /// Lets A's held writes land now, and waits until Redis has run them (the node holding
+    /// `email`'s entry counts one more script call each), so a check that follows sees the
+    /// state they left; A's writes pass again from now on.
+    async fn release(&self, email: &str) {
+        let held = self.link.held();
+        assert!(held >= 1, "A's write is still held, so it lands last");
+        let node = self.env.redis.node_of(&cache_key(email)).await;
+        let ran = node.scripts_run().await;
         self.link.set_write_fault(WriteFault::None);
+        self.link.release_held();
+        let started = Instant::now();
+        while node.scripts_run().await < ran + held {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "A's held write never ran on Redis after its release"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// `token` is refused on `CHECKS` requests, through both instances.
@@ -150,6 +169,41 @@ impl TwoInstances {
     /// is none).
     async fn assert_entry_matches_dynamodb(&self, email: &str) {
         assert_entry_matches_dynamodb(&self.env, email).await;
+    }
+}
+
+/// `email`'s entry as a user, read directly (no request that could heal it), if it is one.
+async fn cached_user(env: &TestEnv, email: &str) -> Option<shared::domain::User> {
+    let parsed = Email::parse(email).expect("email");
+    match env
+        .redis
+        .entry_bytes(email)
+        .await
+        .as_deref()
+        .and_then(|raw| decode_entry(raw, &parsed))
+    {
+        Some(Cached::User(user)) => Some(user),
+        _ => None,
+    }
+}
+
+/// Waits, at most [`PATIENCE`], until `count` says a fault has taken effect.
+async fn wait_for_count<F, Fut>(what: &str, count: F, at_least: u64) -> u64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let started = Instant::now();
+    loop {
+        let now = count().await;
+        if now >= at_least {
+            return now;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: {now} after {PATIENCE:?}, expected at least {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -256,15 +310,40 @@ async fn a_delete_whose_tombstone_lands_after_a_new_registration_does_not_lock_t
 #[tokio::test]
 async fn of_two_renames_the_cache_keeps_the_later_one_whichever_write_lands_last() {
     let w = TwoInstances::new().await;
-    let (email, token, _) = w.user("TwoNames").await;
 
+    // The earlier rename's write lands last: it must be refused.
+    let (email, token, _) = w.user("TwoNames").await;
     let (first, second) = w
         .race(&email, rename(&token, "First"), rename(&token, "Second"))
         .await;
     assert_eq!((first.status, second.status), (200, 200));
-
     w.assert_accepted(&token, "Second", "after both renames")
         .await;
+
+    // The later rename's write lands last: it must be taken.
+    let (email, token, _) = w.user("TwoNamesAgain").await;
+    let first = send_to(&w.b, rename(&token, "First")).await;
+    assert_eq!(first.status, 200, "{}", first.raw_body);
+    let second = w
+        .on_a_with_its_write_held(rename(&token, "Second"))
+        .await
+        .await
+        .expect("A's request");
+    assert_eq!(second.status, 200, "{}", second.raw_body);
+    let held_back = cached_user(&w.env, &email).await.expect("a user entry");
+    assert_eq!(
+        held_back.name.as_str(),
+        "First",
+        "the later rename's write is held, so the entry is still the earlier one's"
+    );
+    w.release(&email).await;
+    w.assert_entry_matches_dynamodb(&email).await;
+    w.assert_accepted(
+        &token,
+        "Second",
+        "after both renames, the later landing last",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -302,11 +381,16 @@ async fn a_change_whose_write_is_dropped_with_its_connection_still_reaches_the_c
 
     w.link.set_write_fault(WriteFault::Drop);
     let before = w.link.writes_seen();
+    let drops = w.link.drops();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
     assert!(
         w.link.writes_seen() > before,
         "A's write went through its link"
+    );
+    assert!(
+        w.link.drops() > drops,
+        "A's write was dropped with its connection"
     );
     w.link.set_write_fault(WriteFault::None);
 
@@ -376,13 +460,27 @@ async fn a_logout_while_redis_refuses_writes_reaches_the_cache_by_itself_once_it
     let (token, user) = env.new_user("Refused").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.me(&token).await.status, 200);
+    let node = env.redis.node_of(&cache_key(&email)).await;
+    let refused = node.errors_answered("NOREPLICAS").await;
 
     set_min_replicas_to_write(&env, 1).await; // every write: NOREPLICAS
     let logout = env
         .send(ApiRequest::post("/auth/logout").bearer(&token))
         .await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the sync keeps failing meanwhile
+    // The fault took effect: Redis refused the logout's write and then the sync's (it keeps
+    // retrying meanwhile), and the entry is still the one from before the logout.
+    wait_for_count(
+        "writes Redis refused (NOREPLICAS)",
+        || node.errors_answered("NOREPLICAS"),
+        refused + 2,
+    )
+    .await;
+    let stale = cached_user(&env, &email).await.expect("a user entry");
+    assert_eq!(
+        stale.jwt_version, 1,
+        "while Redis refuses writes, the entry is still the one from before the logout"
+    );
     set_min_replicas_to_write(&env, 0).await;
 
     let took = wait_for_jwt_version(env.redis.connection().await.expect("redis"), &email, 2).await;
@@ -439,10 +537,15 @@ async fn a_readonly_reply_after_a_failover_moves_the_connection_and_the_change_l
         .expect("demote");
     proxy.set_upstream(replica.port);
 
+    let readonly = primary.node().errors_answered("READONLY").await;
     let logout = env
         .send(ApiRequest::post("/auth/logout").bearer(&token))
         .await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
+    assert!(
+        primary.node().errors_answered("READONLY").await > readonly,
+        "the demoted primary answered the logout's write READONLY (a reply, not a dropped connection)"
+    );
     let took = wait_for_jwt_version(replica.connection().await.expect("replica"), &email, 2).await;
     assert!(
         took < Duration::from_millis(100),
@@ -465,13 +568,32 @@ async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream(
 
     w.link.set_write_fault(WriteFault::Refuse);
     let before = w.link.writes_seen();
+    let refusals = w.link.refusals_sent();
     let logout = send_to(&w.a, ApiRequest::post("/auth/logout").bearer(&token)).await;
     assert_eq!(logout.status, 204, "{}", logout.raw_body);
     assert!(
         w.link.writes_seen() > before,
         "A's write went through its link"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The fault took effect: A's write got a READONLY reply (written to its connection, not a
+    // connection dropped), then the sync's writes did too, and the entry is still the one from
+    // before the logout.
+    let after_logout = w.link.refusals_sent();
+    assert!(
+        after_logout > refusals,
+        "A's write was answered READONLY by the link"
+    );
+    wait_for_count(
+        "the sync's writes answered READONLY",
+        || async { w.link.refusals_sent() },
+        after_logout + 1,
+    )
+    .await;
+    let stale = cached_user(&w.env, &email).await.expect("a user entry");
+    assert_eq!(
+        stale.jwt_version, 1,
+        "while every write is refused, the entry is still the one from before the logout"
+    );
     w.link.set_write_fault(WriteFault::None);
 
     let took =

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::logs::{Anchor, Captured};
-use integration_tests::{send_as, send_to, trace_id_of, ApiRequest, ApiResponse, TestEnv};
+use integration_tests::{
+    cache_key, send_as, send_to, trace_id_of, ApiRequest, ApiResponse, TestEnv, TestRedis,
+    WriteFault,
+};
 use serde_json::json;
 use shared::domain::Email;
 use shared::App;
@@ -23,24 +26,7 @@ use shared::App;
 async fn cache_writes(env: &TestEnv) -> u64 {
     let mut writes = 0;
     for node in env.redis.nodes() {
-        let mut conn = node.connection().await.expect("redis");
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
-            .await
-            .expect("INFO");
-        writes += info
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum::<u64>();
+        writes += node.scripts_run().await;
     }
     writes
 }
@@ -211,13 +197,25 @@ async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_cache_wri
 /// held in flight; meanwhile a logout completes on instance B and the entry is evicted. A
 /// request that starts on A after that must not share the held read (which saw the user
 /// before the logout): it waits for it, then reads again, and refuses the revoked token.
+///
+/// And the held read's late write-back cannot put the revoked state back: A reaches Redis
+/// through a proxy that holds that write until a newer state (B's miss, after the logout) is in
+/// the cache, and drops A's later writes, so the held write lands last and only the
+/// compare-and-set keeps the newer state.
 #[tokio::test]
 async fn a_request_never_shares_a_read_sent_before_it_started() {
-    let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
+    let redis = TestRedis::start().await;
+    let link = redis.link().await;
+    let (env, proxy) = TestEnv::builder()
+        .redis(redis)
+        .config(|c| link.configure(&mut c.cache))
+        .behind_dynamo_proxy()
+        .await;
     let b = env.instance(&env.redis.url());
     let (token, user) = env.new_user("Inflight").await;
     let email = user["email"].as_str().expect("email").to_owned();
     assert_eq!(env.me(&token).await.status, 200, "A's connections open");
+    let node = env.redis.node_of(&cache_key(&email)).await;
     env.redis.evict(&email).await;
     env.dynamo.calls.reset();
     proxy.hold_answers("GetItem", 1);
@@ -232,11 +230,29 @@ async fn a_request_never_shares_a_read_sent_before_it_started() {
         let after = env.send(ApiRequest::me().bearer(&token));
         let release = async {
             wait_until(|| waiting_reads(&env.app, &email) >= 1).await;
+            // The held read's write-back (jwtVersion 1) is held by A's link until a newer state
+            // is in the cache.
+            link.set_write_fault(WriteFault::Hold);
             proxy.release_answers();
+            wait_until_async(|| async { link.held() >= 1 }).await;
+            // A's writes behind it (the write-back of A's own second read) are dropped: what
+            // ends in the cache must not depend on one of them landing after the held one.
+            link.set_write_fault(WriteFault::Drop);
+            // A newer state lands: B misses and writes back what DynamoDB holds now.
+            let on_b = send_to(&b, ApiRequest::me().bearer(&token)).await;
+            on_b.assert_error(401, "unauthorized");
+            let entry = env.redis.entry(&email).await.expect("B's entry");
+            assert_eq!(entry["user"]["jwtVersion"], 2, "{entry}");
+            assert!(link.held() >= 1, "the held read's write-back is still held");
+            // The held write-back lands last: wait until Redis has run it.
+            let ran = node.scripts_run().await;
+            link.release_held();
+            wait_until_async(|| async { node.scripts_run().await > ran }).await;
         };
         tokio::join!(after, release).0
     };
     let (before, after) = tokio::join!(before, after);
+    link.set_write_fault(WriteFault::None);
     assert_eq!(
         before.status, 200,
         "the request that started before the logout: {}",
@@ -248,7 +264,8 @@ async fn a_request_never_shares_a_read_sent_before_it_started() {
         2,
         "a read of its own, sent after it started"
     );
-    // And the cache ends at DynamoDB's state (the late write-back of the held read is older).
+    // And the cache ends at DynamoDB's state: the held read's write-back landed last, and it
+    // is older.
     let entry = env.redis.entry(&email).await.expect("an entry");
     assert_eq!(entry["user"]["jwtVersion"], 2, "{entry}");
 }
@@ -266,6 +283,22 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     panic!("condition not met in 1 s");
+}
+
+/// [`wait_until`] for a condition that must ask a server, with a bound for a loaded machine.
+async fn wait_until_async<F, Fut>(done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "condition not met in 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// JSON lines as the functions write them in Lambda ([`shared::telemetry::json_lines`]), the

@@ -257,19 +257,30 @@ async fn iam_tokens_authenticate_refresh_and_reauthenticate(mode: CacheMode) {
         "a new token after the refresh age"
     );
     set_password(&redis, second.expose()).await;
+    let mut killed = 0;
     for node in redis.nodes() {
-        let _: i64 = redis::cmd("CLIENT")
+        let n: i64 = redis::cmd("CLIENT")
             .arg(&["KILL", "USER", USER_ID][..])
             .query_async(&mut admin(node).await)
             .await
             .expect("KILL");
+        killed += n;
     }
+    assert!(
+        killed as u64 >= n,
+        "every connection authenticated with the old token was killed ({killed} of {n})"
+    );
     let took = eventually("the cache reconnecting with the new token", || {
         round_trip(&cache)
     })
     .await;
     println!("{mode:?}: IAM re-authentication every 300 ms seen ({more} AUTHs in 1 s); reconnected with a refreshed token in {took:?}");
-    assert!(!cache_clients(&redis).await.0.is_empty());
+    let now = cache_clients(&redis).await.0;
+    assert!(!now.is_empty());
+    assert!(
+        now.iter().all(|c| !ours.contains(c)),
+        "the round trip went over new connections: {now:?}, before {ours:?}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! nothing, another request with the key is `422`, a running one `409`, and `500`/`503` are
 //! not kept.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{id_of, ApiRequest, ApiResponse, TestEnv, TABLE_NAME};
@@ -169,10 +169,27 @@ async fn keys_belong_to_their_user() {
 
 #[tokio::test]
 async fn concurrent_requests_with_one_key_run_once() {
-    let env = TestEnv::new().await;
+    let (env, proxy) = TestEnv::builder().patient().behind_dynamo_proxy().await;
     let (token, _) = env.new_user("Race").await;
-    let requests = (0..12).map(|_| env.send(create_post(&token, "race", "only once")));
-    let answers = futures::future::join_all(requests).await;
+    // The first request's claim (a conditional PutItem) is taken in DynamoDB and its answer
+    // held, so that request is still running while the other eleven arrive: they overlap it
+    // by construction, not by luck.
+    proxy.hold_answers("PutItem", 1);
+    let first = env.send(create_post(&token, "race", "only once"));
+    let others = async {
+        proxy.answers_held(1).await;
+        let requests = (0..11).map(|_| env.send(create_post(&token, "race", "only once")));
+        // Bounded: a request that waited for the first instead of answering would wait for
+        // an answer this test holds.
+        let answers =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(requests))
+                .await
+                .expect("the other requests answered while the first one was running");
+        proxy.release_answers();
+        answers
+    };
+    let (first, others) = tokio::join!(first, others);
+    let answers: Vec<ApiResponse> = std::iter::once(first).chain(others).collect();
     let (mut ran, mut replayed, mut in_progress) = (0, 0, 0);
     for res in &answers {
         match (res.status, res.header("idempotent-replayed")) {
@@ -188,6 +205,15 @@ async fn concurrent_requests_with_one_key_run_once() {
     }
     println!("12 requests with one key: {ran} ran, {replayed} replayed, {in_progress} in progress");
     assert_eq!(ran, 1, "exactly one request ran");
+    assert_eq!(answers[0].status, 201, "the one that ran is the first");
+    assert!(
+        in_progress >= 1,
+        "a request that arrived while the first ran was answered 409 request_in_progress"
+    );
+    assert_eq!(
+        in_progress, 11,
+        "every request sent while the first one's claim was held found it running"
+    );
     assert_eq!(feed_len(&env, &token).await, 1);
 }
 

@@ -230,7 +230,11 @@ async fn the_real_init_reads_both_secrets_and_serves_the_contract_through_tls_an
         cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
         "registration wrote the entry"
     );
-    let _: i64 = redis.del(&key).await.expect("DEL");
+    let deleted: i64 = redis.del(&key).await.expect("DEL");
+    assert_eq!(
+        deleted, 1,
+        "the entry is gone before the request, so it misses"
+    );
     assert_eq!(
         function.send(ApiRequest::me().bearer(&token)).await.status,
         200
@@ -516,7 +520,11 @@ mod iam {
             "the request read the cache"
         );
         // A miss, written back.
-        let _: i64 = admin.del(&key).await.expect("DEL");
+        let deleted: i64 = admin.del(&key).await.expect("DEL");
+        assert_eq!(
+            deleted, 1,
+            "the entry is gone before the request, so it misses"
+        );
         assert_eq!(
             function
                 .send(ApiRequest::get("/users/me").bearer(&token))
@@ -717,11 +725,22 @@ mod tls_cluster {
             panic!("no node holds the slot of {key}");
         }
 
-        async fn del(&self, key: &str) {
+        /// Deletes `key` on the node that holds its slot (the others answer `MOVED`): how many
+        /// keys it deleted.
+        async fn del(&self, key: &str) -> i64 {
+            let mut answers = Vec::new();
             for port in &self.ports {
                 let mut conn = self.node(*port).await.expect("a node");
-                let _: redis::RedisResult<i64> = conn.del(key).await;
+                match conn.del::<_, i64>(key).await {
+                    Ok(deleted) => answers.push(deleted),
+                    Err(e) => assert!(
+                        e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved),
+                        "DEL {key} on port {port}: {e}"
+                    ),
+                }
             }
+            assert_eq!(answers.len(), 1, "one node holds the slot of {key}");
+            answers[0]
         }
 
         /// Connections other than this one's on the node on `port`.
@@ -780,14 +799,23 @@ mod tls_cluster {
             cached.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
             "registration wrote the entry"
         );
-        cluster.del(&key).await;
+        assert_eq!(cluster.del(&key).await, 1, "the entry was deleted");
+        assert!(
+            cluster.get(&key).await.is_none(),
+            "the entry is gone before the request, so the request misses"
+        );
         let me = function
             .send(ApiRequest::get("/users/me").bearer(&token))
             .await;
         assert_eq!((me.status, &me.body), (200, &user), "{}", me.raw_body);
+        let written_back = cluster.get(&key).await;
         assert!(
-            cluster.get(&key).await.is_some(),
+            written_back.is_some(),
             "the miss wrote the entry back over TLS"
+        );
+        assert!(
+            written_back.is_some_and(|c| c.contains(user["id"].as_str().expect("id"))),
+            "the entry written back is the user's"
         );
         let post = function
             .send(

@@ -16,6 +16,7 @@
 //!   from the moment the logout answered (the logout's compare-and-set followed the redirect);
 //! - afterwards the entries are on the target alone, and the app's reads go there.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -82,26 +83,6 @@ async fn command<T: redis::FromRedisValue>(node: &RedisNode, args: &[&str]) -> T
 
 async fn node_id(node: &RedisNode) -> String {
     command(node, &["CLUSTER", "MYID"]).await
-}
-
-/// How many times `node` answered `error` (`ASK`, `MOVED`) since its last `CONFIG RESETSTAT`.
-async fn errors_answered(node: &RedisNode, error: &str) -> u64 {
-    let info: String = command(node, &["INFO", "errorstats"]).await;
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("errorstat_{error}:count=")))
-        .and_then(|count| count.parse().ok())
-        .unwrap_or(0)
-}
-
-/// `GET` commands `node` ran since its last `CONFIG RESETSTAT` (`INFO commandstats`; a command
-/// answered with a redirect is counted as rejected, not as a call).
-async fn gets_served(node: &RedisNode) -> u64 {
-    let info: String = command(node, &["INFO", "commandstats"]).await;
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap_or(0)
 }
 
 async fn wait_until(done: &AtomicUsize, count: usize) {
@@ -217,6 +198,8 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     // The tokens revoked so far, each from the moment its logout answered.
     let revoked: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let refusals = AtomicUsize::new(0);
+    // Per revoked token, how many times each instance (A, B) refused it during the run.
+    let refused_by: Mutex<HashMap<String, [usize; 2]>> = Mutex::new(HashMap::new());
     let probes = Mutex::new(Vec::new());
     let second_token = Mutex::new(None::<String>);
 
@@ -296,12 +279,22 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
         logout(&env.app, &again).await;
         revoked.lock().expect("lock").push(again);
     };
-    // Beside the run, the revoked tokens on both instances: never accepted.
+    // Beside the run, the revoked tokens on both instances: never accepted. The loop goes on
+    // past the run's end until every revoked token was checked on both instances, so the
+    // token revoked last (in the MOVED phase, near the end) is checked too.
+    let every_token_checked = || {
+        let tokens = revoked.lock().expect("lock").clone();
+        let counts = refused_by.lock().expect("lock");
+        tokens.len() == 2
+            && tokens
+                .iter()
+                .all(|t| counts.get(t).is_some_and(|c| c.iter().all(|n| *n > 0)))
+    };
     let check_revoked = async {
-        while !finished.load(Ordering::SeqCst) {
+        while !finished.load(Ordering::SeqCst) || !every_token_checked() {
             let tokens = revoked.lock().expect("lock").clone();
             for token in &tokens {
-                for (instance, app) in [("A", &env.app), ("B", &b)] {
+                for (i, (instance, app)) in [("A", &env.app), ("B", &b)].into_iter().enumerate() {
                     let res = send_to(app, me(token)).await;
                     assert_eq!(
                         res.status, 401,
@@ -309,6 +302,11 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
                         res.raw_body
                     );
                     refusals.fetch_add(1, Ordering::SeqCst);
+                    refused_by
+                        .lock()
+                        .expect("lock")
+                        .entry(token.clone())
+                        .or_default()[i] += 1;
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -375,11 +373,30 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
         refusals.load(Ordering::SeqCst) >= 4,
         "the revoked tokens were checked"
     );
+    let refused_by = refused_by.into_inner().expect("lock");
+    for (phase, token) in ["ASK", "MOVED"].iter().zip(&revoked) {
+        let [on_a, on_b] = refused_by.get(token).copied().unwrap_or_default();
+        assert!(
+            on_a > 0 && on_b > 0,
+            "the token revoked in the {phase} phase was refused {on_a} times on A and {on_b} on B"
+        );
+    }
+    // And every revoked token, once more, on both instances now that the slot has moved.
+    for (phase, token) in ["ASK", "MOVED"].iter().zip(&revoked) {
+        for (instance, app) in [("A", &env.app), ("B", &b)] {
+            let res = send_to(app, me(token)).await;
+            assert_eq!(
+                res.status, 401,
+                "the token revoked in the {phase} phase was accepted on {instance} after the run: {}",
+                res.raw_body
+            );
+        }
+    }
 
     // The run went through both redirects: the source answered ASK, then MOVED.
     let (asks, moves) = (
-        errors_answered(source, "ASK").await,
-        errors_answered(source, "MOVED").await,
+        source.errors_answered("ASK").await,
+        source.errors_answered("MOVED").await,
     );
     assert!(
         asks > 0 && moves > 0,
@@ -409,7 +426,7 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     );
     let mut served = Vec::new();
     for node in &cluster.nodes {
-        served.push((node.port, gets_served(node).await));
+        served.push((node.port, node.calls("get").await));
     }
     for (port, gets) in &served {
         let expected = if *port == target.port { 50 } else { 0 };
@@ -421,9 +438,11 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     }
     println!(
         "slot {slot} moved from port {} to {} mid-run: {TOTAL} requests ({LANES} at a time), all hits through {asks} ASK and {moves} MOVED \
-         redirects; slowest {slowest:?}, smallest margin under the bound {worst_margin:?} (DynamoDB-only p99 {baseline:?}); revoked tokens refused {} times",
+         redirects; slowest {slowest:?}, smallest margin under the bound {worst_margin:?} (DynamoDB-only p99 {baseline:?}); revoked tokens refused {} times \
+         (per token, on A and B: {:?})",
         source.port,
         target.port,
-        refusals.load(Ordering::SeqCst)
+        refusals.load(Ordering::SeqCst),
+        revoked.iter().map(|t| refused_by.get(t).copied().unwrap_or_default()).collect::<Vec<_>>()
     );
 }

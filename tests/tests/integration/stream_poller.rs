@@ -147,14 +147,54 @@ async fn a_function_error_retries_the_batch_bisected_until_it_goes_through() {
     assert!(poller.failed().is_empty());
 }
 
+/// A function that fails every batch holding one poisoned record and applies every other
+/// batch, recording which records it applied.
+struct Poisoned {
+    record: String,
+    batches: Mutex<Vec<Vec<String>>>,
+    applied: Mutex<Vec<String>>,
+}
+
+impl Poisoned {
+    fn new(record: &str) -> Self {
+        Poisoned {
+            record: record.to_owned(),
+            batches: Mutex::new(Vec::new()),
+            applied: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Invoke for Poisoned {
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        let sequence: Vec<String> = event
+            .records
+            .iter()
+            .map(|r| r.change.sequence_number.clone().unwrap_or_default())
+            .collect();
+        self.batches.lock().expect("lock").push(sequence.clone());
+        if sequence.contains(&self.record) {
+            return Err("function error".into());
+        }
+        self.applied.lock().expect("lock").extend(sequence);
+        Ok(DynamoDbEventResponse::default())
+    }
+}
+
 #[tokio::test]
 async fn a_record_out_of_retries_goes_to_the_failure_destination_and_the_shard_moves_on() {
-    let (env, all) = stream_of(3).await;
+    let (env, all) = stream_of(10).await;
     let config = PollerConfig {
         max_retries: 2,
         ..test_poller_config()
     };
-    let function = Scripted::new((0..10).map(|_| Answer::Error).collect());
+    // Only the third record fails, every time. Two records before it, seven after: the batch
+    // halves on each error (10, 5, 2, ...) and restarts whole after each success, so when the
+    // third record's retries run out it still shares its batch ([2, 3]) with a good record.
+    // The poller must send that record alone to the failure destination, and deliver every
+    // other record on both sides of it.
+    let poison = all[2].clone();
+    let function = Poisoned::new(&poison);
     let mut poller = poller(&env, config).await;
     poller
         .drain(
@@ -173,7 +213,27 @@ async fn a_record_out_of_retries_goes_to_the_failure_destination_and_the_shard_m
         !failed.is_empty() && failed.iter().all(|s| all.contains(s)),
         "{failed:?}"
     );
-    let delivered_last = function.batches().last().cloned().unwrap_or_default();
+    assert_eq!(
+        failed,
+        std::slice::from_ref(&poison),
+        "the failing record alone goes to the failure destination"
+    );
+    let applied = function.applied.lock().expect("lock").clone();
+    let rest: Vec<String> = all.iter().filter(|s| **s != poison).cloned().collect();
+    assert_eq!(
+        applied, rest,
+        "every other record was delivered and applied, once, in order"
+    );
+    let batches = function.batches.lock().expect("lock").clone();
+    let headed = batches
+        .iter()
+        .filter(|b| b.first() == Some(&poison))
+        .count();
+    assert_eq!(
+        headed, 3,
+        "at the head of its batch, the record was tried once and retried max_retries (2) times: {batches:?}"
+    );
+    let delivered_last = batches.last().cloned().unwrap_or_default();
     assert_eq!(
         delivered_last.last(),
         all.last(),
