@@ -1,5 +1,6 @@
-//! Random, seeded interleavings of every user operation on several instances, under random
-//! cache faults, with the stream sync running; two invariants checked throughout.
+//! Random, seeded interleavings of every user, post and comment operation on several instances,
+//! under random cache faults, with the stream's consumers running; the invariants checked
+//! throughout.
 //!
 //! The world: one `redis-server`, one table, `INSTANCES` instances of the functions (each its
 //! own `App`: own Redis connection, own DynamoDB client) and the `cache-sync` function fed by
@@ -21,7 +22,16 @@
 //!    check has passed since it returned. Every request that presents a token is checked:
 //!    `GET /users/me`, and the rename, logout and delete too (their success is an acceptance).
 //! 2. Within 5 s of healing (the stream draining meanwhile), every cache entry equals
-//!    DynamoDB's item, with no request to help it.
+//!    DynamoDB's item, with no request to help it: users, posts, and what the feed's and each
+//!    post's comments' windows serve.
+//! 3. Posts and comment pages are as fresh as the table for whoever saw a write answered
+//!    (`API.md`, "Freshness of cached reads"): a read of a post that starts after a create,
+//!    edit or delete of it returned shows it (a deleted post is `404`, an edited one at least
+//!    that `version`), and a first page of a post's comments shows every comment created and
+//!    none deleted, each at least at its last edit, by writes that returned before it started;
+//!    the feed's first page does so for posts created or deleted more than a second before it.
+//!    Under the same condition as 1: the write ran with a healthy cache, or a convergence
+//!    check has passed since.
 //!
 //! A run must reach what it checks: at least `MIN_COVERED` requests with a revoked token and
 //! `MIN_CLEAN` revocations that bind at once, or it fails.
@@ -67,6 +77,15 @@ const DEFAULT_SEED: u64 = 0x5eed_c0de;
 /// machine and in a short `COHERENCE_SECONDS` run).
 const MIN_COVERED: usize = 50;
 const MIN_CLEAN: usize = 10;
+/// Live posts at most, so that the feed's first page (`FEED_LIMIT`) shows them all.
+const POSTS: usize = 10;
+/// Comments per post at most, so that a first page of comments (`FEED_LIMIT`) shows them all.
+const COMMENTS: usize = 15;
+const FEED_LIMIT: usize = 50;
+/// The feed may lag a write by this (`API.md`).
+const FEED_LAG: Duration = Duration::from_secs(1);
+/// Reads of posts and pages a run must check against writes that bind them.
+const MIN_CONTENT_CHECKED: usize = 100;
 
 /// A fault's time span, on one link or (`link: None`) on Redis itself.
 #[derive(Debug, Clone)]
@@ -110,9 +129,52 @@ struct Auth {
     accepted: bool,
 }
 
+/// A change of a post or a comment that answered success, and on which link and when.
+#[derive(Debug, Clone)]
+struct Write {
+    post: String,
+    /// The comment, for a comment's change.
+    comment: Option<String>,
+    what: Change,
+    link: usize,
+    start: Instant,
+    end: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Created (a post at `version` 1; a comment at its text's mark 0).
+    Created,
+    /// Edited to this `version` (a post) or this text mark (a comment).
+    Edited(u64),
+    Deleted,
+}
+
+/// A read of a post, a first page of comments, or the feed's first page, and what it showed.
+#[derive(Debug, Clone)]
+enum Read {
+    Post {
+        post: String,
+        status: u16,
+        version: u64,
+    },
+    Comments {
+        post: String,
+        status: u16,
+        /// `(comment, text mark)`.
+        items: Vec<(String, u64)>,
+    },
+    Feed {
+        ids: Vec<String>,
+    },
+}
+
 /// Everything the run records, checked at the end.
 #[derive(Default)]
 struct Log {
+    writes: Vec<Write>,
+    /// `(link, start, end, read)`.
+    reads: Vec<(usize, Instant, Instant, Read)>,
     spans: Vec<Span>,
     revocations: Vec<Revocation>,
     auths: Vec<Auth>,
@@ -131,6 +193,10 @@ struct World {
     links: Vec<RedisProxy>,
     instances: Vec<App>,
     emails: Vec<String>,
+    /// The author of every post and comment (not in the email pool, so never revoked).
+    author: String,
+    /// The live posts, and each one's live comments with their text marks.
+    posts: Mutex<Vec<(String, Vec<(String, u64)>)>>,
     tokens: Mutex<Vec<Token>>,
     /// The `RECENT` tokens issued last, oldest first.
     recent: Mutex<VecDeque<Token>>,
@@ -176,8 +242,12 @@ impl World {
         self.log.lock().expect("lock").errors.push(message);
     }
 
-    /// One random operation on instance `i`.
+    /// One random operation on instance `i`: on users or, half the time, on posts and
+    /// comments.
     async fn operate(&self, i: usize, rng: &mut StdRng) {
+        if rng.gen_bool(0.5) {
+            return self.operate_on_content(i, rng).await;
+        }
         let app = &self.instances[i];
         let email = self.emails[rng.gen_range(0..self.emails.len())].clone();
         match rng.gen_range(0..100) {
@@ -265,6 +335,288 @@ impl World {
         }
     }
 
+    /// One random operation on posts and comments on instance `i`, recorded for invariant 3.
+    async fn operate_on_content(&self, i: usize, rng: &mut StdRng) {
+        let app = &self.instances[i];
+        let author = self.author.as_str();
+        let pick = |rng: &mut StdRng| {
+            let posts = self.posts.lock().expect("lock");
+            (!posts.is_empty()).then(|| posts[rng.gen_range(0..posts.len())].clone())
+        };
+        let start = Instant::now();
+        match rng.gen_range(0..100) {
+            0..=7 => {
+                if self.posts.lock().expect("lock").len() >= POSTS {
+                    return self.delete_post(i, rng).await;
+                }
+                let res = send_to(
+                    app,
+                    ApiRequest::post("/posts")
+                        .bearer(author)
+                        .json(json!({"caption": "c"})),
+                )
+                .await;
+                if res.status != 201 {
+                    return self.error(format!("create post: {} {}", res.status, res.raw_body));
+                }
+                let post = res.body["id"].as_str().unwrap_or_default().to_owned();
+                self.posts
+                    .lock()
+                    .expect("lock")
+                    .push((post.clone(), Vec::new()));
+                self.wrote(post, None, Change::Created, i, start);
+            }
+            8..=11 => self.delete_post(i, rng).await,
+            12..=19 => {
+                let Some((post, _)) = pick(rng) else { return };
+                let res = send_to(
+                    app,
+                    ApiRequest::patch(&format!("/posts/{post}"))
+                        .bearer(author)
+                        .json(json!({"caption": format!("e{}", rng.gen_range(0..1000))})),
+                )
+                .await;
+                match res.status {
+                    200 => {
+                        let version = res.body["version"].as_u64().unwrap_or_default();
+                        self.wrote(post, None, Change::Edited(version), i, start);
+                    }
+                    404 => {}
+                    other => self.error(format!("edit post: {other} {}", res.raw_body)),
+                }
+            }
+            20..=33 => {
+                let Some((post, comments)) = pick(rng) else {
+                    return;
+                };
+                if comments.len() >= COMMENTS {
+                    return;
+                }
+                let res = send_to(
+                    app,
+                    ApiRequest::post(&format!("/posts/{post}/comments"))
+                        .bearer(author)
+                        .json(json!({"text": "0"})),
+                )
+                .await;
+                match res.status {
+                    201 => {
+                        let comment = res.body["id"].as_str().unwrap_or_default().to_owned();
+                        if let Some((_, comments)) = self
+                            .posts
+                            .lock()
+                            .expect("lock")
+                            .iter_mut()
+                            .find(|(p, _)| *p == post)
+                        {
+                            comments.push((comment.clone(), 0));
+                        }
+                        self.wrote(post, Some(comment), Change::Created, i, start);
+                    }
+                    404 => {}
+                    other => self.error(format!("comment: {other} {}", res.raw_body)),
+                }
+            }
+            34..=41 => {
+                let Some((post, comments)) = pick(rng) else {
+                    return;
+                };
+                let Some((comment, mark)) = comments
+                    .get(rng.gen_range(0..comments.len().max(1)))
+                    .cloned()
+                else {
+                    return;
+                };
+                let mark = mark + 1 + rng.gen_range(0..3);
+                let res = send_to(
+                    app,
+                    ApiRequest::patch(&format!("/posts/{post}/comments/{comment}"))
+                        .bearer(author)
+                        .json(json!({"text": mark.to_string()})),
+                )
+                .await;
+                match res.status {
+                    200 => {
+                        self.set_mark(&post, &comment, mark);
+                        self.wrote(post, Some(comment), Change::Edited(mark), i, start);
+                    }
+                    404 => {}
+                    other => self.error(format!("edit comment: {other} {}", res.raw_body)),
+                }
+            }
+            42..=47 => {
+                let Some((post, comments)) = pick(rng) else {
+                    return;
+                };
+                let Some((comment, _)) = comments
+                    .get(rng.gen_range(0..comments.len().max(1)))
+                    .cloned()
+                else {
+                    return;
+                };
+                let res = send_to(
+                    app,
+                    ApiRequest::delete(&format!("/posts/{post}/comments/{comment}")).bearer(author),
+                )
+                .await;
+                match res.status {
+                    204 => {
+                        if let Some((_, comments)) = self
+                            .posts
+                            .lock()
+                            .expect("lock")
+                            .iter_mut()
+                            .find(|(p, _)| *p == post)
+                        {
+                            comments.retain(|(c, _)| *c != comment);
+                        }
+                        self.wrote(post, Some(comment), Change::Deleted, i, start);
+                    }
+                    404 => {}
+                    other => self.error(format!("delete comment: {other} {}", res.raw_body)),
+                }
+            }
+            48..=69 => {
+                let Some((post, _)) = pick(rng) else { return };
+                let res = send_to(
+                    app,
+                    ApiRequest::get(&format!("/posts/{post}")).bearer(author),
+                )
+                .await;
+                if res.status != 200 && res.status != 404 {
+                    return self.error(format!("read post: {} {}", res.status, res.raw_body));
+                }
+                let version = res.body["version"].as_u64().unwrap_or_default();
+                self.read(
+                    i,
+                    start,
+                    Read::Post {
+                        post,
+                        status: res.status,
+                        version,
+                    },
+                );
+            }
+            70..=89 => {
+                let Some((post, _)) = pick(rng) else { return };
+                let res = send_to(
+                    app,
+                    ApiRequest::get(&format!("/posts/{post}/comments?limit={FEED_LIMIT}"))
+                        .bearer(author),
+                )
+                .await;
+                if res.status != 200 && res.status != 404 {
+                    return self.error(format!("read comments: {} {}", res.status, res.raw_body));
+                }
+                let items = res.body["items"]
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|c| {
+                                (
+                                    c["id"].as_str().unwrap_or_default().to_owned(),
+                                    c["text"]
+                                        .as_str()
+                                        .and_then(|t| t.parse().ok())
+                                        .unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.read(
+                    i,
+                    start,
+                    Read::Comments {
+                        post,
+                        status: res.status,
+                        items,
+                    },
+                );
+            }
+            _ => {
+                let res = send_to(
+                    app,
+                    ApiRequest::get(&format!("/posts?limit={FEED_LIMIT}")).bearer(author),
+                )
+                .await;
+                if res.status != 200 {
+                    return self.error(format!("read feed: {} {}", res.status, res.raw_body));
+                }
+                let ids = res.body["items"]
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|p| p["id"].as_str().unwrap_or_default().to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.read(i, start, Read::Feed { ids });
+            }
+        }
+    }
+
+    async fn delete_post(&self, i: usize, rng: &mut StdRng) {
+        let post = {
+            let posts = self.posts.lock().expect("lock");
+            if posts.is_empty() {
+                return;
+            }
+            posts[rng.gen_range(0..posts.len())].0.clone()
+        };
+        let start = Instant::now();
+        let res = send_to(
+            &self.instances[i],
+            ApiRequest::delete(&format!("/posts/{post}")).bearer(&self.author),
+        )
+        .await;
+        match res.status {
+            204 => {
+                self.posts.lock().expect("lock").retain(|(p, _)| *p != post);
+                self.wrote(post, None, Change::Deleted, i, start);
+            }
+            404 => {}
+            other => self.error(format!("delete post: {other} {}", res.raw_body)),
+        }
+    }
+
+    fn set_mark(&self, post: &str, comment: &str, mark: u64) {
+        let mut posts = self.posts.lock().expect("lock");
+        if let Some((_, comments)) = posts.iter_mut().find(|(p, _)| p == post) {
+            if let Some((_, m)) = comments.iter_mut().find(|(c, _)| c == comment) {
+                *m = (*m).max(mark);
+            }
+        }
+    }
+
+    fn wrote(
+        &self,
+        post: String,
+        comment: Option<String>,
+        what: Change,
+        link: usize,
+        start: Instant,
+    ) {
+        self.log.lock().expect("lock").writes.push(Write {
+            post,
+            comment,
+            what,
+            link,
+            start,
+            end: Instant::now(),
+        });
+    }
+
+    fn read(&self, link: usize, start: Instant, read: Read) {
+        self.log
+            .lock()
+            .expect("lock")
+            .reads
+            .push((link, start, Instant::now(), read));
+    }
+
     /// Records an answer to a request that presented `token`, for the check of invariant 1.
     fn authenticated(
         &self,
@@ -347,6 +699,105 @@ impl World {
             };
             if !agrees {
                 return Err(format!("{email}: cache {cached:?}, DynamoDB {truth:?}"));
+            }
+        }
+        self.content_converged(&mut conn).await
+    }
+
+    /// Every post's entry equals DynamoDB's item (or there is none), and the feed's and each
+    /// live post's comments' windows serve a prefix of the table's list (all of it when they
+    /// say the list ends), each item as the table holds it.
+    async fn content_converged(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<(), String> {
+        use shared::cache::entry::{parse, Order, Revision};
+        use shared::cache::kinds::{comments_key, post_key, FEED_KEY, FEED_SUBJECT};
+        let store = &self.env.app.store;
+        let posts: Vec<String> = {
+            let log = self.log.lock().expect("lock");
+            let mut ids: Vec<String> = log
+                .writes
+                .iter()
+                .filter(|w| w.comment.is_none() && w.what == Change::Created)
+                .map(|w| w.post.clone())
+                .collect();
+            ids.dedup();
+            ids
+        };
+        for post in &posts {
+            let truth = store.get_post(post).await.map_err(|e| e.to_string())?;
+            let raw: Option<Vec<u8>> = conn.get(post_key(post)).await.map_err(|e| e.to_string())?;
+            let cached = raw.as_deref().and_then(parse);
+            let record = cached.as_ref().and_then(|e| e.item(post));
+            let agrees = match (&truth, record) {
+                (_, None)
+                | (None, Some(shared::cache::entry::StoredRecord { live: false, .. })) => true,
+                (Some(truth), Some(r)) => {
+                    r.live
+                        && r.version == Revision::at(truth.rev).as_str()
+                        && serde_json::from_str::<serde_json::Value>(r.body).ok()
+                            == serde_json::to_value(&truth.item).ok()
+                }
+                (None, Some(_)) => false,
+            };
+            if !agrees {
+                return Err(format!("post {post}: cache {record:?}, DynamoDB {truth:?}"));
+            }
+            if truth.is_none() {
+                continue;
+            }
+            let listed = store
+                .list_comments(post, FEED_LIMIT, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let listed: Vec<(String, String)> = listed
+                .items
+                .iter()
+                .map(|c| {
+                    (
+                        c.item.id.clone(),
+                        serde_json::to_string(&c.item).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let raw: Option<Vec<u8>> = conn
+                .get(comments_key(post))
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some((live, complete)) = raw.as_deref().and_then(parse).and_then(|e| {
+                e.inside(post, Order::Ascending).map(|(l, c)| {
+                    (
+                        l.iter()
+                            .map(|r| (r.id.to_owned(), r.body.to_owned()))
+                            .collect::<Vec<_>>(),
+                        c,
+                    )
+                })
+            }) {
+                let prefix = live.len() <= listed.len() && live[..] == listed[..live.len()];
+                if !prefix || (complete && live.len() != listed.len()) {
+                    return Err(format!(
+                        "comments of {post}: cache {live:?} (complete: {complete}), DynamoDB {listed:?}"
+                    ));
+                }
+            }
+        }
+        let feed = store
+            .feed_ids(FEED_LIMIT, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        let raw: Option<Vec<u8>> = conn.get(FEED_KEY).await.map_err(|e| e.to_string())?;
+        if let Some((live, complete)) = raw.as_deref().and_then(parse).and_then(|e| {
+            e.inside(FEED_SUBJECT, Order::Descending)
+                .map(|(l, c)| (l.iter().map(|r| r.id.to_owned()).collect::<Vec<_>>(), c))
+        }) {
+            let prefix = live.len() <= feed.len() && live[..] == feed[..live.len()];
+            if !prefix || (complete && live.len() != feed.len()) {
+                return Err(format!(
+                    "the feed: cache {live:?} (complete: {complete}), DynamoDB {feed:?}"
+                ));
             }
         }
         Ok(())
@@ -541,17 +992,168 @@ fn signed(t: Instant, reference: Instant) -> i128 {
 /// Whether no fault touched `r`'s link or Redis from shortly before it started (a killed or
 /// dropped connection fails the link's next command, whenever that is) to its end.
 fn ran_healthy(log: &Log, r: &Revocation) -> bool {
+    healthy_between(log, r.link, r.start, r.end)
+}
+
+fn healthy_between(log: &Log, link: usize, start: Instant, end: Instant) -> bool {
     !log.spans.iter().any(|s| {
-        (s.link.is_none() || s.link == Some(r.link))
-            && s.start <= r.end
-            && s.end + LINGER >= r.start
+        (s.link.is_none() || s.link == Some(link)) && s.start <= end && s.end + LINGER >= start
     })
 }
 
-/// Whether a revocation binds from its end on by itself: it ran on a healthy link
-/// ([`ran_healthy`]) and too fast for any Redis call of it to have timed out.
+/// Whether a call binds from its end on by itself: it ran on a healthy link and too fast for
+/// any Redis call of it to have timed out.
+fn clean_call(log: &Log, link: usize, start: Instant, end: Instant) -> bool {
+    end.duration_since(start) < REDIS_TIMEOUT / 2 && healthy_between(log, link, start, end)
+}
+
+/// Whether a revocation binds from its end on by itself ([`clean_call`]).
 fn clean(log: &Log, r: &Revocation) -> bool {
-    r.end.duration_since(r.start) < REDIS_TIMEOUT / 2 && ran_healthy(log, r)
+    clean_call(log, r.link, r.start, r.end)
+}
+
+/// Invariant 3 over the whole log: the reads of posts, comment pages and the feed checked
+/// against the writes that bind them; `(reads checked, violations)`.
+fn stale_reads(log: &Log) -> (usize, Vec<String>) {
+    let settled =
+        |end: Instant, t: Instant| log.checkpoints.iter().any(|(s, e)| *s > end && *e < t);
+    let binds = |w: &Write, t: Instant, lag: Duration| {
+        w.end + lag < t && (clean_call(log, w.link, w.start, w.end) || settled(w.end, t))
+    };
+    // A write of `post` (and `comment`) that may have happened before `t`, binding or not.
+    let started_before = |post: &str, comment: Option<&str>, what: Change, t: Instant| {
+        log.writes.iter().any(|w| {
+            w.post == post && w.comment.as_deref() == comment && w.what == what && w.start < t
+        })
+    };
+    let (mut checked, mut found) = (0, Vec::new());
+    for (link, start, end, read) in &log.reads {
+        let (start, end) = (*start, *end);
+        let binding = |w: &&Write, lag: Duration| binds(w, start, lag);
+        match read {
+            Read::Post {
+                post,
+                status,
+                version,
+            } => {
+                let on_post: Vec<&Write> = log
+                    .writes
+                    .iter()
+                    .filter(|w| w.post == *post && w.comment.is_none())
+                    .filter(|w| binding(w, Duration::ZERO))
+                    .collect();
+                if on_post.is_empty() {
+                    continue;
+                }
+                checked += 1;
+                let deleted = on_post.iter().any(|w| w.what == Change::Deleted);
+                let edited = on_post
+                    .iter()
+                    .filter_map(|w| match w.what {
+                        Change::Edited(v) => Some(v),
+                        _ => None,
+                    })
+                    .max();
+                let stale = match *status {
+                    200 if deleted => Some("served after its delete".to_owned()),
+                    200 => edited
+                        .filter(|v| version < v)
+                        .map(|v| format!("version {version} after an edit to {v}")),
+                    _ if !deleted && !started_before(post, None, Change::Deleted, end) => {
+                        Some("404 for a post that was never deleted".to_owned())
+                    }
+                    _ => None,
+                };
+                if let Some(why) = stale {
+                    found.push(format!("post {post} through instance {link}: {why}"));
+                }
+            }
+            Read::Comments {
+                post,
+                status,
+                items,
+            } => {
+                if *status != 200 {
+                    continue;
+                }
+                let on_comments: Vec<&Write> = log
+                    .writes
+                    .iter()
+                    .filter(|w| w.post == *post && w.comment.is_some())
+                    .filter(|w| binding(w, Duration::ZERO))
+                    .collect();
+                if on_comments.is_empty() {
+                    continue;
+                }
+                checked += 1;
+                let post_going = started_before(post, None, Change::Deleted, end);
+                for w in on_comments {
+                    let comment = w.comment.as_deref().unwrap_or_default();
+                    let shown = items.iter().find(|(c, _)| c == comment);
+                    let why = match (w.what, shown) {
+                        (Change::Deleted, Some(_)) => Some("served after its delete".to_owned()),
+                        (Change::Created, None)
+                            if !post_going
+                                && !started_before(post, Some(comment), Change::Deleted, end) =>
+                        {
+                            Some("missing after its create".to_owned())
+                        }
+                        // The edit shown must be this one, or one that may have landed after it
+                        // (it ended after this one started) and began before the read ended.
+                        (Change::Edited(mark), Some((_, shown)))
+                            if *shown != mark
+                                && !log.writes.iter().any(|f| {
+                                    f.post == *post
+                                        && f.comment.as_deref() == Some(comment)
+                                        && f.what == Change::Edited(*shown)
+                                        && f.end > w.start
+                                        && f.start < end
+                                }) =>
+                        {
+                            Some(format!("text {shown} after an edit to {mark}"))
+                        }
+                        _ => None,
+                    };
+                    if let Some(why) = why {
+                        found.push(format!(
+                            "comment {comment} of {post} through instance {link}: {why}"
+                        ));
+                    }
+                }
+            }
+            Read::Feed { ids } => {
+                let on_feed: Vec<&Write> = log
+                    .writes
+                    .iter()
+                    .filter(|w| w.comment.is_none() && w.what != Change::Edited(0))
+                    .filter(|w| matches!(w.what, Change::Created | Change::Deleted))
+                    .filter(|w| binding(w, FEED_LAG))
+                    .collect();
+                if on_feed.is_empty() {
+                    continue;
+                }
+                checked += 1;
+                for w in on_feed {
+                    let shown = ids.contains(&w.post);
+                    let why = match w.what {
+                        Change::Deleted if shown => {
+                            Some("in the feed over a second after its delete")
+                        }
+                        Change::Created
+                            if !shown && !started_before(&w.post, None, Change::Deleted, end) =>
+                        {
+                            Some("missing from the feed over a second after its create")
+                        }
+                        _ => None,
+                    };
+                    if let Some(why) = why {
+                        found.push(format!("post {} through instance {link}: {why}", w.post));
+                    }
+                }
+            }
+        }
+    }
+    (checked, found)
 }
 
 /// What invariant 1 covered in a run: the requests with a revoked token it checked (each kind
@@ -652,12 +1254,15 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
     let emails = (0..EMAILS)
         .map(|n| format!("u{n}.{prefix}@example.com"))
         .collect();
+    let (author, _) = env.new_user("Author").await;
     let world = Arc::new(World {
         env,
         redis_url: redis.url(),
         links,
         instances,
         emails,
+        author,
+        posts: Mutex::new(Vec::new()),
         tokens: Mutex::new(Vec::new()),
         recent: Mutex::new(VecDeque::new()),
         log: Mutex::new(Log::default()),
@@ -724,6 +1329,22 @@ async fn random_interleavings_under_random_faults_never_accept_a_revoked_token_a
         "seed {seed}: {} revoked tokens accepted: {:#?}",
         found.len(),
         &found[..found.len().min(10)]
+    );
+    let (content_checked, stale) = stale_reads(&log);
+    println!(
+        "interleavings: {} writes of posts and comments, {} reads, {content_checked} checked against writes that bind them",
+        log.writes.len(),
+        log.reads.len()
+    );
+    assert!(
+        stale.is_empty(),
+        "seed {seed}: {} stale reads of posts, comments or the feed: {:#?}",
+        stale.len(),
+        &stale[..stale.len().min(10)]
+    );
+    assert!(
+        content_checked >= MIN_CONTENT_CHECKED,
+        "seed {seed}: only {content_checked} reads of posts and pages were checked"
     );
     assert!(ops > 1_000, "seed {seed}: only {ops} operations ran");
     // The run reached what it checks: a run in which no revocation is followed by a checked
