@@ -184,6 +184,9 @@ struct Log {
     errors: Vec<String>,
 }
 
+/// A live post and its live comments, each with the mark of its text.
+type LivePost = (String, Vec<(String, u64)>);
+
 struct World {
     /// The table (and the env's own Redis, which the world does not use).
     env: TestEnv,
@@ -196,7 +199,7 @@ struct World {
     /// The author of every post and comment (not in the email pool, so never revoked).
     author: String,
     /// The live posts, and each one's live comments with their text marks.
-    posts: Mutex<Vec<(String, Vec<(String, u64)>)>>,
+    posts: Mutex<Vec<LivePost>>,
     tokens: Mutex<Vec<Token>>,
     /// The `RECENT` tokens issued last, oldest first.
     recent: Mutex<VecDeque<Token>>,
