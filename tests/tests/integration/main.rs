@@ -29,6 +29,7 @@ mod scale;
 mod security;
 mod slot_migration;
 mod smoke;
+mod stream_errors;
 mod stream_poller;
 mod template;
 mod tokens;
