@@ -7,7 +7,7 @@ use lambda_http::http::{HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 
-use super::request::body_bytes;
+use super::request::{body_bytes, MAX_BODY_BYTES};
 use super::serve::respond;
 use crate::error::AppError;
 use crate::store::{Claim, Store, StoredAnswer};
@@ -55,10 +55,15 @@ impl IdempotencyKey {
 /// What makes two requests "the same" for a key: the route, the post it names, and the body
 /// (as JSON, its members in a fixed order, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body;
 /// a body that is not JSON is compared byte for byte).
+///
+/// A body over the contract's limit is never parsed: a few MB of `[0,0,…]` would become about
+/// twenty times that in JSON values (on Managed Instances, in memory many requests share).
+/// [`idempotent`] refuses such a body before it gets here; this holds for any other caller.
 pub fn fingerprint(route: &str, post_id: Option<&str>, req: &Request) -> String {
     let bytes = body_bytes(req);
-    let canonical = serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
+    let canonical = (bytes.len() <= MAX_BODY_BYTES)
+        .then(|| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+        .flatten()
         .and_then(|v| serde_json::to_vec(&v).ok());
     let digest = Sha256::new()
         .chain_update(route.as_bytes())
@@ -89,6 +94,11 @@ where
     let Some(key) = IdempotencyKey::from_headers(req.headers())? else {
         return handler().await;
     };
+    // The size first, as the handler's own parse checks it: a body over the limit is `413`
+    // whatever it holds, so it is neither parsed for its fingerprint nor worth a claim.
+    if body_bytes(req).len() > MAX_BODY_BYTES {
+        return Err(AppError::PayloadTooLarge);
+    }
     let fingerprint = fingerprint(route, post_id, req);
     let claim = match store
         .claim_idempotency_key(user_id, key.as_str(), &fingerprint)

@@ -6,6 +6,7 @@
 
 mod abuse_limits;
 mod bad_input;
+mod body_memory;
 mod cache_aside;
 mod cache_script;
 mod cache_sync;
