@@ -67,7 +67,11 @@ impl App {
         let store = Store::new(dynamo, config.table.table_name.clone())
             .with_legacy_layout(config.table.legacy_layout);
         let cache = RedisCache::new(&config.cache, redis_password)?;
-        let login_attempts = LoginAttempts::new(cache.connection().clone(), config.login_limits);
+        let login_attempts = LoginAttempts::new(
+            cache.connection().clone(),
+            config.login_limits,
+            config.registration_limits,
+        );
         let posts = Posts::new(store.clone(), cache.clone());
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
