@@ -22,6 +22,8 @@ pub struct App {
     pub auth: Authenticator,
     pub login_attempts: LoginAttempts,
     pub cursors: CursorCodec,
+    /// The clock new users' ids are read from (the system's; a test may set one that is skewed).
+    pub clock: crate::domain::Clock,
 }
 
 /// Why a function could not start.
@@ -84,6 +86,7 @@ impl App {
             auth,
             login_attempts,
             cursors,
+            clock: crate::domain::Clock::system(),
         })
     }
 

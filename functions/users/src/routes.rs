@@ -3,7 +3,7 @@
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use shared::auth::{password, Admission, Outcome};
-use shared::domain::{new_id, now_rfc3339, Email, Name, Password, User, UserView};
+use shared::domain::{now_rfc3339, Email, Name, Password, User, UserView};
 use shared::http::{json, no_content, source_ip, JsonObject};
 use shared::store::NewUser;
 use shared::{App, AppError};
@@ -41,7 +41,7 @@ async fn create_user(
 ) -> Result<User, AppError> {
     let password_hash = password::hash(password).await?;
     let user = User {
-        id: new_id(),
+        id: app.clock.new_id(),
         email,
         name: name.into_inner(),
         jwt_version: 1,
