@@ -46,6 +46,8 @@ async fn create_user(
         name: name.into_inner(),
         jwt_version: 1,
         revision: 1,
+        // The store sets it: one more than a deleted user's, if any.
+        registration: 0,
         created_at: now_rfc3339(),
     };
     app.users
