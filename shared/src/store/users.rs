@@ -53,10 +53,6 @@ enum UserUpdate {
 }
 
 impl Store {
-    /// Reads a user with a strongly consistent read, so a logout or delete that has just
-    /// succeeded is seen by the very next cache miss. Only what the cache needs is read
-    /// ([`USER_ATTRIBUTES`]): never the password hash.
-
     /// The user and its password hash, for login only.
     pub async fn get_user_with_hash(
         &self,
@@ -68,6 +64,9 @@ impl Store {
             .map(|item| (item.user, item.password_hash)))
     }
 
+    /// Reads a user with a strongly consistent read, so a logout or delete that has just
+    /// succeeded is seen by the very next cache miss. Only what the cache needs is read
+    /// ([`USER_ATTRIBUTES`]): never the password hash.
     pub async fn get_user(&self, email: &Email) -> Result<Option<User>, StoreError> {
         let out = self
             .client
