@@ -345,7 +345,7 @@ async fn a_success_does_not_start_its_ips_window_a_first_failure_does() {
     );
 }
 
-/// Issue 23, item 7 (`../shared/API.md`, "Abuse limits"): 20 registrations refused because the
+/// Issue 23, item 7 (API.md, "Abuse limits"): 20 registrations refused because the
 /// email is taken, from one IP within 15 minutes, then `429` with `Retry-After` for any email
 /// from that IP; successes do not count; other IPs are not affected.
 #[tokio::test]
