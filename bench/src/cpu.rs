@@ -1,11 +1,15 @@
 //! Figure 9: CPU per warm invocation, against the runtime's floor, and what it is on a bill.
 //!
-//! Four binaries run as Lambda runs them, one invocation at a time (default Lambda), under the
+//! The binaries run as Lambda runs them, one invocation at a time (default Lambda), under the
 //! benchmark's Runtime API and pinned to core 0: the minimal `lambda_http` function
 //! (`minimal-lambda`, the **floor**: the runtime's long poll, the event's decoding and the
 //! response, nothing else), then `GET /users/me` (the auth hit alone), `GET /posts/{postId}`
-//! (the auth hit and one `GetItem`) and `POST /posts/{postId}/comments` (the auth hit and one
-//! transaction). Each figure is the function process's own CPU time (`/proc` schedstat, every
+//! (the auth hit and the post's hit, sent together), the feed's first page of 20 (the auth hit;
+//! the posts from the instance's near copy, or its window and one `MGET`), a post's first page of
+//! 20 comments (the auth, post and window hits, sent together) and `POST /posts/{postId}/comments`
+//! (the auth and post hits, one `PutItem`, one compare-and-set). The cached reads are also
+//! given as ratios to `GET /users/me` in the same round: the cost of a cached read beyond
+//! authentication (issue 22's figures). Each figure is the function process's own CPU time (`/proc` schedstat, every
 //! thread) divided by the invocations it served.
 //!
 //! The four are measured in rounds, each round one batch per binary in a rotating order, so a
@@ -40,11 +44,20 @@ pub struct Counts {
 }
 
 /// The routes measured, by figure name, with their goals as multiples of the floor.
-pub const ROUTES: [(&str, Option<f64>); 4] = [
+pub const ROUTES: [(&str, Option<f64>); 6] = [
     ("floor", None),
     ("users_me", Some(1.3)),
     ("get_post", Some(2.0)),
+    ("feed_first_page", None),
+    ("comments_first_page", None),
     ("post_comment", Some(2.5)),
+];
+
+/// The cached reads' goals as multiples of `GET /users/me` (an auth hit alone), same round.
+pub const OVER_USERS_ME: [(&str, f64); 3] = [
+    ("get_post", 1.15),
+    ("feed_first_page", 1.4),
+    ("comments_first_page", 1.4),
 ];
 
 /// Memory sizes the bill is estimated at: the default, and the size that gets one whole vCPU.
@@ -89,6 +102,18 @@ fn targets(fixture: &Fixture) -> Vec<Target> {
             binary: "posts",
             event: fixture.event(ApiRequest::get(&format!("/posts/{post}"))),
             expect: post.clone(),
+        },
+        Target {
+            route: "feed_first_page",
+            binary: "posts",
+            event: fixture.event(ApiRequest::get("/posts?limit=20")),
+            expect: post.clone(),
+        },
+        Target {
+            route: "comments_first_page",
+            binary: "comments",
+            event: fixture.event(ApiRequest::get(&format!("/posts/{post}/comments?limit=20"))),
+            expect: "comment 19".into(),
         },
         Target {
             route: "post_comment",
@@ -233,6 +258,29 @@ pub async fn run(
                             stretched / 1e3,
                             wait_us / 1e3
                         )),
+                    );
+                }
+            }
+            if !baseline {
+                let users_me = build.iter().find(|u| u.route == "users_me");
+                if let (Some(goal), Some(users_me)) = (
+                    OVER_USERS_ME
+                        .iter()
+                        .find(|(route, _)| *route == r.route)
+                        .map(|(_, g)| *g),
+                    users_me,
+                ) {
+                    let mut ratios: Vec<f64> = r
+                        .cpu_us
+                        .iter()
+                        .zip(&users_me.cpu_us)
+                        .map(|(c, u)| c / u)
+                        .collect();
+                    report.add(
+                        format!("{prefix}.{}.over_users_me", r.route),
+                        median(&mut ratios),
+                        "ratio",
+                        Some(Goal::AtMost(goal)),
                     );
                 }
             }

@@ -35,9 +35,24 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// A user, a feed of 20 posts and, on the one measured, 20 comments: full first pages.
     pub async fn new(env: &TestEnv) -> Self {
         let (token, user) = env.new_user("Lambda").await;
+        for n in 0..19 {
+            env.new_post(&token, &format!("feed {n}")).await;
+        }
         let post = env.new_post(&token, "benchmarked").await;
+        let post_id = post["id"].as_str().expect("post id");
+        for n in 0..20 {
+            let res = env
+                .send(
+                    ApiRequest::post(&format!("/posts/{post_id}/comments"))
+                        .bearer(&token)
+                        .json(serde_json::json!({"text": format!("comment {n}")})),
+                )
+                .await;
+            assert_eq!(res.status, 201, "{}", res.raw_body);
+        }
         let me = env.send(ApiRequest::get("/users/me").bearer(&token)).await;
         assert_eq!(me.status, 200, "the user is cached: {}", me.raw_body);
         Fixture {
