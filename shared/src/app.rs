@@ -22,6 +22,8 @@ pub struct App {
     pub auth: Authenticator,
     pub login_attempts: LoginAttempts,
     pub cursors: CursorCodec,
+    /// The clock new users' ids are read from (the system's; a test may set one that is skewed).
+    pub clock: crate::domain::Clock,
 }
 
 /// Why a function could not start.
@@ -67,7 +69,11 @@ impl App {
         let store = Store::new(dynamo, config.table.table_name.clone())
             .with_legacy_layout(config.table.legacy_layout);
         let cache = RedisCache::new(&config.cache, redis_password)?;
-        let login_attempts = LoginAttempts::new(cache.connection().clone(), config.login_limits);
+        let login_attempts = LoginAttempts::new(
+            cache.connection().clone(),
+            config.login_limits,
+            config.registration_limits,
+        );
         let posts = Posts::new(store.clone(), cache.clone());
         let users = Users::new(store.clone(), cache);
         let auth = Authenticator::new(TokenKeys::new(&jwt_secret, config.token_ttl), users.clone());
@@ -80,6 +86,7 @@ impl App {
             auth,
             login_attempts,
             cursors,
+            clock: crate::domain::Clock::system(),
         })
     }
 

@@ -52,6 +52,7 @@ pub struct Config {
     pub jwt_secret: SecretSource,
     pub token_ttl: Duration,
     pub login_limits: LoginLimits,
+    pub registration_limits: RegistrationLimits,
     pub log_format: LogFormat,
 }
 
@@ -60,6 +61,15 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
     pub per_pair: u32,
+    pub per_ip: u32,
+    pub window: Duration,
+}
+
+/// How many registrations refused because the email is taken one source IP may have within
+/// one window before `429 too_many_attempts` (API.md, "Abuse limits"): past it, nobody can
+/// test which emails exist faster than that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationLimits {
     pub per_ip: u32,
     pub window: Duration,
 }
@@ -204,6 +214,8 @@ pub const OPTIONAL_VARIABLES: &[&str] = &[
     "LOGIN_MAX_FAILURES_PER_PAIR",
     "LOGIN_MAX_FAILURES_PER_IP",
     "LOGIN_FAILURE_WINDOW_SECONDS",
+    "REGISTRATION_MAX_REFUSALS_PER_IP",
+    "REGISTRATION_REFUSAL_WINDOW_SECONDS",
     "AWS_LAMBDA_FUNCTION_NAME",
 ];
 
@@ -278,6 +290,16 @@ impl Config {
                     1_000_000,
                 )? as u32,
                 window: vars.seconds("LOGIN_FAILURE_WINDOW_SECONDS", 900, 24 * 3_600)?,
+            },
+            registration_limits: RegistrationLimits {
+                per_ip: parse_u64(
+                    "REGISTRATION_MAX_REFUSALS_PER_IP",
+                    vars.get("REGISTRATION_MAX_REFUSALS_PER_IP"),
+                    20,
+                    1,
+                    1_000_000,
+                )? as u32,
+                window: vars.seconds("REGISTRATION_REFUSAL_WINDOW_SECONDS", 900, 24 * 3_600)?,
             },
             log_format: log_format(&lookup)?,
         })
@@ -514,6 +536,11 @@ mod tests {
             window: Duration::from_secs(900),
         };
         assert_eq!(c.login_limits, contract, "API.md's defaults");
+        let registration = RegistrationLimits {
+            per_ip: 20,
+            window: Duration::from_secs(900),
+        };
+        assert_eq!(c.registration_limits, registration, "API.md's defaults");
     }
 
     #[test]
@@ -528,6 +555,8 @@ mod tests {
             ("LOGIN_MAX_FAILURES_PER_PAIR", "0"),
             ("LOGIN_MAX_FAILURES_PER_IP", "many"),
             ("LOGIN_FAILURE_WINDOW_SECONDS", "0"),
+            ("REGISTRATION_MAX_REFUSALS_PER_IP", "0"),
+            ("REGISTRATION_REFUSAL_WINDOW_SECONDS", "soon"),
         ] {
             let e = config(&[(var, value)]).expect_err(var);
             assert_eq!(e.variable, var, "{e}");

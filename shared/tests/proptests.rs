@@ -160,6 +160,7 @@ fn user_with(email: &str, id: u128, name: String, jwt_version: u64) -> User {
         name,
         jwt_version,
         revision: jwt_version / 2,
+        registration: 0,
         created_at: "2026-11-26T20:00:00.000Z".to_owned(),
     }
 }
@@ -592,7 +593,7 @@ proptest! {
         let gone = Entry::Absent(user.deleted()).record().expect("encodes");
         prop_assert_eq!(
             decode_entry(&item_bytes(email.as_str(), &gone), &email),
-            Some(Cached::Absent { id: user.id.clone() })
+            Some(Cached::Absent { id: user.id.clone(), registration: Some(user.registration) })
         );
         let cut = written.len() - 1;
         prop_assert_eq!(decode_entry(&written[..cut], &email), None);

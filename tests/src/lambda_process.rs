@@ -86,6 +86,18 @@ impl LambdaProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The most memory the process has held at once so far (`VmHWM`, its resident set's high
+    /// water mark), in KiB: what a request cost at its peak, read from the kernel, not timed.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in the process's status")
+    }
+
     /// Waits, at most `timeout`, for the init to end: the first `next` poll, or the process
     /// exiting. Panics if neither happens.
     pub async fn init(&mut self, timeout: Duration) -> Init {

@@ -226,13 +226,15 @@ pub async fn stream_records(dynamo_endpoint: &str) -> Vec<EventRecord> {
     capture.records.into_inner().expect("lock")
 }
 
-/// The records of `email`'s user item among `records`.
+/// The records of `email`'s user item among `records` (not of the tombstone its deletes leave
+/// beside it, which no stream consumer reads).
 pub fn user_records(records: &[EventRecord], email: &str) -> Vec<EventRecord> {
     let pk =
         shared::store::keys::user_pk(&shared::domain::Email::parse(email).expect("a valid email"));
     records
         .iter()
         .filter(|r| matches!(r.change.keys.get("pk"), Some(serde_dynamo::AttributeValue::S(s)) if *s == pk))
+        .filter(|r| shared::store::is_user_key(&r.change.keys))
         .cloned()
         .collect()
 }

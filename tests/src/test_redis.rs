@@ -46,6 +46,12 @@ pub fn user_entry_view(raw: &[u8], email: &str) -> Option<Value> {
     });
     if record.live {
         view["user"] = serde_json::from_str(record.body).ok()?;
+        // Which registration of the email the user is: in the entry's version, not its JSON.
+        if let Some(registration) =
+            shared::cache::entry::Revision::registration_of_user(record.version)
+        {
+            view["registration"] = registration.into();
+        }
     }
     Some(view)
 }
@@ -64,9 +70,11 @@ pub fn user_entry_bytes(view: &Value, email: &str) -> Vec<u8> {
         .as_u64()
         .or_else(|| view["user"]["revision"].as_u64())
         .unwrap_or_default();
+    let registration = view["registration"].as_u64().unwrap_or_default();
     let version = shared::domain::Version {
-        id: id.to_owned(),
+        registration,
         revision: rev,
+        id: id.to_owned(),
     };
     let record = match view["kind"].as_str() {
         Some("user") => Record::live(

@@ -39,7 +39,7 @@ use shared::store::{client_from_config, is_user_key, user_from_image, Store, Sto
 use tracing::Instrument;
 
 /// Why a batch failed as a whole (so Lambda retries it).
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum BatchFailed {
     #[error("redis cannot take writes; the batch will be retried")]
     Cache,
@@ -47,16 +47,32 @@ pub enum BatchFailed {
     Table(StoreError),
 }
 
+impl BatchFailed {
+    /// The `errorType` Lambda records.
+    fn error_type(&self) -> &'static str {
+        match self {
+            BatchFailed::Cache => "CacheUnavailable",
+            BatchFailed::Table(_) => "TableUnavailable",
+        }
+    }
+}
+
+/// The runtime logs a handler's error at `ERROR` with its `Debug` print, and that line is the
+/// one alarms and log filters catch: it must say what failed and what happens next
+/// (`CacheUnavailable: redis cannot take writes; the batch will be retried`), not a variant's
+/// name.
+impl std::fmt::Debug for BatchFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {self}", self.error_type())
+    }
+}
+
 /// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
 /// destination's metadata then shows.
 impl From<BatchFailed> for Diagnostic {
     fn from(e: BatchFailed) -> Diagnostic {
-        let error_type = match e {
-            BatchFailed::Cache => "CacheUnavailable",
-            BatchFailed::Table(_) => "TableUnavailable",
-        };
         Diagnostic {
-            error_type: error_type.into(),
+            error_type: e.error_type().into(),
             error_message: e.to_string(),
         }
     }

@@ -8,14 +8,15 @@ use std::time::Instant;
 use lambda_http::{Body, Request, Response};
 use shared::cache::posts::comment_json;
 use shared::cursor::CursorScope;
-use shared::domain::{new_id, now_rfc3339, Comment, CommentText};
+use shared::domain::{now_rfc3339, Comment, CommentText};
 use shared::http::request::cursor_param;
 use shared::http::{
     idempotent, json, limit_param, no_content, page, path_id, raw_json, JsonObject,
 };
 use shared::{App, AppError};
 
-/// With an `Idempotency-Key`, at most one comment per key (see [`idempotent`]).
+/// With an `Idempotency-Key`, at most one comment per key (see [`idempotent`]): the comment's id
+/// comes from the key's claim, so a run after a `503` finds an earlier run's comment as its own.
 pub async fn create(app: &App, req: &Request, post_id: &str) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
     let post_id = path_id(post_id, "post")?;
@@ -25,12 +26,12 @@ pub async fn create(app: &App, req: &Request, post_id: &str) -> Result<Response<
         &user.id,
         "POST /posts/{postId}/comments",
         Some(post_id),
-        || async {
+        |id| async {
             let body = JsonObject::from_request(req)?;
             let text = CommentText::parse(body.required_str("text")?)?;
             let now = now_rfc3339();
             let comment = Comment {
-                id: new_id(),
+                id,
                 post_id: post_id.to_owned(),
                 author_id: user.id.clone(),
                 author_name: user.name.clone(),

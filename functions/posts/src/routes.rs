@@ -8,7 +8,7 @@ use std::time::Instant;
 use lambda_http::{Body, Request, Response};
 use shared::cache::posts::PostBody;
 use shared::cursor::CursorScope;
-use shared::domain::{new_id, now_rfc3339, Caption, ImageUrl, Post, PostPatch};
+use shared::domain::{now_rfc3339, Caption, ImageUrl, Post, PostPatch};
 use shared::http::request::cursor_param;
 use shared::http::{
     created, idempotent, if_match, if_none_match, json, limit_param, no_content, not_modified,
@@ -16,10 +16,11 @@ use shared::http::{
 };
 use shared::{App, AppError};
 
-/// With an `Idempotency-Key`, at most one post per key (see [`idempotent`]).
+/// With an `Idempotency-Key`, at most one post per key (see [`idempotent`]): the post's id comes
+/// from the key's claim, so a run after a `503` finds an earlier run's post as its own.
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
     let user = app.auth.authenticate(req.headers()).await?;
-    idempotent(&app.store, req, &user.id, "POST /posts", None, || async {
+    idempotent(&app.store, req, &user.id, "POST /posts", None, |id| async {
         let body = JsonObject::from_request(req)?;
         let caption = Caption::parse(body.required_str("caption")?)?;
         let image_url = body
@@ -28,7 +29,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, AppError
             .map(ImageUrl::parse)
             .transpose()?;
         let post = Post::new(
-            new_id(),
+            id,
             user.id.clone(),
             user.name.clone(),
             caption,

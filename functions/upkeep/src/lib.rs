@@ -42,7 +42,7 @@ pub const SWEEP_BUDGET: Duration = Duration::from_secs(10);
 const PLANS: usize = 4;
 
 /// Why a batch failed as a whole (so Lambda retries it).
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum BatchFailed {
     #[error("the table cannot be read or written; the batch will be retried: {0}")]
     Table(#[from] StoreError),
@@ -50,16 +50,31 @@ pub enum BatchFailed {
     Busy(String),
 }
 
-/// What Lambda records of the failure (`errorType`, `errorMessage`): what failed and what
-/// happens next, in the line alarms and log filters catch.
-impl From<BatchFailed> for Diagnostic {
-    fn from(e: BatchFailed) -> Diagnostic {
-        let error_type = match e {
+impl BatchFailed {
+    /// The `errorType` Lambda records.
+    fn error_type(&self) -> &'static str {
+        match self {
             BatchFailed::Table(_) => "TableUnavailable",
             BatchFailed::Busy(_) => "CountContended",
-        };
+        }
+    }
+}
+
+/// The runtime logs a handler's error at `ERROR` with its `Debug` print, the line alarms and
+/// log filters catch: it says what failed and what happens next, as the message does, not the
+/// variant's structure.
+impl std::fmt::Debug for BatchFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {self}", self.error_type())
+    }
+}
+
+/// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
+/// destination's metadata then shows.
+impl From<BatchFailed> for Diagnostic {
+    fn from(e: BatchFailed) -> Diagnostic {
         Diagnostic {
-            error_type: error_type.into(),
+            error_type: e.error_type().into(),
             error_message: e.to_string(),
         }
     }

@@ -3,33 +3,59 @@
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use shared::auth::{password, Admission, Outcome};
-use shared::domain::{new_id, now_rfc3339, Email, Name, Password, User, UserView};
+use shared::domain::{now_rfc3339, Email, Name, Password, User, UserView};
 use shared::http::{json, no_content, source_ip, JsonObject};
 use shared::store::NewUser;
 use shared::{App, AppError};
 
+/// Registrations refused because the email is taken are counted per source IP; past the limit
+/// the IP gets `429` for any email, before any password is hashed (see
+/// [`shared::auth::attempts`]), so `409 email_taken` cannot be used to test emails faster.
 pub async fn register(app: &App, req: &Request) -> Result<Response<Body>, AppError> {
     let body = JsonObject::from_request(req)?;
     let email = Email::parse(body.required_str("email")?)?;
     let name = Name::parse(body.required_str("name")?)?;
     let password = Password::parse(body.required_str("password")?)?;
+    let reservation = match app
+        .login_attempts
+        .admit_registration(source_ip(req).unwrap_or(NO_SOURCE_IP))
+        .await
+    {
+        Admission::Allowed(reservation) => reservation,
+        Admission::Refused { retry_after } => {
+            return Err(AppError::TooManyAttempts { retry_after })
+        }
+    };
+    let registered = create_user(app, email, name, password).await;
+    app.login_attempts
+        .settle_registration(reservation, matches!(registered, Err(AppError::EmailTaken)))
+        .await;
+    Ok(json(201, &registered?.view()))
+}
+
+async fn create_user(
+    app: &App,
+    email: Email,
+    name: Name,
+    password: Password,
+) -> Result<User, AppError> {
     let password_hash = password::hash(password).await?;
     let user = User {
-        id: new_id(),
+        id: app.clock.new_id(),
         email,
         name: name.into_inner(),
         jwt_version: 1,
         revision: 1,
+        // The store sets it: one more than a deleted user's, if any.
+        registration: 0,
         created_at: now_rfc3339(),
     };
-    let user = app
-        .users
+    app.users
         .register(NewUser {
             user,
             password_hash,
         })
-        .await?;
-    Ok(json(201, &user.view()))
+        .await
 }
 
 #[derive(Serialize)]
@@ -41,7 +67,8 @@ struct LoginResponse<'a> {
     user: UserView<'a>,
 }
 
-/// The one bucket, counted as if it were one IP, of every login whose event names no source IP.
+/// The one bucket, counted as if it were one IP, of every login (and registration) whose event
+/// names no source IP.
 ///
 /// API Gateway names one in every event it sends, so only a direct invocation (which needs
 /// `lambda:InvokeFunction` on the function) can lack it. Sharing a bucket fails closed: such

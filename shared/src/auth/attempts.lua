@@ -1,26 +1,45 @@
--- Failed-login counters (auth/attempts.rs): one fixed window per key, which starts at the key's
--- first counted attempt and lasts ARGV[3] ms.
---   KEYS[1] the counter   ARGV[1] 'reserve' or 'release'   ARGV[2] the limit   ARGV[3] window, ms
--- reserve: counts one more attempt if fewer than the limit are counted, and answers
---          {1, ms left in the window}; at the limit it counts nothing and answers {0, ms left}.
--- release: takes back one reserved attempt (never below zero; the window is kept).
-local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if ARGV[1] == 'release' then
-  if n > 0 then redis.call('DECR', KEYS[1]) end
+-- Abuse counters (auth/attempts.rs): failed logins, refused registrations. One fixed window
+-- per key, which starts at the key's first counted failure and lasts ARGV[3] ms. The key is a
+-- hash: `f` failures counted, `p` attempts reserved and not yet settled.
+--   KEYS[1] the counter   ARGV[1] 'reserve', 'fail' or 'release'   ARGV[2] the limit
+--   ARGV[3] window, ms
+-- reserve: reserves one attempt if failures and reservations are fewer than the limit, and
+--          answers {1, 0}; at the limit it reserves nothing and answers {0, ms left}. A
+--          reservation alone starts no window: the key expires after a window only so that a
+--          reservation never settled (its function died) cannot stay.
+-- fail:    settles a reservation as a failure; the first failure starts the window.
+-- release: gives a reservation back (the attempt did not fail); a key left with nothing is
+--          deleted, so a success never leaves a window behind.
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0') or 0
+local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '0') or 0
+local window = tonumber(ARGV[3])
+if ARGV[1] == 'reserve' then
+  if f + p >= tonumber(ARGV[2]) then
+    local left = redis.call('PTTL', KEYS[1])
+    if left < 0 then
+      redis.call('PEXPIRE', KEYS[1], window)
+      left = window
+    end
+    return {0, left}
+  end
+  redis.call('HINCRBY', KEYS[1], 'p', 1)
+  if redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], window)
+  end
   return {1, 0}
 end
-if n >= tonumber(ARGV[2]) then
-  local left = redis.call('PTTL', KEYS[1])
-  if left < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[3])
-    left = tonumber(ARGV[3])
+if p > 0 then
+  redis.call('HINCRBY', KEYS[1], 'p', -1)
+  p = p - 1
+end
+if ARGV[1] == 'fail' then
+  redis.call('HINCRBY', KEYS[1], 'f', 1)
+  if f == 0 then
+    redis.call('PEXPIRE', KEYS[1], window)
   end
-  return {0, left}
+  return {1, 0}
 end
-redis.call('INCR', KEYS[1])
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  left = tonumber(ARGV[3])
+if f == 0 and p == 0 then
+  redis.call('DEL', KEYS[1])
 end
-return {1, left}
+return {1, 0}

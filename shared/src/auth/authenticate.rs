@@ -42,6 +42,7 @@ impl Authenticator {
         let at_least = AtLeast {
             id: &claims.sub,
             jwt_version: claims.jwt_version,
+            registration: claims.reg,
         };
         let (user, outcome) = self.users.find(email, Some(at_least)).await?;
         span.record("cache", outcome.as_str());

@@ -31,6 +31,12 @@ pub struct Claims {
     /// a test of "every token" checks more than one).
     #[serde(default)]
     pub jti: String,
+    /// Which registration of its email the token's user is ([`User::registration`]), so the
+    /// cache can tell an entry of an earlier user of the email from one of a later user by
+    /// the table's order, not by ids made on clocks that may disagree. Absent in tokens issued
+    /// before it existed, and for users registered before registrations were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg: Option<u64>,
 }
 
 /// A token's claims once verified, with the email in them already validated: what an
@@ -134,6 +140,7 @@ impl TokenKeys {
             iat: now,
             exp: now + self.ttl.as_secs(),
             jti: crate::domain::new_id(),
+            reg: (user.registration > 0).then_some(user.registration),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing a token: {e}")))?;
@@ -266,6 +273,7 @@ mod tests {
             name: "Ada".into(),
             jwt_version: 3,
             revision: 4,
+            registration: 0,
             created_at: "2026-01-01T00:00:00.000Z".into(),
         }
     }

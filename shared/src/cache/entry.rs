@@ -57,12 +57,27 @@ impl Revision {
         Revision("~".to_owned())
     }
 
-    /// A user's state: its id first (a later user of the email is newer), then its revision.
+    /// A user's state: `r<registration>.<revision>`, both zero-padded, so a later user of the
+    /// email is newer whatever its id (no clock in the order: [`crate::domain::Version`]). The
+    /// `r` sorts after every character a ULID starts with: an entry written before this order
+    /// (`<id>.<revision>`) never wins over one written in it.
     pub fn of_user(version: &crate::domain::Version) -> Self {
         if version.id.is_empty() {
             return Self::none();
         }
-        Revision(format!("{}.{:020}", version.id, version.revision))
+        Revision(format!(
+            "r{:020}.{:020}",
+            version.registration, version.revision
+        ))
+    }
+
+    /// The registration a user version names (`None` for another kind of version, or one
+    /// written before registrations were counted).
+    pub fn registration_of_user(version: &str) -> Option<u64> {
+        version
+            .strip_prefix('r')
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|registration| registration.parse().ok())
     }
 
     pub fn as_str(&self) -> &str {
@@ -324,17 +339,31 @@ mod tests {
         assert!(Revision::none() < Revision::at(0));
         assert!(Revision::at(9) < Revision::at(10));
         assert!(Revision::at(u64::MAX) < Revision::gone());
-        let user = |id: &str, revision| {
+        let user = |id: &str, registration, revision| {
             Revision::of_user(&crate::domain::Version {
-                id: id.into(),
+                registration,
                 revision,
+                id: id.into(),
             })
         };
-        let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
-        assert!(user(old, 2) > user(old, 1));
-        assert!(user(new, 1) > user(old, 99));
-        assert!(user(old, 1) > Revision::none());
-        assert_eq!(user("", 5), Revision::none());
+        // The later user's id sorts first (made on a clock behind): its registration decides.
+        let (old, new) = ("01J00000000000000000000000", "01H00000000000000000000000");
+        assert!(user(old, 1, 2) > user(old, 1, 1));
+        assert!(user(new, 2, 1) > user(old, 1, 99));
+        assert!(user(old, 1, 1) > Revision::none());
+        assert_eq!(user("", 1, 5), Revision::none());
+        assert!(
+            user(old, 0, 0) > Revision(format!("{}.{:020}", "7ZZZZZZZZZZZZZZZZZZZZZZZZZ", 99)),
+            "newer than any version of the order before"
+        );
+        assert_eq!(
+            Revision::registration_of_user(user(old, 7, 3).as_str()),
+            Some(7)
+        );
+        assert_eq!(
+            Revision::registration_of_user("01J0.00000000000000000003"),
+            None
+        );
     }
 
     #[test]

@@ -71,9 +71,10 @@ impl Entry {
 pub enum Cached {
     User(User),
     /// No such user; `id` names the deleted user of a tombstone, and is empty for "DynamoDB had
-    /// none".
+    /// none"; `registration` is the deleted user's, when the entry says it.
     Absent {
         id: String,
+        registration: Option<u64>,
     },
 }
 
@@ -81,10 +82,11 @@ pub enum Cached {
 #[derive(Debug)]
 pub enum Lookup {
     Found(User),
-    /// No such user: a tombstone (naming the deleted user's id), or a recent "DynamoDB has
-    /// none" (an empty id).
+    /// No such user: a tombstone (naming the deleted user's id and, when known, its
+    /// registration), or a recent "DynamoDB has none" (an empty id).
     Absent {
         id: String,
+        registration: Option<u64>,
     },
     /// Nothing usable: no entry, or one unreadable or for another email.
     Empty,
@@ -103,10 +105,15 @@ pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
     if !record.live {
         return Some(Cached::Absent {
             id: record.id.to_owned(),
+            registration: Revision::registration_of_user(record.version),
         });
     }
     match serde_json::from_str::<User>(record.body) {
-        Ok(user) if user.email == *email && user.id == record.id => Some(Cached::User(user)),
+        Ok(mut user) if user.email == *email && user.id == record.id => {
+            // The entry's version carries it (`r<registration>.<revision>`), not its JSON.
+            user.registration = Revision::registration_of_user(record.version).unwrap_or(0);
+            Some(Cached::User(user))
+        }
         Ok(_) => {
             tracing::warn!("cache entry holds another user; ignoring it");
             None
@@ -124,7 +131,7 @@ impl RedisCache {
         match self.get(&user_key(email)).await {
             Ok(Some(raw)) => match decode_entry(&raw, email) {
                 Some(Cached::User(user)) => Lookup::Found(user),
-                Some(Cached::Absent { id }) => Lookup::Absent { id },
+                Some(Cached::Absent { id, registration }) => Lookup::Absent { id, registration },
                 None => Lookup::Empty,
             },
             Ok(None) => Lookup::Empty,
@@ -149,6 +156,9 @@ impl RedisCache {
 pub struct AtLeast<'a> {
     pub id: &'a str,
     pub jwt_version: u64,
+    /// Which registration of the email the token's user is (its `reg` claim; `None` in tokens
+    /// issued before the claim existed).
+    pub registration: Option<u64>,
 }
 
 /// The users as the functions see them: the store, fronted by the cache. Clones share the
@@ -190,12 +200,16 @@ impl Users {
         let started = Instant::now();
         match self.cache.lookup(email).await {
             Lookup::Found(user)
-                if at_least.is_some_and(|t| t.outdates(&user.id, Some(user.jwt_version))) =>
+                if at_least.is_some_and(|t| {
+                    t.outdates(&user.id, Some(user.jwt_version), known(user.registration))
+                }) =>
             {
                 tracing::warn!("cache entry older than the token; reading DynamoDB");
             }
             Lookup::Found(user) => return Ok((Some(user), CacheOutcome::Hit)),
-            Lookup::Absent { id } if at_least.is_some_and(|t| t.outdates(&id, None)) => {
+            Lookup::Absent { id, registration }
+                if at_least.is_some_and(|t| t.outdates(&id, None, registration)) =>
+            {
                 tracing::warn!(
                     "cache entry names a user deleted before the token's; reading DynamoDB"
                 );
@@ -268,17 +282,33 @@ impl Users {
     }
 }
 
+/// A user's registration as the cache can use it: 0 is a user registered before registrations
+/// were counted, whose place is unknown.
+fn known(registration: u64) -> Option<u64> {
+    (registration > 0).then_some(registration)
+}
+
 impl AtLeast<'_> {
-    /// Whether an entry of user `id` (at `jwt_version`; `None` for that user's tombstone) is
-    /// provably older than what the token proves. Ids (ULIDs) and `jwtVersion`s only grow, so a
-    /// token newer than the entry means the entry missed a change: a logout whose write never
-    /// landed, or a delete and a new registration of the email. A tombstone of the token's own
-    /// user is newer than any of its tokens; "DynamoDB had none" (an empty id) proves nothing.
-    fn outdates(&self, id: &str, jwt_version: Option<u64>) -> bool {
+    /// Whether an entry of user `id` (at `jwt_version`; `None` for that user's tombstone; of
+    /// registration `registration`, when known) is provably older than what the token proves.
+    /// `jwtVersion`s only grow, and so do an email's registrations (each continues from the
+    /// tombstone of the one before), so a token newer than the entry means the entry missed a
+    /// change: a logout whose write never landed, or a delete and a new registration of the
+    /// email. A tombstone of the token's own user is newer than any of its tokens; "DynamoDB had
+    /// none" (an empty id) proves nothing. Users are compared by registration, never by their
+    /// ids' time, which is only the clock of the instance that made them; only where either
+    /// side does not know its registration (a token or an entry from before registrations were
+    /// counted) do the ids (ULIDs) decide, as before.
+    fn outdates(&self, id: &str, jwt_version: Option<u64>, registration: Option<u64>) -> bool {
         if id == self.id {
-            jwt_version.is_some_and(|cached| cached < self.jwt_version)
-        } else {
-            !id.is_empty() && id < self.id
+            return jwt_version.is_some_and(|cached| cached < self.jwt_version);
+        }
+        if id.is_empty() {
+            return false;
+        }
+        match (self.registration, registration) {
+            (Some(token), Some(entry)) => token > entry,
+            _ => id < self.id,
         }
     }
 }
@@ -288,41 +318,72 @@ mod tests {
     use super::*;
 
     fn token(id: &str, jwt_version: u64) -> AtLeast<'_> {
-        AtLeast { id, jwt_version }
+        AtLeast {
+            id,
+            jwt_version,
+            registration: None,
+        }
     }
 
     #[test]
     fn only_a_token_newer_than_the_entry_sends_the_lookup_to_dynamodb() {
         let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
-        assert!(!token(old, 2).outdates(old, Some(2)), "current");
-        assert!(!token(old, 1).outdates(old, Some(2)), "revoked token");
+        assert!(!token(old, 2).outdates(old, Some(2), None), "current");
+        assert!(!token(old, 1).outdates(old, Some(2), None), "revoked token");
         assert!(
-            token(old, 2).outdates(old, Some(1)),
+            token(old, 2).outdates(old, Some(1), None),
             "entry missed a logout"
         );
         assert!(
-            !token(old, 1).outdates(new, Some(1)),
+            !token(old, 1).outdates(new, Some(1), None),
             "token of an earlier user"
         );
         assert!(
-            !token(old, 5).outdates(new, Some(1)),
+            !token(old, 5).outdates(new, Some(1), None),
             "an earlier user's version says nothing"
         );
         assert!(
-            token(new, 1).outdates(old, Some(1)),
+            token(new, 1).outdates(old, Some(1), None),
             "entry missed a delete and re-registration"
         );
         assert!(
-            !token(old, 9).outdates(old, None),
+            !token(old, 9).outdates(old, None, None),
             "the token's own user's tombstone"
         );
         assert!(
-            token(new, 1).outdates(old, None),
+            token(new, 1).outdates(old, None, None),
             "the tombstone of an earlier user of the email"
         );
         assert!(
-            !token(new, 1).outdates("", None),
+            !token(new, 1).outdates("", None, None),
             "DynamoDB had none: proves nothing"
+        );
+    }
+
+    #[test]
+    fn registrations_decide_between_users_whatever_their_ids() {
+        // The later user's id sorts first: it was made on an instance whose clock is behind.
+        let (earlier, later) = ("01J00000000000000000000000", "01H00000000000000000000000");
+        let registered = |id, registration| AtLeast {
+            id,
+            jwt_version: 1,
+            registration: Some(registration),
+        };
+        assert!(
+            registered(later, 2).outdates(earlier, Some(1), Some(1)),
+            "entry missed a delete and re-registration"
+        );
+        assert!(
+            registered(later, 2).outdates(earlier, None, Some(1)),
+            "the tombstone of the earlier user"
+        );
+        assert!(
+            !registered(earlier, 1).outdates(later, Some(1), Some(2)),
+            "token of the earlier user: refused from the cache"
+        );
+        assert!(
+            !registered(earlier, 1).outdates(earlier, None, Some(1)),
+            "its own tombstone"
         );
     }
 }

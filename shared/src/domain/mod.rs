@@ -12,6 +12,7 @@ pub mod values;
 pub use comment::Comment;
 pub use post::{ExpectedVersion, Post, PostPatch};
 pub use user::{User, UserView, Version};
+
 pub use values::{Caption, CommentText, Email, ImageUrl, Invalid, Name, Password};
 
 /// The current instant as an RFC 3339 UTC string with millisecond precision
@@ -38,6 +39,37 @@ pub fn new_id() -> String {
         .generate()
         .unwrap_or_else(|_| ulid::Ulid::new())
         .to_string()
+}
+
+/// Where an instance reads the time for the ids it makes: the system clock, or (for tests of
+/// clock skew between instances) one running a fixed amount behind it. Nothing that orders a
+/// user's states may depend on it (`Version`): instances' clocks disagree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+    behind: std::time::Duration,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock::default()
+    }
+
+    /// A clock running `behind` the system's, as an instance's whose clock is skewed.
+    pub fn behind(behind: std::time::Duration) -> Self {
+        Clock { behind }
+    }
+
+    /// A new id ([`new_id`]) at this clock's time.
+    pub fn new_id(&self) -> String {
+        if self.behind.is_zero() {
+            return new_id();
+        }
+        let at = std::time::SystemTime::now()
+            .checked_sub(self.behind)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        ulid::Ulid::from_datetime(at).to_string()
+    }
 }
 
 /// Whether `id` could be one of ours: ids from clients are checked before they reach a key.

@@ -19,6 +19,14 @@ pub struct User {
     /// before revisions existed read as 0.
     #[serde(default)]
     pub revision: u64,
+    /// Which registration of its email this user is: 1 for the first, and one more than the
+    /// deleted user's for each registration after a delete (the delete leaves a tombstone
+    /// holding it). It orders the users of an email without any clock ([`Version`]). Users
+    /// registered before it existed read as 0 (unknown). Read from the table; never written
+    /// into JSON (the cache's entry carries it in its version, `cache::entry::Revision`, and
+    /// the store writes it beside the item's other attributes).
+    #[serde(default, skip_serializing)]
+    pub registration: u64,
     pub created_at: String,
 }
 
@@ -36,8 +44,9 @@ impl User {
     /// Where this state of the user stands among all states of its email.
     pub fn version(&self) -> Version {
         Version {
-            id: self.id.clone(),
+            registration: self.registration,
             revision: self.revision,
+            id: self.id.clone(),
         }
     }
 
@@ -45,8 +54,9 @@ impl User {
     /// any later user of the email.
     pub fn deleted(&self) -> Version {
         Version {
-            id: self.id.clone(),
+            registration: self.registration,
             revision: self.revision + 1,
+            id: self.id.clone(),
         }
     }
 }
@@ -62,22 +72,28 @@ pub struct UserView<'a> {
 }
 
 /// The order of the states an email goes through: every user of an email is newer than every
-/// state of an earlier one (ids are ULIDs, which order by creation time, and an email has one
-/// user at a time), and within one user a higher revision is newer. Compared field by field,
-/// id first, as the derived `Ord` does; the cache's compare-and-set script orders the same way.
+/// state of an earlier one (its `registration` is the earlier one's plus one: a registration
+/// continues from the tombstone the delete left in the table), and within one user a higher
+/// revision is newer. Compared field by field, registration first, then revision, as the
+/// derived `Ord` does; the cache's compare-and-set script orders the same way. No clock is in
+/// it: ids are ULIDs, which order by the clock of the instance that made them, and a
+/// re-registration on an instance whose clock is behind must still be the newer user. The id
+/// comes last, only to name the user.
 ///
 /// `Version::NONE` is older than everything: the version of "DynamoDB has no user here" when
 /// there is no deleted user to name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
-    pub id: String,
+    pub registration: u64,
     pub revision: u64,
+    pub id: String,
 }
 
 impl Version {
     pub const NONE: Version = Version {
-        id: String::new(),
+        registration: 0,
         revision: 0,
+        id: String::new(),
     };
 }
 
@@ -85,29 +101,32 @@ impl Version {
 mod tests {
     use super::*;
 
-    fn v(id: &str, revision: u64) -> Version {
+    fn v(id: &str, registration: u64, revision: u64) -> Version {
         Version {
-            id: id.into(),
+            registration,
             revision,
+            id: id.into(),
         }
     }
 
     #[test]
     fn a_later_user_is_newer_than_any_state_of_an_earlier_one() {
-        let (old, new) = ("01H00000000000000000000000", "01J00000000000000000000000");
-        assert!(v(old, 2) > v(old, 1));
-        assert!(v(new, 1) > v(old, 99));
-        assert!(v(old, 1) > Version::NONE);
-        assert!(v(old, 0) > Version::NONE, "any id beats no id");
+        // The later user's id sorts first (made on a clock behind): the registration decides.
+        let (old, new) = ("01J00000000000000000000000", "01H00000000000000000000000");
+        assert!(v(old, 1, 2) > v(old, 1, 1));
+        assert!(v(new, 2, 1) > v(old, 1, 99));
+        assert!(v(old, 1, 1) > Version::NONE);
+        assert!(v(old, 0, 0) > Version::NONE, "any id beats no id");
         let user = User {
             id: old.into(),
             email: Email::parse("a@x.io").expect("email"),
             name: "A".into(),
             jwt_version: 1,
             revision: 3,
+            registration: 1,
             created_at: "t".into(),
         };
         assert!(user.deleted() > user.version());
-        assert!(v(new, 1) > user.deleted());
+        assert!(v(new, 2, 1) > user.deleted());
     }
 }

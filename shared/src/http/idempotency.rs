@@ -7,7 +7,7 @@ use lambda_http::http::{HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 
-use super::request::body_bytes;
+use super::request::{body_bytes, MAX_BODY_BYTES};
 use super::serve::respond;
 use crate::error::AppError;
 use crate::store::{Claim, Store, StoredAnswer};
@@ -55,10 +55,15 @@ impl IdempotencyKey {
 /// What makes two requests "the same" for a key: the route, the post it names, and the body
 /// (as JSON, its members in a fixed order, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body;
 /// a body that is not JSON is compared byte for byte).
+///
+/// A body over the contract's limit is never parsed: a few MB of `[0,0,…]` would become about
+/// twenty times that in JSON values (on Managed Instances, in memory many requests share).
+/// [`idempotent`] refuses such a body before it gets here; this holds for any other caller.
 pub fn fingerprint(route: &str, post_id: Option<&str>, req: &Request) -> String {
     let bytes = body_bytes(req);
-    let canonical = serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
+    let canonical = (bytes.len() <= MAX_BODY_BYTES)
+        .then(|| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+        .flatten()
         .and_then(|v| serde_json::to_vec(&v).ok());
     let digest = Sha256::new()
         .chain_update(route.as_bytes())
@@ -74,6 +79,12 @@ pub fn fingerprint(route: &str, post_id: Option<&str>, req: &Request) -> String 
 /// as the contract says: a repeat gets the stored answer with `Idempotent-Replayed: true`, a
 /// key in use by a running request `409`, a key used for another request `422`. Every answer
 /// but `500` and `503` is kept, the errors among them too.
+///
+/// `handler` gets the id of the item it creates. With a key, the key's claim drew it, and every
+/// run of the request gets the same one: a `503` is often a write that landed and whose answer
+/// was lost, and the retry the contract lets run again writes that same id, finds the earlier
+/// run's item and answers as if it had made it, so the request never applies twice. Without a
+/// key, a new id.
 pub async fn idempotent<F, Fut>(
     store: &Store,
     req: &Request,
@@ -83,12 +94,17 @@ pub async fn idempotent<F, Fut>(
     handler: F,
 ) -> Result<Response<Body>, AppError>
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<Response<Body>, AppError>>,
 {
     let Some(key) = IdempotencyKey::from_headers(req.headers())? else {
-        return handler().await;
+        return handler(crate::domain::new_id()).await;
     };
+    // The size first, as the handler's own parse checks it: a body over the limit is `413`
+    // whatever it holds, so it is neither parsed for its fingerprint nor worth a claim.
+    if body_bytes(req).len() > MAX_BODY_BYTES {
+        return Err(AppError::PayloadTooLarge);
+    }
     let fingerprint = fingerprint(route, post_id, req);
     let claim = match store
         .claim_idempotency_key(user_id, key.as_str(), &fingerprint)
@@ -105,13 +121,15 @@ where
         Claim::InProgress => return Err(AppError::RequestInProgress),
         Claim::Reused => return Err(AppError::IdempotencyKeyReused),
     };
-    let response = respond(handler().await);
+    let response = respond(handler(claim.resource_id().to_owned()).await);
     let status = response.status();
-    let kept = if status == StatusCode::INTERNAL_SERVER_ERROR
-        || status == StatusCode::SERVICE_UNAVAILABLE
-    {
+    let kept = if status == StatusCode::SERVICE_UNAVAILABLE {
         store
             .release_idempotency_key(user_id, key.as_str(), &claim)
+            .await
+    } else if status == StatusCode::INTERNAL_SERVER_ERROR {
+        store
+            .drop_idempotency_key(user_id, key.as_str(), &claim)
             .await
     } else {
         store

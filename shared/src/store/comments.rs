@@ -58,7 +58,10 @@ impl CommentItem {
 const NOT_DELETED: &str = "attribute_not_exists(deletedAt)";
 
 /// Whether `old`, found where a new comment was to be written, is that comment, written by an
-/// earlier attempt of the same call.
+/// earlier attempt of the same call, or by an earlier run of the same request (its
+/// `Idempotency-Key` gives every run the same id). A new id is a ULID with 80 random bits, so
+/// an item with that id and author is no one else's. The time is not compared: each run reads
+/// its own clock.
 fn is_same_comment(old: &Item, comment: &Comment) -> bool {
     let text = |name: &str| match old.get(name) {
         Some(AttributeValue::S(value)) => Some(value.as_str()),
@@ -66,7 +69,7 @@ fn is_same_comment(old: &Item, comment: &Comment) -> bool {
     };
     text("id") == Some(comment.id.as_str())
         && text("authorId") == Some(comment.author_id.as_str())
-        && text("createdAt") == Some(comment.created_at.as_str())
+        && text("postId") == Some(comment.post_id.as_str())
 }
 
 /// Who removes a comment, which decides the condition of its delete.
@@ -108,10 +111,12 @@ impl Store {
             }),
             Err(e) => match refused(&e) {
                 Some(Some(old)) if is_same_comment(&old, comment) => {
-                    tracing::info!("comment written by an earlier attempt of this call");
+                    tracing::info!("comment written by an earlier attempt of this request");
+                    // Answered as that attempt wrote it (its time, its revision since).
+                    let found = from_item::<CommentItem>("comment", old)?;
                     Ok(Stored {
-                        item: item.comment,
-                        rev: item.rev,
+                        item: found.comment,
+                        rev: found.rev,
                     })
                 }
                 _ => Err(classify("PutItem comment", e)),

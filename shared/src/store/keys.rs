@@ -24,6 +24,7 @@ use crate::domain::Email;
 
 pub(super) const USER_PREFIX: &str = "USER#";
 pub(super) const PROFILE: &str = "PROFILE";
+pub(super) const USER_TOMBSTONE: &str = "TOMBSTONE";
 pub(super) const POST_PREFIX: &str = "POST#";
 pub(super) const POST_SK: &str = "POST";
 pub(super) const COMMENT_PREFIX: &str = "COMMENT#";
@@ -79,6 +80,12 @@ pub fn user_pk(email: &Email) -> String {
 /// The primary key of `email`'s user.
 pub fn user_key(email: &Email) -> Key {
     primary_key(user_pk(email), PROFILE)
+}
+
+/// The key of the tombstone `email`'s last deleted user left: which registration of the email
+/// it was, so the next registration continues from it (`super::users`).
+pub fn user_tombstone_key(email: &Email) -> Key {
+    primary_key(user_pk(email), USER_TOMBSTONE)
 }
 
 /// A post's partition: the post item, and (legacy layout) its comments.

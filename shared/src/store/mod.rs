@@ -32,7 +32,7 @@ pub use dynamo::client_from_config;
 pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, RECORD_LIFETIME};
 pub use migrate::Moved;
 pub use upkeep::{Change, CommentState, Settled, Swept};
-pub use users::{is_user_key, user_from_image, NewUser};
+pub use users::{is_user_key, user_from_image, NewUser, TOMBSTONE_LIFETIME, USER_ATTRIBUTES};
 
 /// How a call to the table failed, in the store's own terms; `crate::error` says what each
 /// means for a client.

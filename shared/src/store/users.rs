@@ -12,10 +12,20 @@ use serde::{Deserialize, Serialize};
 use super::dynamo::{
     classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN,
 };
-use super::keys::{user_key, user_pk, PROFILE, USER_PREFIX};
+use super::keys::{user_key, user_pk, user_tombstone_key, PROFILE, USER_PREFIX};
 use super::Store;
 use super::StoreError;
 use crate::domain::{Email, User};
+
+/// How long an email's tombstone stays in the table (DynamoDB's TTL, `expiresAt`): far past any
+/// cache entry's life (`CACHE_TTL_SECONDS`, at most a day), so no registration of the email can
+/// start its count over while the cache may still hold a deleted user of it.
+pub const TOMBSTONE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3_600);
+
+/// What the cache needs of a user item: never the password hash (`#name` is `name`, a
+/// reserved word). The posts and comments functions' roles may read no more
+/// (`template.yaml`, `dynamodb:Attributes`).
+pub const USER_ATTRIBUTES: &str = "id, email, #name, jwtVersion, revision, registration, createdAt";
 
 /// The stored user: the public fields plus the password hash, which never leaves this module
 /// except to the login check.
@@ -43,12 +53,6 @@ enum UserUpdate {
 }
 
 impl Store {
-    /// Reads a user with a strongly consistent read, so a logout or delete that has just
-    /// succeeded is seen by the very next cache miss.
-    pub async fn get_user(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        Ok(self.get_user_item(email).await?.map(|item| item.user))
-    }
-
     /// The user and its password hash, for login only.
     pub async fn get_user_with_hash(
         &self,
@@ -58,6 +62,24 @@ impl Store {
             .get_user_item(email)
             .await?
             .map(|item| (item.user, item.password_hash)))
+    }
+
+    /// Reads a user with a strongly consistent read, so a logout or delete that has just
+    /// succeeded is seen by the very next cache miss. Only what the cache needs is read
+    /// ([`USER_ATTRIBUTES`]): never the password hash.
+    pub async fn get_user(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(user_key(email)))
+            .consistent_read(true)
+            .projection_expression(USER_ATTRIBUTES)
+            .expression_attribute_names("#name", "name")
+            .send()
+            .await
+            .map_err(|e| classify("GetItem user", e))?;
+        out.item.map(|item| from_item("user", item)).transpose()
     }
 
     async fn get_user_item(&self, email: &Email) -> Result<Option<UserItem>, StoreError> {
@@ -73,22 +95,81 @@ impl Store {
         out.item.map(|item| from_item("user", item)).transpose()
     }
 
-    /// Creates a user; of two registrations of one email, exactly one wins (`email_taken`).
-    ///
-    /// A retried attempt finds the item its own first attempt wrote: the item holds this
-    /// registration's user id (a new ULID), so that is a success, not `email_taken`.
-    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let item = UserItem {
-            pk: user_pk(&new.user.email),
-            sk: PROFILE.to_owned(),
-            user: new.user,
-            password_hash: new.password_hash,
-        };
+    /// The registration of `email`'s last deleted user (0 when none is known), read strongly
+    /// consistent: a registration takes the next one.
+    async fn last_registration(&self, email: &Email) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(user_tombstone_key(email)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem user tombstone", e))?;
+        Ok(
+            match out.item.as_ref().and_then(|item| item.get("registration")) {
+                Some(AttributeValue::N(n)) => n
+                    .parse()
+                    .map_err(|_| StoreError::Internal("user tombstone: registration".into()))?,
+                _ => 0,
+            },
+        )
+    }
+
+    /// Writes `email`'s tombstone for `user`, before its delete: which registration of the
+    /// email it is. Never goes back to an earlier registration (a delete authenticated as an
+    /// earlier user of the email changes nothing).
+    async fn leave_tombstone(&self, user: &User) -> Result<(), StoreError> {
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            + TOMBSTONE_LIFETIME;
+        let mut item = user_tombstone_key(&user.email);
+        item.insert("id".into(), s(&user.id));
+        item.insert("registration".into(), n(user.registration));
+        item.insert("expiresAt".into(), n(expires.as_secs()));
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item("user", &item)?))
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR registration <= :registration")
+            .expression_attribute_values(":registration", n(user.registration))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later registration's tombstone: the delete that follows will be refused.
+            Err(e) if refused(&e).is_some() => Ok(()),
+            Err(e) => Err(classify("PutItem user tombstone", e)),
+        }
+    }
+
+    /// Creates a user; of two registrations of one email, exactly one wins (`email_taken`).
+    ///
+    /// A retried attempt finds the item its own first attempt wrote: the item holds this
+    /// registration's user id (a new ULID), so that is a success, not `email_taken`.
+    ///
+    /// The user's `registration` is one more than the email's last deleted user's, so it is
+    /// newer than every state of that user whatever the clocks that made their ids.
+    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let mut user = new.user;
+        user.registration = self.last_registration(&user.email).await? + 1;
+        let item = UserItem {
+            pk: user_pk(&user.email),
+            sk: PROFILE.to_owned(),
+            user,
+            password_hash: new.password_hash,
+        };
+        let mut attributes = to_item("user", &item)?;
+        // Not among `User`'s serialized fields (it is kept out of every JSON copy of a user).
+        attributes.insert("registration".into(), n(item.user.registration));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attributes))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -187,6 +268,7 @@ impl Store {
     /// answer was lost, or a concurrent delete) left the state the caller asked for. Its
     /// deletion's version is then the one `user` implies.
     pub async fn delete_user(&self, user: &User) -> Result<User, StoreError> {
+        self.leave_tombstone(user).await?;
         let result = self
             .client
             .delete_item()

@@ -313,3 +313,87 @@ async fn logins_without_a_source_ip_share_one_bucket_and_are_still_limited() {
         "a real IP is its own"
     );
 }
+
+/// Issue 23, item 3: a window starts at its first failure (API.md). A success reserves an
+/// attempt on its IP's counter before the check; it must not start that IP's window, so
+/// failures that come later get a whole window, not what is left of one that began at the
+/// success. Timing is measured, not bounded: whatever the failures take, the window the
+/// refusal reports must reach past `window - (time since the first failure started)`.
+#[tokio::test]
+async fn a_success_does_not_start_its_ips_window_a_first_failure_does() {
+    let window = Duration::from_secs(6);
+    let env = TestEnv::with_config(|c| {
+        c.login_limits.per_ip = 3;
+        c.login_limits.window = window;
+    })
+    .await;
+    let email = registered(&env, "EarlySuccess").await;
+    let ip = "203.0.113.90";
+    assert_eq!(env.send(login(&email, PASSWORD, ip)).await.status, 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let first_failure = std::time::Instant::now();
+    for n in 0..3 {
+        env.send(wrong(&unique_email(&format!("spray{n}")), ip))
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    let res = env.send(wrong(&unique_email("spray-more"), ip)).await;
+    let since_first = first_failure.elapsed();
+    let retry_after = assert_too_many(&res, window.as_secs());
+    assert!(
+        Duration::from_secs(retry_after) + since_first >= window,
+        "Retry-After {retry_after} s, {since_first:?} after the first failure: the window \
+         started before it"
+    );
+}
+
+/// Issue 23, item 7 (API.md, "Abuse limits"): 20 registrations refused because the
+/// email is taken, from one IP within 15 minutes, then `429` with `Retry-After` for any email
+/// from that IP; successes do not count; other IPs are not affected.
+#[tokio::test]
+async fn twenty_refused_registrations_lock_that_ip_out_of_registering() {
+    let env = TestEnv::new().await;
+    let register = |email: &str, ip: &str| {
+        ApiRequest::post("/users").from_ip(ip).json(json!({
+            "email": email, "name": "Probe", "password": PASSWORD
+        }))
+    };
+    let ip = "203.0.113.100";
+    let taken = unique_email("taken");
+    // Successful registrations from the IP are not counted.
+    assert_eq!(env.send(register(&taken, ip)).await.status, 201);
+    for n in 0..3 {
+        let fresh = unique_email(&format!("fresh{n}"));
+        assert_eq!(env.send(register(&fresh, ip)).await.status, 201);
+    }
+    for attempt in 1..=20 {
+        let res = env.send(register(&taken, ip)).await;
+        assert_eq!(
+            res.error_code(),
+            Some("email_taken"),
+            "refusal {attempt}: {}",
+            res.raw_body
+        );
+    }
+    let retry_after = assert_too_many(&env.send(register(&taken, ip)).await, 900);
+    assert!(
+        retry_after > 880,
+        "the window started moments ago: {retry_after}"
+    );
+    // Whatever the email: probing stops for the IP.
+    assert_too_many(&env.send(register(&unique_email("new"), ip)).await, 900);
+    // Another IP is not affected.
+    assert_eq!(
+        env.send(register(&taken, "198.51.100.100"))
+            .await
+            .error_code(),
+        Some("email_taken")
+    );
+    assert_eq!(
+        env.send(register(&unique_email("elsewhere"), "198.51.100.100"))
+            .await
+            .status,
+        201
+    );
+}

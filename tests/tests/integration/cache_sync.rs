@@ -540,6 +540,7 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
         name: "Ada Lovelace".into(),
         jwt_version: 2,
         revision: 2,
+        registration: 0,
         created_at: "2026-12-02T00:00:00.000Z".into(),
     };
     env.app

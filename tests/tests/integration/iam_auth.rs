@@ -174,6 +174,7 @@ fn a_user() -> (Email, Entry) {
         name: "Iam".into(),
         jwt_version: 1,
         revision: 1,
+        registration: 0,
         created_at: "2026-01-01T00:00:00Z".into(),
     };
     (Email::parse(&email).expect("email"), Entry::User(user))

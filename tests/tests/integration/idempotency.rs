@@ -436,3 +436,57 @@ async fn a_server_error_500_is_not_kept_and_a_retry_with_the_key_runs_again() {
     );
     assert_eq!(env.comment_count(&token, &post).await, 1);
 }
+
+/// Issue 23, item 1: a create whose write landed and whose every answer was lost is a `503`
+/// (its key given back, as the contract says); the retry with the key must find that write and
+/// answer as if it had made it, not create a second item. The proxy lets DynamoDB apply the
+/// write and drops the answer of each of the SDK's attempts.
+#[tokio::test]
+async fn a_create_whose_every_answer_was_lost_is_not_applied_twice_by_the_retry_with_its_key() {
+    let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
+    let (token, _) = env.new_user("LostTwice").await;
+
+    // A comment: one `PutItem` of the comment item, two attempts, both answers lost.
+    let post = id_of(&env.new_post(&token, "p").await);
+    proxy.lose_answers("PutItem|COMMENT#", 2);
+    env.send(add_comment(&token, "lost", &post, "once"))
+        .await
+        .assert_error(503, "service_unavailable");
+    assert_eq!(proxy.lost().len(), 2, "both attempts reached DynamoDB");
+    let retry = env.send(add_comment(&token, "lost", &post, "once")).await;
+    assert_eq!(retry.status, 201, "{}", retry.raw_body);
+    assert_eq!(retry.body["text"], "once");
+    assert_replay_of(
+        &env.send(add_comment(&token, "lost", &post, "once")).await,
+        &retry,
+    );
+    env.settle().await;
+    let listed = env
+        .send(ApiRequest::get(&format!("/posts/{post}/comments")).bearer(&token))
+        .await;
+    let ids: Vec<&str> = listed.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, [retry.body["id"].as_str().expect("id")], "one comment");
+    assert_eq!(env.comment_count(&token, &post).await, 1);
+
+    // A post alike: its `PutItem` (the one holding its feed keys) applied, both answers lost.
+    proxy.lose_answers("PutItem|feedpk", 2);
+    env.send(create_post(&token, "lost-post", "once"))
+        .await
+        .assert_error(503, "service_unavailable");
+    let retry = env.send(create_post(&token, "lost-post", "once")).await;
+    assert_eq!(retry.status, 201, "{}", retry.raw_body);
+    assert_eq!(
+        feed_len(&env, &token).await,
+        2,
+        "the first post and this one"
+    );
+    let location = retry.header("location").expect("a Location").to_owned();
+    let read = env.send(ApiRequest::get(&location).bearer(&token)).await;
+    assert_eq!(read.status, 200, "{}", read.raw_body);
+    assert_eq!(read.body["caption"], "once");
+}

@@ -263,6 +263,7 @@ impl World {
                     name: "Fresh".into(),
                     jwt_version: 1,
                     revision: 1,
+                    registration: 0,
                     created_at: now_rfc3339(),
                 };
                 match app

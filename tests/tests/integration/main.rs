@@ -6,6 +6,7 @@
 
 mod abuse_limits;
 mod bad_input;
+mod body_memory;
 mod cache_aside;
 mod cache_script;
 mod cache_sync;
@@ -30,6 +31,7 @@ mod scale;
 mod security;
 mod slot_migration;
 mod smoke;
+mod stream_errors;
 mod stream_poller;
 mod template;
 mod tokens;

@@ -50,6 +50,7 @@ async fn people(env: &TestEnv, n: usize) -> Vec<Person> {
             name: format!("Loop {i}"),
             jwt_version: 1,
             revision: 1,
+            registration: 0,
             created_at: now_rfc3339(),
         };
         let user = env

@@ -2491,9 +2491,8 @@ fn idempotency_records_expire_by_ttl_and_outlive_any_request() {
 #[test]
 fn the_login_limits_are_parameters_with_the_contracts_defaults() {
     let t = raw_template();
-    let defaults = shared::config::Config::from_lookup(|_| None)
-        .expect("defaults")
-        .login_limits;
+    let config = shared::config::Config::from_lookup(|_| None).expect("defaults");
+    let (defaults, registration) = (config.login_limits, config.registration_limits);
     let env = environment(&t, "UsersFunction");
     for (variable, parameter, default) in [
         (
@@ -2510,6 +2509,16 @@ fn the_login_limits_are_parameters_with_the_contracts_defaults() {
             "LOGIN_FAILURE_WINDOW_SECONDS",
             "LoginFailureWindowSeconds",
             defaults.window.as_secs(),
+        ),
+        (
+            "REGISTRATION_MAX_REFUSALS_PER_IP",
+            "RegistrationMaxRefusalsPerIp",
+            u64::from(registration.per_ip),
+        ),
+        (
+            "REGISTRATION_REFUSAL_WINDOW_SECONDS",
+            "RegistrationRefusalWindowSeconds",
+            registration.window.as_secs(),
         ),
     ] {
         assert_eq!(ref_name(&env[variable]), Some(parameter), "{variable}");

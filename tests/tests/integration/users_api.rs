@@ -670,3 +670,55 @@ async fn a_change_authenticated_as_an_earlier_user_of_the_email_leaves_the_new_u
         .await
         .assert_error(401, "unauthorized");
 }
+
+/// Issue 23, item 5: clock skew must fail closed. A user's delete answers while its tombstone
+/// never reaches the cache (the instance's Redis is gone), and before any stream sync the email
+/// is registered again on an instance whose clock runs an hour behind, so the new user's id (a
+/// ULID) sorts before the deleted one's. Then the stream sync runs. The deleted user's token
+/// must be refused, and the new user's accepted: the order of an email's states may not depend
+/// on any instance's clock.
+#[tokio::test]
+async fn a_re_registration_on_a_clock_behind_after_a_lost_tombstone_fails_closed() {
+    let env = TestEnv::new().await;
+    let (old_token, old_user) = env.new_user("Skewed").await;
+    let email = old_user["email"].as_str().expect("email").to_owned();
+    assert_eq!(env.me(&old_token).await.status, 200, "cached");
+
+    let no_redis = format!("redis://127.0.0.1:{}", integration_tests::closed_port());
+    let cut_off = env.instance(&no_redis);
+    let deleted =
+        integration_tests::send_to(&cut_off, ApiRequest::delete("/users/me").bearer(&old_token))
+            .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.raw_body);
+
+    let mut behind = env.instance(&env.redis.url());
+    behind.clock = shared::domain::Clock::behind(std::time::Duration::from_secs(3_600));
+    let again = integration_tests::send_to(
+        &behind,
+        ApiRequest::post("/users").json(json!({
+            "email": email, "name": "Again", "password": PASSWORD
+        })),
+    )
+    .await;
+    assert_eq!(again.status, 201, "{}", again.raw_body);
+    let (old_id, new_id) = (
+        old_user["id"].as_str().expect("id"),
+        again.body["id"].as_str().expect("id"),
+    );
+    assert!(
+        new_id < old_id,
+        "the skew is real: {new_id} sorts before {old_id}"
+    );
+
+    env.settle().await;
+    env.me(&old_token).await.assert_error(401, "unauthorized");
+    integration_tests::send_to(&behind, ApiRequest::me().bearer(&old_token))
+        .await
+        .assert_error(401, "unauthorized");
+
+    let login = env.login(&email).await;
+    assert_eq!(login.status, 200, "{}", login.raw_body);
+    let token = login.body["token"].as_str().expect("token");
+    let me = env.me(token).await;
+    assert_eq!((me.status, me.body["id"].as_str()), (200, Some(new_id)));
+}
