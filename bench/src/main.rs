@@ -1,5 +1,5 @@
 //! `bench [--smoke] [--only PART] [--bin-dir DIR] [--lambda-dir DIR] [--baseline-dir DIR]
-//! [--charts DIR] [--perf-dir DIR]`: the benchmark of the README.
+//! [--charts DIR] [--perf-dir DIR]`: the benchmark of BENCHMARKS.md.
 //!
 //! Runs against real services it starts itself (a `redis-server`, dynoxide) and prints every
 //! figure as one JSON line (`{"name", "value", "unit", "goal"}`), then a table. Figures that

@@ -87,7 +87,7 @@ pub struct TableConfig {
     pub dynamodb_attempts: u32,
     /// Whether the table may still hold items of the legacy layout (`LEGACY_LAYOUT`, `true`
     /// unless set `false`): lists then read its partitions too. Set `false` once
-    /// `tools/migrate-layout` has moved them (README, "Data model").
+    /// `tools/migrate-layout` has moved them (docs/architecture.md, "Data model").
     pub legacy_layout: bool,
 }
 

@@ -1,6 +1,7 @@
-//! The table's keys, in one place: every item's `pk`/`sk` and the feed index's keys (the
-//! README's "Data model"). IAM policies name the same prefixes (`template.yaml`). The key of
-//! each kind of item is public, so tests that read the table directly build it the same way.
+//! The table's keys, in one place: every item's `pk`/`sk` and the feed index's keys
+//! (docs/architecture.md, "Data model"). IAM policies name the same prefixes (`template.yaml`).
+//! The key of each kind of item is public, so tests that read the table directly build it the
+//! same way.
 //!
 //! Two kinds of list are spread over several partition key values, because one value is one
 //! DynamoDB partition and a partition takes at most 1,000 WCU/s and 3,000 RCU/s (BENCHMARKS.md,

@@ -1,5 +1,5 @@
-//! Moving a table's legacy items into the current layout (the README's "Data model"), a page of
-//! a scan at a time, resumable from where it stopped, with nothing lost on the way:
+//! Moving a table's legacy items into the current layout (docs/architecture.md, "Data model"), a
+//! page of a scan at a time, resumable from where it stopped, with nothing lost on the way:
 //!
 //! - a legacy post (in the one partition `FEED` of `gsi1`) gets its feed shard's keys
 //!   (`feedpk`, `feedsk`) and loses `gsi1`'s, in one conditional update;

@@ -1,6 +1,6 @@
 //! DynamoDB: the source of truth for users, posts and comments, in one table.
 //!
-//! Single-table design (see the README's "Data model"; the keys are in [`keys`]):
+//! Single-table design (see docs/architecture.md, "Data model"; the keys are in [`keys`]):
 //!
 //! | item    | `pk`                  | `sk`                  | `feedpk`      | `feedsk`   |
 //! |---------|-----------------------|-----------------------|---------------|------------|
@@ -85,8 +85,8 @@ pub struct Page<T> {
 pub struct Store {
     client: Client,
     table: String,
-    /// Whether the table may still hold items of the legacy layout (the README's "Data
-    /// model"), which lists then read too.
+    /// Whether the table may still hold items of the legacy layout (docs/architecture.md,
+    /// "Data model"), which lists then read too.
     legacy_layout: bool,
 }
 

@@ -4,10 +4,11 @@
 //! Manager (moto's server) and reaches a `redis-server` that speaks only TLS with a certificate
 //! from a throwaway CA and wants that token. Then the contract's requests go through it.
 //!
-//! And the ways it fails, each as the README says: a wrong certificate or a wrong token leave
-//! the init alive and every request served from DynamoDB within the Redis timeout, with a log
-//! line naming the cause; an unreachable or silent Secrets Manager ends the init within seconds
-//! (not Lambda's 10 s init limit), with a log line naming the secret.
+//! And the ways it fails, each as docs/architecture.md says ("How a misconfigured instance
+//! fails"): a wrong certificate or a wrong token leave the init alive and every request served
+//! from DynamoDB within the Redis timeout, with a log line naming the cause; an unreachable or
+//! silent Secrets Manager ends the init within seconds (not Lambda's 10 s init limit), with a
+//! log line naming the secret.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

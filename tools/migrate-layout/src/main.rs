@@ -1,8 +1,8 @@
-//! `migrate-layout`: moves the table's legacy items into the current layout (README, "Data
-//! model"), resumably. The table and its client come from the functions' own variables
-//! (`TABLE_NAME`, `DYNAMODB_ENDPOINT`, the AWS credentials); the progress is kept in
-//! `--checkpoint FILE` (default `migrate-layout.checkpoint`). When it says "done", set the
-//! stack's `LegacyLayout` parameter to `false`.
+//! `migrate-layout`: moves the table's legacy items into the current layout
+//! (docs/architecture.md, "Data model"), resumably. The table and its client come from the
+//! functions' own variables (`TABLE_NAME`, `DYNAMODB_ENDPOINT`, the AWS credentials); the
+//! progress is kept in `--checkpoint FILE` (default `migrate-layout.checkpoint`). When it says
+//! "done", set the stack's `LegacyLayout` parameter to `false`.
 
 use std::path::PathBuf;
 
