@@ -149,13 +149,19 @@ async fn logout(app: &App, token: &str) {
 
 #[tokio::test]
 async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens() {
-    let env = TestEnv::in_mode(CacheMode::Cluster, |_| {}).await;
+    // A redirect followed is a hit; one not followed is an error at once, not a timeout. So the
+    // bound on each call is long here: on a loaded machine a slow hit must not pass for a
+    // redirect turned into a fallback (the test checks that none falls back).
+    let patient = |c: &mut shared::config::Config| {
+        c.cache.redis_timeout = std::time::Duration::from_secs(2);
+    };
+    let env = TestEnv::in_mode(CacheMode::Cluster, patient).await;
     let TestRedis::Cluster(cluster) = &env.redis else {
         panic!("a cluster")
     };
     let timeout = env.app.config.cache.redis_timeout;
     // Instance B: its own cluster connection, also redirected mid-run.
-    let b = env.instance(&env.redis.url());
+    let b = env.instance_with(&env.redis.url(), patient);
 
     let (token, user) = env.new_user("Resharded").await;
     let email = user["email"].as_str().expect("email").to_owned();
