@@ -10,6 +10,7 @@
 //!   deserializer into the function handlers.
 
 pub mod bounds;
+pub mod cache_state;
 pub mod contract;
 pub mod dynamo;
 pub mod dynamo_proxy;
@@ -120,12 +121,16 @@ impl TestEnv {
     }
 
     /// Sends a request through the function that serves its path, as API Gateway would.
+    /// In this run's [`CacheState`](cache_state::CacheState): with the cache emptied first
+    /// when the state is `empty`.
     pub async fn send(&self, request: ApiRequest) -> ApiResponse {
+        cache_state::before_request(cache_state::test_cache_state(), &self.redis).await;
         send_to(&self.app, request).await
     }
 
     /// Deserializes a raw event with `lambda_http` and runs it through the right handler.
     pub async fn invoke_event(&self, event: &str, path: &str) -> ApiResponse {
+        cache_state::before_request(cache_state::test_cache_state(), &self.redis).await;
         invoke_event(&self.app, event, path).await
     }
 
@@ -137,8 +142,10 @@ impl TestEnv {
     }
 
     /// The same, with the test's own tweaks to that instance's configuration.
+    /// In this run's [`CacheState`](cache_state::CacheState): no Redis at all when it is `down`.
     pub fn instance_with(&self, redis_url: &str, tweak: impl FnOnce(&mut Config)) -> App {
-        let mut config = self.config_for(redis_url);
+        let state = cache_state::test_cache_state();
+        let mut config = self.config_for(&cache_state::app_redis_url(state, redis_url));
         tweak(&mut config);
         let client = dynamo::client_for(&self.dynamo.endpoint, None);
         App::build(config, client, Secret::new(TEST_SECRET), None).expect("app builds")
@@ -375,6 +382,11 @@ impl<'a> WorldBuilder<'a> {
             test_config(&redis.url(), endpoint)
         };
         redis.configure(&mut config.cache);
+        let state = cache_state::test_cache_state();
+        if state == cache_state::CacheState::Down {
+            let url = cache_state::app_redis_url(state, &redis.url());
+            config.cache.redis_url = shared::config::RedisUrl::parse(&url).expect("a Redis URL");
+        }
         let mut client = dynamo::client_for(endpoint, Some(dynamo.calls.clone()))
             .config()
             .to_builder();
