@@ -12,11 +12,11 @@
 //! were counted when they were written; they are read, edited and removed where they are.
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, returned, s, to_item, written_by, Item, NOT_YET_WRITTEN,
+    classify, from_item, n, refused, returned, s, text, to_item, written_by, Item, NOT_YET_WRITTEN,
     WRITE_TOKEN,
 };
 use super::keys::{
@@ -63,13 +63,9 @@ const NOT_DELETED: &str = "attribute_not_exists(deletedAt)";
 /// an item with that id and author is no one else's. The time is not compared: each run reads
 /// its own clock.
 fn is_same_comment(old: &Item, comment: &Comment) -> bool {
-    let text = |name: &str| match old.get(name) {
-        Some(AttributeValue::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    text("id") == Some(comment.id.as_str())
-        && text("authorId") == Some(comment.author_id.as_str())
-        && text("postId") == Some(comment.post_id.as_str())
+    text(old, "id") == Some(comment.id.as_str())
+        && text(old, "authorId") == Some(comment.author_id.as_str())
+        && text(old, "postId") == Some(comment.post_id.as_str())
 }
 
 /// Who removes a comment, which decides the condition of its delete.
@@ -145,7 +141,7 @@ impl Store {
     ) -> Result<Option<(Key, CommentItem)>, StoreError> {
         for key in self.comment_keys(post_id, comment_id) {
             if let Some(item) = self
-                .get_item::<CommentItem>("comment", "GetItem comment", key.clone(), true)
+                .get_item::<CommentItem>("comment", "GetItem comment", key.clone(), None)
                 .await?
             {
                 return Ok(Some((key, item)));

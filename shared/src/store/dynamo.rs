@@ -1,4 +1,8 @@
-//! Building the DynamoDB client, key helpers and SDK error classification.
+//! What every store shares of DynamoDB: the client, the one way to read an item
+//! ([`Store::get_item`](super::Store::get_item), [`Store::batch_get`](super::Store::batch_get)),
+//! to read back what a write returned ([`returned`]) and to decode an item ([`from_item`]);
+//! attribute values, write tokens and conditional refusals, transactions, and SDK errors mapped
+//! to [`StoreError`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -204,45 +208,124 @@ where
     }
 }
 
+/// The attributes a read returns of an item: a `ProjectionExpression`, and the `#name`s it
+/// uses for reserved words.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Projection {
+    pub(super) expression: &'static str,
+    pub(super) names: &'static [(&'static str, &'static str)],
+}
+
 impl super::Store {
-    /// The item under `key`, decoded: the one way the stores read a single item. A strongly
-    /// consistent read (`consistent`) sees every write answered before it was sent.
+    /// The item under `key`, decoded: the one way the stores read a single item. The read is
+    /// strongly consistent, so it sees every write answered before it was sent; with
+    /// `projection`, it returns only the attributes that names.
     pub(super) async fn get_item<T: serde::de::DeserializeOwned>(
         &self,
         what: &'static str,
         operation: &'static str,
         key: super::keys::Key,
-        consistent: bool,
+        projection: Option<Projection>,
     ) -> Result<Option<T>, StoreError> {
-        let out = self
+        let mut read = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key))
-            .consistent_read(consistent)
-            .send()
-            .await
-            .map_err(|e| classify(operation, e))?;
+            .consistent_read(true);
+        if let Some(projection) = projection {
+            read = read.projection_expression(projection.expression);
+            for (placeholder, name) in projection.names {
+                read = read.expression_attribute_names(*placeholder, *name);
+            }
+        }
+        let out = read.send().await.map_err(|e| classify(operation, e))?;
         out.item.map(|item| from_item(what, item)).transpose()
+    }
+
+    /// Every item of `keys` that exists, reading again what DynamoDB leaves unprocessed: the
+    /// one way the stores read many items by key.
+    pub(super) async fn batch_get(
+        &self,
+        keys: Vec<super::keys::Key>,
+        consistent: bool,
+        operation: &'static str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        let mut pending = Some(
+            aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| StoreError::Internal(format!("building {operation}: {e}")))?,
+        );
+        let mut backoff = std::time::Duration::from_millis(10);
+        for _ in 0..8 {
+            let Some(request) = pending.take() else {
+                return Ok(items);
+            };
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| classify(operation, e))?;
+            items.extend(
+                out.responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut tables| tables.remove(&self.table))
+                .filter(|left| !left.keys().is_empty());
+            if pending.is_some() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_millis(200));
+            }
+        }
+        match pending {
+            None => Ok(items),
+            Some(_) => Err(StoreError::Unavailable(format!(
+                "{operation}: keys left unprocessed"
+            ))),
+        }
     }
 }
 
-/// The item a write returned (`ReturnValues`), decoded; a write that returned none when it was
-/// asked to is a server fault. The one way the stores read back what they wrote.
+/// The item a write returned (`ReturnValues`); a write that returned none when it was asked to
+/// is a server fault.
+pub(super) fn returned_item(
+    operation: &'static str,
+    attributes: Option<Item>,
+) -> Result<Item, StoreError> {
+    attributes.ok_or_else(|| StoreError::Internal(format!("{operation}: no attributes returned")))
+}
+
+/// The item a write returned, decoded: the one way the stores read back what they wrote.
 pub(super) fn returned<T: serde::de::DeserializeOwned>(
     what: &'static str,
     operation: &'static str,
     attributes: Option<Item>,
 ) -> Result<T, StoreError> {
-    let item = attributes
-        .ok_or_else(|| StoreError::Internal(format!("{operation}: no attributes returned")))?;
-    from_item(what, item)
+    from_item(what, returned_item(operation, attributes)?)
 }
 
-/// Decodes an item, treating a malformed one as a server fault (it is our data).
+/// A string attribute of an item as DynamoDB sent it (a condition's refusal, a key-only
+/// page), without decoding the rest.
+pub(super) fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value),
+        _ => None,
+    }
+}
+
+/// Decodes an item (as the SDK or a stream record holds it), treating a malformed one as a
+/// server fault (it is our data).
 pub(super) fn from_item<T: serde::de::DeserializeOwned>(
     what: &'static str,
-    item: Item,
+    item: impl Into<serde_dynamo::Item>,
 ) -> Result<T, StoreError> {
     serde_dynamo::from_item(item)
         .map_err(|e| StoreError::Internal(format!("unreadable {what} item: {e}")))

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::dynamo::{classify, n, refused, s, Item};
+use super::dynamo::{classify, n, refused, returned_item, s, text, Item};
 use super::keys::idempotency_key as record_key;
 use super::Store;
 use super::StoreError;
@@ -83,13 +83,6 @@ fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Some(value),
-        _ => None,
-    }
 }
 
 /// The answer a finished record holds; `None` while it runs (or if it is unreadable).
@@ -212,7 +205,10 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(out) => acquired(claim, &out.attributes.unwrap_or_default()),
+            Ok(out) => acquired(
+                claim,
+                &returned_item("UpdateItem idempotency take-over", out.attributes)?,
+            ),
             Err(e) => match refused(&e) {
                 // This call's own first attempt took it over (its answer was lost).
                 Some(Some(old)) if text(&old, "claim") == Some(claim.as_str()) => {

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::dynamo::s;
 use crate::domain::Email;
 
 pub(super) const USER_PREFIX: &str = "USER#";
@@ -167,8 +166,12 @@ pub fn idempotency_key(user_id: &str, idempotency_key: &str) -> Key {
     )
 }
 
-fn primary_key(pk: String, sk: impl Into<String>) -> Key {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+/// The key of the item `pk`, `sk`.
+pub(super) fn primary_key(pk: String, sk: impl Into<String>) -> Key {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk.into())),
+    ])
 }
 
 #[cfg(test)]

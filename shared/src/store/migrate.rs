@@ -14,7 +14,7 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
-use super::dynamo::{classify, n, s, transact, Item, Transaction};
+use super::dynamo::{classify, n, s, text, transact, Item, Transaction};
 use super::keys::{
     comment_of_key, comment_pk, feed_pk, Key, FEED_PK, FEED_SK, LEGACY_FEED_PK, LEGACY_FEED_SK,
     POST_SK,
@@ -52,7 +52,10 @@ impl Store {
         let mut moved = Moved::default();
         for item in out.items.unwrap_or_default() {
             moved.scanned += 1;
-            let (Some(pk), Some(sk)) = (text(&item, "pk"), text(&item, "sk")) else {
+            let (Some(pk), Some(sk)) = (
+                text(&item, "pk").map(str::to_owned),
+                text(&item, "sk").map(str::to_owned),
+            ) else {
                 continue;
             };
             if sk == POST_SK && text(&item, LEGACY_FEED_PK).is_some() {
@@ -152,12 +155,5 @@ impl Store {
                 ))
             }
         }
-    }
-}
-
-fn text(item: &Item, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Some(value.clone()),
-        _ => None,
     }
 }

@@ -8,13 +8,11 @@
 //! the `upkeep` function from the table's stream (`super::upkeep`), not by the comment's own
 //! write, so a popular post's comments never queue on the post item.
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, returned, s, to_item, written_by, Item, NOT_YET_WRITTEN,
+    classify, from_item, n, refused, returned, s, text, to_item, written_by, Item, NOT_YET_WRITTEN,
     WRITE_TOKEN,
 };
 use super::keys::{
@@ -55,9 +53,10 @@ fn explain_refusal(old: Option<Item>, user_id: &str) -> StoreError {
     let Some(old) = old else {
         return StoreError::NotFound("post");
     };
-    match old.get("authorId") {
-        Some(AttributeValue::S(author)) if author == user_id => StoreError::VersionMismatch,
-        _ => StoreError::NotAuthor,
+    if text(&old, "authorId") == Some(user_id) {
+        StoreError::VersionMismatch
+    } else {
+        StoreError::NotAuthor
     }
 }
 
@@ -81,11 +80,8 @@ fn author_and_version_condition(expected: ExpectedVersion) -> &'static str {
 /// gives every run the same id). Its id is a new ULID, so nothing else can be there; the time
 /// is not compared, since each run reads its own clock.
 fn is_same_post(old: &Item, post: &Post) -> bool {
-    let text = |name: &str| match old.get(name) {
-        Some(AttributeValue::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    text("id") == Some(post.id.as_str()) && text("authorId") == Some(post.author_id.as_str())
+    text(old, "id") == Some(post.id.as_str())
+        && text(old, "authorId") == Some(post.author_id.as_str())
 }
 
 /// The most keys one `BatchGetItem` takes.
@@ -127,7 +123,7 @@ impl Store {
     /// A post as the table holds it now (a strongly consistent read).
     pub async fn get_post(&self, post_id: &str) -> Result<Option<Stored<Post>>, StoreError> {
         Ok(self
-            .get_item::<PostItem>("post", "GetItem post", post_key(post_id), true)
+            .get_item::<PostItem>("post", "GetItem post", post_key(post_id), None)
             .await?
             .map(PostItem::stored))
     }
@@ -144,55 +140,6 @@ impl Store {
             }
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
-    }
-
-    /// Every item of `keys` that exists, reading again what DynamoDB leaves unprocessed.
-    pub(super) async fn batch_get(
-        &self,
-        keys: Vec<super::keys::Key>,
-        consistent: bool,
-        operation: &'static str,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::with_capacity(keys.len());
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(consistent)
-                .build()
-                .map_err(|e| StoreError::Internal(format!("building {operation}: {e}")))?,
-        );
-        let mut backoff = std::time::Duration::from_millis(10);
-        for _ in 0..8 {
-            let Some(request) = pending.take() else {
-                return Ok(items);
-            };
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| classify(operation, e))?;
-            items.extend(
-                out.responses
-                    .and_then(|mut tables| tables.remove(&self.table))
-                    .unwrap_or_default(),
-            );
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut tables| tables.remove(&self.table))
-                .filter(|left| !left.keys().is_empty());
-            if pending.is_some() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_millis(200));
-            }
-        }
-        match pending {
-            None => Ok(items),
-            Some(_) => Err(StoreError::Unavailable(format!(
-                "{operation}: keys left unprocessed"
-            ))),
-        }
     }
 
     /// The ids of the feed, newest first, `limit` after the post `after` (exclusive): the

@@ -23,10 +23,10 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::comments::CommentItem;
-use super::dynamo::{from_item, n, s, transact, Item, Transaction};
+use super::dynamo::{from_item, n, s, text, transact, Item, Transaction};
 use super::keys::{
-    comment_of_key, comment_shard_pk, post_key, post_pk, sweep_key, Key, COMMENT_PREFIX,
-    COMMENT_SHARDS,
+    comment_of_key, comment_shard_pk, post_key, post_pk, primary_key, sweep_key, Key,
+    COMMENT_PREFIX, COMMENT_SHARDS,
 };
 use super::paging::Pages;
 use super::{Store, StoreError, Stored};
@@ -114,7 +114,7 @@ impl Store {
         let unique: HashSet<&(String, String)> = keys.iter().collect();
         let keys: Vec<Key> = unique
             .into_iter()
-            .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
+            .map(|(pk, sk)| primary_key(pk.clone(), sk))
             .collect();
         for chunk in keys.chunks(100) {
             for item in self
@@ -148,8 +148,8 @@ impl Store {
                 .batch_get(chunk.to_vec(), true, "BatchGetItem posts exist")
                 .await?
             {
-                if let Some(AttributeValue::S(id)) = item.get("id") {
-                    found.insert(id.clone());
+                if let Some(id) = text(&item, "id") {
+                    found.insert(id.to_owned());
                 }
             }
         }
@@ -208,10 +208,7 @@ impl Store {
     /// The transaction item of one change, conditioned on the state it was planned from.
     fn comment_write(&self, change: &Change) -> Result<TransactWriteItem, StoreError> {
         let state = change.state();
-        let key = HashMap::from([
-            ("pk".to_owned(), s(&state.key.0)),
-            ("sk".to_owned(), s(&state.key.1)),
-        ]);
+        let key = primary_key(state.key.0.clone(), &state.key.1);
         let built = match change {
             Change::Count(_) => TransactWriteItem::builder()
                 .update(
@@ -347,7 +344,7 @@ impl Store {
             partition: u32,
         }
         Ok(self
-            .get_item::<Progress>("sweep", "GetItem sweep", sweep_key(post_id), true)
+            .get_item::<Progress>("sweep", "GetItem sweep", sweep_key(post_id), None)
             .await?
             .map(|p| p.partition))
     }
@@ -393,10 +390,5 @@ fn delete(
 
 /// An item's `(pk, sk)`.
 fn key_of(item: &Item) -> Option<(String, String)> {
-    match (item.get("pk"), item.get("sk")) {
-        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => {
-            Some((pk.clone(), sk.clone()))
-        }
-        _ => None,
-    }
+    Some((text(item, "pk")?.to_owned(), text(item, "sk")?.to_owned()))
 }

@@ -6,11 +6,12 @@
 //! ([`crate::domain::Version`]). Every change is conditioned on the user's id, so a request
 //! authenticated as an earlier user of the email can never change a later one.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, s, to_item, written_by, NOT_YET_WRITTEN, WRITE_TOKEN,
+    classify, from_item, n, refused, returned, s, text, to_item, written_by, Projection,
+    NOT_YET_WRITTEN, WRITE_TOKEN,
 };
 use super::keys::{user_key, user_pk, user_tombstone_key, PROFILE, USER_PREFIX};
 use super::Store;
@@ -26,6 +27,12 @@ pub const TOMBSTONE_LIFETIME: std::time::Duration = std::time::Duration::from_se
 /// reserved word). The posts and comments functions' roles may read no more
 /// (`template.yaml`, `dynamodb:Attributes`).
 pub const USER_ATTRIBUTES: &str = "id, email, #name, jwtVersion, revision, registration, createdAt";
+
+/// The read of [`USER_ATTRIBUTES`].
+const USER_PROJECTION: Projection = Projection {
+    expression: USER_ATTRIBUTES,
+    names: &[("#name", "name")],
+};
 
 /// The stored user: the public fields plus the password hash, which never leaves this module
 /// except to the login check.
@@ -68,53 +75,38 @@ impl Store {
     /// succeeded is seen by the very next cache miss. Only what the cache needs is read
     /// ([`USER_ATTRIBUTES`]): never the password hash.
     pub async fn get_user(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(user_key(email)))
-            .consistent_read(true)
-            .projection_expression(USER_ATTRIBUTES)
-            .expression_attribute_names("#name", "name")
-            .send()
-            .await
-            .map_err(|e| classify("GetItem user", e))?;
-        out.item.map(|item| from_item("user", item)).transpose()
+        self.get_item(
+            "user",
+            "GetItem user",
+            user_key(email),
+            Some(USER_PROJECTION),
+        )
+        .await
     }
 
     async fn get_user_item(&self, email: &Email) -> Result<Option<UserItem>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(user_key(email)))
-            .consistent_read(true)
-            .send()
+        self.get_item("user", "GetItem user", user_key(email), None)
             .await
-            .map_err(|e| classify("GetItem user", e))?;
-        out.item.map(|item| from_item("user", item)).transpose()
     }
 
     /// The registration of `email`'s last deleted user (0 when none is known), read strongly
     /// consistent: a registration takes the next one.
     async fn last_registration(&self, email: &Email) -> Result<u64, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(user_tombstone_key(email)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem user tombstone", e))?;
-        Ok(
-            match out.item.as_ref().and_then(|item| item.get("registration")) {
-                Some(AttributeValue::N(n)) => n
-                    .parse()
-                    .map_err(|_| StoreError::Internal("user tombstone: registration".into()))?,
-                _ => 0,
-            },
-        )
+        /// What a registration needs of a tombstone.
+        #[derive(Deserialize)]
+        struct Tombstone {
+            #[serde(default)]
+            registration: u64,
+        }
+        let tombstone: Option<Tombstone> = self
+            .get_item(
+                "user tombstone",
+                "GetItem user tombstone",
+                user_tombstone_key(email),
+                None,
+            )
+            .await?;
+        Ok(tombstone.map_or(0, |t| t.registration))
     }
 
     /// Writes `email`'s tombstone for `user`, before its delete: which registration of the
@@ -177,8 +169,7 @@ impl Store {
         match result {
             Ok(_) => Ok(item.user),
             Err(e) => match refused(&e) {
-                Some(Some(old)) if matches!(old.get("id"), Some(AttributeValue::S(id)) if *id == item.user.id) =>
-                {
+                Some(Some(old)) if text(&old, "id") == Some(item.user.id.as_str()) => {
                     tracing::info!("registration written by an earlier attempt of this call");
                     Ok(item.user)
                 }
@@ -236,12 +227,7 @@ impl Store {
             ),
         };
         match request.send().await {
-            Ok(out) => {
-                let item = out.attributes.ok_or_else(|| {
-                    StoreError::Internal(format!("{operation}: no attributes returned"))
-                })?;
-                Ok(from_item::<UserItem>("user", item)?.user)
-            }
+            Ok(out) => Ok(returned::<UserItem>("user", operation, out.attributes)?.user),
             Err(e) => match refused(&e) {
                 Some(Some(item)) if written_by(&item, &token) => {
                     tracing::info!(
@@ -282,12 +268,7 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(out) => {
-                let item = out
-                    .attributes
-                    .ok_or_else(|| StoreError::Internal("DeleteItem user: no old item".into()))?;
-                Ok(from_item::<UserItem>("user", item)?.user)
-            }
+            Ok(out) => Ok(returned::<UserItem>("user", "DeleteItem user", out.attributes)?.user),
             Err(e) => match refused(&e) {
                 Some(Some(_)) => Err(StoreError::UserChanged(
                     "user changed since the token was checked",
@@ -322,8 +303,7 @@ pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, StoreError> {
         #[serde(flatten)]
         user: User,
     }
-    let item: UserImage = serde_dynamo::from_item(image)
-        .map_err(|e| StoreError::Internal(format!("unreadable user image: {e}")))?;
+    let item: UserImage = from_item("user image", image)?;
     if item.pk != user_pk(&item.user.email) {
         return Err(StoreError::Internal(
             "user image: email and key disagree".into(),
