@@ -13,9 +13,12 @@ use crate::error::AppError;
 /// The contract's body limit: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The path segments a route matches on, the same for REST API (with or without its stage
-/// prefix), HTTP API, function URLs and `cargo lambda watch`.
-pub fn path_segments(req: &Request) -> Vec<String> {
+/// The request's path as segments, and the API's stage when the event names one (`$default`,
+/// HTTP API's unnamed stage, is none). The same for REST API, HTTP API, function URLs and
+/// `cargo lambda watch`; whether the stage leads the path (it may: a custom domain's base path,
+/// `cargo lambda`, SAM, an HTTP API's named stage) is for the router to tell
+/// ([`super::routing::route`]).
+pub fn path_segments(req: &Request) -> (Vec<String>, Option<String>) {
     let raw = req.raw_http_path();
     let path = if raw.is_empty() {
         req.uri().path()
@@ -27,21 +30,12 @@ pub fn path_segments(req: &Request) -> Vec<String> {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
         _ => None,
     };
-    let mut segments: Vec<String> = path
+    let segments = path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    if let Some(stage) = stage.filter(|s| s != "$default") {
-        let routes_start_here = matches!(
-            segments.get(1).map(String::as_str),
-            Some("posts" | "users" | "auth")
-        );
-        if segments.first() == Some(&stage) && routes_start_here {
-            segments.remove(0);
-        }
-    }
-    segments
+    (segments, stage.filter(|s| s != "$default"))
 }
 
 /// The client's IP as API Gateway saw it (`requestContext`), never a client-sent header such

@@ -60,9 +60,56 @@ pub fn template(route_key: &str) -> &str {
 /// data, so a test can walk every route without a request.
 pub type Router<R> = fn(&Method, &[&str]) -> Matched<R>;
 
+/// What `router` makes of a request's path: without its first segment when that is the API's
+/// `stage` and the rest is a path the router knows (the stage may lead the path, or not, as
+/// [`super::request::path_segments`] says), or else as it is. So what the router serves decides,
+/// not a list of route prefixes kept beside it.
+pub fn route<R>(
+    router: Router<R>,
+    method: &Method,
+    segments: &[&str],
+    stage: Option<&str>,
+) -> Matched<R> {
+    if let (Some(stage), [first, rest @ ..]) = (stage, segments) {
+        if *first == stage {
+            let matched = router(method, rest);
+            if matched.route_key != UNMATCHED {
+                return matched;
+            }
+        }
+    }
+    router(method, segments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn router(method: &Method, segments: &[&str]) -> Matched<&'static str> {
+        match (segments, method) {
+            (["posts"], &Method::GET) => Matched::found("GET /posts", "list"),
+            (["posts"], _) => Matched::not_allowed("ANY /posts", "GET"),
+            _ => Matched::not_found(),
+        }
+    }
+
+    #[test]
+    fn a_stage_in_front_of_a_known_path_is_dropped() {
+        let get = &Method::GET;
+        let key = |segments: &[&str], stage| route(router, get, segments, stage).route_key;
+        assert_eq!(key(&["Prod", "posts"], Some("Prod")), "GET /posts");
+        assert_eq!(key(&["posts"], Some("Prod")), "GET /posts");
+        assert_eq!(key(&["posts"], None), "GET /posts");
+        assert_eq!(
+            route(router, &Method::PUT, &["Prod", "posts"], Some("Prod")).route_key,
+            "ANY /posts"
+        );
+        // Not the stage, or nothing the router knows after it: the path as it is.
+        assert_eq!(key(&["Prod", "posts"], None), UNMATCHED);
+        assert_eq!(key(&["Prod", "posts"], Some("Dev")), UNMATCHED);
+        assert_eq!(key(&["Prod", "users"], Some("Prod")), UNMATCHED);
+        assert_eq!(key(&["posts", "posts"], Some("posts")), "GET /posts");
+    }
 
     #[test]
     fn templates_of_route_keys() {

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
 use super::response;
-use super::routing::{template, Router};
+use super::routing::{route, template, Router};
 use crate::error::AppError;
 
 /// Serves one request of `function`: `router` names its route (the one place that knows
@@ -26,9 +26,9 @@ where
     Fut: Future<Output = Result<Response<Body>, AppError>>,
 {
     let matched = {
-        let segments = super::path_segments(&req);
+        let (segments, stage) = super::path_segments(&req);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        router(req.method(), &segments)
+        route(router, req.method(), &segments, stage.as_deref())
     };
     let context = req.lambda_context_ref();
     let request_id = context.map(|c| c.request_id.as_str()).unwrap_or_default();
