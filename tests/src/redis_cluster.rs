@@ -31,7 +31,8 @@ pub struct RedisCluster {
     dir: PathBuf,
 }
 
-fn redis_cli() -> String {
+/// The `redis-cli` that joins a cluster (`REDIS_CLI_BIN`, or the one on the `PATH`).
+pub(crate) fn redis_cli() -> String {
     std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".to_owned())
 }
 
