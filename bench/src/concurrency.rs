@@ -97,7 +97,7 @@ pub async fn run(
     for target in &targets {
         for level in LEVELS {
             let concurrency = (level > 1).then_some(level);
-            let (mut function, _) =
+            let mut function =
                 Function::spawn_with(target.binary, bin_dir, env, cpu, concurrency).await;
             function.ready().await;
             let check = |answer: &Value| {

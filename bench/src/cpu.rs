@@ -172,7 +172,7 @@ pub async fn run(
     for (dir, baseline) in std::iter::once((bin_dir, false)).chain(baseline_dir.map(|d| (d, true)))
     {
         for target in targets(fixture) {
-            let (mut function, _) = Function::spawn(target.binary, dir, env, cpu).await;
+            let mut function = Function::spawn(target.binary, dir, env, cpu).await;
             function.ready().await;
             running.push(Running {
                 route: target.route,

@@ -1,30 +1,27 @@
 //! Figures 4 to 6: the release function binaries run as Lambda runs them, under the
 //! benchmark's own Runtime API: cold start, throughput on one core, peak memory.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use integration_tests::lambda_process::{Init, LambdaProcess};
 use integration_tests::{ApiRequest, TestEnv, PASSWORD, TEST_SECRET};
 use serde_json::{json, Value};
 
 use crate::report::{median, Goal, Report};
-use integration_tests::runtime_api::RuntimeApi;
 
 pub const FUNCTIONS: [&str; 3] = ["users", "posts", "comments"];
 
-/// How long a function gets to init, and an invocation to answer, before the run fails.
+/// How long a function gets to init before the run fails (an invocation gets the harness's
+/// 30 s).
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running function binary and the Runtime API it polls.
+/// A running function binary, as the harness runs one ([`LambdaProcess`]).
 pub struct Function {
     pub name: &'static str,
-    pub api: RuntimeApi,
-    child: Child,
-    log: PathBuf,
+    process: LambdaProcess,
 }
 
 /// The data a function run needs: a user, their token, a post.
@@ -80,14 +77,14 @@ impl Fixture {
 }
 
 impl Function {
-    /// Starts `bin_dir/name` with Lambda's environment pointed at our Runtime API, and the
+    /// Starts `bin_dir/name` with Lambda's environment pointed at its own Runtime API, and the
     /// app's pointed at `env`. `cpu` pins it (through `taskset`) to one core.
     pub async fn spawn(
         name: &'static str,
         bin_dir: &Path,
         env: &TestEnv,
         cpu: Option<usize>,
-    ) -> (Self, Instant) {
+    ) -> Self {
         Self::spawn_with(name, bin_dir, env, cpu, None).await
     }
 
@@ -99,17 +96,14 @@ impl Function {
         env: &TestEnv,
         cpu: Option<usize>,
         concurrency: Option<usize>,
-    ) -> (Self, Instant) {
-        let api = RuntimeApi::start(name).await;
+    ) -> Self {
         let bin = bin_dir.join(name);
         assert!(
             bin.exists(),
             "{} is missing: build the functions first (scripts/bench does)",
             bin.display()
         );
-        let log = std::env::temp_dir().join(format!("bench-{name}-{}.log", std::process::id()));
-        let out = File::create(&log).expect("log file");
-        let mut command = match cpu {
+        let command = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
                 c.args(["-c", &cpu.to_string()]).arg(&bin);
@@ -117,71 +111,41 @@ impl Function {
             }
             None => Command::new(&bin),
         };
-        command
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/26/[1]bench")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .env("TABLE_NAME", "social")
-            .env("DYNAMODB_ENDPOINT", &env.dynamo.endpoint)
-            .env("REDIS_URL", env.redis.url())
-            .env("JWT_SECRET", TEST_SECRET)
-            .env("AWS_ACCESS_KEY_ID", "bench")
-            .env("AWS_SECRET_ACCESS_KEY", "bench")
-            .env("AWS_REGION", "us-east-1")
+        let mut vars = vec![
+            ("TABLE_NAME", "social".to_owned()),
+            ("DYNAMODB_ENDPOINT", env.dynamo.endpoint.clone()),
+            ("REDIS_URL", env.redis.url()),
+            ("JWT_SECRET", TEST_SECRET.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "bench".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "bench".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
             // Logs and metrics as deployed (template.yaml's variables and LoggingConfig): each
             // request's log line and EMF metrics are part of what is measured.
-            .env("LOG_FORMAT", "json")
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-            .env("METRICS_NAMESPACE", "bench")
-            .stdin(Stdio::null())
-            .envs(concurrency.map(|c| ("AWS_LAMBDA_MAX_CONCURRENCY", c.to_string())))
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out);
-        let started = Instant::now();
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        (
-            Function {
-                name,
-                api,
-                child,
-                log,
-            },
-            started,
-        )
+            ("LOG_FORMAT", "json".to_owned()),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
+            ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
+            ("METRICS_NAMESPACE", "bench".to_owned()),
+        ];
+        vars.extend(concurrency.map(|c| ("AWS_LAMBDA_MAX_CONCURRENCY", c.to_string())));
+        Function {
+            name,
+            process: LambdaProcess::spawn_command(command, name, &vars).await,
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the first `next` poll: when it came.
-    pub async fn ready(&mut self) -> Instant {
-        match self.api.first_poll(INIT_TIMEOUT).await {
-            Some(Ok(at)) => at,
-            Some(Err(error)) => panic!(
-                "{} failed its init: {error}\n{}",
+    /// Waits for the first `next` poll: how long after the exec it came.
+    pub async fn ready(&mut self) -> Duration {
+        match self.process.init(INIT_TIMEOUT).await {
+            Init::Ready(took) => took,
+            Init::Exited(status, _) => panic!(
+                "{} failed its init ({status})\n{}",
                 self.name,
-                self.log_text()
+                self.process.log()
             ),
-            None => {
-                let exited = self.child.try_wait().ok().flatten();
-                panic!(
-                    "{} never polled (exit: {exited:?})\n{}",
-                    self.name,
-                    self.log_text()
-                )
-            }
         }
     }
 
@@ -193,10 +157,7 @@ impl Function {
     /// One invocation whose answer must be 2xx and pass `check` (its body, parsed); its
     /// duration from the event leaving `next` to the answer arriving.
     pub async fn invoke_checked(&self, event: &Bytes, check: impl Fn(&Value) -> bool) -> Duration {
-        let outcome = match self.api.invoke(event.clone(), INVOKE_TIMEOUT).await {
-            Ok(outcome) => outcome,
-            Err(error) => panic!("{}: {error}\n{}", self.name, self.log_text()),
-        };
+        let outcome = self.process.invoke_raw(event.clone()).await;
         let answer = serde_json::from_slice::<Value>(&outcome.body).unwrap_or_default();
         let status = answer["statusCode"].as_u64();
         if !outcome.ok || !status.is_some_and(|s| (200..300).contains(&s)) || !check(&answer) {
@@ -212,20 +173,12 @@ impl Function {
 
     /// Peak resident memory so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        proc_status_kb(self.pid(), "VmHWM:") * 1024
+        self.process.peak_memory_kib() * 1024
     }
 
     /// CPU time the process has used, all threads, from the scheduler's accounting.
     pub fn cpu_time(&self) -> Duration {
         process_cpu(self.pid())
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -276,9 +229,8 @@ pub async fn cold_start(
         let event = fixture.read_for(name);
         let (mut to_next, mut firsts, mut warms) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..counts.starts {
-            let (mut function, started) = Function::spawn(name, bin_dir, env, None).await;
-            let polled = function.ready().await;
-            to_next.push(ms(polled - started));
+            let mut function = Function::spawn(name, bin_dir, env, None).await;
+            to_next.push(ms(function.ready().await));
             firsts.push(us(function.invoke(&event).await));
             let mut warm = Vec::with_capacity(counts.warm);
             for _ in 0..counts.warm {
@@ -333,7 +285,7 @@ pub async fn load(
     let cpu = pin_core();
     let post = &fixture.post_id;
     for name in FUNCTIONS {
-        let (mut function, _) = Function::spawn(name, bin_dir, env, cpu).await;
+        let mut function = Function::spawn(name, bin_dir, env, cpu).await;
         function.ready().await;
         let mut served = 0usize;
 

@@ -15,6 +15,7 @@ use crate::{TestEnv, TEST_SECRET};
 
 /// A running (or exited) function process.
 pub struct LambdaProcess {
+    name: String,
     api: RuntimeApi,
     child: Child,
     log: PathBuf,
@@ -34,10 +35,14 @@ impl LambdaProcess {
     /// Starts `bin` with nothing in its environment but Lambda's variables for a function
     /// `name` (the Runtime API's address among them) and `vars`; stdout and stderr go to a log.
     pub async fn spawn(bin: &Path, name: &str, vars: &[(&str, String)]) -> Self {
+        Self::spawn_command(Command::new(bin), name, vars).await
+    }
+
+    /// The same for a function that `command` starts (its binary through `taskset`, say).
+    pub async fn spawn_command(mut command: Command, name: &str, vars: &[(&str, String)]) -> Self {
         let api = RuntimeApi::start(name).await;
         let log = std::env::temp_dir().join(format!("lambda-{name}-{}.log", ulid::Ulid::new()));
         let out = File::create(&log).expect("a log file");
-        let mut command = Command::new(bin);
         command
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
@@ -51,10 +56,11 @@ impl LambdaProcess {
             .stdout(out.try_clone().expect("the log file"))
             .stderr(out);
         let started = Instant::now();
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!("starting {}: {e}", command.get_program().to_string_lossy())
+        });
         LambdaProcess {
+            name: name.to_owned(),
             api,
             child,
             log,
@@ -84,6 +90,11 @@ impl LambdaProcess {
     /// Everything the process has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The most memory the process has held at once so far (`VmHWM`, its resident set's high
@@ -119,20 +130,21 @@ impl LambdaProcess {
 
     /// Hands the function `event` (any event: a stream batch, say) and returns its raw answer.
     pub async fn invoke(&self, event: &Value) -> Outcome {
-        let event = bytes::Bytes::from(event.to_string());
+        self.invoke_raw(bytes::Bytes::from(event.to_string())).await
+    }
+
+    /// Hands the function an event already serialized, and returns its raw answer.
+    pub async fn invoke_raw(&self, event: bytes::Bytes) -> Outcome {
         match self.api.invoke(event, Duration::from_secs(30)).await {
             Ok(outcome) => outcome,
-            Err(error) => panic!("{error}\n{}", self.log()),
+            Err(error) => panic!("{}: {error}\n{}", self.name, self.log()),
         }
     }
 
     /// Sends `request` as an API Gateway (HTTP API) event and returns the function's answer.
     pub async fn send(&self, request: ApiRequest) -> ApiResponse {
         let event = bytes::Bytes::from(request.to_v2_event().to_string());
-        let outcome = match self.api.invoke(event, Duration::from_secs(30)).await {
-            Ok(outcome) => outcome,
-            Err(error) => panic!("{error}\n{}", self.log()),
-        };
+        let outcome = self.invoke_raw(event).await;
         assert!(
             outcome.ok,
             "the invocation failed: {}",
