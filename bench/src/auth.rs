@@ -2,16 +2,9 @@
 //! key on the same connection, the miss and no-cache paths, and DynamoDB user reads per
 //! 1,000 authenticated requests with a warm cache.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
-use integration_tests::{ApiRequest, TestEnv, TestRedis, TEST_SECRET};
+use integration_tests::{ApiRequest, CallCounter, TestEnv, TestRedis, TEST_SECRET};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::json;
 use shared::auth::TokenKeys;
@@ -22,43 +15,16 @@ use crate::charts::AuthSamples;
 use crate::report::{median, percentile, Goal, Report};
 
 /// Counts `GetItem` calls for a user item (`pk` = `USER#...`), whatever else is read.
-#[derive(Debug, Default, Clone)]
-pub struct UserReads(Arc<AtomicU64>);
-
-impl UserReads {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Intercept for UserReads {
-    fn name(&self) -> &'static str {
-        "UserReads"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let request = context.request();
-        let get_item = request
-            .headers()
-            .get("x-amz-target")
-            .is_some_and(|t| t.ends_with(".GetItem"));
-        let body = request.body().bytes().unwrap_or_default();
-        if get_item && body.windows(6).any(|w| w == b"\"USER#") {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
+fn user_reads() -> CallCounter {
+    CallCounter::only(|operation, body| {
+        operation == "GetItem" && body.windows(6).any(|w| w == b"\"USER#")
+    })
 }
 
 /// A fresh Redis and DynamoDB, an app over both, configured as the functions are, whose
 /// DynamoDB client also counts user reads.
-pub async fn env_with_user_reads() -> (TestEnv, UserReads) {
-    let reads = UserReads::default();
+pub async fn env_with_user_reads() -> (TestEnv, CallCounter) {
+    let reads = user_reads();
     let env = TestEnv::builder()
         .mode(CacheMode::Standalone)
         .as_deployed()
@@ -297,7 +263,7 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
         ApiRequest::get(&format!("/posts/{post_id}/comments?limit=10")).bearer(&token),
     ];
     let _ = env.send(requests[0].clone()).await; // the entry is warm (register wrote it; this checks)
-    let before = reads.get();
+    let before = reads.total();
     for i in 0..counts.requests {
         let res = env.send(requests[i % requests.len()].clone()).await;
         assert!(
@@ -307,7 +273,7 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
             res.raw_body
         );
     }
-    let per_1000 = (reads.get() - before) as f64 * 1000.0 / counts.requests as f64;
+    let per_1000 = (reads.total() - before) as f64 * 1000.0 / counts.requests as f64;
     report.add(
         "auth.dynamodb_user_reads_per_1000",
         per_1000,

@@ -15,13 +15,24 @@ use aws_smithy_types::config_bag::ConfigBag;
 use shared::domain::Email;
 use shared::store::keys::{self, Key};
 
-/// Counts DynamoDB requests as they leave the client, by operation (`GetItem`, `Query`, ...).
+/// Counts DynamoDB requests as they leave the client, by operation (`GetItem`, `Query`, ...):
+/// every request, or only those a filter takes ([`CallCounter::only`]).
 #[derive(Debug, Default, Clone)]
 pub struct CallCounter {
     calls: Arc<Mutex<HashMap<String, u64>>>,
+    only: Option<fn(&str, &[u8]) -> bool>,
 }
 
 impl CallCounter {
+    /// A counter of the requests `counted` takes, told by their operation and body (the
+    /// request's JSON, as it leaves the client).
+    pub fn only(counted: fn(&str, &[u8]) -> bool) -> Self {
+        CallCounter {
+            only: Some(counted),
+            ..Self::default()
+        }
+    }
+
     pub fn get(&self, operation: &str) -> u64 {
         self.calls
             .lock()
@@ -51,12 +62,14 @@ impl Intercept for CallCounter {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("unknown");
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or("unknown");
         let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        if let Some(counted) = self.only {
+            if !counted(&operation, request.body().bytes().unwrap_or_default()) {
+                return Ok(());
+            }
+        }
         if let Ok(mut m) = self.calls.lock() {
             *m.entry(operation).or_default() += 1;
         }
