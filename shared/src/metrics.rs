@@ -62,6 +62,31 @@ impl CacheOutcome {
     }
 }
 
+/// What a cache lookup was of, the `Kind` dimension: the kinds of entry the cache holds, each
+/// counted apart (the cache's keys and sizes for each are its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A user, by email.
+    User,
+    /// A post, by id.
+    Post,
+    /// The feed's first posts (their ids).
+    Feed,
+    /// A post's first comments.
+    Comments,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Post => "post",
+            Kind::Feed => "feed",
+            Kind::Comments => "comments",
+        }
+    }
+}
+
 /// The metrics the code emits: name, unit, and the sets of dimensions each is emitted with.
 /// The dashboard and the alarms in `template.yaml` may name only these (a test checks). The
 /// request counts come by route for the dashboard and by function alone for the alarms
@@ -104,7 +129,7 @@ const BY_KIND_AND_FUNCTION: &[&[&str]] = &[&[FUNCTION, KIND], &[FUNCTION]];
 
 pub const FUNCTION: &str = "Function";
 pub const ROUTE: &str = "Route";
-/// What a cache lookup was of: `user`, `post`, `feed`, `comments` ([`crate::cache::Kind`]).
+/// What a cache lookup was of: `user`, `post`, `feed`, `comments` ([`Kind`]).
 pub const KIND: &str = "Kind";
 
 pub const REQUESTS: &str = "Requests";
@@ -266,7 +291,7 @@ pub fn dynamodb_call(elapsed: Duration) {
 
 /// What the cache answered for one lookup of `kind` (the request's user, a post, a page): by
 /// kind, and by function alone for the alarms. Hits and negatives are DynamoDB reads avoided.
-pub fn cache_lookup(kind: crate::cache::Kind, outcome: CacheOutcome) {
+pub fn cache_lookup(kind: Kind, outcome: CacheOutcome) {
     let Some(function) = current_function() else {
         return;
     };

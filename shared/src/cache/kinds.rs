@@ -5,29 +5,10 @@
 use super::entry::Order;
 use crate::domain::Email;
 
-/// What an entry holds: the metrics' `Kind` dimension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A user, by email.
-    User,
-    /// A post, by id.
-    Post,
-    /// The feed's first posts (their ids).
-    Feed,
-    /// A post's first comments.
-    Comments,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::User => "user",
-            Kind::Post => "post",
-            Kind::Feed => "feed",
-            Kind::Comments => "comments",
-        }
-    }
-}
+/// What an entry holds. Defined with the metrics, whose `Kind` dimension it is, as the cache's
+/// [`CacheOutcome`](crate::metrics::CacheOutcome) is: the metrics count the cache's answers and
+/// know nothing else of it.
+pub use crate::metrics::Kind;
 
 /// A window: the first items of a list, and how many of them the cache keeps.
 #[derive(Debug, Clone, Copy)]
