@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use integration_tests::lambda_process::{Init, LambdaProcess};
-use integration_tests::{ApiRequest, TestEnv, PASSWORD, TEST_SECRET};
+use integration_tests::lambda_process::{environment, Init, LambdaProcess};
+use integration_tests::{ApiRequest, TestEnv, PASSWORD};
 use serde_json::{json, Value};
 
 use crate::report::{median, Goal, Report};
@@ -111,21 +111,16 @@ impl Function {
             }
             None => Command::new(&bin),
         };
-        let mut vars = vec![
-            ("TABLE_NAME", "social".to_owned()),
-            ("DYNAMODB_ENDPOINT", env.dynamo.endpoint.clone()),
-            ("REDIS_URL", env.redis.url()),
-            ("JWT_SECRET", TEST_SECRET.to_owned()),
-            ("AWS_ACCESS_KEY_ID", "bench".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "bench".to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-            // Logs and metrics as deployed (template.yaml's variables and LoggingConfig): each
-            // request's log line and EMF metrics are part of what is measured.
-            ("LOG_FORMAT", "json".to_owned()),
+        // The tests' function environment, with logs and metrics as deployed (template.yaml's
+        // variables and LoggingConfig: each request's log line and EMF metrics are part of what
+        // is measured) and the deployed Redis timeout.
+        let mut vars = environment(env, &env.dynamo.endpoint);
+        vars.retain(|(name, _)| !["RUST_LOG", "REDIS_TIMEOUT_MS"].contains(name));
+        vars.extend([
             ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
             ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
             ("METRICS_NAMESPACE", "bench".to_owned()),
-        ];
+        ]);
         vars.extend(concurrency.map(|c| ("AWS_LAMBDA_MAX_CONCURRENCY", c.to_string())));
         Function {
             name,

@@ -13,7 +13,7 @@
 //! A master started again keeps its `nodes.conf`, so it rejoins with its identity and slots
 //! (empty: nothing is persisted).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,25 @@ pub struct RedisCluster {
     dir: PathBuf,
 }
 
+/// Node `i` of a test cluster in `dir`: its own directory (its `nodes.conf`, kept when it is
+/// started again), and the arguments that make a `redis-server` a cluster node with its bus on
+/// `bus_port` and a short node timeout.
+pub(crate) fn cluster_node(dir: &Path, i: usize, bus_port: u16) -> (PathBuf, Vec<String>) {
+    let node_dir = dir.join(format!("node-{i}"));
+    std::fs::create_dir_all(&node_dir).expect("a node directory");
+    let args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        &bus_port.to_string(),
+        "--cluster-node-timeout",
+        "2000",
+    ];
+    (node_dir, args.map(str::to_owned).to_vec())
+}
+
 /// The `redis-cli` that joins a cluster (`REDIS_CLI_BIN`, or the one on the `PATH`).
 pub(crate) fn redis_cli() -> String {
     std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".to_owned())
@@ -45,25 +64,9 @@ impl RedisCluster {
         // Each node's client port and cluster bus port, all distinct.
         let ports = free_ports(2 * MASTERS);
         for i in 0..MASTERS {
-            let node_dir = dir.join(format!("node-{i}"));
-            std::fs::create_dir_all(&node_dir).expect("a node directory");
-            let args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-port",
-                &ports[2 * i + 1].to_string(),
-                "--cluster-node-timeout",
-                "2000",
-                "--cluster-require-full-coverage",
-                "no",
-            ];
-            nodes.push(RedisNode::new(
-                ports[2 * i],
-                &node_dir,
-                args.iter().map(|a| a.to_string()).collect(),
-            ));
+            let (node_dir, mut args) = cluster_node(&dir, i, ports[2 * i + 1]);
+            args.extend(["--cluster-require-full-coverage", "no"].map(str::to_owned));
+            nodes.push(RedisNode::new(ports[2 * i], &node_dir, args));
         }
         let cluster = RedisCluster { nodes, dir };
         for node in &cluster.nodes {

@@ -12,7 +12,7 @@ use rcgen::{
 };
 use redis::AsyncCommands;
 
-use crate::redis_cluster::{redis_cli, MASTERS};
+use crate::redis_cluster::{cluster_node, redis_cli, MASTERS};
 use crate::redis_server::{free_port, free_ports, scratch_dir};
 
 /// A certificate authority that exists for one test.
@@ -214,21 +214,8 @@ impl TlsCluster {
         let ports: Vec<u16> = all.iter().step_by(2).copied().collect();
         let mut children = Vec::new();
         for (i, port) in ports.iter().enumerate() {
-            let node_dir = dir.join(format!("node-{i}"));
-            std::fs::create_dir_all(&node_dir).expect("a node directory");
-            let args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-port",
-                &all[2 * i + 1].to_string(),
-                "--tls-cluster",
-                "yes",
-                "--cluster-node-timeout",
-                "2000",
-            ]
-            .map(str::to_owned);
+            let (node_dir, mut args) = cluster_node(&dir, i, all[2 * i + 1]);
+            args.extend(["--tls-cluster", "yes"].map(str::to_owned));
             children.push(spawn_tls_server(*port, password, &dir, &node_dir, &args));
         }
         let cluster = TlsCluster {
