@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use lambda_http::{service_fn, Body, Request, Response};
+use tracing::Instrument;
 
 use crate::auth::{Authenticator, LoginAttempts, TokenKeys};
 use crate::cache::{Posts, RedisCache, Users};
@@ -177,6 +178,31 @@ where
         handle(services, event)
     }))
     .await
+}
+
+/// One batch of a stream function, as [`crate::http::serve`] is one request: `apply` runs in a
+/// span naming its invocation (the function, Lambda's request id, the X-Ray trace id), so every
+/// line it logs says which invocation wrote it, and its measurements are the function's, flushed
+/// when it ends. The span is attached to the batch's future, not entered around it, so batches
+/// that run at once on Lambda Managed Instances keep their own fields on whichever thread polls
+/// them.
+pub async fn batch<E, T, Fut>(
+    function: &'static str,
+    event: lambda_runtime::LambdaEvent<E>,
+    apply: impl FnOnce(lambda_runtime::LambdaEvent<E>) -> Fut,
+) -> T
+where
+    Fut: Future<Output = T>,
+{
+    let span = tracing::info_span!(
+        "batch",
+        function,
+        request_id = %event.context.request_id,
+        trace_id = event.context.xray_trace_id.as_deref(),
+    );
+    let applied = crate::metrics::scope(function, apply(event).instrument(span)).await;
+    crate::metrics::invocation_done(function);
+    applied
 }
 
 /// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when

@@ -34,9 +34,8 @@ use shared::cache::posts::comment_json;
 use shared::cache::{Entry, Posts, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
-use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key};
+use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key, record_keys};
 use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
-use tracing::Instrument;
 
 /// Why a batch failed as a whole (so Lambda retries it).
 #[derive(thiserror::Error)]
@@ -130,11 +129,7 @@ enum Named {
 
 /// The post or comment a record's keys name, if any.
 fn named(record: &EventRecord) -> Option<Named> {
-    let text = |name: &str| match record.change.keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    let (pk, sk) = (text("pk")?, text("sk")?);
+    let (pk, sk) = record_keys(&record.change.keys)?;
     if let Some((post_id, id, _)) = comment_of_key(pk, sk) {
         return Some(Named::Comment {
             post_id: post_id.to_owned(),
@@ -316,26 +311,13 @@ fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
 /// This function's name in logs and metrics.
 pub const FUNCTION: &str = "cache-sync";
 
-/// The Lambda handler: one batch in, the records to retry out.
-///
-/// The batch runs inside a span naming its invocation, as the HTTP functions' requests do
-/// (`shared::http::serve`): the function, Lambda's request id and the X-Ray trace id, so every
-/// line it logs says which invocation wrote it. The span is attached to the batch's future,
-/// not entered around it, so batches that run at once on Lambda Managed Instances keep their
-/// own fields on whichever thread polls them.
+/// The Lambda handler: one batch in, the records to retry out, in its invocation's span and
+/// metrics (`shared::app::batch`).
 pub async fn handle(
     sync: &CacheSync,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, BatchFailed> {
-    let span = tracing::info_span!(
-        "batch",
-        function = FUNCTION,
-        request_id = %event.context.request_id,
-        trace_id = event.context.xray_trace_id.as_deref(),
-    );
-    let applied = shared::metrics::scope(FUNCTION, apply_batch(sync, event).instrument(span)).await;
-    shared::metrics::invocation_done(FUNCTION);
-    applied
+    shared::app::batch(FUNCTION, event, |event| apply_batch(sync, event)).await
 }
 
 async fn apply_batch(

@@ -26,9 +26,8 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use shared::cache::Posts;
 use shared::config::{CacheConfig, TableConfig};
-use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key};
+use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key, record_keys};
 use shared::store::{client_from_config, Change, Settled, Store, StoreError, Swept};
-use tracing::Instrument;
 
 /// This function's name in logs and metrics.
 pub const FUNCTION: &str = "upkeep";
@@ -114,11 +113,7 @@ enum Work {
 
 /// The work a record names, `None` for a record of another item, or why it cannot be read.
 fn work(record: &EventRecord) -> Result<Option<Work>, String> {
-    let text = |name: &str| match record.change.keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    let (Some(pk), Some(sk)) = (text("pk"), text("sk")) else {
+    let Some((pk, sk)) = record_keys(&record.change.keys) else {
         return Err("keys without a string pk and sk".into());
     };
     let event = record.event_name.as_str();
@@ -277,22 +272,13 @@ impl Upkeep {
     }
 }
 
-/// The Lambda handler: one batch in, the records to retry out, in a span naming its
-/// invocation (as `cache-sync`'s batches are).
+/// The Lambda handler: one batch in, the records to retry out, in its invocation's span and
+/// metrics (`shared::app::batch`, as `cache-sync`'s batches are).
 pub async fn handle(
     upkeep: &Upkeep,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, BatchFailed> {
-    let span = tracing::info_span!(
-        "batch",
-        function = FUNCTION,
-        request_id = %event.context.request_id,
-        trace_id = event.context.xray_trace_id.as_deref(),
-    );
-    let applied =
-        shared::metrics::scope(FUNCTION, apply_batch(upkeep, event).instrument(span)).await;
-    shared::metrics::invocation_done(FUNCTION);
-    applied
+    shared::app::batch(FUNCTION, event, |event| apply_batch(upkeep, event)).await
 }
 
 async fn apply_batch(

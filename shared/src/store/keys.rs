@@ -136,6 +136,16 @@ pub fn legacy_comment_key(post_id: &str, comment_id: &str) -> Key {
     primary_key(post_pk(post_id), comment_sk(comment_id))
 }
 
+/// The `pk` and `sk` a stream record's `Keys` hold, when both are strings: what the stream's
+/// consumers tell items apart by, without decoding an image.
+pub fn record_keys(keys: &serde_dynamo::Item) -> Option<(&str, &str)> {
+    let text = |name: &str| match keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
+        _ => None,
+    };
+    Some((text("pk")?, text("sk")?))
+}
+
 /// The post and comment a comment item's key names, in either layout: `(postId, commentId,
 /// legacy)`. `None` for any other item.
 pub fn comment_of_key<'a>(pk: &'a str, sk: &'a str) -> Option<(&'a str, &'a str, bool)> {

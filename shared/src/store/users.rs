@@ -13,7 +13,7 @@ use super::dynamo::{
     classify, from_item, n, refused, returned, s, text, to_item, written_by, Projection,
     NOT_YET_WRITTEN, WRITE_TOKEN,
 };
-use super::keys::{user_key, user_pk, user_tombstone_key, PROFILE, USER_PREFIX};
+use super::keys::{record_keys, user_key, user_pk, user_tombstone_key, PROFILE, USER_PREFIX};
 use super::Store;
 use super::StoreError;
 use crate::domain::{Email, User};
@@ -286,11 +286,7 @@ impl Store {
 /// Whether a stream record's `Keys` name a user item (and not a post or a comment). Cheap: two
 /// string comparisons, no decoding.
 pub fn is_user_key(keys: &serde_dynamo::Item) -> bool {
-    let text = |name: &str| match keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    text("pk").is_some_and(|pk| pk.starts_with(USER_PREFIX)) && text("sk") == Some(PROFILE)
+    record_keys(keys).is_some_and(|(pk, sk)| pk.starts_with(USER_PREFIX) && sk == PROFILE)
 }
 
 /// The user a stream record's image holds (`NewImage` of a write, `OldImage` of a remove).
