@@ -12,7 +12,7 @@
 //! authentication (issue 22's figures). Each figure is the function process's own CPU time (`/proc` schedstat, every
 //! thread) divided by the invocations it served.
 //!
-//! The four are measured in rounds, each round one batch per binary in a rotating order, so a
+//! The six are measured in rounds, each round one batch per route in a rotating order, so a
 //! slow moment of this shared machine falls on all of them: a route's ratio to the floor is the
 //! median over rounds of (its CPU ÷ the floor's CPU in the same round).
 //!

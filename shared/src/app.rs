@@ -205,8 +205,8 @@ where
     applied
 }
 
-/// The user cache as `cache-sync` builds it at init: the AUTH token from Secrets Manager when
-/// the configuration names one, and the (lazy) connection.
+/// The cache as the stream functions (`cache-sync`, `upkeep`) build it at init: the AUTH token
+/// from Secrets Manager when the configuration names one, and the (lazy) connection.
 pub async fn cache_from_config(config: &CacheConfig) -> Result<RedisCache, InitError> {
     let secrets =
         SecretFetcher::for_secrets(&[config.redis_password_secret_arn.as_deref()], config).await;

@@ -45,9 +45,9 @@ pub enum SecretSource {
 /// Everything an API function needs to build its clients.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The table: what `cache-sync` reads too.
+    /// The table: what the stream functions read too.
     pub table: TableConfig,
-    /// The cache: what `cache-sync` reads too.
+    /// The cache: what the stream functions read too.
     pub cache: CacheConfig,
     pub jwt_secret: SecretSource,
     pub token_ttl: Duration,
@@ -91,9 +91,9 @@ pub struct TableConfig {
     pub legacy_layout: bool,
 }
 
-/// The user cache (Redis): everything both the API functions and `cache-sync` need of it.
-/// With [`TableConfig`], all `cache-sync` reads: it needs no JWT key and no secret but the
-/// cache's own.
+/// The cache (Redis): everything the API functions and the stream functions (`cache-sync`,
+/// `upkeep`) need of it. With [`TableConfig`], all a stream function reads: it needs no JWT key
+/// and no secret but the cache's own.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     /// `redis://` or `rediss://` (TLS, ElastiCache in-transit encryption). In cluster mode, any
@@ -167,8 +167,9 @@ pub const DEPLOYMENT_VARIABLES: &[&str] = &[
     "LOG_FORMAT",
 ];
 
-/// Variables a deployment must set on the `cache-sync` function: the cache's and the table's
-/// name, nothing more (and those of its cache authentication, [`auth_variables`]).
+/// Variables a deployment must set on the stream functions (`cache-sync`, `upkeep`): the cache's
+/// and the table's name, nothing more (and those of their cache authentication,
+/// [`auth_variables`]).
 pub const SYNC_DEPLOYMENT_VARIABLES: &[&str] = &[
     "TABLE_NAME",
     "REDIS_URL",

@@ -1,4 +1,10 @@
-//! The one error type every layer returns, and its place in the HTTP contract.
+//! The error a request ends with, [`AppError`], and its place in the HTTP contract.
+//!
+//! The layers below have errors of their own, each mapped to this one here, in one place: the
+//! store's [`StoreError`](crate::store::StoreError) and the domain's
+//! [`Invalid`](crate::domain::Invalid). A [`ConfigError`](crate::config::ConfigError) ends an
+//! init, never a request (`app::InitError`), and the stream functions fail a batch with their
+//! own (`BatchFailed`), which Lambda records.
 //!
 //! Each variant is one row of the error table in `API.md`; [`AppError::status`] and
 //! [`AppError::code`] are the only place that mapping lives. Variants that carry internal

@@ -1,8 +1,9 @@
-//! The library every function shares: configuration, authentication, the user
-//! cache-aside, DynamoDB storage, HTTP plumbing and telemetry.
+//! The library every function shares: configuration, authentication, the cache of the table
+//! (users, posts, the feed's first page, a post's first comments), DynamoDB storage, HTTP
+//! plumbing, metrics and telemetry, and the life of a function ([`app`]).
 //!
-//! A reader looking for the cache-aside finds it whole in [`cache::users`]; [`cache`] says
-//! how the rest of the cache keeps it coherent.
+//! A reader looking for the cache finds its design in [`cache`], the user cache-aside whole in
+//! [`cache::users`], and posts, the feed and comments in [`cache::posts`].
 
 pub mod app;
 pub mod auth;

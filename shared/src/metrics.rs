@@ -9,13 +9,15 @@
 //!   (every answer is counted in exactly one of `Successes`, `Redirections`, `ClientErrors`,
 //!   `ServerErrors`) and latency, by function and route key (a fixed set: `GET /posts/{postId}`, never an id or a
 //!   raw path);
-//! - inside it, by function: the cache's answer ([`cache_lookup`]: hit, miss, negative,
-//!   error; hits and negatives are DynamoDB reads avoided), the authentication's time
-//!   ([`authenticated`]), every Redis command ([`redis_call`]) and every DynamoDB attempt
-//!   ([`dynamodb_call`]), each with its latency;
+//! - inside any invocation, by function: the cache's answers ([`cache_lookup`]: hit, miss,
+//!   negative, error, also by [`Kind`] of entry; hits and negatives are DynamoDB reads
+//!   avoided), the authentication's time ([`authenticated`]), every Redis command
+//!   ([`redis_call`]) and every DynamoDB attempt ([`dynamodb_call`]), each with its latency;
 //! - once per instance, on its first invocation: a cold start and the init's duration;
-//! - the sync function ([`sync_batch`]): records applied, stale, failed, and the lag between a
-//!   change and its arrival in the cache.
+//! - the stream functions, per batch: `cache-sync` ([`sync_batch`]) its records applied,
+//!   stale and failed, and the lag between a change and its arrival in the cache; `upkeep`
+//!   ([`upkeep_batch`]) the comments it counted, removed and swept, and its lag; each, a batch
+//!   that failed as a whole ([`sync_batch_failed`], [`upkeep_batch_failed`]).
 //!
 //! Which function a measurement belongs to comes from the invocation it happens in
 //! ([`scope`], a task-local value): invocations that run at once in one environment keep
@@ -345,7 +347,7 @@ pub fn request_done(
     invocation_done(function);
 }
 
-/// What a batch of the stream did.
+/// What a batch of `cache-sync` did.
 pub fn sync_batch(applied: usize, stale: usize, failed: usize, lag: Option<Duration>) {
     let Some(function) = current_function() else {
         return;
@@ -358,7 +360,7 @@ pub fn sync_batch(applied: usize, stale: usize, failed: usize, lag: Option<Durat
     }
 }
 
-/// A batch that failed as a whole (Lambda retries it).
+/// A `cache-sync` batch that failed as a whole (Lambda retries it).
 pub fn sync_batch_failed() {
     if let Some(function) = current_function() {
         metrics::counter!(SYNC_BATCHES_FAILED, FUNCTION => function).increment(1);

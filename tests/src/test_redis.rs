@@ -1,7 +1,7 @@
 //! The Redis a test world runs on: one `redis-server`, or a three-master Redis Cluster, as
 //! `TEST_REDIS_MODE` says (`standalone`, the default, or `cluster`). The same test files run
-//! against either: `scripts/test` runs the cache-aside, fault and coherence suites once more
-//! with `TEST_REDIS_MODE=cluster`.
+//! against either: `scripts/test` runs the cache's suites (cache-aside, faults, coherence,
+//! cache-sync, abuse limits, concurrency) once more with `TEST_REDIS_MODE=cluster`.
 //!
 //! - [`TestRedis`]: the server or cluster, direct connections to it (keys routed by slot in a
 //!   cluster), its nodes (to kill or freeze the one holding a key), and the app configuration

@@ -11,8 +11,9 @@
 //! image. A record is a state from the past: retried or replayed after the cache lost its data
 //! (a restart, a failover), images would put old states back, one after another, until the
 //! newest record came round again; the current item never is older than the cache should
-//! hold. When the item is gone, the entry is the tombstone of the newest user the batch shows
-//! (its id, one revision on), which the real deletion's tombstone can only equal or follow.
+//! hold. When a user is gone, its entry is the tombstone of the newest user the batch shows
+//! (its id, one revision on), which the real deletion's tombstone can only equal or follow; a
+//! post or a comment that is gone is written gone for good (its id is never used again).
 //! Records delivered twice, late or out of order change nothing more than one would.
 //!
 //! As Lambda's event source mapping expects (`ReportBatchItemFailures`):

@@ -26,7 +26,8 @@ impl Authenticator {
     /// Enforces the whole rule of `API.md`: signature, `iss`, `aud`, `exp`, AND the user still
     /// exists (same id: an email re-registered after a delete is another user) AND the
     /// token's `jwtVersion` is the user's current one. Every failure is `401 unauthorized`;
-    /// only a database that cannot be reached is something else (`503`).
+    /// only the table failing to answer is something else: `503` when it cannot be reached,
+    /// `500` when its answer cannot be read (`StoreError::Internal`).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, AppError> {
         let started = std::time::Instant::now();
         let authenticated = self.check(headers).await;

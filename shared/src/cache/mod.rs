@@ -15,6 +15,9 @@
 //!   what a post's or comment's change writes.
 //! - [`flights`]: concurrent misses of one key in one instance share one read, under the rule
 //!   that keeps the freshness of `API.md`.
+//! - [`near`]: the feed's first page kept in the instance itself for a moment, as `API.md`
+//!   lets the feed lag, so the hottest keys are read from Redis a few times a second per
+//!   instance.
 //! - [`connection`]: the Redis connection: every call bounded, moved off a server that can no
 //!   longer take writes. [`client`]: standalone or cluster, AUTH token or [`iam`], TLS.
 //! - [`RedisCache`] (here): the operations on entries. Reads are `GET` (or `MGET`).

@@ -1,5 +1,6 @@
-//! Reading requests: the routed path, JSON bodies with per-field errors, query parameters,
-//! and `If-Match`. Each failure is the contract's 4xx, never a panic.
+//! Reading requests: the path and the API's stage, the client's IP, JSON bodies with per-field
+//! errors, query parameters (`limit`, `cursor`), `If-Match` and `If-None-Match`, ids from the
+//! path. Each failure is the contract's 4xx, never a panic.
 
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::HeaderMap;

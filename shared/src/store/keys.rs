@@ -13,7 +13,7 @@
 //! without a lookup, and a list is the merge, by id, of its shards. Items written before the
 //! shards existed (the *legacy* layout: every post in the index partition `FEED` of `gsi1`,
 //! a post's comments in the post's own partition) are still read, as one more source of each
-//! merge, until the layout migration says none is left ([`super::layout`]).
+//! merge, until the layout migration says none is left ([`super::migrate`]).
 
 use std::collections::HashMap;
 

@@ -1,18 +1,24 @@
-//! DynamoDB: the source of truth for users, posts and comments, in one table.
+//! DynamoDB: the source of truth for users, posts and comments (and the idempotency records of
+//! the routes that create), in one table.
 //!
-//! Single-table design (see docs/architecture.md, "Data model"; the keys are in [`keys`]):
+//! Single-table design (see docs/architecture.md, "Data model"; the keys are in [`keys`]): a
+//! tombstone is a deleted user's (which registration of the email it was), a sweep a deleted
+//! post's (how far the removal of its comments got).
 //!
-//! | item    | `pk`                  | `sk`                  | `feedpk`      | `feedsk`   |
-//! |---------|-----------------------|-----------------------|---------------|------------|
-//! | user    | `USER#<email>`        | `PROFILE`             |               |            |
-//! | post    | `POST#<postId>`       | `POST`                | `FEED#<0-15>` | `<postId>` |
-//! | comment | `POST#<postId>#<0-15>`| `COMMENT#<commentId>` |               |            |
+//! | item        | `pk`                         | `sk`                  | `feedpk`      | `feedsk`   |
+//! |-------------|------------------------------|-----------------------|---------------|------------|
+//! | user        | `USER#<email>`               | `PROFILE`             |               |            |
+//! | tombstone   | `USER#<email>`               | `TOMBSTONE`           |               |            |
+//! | post        | `POST#<postId>`              | `POST`                | `FEED#<0-15>` | `<postId>` |
+//! | sweep       | `POST#<postId>`              | `SWEEP`               |               |            |
+//! | comment     | `POST#<postId>#<0-15>`       | `COMMENT#<commentId>` |               |            |
+//! | idempotency | `IDEMPOTENCY#<userId>#<key>` | `IDEMPOTENCY`         |               |            |
 //!
 //! Ids are ULIDs, so sort keys order by time: the feed is the newest-first merge of the
 //! sixteen partitions of the index `feed`, a post's comments the oldest-first merge of its
-//! sixteen comment partitions ([`paging`]). Nothing here scans. The table's upkeep (comment
-//! counts, removals, the sweep of a deleted post's comments) is done from its stream
-//! ([`upkeep`]).
+//! sixteen comment partitions ([`paging`]). No request scans: only the layout migration does
+//! ([`migrate`]). The table's upkeep (comment counts, removals, the sweep of a deleted post's
+//! comments) is done from its stream ([`upkeep`]).
 
 mod comments;
 mod dynamo;

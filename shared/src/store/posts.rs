@@ -2,7 +2,7 @@
 //! shards of the feed index.
 //!
 //! A post item carries, beside the post, its cache revision `rev` (bumped by every change of
-//! the item: an edit, and each change of `commentCount` by the comment counter) and its feed
+//! the item: an edit, and each change of `commentCount` by the upkeep) and its feed
 //! index keys. The feed index projects keys only, so neither an edit nor a count change writes
 //! it: a post writes its feed partition once, when it is created. `commentCount` is kept by
 //! the `upkeep` function from the table's stream (`super::upkeep`), not by the comment's own

@@ -1,8 +1,8 @@
 //! Axis (d): `DELETE /posts/{postId}` of a post with many comments.
 //!
 //! A few comments are made through the API and their items, as the recorder saw them written,
-//! are the shape the code uses (today `POST#<postId>` / `COMMENT#<id>`; after a redesign
-//! whatever it writes): copies with fresh ids are loaded straight into the emulator with
+//! are the shape the code uses (today `POST#<postId>#<shard>` / `COMMENT#<id>`; after a
+//! redesign whatever it writes): copies with fresh ids are loaded straight into the emulator with
 //! `BatchWriteItem`, cycling over the partitions the real ones went to. Then the delete is
 //! timed through the handler (the recorder in light mode, so its own reads are not in the
 //! time) with the stream consumers running, and the post's comment partitions are counted

@@ -1,6 +1,6 @@
 //! The traffic: a fixture (users, an ordinary post, the viral post, a full feed), then each
-//! request class alone, as one phase: a short warm-up (so the user cache is warm, as at any
-//! real rate), then K requests through the real handlers, then the stream consumers drained;
+//! request class alone, as one phase: a short warm-up (so the cache holds what the class reads,
+//! as at any real rate), then K requests through the real handlers, then the stream consumers drained;
 //! everything recorded in the phase, synchronous or not, is the class's ([`profile`]).
 
 use std::collections::{BTreeMap, BTreeSet};

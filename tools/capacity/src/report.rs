@@ -312,7 +312,8 @@ fn delete_cell(d: Option<&DeleteResult>) -> String {
     let Some(d) = d else {
         return String::new();
     };
-    // Swept within the request (today's synchronous sweep), or after the answer.
+    // Swept within the request (a synchronous sweep, as before the upkeep), or after the answer
+    // (the upkeep's, from the delete's stream record).
     let in_request = d.swept_after_s.is_some_and(|s| s <= d.latency_s + 0.5);
     let swept = match d.swept_after_s {
         Some(_) if in_request => "every comment gone when it answers".to_owned(),
