@@ -41,7 +41,7 @@ pub enum CacheAuth {
     Iam(IamTokens),
 }
 
-/// A connection to the cache, whichever kind: what [`super::RedisConnection::call`] hands a
+/// A connection to the cache, whichever kind: what [`super::connection::RedisConnection::call`] hands a
 /// call. Cheap to clone (a handle on shared connections). A standalone command is passed
 /// straight to the inner connection, whose future is already boxed: the dispatch adds no
 /// allocation. A cluster command gets one more box, for [`ask_again`].

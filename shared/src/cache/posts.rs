@@ -29,9 +29,10 @@ use super::kinds::{
     comments_key, post_key, Kind, WindowKind, COMMENTS, FEED, FEED_KEY, FEED_SUBJECT,
 };
 use super::near::Near;
-use super::{CacheOutcome, RedisCache, WindowWrite, WriteOutcome};
+use super::redis_cache::{RedisCache, WindowWrite, WriteOutcome};
 use crate::domain::{Comment, ExpectedVersion, Post, PostPatch};
 use crate::error::AppError;
+use crate::metrics::CacheOutcome;
 use crate::store::{Page, Remover, Store, Stored};
 
 /// A post as a response serves it: its JSON, and its `version` for the `ETag`.

@@ -27,7 +27,7 @@ use std::time::Instant;
 use super::entry::{parse, Record, Revision};
 use super::flights::Flights;
 use super::kinds::user_key;
-use super::{RedisCache, WriteOutcome};
+use super::redis_cache::{RedisCache, WriteOutcome};
 use crate::domain::{Email, User, Version};
 use crate::error::AppError;
 pub use crate::metrics::CacheOutcome;

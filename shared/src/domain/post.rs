@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Caption, ImageUrl};
+use super::values::{Caption, ImageUrl, Invalid};
 
 /// `Post` in `API.md`; its serde form is both the response body and the stored attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,12 +56,9 @@ impl PostPatch {
     pub fn new(
         caption: Option<Caption>,
         image_url: Option<Option<ImageUrl>>,
-    ) -> Result<Self, super::Invalid> {
+    ) -> Result<Self, Invalid> {
         if caption.is_none() && image_url.is_none() {
-            return Err(super::Invalid::new(
-                "caption",
-                "or `imageUrl` must be given",
-            ));
+            return Err(Invalid::new("caption", "or `imageUrl` must be given"));
         }
         Ok(PostPatch { caption, image_url })
     }

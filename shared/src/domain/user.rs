@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Email;
+use super::values::Email;
 
 /// The user that authentication yields and the cache holds. The password hash lives only in
 /// the store's item, so it can never leak through the cache or a response.

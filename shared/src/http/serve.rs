@@ -26,7 +26,7 @@ where
     Fut: Future<Output = Result<Response<Body>, AppError>>,
 {
     let matched = {
-        let (segments, stage) = super::path_segments(&req);
+        let (segments, stage) = super::request::path_segments(&req);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         route(router, req.method(), &segments, stage.as_deref())
     };

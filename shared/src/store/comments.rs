@@ -19,12 +19,12 @@ use super::dynamo::{
     classify, from_item, n, refused, returned, s, text, to_item, written_by, Item, NOT_YET_WRITTEN,
     WRITE_TOKEN,
 };
+use super::dynamo::{Page, Store, StoreError, Stored};
 use super::keys::{
     comment_key, comment_pk, comment_shard_pk, comment_sk, legacy_comment_key, post_pk, Key,
     COMMENT_PREFIX, COMMENT_SHARDS,
 };
 use super::paging::{merged_page, Order};
-use super::{Page, Store, StoreError, Stored};
 use crate::domain::Comment;
 
 #[derive(Serialize, Deserialize)]

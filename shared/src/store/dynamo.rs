@@ -1,8 +1,9 @@
-//! What every store shares of DynamoDB: the client, the one way to read an item
-//! ([`Store::get_item`](super::Store::get_item), [`Store::batch_get`](super::Store::batch_get)),
-//! to read back what a write returned ([`returned`]) and to decode an item ([`from_item`]);
-//! attribute values, write tokens and conditional refusals, transactions, and SDK errors mapped
-//! to [`StoreError`].
+//! The table and what every store shares of it: [`Store`] (the client, the table's name, whether
+//! legacy items may remain), the store's own errors ([`StoreError`]) and results ([`Stored`],
+//! [`Page`]); the one way to read an item ([`Store::get_item`], [`Store::batch_get`]), to read
+//! back what a write returned ([`returned`]) and to decode an item ([`from_item`]); attribute
+//! values, write tokens and conditional refusals, transactions, and SDK errors mapped to
+//! [`StoreError`]. Each kind of item adds its own operations to [`Store`] in its own file.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,10 +13,116 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::StoreError;
 use crate::config::TableConfig;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// How a call to the table failed, in the store's own terms; `crate::error` says what each
+/// means for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The table could not be reached in time, throttled, or failed on its side: try again.
+    #[error("table unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: an item that does not decode, a request that cannot be built.
+    #[error("table: {0}")]
+    Internal(String),
+    /// The item is not there.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The item was written by someone else.
+    #[error("not the author")]
+    NotAuthor,
+    /// The item is at another version than the change expected.
+    #[error("version mismatch")]
+    VersionMismatch,
+    /// The email is already registered.
+    #[error("email taken")]
+    EmailTaken,
+    /// The user changed (another user of the email, or another `jwtVersion`) or went since the
+    /// caller read it.
+    #[error("user changed: {0}")]
+    UserChanged(&'static str),
+}
+
+/// An item as the table holds it, with its cache revision: a number that every change of the
+/// item grows (in the same write as the change), so the cache can keep the newer of two
+/// copies. Bookkeeping only: it never shows in a response (a post's `version` counts its
+/// edits, which is another thing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<T> {
+    pub item: T,
+    pub rev: u64,
+}
+
+/// A page of a list: the items, and the id of the last one when more follow.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Id of the last item of this page, present only when another page exists.
+    pub last_id: Option<String>,
+}
+
+/// Table access for every entity. Cheap to clone: the SDK client is an `Arc` inside.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(super) client: Client,
+    pub(super) table: String,
+    /// Whether the table may still hold items of the legacy layout (docs/architecture.md,
+    /// "Data model"), which lists then read too.
+    pub(super) legacy_layout: bool,
+}
+
+impl Store {
+    /// The store over `client`, every attempt of every call timed for the metrics
+    /// (`CallTimer`).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let client = Client::from_conf(client.config().to_builder().interceptor(CallTimer).build());
+        Store {
+            client,
+            table: table.into(),
+            legacy_layout: true,
+        }
+    }
+
+    /// The same store, reading the legacy layout's partitions too (`on`) or not: off once
+    /// `tools/migrate-layout` has moved every legacy item (`LEGACY_LAYOUT=false`).
+    pub fn with_legacy_layout(mut self, on: bool) -> Self {
+        self.legacy_layout = on;
+        self
+    }
+
+    /// Reads a key that never exists, waiting at most `bound`, so the first request finds the
+    /// connection open, the credentials resolved and the client's first-call work done. Never
+    /// fails: an error or timeout is logged and the request path connects as usual. The key is
+    /// outside every function's role (IAM conditions on key prefixes), so the answer may be
+    /// `AccessDenied`: an answer all the same, which needed all of that done.
+    pub async fn prewarm(&self, bound: std::time::Duration) {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s("PREWARM"))
+            .key("sk", s("PREWARM"))
+            .projection_expression("pk")
+            .send();
+        match tokio::time::timeout(bound, read).await {
+            Ok(Ok(_)) => tracing::debug!("dynamodb connection ready"),
+            Ok(Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))) => tracing::debug!(
+                error = %aws_sdk_dynamodb::error::ProvideErrorMetadata::code(e.err()).unwrap_or("unknown"),
+                "dynamodb connection ready (it answered the prewarm read with an error)"
+            ),
+            Ok(Err(e)) => tracing::warn!(
+                error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
+                "dynamodb not ready at init; the first request will connect"
+            ),
+            Err(_) => tracing::warn!(
+                bound_ms = bound.as_millis() as u64,
+                "dynamodb not ready at init; the first request will connect"
+            ),
+        }
+    }
+}
 
 /// A DynamoDB client with timeouts and retries set on purpose: a request that cannot reach
 /// the table answers `503` within `attempts × attempt_timeout`, never hangs until the Lambda
@@ -216,7 +323,7 @@ pub(super) struct Projection {
     pub(super) names: &'static [(&'static str, &'static str)],
 }
 
-impl super::Store {
+impl Store {
     /// The item under `key`, decoded: the one way the stores read a single item. The read is
     /// strongly consistent, so it sees every write answered before it was sent; with
     /// `projection`, it returns only the attributes that names.
@@ -404,7 +511,7 @@ pub(super) enum Transaction {
 /// minutes) as it answered the first. Each try here after a cancellation is a new `send`, so a
 /// new token (a cancelled transaction changed nothing).
 pub(super) async fn transact(
-    store: &super::Store,
+    store: &Store,
     items: &[aws_sdk_dynamodb::types::TransactWriteItem],
     operation: &'static str,
 ) -> Result<Transaction, StoreError> {

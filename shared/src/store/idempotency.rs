@@ -27,9 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::dynamo::{classify, n, refused, returned_item, s, text, Item};
+use super::dynamo::{Store, StoreError};
 use super::keys::idempotency_key as record_key;
-use super::Store;
-use super::StoreError;
 
 /// How long a record answers repeats.
 pub const RECORD_LIFETIME: Duration = Duration::from_secs(24 * 3_600);

@@ -44,6 +44,14 @@ pub const COMMENT_SHARDS: u32 = 16;
 pub(super) const FEED_PK: &str = "feedpk";
 pub(super) const FEED_SK: &str = "feedsk";
 
+/// Name of the feed index (keys only, partitioned by feed shard); the template creates it
+/// with this name.
+pub const FEED_INDEX: &str = "feed";
+
+/// Name of the legacy feed index (one partition, every attribute), kept while legacy posts
+/// may remain.
+pub const LEGACY_FEED_INDEX: &str = "gsi1";
+
 /// The legacy feed index (`gsi1`, projecting all attributes) and its one partition.
 pub(super) const LEGACY_FEED_PK_VALUE: &str = "FEED";
 pub(super) const LEGACY_FEED_PK: &str = "gsi1pk";

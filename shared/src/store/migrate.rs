@@ -15,11 +15,11 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::dynamo::{classify, n, s, text, transact, Item, Transaction};
+use super::dynamo::{Store, StoreError};
 use super::keys::{
     comment_of_key, comment_pk, feed_pk, Key, FEED_PK, FEED_SK, LEGACY_FEED_PK, LEGACY_FEED_SK,
     POST_SK,
 };
-use super::{Store, StoreError};
 
 /// What one page moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use super::dynamo::{classify, Item};
-use super::{Page, StoreError};
+use super::dynamo::{Page, StoreError};
 
 /// The pages of one `Query`, read one call at a time, each from where the last one stopped.
 pub(super) struct Pages {

@@ -15,12 +15,12 @@ use super::dynamo::{
     classify, from_item, n, refused, returned, s, text, to_item, written_by, Item, NOT_YET_WRITTEN,
     WRITE_TOKEN,
 };
+use super::dynamo::{Page, Store, StoreError, Stored};
 use super::keys::{
-    feed_pk, feed_shard_pk, post_key, post_pk, FEED_PK, FEED_SHARDS, FEED_SK, LEGACY_FEED_PK,
-    LEGACY_FEED_PK_VALUE, LEGACY_FEED_SK, POST_SK,
+    feed_pk, feed_shard_pk, post_key, post_pk, FEED_INDEX, FEED_PK, FEED_SHARDS, FEED_SK,
+    LEGACY_FEED_INDEX, LEGACY_FEED_PK, LEGACY_FEED_PK_VALUE, LEGACY_FEED_SK, POST_SK,
 };
 use super::paging::{merged_page, Order};
-use super::{Page, Store, StoreError, Stored, FEED_INDEX, LEGACY_FEED_INDEX};
 use crate::domain::{ExpectedVersion, Post, PostPatch};
 
 #[derive(Serialize, Deserialize)]

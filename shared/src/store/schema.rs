@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{FEED_INDEX, LEGACY_FEED_INDEX};
+use super::keys::{FEED_INDEX, LEGACY_FEED_INDEX};
 
 /// Attribute names of the table's keys and of its indexes' keys: the feed index's, and the
 /// legacy feed index's.

@@ -24,12 +24,12 @@ use aws_sdk_dynamodb::types::{
 
 use super::comments::CommentItem;
 use super::dynamo::{from_item, n, s, text, transact, Item, Transaction};
+use super::dynamo::{Store, StoreError, Stored};
 use super::keys::{
     comment_of_key, comment_shard_pk, post_key, post_pk, primary_key, sweep_key, Key,
     COMMENT_PREFIX, COMMENT_SHARDS,
 };
 use super::paging::Pages;
-use super::{Store, StoreError, Stored};
 use crate::domain::Post;
 
 /// A comment as the upkeep finds it.

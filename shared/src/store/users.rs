@@ -13,9 +13,8 @@ use super::dynamo::{
     classify, from_item, n, refused, returned, s, text, to_item, written_by, Projection,
     NOT_YET_WRITTEN, WRITE_TOKEN,
 };
+use super::dynamo::{Store, StoreError};
 use super::keys::{record_keys, user_key, user_pk, user_tombstone_key, PROFILE, USER_PREFIX};
-use super::Store;
-use super::StoreError;
 use crate::domain::{Email, User};
 
 /// How long an email's tombstone stays in the table (DynamoDB's TTL, `expiresAt`): far past any
