@@ -1,7 +1,8 @@
 //! What a function's role lets it do to the table, as IAM decides it: each permission's
-//! actions, the table or index it names, and the partition keys its `dynamodb:LeadingKeys`
-//! condition admits (`StringLike` or `StringEquals`, for all values); and the requests the code
-//! makes ([`Call`]), to hold the one against the other.
+//! actions, the table or index it names, the partition keys its `dynamodb:LeadingKeys`
+//! condition admits (`StringLike` or `StringEquals`, for all values) and the attributes its
+//! `dynamodb:Attributes` condition admits; and the requests the code makes ([`Call`]), to hold
+//! the one against the other.
 
 use serde_yaml::Value;
 
@@ -40,24 +41,27 @@ pub(super) enum On {
 
 /// One request the code makes: the IAM action that authorises it (a transaction's items are
 /// authorised one by one, as `UpdateItem`, `DeleteItem`...), where it lands, the partition key
-/// values it names (all of them in one request: `ForAllValues`), and where in the code.
+/// values it names (all of them in one request: `ForAllValues`), the attributes it reads
+/// (`None`: the whole item, no projection), and where in the code.
 #[derive(Debug)]
 pub(super) struct Call {
     pub(super) action: &'static str,
     pub(super) on: On,
     pub(super) keys: Vec<String>,
+    pub(super) attributes: Option<Vec<String>>,
     pub(super) why: &'static str,
 }
 
-/// One permission of a role on the table: an action, where, and the partition key values it
+/// One permission of a role on the table: an action, where, the partition key values it
 /// admits (`dynamodb:LeadingKeys`, `ForAllValues:StringLike` patterns or `StringEquals`
-/// values).
+/// values), and the attributes a request may read (`dynamodb:Attributes`, `None`: any).
 #[derive(Debug)]
 pub(super) struct Grant {
     pub(super) action: String,
     pub(super) on: Vec<On>,
     pub(super) patterns: Vec<String>,
     pub(super) like: bool,
+    pub(super) attributes: Option<Vec<String>>,
     pub(super) sid: String,
 }
 
@@ -101,23 +105,42 @@ pub(super) fn table_grants(t: &Value, function: &str) -> Vec<Grant> {
         let condition = statement["Condition"].as_mapping().unwrap_or_else(|| {
             panic!("{function}: {sid} names no keys: every table permission does")
         });
-        let mut found = None;
+        let (mut found, mut attributes, mut specific) = (None, None, false);
         for (operator, keys) in condition {
             let operator = operator.as_str().unwrap_or_default();
-            let like = match operator {
-                "ForAllValues:StringLike" => true,
-                "ForAllValues:StringEquals" => false,
-                other => panic!("{function}: {sid}: condition {other} is not understood here"),
-            };
             let keys = keys.as_mapping().expect("condition keys");
-            assert_eq!(keys.len(), 1, "{function}: {sid}: LeadingKeys only");
-            let patterns: Vec<String> = one_or_many(&keys["dynamodb:LeadingKeys"])
-                .into_iter()
-                .map(|p| p.as_str().expect("a key pattern").to_owned())
-                .collect();
-            assert!(found.is_none(), "{function}: {sid}: one condition");
-            found = Some((patterns, like));
+            for (key, values) in keys {
+                let values: Vec<String> = one_or_many(values)
+                    .into_iter()
+                    .map(|p| p.as_str().expect("a condition value").to_owned())
+                    .collect();
+                match (operator, key.as_str().unwrap_or_default()) {
+                    (
+                        "ForAllValues:StringLike" | "ForAllValues:StringEquals",
+                        "dynamodb:LeadingKeys",
+                    ) => {
+                        assert!(found.is_none(), "{function}: {sid}: one LeadingKeys");
+                        found = Some((values, operator == "ForAllValues:StringLike"));
+                    }
+                    ("ForAllValues:StringEquals", "dynamodb:Attributes") => {
+                        attributes = Some(values);
+                    }
+                    // Without it, a query could return an index's projected attributes, or
+                    // all of them (AWS's "Allows access to specific attributes" example).
+                    ("StringEqualsIfExists", "dynamodb:Select") => {
+                        assert_eq!(values, ["SPECIFIC_ATTRIBUTES"], "{function}: {sid}");
+                        specific = true;
+                    }
+                    (operator, key) => {
+                        panic!("{function}: {sid}: condition {operator} {key:?} is not understood here")
+                    }
+                }
+            }
         }
+        assert!(
+            attributes.is_none() || specific,
+            "{function}: {sid}: dynamodb:Attributes without dynamodb:Select"
+        );
         let (patterns, like) = found.expect("LeadingKeys");
         assert!(
             !patterns.is_empty() && patterns.iter().all(|p| p != "*" && !p.is_empty()),
@@ -129,6 +152,7 @@ pub(super) fn table_grants(t: &Value, function: &str) -> Vec<Grant> {
                 on: on.clone(),
                 patterns: patterns.clone(),
                 like,
+                attributes: attributes.clone(),
                 sid: sid.clone(),
             });
         }
@@ -164,11 +188,26 @@ impl Grant {
 
     /// Whether this permission alone allows `call` (every key it names: `ForAllValues`).
     pub(super) fn allows(&self, call: &Call) -> bool {
-        self.permits(call.action, &call.on, &call.keys)
+        self.permits(call.action, &call.on, &call.keys, call.attributes.as_deref())
     }
 
-    /// Whether this permission alone allows `action` on `on` for all of `keys`.
-    pub(super) fn permits(&self, action: &str, on: &On, keys: &[String]) -> bool {
-        self.action == action && self.on.contains(on) && keys.iter().all(|k| self.admits(k))
+    /// Whether this permission alone allows `action` on `on` for all of `keys`, reading
+    /// `attributes` (`None`: the whole item, which an attribute condition refuses).
+    pub(super) fn permits(
+        &self,
+        action: &str,
+        on: &On,
+        keys: &[String],
+        attributes: Option<&[String]>,
+    ) -> bool {
+        let readable = match (&self.attributes, attributes) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(allowed), Some(read)) => read.iter().all(|a| allowed.contains(a)),
+        };
+        self.action == action
+            && self.on.contains(on)
+            && keys.iter().all(|k| self.admits(k))
+            && readable
     }
 }

@@ -1352,7 +1352,13 @@ fn code_calls(function: &str) -> Vec<Call> {
         action,
         on,
         keys: keys.to_vec(),
+        attributes: None,
         why,
+    };
+    // A user read that is not the login's: what the cache needs, never the hash.
+    let user_read = |why| Call {
+        attributes: Some(user_attributes()),
+        ..call("GetItem", On::Table, &[user.clone()], why)
     };
     let table = || On::Table;
     let one = |k: &String| vec![k.clone()];
@@ -1379,7 +1385,7 @@ fn code_calls(function: &str) -> Vec<Call> {
             ),
         ]
     };
-    let authentication = || call("GetItem", table(), &one(&user), "get_user (a cache miss)");
+    let authentication = || user_read("get_user (a cache miss)");
     match function {
         "UsersFunction" => vec![
             call(
@@ -1444,7 +1450,7 @@ fn code_calls(function: &str) -> Vec<Call> {
             calls
         }
         "CacheSyncFunction" => vec![
-            call("GetItem", table(), &one(&user), "get_user"),
+            user_read("get_user"),
             call("GetItem", table(), &one(&post), "get_post"),
             call("GetItem", table(), &all_comments, "get_comment"),
         ],
@@ -1532,6 +1538,65 @@ fn each_role_may_do_what_its_code_calls_and_nothing_more() {
             }
         }
     }
+}
+
+/// The attributes a user read of the cache's names (`shared::store::USER_ATTRIBUTES`; `#name`
+/// stands for `name`, a reserved word).
+fn user_attributes() -> Vec<String> {
+    shared::store::USER_ATTRIBUTES
+        .split(',')
+        .map(|a| a.trim().trim_start_matches('#').to_owned())
+        .collect()
+}
+
+/// Only the users function reads a password hash (issue 23): every other role that may read a
+/// user (`USER#...`) may read exactly the attributes the code's projection names
+/// (`USER_ATTRIBUTES`) and the item's key, with `dynamodb:Select` held to them, so a read
+/// without a projection, or one naming `passwordHash`, is refused. That the code's requests
+/// carry the projection is `every_request_the_code_sends_is_one_its_role_allows`'s.
+#[test]
+fn no_role_but_users_may_read_a_password_hash() {
+    let user = shared::store::keys::user_pk(
+        &shared::domain::Email::parse("ann@example.com").expect("an email"),
+    );
+    let mut expected: Vec<String> = ["pk", "sk"].map(String::from).into();
+    expected.extend(user_attributes());
+    expected.sort();
+    assert!(!expected.contains(&"passwordHash".to_owned()));
+    let mut readers = 0;
+    for (kind, auth) in COMBINATIONS {
+        let t = deployed(kind, auth);
+        for function in functions(&t) {
+            if function == "UsersFunction" {
+                continue;
+            }
+            for grant in table_grants(&t, &function) {
+                if !grant.admits(&user) {
+                    continue;
+                }
+                readers += 1;
+                let what = format!("{kind}/{auth}: {function}: {}", grant.sid);
+                let mut allowed = grant
+                    .attributes
+                    .clone()
+                    .unwrap_or_else(|| panic!("{what} may read every attribute of a user"));
+                allowed.sort();
+                assert_eq!(allowed, expected, "{what}: the code's projection and the key");
+                let key = [user.clone()];
+                assert!(
+                    !grant.permits("GetItem", &On::Table, &key, None),
+                    "{what}: a read of the whole item"
+                );
+                let with_hash = [user_attributes(), vec!["passwordHash".into()]].concat();
+                assert!(
+                    !grant.permits("GetItem", &On::Table, &key, Some(&with_hash)),
+                    "{what}: a read of the hash"
+                );
+            }
+        }
+    }
+    // posts and comments (on demand and on Managed Instances) and cache-sync, in four templates
+    assert!(readers >= 12, "{readers} grants read users");
 }
 
 /// The API function calls as the template of this thread's compute deploys them, on demand
@@ -2657,7 +2722,12 @@ async fn every_request_the_code_sends_is_one_its_role_allows() {
             assert!(
                 grants
                     .iter()
-                    .any(|g| g.permits(&request.action, &request.on, &request.keys)),
+                    .any(|g| g.permits(
+                        &request.action,
+                        &request.on,
+                        &request.keys,
+                        request.attributes.as_deref()
+                    )),
                 "{function} sent {request:?}, which its role refuses: {grants:#?}"
             );
             assert!(

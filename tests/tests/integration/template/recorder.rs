@@ -11,13 +11,30 @@ use super::iam::On;
 use super::read::{declared_table, function_id};
 
 /// One request as it left a DynamoDB client: its IAM action (each item of a transaction on its
-/// own, as IAM authorises it), where it landed, and the partition key values it named (an
-/// index's, for a query of an index).
+/// own, as IAM authorises it), where it landed, the partition key values it named (an
+/// index's, for a query of an index), and the attributes it read (its `ProjectionExpression`'s,
+/// names resolved; `None` for the whole item, or a write).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Sent {
     pub(super) action: String,
     pub(super) on: On,
     pub(super) keys: Vec<String>,
+    pub(super) attributes: Option<Vec<String>>,
+}
+
+/// The top-level attributes a read names (`dynamodb:Attributes`, as IAM sees them): its
+/// `ProjectionExpression`'s paths, placeholders resolved by its `ExpressionAttributeNames`.
+fn projected(read: &serde_json::Value, names: &serde_json::Value) -> Option<Vec<String>> {
+    let expression = read["ProjectionExpression"].as_str()?;
+    Some(
+        expression
+            .split(',')
+            .map(|path| {
+                let top = path.trim().split(['.', '[']).next().unwrap_or_default();
+                names[top].as_str().unwrap_or(top).to_owned()
+            })
+            .collect(),
+    )
 }
 
 /// Records every request a client sends ([`Sent`]), from its body as it goes out.
@@ -59,6 +76,7 @@ impl Recorder {
             action: action.to_owned(),
             on: On::Table,
             keys: vec![s(pk)],
+            attributes: None,
         };
         let tables = || {
             body["RequestItems"]
@@ -68,7 +86,11 @@ impl Recorder {
                 .into_values()
         };
         match operation {
-            "GetItem" | "UpdateItem" | "DeleteItem" => vec![one(operation, &body["Key"]["pk"])],
+            "GetItem" => vec![Sent {
+                attributes: projected(body, &body["ExpressionAttributeNames"]),
+                ..one(operation, &body["Key"]["pk"])
+            }],
+            "UpdateItem" | "DeleteItem" => vec![one(operation, &body["Key"]["pk"])],
             "PutItem" => vec![one(operation, &body["Item"]["pk"])],
             "Query" => {
                 let (on, pk_attr) = match body["IndexName"].as_str() {
@@ -98,6 +120,7 @@ impl Recorder {
                     action: operation.to_owned(),
                     on,
                     keys,
+                    attributes: projected(body, &body["ExpressionAttributeNames"]),
                 }]
             }
             "BatchGetItem" => tables()
@@ -110,6 +133,7 @@ impl Recorder {
                         .flatten()
                         .map(|k| s(&k["pk"]))
                         .collect(),
+                    attributes: projected(&request, &request["ExpressionAttributeNames"]),
                 })
                 .collect(),
             "BatchWriteItem" => tables()
@@ -129,6 +153,7 @@ impl Recorder {
                             })
                         })
                         .collect(),
+                    attributes: None,
                 })
                 .collect(),
             "TransactWriteItems" | "TransactGetItems" => body["TransactItems"]
@@ -145,7 +170,10 @@ impl Recorder {
                     ]
                     .into_iter()
                     .filter(|(kind, _, _)| !item[*kind].is_null())
-                    .map(|(kind, action, key)| one(action, &item[kind][key]["pk"]))
+                    .map(|(kind, action, key)| Sent {
+                        attributes: projected(&item[kind], &item[kind]["ExpressionAttributeNames"]),
+                        ..one(action, &item[kind][key]["pk"])
+                    })
                     .collect::<Vec<_>>()
                 })
                 .collect(),
@@ -153,6 +181,7 @@ impl Recorder {
                 action: other.to_owned(),
                 on: On::Table,
                 keys: Vec::new(),
+                attributes: None,
             }],
         }
     }
