@@ -1,13 +1,17 @@
 //! Figures 1 to 3, in this process: the auth hot path against a bare Redis `GET` of the same
 //! key on the same connection, the miss and no-cache paths, and DynamoDB user reads per
-//! 1,000 authenticated requests with a warm cache.
+//! 1,000 authenticated requests with a warm cache. Then the cached reads of issue 22
+//! ([`cached_reads`]): DynamoDB reads per 1,000 warm hits of a post, the feed's first page and
+//! a post's first comments, and a post hit's latency against the auth hit's.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use integration_tests::{ApiRequest, CallCounter, TestEnv, TestRedis, TEST_SECRET};
 use lambda_http::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::json;
 use shared::auth::TokenKeys;
+use shared::cache::near::NEAR_AGE;
+use shared::cache::posts::PostLookup;
 use shared::config::{CacheMode, Secret};
 use shared::domain::Email;
 
@@ -281,4 +285,143 @@ pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
         Some(Goal::Exactly(0.0)),
     );
     samples
+}
+
+/// Counts every DynamoDB read, whatever it reads.
+fn all_reads() -> CallCounter {
+    CallCounter::only(|operation, _| {
+        matches!(
+            operation,
+            "GetItem" | "Query" | "BatchGetItem" | "TransactGetItems" | "Scan"
+        )
+    })
+}
+
+/// The cached reads of issue 22, in this process: DynamoDB reads (of any item) per 1,000 warm
+/// hits of a post, the feed's first page and a post's first comment page through the handlers;
+/// and what the posts handler does for a post hit (the user's lookup and the post's together,
+/// then the post from what was found) against the auth hit alone, interleaved.
+pub async fn cached_reads(report: &mut Report, counts: &Counts) {
+    let reads = all_reads();
+    let env = TestEnv::builder()
+        .mode(CacheMode::Standalone)
+        .as_deployed()
+        .interceptor(reads.clone())
+        .build()
+        .await;
+    let (token, _) = env.new_user("Cached").await;
+    for i in 0..4 {
+        env.new_post(&token, &format!("earlier {i}")).await;
+    }
+    let post = env.new_post(&token, "cached").await;
+    let post_id = post["id"].as_str().expect("post id").to_owned();
+    for i in 0..20 {
+        let res = env
+            .send(
+                ApiRequest::post(&format!("/posts/{post_id}/comments"))
+                    .bearer(&token)
+                    .json(json!({"text": format!("comment {i}")})),
+            )
+            .await;
+        assert_eq!(res.status, 201, "comment {i}: {}", res.raw_body);
+    }
+    // The upkeep and the cache sync caught up (the post's `commentCount`), as in production
+    // a moment after the writes.
+    env.settle().await;
+
+    let kinds = [
+        ("post", format!("/posts/{post_id}")),
+        ("feed_first_page", "/posts?limit=20".to_owned()),
+        (
+            "comments_first_page",
+            format!("/posts/{post_id}/comments?limit=20"),
+        ),
+    ];
+    // Warm: the first read of each may miss and fill its entry.
+    for (kind, path) in &kinds {
+        let res = env.send(ApiRequest::get(path).bearer(&token)).await;
+        assert_eq!(res.status, 200, "{kind}: {}", res.raw_body);
+    }
+    for (kind, path) in &kinds {
+        reads.reset();
+        for i in 0..counts.requests {
+            // Now and then past the feed's copy in the instance, so its hits come from Redis
+            // too, not only from that copy.
+            if i % 100 == 99 {
+                tokio::time::sleep(NEAR_AGE + Duration::from_millis(10)).await;
+            }
+            let res = env.send(ApiRequest::get(path).bearer(&token)).await;
+            assert_eq!(res.status, 200, "{kind} {i}: {}", res.raw_body);
+        }
+        let per_1000 = reads.total() as f64 * 1000.0 / counts.requests as f64;
+        report.add(
+            format!("cached.{kind}.dynamodb_reads_per_1000"),
+            per_1000,
+            "reads",
+            Some(Goal::Exactly(0.0)),
+        );
+    }
+
+    // In-process latency: the post hit as `GET /posts/{id}` runs it, against the auth hit.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    let app = &env.app;
+    let auth_hit = || async {
+        let started = Instant::now();
+        let user = app
+            .auth
+            .authenticate(&headers)
+            .await
+            .expect("authenticated");
+        let took = started.elapsed();
+        std::hint::black_box(user);
+        took.as_nanos() as f64 / 1000.0
+    };
+    let post_hit = || async {
+        let started = Instant::now();
+        let (user, looked) =
+            tokio::join!(app.auth.authenticate(&headers), app.posts.lookup(&post_id));
+        user.expect("authenticated");
+        assert!(matches!(looked, PostLookup::Found(_)), "a post hit");
+        let post = app
+            .posts
+            .resolve(&post_id, looked, started)
+            .await
+            .expect("read")
+            .expect("the post");
+        let took = started.elapsed();
+        std::hint::black_box(post);
+        took.as_nanos() as f64 / 1000.0
+    };
+    for _ in 0..counts.pairs.clamp(50, 2_000) {
+        auth_hit().await;
+        post_hit().await;
+    }
+    reads.reset();
+    let (mut auths, mut posts) = (
+        Vec::with_capacity(counts.pairs),
+        Vec::with_capacity(counts.pairs),
+    );
+    for i in 0..counts.pairs {
+        if i % 2 == 0 {
+            auths.push(auth_hit().await);
+            posts.push(post_hit().await);
+        } else {
+            posts.push(post_hit().await);
+            auths.push(auth_hit().await);
+        }
+    }
+    assert_eq!(reads.total(), 0, "hits read nothing from DynamoDB");
+    let (auth_median, post_median) = (median(&mut auths), median(&mut posts));
+    report.add("cached.post_hit_us", post_median, "us", None);
+    report.add("cached.auth_hit_us", auth_median, "us", None);
+    report.add(
+        "cached.post_hit_over_auth_hit",
+        post_median / auth_median,
+        "ratio",
+        Some(Goal::AtMost(1.1)),
+    );
 }

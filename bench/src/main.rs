@@ -10,6 +10,9 @@
 //! - `auth.*`: in this process, the auth hot path against a bare Redis `GET` of the same key
 //!   on the same connection, interleaved; the miss and no-cache paths; DynamoDB user reads; the
 //!   hot path on a local Redis Cluster against a single server, interleaved.
+//! - `cached.*`: in this process, DynamoDB reads per 1,000 warm hits of a post, the feed's
+//!   first page and a post's first comments (issue 22), and a post hit against the auth hit,
+//!   interleaved.
 //! - `allocs.*`: in this process, heap allocations per warm invocation of three routes'
 //!   handler paths.
 //! - `cpu.*`: CPU per warm invocation of each function binary against the minimal
@@ -156,6 +159,12 @@ fn expected() -> Vec<String> {
         "auth.miss_us",
         "auth.no_cache_us",
         "auth.dynamodb_user_reads_per_1000",
+        "cached.post.dynamodb_reads_per_1000",
+        "cached.feed_first_page.dynamodb_reads_per_1000",
+        "cached.comments_first_page.dynamodb_reads_per_1000",
+        "cached.post_hit_us",
+        "cached.auth_hit_us",
+        "cached.post_hit_over_auth_hit",
         "telemetry.log_line_us",
         "telemetry.metrics_us",
         "telemetry.per_invocation_us",
@@ -313,6 +322,7 @@ async fn run(options: &Options) -> (Report, charts::AuthSamples, Vec<cpu::Measur
         // First: it sends the metric lines to nowhere before any test world would keep them.
         telemetry::run(&mut report, if smoke { 700 } else { 70_000 }).await;
         auth_samples = auth::run(&mut report, &counts).await;
+        auth::cached_reads(&mut report, &counts).await;
         cluster::run(&mut report, counts.pairs).await;
         let env = auth::new_env().await;
         let fixture = lambda::Fixture::new(&env).await;
