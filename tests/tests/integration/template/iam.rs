@@ -188,7 +188,12 @@ impl Grant {
 
     /// Whether this permission alone allows `call` (every key it names: `ForAllValues`).
     pub(super) fn allows(&self, call: &Call) -> bool {
-        self.permits(call.action, &call.on, &call.keys, call.attributes.as_deref())
+        self.permits(
+            call.action,
+            &call.on,
+            &call.keys,
+            call.attributes.as_deref(),
+        )
     }
 
     /// Whether this permission alone allows `action` on `on` for all of `keys`, reading

@@ -1358,7 +1358,7 @@ fn code_calls(function: &str) -> Vec<Call> {
     // A user read that is not the login's: what the cache needs, never the hash.
     let user_read = |why| Call {
         attributes: Some(user_attributes()),
-        ..call("GetItem", On::Table, &[user.clone()], why)
+        ..call("GetItem", On::Table, std::slice::from_ref(&user), why)
     };
     let table = || On::Table;
     let one = |k: &String| vec![k.clone()];
@@ -1581,7 +1581,10 @@ fn no_role_but_users_may_read_a_password_hash() {
                     .clone()
                     .unwrap_or_else(|| panic!("{what} may read every attribute of a user"));
                 allowed.sort();
-                assert_eq!(allowed, expected, "{what}: the code's projection and the key");
+                assert_eq!(
+                    allowed, expected,
+                    "{what}: the code's projection and the key"
+                );
                 let key = [user.clone()];
                 assert!(
                     !grant.permits("GetItem", &On::Table, &key, None),
@@ -2720,14 +2723,12 @@ async fn every_request_the_code_sends_is_one_its_role_allows() {
                 "{function}: a request whose keys were not read: {request:?}"
             );
             assert!(
-                grants
-                    .iter()
-                    .any(|g| g.permits(
-                        &request.action,
-                        &request.on,
-                        &request.keys,
-                        request.attributes.as_deref()
-                    )),
+                grants.iter().any(|g| g.permits(
+                    &request.action,
+                    &request.on,
+                    &request.keys,
+                    request.attributes.as_deref()
+                )),
                 "{function} sent {request:?}, which its role refuses: {grants:#?}"
             );
             assert!(
