@@ -182,6 +182,9 @@ fn expected() -> Vec<String> {
         if goal.is_some() {
             names.push(format!("cpu.{route}.over_floor"));
         }
+        if cpu::OVER_USERS_ME.iter().any(|(r, _)| *r == route) {
+            names.push(format!("cpu.{route}.over_users_me"));
+        }
         for memory in cpu::MEMORY_MB {
             names.push(format!("cpu.{route}.billed_ms_at_{memory}mb"));
         }
