@@ -6,24 +6,47 @@
 //! every other cache write: a user's entry; a post's entry (and, for a new or deleted post, its
 //! place in the feed's first page); a comment's place in its post's first comments.
 //!
-//! The stream says *what* changed; DynamoDB says what it is *now*. For each item a batch
-//! names, the function reads it (strongly consistent) and writes that, not the record's
-//! image. A record is a state from the past: retried or replayed after the cache lost its data
-//! (a restart, a failover), images would put old states back, one after another, until the
-//! newest record came round again; the current item never is older than the cache should
-//! hold. When a user is gone, its entry is the tombstone of the newest user the batch shows
-//! (its id, one revision on), which the real deletion's tombstone can only equal or follow; a
-//! post or a comment that is gone is written gone for good (its id is never used again).
+//! The stream says *what* changed; DynamoDB says what it is *now*. The stream is keys only
+//! (`KEYS_ONLY`, `template.yaml`): a record names an item, and carries none of it, so no
+//! reader of the stream ever sees a user's password hash. For each item a batch names, the
+//! function reads it (strongly consistent) and writes that. A record is a state from the past:
+//! retried or replayed after the cache lost its data (a restart, a failover), its state would
+//! put an old one back; the current item never is older than the cache should hold. A post or
+//! a comment that is gone is written gone for good (its id is never used again).
+//!
+//! A user that is gone is written as the tombstone of the user the email's tombstone item
+//! names: the users function writes that item (`id`, `registration`) before every delete
+//! (`shared::store::users`), and keeps it a week, far past any cache entry. Its version is
+//! [`Version::gone_for_good`]: that user's registration, with a revision past every revision
+//! it ever had. Why not the deleted user's last revision plus one, as the users function
+//! caches it (`User::deleted`)? The record does not carry it any more, and the tombstone item
+//! cannot know it: it is written before the delete, from the token's user, which a concurrent
+//! rename (the delete is conditioned on the user's id and `jwtVersion`, not its revision) or a
+//! slower delete attempt of the same user can leave behind the state the delete removed. A
+//! tombstone older than that state would let a late write-back of the user (a read from
+//! before the delete) over it, and serve a deleted user's revoked tokens again. Past every
+//! revision, it is never older than the delete's own tombstone, and a state of a user whose
+//! id is never used again can never be newer. Registration first, it is older than every later
+//! user of the email (whose registration is the tombstone's plus one), so it hides none.
+//! The order of the reads makes it the right user's: the tombstone item is read after the
+//! user was found gone, and the user read once more after that; only if both reads find no
+//! user is the tombstone used (so a user registered, and a delete of it attempted and refused,
+//! between the two reads is never written gone). With no tombstone item (none left, or expired:
+//! no user of the email was deleted for a week, so no entry of one is left in the cache) the
+//! entry is "DynamoDB had none" ([`Version::NONE`]), older than everything, as a miss writes it.
 //! Records delivered twice, late or out of order change nothing more than one would.
 //!
 //! As Lambda's event source mapping expects (`ReportBatchItemFailures`):
-//! - a record that cannot be read (an image that is not a user) is reported alone, by its
-//!   sequence number, and the rest of the batch is still applied;
+//! - a record that cannot be read (a user key whose email is not one the users function
+//!   writes, an unknown event name) is reported alone, by its sequence number, and the rest of
+//!   the batch is still applied;
 //! - when Redis cannot take writes, or the table cannot be read, the whole batch fails, so
 //!   Lambda retries it (and, once the retries or the record age are spent, sends it to the
 //!   failure queue);
-//! - records of other items (idempotency records, a sweep's progress) are skipped on their
-//!   keys, without decoding; so are the comments of a post that is gone (no read serves them).
+//! - records of other items (an email's tombstone item, idempotency records, a sweep's
+//!   progress) are skipped on their keys; so are the comments of a post that is gone (no read
+//!   serves them). A tombstone item is written before its user's delete, whose own record
+//!   follows.
 
 use std::time::Duration;
 
@@ -36,7 +59,7 @@ use shared::cache::{Entry, Posts, RedisCache, WriteOutcome};
 use shared::config::{CacheConfig, TableConfig};
 use shared::domain::{Email, Version};
 use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key, record_keys};
-use shared::store::{client_from_config, is_user_key, user_from_image, Store, StoreError};
+use shared::store::{client_from_config, email_of_user_key, is_user_key, Store, StoreError};
 
 /// Why a batch failed as a whole (so Lambda retries it).
 #[derive(thiserror::Error)]
@@ -155,9 +178,8 @@ impl CacheSync {
     ) -> Result<(DynamoDbEventResponse, BatchReport), BatchFailed> {
         let mut report = BatchReport::default();
         let mut response = DynamoDbEventResponse::default();
-        // Each user the batch names, in order, with the newest "deleted since" version its
-        // records show.
-        let mut changed: Vec<(Email, Version)> = Vec::new();
+        // Each user the batch names, in order.
+        let mut changed: Vec<Email> = Vec::new();
         let mut items: Vec<Named> = Vec::new();
         for record in records {
             if !is_user_key(&record.change.keys) {
@@ -178,11 +200,9 @@ impl CacheSync {
                 continue;
             }
             let sequence_number = record.change.sequence_number.clone();
-            match deleted_since(record) {
-                Ok((email, version)) => match changed.iter_mut().find(|(e, _)| *e == email) {
-                    Some((_, newest)) => *newest = version.max(newest.clone()),
-                    None => changed.push((email, version)),
-                },
+            match user_named(&record) {
+                Ok(email) if changed.contains(&email) => {}
+                Ok(email) => changed.push(email),
                 Err(why) => {
                     tracing::error!(sequence_number = sequence_number.as_deref(), error = %why, "stream record not applied");
                     report.failed += 1;
@@ -190,17 +210,9 @@ impl CacheSync {
                 }
             }
         }
-        for (email, deleted) in changed {
+        for email in changed {
             report.users += 1;
-            let entry = match self
-                .store
-                .get_user(&email)
-                .await
-                .map_err(BatchFailed::Table)?
-            {
-                Some(user) => Entry::User(user),
-                None => Entry::Absent(deleted),
-            };
+            let entry = self.user_entry(&email).await.map_err(BatchFailed::Table)?;
             report.count(self.cache.put(&email, &entry).await)?;
         }
         report.items = items.len();
@@ -208,6 +220,22 @@ impl CacheSync {
             report.count(outcome)?;
         }
         Ok((response, report))
+    }
+
+    /// `email`'s entry as the table has it now: its user, or the tombstone of the user its
+    /// tombstone item names, read after the user was found gone twice around it (the module's
+    /// doc says why this version, and why this order).
+    async fn user_entry(&self, email: &Email) -> Result<Entry, StoreError> {
+        if let Some(user) = self.store.get_user(email).await? {
+            return Ok(Entry::User(user));
+        }
+        let tombstone = self.store.get_tombstone(email).await?;
+        if let Some(user) = self.store.get_user(email).await? {
+            return Ok(Entry::User(user));
+        }
+        Ok(Entry::Absent(tombstone.map_or(Version::NONE, |t| {
+            Version::gone_for_good(t.registration, t.id)
+        })))
     }
 
     /// Brings the entries of the posts and comments `items` names to the table's state: each
@@ -291,16 +319,13 @@ impl BatchReport {
     }
 }
 
-/// The user a record names, and the version its deletion would have: the image's user (the
-/// new image of a write, the old one of a remove) one revision on.
-fn deleted_since(record: EventRecord) -> Result<(Email, Version), String> {
-    let image = match record.event_name.as_str() {
-        "INSERT" | "MODIFY" => record.change.new_image,
-        "REMOVE" => record.change.old_image,
+/// The email a user record names, by its keys (the stream carries nothing else).
+fn user_named(record: &EventRecord) -> Result<Email, String> {
+    match record.event_name.as_str() {
+        "INSERT" | "MODIFY" | "REMOVE" => {}
         other => return Err(format!("unknown event name {other:?}")),
-    };
-    let user = user_from_image(image).map_err(|e| e.to_string())?;
-    Ok((user.email.clone(), user.deleted()))
+    }
+    email_of_user_key(&record.change.keys).map_err(|e| e.to_string())
 }
 
 fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {

@@ -95,6 +95,19 @@ impl Version {
         revision: 0,
         id: String::new(),
     };
+
+    /// The version of "user `id`, registration `registration` of its email, is gone", for one
+    /// who knows which user was deleted but not at which revision (`cache-sync`, from the
+    /// email's tombstone item): past every state that user ever had, whatever its last
+    /// revision (no revision reaches `u64::MAX`), so never older than [`User::deleted`]; and,
+    /// registration first, older than every later user of the email.
+    pub fn gone_for_good(registration: u64, id: impl Into<String>) -> Version {
+        Version {
+            registration,
+            revision: u64::MAX,
+            id: id.into(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,5 +141,12 @@ mod tests {
         };
         assert!(user.deleted() > user.version());
         assert!(v(new, 2, 1) > user.deleted());
+        let gone = Version::gone_for_good(1, old);
+        assert!(gone >= user.deleted(), "never older than the delete's own");
+        assert!(
+            gone > v(old, 1, u64::MAX - 1),
+            "past any revision of the user"
+        );
+        assert!(v(new, 2, 0) > gone, "a later registration is newer");
     }
 }

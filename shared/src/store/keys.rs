@@ -145,7 +145,7 @@ pub fn legacy_comment_key(post_id: &str, comment_id: &str) -> Key {
 }
 
 /// The `pk` and `sk` a stream record's `Keys` hold, when both are strings: what the stream's
-/// consumers tell items apart by, without decoding an image.
+/// consumers tell items apart by, and all a record carries (the stream is keys only).
 pub fn record_keys(keys: &serde_dynamo::Item) -> Option<(&str, &str)> {
     let text = |name: &str| match keys.get(name) {
         Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),

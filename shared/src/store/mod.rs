@@ -38,4 +38,7 @@ pub use idempotency::{Claim, ClaimToken, StoredAnswer, CLAIM_LEASE, RECORD_LIFET
 pub use keys::{FEED_INDEX, LEGACY_FEED_INDEX};
 pub use migrate::Moved;
 pub use upkeep::{Change, CommentState, Settled, Swept};
-pub use users::{is_user_key, user_from_image, NewUser, TOMBSTONE_LIFETIME, USER_ATTRIBUTES};
+pub use users::{
+    email_of_user_key, is_user_key, NewUser, Tombstone, TOMBSTONE_ATTRIBUTES, TOMBSTONE_LIFETIME,
+    USER_ATTRIBUTES,
+};

@@ -20,8 +20,8 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 
 /// Creates the table (on-demand, `pk`/`sk`; the feed index `feed` on `feedpk`/`feedsk`, keys
 /// only; the legacy feed index `gsi1` on `gsi1pk`/`gsi1sk`, every attribute, which only items
-/// of the legacy layout are in; a stream of new and old images for `cache-sync` and `upkeep`;
-/// TTL on [`TTL_ATTRIBUTE`]). An existing table is left as it is.
+/// of the legacy layout are in; a stream of keys only (no image, so no password hash) for
+/// `cache-sync` and `upkeep`; TTL on [`TTL_ATTRIBUTE`]). An existing table is left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -67,7 +67,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
+                .stream_view_type(StreamViewType::KeysOnly)
                 .build()
                 .map_err(|e| e.to_string())?,
         );

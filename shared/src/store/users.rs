@@ -33,6 +33,29 @@ const USER_PROJECTION: Projection = Projection {
     names: &[("#name", "name")],
 };
 
+/// What is read of an email's tombstone: which user of the email was deleted last. Both are
+/// among [`USER_ATTRIBUTES`], so `cache-sync`'s role, held to those and the key
+/// (`template.yaml`, `dynamodb:Attributes`), may read it.
+pub const TOMBSTONE_ATTRIBUTES: &str = "id, registration";
+
+/// The read of [`TOMBSTONE_ATTRIBUTES`].
+const TOMBSTONE_PROJECTION: Projection = Projection {
+    expression: TOMBSTONE_ATTRIBUTES,
+    names: &[],
+};
+
+/// An email's tombstone, as [`Store::get_tombstone`] reads it: the last deleted user of the
+/// email (or the one a delete was last attempted of: it is written before the delete).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Tombstone {
+    /// The user's id (empty only in an item that lost it, which no code writes).
+    #[serde(default)]
+    pub id: String,
+    /// Which registration of the email that user was (0: registered before they were counted).
+    #[serde(default)]
+    pub registration: u64,
+}
+
 /// The stored user: the public fields plus the password hash, which never leaves this module
 /// except to the login check.
 #[derive(Serialize, Deserialize)]
@@ -88,29 +111,31 @@ impl Store {
             .await
     }
 
+    /// `email`'s tombstone ([`TOMBSTONE_ATTRIBUTES`] only), read strongly consistent; `None`
+    /// when no user of the email was deleted in the last [`TOMBSTONE_LIFETIME`].
+    pub async fn get_tombstone(&self, email: &Email) -> Result<Option<Tombstone>, StoreError> {
+        self.get_item(
+            "user tombstone",
+            "GetItem user tombstone",
+            user_tombstone_key(email),
+            Some(TOMBSTONE_PROJECTION),
+        )
+        .await
+    }
+
     /// The registration of `email`'s last deleted user (0 when none is known), read strongly
     /// consistent: a registration takes the next one.
     async fn last_registration(&self, email: &Email) -> Result<u64, StoreError> {
-        /// What a registration needs of a tombstone.
-        #[derive(Deserialize)]
-        struct Tombstone {
-            #[serde(default)]
-            registration: u64,
-        }
-        let tombstone: Option<Tombstone> = self
-            .get_item(
-                "user tombstone",
-                "GetItem user tombstone",
-                user_tombstone_key(email),
-                None,
-            )
-            .await?;
-        Ok(tombstone.map_or(0, |t| t.registration))
+        Ok(self
+            .get_tombstone(email)
+            .await?
+            .map_or(0, |t| t.registration))
     }
 
     /// Writes `email`'s tombstone for `user`, before its delete: which registration of the
-    /// email it is. Never goes back to an earlier registration (a delete authenticated as an
-    /// earlier user of the email changes nothing).
+    /// email it is, and which user (`cache-sync` caches a gone user's tombstone from it: the
+    /// stream carries no image). Never goes back to an earlier registration (a delete
+    /// authenticated as an earlier user of the email changes nothing).
     async fn leave_tombstone(&self, user: &User) -> Result<(), StoreError> {
         let expires = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -288,21 +313,50 @@ pub fn is_user_key(keys: &serde_dynamo::Item) -> bool {
     record_keys(keys).is_some_and(|(pk, sk)| pk.starts_with(USER_PREFIX) && sk == PROFILE)
 }
 
-/// The user a stream record's image holds (`NewImage` of a write, `OldImage` of a remove).
-/// The password hash is in the image but not in the result.
-pub fn user_from_image(image: serde_dynamo::Item) -> Result<User, StoreError> {
-    /// A user item without its hash: the hash is never decoded where it is not needed.
-    #[derive(Deserialize)]
-    struct UserImage {
-        pk: String,
-        #[serde(flatten)]
-        user: User,
+/// The email a user item's keys name (`USER#<email>`, `PROFILE`): all a stream record of a
+/// user says (the stream is keys only). An error for keys of another item, or whose email is
+/// not one the users function writes (not an email, or not normalized).
+pub fn email_of_user_key(keys: &serde_dynamo::Item) -> Result<Email, StoreError> {
+    let bad = |why: &str| StoreError::Internal(format!("user key: {why}"));
+    let (pk, sk) = record_keys(keys).ok_or_else(|| bad("no string pk and sk"))?;
+    let raw = pk
+        .strip_prefix(USER_PREFIX)
+        .filter(|_| sk == PROFILE)
+        .ok_or_else(|| bad("not a user item"))?;
+    let email = Email::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    if user_pk(&email) != pk {
+        return Err(bad("not a normalized email"));
     }
-    let item: UserImage = from_item("user image", image)?;
-    if item.pk != user_pk(&item.user.email) {
-        return Err(StoreError::Internal(
-            "user image: email and key disagree".into(),
-        ));
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::keys::USER_TOMBSTONE;
+
+    fn keys(pk: &str, sk: &str) -> serde_dynamo::Item {
+        let text = |v: &str| serde_dynamo::AttributeValue::S(v.into());
+        serde_dynamo::Item::from(std::collections::HashMap::from([
+            ("pk".to_owned(), text(pk)),
+            ("sk".to_owned(), text(sk)),
+        ]))
     }
-    Ok(item.user)
+
+    #[test]
+    fn a_user_record_names_its_email_by_its_keys_alone() {
+        let email = email_of_user_key(&keys("USER#ann@example.com", PROFILE)).expect("a user");
+        assert_eq!(email.as_str(), "ann@example.com");
+        for (pk, sk) in [
+            ("USER#ann@example.com", USER_TOMBSTONE),
+            ("POST#01J00000000000000000000000", "POST"),
+            ("USER#not an email", PROFILE),
+            ("USER#Ann@Example.com", PROFILE),
+        ] {
+            assert!(email_of_user_key(&keys(pk, sk)).is_err(), "{pk} {sk}");
+        }
+        assert!(TOMBSTONE_ATTRIBUTES
+            .split(',')
+            .all(|a| USER_ATTRIBUTES.split(',').any(|u| u.trim() == a.trim())));
+    }
 }

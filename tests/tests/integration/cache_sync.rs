@@ -4,8 +4,9 @@
 //! current state, never an older one; a bad record is reported alone; a Redis that cannot take
 //! writes, or a table that cannot be read, fails the batch so it is retried.
 //!
-//! Records are real: the table's stream in dynoxide, read by the local event source mapping
-//! (`stream_poller`), as the Lambda event `aws_lambda_events` describes.
+//! Records are real: the table's stream in dynoxide (keys only, as `template.yaml` declares
+//! it), read by the local event source mapping (`stream_poller`), as the Lambda event
+//! `aws_lambda_events` describes.
 
 use std::time::{Duration, Instant};
 
@@ -81,7 +82,7 @@ async fn env_whose_writes_never_land() -> (TestEnv, TestRedis) {
 }
 
 /// `email`'s entry, as stored, holds neither the password hash nor any field named for it
-/// (every stream image carries `passwordHash`; the sync must not copy it). Returns the entry.
+/// (the sync reads users without it). Returns the entry.
 async fn assert_no_hash(redis: &TestRedis, email: &str, what: &str) -> Value {
     let raw = redis.entry_bytes(email).await.expect("an entry");
     let text = String::from_utf8_lossy(&raw);
@@ -138,12 +139,14 @@ async fn every_user_change_reaches_the_cache_through_the_stream_when_its_own_wri
         .send(ApiRequest::delete("/users/me").bearer(&fresh))
         .await;
     assert_eq!(res.status, 204, "{}", res.raw_body);
+    // The tombstone of the user the email's tombstone item names, past every revision it had
+    // (cache-sync's module doc says why).
     wait_for_entry(&redis, &email, |e| {
-        *e == json!({"id": user["id"], "rev": 4, "kind": "absent"})
+        *e == json!({"id": user["id"], "rev": u64::MAX, "kind": "absent"})
     })
     .await;
 
-    // The tombstone holds no hash either, though every stream image does.
+    // The tombstone holds no hash either.
     let text = redis
         .entry(&email)
         .await
@@ -260,7 +263,15 @@ async fn a_replay_after_the_cache_lost_its_data_writes_the_current_state_not_the
 async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order() {
     let (env, redis) = env_whose_writes_never_land().await;
     let email = unique_email("Reborn");
+    let parsed = Email::parse(&email).expect("email");
     assert_eq!(env.register(&email, "First").await.status, 201);
+    let first_user = env
+        .app
+        .store
+        .get_user(&parsed)
+        .await
+        .expect("DynamoDB")
+        .expect("the first user");
     let first = env.login(&email).await.body["token"]
         .as_str()
         .expect("token")
@@ -290,13 +301,10 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
 
     // A batch reads the table once per user and writes once, whatever its records' order, so
     // the loop above writes the second user every time. What keeps the order is the write:
-    // the three states of the email (the first user, its tombstone, the second user) written
-    // directly, as the sync, the change and a miss write them, in every order, each from an
-    // empty entry. Every write of a state older than the stored one must be refused, and the
-    // entry must end at the second user.
-    let parsed = Email::parse(&email).expect("email");
-    let first_user =
-        shared::store::user_from_image(records[1].change.old_image.clone()).expect("the remove");
+    // the states of the email (the first user, its tombstone as the delete writes it and as
+    // the sync writes it, the second user) written directly, as the sync, the change and a miss
+    // write them, in every order, each from an empty entry. Every write of a state older than
+    // the stored one must be refused, and the entry must end at the second user.
     let second_user = env
         .app
         .store
@@ -307,16 +315,16 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
     let states = [
         ("the first user", Entry::User(first_user.clone())),
         ("its tombstone", Entry::Absent(first_user.deleted())),
+        (
+            "its tombstone from the stream",
+            Entry::Absent(shared::domain::Version::gone_for_good(
+                first_user.registration,
+                first_user.id.clone(),
+            )),
+        ),
         ("the second user", Entry::User(second_user.clone())),
     ];
-    for order in [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ] {
+    for order in permutations(states.len()) {
         redis.evict(&email).await;
         let mut newest: Option<usize> = None;
         for &i in &order {
@@ -339,6 +347,166 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
     }
 }
 
+/// Issue 23: the stream the local stack delivers is keys only, as `template.yaml` declares it,
+/// so no record carries a password hash; and a deleted user still reaches the cache through
+/// cache-sync alone, as the tombstone of the user its email's tombstone item names: never
+/// older than the delete's own (a late write-back of the deleted user is refused, so a token it
+/// revoked keeps failing), never hiding a later registration of the email.
+#[tokio::test]
+async fn the_stream_carries_no_image_and_a_delete_reaches_the_cache_through_cache_sync_alone() {
+    use shared::cache::{decode_entry, Cached};
+    let env = TestEnv::new().await;
+    let (token, user) = env.new_user("KeysOnly").await;
+    let email = user["email"].as_str().expect("email").to_owned();
+    let parsed = Email::parse(&email).expect("email");
+    let me = || ApiRequest::get("/users/me");
+    assert_eq!(
+        env.send(ApiRequest::post("/auth/logout").bearer(&token))
+            .await
+            .status,
+        204
+    );
+    let fresh = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let last = env
+        .app
+        .store
+        .get_user(&parsed)
+        .await
+        .expect("DynamoDB")
+        .expect("the user as the delete will find it");
+    assert_eq!(
+        env.send(ApiRequest::delete("/users/me").bearer(&fresh))
+            .await
+            .status,
+        204
+    );
+
+    let records = stream_records(&env.dynamo.endpoint).await;
+    let mine = user_records(&records, &email);
+    assert_eq!(mine.len(), 3, "register, logout, delete");
+    for record in &records {
+        assert!(
+            record.change.new_image.is_empty() && record.change.old_image.is_empty(),
+            "a record with an image: {record:?}"
+        );
+        assert_eq!(
+            record.change.stream_view_type,
+            Some(aws_lambda_events::event::dynamodb::StreamViewType::KeysOnly)
+        );
+        let text = serde_json::to_string(record).expect("JSON");
+        assert!(
+            !text.contains("argon2") && !text.contains("passwordHash"),
+            "{text}"
+        );
+    }
+
+    // The delete's own cache write lost (the cache lost its data since): cache-sync alone.
+    env.redis.evict(&email).await;
+    let sync = sync_for(&env, &env.redis);
+    let (response, report) = sync.apply(mine.clone()).await.expect("applied");
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.users, report.written), (1, 1), "{report:?}");
+    let raw = env.redis.entry_bytes(&email).await.expect("an entry");
+    assert_eq!(
+        decode_entry(&raw, &parsed),
+        Some(Cached::Absent {
+            id: last.id.clone(),
+            registration: Some(last.registration),
+        }),
+        "the deleted user's tombstone"
+    );
+    // Never older than the delete's own tombstone, nor than any state of the deleted user: a
+    // late write-back of it (a read from before the delete) is refused.
+    assert_eq!(
+        sync.cache
+            .put(&parsed, &Entry::Absent(last.deleted()))
+            .await,
+        WriteOutcome::Stale,
+        "the delete's own tombstone is not newer"
+    );
+    assert_eq!(
+        sync.cache.put(&parsed, &Entry::User(last.clone())).await,
+        WriteOutcome::Stale,
+        "the deleted user's last state is older"
+    );
+    for revoked in [&token, &fresh] {
+        let res = env.send(me().bearer(revoked)).await;
+        assert_eq!(res.status, 401, "{}", res.raw_body);
+    }
+    let raw = env.redis.entry_bytes(&email).await.expect("an entry");
+    assert!(
+        matches!(decode_entry(&raw, &parsed), Some(Cached::Absent { .. })),
+        "still the tombstone"
+    );
+
+    // A new registration of the email is newer than that tombstone: its own write lands over
+    // it, and so does cache-sync's.
+    assert_eq!(env.register(&email, "Again").await.status, 201);
+    let again = env.login(&email).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = env.send(me().bearer(&again)).await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+    assert_ne!(res.body["id"], user["id"]);
+    let second = env
+        .app
+        .store
+        .get_user(&parsed)
+        .await
+        .expect("DynamoDB")
+        .expect("the second user");
+    assert_eq!(second.registration, last.registration + 1);
+    // From the sync's tombstone, the new user through cache-sync alone.
+    env.redis.evict(&email).await;
+    sync.apply(mine.clone()).await.expect("applied");
+    let raw = env.redis.entry_bytes(&email).await.expect("an entry");
+    assert!(
+        matches!(decode_entry(&raw, &parsed), Some(Cached::User(ref u)) if u.id == second.id),
+        "the second user, read by the sync"
+    );
+    env.redis.evict(&email).await;
+    assert_eq!(
+        sync.cache
+            .put(
+                &parsed,
+                &Entry::Absent(shared::domain::Version::gone_for_good(
+                    last.registration,
+                    last.id.clone()
+                ))
+            )
+            .await,
+        WriteOutcome::Written
+    );
+    let records = user_records(&stream_records(&env.dynamo.endpoint).await, &email);
+    let (_, report) = sync.apply(records).await.expect("applied");
+    assert_eq!(
+        report.written, 1,
+        "the second user over the tombstone: {report:?}"
+    );
+    let res = env.send(me().bearer(&again)).await;
+    assert_eq!(res.status, 200, "{}", res.raw_body);
+}
+
+/// Every order of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut all = Vec::new();
+    for shorter in permutations(n - 1) {
+        for at in 0..=shorter.len() {
+            let mut order = shorter.clone();
+            order.insert(at, n - 1);
+            all.push(order);
+        }
+    }
+    all
+}
+
 #[tokio::test]
 async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
     let (env, redis) = env_whose_writes_never_land().await;
@@ -347,10 +515,12 @@ async fn one_bad_record_is_reported_alone_and_the_rest_is_applied() {
     let records = stream_records(&env.dynamo.endpoint).await;
     let good_a = user_records(&records, a["email"].as_str().expect("email"));
     let good_b = user_records(&records, b["email"].as_str().expect("email"));
+    // A user's keys whose email is not one the users function writes: the record names no
+    // user the sync can read.
     let mut bad = good_a[0].clone();
-    bad.change.new_image.insert(
-        "jwtVersion".into(),
-        serde_dynamo::AttributeValue::S("not a number".into()),
+    bad.change.keys.insert(
+        "pk".into(),
+        serde_dynamo::AttributeValue::S("USER#not an email".into()),
     );
     bad.change.sequence_number = Some("100000000000000009999".into());
 
@@ -532,8 +702,27 @@ async fn posts_and_comments_in_the_stream_reach_the_cache_as_the_table_holds_the
 #[tokio::test]
 async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
     let (env, redis) = env_whose_writes_never_land().await;
-    // The table as the sample's records leave it: the logged-out user is there (its new image),
-    // the removed one is not.
+    // The table as the sample's records leave it: the logged-out user is there, the removed one
+    // is not, and its delete left its email's tombstone.
+    let gone = shared::domain::User {
+        id: "01KBFZ7M1N2P3Q4R5S6T7V8W9X".into(),
+        email: shared::domain::Email::parse("sample.gone@example.com").expect("email"),
+        name: "Charles Babbage".into(),
+        jwt_version: 1,
+        revision: 0,
+        registration: 0,
+        created_at: "2026-12-01T12:00:00.000Z".into(),
+    };
+    let gone = env
+        .app
+        .store
+        .create_user(shared::store::NewUser {
+            user: gone,
+            password_hash: "sample".into(),
+        })
+        .await
+        .expect("put");
+    env.app.store.delete_user(&gone).await.expect("delete");
     let user = shared::domain::User {
         id: "01KBFZ8W3Q5R6S7T8V9W0X1Y2Z".into(),
         email: shared::domain::Email::parse("sample.stream@example.com").expect("email"),
@@ -574,7 +763,8 @@ async fn the_sample_stream_event_applies_as_lambda_would_deliver_it() {
         .expect("the REMOVE");
     assert_eq!(
         removed,
-        json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": 5, "kind": "absent"})
+        json!({"id": "01KBFZ7M1N2P3Q4R5S6T7V8W9X", "rev": u64::MAX, "kind": "absent"}),
+        "the tombstone of the user the email's tombstone item names"
     );
     // The post of the sample is not in the table: gone, in its entry and in the feed.
     let mut conn = redis.connection().await.expect("conn");

@@ -493,9 +493,9 @@ async fn every_metric_the_template_names_is_emitted() {
     newer["user"]["revision"] = json!(1000);
     env.redis.set_user_entry(&email, &newer).await;
     let mut bad = mine[0].clone();
-    bad.change.new_image.insert(
-        "jwtVersion".into(),
-        serde_dynamo::AttributeValue::S("not a number".into()),
+    bad.change.keys.insert(
+        "pk".into(),
+        serde_dynamo::AttributeValue::S("USER#not an email".into()),
     );
     let answer = sync.invoke(&stream_event(&[mine[0].clone(), bad])).await;
     assert!(answer.ok, "applied, one record refused");

@@ -34,8 +34,8 @@ fn attribute(name: &str) -> AttributeDefinition {
         .expect("an attribute")
 }
 
-/// The table as the legacy template made it: `pk`/`sk`, the index `gsi1` (every attribute), a
-/// stream of both images.
+/// The table as the legacy template made it: `pk`/`sk`, the index `gsi1` (every attribute); its
+/// stream keys only, as the deployment that keeps hashes out of the stream left it (issue 23).
 async fn legacy_table(env: &TestEnv) {
     let client = &env.dynamo.client;
     client
@@ -69,7 +69,7 @@ async fn legacy_table(env: &TestEnv) {
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
+                .stream_view_type(StreamViewType::KeysOnly)
                 .build()
                 .expect("a stream"),
         )
