@@ -15,7 +15,7 @@ use super::keys::{FEED_INDEX, LEGACY_FEED_INDEX};
 pub const KEY_ATTRIBUTES: [&str; 6] = ["pk", "sk", "feedpk", "feedsk", "gsi1pk", "gsi1sk"];
 
 /// The attribute DynamoDB's TTL reads (Unix seconds): items past it are deleted some time
-/// later. Only idempotency records carry it.
+/// later. Idempotency records and emails' tombstones carry it.
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 
 /// Creates the table (on-demand, `pk`/`sk`; the feed index `feed` on `feedpk`/`feedsk`, keys
