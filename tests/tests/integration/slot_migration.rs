@@ -199,6 +199,9 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
     env.dynamo.calls.reset();
     let () = command(source, &["CONFIG", "RESETSTAT"]).await;
 
+    // Every cache call that failed is logged with its error: a redirect not followed is an
+    // error at once; a timeout is this machine too loaded to answer within the bound.
+    let (captured, capture) = integration_tests::logs::capture_logs("warn");
     let done = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
     // The tokens revoked so far, each from the moment its logout answered.
@@ -368,11 +371,32 @@ async fn a_slot_migrated_mid_run_keeps_serving_hits_and_refusing_revoked_tokens(
         &user,
         "slot migration",
     );
-    // Every request was a hit: the redirects were followed, not turned into cache errors.
-    assert_eq!(
-        fallbacks, 0,
-        "{fallbacks} of {TOTAL} requests fell back to DynamoDB during the migration"
+    // Every request was a hit, the redirects followed, not turned into cache errors. A call
+    // that timed out is no redirect (it was sent, and its answer came late): on a machine busy
+    // enough to hold a loopback answer past the 2 s bound, a few may fall back, each logged as
+    // a timeout; any other failure is a redirect not followed.
+    drop(capture);
+    let failed: Vec<String> = captured
+        .json_lines()
+        .iter()
+        .filter(|l| l["fields"]["message"] == "redis call failed; using DynamoDB")
+        .map(|l| l["fields"]["error"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let timed_out = |e: &&String| e.contains("no answer within") || e.contains("timed out");
+    let not_redirected: Vec<&String> = failed.iter().filter(|e| !timed_out(e)).collect();
+    assert!(
+        not_redirected.is_empty(),
+        "cache calls failed during the migration: {not_redirected:?}"
     );
+    let late = failed.len() as u64;
+    assert!(
+        fallbacks <= late && late <= TOTAL as u64 / 100,
+        "{fallbacks} of {TOTAL} requests fell back to DynamoDB during the migration, {late} \
+         cache calls timed out: {failed:?}"
+    );
+    if late > 0 {
+        println!("slot migration: {late} cache calls timed out on this loaded machine");
+    }
     let revoked = revoked.into_inner().expect("lock");
     assert_eq!(revoked.len(), 2, "both logouts ran");
     assert!(
