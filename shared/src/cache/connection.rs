@@ -66,7 +66,9 @@ impl RedisConnection {
 
     /// Runs `call` on the connection within the timeout. A reply that says the connection is on
     /// the wrong server ([`is_wrong_server`]) replaces the connection, and `call` runs once more
-    /// on the new one, inside the same bound.
+    /// on the new one, inside the same bound. A redirect the cluster client gave up on
+    /// ([`is_redirect`]) runs `call` again at once, up to [`REDIRECT_ROUNDS`] times, inside the
+    /// same bound too.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, CallError>
     where
         F: Fn(CacheConnection) -> Fut,
@@ -74,7 +76,16 @@ impl RedisConnection {
     {
         let attempts = async {
             let used = self.inner.current.load_full();
-            match call(CacheConnection::clone(&used)).await {
+            let mut result = call(CacheConnection::clone(&used)).await;
+            for _ in 0..REDIRECT_ROUNDS {
+                match &result {
+                    Err(e) if is_redirect(e) => {
+                        result = call(CacheConnection::clone(&used)).await;
+                    }
+                    _ => break,
+                }
+            }
+            match result {
                 Err(e) if is_wrong_server(&e) => {
                     tracing::warn!(error = %e, "redis server cannot take writes; moving to a new connection");
                     self.replace(&used);
@@ -126,6 +137,18 @@ impl RedisConnection {
             ),
         }
     }
+}
+
+/// How many more times a call runs after the cluster client gave up following its redirects
+/// (it follows `CLUSTER_RETRIES` of them, `client.rs`). While a slot is handed over, the
+/// masters disagree for a moment (the new owner updated first, then the old one, then the
+/// rest) and a request can be bounced more often than that; a redirect means the command was
+/// not run, so running it again is safe. Each round starts at once, all inside the call's bound.
+pub const REDIRECT_ROUNDS: usize = 2;
+
+/// Whether a reply is a redirect (`MOVED` or `ASK`) the cluster client did not follow through.
+pub fn is_redirect(e: &RedisError) -> bool {
+    e.redirect_node().is_some()
 }
 
 /// Whether a reply says this connection is on a server that cannot serve us any more: a
