@@ -6,12 +6,14 @@
 //! ([`crate::domain::Version`]). Every change is conditioned on the user's id, so a request
 //! authenticated as an earlier user of the email can never change a later one.
 
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, returned, s, text, to_item, written_by, Projection,
-    NOT_YET_WRITTEN, WRITE_TOKEN,
+    classify, from_item, n, refused, returned, s, text, to_item, transact, written_by, Projection,
+    Transaction, NOT_YET_WRITTEN, WRITE_TOKEN,
 };
 use super::dynamo::{Store, StoreError};
 use super::keys::{record_keys, user_key, user_pk, user_tombstone_key, PROFILE, USER_PREFIX};
@@ -26,6 +28,10 @@ pub const TOMBSTONE_LIFETIME: std::time::Duration = std::time::Duration::from_se
 /// reserved word). The posts and comments functions' roles may read no more
 /// (`template.yaml`, `dynamodb:Attributes`).
 pub const USER_ATTRIBUTES: &str = "id, email, #name, jwtVersion, revision, registration, createdAt";
+
+/// Registrations of one email refused because a delete left a newer tombstone meanwhile,
+/// before giving up (`503`): each needs a delete of the email's user between two reads.
+const REGISTRATION_ATTEMPTS: u32 = 4;
 
 /// The read of [`USER_ATTRIBUTES`].
 const USER_PROJECTION: Projection = Projection {
@@ -168,39 +174,73 @@ impl Store {
     /// registration's user id (a new ULID), so that is a success, not `email_taken`.
     ///
     /// The user's `registration` is one more than the email's last deleted user's, so it is
-    /// newer than every state of that user whatever the clocks that made their ids.
+    /// newer than every state of that user whatever the clocks that made their ids: the write
+    /// is one transaction with a check that the email's tombstone is still of an earlier
+    /// registration (a delete racing this registration may leave a newer one between the read
+    /// and the write).
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let mut user = new.user;
-        user.registration = self.last_registration(&user.email).await? + 1;
-        let item = UserItem {
-            pk: user_pk(&user.email),
-            sk: PROFILE.to_owned(),
-            user,
-            password_hash: new.password_hash,
-        };
-        let mut attributes = to_item("user", &item)?;
-        // Not among `User`'s serialized fields (it is kept out of every JSON copy of a user).
-        attributes.insert("registration".into(), n(item.user.registration));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attributes))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(item.user),
-            Err(e) => match refused(&e) {
-                Some(Some(old)) if text(&old, "id") == Some(item.user.id.as_str()) => {
-                    tracing::info!("registration written by an earlier attempt of this call");
-                    Ok(item.user)
+        for _ in 0..REGISTRATION_ATTEMPTS {
+            user.registration = self.last_registration(&user.email).await? + 1;
+            let registration = n(user.registration);
+            let item = UserItem {
+                pk: user_pk(&user.email),
+                sk: PROFILE.to_owned(),
+                user: user.clone(),
+                password_hash: new.password_hash.clone(),
+            };
+            let mut attributes = to_item("user", &item)?;
+            // Not among `User`'s serialized fields (it is kept out of every JSON copy of a user).
+            attributes.insert("registration".into(), registration.clone());
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(attributes))
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(|e| StoreError::Internal(format!("building Put: {e}")))?;
+            // The registration read above is still the last: a delete of the email's user that
+            // left its tombstone since (the user it deleted had that very registration) refuses
+            // this one, which reads the tombstone again. Without it, the new user would share
+            // the deleted user's registration, and the deleted user's tombstone in the cache,
+            // past every revision of that registration, would hide the new user.
+            let still_last = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(user_tombstone_key(&user.email)))
+                .condition_expression("attribute_not_exists(pk) OR registration < :registration")
+                .expression_attribute_values(":registration", registration)
+                .build()
+                .map_err(|e| StoreError::Internal(format!("building ConditionCheck: {e}")))?;
+            let items = [
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder()
+                    .condition_check(still_last)
+                    .build(),
+            ];
+            let reasons = match transact(self, &items, "TransactWriteItems user").await? {
+                Transaction::Done => return Ok(user),
+                Transaction::Refused(reasons) => reasons,
+            };
+            match reasons.first() {
+                Some(taken) if taken.is_condition() => {
+                    let id = taken.item().and_then(|old| text(old, "id"));
+                    return if id == Some(user.id.as_str()) {
+                        tracing::info!("registration written by an earlier attempt of this call");
+                        Ok(user)
+                    } else {
+                        Err(StoreError::EmailTaken)
+                    };
                 }
-                Some(_) => Err(StoreError::EmailTaken),
-                None => Err(classify("PutItem user", e)),
-            },
+                _ => tracing::info!(
+                    "a delete of this email left a newer tombstone; reading it again"
+                ),
+            }
         }
+        Err(StoreError::Unavailable(
+            "registration: the email's tombstone kept changing".into(),
+        ))
     }
 
     /// Atomically bumps `jwtVersion`, revoking every token `user` was issued so far.

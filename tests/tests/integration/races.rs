@@ -343,3 +343,54 @@ async fn ten_concurrent_deletes_of_one_comment_by_both_who_may_count_once() {
     );
     assert_eq!(env.comment_count(&author, &post_id).await, 1);
 }
+
+/// A registration racing the delete of its email's user takes the registration after the
+/// deleted user's: its read of the email's last registration is held until the delete has left
+/// its tombstone and removed the user, so the write made with what it read is refused (the
+/// tombstone is no longer of an earlier registration) and made again with the next one. With
+/// the deleted user's registration, the new user would be hidden behind the deleted user's
+/// tombstone in the cache, which cache-sync writes past every revision of that registration.
+#[tokio::test]
+async fn a_registration_racing_a_delete_of_its_email_takes_the_next_registration() {
+    let (env, proxy) = TestEnv::builder().behind_dynamo_proxy().await;
+    let email = unique_email("Raced");
+    let parsed = shared::domain::Email::parse(&email).expect("an email");
+    let first = env.register(&email, "First").await;
+    assert_eq!(first.status, 201, "{}", first.raw_body);
+    let login = env.login(&email).await;
+    let token = login.body["token"].as_str().expect("a token").to_owned();
+    let stored = || async {
+        env.app
+            .store
+            .get_user(&parsed)
+            .await
+            .expect("a read")
+            .expect("a user")
+    };
+    let deleted = stored().await;
+
+    proxy.hold_answers("GetItem", 1);
+    let second = env.register(&email, "Second");
+    let delete = async {
+        // The registration has read the email's last registration; its answer waits.
+        proxy.answers_held(1).await;
+        let res = env
+            .send(ApiRequest::delete("/users/me").bearer(&token))
+            .await;
+        assert_eq!(res.status, 204, "{}", res.raw_body);
+        proxy.release_answers();
+    };
+    let (second, ()) = tokio::join!(second, delete);
+    assert_eq!(second.status, 201, "{}", second.raw_body);
+
+    let registered = stored().await;
+    assert_eq!(registered.id, id_of(&second.body));
+    assert_eq!(
+        registered.registration,
+        deleted.registration + 1,
+        "the registration after the deleted user's"
+    );
+    let login = env.login(&email).await;
+    let token = login.body["token"].as_str().expect("a token");
+    assert_eq!(env.me(token).await.status, 200);
+}

@@ -1415,7 +1415,18 @@ fn code_calls(function: &str) -> Vec<Call> {
                 &one(&user),
                 "get_user, get_user_with_hash",
             ),
-            call("PutItem", table(), &one(&user), "create_user"),
+            call(
+                "PutItem",
+                table(),
+                &one(&user),
+                "create_user (a transaction)",
+            ),
+            call(
+                "ConditionCheckItem",
+                table(),
+                &one(&user),
+                "create_user (a transaction: the email's tombstone)",
+            ),
             call(
                 "UpdateItem",
                 table(),
