@@ -180,6 +180,32 @@ where
     .await
 }
 
+/// How a stream function's batch failure is reported, for a type with an inherent
+/// `error_type(&self) -> &'static str` and a `Display` message: the runtime logs a handler's
+/// error at `ERROR` with its `Debug` print, the line alarms and log filters catch, so that print
+/// is `<errorType>: <message>` (what failed and what happens next), not the variant's
+/// structure; and Lambda records the same two (`errorType`, `errorMessage`), which the failure
+/// destination's metadata then shows.
+#[macro_export]
+macro_rules! batch_failure_reporting {
+    ($failure:ty) => {
+        impl ::std::fmt::Debug for $failure {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}: {self}", self.error_type())
+            }
+        }
+
+        impl From<$failure> for ::lambda_runtime::Diagnostic {
+            fn from(e: $failure) -> ::lambda_runtime::Diagnostic {
+                ::lambda_runtime::Diagnostic {
+                    error_type: e.error_type().into(),
+                    error_message: e.to_string(),
+                }
+            }
+        }
+    };
+}
+
 /// One batch of a stream function, as [`crate::http::serve`] is one request: `apply` runs in a
 /// span naming its invocation (the function, Lambda's request id, the X-Ray trace id), so every
 /// line it logs says which invocation wrote it, and its measurements are the function's, flushed

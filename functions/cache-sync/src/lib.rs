@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use shared::cache::entry::{Record, Revision};
 use shared::cache::posts::comment_json;
 use shared::cache::{Entry, Posts, RedisCache, WriteOutcome};
@@ -80,26 +80,7 @@ impl BatchFailed {
     }
 }
 
-/// The runtime logs a handler's error at `ERROR` with its `Debug` print, and that line is the
-/// one alarms and log filters catch: it must say what failed and what happens next
-/// (`CacheUnavailable: redis cannot take writes; the batch will be retried`), not a variant's
-/// name.
-impl std::fmt::Debug for BatchFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {self}", self.error_type())
-    }
-}
-
-/// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
-/// destination's metadata then shows.
-impl From<BatchFailed> for Diagnostic {
-    fn from(e: BatchFailed) -> Diagnostic {
-        Diagnostic {
-            error_type: e.error_type().into(),
-            error_message: e.to_string(),
-        }
-    }
-}
+shared::batch_failure_reporting!(BatchFailed);
 
 /// What one batch did, for the log line and the tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use shared::cache::Posts;
 use shared::config::{CacheConfig, TableConfig};
 use shared::store::keys::{comment_of_key, is_sweep_key, post_of_key, record_keys};
@@ -59,25 +59,7 @@ impl BatchFailed {
     }
 }
 
-/// The runtime logs a handler's error at `ERROR` with its `Debug` print, the line alarms and
-/// log filters catch: it says what failed and what happens next, as the message does, not the
-/// variant's structure.
-impl std::fmt::Debug for BatchFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {self}", self.error_type())
-    }
-}
-
-/// What Lambda records of the failure (`errorType`, `errorMessage`), and what the failure
-/// destination's metadata then shows.
-impl From<BatchFailed> for Diagnostic {
-    fn from(e: BatchFailed) -> Diagnostic {
-        Diagnostic {
-            error_type: e.error_type().into(),
-            error_message: e.to_string(),
-        }
-    }
-}
+shared::batch_failure_reporting!(BatchFailed);
 
 /// What one batch did, for the log line, the metrics and the tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
