@@ -26,16 +26,14 @@ fn user_reads() -> CallCounter {
 }
 
 /// A fresh Redis and DynamoDB, an app over both, configured as the functions are, whose
-/// DynamoDB client also counts user reads.
-pub async fn env_with_user_reads() -> (TestEnv, CallCounter) {
-    let reads = user_reads();
-    let env = TestEnv::builder()
+/// DynamoDB client also counts what `reads` counts.
+async fn env_counting(reads: &CallCounter) -> TestEnv {
+    TestEnv::builder()
         .mode(CacheMode::Standalone)
         .as_deployed()
         .interceptor(reads.clone())
         .build()
-        .await;
-    (env, reads)
+        .await
 }
 
 /// [`TestEnv::new`], configured as the functions are (in a release build too).
@@ -64,7 +62,8 @@ pub struct Counts {
 
 /// Figures 1 to 3; the raw latency samples, for the charts.
 pub async fn run(report: &mut Report, counts: &Counts) -> AuthSamples {
-    let (env, reads) = env_with_user_reads().await;
+    let reads = user_reads();
+    let env = env_counting(&reads).await;
     let (token, user) = env.new_user("Bench").await;
     let email = Email::parse(user["email"].as_str().expect("email")).expect("valid email");
     let mut headers = HeaderMap::new();
@@ -303,12 +302,7 @@ fn all_reads() -> CallCounter {
 /// then the post from what was found) against the auth hit alone, interleaved.
 pub async fn cached_reads(report: &mut Report, counts: &Counts) {
     let reads = all_reads();
-    let env = TestEnv::builder()
-        .mode(CacheMode::Standalone)
-        .as_deployed()
-        .interceptor(reads.clone())
-        .build()
-        .await;
+    let env = env_counting(&reads).await;
     let (token, _) = env.new_user("Cached").await;
     for i in 0..4 {
         env.new_post(&token, &format!("earlier {i}")).await;
