@@ -450,20 +450,12 @@ pub(super) fn to_item<T: serde::Serialize>(
 #[derive(Debug)]
 pub(super) struct Reason {
     code: Option<String>,
-    /// The item as it was, when its condition failed and the request asked for it
-    /// (`ReturnValuesOnConditionCheckFailure`).
-    item: Option<Item>,
 }
 
 impl Reason {
     /// Whether this item's condition failed.
     pub(super) fn is_condition(&self) -> bool {
         self.code.as_deref() == Some("ConditionalCheckFailed")
-    }
-
-    /// The item that failed its condition, as it was (when asked for).
-    pub(super) fn item(&self) -> Option<&Item> {
-        self.item.as_ref()
     }
 }
 
@@ -479,7 +471,6 @@ fn cancellation_reasons(
                 .iter()
                 .map(|r| Reason {
                     code: r.code().filter(|c| *c != "None").map(str::to_owned),
-                    item: r.item().cloned(),
                 })
                 .collect(),
         ),

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    classify, from_item, n, refused, returned, s, text, to_item, transact, written_by, Projection,
+    classify, from_item, n, refused, returned, s, to_item, transact, written_by, Projection,
     Transaction, NOT_YET_WRITTEN, WRITE_TOKEN,
 };
 use super::dynamo::{Store, StoreError};
@@ -170,8 +170,9 @@ impl Store {
 
     /// Creates a user; of two registrations of one email, exactly one wins (`email_taken`).
     ///
-    /// A retried attempt finds the item its own first attempt wrote: the item holds this
-    /// registration's user id (a new ULID), so that is a success, not `email_taken`.
+    /// An attempt whose answer was lost is sent again by the SDK with the same
+    /// `ClientRequestToken`, which DynamoDB answers as it answered the first: a success, not
+    /// `email_taken`.
     ///
     /// The user's `registration` is one more than the email's last deleted user's, so it is
     /// newer than every state of that user whatever the clocks that made their ids: the write
@@ -196,9 +197,6 @@ impl Store {
                 .table_name(&self.table)
                 .set_item(Some(attributes))
                 .condition_expression("attribute_not_exists(pk)")
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
                 .build()
                 .map_err(|e| StoreError::Internal(format!("building Put: {e}")))?;
             // The registration read above is still the last: a delete of the email's user that
@@ -223,20 +221,10 @@ impl Store {
                 Transaction::Done => return Ok(user),
                 Transaction::Refused(reasons) => reasons,
             };
-            match reasons.first() {
-                Some(taken) if taken.is_condition() => {
-                    let id = taken.item().and_then(|old| text(old, "id"));
-                    return if id == Some(user.id.as_str()) {
-                        tracing::info!("registration written by an earlier attempt of this call");
-                        Ok(user)
-                    } else {
-                        Err(StoreError::EmailTaken)
-                    };
-                }
-                _ => tracing::info!(
-                    "a delete of this email left a newer tombstone; reading it again"
-                ),
+            if reasons.first().is_some_and(|taken| taken.is_condition()) {
+                return Err(StoreError::EmailTaken);
             }
+            tracing::info!("a delete of this email left a newer tombstone; reading it again");
         }
         Err(StoreError::Unavailable(
             "registration: the email's tombstone kept changing".into(),

@@ -59,8 +59,7 @@ async fn a_registration_written_by_a_lost_attempt_is_201_not_email_taken() {
     let email = unique_email("Lost");
     // A registration is one transaction (the user, and a check of the email's tombstone): the
     // SDK sends it again with the same `ClientRequestToken`, which DynamoDB answers as it
-    // answered the first (the store's check of the refused item's id is the fallback for a
-    // token DynamoDB no longer knows).
+    // answered the first.
     proxy.lose_answers("TransactWriteItems", 1);
     let res = env.register(&email, "Lost").await;
     assert_eq!(res.status, 201, "{}", res.raw_body);
