@@ -67,7 +67,7 @@ impl RedisConnection {
     /// Runs `call` on the connection within the timeout. A reply that says the connection is on
     /// the wrong server ([`is_wrong_server`]) replaces the connection, and `call` runs once more
     /// on the new one, inside the same bound. A redirect the cluster client gave up on
-    /// ([`is_redirect`]) runs `call` again at once, up to [`REDIRECT_ROUNDS`] times, inside the
+    /// (`is_redirect`) runs `call` again at once, up to `REDIRECT_ROUNDS` times, inside the
     /// same bound too.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, CallError>
     where
@@ -144,10 +144,10 @@ impl RedisConnection {
 /// masters disagree for a moment (the new owner updated first, then the old one, then the
 /// rest) and a request can be bounced more often than that; a redirect means the command was
 /// not run, so running it again is safe. Each round starts at once, all inside the call's bound.
-pub const REDIRECT_ROUNDS: usize = 2;
+const REDIRECT_ROUNDS: usize = 2;
 
 /// Whether a reply is a redirect (`MOVED` or `ASK`) the cluster client did not follow through.
-pub fn is_redirect(e: &RedisError) -> bool {
+fn is_redirect(e: &RedisError) -> bool {
     e.redirect_node().is_some()
 }
 
