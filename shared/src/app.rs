@@ -206,6 +206,32 @@ macro_rules! batch_failure_reporting {
     };
 }
 
+/// When the oldest change of a stream batch was made (the stream's clock, which DynamoDB stamps
+/// to the second): read before the batch is applied, so that [`OldestChange::lag`] after it is
+/// how long that change took to be applied, the stream functions' lag metric.
+pub struct OldestChange(Option<i64>);
+
+impl OldestChange {
+    pub fn of(records: &[aws_lambda_events::event::dynamodb::EventRecord]) -> Self {
+        OldestChange(
+            records
+                .iter()
+                .map(|r| r.change.approximate_creation_date_time.timestamp_millis())
+                .min(),
+        )
+    }
+
+    /// From the oldest change to now (none for an empty batch).
+    pub fn lag(&self) -> Option<Duration> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        self.0
+            .map(|t| Duration::from_millis((now - t).max(0) as u64))
+    }
+}
+
 /// One batch of a stream function, as [`crate::http::serve`] is one request: `apply` runs in a
 /// span naming its invocation (the function, Lambda's request id, the X-Ray trace id), so every
 /// line it logs says which invocation wrote it, and its measurements are the function's, flushed

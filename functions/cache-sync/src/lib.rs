@@ -333,18 +333,14 @@ async fn apply_batch(
 ) -> Result<DynamoDbEventResponse, BatchFailed> {
     let records = event.payload.records;
     let count = records.len();
-    // The stream's clock says when the oldest change was made; its lag is how long the change
-    // took to reach the cache (DynamoDB stamps to the second).
-    let oldest = records
-        .iter()
-        .map(|r| r.change.approximate_creation_date_time.timestamp_millis())
-        .min();
+    // How long the oldest change took to reach the cache.
+    let oldest = shared::app::OldestChange::of(&records);
     let (response, report) = sync.apply(records).await.inspect_err(|e| {
         tracing::warn!(error = %e, "batch failed");
         shared::metrics::sync_batch_failed();
     })?;
-    let lag_ms = oldest.map(|t| (unix_millis() - t).max(0));
-    let lag = lag_ms.map(|ms| Duration::from_millis(ms as u64));
+    let lag = oldest.lag();
+    let lag_ms = lag.map(|d| d.as_millis() as u64);
     shared::metrics::sync_batch(report.written, report.stale, report.failed, lag);
     tracing::info!(
         records = count,
@@ -358,13 +354,6 @@ async fn apply_batch(
         "batch applied"
     );
     Ok(response)
-}
-
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 impl shared::app::Prewarm for CacheSync {

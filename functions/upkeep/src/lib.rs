@@ -269,22 +269,15 @@ async fn apply_batch(
 ) -> Result<DynamoDbEventResponse, BatchFailed> {
     let records = event.payload.records;
     let count = records.len();
-    let oldest = records
-        .iter()
-        .map(|r| r.change.approximate_creation_date_time.timestamp_millis())
-        .min();
+    let oldest = shared::app::OldestChange::of(&records);
     let sweep_until = Instant::now() + SWEEP_BUDGET;
     let (response, report) = upkeep.apply(records, sweep_until).await.inspect_err(|e| {
         tracing::warn!(error = %e, "batch failed");
         shared::metrics::upkeep_batch_failed();
     })?;
-    let lag_ms = oldest.map(|t| (unix_millis() - t).max(0));
-    shared::metrics::upkeep_batch(
-        report.counted,
-        report.removed,
-        report.swept,
-        lag_ms.map(|ms| Duration::from_millis(ms as u64)),
-    );
+    let lag = oldest.lag();
+    let lag_ms = lag.map(|d| d.as_millis() as u64);
+    shared::metrics::upkeep_batch(report.counted, report.removed, report.swept, lag);
     tracing::info!(
         records = count,
         counted = report.counted,
@@ -297,13 +290,6 @@ async fn apply_batch(
         "batch applied"
     );
     Ok(response)
-}
-
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// The function's whole life (`shared::app::run_events`).
