@@ -566,8 +566,8 @@ proptest! {
     fn cache_entries_never_panic(raw in prop_oneof![
         prop::collection::vec(any::<u8>(), 0..300),
         json_value().prop_map(|v| v.to_string().into_bytes()),
-        json_value().prop_map(|v| format!("c3\titem\ta@example.com\t-\t0\t-\nid\t1\tL\t0\t-\t{v}").into_bytes()),
-        "[ -~\t\n]{0,200}".prop_map(|text| format!("c3\twindow\tfeed\t{text}").into_bytes()),
+        json_value().prop_map(|v| format!("c4\titem\ta@example.com\t-\t0.0\t-\nid\t1\tL\t0\t-\t{v}").into_bytes()),
+        "[ -~\t\n]{0,200}".prop_map(|text| format!("c4\twindow\tfeed\t{text}").into_bytes()),
     ], limit in 1usize..60) {
         let email = Email::parse("a@example.com").expect("email");
         if let Some(Cached::User(user)) = decode_entry(&raw, &email) {

@@ -109,6 +109,8 @@ struct Shared {
     /// Where connections accepted from now on go.
     upstream: AtomicU16,
     fault: Mutex<WriteFault>,
+    /// Leases pass as reads do, whatever the fault.
+    spare_leases: std::sync::atomic::AtomicBool,
     /// While true every command, read or write, is held: the link stalls mid-connection.
     stalled: watch::Sender<bool>,
     /// Bumped by [`RedisProxy::release_held`]: writes held by [`WriteFault::Hold`] before the
@@ -147,6 +149,7 @@ impl RedisProxy {
         let shared = Arc::new(Shared {
             upstream: AtomicU16::new(upstream_port),
             fault: Mutex::new(WriteFault::None),
+            spare_leases: std::sync::atomic::AtomicBool::new(false),
             stalled: watch::channel(false).0,
             release: watch::channel(0).0,
             writes_seen: AtomicU64::new(0),
@@ -167,6 +170,12 @@ impl RedisProxy {
     /// `redis://127.0.0.1:<port>`, for `redis::Client::open`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Lets a miss's leases pass as reads do (`true`), whatever the fault, for a test about
+    /// the writes that follow them (a write-back, a change); faulted as any write by default.
+    pub fn spare_leases(&self, spare: bool) {
+        self.shared.spare_leases.store(spare, Ordering::SeqCst);
     }
 
     /// Sets the fault for every command read from now on, on every connection, live ones
@@ -360,7 +369,7 @@ async fn forward_commands(
         if *shared.stalled.borrow() && !hold_while_stalled(&mut client, &mut buf, shared).await {
             return; // the client left while the link stalled
         }
-        if command.is_write {
+        if command.is_write && !(command.is_lease && shared.spare_leases.load(Ordering::SeqCst)) {
             shared.writes_seen.fetch_add(1, Ordering::SeqCst);
             // Read before the fault: a release that comes after a write was found held is never
             // missed (the test sets another fault before it releases).
@@ -536,6 +545,9 @@ struct Command {
     /// Its length in bytes.
     len: usize,
     is_write: bool,
+    /// A miss's lease (the script called with a `lease:` operation): a write, which a test may
+    /// let pass while it faults the others ([`RedisProxy::spare_leases`]).
+    is_lease: bool,
     /// `false` for what redis-server ignores without replying (empty inline lines, `*0`).
     expects_reply: bool,
 }
@@ -556,6 +568,7 @@ fn parse_command(buf: &[u8]) -> Result<Option<Command>, ProtocolError> {
         return Ok(Some(Command {
             len: newline + 1,
             is_write: false,
+            is_lease: false,
             expects_reply,
         }));
     }
@@ -566,13 +579,14 @@ fn parse_command(buf: &[u8]) -> Result<Option<Command>, ProtocolError> {
         return Ok(Some(Command {
             len: pos,
             is_write: false,
+            is_lease: false,
             expects_reply: false,
         }));
     }
     if count > MAX_ARGS {
         return Err(ProtocolError);
     }
-    let mut is_write = false;
+    let (mut is_write, mut is_lease) = (false, false);
     for index in 0..count {
         match buf.get(pos) {
             None => return Ok(None),
@@ -594,12 +608,15 @@ fn parse_command(buf: &[u8]) -> Result<Option<Command>, ProtocolError> {
         }
         if index == 0 {
             is_write = is_write_command(&buf[start..end]);
+        } else if is_write && buf[start..end].starts_with(b"lease:") {
+            is_lease = true;
         }
         pos = end + 2;
     }
     Ok(Some(Command {
         len: pos,
         is_write,
+        is_lease,
         expects_reply: true,
     }))
 }
@@ -810,6 +827,7 @@ mod tests {
             Ok(Some(Command {
                 len: set.len(),
                 is_write: true,
+                is_lease: false,
                 expects_reply: true
             }))
         );
@@ -822,6 +840,7 @@ mod tests {
             Ok(Some(Command {
                 len: get.len(),
                 is_write: false,
+                is_lease: false,
                 expects_reply: true
             }))
         );
@@ -832,14 +851,20 @@ mod tests {
         );
         let evalsha = b"*3\r\n$7\r\nevalsha\r\n$1\r\nx\r\n$1\r\n0\r\n";
         assert_eq!(
-            parse_command(evalsha).map(|c| c.map(|c| c.is_write)),
-            Ok(Some(true))
+            parse_command(evalsha).map(|c| c.map(|c| (c.is_write, c.is_lease))),
+            Ok(Some((true, false)))
+        );
+        let lease = b"*4\r\n$7\r\nEVALSHA\r\n$1\r\nx\r\n$1\r\n1\r\n$8\r\nlease:ab\r\n";
+        assert_eq!(
+            parse_command(lease).map(|c| c.map(|c| (c.is_write, c.is_lease))),
+            Ok(Some((true, true)))
         );
         assert_eq!(
             parse_command(b"SET k v\r\n"),
             Ok(Some(Command {
                 len: 9,
                 is_write: false,
+                is_lease: false,
                 expects_reply: true
             }))
         );
@@ -848,6 +873,7 @@ mod tests {
             Ok(Some(Command {
                 len: 2,
                 is_write: false,
+                is_lease: false,
                 expects_reply: false
             }))
         );
@@ -856,6 +882,7 @@ mod tests {
             Ok(Some(Command {
                 len: 4,
                 is_write: false,
+                is_lease: false,
                 expects_reply: false
             }))
         );

@@ -176,10 +176,16 @@ impl TestRedis {
         conn.get(cache_key(email)).await.expect("GET")
     }
 
-    /// `email`'s cache entry as [`user_entry_view`] shows it, if there is one; panics on one
-    /// that is not in the cache's format.
+    /// `email`'s cache entry as [`user_entry_view`] shows it, if there is one that serves an
+    /// answer (a miss's lease, a placeholder, serves none); panics on one that is not in the
+    /// cache's format.
     pub async fn entry(&self, email: &str) -> Option<Value> {
         let raw = self.entry_bytes(email).await?;
+        if shared::cache::entry::parse(&raw)
+            .is_some_and(|e| e.coverage == shared::cache::entry::Coverage::Placeholder)
+        {
+            return None;
+        }
         Some(user_entry_view(&raw, email).unwrap_or_else(|| {
             panic!(
                 "entry is not a user entry of {email}: {}",
@@ -292,6 +298,11 @@ impl RedisLink {
         self.proxies
             .iter()
             .for_each(|(_, p)| p.set_write_fault(fault));
+    }
+
+    /// [`RedisProxy::spare_leases`] on every node's proxy.
+    pub fn spare_leases(&self, spare: bool) {
+        self.proxies.iter().for_each(|(_, p)| p.spare_leases(spare));
     }
 
     /// Write commands the proxies received, all nodes together.

@@ -9,7 +9,10 @@
 //! The stream says *what* changed; DynamoDB says what it is *now*. The stream is keys only
 //! (`KEYS_ONLY`, `template.yaml`): a record names an item, and carries none of it, so no
 //! reader of the stream ever sees a user's password hash. For each item a batch names, the
-//! function reads it (strongly consistent) and writes that. A record is a state from the past:
+//! function reads it (strongly consistent) and writes that: a user's or a post's entry is
+//! leased first, as a miss leases it, and the state read lands only in the entry leased (never
+//! in one made after Redis lost it, and a newer change with it); a window (the feed, a post's
+//! first comments) takes the change only where it exists. A record is a state from the past:
 //! retried or replayed after the cache lost its data (a restart, a failover), its state would
 //! put an old one back; the current item never is older than the cache should hold. A post or
 //! a comment that is gone is written gone for good (its id is never used again).
@@ -93,6 +96,8 @@ pub struct BatchReport {
     pub written: usize,
     /// Entries the cache already held newer (a change landed between the read and the write).
     pub stale: usize,
+    /// Entries the cache did not hold: nothing to write, the next read fills them.
+    pub absent: usize,
     /// Records of other items.
     pub ignored: usize,
     /// Records that could not be read, reported to Lambda.
@@ -193,8 +198,14 @@ impl CacheSync {
         }
         for email in changed {
             report.users += 1;
+            // Leased before the read, as a miss leases: the state read lands in the entry
+            // leased, never in one made after Redis lost it (and a newer change with it).
+            let lease = self.cache.lease(&email).await;
             let entry = self.user_entry(&email).await.map_err(BatchFailed::Table)?;
-            report.count(self.cache.put(&email, &entry).await)?;
+            report.count(match &lease {
+                Some(lease) => self.cache.fill(&email, &entry, lease).await,
+                None => WriteOutcome::Failed,
+            })?;
         }
         report.items = items.len();
         for outcome in self.apply_items(&items).await? {
@@ -229,21 +240,21 @@ impl CacheSync {
         });
         let mut outcomes = Vec::new();
         let reads = posts.map(|(id, new)| async move {
+            let lease = self.posts.lease_post(id).await;
             let post = self.store.get_post(id).await?;
-            Ok::<_, StoreError>((id, new, post))
+            Ok::<_, StoreError>((id, new, lease, post))
         });
-        for (id, new, post) in futures_util::future::try_join_all(reads)
+        for (id, new, lease, post) in futures_util::future::try_join_all(reads)
             .await
             .map_err(BatchFailed::Table)?
         {
-            match post {
-                Some(post) => {
-                    outcomes.push(self.posts.publish_post_state(id, Some(&post)).await);
-                    if new {
-                        outcomes.push(self.posts.publish_feed(id, true).await);
-                    }
-                }
-                None => outcomes.push(self.posts.publish_post_gone(id).await),
+            let Some(lease) = lease else {
+                outcomes.push(WriteOutcome::Failed);
+                continue;
+            };
+            outcomes.push(self.posts.sync_post_state(id, &lease, post.as_ref()).await);
+            if new && post.is_some() {
+                outcomes.push(self.posts.publish_feed(id, true).await);
             }
         }
         let mut by_post: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -294,6 +305,7 @@ impl BatchReport {
         match outcome {
             WriteOutcome::Written => self.written += 1,
             WriteOutcome::Stale => self.stale += 1,
+            WriteOutcome::NoEntry => self.absent += 1,
             WriteOutcome::Failed => return Err(BatchFailed::Cache),
         }
         Ok(())

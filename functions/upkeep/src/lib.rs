@@ -216,7 +216,7 @@ impl Upkeep {
                         if let Some(post) = post {
                             // Failing here loses nothing: the post's own record reaches
                             // `cache-sync`, which writes it.
-                            self.posts.publish_post_state(&post_id, Some(&post)).await;
+                            self.posts.publish_post_state(&post_id, &post).await;
                         }
                     }
                     Settled::PostGone => {

@@ -1,22 +1,32 @@
--- The one write of the cache: every write-back after a miss, every change written through,
--- every stream record applied goes through this script. It keeps, of each item an entry holds,
--- the state with the greater version, so writes may land in any order, late or twice, and the
--- entry still ends at the newest state of each item. (entry.rs says what an entry holds and why.)
+-- The one write of the cache: every lease a miss takes, every write-back after it, every change
+-- written through, every stream record applied goes through this script. It keeps, of each item
+-- an entry holds, the state with the greater version, so writes may land in any order, late or
+-- twice, and the entry still ends at the newest state of each item. (entry.rs says what an
+-- entry holds and why.)
+--
+-- Only a lease makes an entry where there is none. A change finding no entry writes nothing:
+-- the next read fills the entry from the table. A write-back lands only in the entry its reader
+-- leased (or found) before it read the table: if that entry was lost meanwhile (flushed,
+-- evicted, expired, Redis restarted) a change may have landed in it and been lost with it, and
+-- the reader's older state must not take its place.
 --
 -- KEYS[1]  the entry
 -- ARGV[1]  shape: 'item' (one item: a user, a post) or 'window' (the first items of a list)
 -- ARGV[2]  subject: what the key is of (an email, a post id, 'feed'); an entry of another
 --          subject, or of another format, or unreadable, is treated as absent
--- ARGV[3]  TTL in ms
+-- ARGV[3]  TTL in ms (a lease's own, for 'lease')
 -- ARGV[4]  window only: '<size>:<asc|desc>'
--- ARGV[5]  'put' (changes of items), or 'fill:<complete|partial>:<epoch seen>' (a window read
---          from the table: its first items, whether the list ends there, and the entry's epoch
---          when the reader looked, 'none' if there was no entry)
+-- ARGV[5]  'lease:<token>' (a reader about to read the table: makes a placeholder entry named
+--          <token> if there is none), 'put' (changes of items), or
+--          'fill:<complete|partial>:<epoch>' (what a reader read from the table: for a window,
+--          its first items and whether the list ends there; the epoch the lease returned)
 -- ARGV[6…] records, each '<id>\t<version>\t<L|X>\t<tag>\t<body>': L a live item, X one gone
 --          for good; versions compare byte by byte ('' none, '~' gone, else fixed-width)
--- Returns 1 when the entry changed, 0 when it already held each state or a newer one.
+-- Returns, for a lease, the entry's epoch '<incarnation>.<count>' (its own or the one there);
+-- otherwise 1 when the entry changed, 0 when it already held each state or a newer one, -1
+-- when there is no entry to write (for a fill: not the one its reader leased).
 
-local FORMAT = 'c3'
+local FORMAT = 'c4'
 -- A change of an item outside a window's coverage, or a tombstone, is kept this long: longer
 -- than any read of the table that began before the change can take to land as a fill.
 local REMEMBER_MS = 60000
@@ -60,7 +70,10 @@ local function load()
   if not header or header[1] ~= FORMAT or header[2] ~= shape or header[3] ~= subject then
     return nil
   end
-  local entry = { flags = header[4], epoch = tonumber(header[5]) or 0, edge = header[6], records = {} }
+  local incarnation, count = string.match(header[5], '^(%w+)%.(%d+)$')
+  if not incarnation then return nil end
+  local entry = { flags = header[4], incarnation = incarnation, count = tonumber(count),
+    edge = header[6], records = {} }
   local pos = first and first + 1 or #raw + 1
   while pos <= #raw do
     local stop = string.find(raw, '\n', pos, true) or (#raw + 1)
@@ -84,7 +97,10 @@ local function incoming()
   return out
 end
 
-local function store(header, records)
+local function epoch_of(entry) return entry.incarnation .. '.' .. tostring(entry.count) end
+
+local function store(entry, records)
+  local header = { FORMAT, shape, subject, entry.flags, epoch_of(entry), entry.edge }
   local lines = { table.concat(header, '\t') }
   for _, r in ipairs(records) do
     lines[#lines + 1] = table.concat({ r.id, r.ver, r.state, tostring(r.at), r.tag, r.body }, '\t')
@@ -92,14 +108,38 @@ local function store(header, records)
   redis.call('SET', KEYS[1], table.concat(lines, '\n'), 'PX', ttl)
 end
 
--- One item: the newer of the stored and the incoming state.
+local entry = load()
+
+-- A lease: the entry as it is, or a placeholder that serves nothing and remembers the changes
+-- that land before the reader's fill.
+local token = string.match(op, '^lease:(%w+)$')
+if token then
+  if not entry then
+    entry = { flags = 'placeholder', incarnation = token, count = 0, edge = '-' }
+    store(entry, {})
+  end
+  return epoch_of(entry)
+end
+
+if not entry then return -1 end
+local complete, seen_incarnation, seen_count
+if op ~= 'put' then
+  complete, seen_incarnation, seen_count = string.match(op, '^fill:(%a+):(%w+)%.(%d+)$')
+  if not complete or seen_incarnation ~= entry.incarnation then return -1 end
+end
+
+-- One item: the newer of the stored and the incoming state; a fill makes it servable.
 if shape == 'item' then
   local r = incoming()[1]
   if not r then return 0 end
-  local entry = load()
-  local stored = entry and entry.records[1]
-  if stored and compare(stored.ver, r.ver) > 0 then return 0 end
-  store({ FORMAT, shape, subject, '-', '0', '-' }, { r })
+  local stored = entry.records[1]
+  local fill = op ~= 'put'
+  if stored and compare(stored.ver, r.ver) > 0 then
+    if not fill or entry.flags ~= 'placeholder' then return 0 end
+    r = stored
+  end
+  if fill then entry.flags = '-' end
+  store(entry, { r })
   return 1
 end
 
@@ -112,11 +152,6 @@ local function before(a, b)
   if asc then return c < 0 else return c > 0 end
 end
 
-local entry = load()
-local absent = entry == nil
-if absent then
-  entry = { flags = 'placeholder', epoch = 0, edge = '-', records = {} }
-end
 local byid = {}
 for _, r in ipairs(entry.records) do byid[r.id] = r end
 
@@ -127,6 +162,12 @@ local function covered(id)
   if entry.flags == 'complete' then return true end
   if entry.flags == 'partial' then return not before(entry.edge, id) end
   return false
+end
+
+-- A new item (version one) past the edge of a window that covers something: it can only lie
+-- after whatever a later fill reads, which the new epoch already keeps from claiming more.
+local function forgettable(r)
+  return r.state == 'L' and r.ver == ONE and entry.flags ~= 'placeholder'
 end
 
 local changed = false
@@ -150,24 +191,24 @@ if op == 'put' then
     elseif covered(r.id) then
       add(r)
     else
-      -- Outside the window: a new item (version one) needs no memory, only a new epoch, so a
-      -- fill that read the table before it cannot say the list ends without it; any other
-      -- change is remembered for a while, so such a fill cannot bring back the item's older
-      -- state.
-      entry.epoch = entry.epoch + 1
+      -- Outside the window: a new epoch, so a fill that read the table before the change
+      -- cannot say the list ends without it; and the change is remembered for a while, so
+      -- such a fill cannot bring back the item's older state, nor leave out a new item that
+      -- lands inside what it covers (a new post at the feed's head). A new item past the edge
+      -- of a window that covers something (a comment after the first ones) needs no memory.
+      entry.count = entry.count + 1
       changed = true
-      if not (r.state == 'L' and r.ver == ONE) then add(r) end
+      if not forgettable(r) then add(r) end
     end
   end
 else
-  local complete, seen = string.match(op, '^fill:(%a+):(%w+)$')
   local fill = incoming()
   for _, r in ipairs(fill) do
     if byid[r.id] then newer(r) else add(r) end
   end
   local last = fill[#fill] and fill[#fill].id or nil
   -- Whether nothing landed outside the window since the reader looked (the epoch it saw).
-  local same = (absent and seen == 'none') or (not absent and tostring(entry.epoch) == seen)
+  local same = tostring(entry.count) == seen_count
   local old_flags, old_edge = entry.flags, entry.edge
   if same and (complete == 'complete' or entry.flags == 'complete') then
     entry.flags, entry.edge = 'complete', '-'
@@ -182,7 +223,7 @@ else
   local function rank(flags) return flags == 'complete' and 2 or (flags == 'partial' and 1 or 0) end
   if rank(entry.flags) < rank(old_flags)
     or (entry.flags == 'partial' and old_flags == 'partial' and before(entry.edge, old_edge)) then
-    entry.epoch = entry.epoch + 1
+    entry.count = entry.count + 1
   end
   changed = true
 end
@@ -201,13 +242,13 @@ for _, r in ipairs(entry.records) do
 end
 if inside > size then
   entry.flags, entry.edge = 'partial', cut
-  entry.epoch = entry.epoch + 1
+  entry.count = entry.count + 1
 end
 local kept, remembered = {}, {}
 for _, r in ipairs(entry.records) do
   if r.state == 'L' and covered(r.id) then
     kept[#kept + 1] = r
-  elseif now - r.at < REMEMBER_MS and not (r.state == 'L' and r.ver == ONE) then
+  elseif now - r.at < REMEMBER_MS and not forgettable(r) then
     kept[#kept + 1] = r
     remembered[#remembered + 1] = r
   end
@@ -223,5 +264,5 @@ if #remembered > 2 * size then
   end
   kept = trimmed
 end
-store({ FORMAT, shape, subject, entry.flags, tostring(entry.epoch), entry.edge }, kept)
+store(entry, kept)
 return 1

@@ -5,7 +5,7 @@
 //! of the table the entry holds (tab-separated; JSON bodies never hold a raw tab or newline):
 //!
 //! ```text
-//! c3 <shape> <subject> <flags> <epoch> <edge>
+//! c4 <shape> <subject> <flags> <epoch> <edge>
 //! <id> <version> <L|X> <at> <tag> <body>
 //! ```
 //!
@@ -21,11 +21,16 @@
 //!   response's JSON, so a hit is served without decoding it), **X** a tombstone.
 //! - **at** when the script wrote the record (Redis's clock, ms): how long a window remembers
 //!   changes outside it.
-//! - A window's **flags** say what it covers: `complete` (the list ends inside it), `partial`
-//!   (more follow its **edge**, the last id it covers), `placeholder` (nothing yet: it only
-//!   remembers changes until a read of the table fills it). Its **epoch** grows whenever a
-//!   change lands outside what it covers, so a read of the table that began before cannot
-//!   claim more than it read (`cas.lua`).
+//! - **flags** say what the entry serves. An item's: `-` (its record), `placeholder` (nothing:
+//!   a reader leased it and is reading the table; it remembers the changes that land
+//!   meanwhile). A window's: `complete` (the list ends inside it), `partial` (more follow its
+//!   **edge**, the last id it covers), `placeholder` (nothing yet: it only remembers changes
+//!   until a read of the table fills it).
+//! - **epoch** `<incarnation>.<count>`: the incarnation names this life of the entry (the
+//!   token of the lease that made it), so a write-back lands only in the entry its reader
+//!   leased, never in one made after Redis lost it (and maybe a change with it). A window's
+//!   count grows whenever a change lands outside what it covers, so a read of the table that
+//!   began before cannot claim more than it read (`cas.lua`).
 //!
 //! A reader serves a window's live records inside what it covers, in order; a page it cannot
 //! answer whole from them is a miss. The password hash is never in an entry.
@@ -34,7 +39,7 @@ use std::fmt::Write as _;
 
 /// The format's name, first in every entry: a new format takes a new name and new key
 /// prefixes, so it never reads an old entry as new.
-pub const FORMAT: &str = "c3";
+pub const FORMAT: &str = "c4";
 
 /// A state's place among the states of its item (the `version` field), compared byte by byte
 /// as the script compares it.
@@ -158,7 +163,8 @@ pub fn item_bytes(subject: &str, record: &Record) -> Vec<u8> {
         fields.next().unwrap_or_default(),
         fields.next().unwrap_or_default(),
     );
-    format!("{FORMAT}\titem\t{subject}\t-\t0\t-\n{id}\t{version}\t{state}\t0\t{rest}").into_bytes()
+    format!("{FORMAT}\titem\t{subject}\t-\t0.0\t-\n{id}\t{version}\t{state}\t0\t{rest}")
+        .into_bytes()
 }
 
 /// What a window says it covers.
@@ -266,9 +272,9 @@ pub struct WindowPage<'a> {
 }
 
 impl<'a> Parsed<'a> {
-    /// The record of a one-item entry of `subject`.
+    /// The record of a one-item entry of `subject`; `None` for a placeholder (a miss).
     pub fn item(&self, subject: &str) -> Option<StoredRecord<'a>> {
-        (self.shape == "item" && self.subject == subject)
+        (self.shape == "item" && self.subject == subject && self.coverage != Coverage::Placeholder)
             .then(|| self.records.first().copied())
             .flatten()
     }
@@ -377,7 +383,7 @@ mod tests {
             Record::gone("01J1", Revision::gone()).line(),
             "01J1\t~\tX\t-\t"
         );
-        let raw = "c3\titem\tp1\t-\t0\t-\n01J0\t00000000000000000003\tL\t1700\t2\t{\"a\":1}";
+        let raw = "c4\titem\tp1\t-\t0.0\t-\n01J0\t00000000000000000003\tL\t1700\t2\t{\"a\":1}";
         let parsed = parse(raw.as_bytes()).expect("parses");
         let record = parsed.item("p1").expect("a record");
         assert_eq!(
@@ -387,9 +393,9 @@ mod tests {
         assert_eq!(parsed.item("p2"), None, "another subject");
         for bad in [
             &b""[..],
-            b"c2\titem\tp1\t-\t0\t-",
-            b"c3\titem\tp1",
-            b"c3\titem\tp1\t-\t0\t-\nid\tv\tQ\t1\t-\t",
+            b"c3\titem\tp1\t-\t0\t-",
+            b"c4\titem\tp1",
+            b"c4\titem\tp1\t-\t0.0\t-\nid\tv\tQ\t1\t-\t",
             b"\xff\xfe",
         ] {
             assert_eq!(parse(bad), None, "{}", String::from_utf8_lossy(bad));
@@ -397,7 +403,7 @@ mod tests {
     }
 
     fn window(flags: &str, edge: &str, records: &[(&str, bool)]) -> String {
-        let mut raw = format!("c3\twindow\tw\t{flags}\t0\t{edge}");
+        let mut raw = format!("c4\twindow\tw\t{flags}\t0.0\t{edge}");
         for (id, live) in records {
             let state = if *live { "L" } else { "X" };
             raw.push_str(&format!("\n{id}\t1\t{state}\t0\t-\t"));

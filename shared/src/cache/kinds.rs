@@ -42,21 +42,21 @@ pub const COMMENTS: WindowKind = WindowKind {
 
 /// The user of `email`.
 pub fn user_key(email: &Email) -> String {
-    format!("user:v3:{}", email.as_str())
+    format!("user:v4:{}", email.as_str())
 }
 
 /// A post.
 pub fn post_key(post_id: &str) -> String {
-    format!("post:v3:{post_id}")
+    format!("post:v4:{post_id}")
 }
 
 /// The feed's first posts.
-pub const FEED_KEY: &str = "feed:v3";
+pub const FEED_KEY: &str = "feed:v4";
 
 /// The subject of the feed's window.
 pub const FEED_SUBJECT: &str = "feed";
 
 /// A post's first comments.
 pub fn comments_key(post_id: &str) -> String {
-    format!("comments:v3:{post_id}")
+    format!("comments:v4:{post_id}")
 }

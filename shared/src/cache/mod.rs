@@ -5,11 +5,14 @@
 //! feed's first posts, a post's first comments.
 //!
 //! - [`entry`]: the one entry format, its records and their [`Revision`]s.
-//! - `cas.lua`: the one write. Every write (a miss written back, a change written through, a
-//!   stream record applied by `cache-sync`) keeps, per item, the state with the greater
-//!   revision, and a window's coverage honest, so writes may land in any order, late or twice,
-//!   and the cache still ends at the table's newest state. No plain `SET`, `SET NX` or `DEL`
-//!   writes an entry.
+//! - `cas.lua`: the one write. Every write (a miss's lease and its write-back, a change written
+//!   through, a stream record applied by `cache-sync`) keeps, per item, the state with the
+//!   greater revision, and a window's coverage honest, so writes may land in any order, late
+//!   or twice, and the cache still ends at the table's newest state. Only a miss's lease makes
+//!   an entry, and its write-back lands only in that entry: if Redis loses it meanwhile
+//!   (flushed, evicted, restarted), a change that landed in it is gone too, and the reader's
+//!   older read must not come back in its place. No plain `SET`, `SET NX` or `DEL` writes an
+//!   entry.
 //! - [`users`]: the user cache-aside (what authentication reads, what a user's change writes).
 //! - [`posts`]: posts, the feed's first page and a post's first comments, cache-aside, and
 //!   what a post's or comment's change writes.
@@ -43,5 +46,5 @@ pub use entry::{Record, Revision, COMPARE_AND_SET};
 pub use iam::IamTokens;
 pub use kinds::{Kind, WindowKind};
 pub use posts::Posts;
-pub use redis_cache::{RedisCache, WindowWrite, WriteOutcome};
+pub use redis_cache::{Lease, RedisCache, WindowWrite, WriteOutcome};
 pub use users::{decode_entry, CacheOutcome, Cached, Entry, Lookup, Users};

@@ -1,21 +1,24 @@
 //! Posts, the feed's first page and a post's first comments, cache-aside, and what every change
 //! of a post or a comment writes to the cache.
 //!
-//! - **A post** (`post:v3:<id>`): its JSON as the response serves it, its `version` for the
+//! - **A post** (`post:v4:<id>`): its JSON as the response serves it, its `version` for the
 //!   `ETag`, at its cache revision (every change of the post item bumps it: an edit, a new
-//!   `commentCount`). A miss reads the item strongly consistent and writes it back; a post the
-//!   table does not have is remembered briefly as "none"; a deleted one as gone for good.
-//! - **The feed's first page** (`feed:v3`, a [window](super::entry) of post ids, kept in the
+//!   `commentCount`). A miss leases the entry, reads the item strongly consistent and writes
+//!   it back into the leased entry; a post the table does not have is remembered briefly as
+//!   "none"; a deleted one as gone for good. A new post's entry is leased before the post is
+//!   written, and filled with it.
+//! - **The feed's first page** (`feed:v4`, a [window](super::entry) of post ids, kept in the
 //!   instance for at most 250 ms ([`super::near`]), as the feed may lag a write by 1 s): the
-//!   ids, then the posts' own entries in one `MGET`. A miss reads the feed index and fills the
-//!   window.
-//! - **A post's first comments** (`comments:v3:<postId>`, a window of comments, whole): a miss
-//!   reads the comment shards strongly consistent and fills it.
+//!   ids, then the posts' own entries in one `MGET`. A miss leases the window, reads the feed
+//!   index and fills it.
+//! - **A post's first comments** (`comments:v4:<postId>`, a window of comments, whole): a miss
+//!   leases it, reads the comment shards strongly consistent and fills it.
 //! - **Changes** (create, edit, delete; a comment added, edited, removed; a count changed by the
 //!   upkeep) go to the table first, then through the compare-and-set to every entry they
-//!   touch, before the request answers: a request that starts after the answer sees the
-//!   change, on any instance. A write Redis could not take reaches it through the stream
-//!   (`cache-sync` writes the item as the table holds it then).
+//!   touch that exists, before the request answers: a request that starts after the answer
+//!   sees the change, on any instance (where there is no entry, its next read fills one from
+//!   the table). A write Redis could not take reaches it through the stream (`cache-sync`
+//!   writes the item as the table holds it then).
 //!
 //! Redis is never the truth: a failed or slow call is a read of the table (and no write-back);
 //! anything unreadable is a miss. Deeper pages of the feed and of comments go to the table.
@@ -29,7 +32,7 @@ use super::kinds::{
     comments_key, post_key, Kind, WindowKind, COMMENTS, FEED, FEED_KEY, FEED_SUBJECT,
 };
 use super::near::Near;
-use super::redis_cache::{RedisCache, WindowWrite, WriteOutcome};
+use super::redis_cache::{Lease, RedisCache, WindowWrite, WriteOutcome};
 use crate::domain::{Comment, ExpectedVersion, Post, PostPatch};
 use crate::error::AppError;
 use crate::metrics::CacheOutcome;
@@ -219,8 +222,11 @@ impl Posts {
                 .transpose(),
             PostLookup::Empty => {
                 let read = || async {
+                    let lease = self.cache.lease_item(&post_key(post_id), post_id).await;
                     let post = self.store.get_post(post_id).await?;
-                    self.publish_post_state(post_id, post.as_ref()).await;
+                    if let Some(lease) = lease {
+                        self.fill_post(post_id, post.as_ref(), &lease).await;
+                    }
                     Ok(post)
                 };
                 let key = post_key(post_id);
@@ -284,10 +290,9 @@ impl Posts {
             }
             None => {
                 crate::metrics::cache_lookup(Kind::Feed, CacheOutcome::Miss);
-                let seen = epoch_of(&looked);
                 let filled = self
                     .window_reads
-                    .run(FEED_KEY, started, || self.fill_feed(seen.as_deref()))
+                    .run(FEED_KEY, started, || self.fill_feed())
                     .await?;
                 let ids = filled.items.into_iter().map(|(id, _)| id).collect();
                 (ids, filled.complete)
@@ -305,24 +310,27 @@ impl Posts {
         bodies_of_posts(self.store.list_posts(limit, Some(after)).await?)
     }
 
-    /// Reads the feed's first window from the table and writes it back.
-    async fn fill_feed(&self, seen: Option<&str>) -> Result<Filled, AppError> {
+    /// Leases the feed's first window, reads it from the table and writes it back.
+    async fn fill_feed(&self) -> Result<Filled, AppError> {
+        let lease = self.cache.lease_window(FEED_KEY, &FEED, FEED_SUBJECT).await;
         let page = self.store.feed_ids(FEED.size, None).await?;
         let complete = page.last_id.is_none();
-        let records: Vec<Record> = page
-            .items
-            .iter()
-            .map(|id| Record::live(id.clone(), Revision::at(1), "", ""))
-            .collect();
-        self.cache
-            .put_window(
-                FEED_KEY,
-                &FEED,
-                FEED_SUBJECT,
-                WindowWrite::Fill { complete, seen },
-                &records,
-            )
-            .await;
+        if let Some(lease) = &lease {
+            let records: Vec<Record> = page
+                .items
+                .iter()
+                .map(|id| Record::live(id.clone(), Revision::at(1), "", ""))
+                .collect();
+            self.cache
+                .put_window(
+                    FEED_KEY,
+                    &FEED,
+                    FEED_SUBJECT,
+                    WindowWrite::Fill { complete, lease },
+                    &records,
+                )
+                .await;
+        }
         self.feed_near.clear();
         Ok(Filled {
             items: page
@@ -335,15 +343,15 @@ impl Posts {
     }
 
     /// The JSON of each of the posts `ids` (`None` for one that is gone), in order: their
-    /// entries in one `MGET`, the rest from the table (eventually consistent, as the feed
-    /// allows), written back.
+    /// entries in one `MGET`, the rest leased, read from the table (strongly consistent, as a
+    /// post's entry serves `GET /posts/{postId}` too) and written back.
     async fn post_bodies(&self, ids: &[&str]) -> Result<Vec<Option<String>>, AppError> {
         let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
         let keys: Vec<String> = ids.iter().map(|id| post_key(id)).collect();
         let raws = match self.cache.get_many(&keys).await {
             Ok(raws) => raws,
             Err(_) => {
-                let posts = self.store.posts_by_id(&owned).await?;
+                let posts = self.store.posts_by_id(&owned, false).await?;
                 return ids
                     .iter()
                     .map(|id| {
@@ -370,10 +378,17 @@ impl Posts {
             }
         }
         if !missing.is_empty() {
-            let found = self.store.posts_by_id(&missing).await?;
-            let writes = found
-                .iter()
-                .map(|post| self.publish_post_state(&post.item.id, Some(post)));
+            let leases = futures_util::future::join_all(
+                missing
+                    .iter()
+                    .map(|id| async move { self.cache.lease_item(&post_key(id), id).await }),
+            )
+            .await;
+            let found = self.store.posts_by_id(&missing, true).await?;
+            let writes = missing.iter().zip(&leases).filter_map(|(id, lease)| {
+                let post = found.iter().find(|post| post.item.id == *id);
+                Some(self.fill_post(id, post, lease.as_ref()?))
+            });
             futures_util::future::join_all(writes).await;
             for post in &found {
                 crate::metrics::cache_lookup(Kind::Post, CacheOutcome::Miss);
@@ -417,12 +432,9 @@ impl Posts {
             Some(page) => page,
             None => {
                 crate::metrics::cache_lookup(Kind::Comments, CacheOutcome::Miss);
-                let seen = epoch_of(&looked);
                 let filled = self
                     .window_reads
-                    .run(&key, started, || {
-                        self.fill_comments(post_id, seen.as_deref())
-                    })
+                    .run(&key, started, || self.fill_comments(post_id))
                     .await?;
                 filled.page(limit)
             }
@@ -448,8 +460,10 @@ impl Posts {
         )
     }
 
-    /// Reads a post's first comments from the table and writes them back.
-    async fn fill_comments(&self, post_id: &str, seen: Option<&str>) -> Result<Filled, AppError> {
+    /// Leases a post's first comments, reads them from the table and writes them back.
+    async fn fill_comments(&self, post_id: &str) -> Result<Filled, AppError> {
+        let key = comments_key(post_id);
+        let lease = self.cache.lease_window(&key, &COMMENTS, post_id).await;
         let page = self
             .store
             .list_comments(post_id, COMMENTS.size, None)
@@ -467,15 +481,17 @@ impl Posts {
             ));
             items.push((comment.item.id.clone(), body));
         }
-        self.cache
-            .put_window(
-                &comments_key(post_id),
-                &COMMENTS,
-                post_id,
-                WindowWrite::Fill { complete, seen },
-                &records,
-            )
-            .await;
+        if let Some(lease) = &lease {
+            self.cache
+                .put_window(
+                    &key,
+                    &COMMENTS,
+                    post_id,
+                    WindowWrite::Fill { complete, lease },
+                    &records,
+                )
+                .await;
+        }
         Ok(Filled { items, complete })
     }
 
@@ -503,14 +519,20 @@ impl Posts {
 
     // ----- changes: the table, then the cache -----
 
-    /// Creates a post, then writes it and its place in the feed to the cache.
+    /// Creates a post, then writes it and its place in the feed to the cache. Its entry is
+    /// leased first, so the first reads of the new post (from the feed's page, most likely)
+    /// are hits.
     pub async fn create(&self, post: &Post) -> Result<Stored<Post>, AppError> {
+        let lease = self.cache.lease_item(&post_key(&post.id), &post.id).await;
         let stored = self.store.create_post(post).await?;
         let feed = [Record::live(post.id.clone(), Revision::at(1), "", "")];
-        let (written, listed) = tokio::join!(
-            self.publish_post_state(&post.id, Some(&stored)),
-            self.put_feed(&feed)
-        );
+        let written = async {
+            match &lease {
+                Some(lease) => self.fill_post(&post.id, Some(&stored), lease).await,
+                None => WriteOutcome::Failed,
+            }
+        };
+        let (written, listed) = tokio::join!(written, self.put_feed(&feed));
         warn_if_failed(written.min_outcome(listed), "a new post");
         Ok(stored)
     }
@@ -529,7 +551,7 @@ impl Posts {
             .update_post(post_id, user_id, patch, expected, now)
             .await?;
         warn_if_failed(
-            self.publish_post_state(post_id, Some(&stored)).await,
+            self.publish_post_state(post_id, &stored).await,
             "a post's edit",
         );
         Ok(stored)
@@ -606,27 +628,29 @@ impl Posts {
 
     // ----- what the table holds, written to the cache (changes, the stream, the upkeep) -----
 
-    /// Writes a post's state: as the table holds it (`Some`), or "the table has none"
-    /// (`None`: a miss's answer, briefly remembered; older than any state of the post).
-    pub async fn publish_post_state(
-        &self,
-        post_id: &str,
-        post: Option<&Stored<Post>>,
-    ) -> WriteOutcome {
-        let record = match post {
-            Some(post) => match PostBody::of(post) {
-                Ok(body) => Record::live(
-                    post_id,
-                    Revision::at(post.rev),
-                    body.version.to_string(),
-                    body.json,
-                ),
-                Err(_) => return WriteOutcome::Failed,
-            },
-            None => Record::gone(post_id, Revision::none()),
+    /// Writes a post's state as the table holds it into its entry, if there is one.
+    pub async fn publish_post_state(&self, post_id: &str, post: &Stored<Post>) -> WriteOutcome {
+        let Some(record) = post_record(post_id, Some(post)) else {
+            return WriteOutcome::Failed;
         };
         self.cache
             .put_item(&post_key(post_id), post_id, &record)
+            .await
+    }
+
+    /// Writes back what a read of the table under `lease` found of a post: the post, or "the
+    /// table has none" (`None`: briefly remembered; older than any state of the post).
+    async fn fill_post(
+        &self,
+        post_id: &str,
+        post: Option<&Stored<Post>>,
+        lease: &Lease,
+    ) -> WriteOutcome {
+        let Some(record) = post_record(post_id, post) else {
+            return WriteOutcome::Failed;
+        };
+        self.cache
+            .fill_item(&post_key(post_id), post_id, &record, lease)
             .await
     }
 
@@ -636,6 +660,33 @@ impl Posts {
         let key = post_key(post_id);
         let (written, listed) = tokio::join!(
             self.cache.put_item(&key, post_id, &gone[0]),
+            self.put_feed(&gone)
+        );
+        written.min_outcome(listed)
+    }
+
+    /// Leases a post's entry before a read of the post that the stream's sync writes back
+    /// ([`Posts::sync_post_state`]).
+    pub async fn lease_post(&self, post_id: &str) -> Option<Lease> {
+        self.cache.lease_item(&post_key(post_id), post_id).await
+    }
+
+    /// Writes back what the stream's sync read of a post under `lease`, after a record named
+    /// it: the post as the table holds it, or, when the table has it no more, gone for good
+    /// (ids are never used again), in its entry and in the feed.
+    pub async fn sync_post_state(
+        &self,
+        post_id: &str,
+        lease: &Lease,
+        post: Option<&Stored<Post>>,
+    ) -> WriteOutcome {
+        if post.is_some() {
+            return self.fill_post(post_id, post, lease).await;
+        }
+        let gone = [Record::gone(post_id, Revision::gone())];
+        let key = post_key(post_id);
+        let (written, listed) = tokio::join!(
+            self.cache.fill_item(&key, post_id, &gone[0], lease),
             self.put_feed(&gone)
         );
         written.min_outcome(listed)
@@ -717,12 +768,20 @@ fn bodies_of_comments(page: Page<Stored<Comment>>) -> Result<Page<String>, AppEr
     })
 }
 
-/// The epoch of the window a reader looked at, for its fill (`None`: no usable entry).
-fn epoch_of(looked: &WindowLookup) -> Option<String> {
-    match looked {
-        WindowLookup::Found(raw) => parse(raw).map(|entry| entry.epoch.to_owned()),
-        _ => None,
-    }
+/// A post's record: as the table holds it (`Some`), or "the table has none" (`None`).
+fn post_record(post_id: &str, post: Option<&Stored<Post>>) -> Option<Record> {
+    Some(match post {
+        Some(post) => {
+            let body = PostBody::of(post).ok()?;
+            Record::live(
+                post_id,
+                Revision::at(post.rev),
+                body.version.to_string(),
+                body.json,
+            )
+        }
+        None => Record::gone(post_id, Revision::none()),
+    })
 }
 
 impl WriteOutcome {
@@ -731,6 +790,7 @@ impl WriteOutcome {
         match (self, other) {
             (WriteOutcome::Failed, _) | (_, WriteOutcome::Failed) => WriteOutcome::Failed,
             (WriteOutcome::Stale, _) | (_, WriteOutcome::Stale) => WriteOutcome::Stale,
+            (WriteOutcome::NoEntry, _) | (_, WriteOutcome::NoEntry) => WriteOutcome::NoEntry,
             _ => WriteOutcome::Written,
         }
     }

@@ -1,5 +1,6 @@
 //! The entries in Redis ([`RedisCache`]): a `GET` or an `MGET` of them, and the one write, the
-//! compare-and-set script (`cas.lua`), of an item or of a window, with its TTL.
+//! compare-and-set script (`cas.lua`): a miss's [`Lease`], its write-back, or a change, of an
+//! item or of a window, with its TTL.
 
 use std::time::Duration;
 
@@ -22,14 +23,35 @@ pub struct RedisCache {
     negative_ttl: Duration,
 }
 
+/// How long a lease's placeholder lives if nothing lands in it: longer than a miss's read of
+/// the table takes (its attempts are bounded by `DYNAMODB_TIMEOUT_MS`). One that outlives its
+/// reader only makes the next reads miss, and they fill it.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
     Written,
     /// The cache holds each state the write carried, or a newer one, and kept it.
     Stale,
+    /// There is no entry to write: a change found none (the next read fills it from the
+    /// table), or a write-back's lease is gone (the entry was lost, and a change with it, since
+    /// the reader looked). Nothing written, nothing lost.
+    NoEntry,
     /// Redis failed or was too slow: the write may or may not land later.
     Failed,
+}
+
+/// What a reader holds while it reads the table for a miss: the epoch of the entry it leased
+/// (`<incarnation>.<count>`). Its write-back lands only in that entry, never in one made after
+/// a loss of it, which may have lost a change the reader's read came too early to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease(String);
+
+impl Lease {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// What a write of a window says.
@@ -37,12 +59,9 @@ pub enum WriteOutcome {
 pub enum WindowWrite<'a> {
     /// Changes of items (a write-through, a stream record).
     Put,
-    /// The window's first items read from the table, whether the list ends there, and the
-    /// entry's epoch when the reader looked (`None`: there was no entry).
-    Fill {
-        complete: bool,
-        seen: Option<&'a str>,
-    },
+    /// The window's first items read from the table under `lease`, and whether the list ends
+    /// there.
+    Fill { complete: bool, lease: &'a Lease },
 }
 
 impl RedisCache {
@@ -110,19 +129,85 @@ impl RedisCache {
         raw
     }
 
-    /// Writes one item's `record` under `key` (an entry of `subject`) through the
-    /// compare-and-set: kept only if the entry holds no newer state of the item. A record of
-    /// "the table had none" lives `NEGATIVE_CACHE_TTL_SECONDS`, any other `CACHE_TTL_SECONDS`,
-    /// each jittered by ±10%.
+    /// Leases the item entry `key` (of `subject`) before a read of the table: the entry as it
+    /// is, or a placeholder if there is none. `None`: Redis failed, and the reader writes
+    /// nothing back.
+    pub async fn lease_item(&self, key: &str, subject: &str) -> Option<Lease> {
+        self.lease_entry(key, "item", subject, "-").await
+    }
+
+    /// Leases the window `kind` of `subject` under `key` before a read of the table.
+    pub async fn lease_window(&self, key: &str, kind: &WindowKind, subject: &str) -> Option<Lease> {
+        self.lease_entry(key, "window", subject, &spec(kind)).await
+    }
+
+    async fn lease_entry(
+        &self,
+        key: &str,
+        shape: &str,
+        subject: &str,
+        spec: &str,
+    ) -> Option<Lease> {
+        let op = format!("lease:{:016x}", rand::random::<u64>());
+        let ttl = LEASE_TTL.as_millis() as u64;
+        let leased = self.conn.call(|mut conn| {
+            let mut invocation = self.script.key(key);
+            invocation
+                .arg(shape)
+                .arg(subject)
+                .arg(ttl)
+                .arg(spec)
+                .arg(&op);
+            async move { invocation.invoke_async::<String>(&mut conn).await }
+        });
+        match leased.await {
+            Ok(epoch) => Some(Lease(epoch)),
+            Err(e) => {
+                tracing::warn!(op = "lease", error = %e, "redis call failed; no write-back");
+                None
+            }
+        }
+    }
+
+    /// Writes a change of one item, `record`, into the entry `key` (of `subject`), if there is
+    /// one, through the compare-and-set: kept only if the entry holds no newer state of the
+    /// item.
     pub async fn put_item(&self, key: &str, subject: &str, record: &Record) -> WriteOutcome {
-        let base = if record.revision == Revision::none() {
+        let lines = [record.line()];
+        self.run(
+            key,
+            "item",
+            subject,
+            self.ttl_of(record),
+            "-",
+            "put",
+            &lines,
+        )
+        .await
+    }
+
+    /// Writes back what a miss read of one item under `lease`: into the entry it leased only,
+    /// the newer of the two states. A record of "the table had none" lives
+    /// `NEGATIVE_CACHE_TTL_SECONDS`, any other `CACHE_TTL_SECONDS`, each jittered by ±10%.
+    pub async fn fill_item(
+        &self,
+        key: &str,
+        subject: &str,
+        record: &Record,
+        lease: &Lease,
+    ) -> WriteOutcome {
+        let lines = [record.line()];
+        let op = format!("fill:item:{}", lease.as_str());
+        self.run(key, "item", subject, self.ttl_of(record), "-", &op, &lines)
+            .await
+    }
+
+    fn ttl_of(&self, record: &Record) -> Duration {
+        if record.revision == Revision::none() {
             self.negative_ttl
         } else {
             self.ttl
-        };
-        let lines = [record.line()];
-        self.run(key, "item", subject, base, "-", "put", &lines)
-            .await
+        }
     }
 
     /// Writes into the window `kind` of `subject` under `key`: changes of its items, or what a
@@ -137,19 +222,14 @@ impl RedisCache {
     ) -> WriteOutcome {
         let op = match write {
             WindowWrite::Put => "put".to_owned(),
-            WindowWrite::Fill { complete, seen } => format!(
+            WindowWrite::Fill { complete, lease } => format!(
                 "fill:{}:{}",
                 if complete { "complete" } else { "partial" },
-                seen.unwrap_or("none")
+                lease.as_str()
             ),
         };
         let lines: Vec<String> = records.iter().map(Record::line).collect();
-        let order = match kind.order {
-            entry::Order::Ascending => "asc",
-            entry::Order::Descending => "desc",
-        };
-        let spec = format!("{}:{order}", kind.size);
-        self.run(key, "window", subject, self.ttl, &spec, &op, &lines)
+        self.run(key, "window", subject, self.ttl, &spec(kind), &op, &lines)
             .await
     }
 
@@ -178,6 +258,7 @@ impl RedisCache {
         });
         match written.await {
             Ok(1) => WriteOutcome::Written,
+            Ok(-1) => WriteOutcome::NoEntry,
             Ok(_) => {
                 tracing::debug!(key, "cache holds these states or newer; kept them");
                 WriteOutcome::Stale
@@ -188,6 +269,15 @@ impl RedisCache {
             }
         }
     }
+}
+
+/// A window's size and order, as the script takes them: `<size>:<asc|desc>`.
+fn spec(kind: &WindowKind) -> String {
+    let order = match kind.order {
+        entry::Order::Ascending => "asc",
+        entry::Order::Descending => "desc",
+    };
+    format!("{}:{order}", kind.size)
 }
 
 /// TTL ± 10%, so entries written together do not expire together.

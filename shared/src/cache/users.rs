@@ -1,8 +1,8 @@
 //! The user cache-aside: Redis first, DynamoDB on a miss, then Redis again.
 //!
-//! - **Read** ([`Users::find`]): `GET user:v3:<email>`. A hit returns with no DynamoDB call. A
-//!   miss reads DynamoDB (strongly consistent) and writes the answer back: the user, or "none"
-//!   for a short while. Concurrent misses of one email in one instance (Lambda Managed
+//! - **Read** ([`Users::find`]): `GET user:v4:<email>`. A hit returns with no DynamoDB call. A
+//!   miss leases the entry, reads DynamoDB (strongly consistent) and writes the answer back
+//!   into the entry it leased: the user, or "none" for a short while. Concurrent misses of one email in one instance (Lambda Managed
 //!   Instances) share that read and write when the read was sent after they started
 //!   ([`super::flights`]).
 //! - **Change** (register, logout, rename, delete): DynamoDB first, in one conditional write
@@ -12,7 +12,8 @@
 //! - **Order cannot matter**: every write is the compare-and-set of [`RedisCache::put`], which
 //!   keeps the newer state ([`Version`]). A write-back holding a read from before a change, a
 //!   slow change landing after a later one, a stream record delivered twice or late: none can
-//!   put an older state over a newer one.
+//!   put an older state over a newer one, nor, once Redis lost the entry (and the newer state
+//!   with it), make a new entry of it: only a miss's lease makes one.
 //! - **Loss cannot matter**: a change whose write never lands (Redis down, refusing writes,
 //!   failing over) reaches the cache anyway: DynamoDB's stream carries every change to the
 //!   `cache-sync` function, which applies it through the same compare-and-set.
@@ -24,10 +25,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::entry::{parse, Record, Revision};
+use super::entry::{parse, Coverage, Record, Revision};
 use super::flights::Flights;
 use super::kinds::user_key;
-use super::redis_cache::{RedisCache, WriteOutcome};
+use super::redis_cache::{Lease, RedisCache, WriteOutcome};
 use crate::domain::{Email, User, Version};
 use crate::error::AppError;
 pub use crate::metrics::CacheOutcome;
@@ -98,8 +99,11 @@ pub enum Lookup {
 /// format, another email's), which the caller treats as a miss. Never panics, whatever the
 /// bytes.
 pub fn decode_entry(raw: &[u8], email: &Email) -> Option<Cached> {
-    let Some(record) = parse(raw).and_then(|entry| entry.item(email.as_str())) else {
-        tracing::warn!("cache entry unreadable; ignoring it");
+    let parsed = parse(raw);
+    let Some(record) = parsed.as_ref().and_then(|entry| entry.item(email.as_str())) else {
+        if !parsed.is_some_and(|entry| entry.coverage == Coverage::Placeholder) {
+            tracing::warn!("cache entry unreadable; ignoring it");
+        }
         return None;
     };
     if !record.live {
@@ -139,12 +143,27 @@ impl RedisCache {
         }
     }
 
-    /// Writes `entry` for `email` through the compare-and-set script.
+    /// Writes a change, `entry`, for `email` through the compare-and-set script (into the
+    /// entry there is, if any).
     pub async fn put(&self, email: &Email, entry: &Entry) -> WriteOutcome {
         let Ok(record) = entry.record() else {
             return WriteOutcome::Failed;
         };
         self.put_item(&user_key(email), email.as_str(), &record)
+            .await
+    }
+
+    /// Leases `email`'s entry before a read of DynamoDB (`None`: Redis failed).
+    pub async fn lease(&self, email: &Email) -> Option<Lease> {
+        self.lease_item(&user_key(email), email.as_str()).await
+    }
+
+    /// Writes back what a miss read under `lease`: `entry`, into the entry it leased only.
+    pub async fn fill(&self, email: &Email, entry: &Entry, lease: &Lease) -> WriteOutcome {
+        let Ok(record) = entry.record() else {
+            return WriteOutcome::Failed;
+        };
+        self.fill_item(&user_key(email), email.as_str(), &record, lease)
             .await
     }
 }
@@ -226,14 +245,18 @@ impl Users {
         Ok((user, CacheOutcome::Miss))
     }
 
-    /// A miss: DynamoDB's answer, written back to the cache.
+    /// A miss: the entry leased, DynamoDB's answer, written back into the leased entry (none
+    /// when the lease failed: Redis is failing, and the request does not wait on it again).
     async fn read_through(&self, email: &Email) -> Result<Option<User>, AppError> {
+        let lease = self.cache.lease(email).await;
         let user = self.store.get_user(email).await?;
-        let entry = match &user {
-            Some(user) => Entry::User(user.clone()),
-            None => Entry::Absent(Version::NONE),
-        };
-        self.cache.put(email, &entry).await;
+        if let Some(lease) = lease {
+            let entry = match &user {
+                Some(user) => Entry::User(user.clone()),
+                None => Entry::Absent(Version::NONE),
+            };
+            self.cache.fill(email, &entry, &lease).await;
+        }
         Ok(user)
     }
 
@@ -242,10 +265,21 @@ impl Users {
         Ok(self.store.get_user_with_hash(email).await?)
     }
 
-    /// Creates the user and caches it over any "no such user" entry, so it can log in at once.
+    /// Creates the user and caches it (over any "no such user" entry), so its first requests
+    /// are hits. Its entry is leased before the user is written, as a miss's is before its
+    /// read: the new user lands in it, and never in an entry made after a loss of it.
     pub async fn register(&self, new: NewUser) -> Result<User, AppError> {
+        let email = new.user.email.clone();
+        let lease = self.cache.lease(&email).await;
         let user = self.store.create_user(new).await?;
-        self.publish(&user.email, Entry::User(user.clone())).await;
+        let entry = Entry::User(user.clone());
+        let written = match &lease {
+            Some(lease) => self.cache.fill(&email, &entry, lease).await,
+            None => WriteOutcome::Failed,
+        };
+        if written == WriteOutcome::Failed {
+            tracing::warn!("cache not updated after a registration; the stream sync will apply it");
+        }
         Ok(user)
     }
 

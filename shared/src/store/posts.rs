@@ -128,13 +128,21 @@ impl Store {
             .map(PostItem::stored))
     }
 
-    /// The posts of `ids` that exist, in the order of `ids` (eventually consistent reads, as
-    /// the feed allows: `API.md`, "Freshness of cached reads").
-    pub async fn posts_by_id(&self, ids: &[String]) -> Result<Vec<Stored<Post>>, StoreError> {
+    /// The posts of `ids` that exist, in the order of `ids`: eventually consistent reads (as
+    /// the feed allows: `API.md`, "Freshness of cached reads") unless `consistent` (a read
+    /// the cache keeps, which a read of one post then serves).
+    pub async fn posts_by_id(
+        &self,
+        ids: &[String],
+        consistent: bool,
+    ) -> Result<Vec<Stored<Post>>, StoreError> {
         let mut found = std::collections::HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_GET_MAX) {
             let keys: Vec<_> = chunk.iter().map(|id| post_key(id)).collect();
-            for item in self.batch_get(keys, false, "BatchGetItem posts").await? {
+            for item in self
+                .batch_get(keys, consistent, "BatchGetItem posts")
+                .await?
+            {
                 let post = from_item::<PostItem>("post", item)?.stored();
                 found.insert(post.item.id.clone(), post);
             }
@@ -218,7 +226,7 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Page<Stored<Post>>, StoreError> {
         let ids = self.feed_ids(limit, after).await?;
-        let items = self.posts_by_id(&ids.items).await?;
+        let items = self.posts_by_id(&ids.items, false).await?;
         Ok(Page {
             items,
             last_id: ids.last_id,

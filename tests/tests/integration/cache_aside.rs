@@ -482,7 +482,7 @@ async fn the_cached_value_never_holds_the_password_hash() {
 }
 
 #[tokio::test]
-async fn keys_are_namespaced_user_v3_by_normalized_email() {
+async fn keys_are_namespaced_user_v4_by_normalized_email() {
     let env = TestEnv::new().await;
     let email = unique_email("Spaced");
     let registered = env
@@ -500,12 +500,12 @@ async fn keys_are_namespaced_user_v3_by_normalized_email() {
     .assert_error(401, "unauthorized");
 
     // The namespace spelled out, so the key format itself is under test.
-    assert_eq!(cache_key(&email), format!("user:v3:{email}"));
+    assert_eq!(cache_key(&email), format!("user:v4:{email}"));
     let keys = all_keys(&env).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.contains(&cache_key(&email)), "{keys:?}");
     for k in &keys {
-        assert!(k.starts_with("user:v3:"), "key outside the namespace: {k}");
+        assert!(k.starts_with("user:v4:"), "key outside the namespace: {k}");
     }
 }
 

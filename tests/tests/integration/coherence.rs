@@ -48,6 +48,9 @@ impl TwoInstances {
     async fn new() -> Self {
         let env = TestEnv::new().await;
         let link = env.redis.link().await;
+        // The races here are of write-backs and changes: a miss's lease, before its read of
+        // DynamoDB, passes (holding it would hold the read, and the race would not happen).
+        link.spare_leases(true);
         let a = Arc::new(env.instance_through(&link));
         let b = Arc::new(env.instance(&env.redis.url()));
         TwoInstances { env, link, a, b }
@@ -601,4 +604,92 @@ async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream(
     println!("the refused logout landed {took:?} after writes passed again");
     w.assert_refused(&token, "after the refusal ended").await;
     w.assert_entry_matches_dynamodb(&email).await;
+}
+
+/// The gap a miss's lease closes, made to happen on cue: a miss reads the table, its answer is
+/// held; meanwhile the item is edited (the edit's cache write lands in the entry) and Redis
+/// loses the entry (evicted, flushed, restarted); then the miss's answer arrives. Its
+/// write-back must not make a new entry of the state from before the edit: the next read must
+/// see the edit. Shown for a post and for a post's first comments.
+#[tokio::test]
+async fn a_miss_that_read_before_an_edit_cannot_bring_it_back_after_redis_lost_the_entry() {
+    let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
+    let (token, _) = env.new_user("Lost").await;
+    assert_eq!(env.me(&token).await.status, 200, "the user is cached");
+    let post = env.new_post(&token, "v1").await;
+    let post_id = post["id"].as_str().expect("id").to_owned();
+    let path = format!("/posts/{post_id}");
+    let comment = env
+        .send(
+            ApiRequest::post(&format!("{path}/comments"))
+                .bearer(&token)
+                .json(json!({"text": "first"})),
+        )
+        .await;
+    assert_eq!(comment.status, 201, "{}", comment.raw_body);
+    let comment_id = comment.body["id"].as_str().expect("id").to_owned();
+    let get_post = || env.send(ApiRequest::get(&path).bearer(&token));
+    let get_comments = || env.send(ApiRequest::get(&format!("{path}/comments")).bearer(&token));
+    assert_eq!(get_post().await.status, 200, "the post is cached");
+
+    // A post: the miss's GetItem answer (version 1) waits while the edit lands and the entry
+    // is lost.
+    env.redis.evict_key(&format!("post:v4:{post_id}")).await;
+    proxy.hold_answers("GetItem", 1);
+    let edit = async {
+        proxy.answers_held(1).await;
+        let res = env
+            .send(
+                ApiRequest::patch(&path)
+                    .bearer(&token)
+                    .json(json!({"caption": "v2"})),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.raw_body);
+        env.redis.evict_key(&format!("post:v4:{post_id}")).await;
+        proxy.release_answers();
+    };
+    let (miss, ()) = tokio::join!(get_post(), edit);
+    assert_eq!(miss.status, 200, "{}", miss.raw_body);
+    assert_eq!(miss.body["caption"], "v1", "the miss read before the edit");
+    let after = get_post().await;
+    assert_eq!(
+        (
+            after.body["caption"].as_str(),
+            after.body["version"].as_u64()
+        ),
+        (Some("v2"), Some(2)),
+        "a read after the edit answered"
+    );
+
+    // A post's first comments: the miss's Query of the comment's shard waits the same way.
+    assert_eq!(get_comments().await.status, 200, "the comments are cached");
+    env.redis.evict_key(&format!("comments:v4:{post_id}")).await;
+    let shard = shared::store::keys::comment_pk(&post_id, &comment_id);
+    proxy.hold_answers(&format!("Query|{shard}\""), 1);
+    let edit = async {
+        proxy.answers_held(2).await; // in all: the post's, and now this one
+        let res = env
+            .send(
+                ApiRequest::patch(&format!("{path}/comments/{comment_id}"))
+                    .bearer(&token)
+                    .json(json!({"text": "edited"})),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.raw_body);
+        env.redis.evict_key(&format!("comments:v4:{post_id}")).await;
+        proxy.release_answers();
+    };
+    let (miss, ()) = tokio::join!(get_comments(), edit);
+    assert_eq!(miss.status, 200, "{}", miss.raw_body);
+    assert_eq!(
+        miss.body["items"][0]["text"], "first",
+        "read before the edit"
+    );
+    let after = get_comments().await;
+    assert_eq!(
+        after.body["items"][0]["text"], "edited",
+        "a read after the edit answered: {}",
+        after.raw_body
+    );
 }

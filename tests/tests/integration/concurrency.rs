@@ -161,7 +161,7 @@ async fn every_concurrent_invocation_gets_its_own_answer() {
 }
 
 #[tokio::test]
-async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_cache_write() {
+async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_lease_and_write() {
     let env = TestEnv::new().await;
     let (token, user) = env.new_user("Crowd").await;
     let email = user["email"].as_str().expect("email").to_owned();
@@ -184,7 +184,11 @@ async fn concurrent_misses_for_one_user_cost_one_dynamodb_read_and_one_cache_wri
         "one DynamoDB read for 32 misses"
     );
     assert_eq!(env.dynamo.calls.total(), 1);
-    assert_eq!(cache_writes(&env).await, 1, "one cache write");
+    assert_eq!(
+        cache_writes(&env).await,
+        2,
+        "one cache write, after its lease"
+    );
 
     // The entry is back: the next requests are hits.
     let again =

@@ -180,10 +180,14 @@ fn a_user() -> (Email, Entry) {
     (Email::parse(&email).expect("email"), Entry::User(user))
 }
 
-/// Writes and reads back an entry through `cache`: both only work once `AUTH` succeeded.
+/// Writes (as a miss: a lease, then the write-back) and reads back an entry through `cache`:
+/// each only works once `AUTH` succeeded.
 async fn round_trip(cache: &RedisCache) -> bool {
     let (email, entry) = a_user();
-    cache.put(&email, &entry).await == WriteOutcome::Written
+    let Some(lease) = cache.lease(&email).await else {
+        return false;
+    };
+    cache.fill(&email, &entry, &lease).await == WriteOutcome::Written
         && matches!(cache.lookup(&email).await, Lookup::Found(_))
 }
 

@@ -159,10 +159,11 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
             "POST /posts"
         ])
     );
-    // The users function: a miss (a GET, then the write-back) and two hits (a GET each), and
-    // the miss's one read. The posts function: its two users, both hits; the post written
-    // (one PutItem, then its entry and its place in the feed through the compare-and-set) and
-    // read back from the cache (a hit: no DynamoDB call), its GET sent beside the user's.
+    // The users function: a miss (a GET, its lease, then the write-back) and two hits (a GET
+    // each), and the miss's one read. The posts function: its two users, both hits; the post
+    // written (its entry leased, one PutItem, then its entry and its place in the feed through
+    // the compare-and-set) and read back from the cache (a hit: no DynamoDB call), its GET
+    // sent beside the user's.
     assert_eq!(count("CacheMisses", "users", None), 1.0, "one miss");
     assert_eq!(count("CacheHits", "users", None), 2.0, "then hits");
     assert_eq!(emitted.sum_by_kind("CacheHits", "users", "user"), 2.0);
@@ -172,8 +173,8 @@ async fn requests_emit_their_route_status_cache_and_call_metrics_as_valid_emf() 
     assert_eq!(count("CacheMisses", "posts", None), 0.0);
     assert_eq!(count("DynamoDbReadsAvoided", "users", None), 2.0);
     assert_eq!(count("DynamoDbReadsAvoided", "posts", None), 3.0);
-    assert_eq!(count("RedisCalls", "users", None), 4.0);
-    assert_eq!(count("RedisCalls", "posts", None), 5.0);
+    assert_eq!(count("RedisCalls", "users", None), 5.0);
+    assert_eq!(count("RedisCalls", "posts", None), 6.0);
     assert_eq!(count("DynamoDbCalls", "users", None), 1.0);
     assert_eq!(
         count("DynamoDbCalls", "posts", None),
