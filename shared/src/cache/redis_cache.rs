@@ -150,17 +150,10 @@ impl RedisCache {
     ) -> Option<Lease> {
         let op = format!("lease:{:016x}", rand::random::<u64>());
         let ttl = LEASE_TTL.as_millis() as u64;
-        let leased = self.conn.call(|mut conn| {
-            let mut invocation = self.script.key(key);
-            invocation
-                .arg(shape)
-                .arg(subject)
-                .arg(ttl)
-                .arg(spec)
-                .arg(&op);
-            async move { invocation.invoke_async::<String>(&mut conn).await }
-        });
-        match leased.await {
+        let leased = self
+            .invoke::<String>(key, shape, subject, ttl, spec, &op, &[])
+            .await;
+        match leased {
             Ok(epoch) => Some(Lease(epoch)),
             Err(e) => {
                 tracing::warn!(op = "lease", error = %e, "redis call failed; no write-back");
@@ -233,6 +226,33 @@ impl RedisCache {
             .await
     }
 
+    /// One run of the script on `key`, its arguments in `cas.lua`'s order.
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        shape: &str,
+        subject: &str,
+        ttl_ms: u64,
+        spec: &str,
+        op: &str,
+        lines: &[String],
+    ) -> Result<T, CallError> {
+        self.conn
+            .call(|mut conn| {
+                let mut invocation = self.script.key(key);
+                invocation
+                    .arg(shape)
+                    .arg(subject)
+                    .arg(ttl_ms)
+                    .arg(spec)
+                    .arg(op)
+                    .arg(lines);
+                async move { invocation.invoke_async::<T>(&mut conn).await }
+            })
+            .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
@@ -245,18 +265,10 @@ impl RedisCache {
         lines: &[String],
     ) -> WriteOutcome {
         let ttl = jittered_millis(base_ttl);
-        let written = self.conn.call(|mut conn| {
-            let mut invocation = self.script.key(key);
-            invocation
-                .arg(shape)
-                .arg(subject)
-                .arg(ttl)
-                .arg(spec)
-                .arg(op)
-                .arg(lines);
-            async move { invocation.invoke_async::<i64>(&mut conn).await }
-        });
-        match written.await {
+        let written = self
+            .invoke::<i64>(key, shape, subject, ttl, spec, op, lines)
+            .await;
+        match written {
             Ok(1) => WriteOutcome::Written,
             Ok(-1) => WriteOutcome::NoEntry,
             Ok(_) => {
