@@ -26,15 +26,45 @@ pub fn closed_port() -> u16 {
     free_port()
 }
 
-/// `n` distinct free loopback ports: all held at once while they are picked, so no two are the
-/// same (ports released one by one can be handed out again at once).
+/// `n` distinct free loopback ports, each handed out once per test process, from below the
+/// kernel's ephemeral range.
+///
+/// A port the kernel picks (`bind` to port 0) comes from the ephemeral range, where every
+/// outgoing connection takes its source port too: released for a server to bind, it could be
+/// taken by any test's next connection first, and the server would not start (seen once in a
+/// cluster pass: "redis-server did not start"). Below that range no connection takes a port
+/// by itself, and the registry keeps two tests of the process from being handed the same one.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<StdListener> = (0..n)
-        .map(|_| StdListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let (low, high) = below_ephemeral();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut held: Vec<StdListener> = Vec::with_capacity(n);
+    let mut tries = 0;
+    while held.len() < n {
+        tries += 1;
+        assert!(tries < 100_000, "no free loopback port in {low}..{high}");
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), low..high);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = StdListener::bind(("127.0.0.1", port)) {
+            handed_out.push(port);
+            held.push(listener);
+        }
+    }
     held.iter()
         .map(|l| l.local_addr().expect("its address").port())
         .collect()
+}
+
+/// The ports from 10000 up to the first ephemeral one (`/proc/sys/net/ipv4/ip_local_port_range`;
+/// Linux's default range starts at 32768).
+fn below_ephemeral() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10_000, first_ephemeral.max(20_000))
 }
 
 fn redis_binary() -> String {
@@ -98,6 +128,8 @@ impl RedisNode {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.args)
+            .arg("--logfile")
+            .arg(self.dir.join(format!("redis-{}.log", self.port)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -118,7 +150,14 @@ impl RedisNode {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("redis-server did not start on port {}", self.port);
+        let log = std::fs::read_to_string(self.dir.join(format!("redis-{}.log", self.port)))
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        panic!(
+            "redis-server did not start on port {}: {:?}",
+            self.port,
+            tail.into_iter().rev().collect::<Vec<_>>()
+        );
     }
 
     /// Writes the data to disk (`SAVE`), so a start after a [`kill`](Self::kill) comes back
