@@ -1,6 +1,6 @@
 // The Node.js middleware the Rust functions descend from, reduced to the authenticated read
 // the benchmark compares: an Express auth middleware that verifies the HS256 token
-// (jsonwebtoken), loads the user from Redis (ioredis, `GET user:v3:<email>`, the entry the Rust
+// (jsonwebtoken), loads the user from Redis (ioredis, `GET user:v4:<email>`, the entry the Rust
 // functions write: a header line, then the user's record, tab-separated, its JSON last), checks
 // its id and jwtVersion, and `GET /users/me` answers the user.
 // No DynamoDB fallback: the benchmark only sends hits. Prints `listening <port>` when ready.
@@ -23,7 +23,7 @@ async function authenticate(req, res, next) {
       issuer: "Caching-Code-Login",
       audience: "Caching-Code-Auth",
     });
-    const raw = await redis.get(`user:v3:${claims.email}`);
+    const raw = await redis.get(`user:v4:${claims.email}`);
     const record = raw && raw.split("\n")[1];
     const fields = record ? record.split("\t") : [];
     const user = fields[2] === "L" ? JSON.parse(fields.slice(5).join("\t")) : null;
