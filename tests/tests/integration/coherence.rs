@@ -610,7 +610,7 @@ async fn a_change_refused_readonly_on_every_connection_lands_through_the_stream(
 /// held; meanwhile the item is edited (the edit's cache write lands in the entry) and Redis
 /// loses the entry (evicted, flushed, restarted); then the miss's answer arrives. Its
 /// write-back must not make a new entry of the state from before the edit: the next read must
-/// see the edit. Shown for a post and for a post's first comments.
+/// see the edit. Shown for a post, a post's first comments, and a post the feed's page reads.
 #[tokio::test]
 async fn a_miss_that_read_before_an_edit_cannot_bring_it_back_after_redis_lost_the_entry() {
     let (env, proxy) = TestEnv::behind_dynamo_proxy().await;
@@ -689,6 +689,39 @@ async fn a_miss_that_read_before_an_edit_cannot_bring_it_back_after_redis_lost_t
     let after = get_comments().await;
     assert_eq!(
         after.body["items"][0]["text"], "edited",
+        "a read after the edit answered: {}",
+        after.raw_body
+    );
+
+    // A post the feed's first page reads from the table (its entry missing) and writes back:
+    // the page's BatchGetItem answer waits the same way.
+    let get_feed = || env.send(ApiRequest::get("/posts").bearer(&token));
+    assert_eq!(get_feed().await.status, 200, "the feed is cached");
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the instance's copy of it
+    env.redis.evict_key(&format!("post:v4:{post_id}")).await;
+    proxy.hold_answers("BatchGetItem", 1);
+    let edit = async {
+        proxy.answers_held(3).await; // in all
+        let res = env
+            .send(
+                ApiRequest::patch(&path)
+                    .bearer(&token)
+                    .json(json!({"caption": "v3"})),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.raw_body);
+        env.redis.evict_key(&format!("post:v4:{post_id}")).await;
+        proxy.release_answers();
+    };
+    let (page, ()) = tokio::join!(get_feed(), edit);
+    assert_eq!(page.status, 200, "{}", page.raw_body);
+    assert_eq!(
+        page.body["items"][0]["caption"], "v2",
+        "read before the edit"
+    );
+    let after = get_post().await;
+    assert_eq!(
+        after.body["caption"], "v3",
         "a read after the edit answered: {}",
         after.raw_body
     );
