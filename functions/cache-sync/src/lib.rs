@@ -202,10 +202,7 @@ impl CacheSync {
             // leased, never in one made after Redis lost it (and a newer change with it).
             let lease = self.cache.lease(&email).await;
             let entry = self.user_entry(&email).await.map_err(BatchFailed::Table)?;
-            report.count(match &lease {
-                Some(lease) => self.cache.fill(&email, &entry, lease).await,
-                None => WriteOutcome::Failed,
-            })?;
+            report.count(self.cache.fill(&email, &entry, lease.as_ref()).await)?;
         }
         report.items = items.len();
         for outcome in self.apply_items(&items).await? {
@@ -248,11 +245,11 @@ impl CacheSync {
             .await
             .map_err(BatchFailed::Table)?
         {
-            let Some(lease) = lease else {
-                outcomes.push(WriteOutcome::Failed);
-                continue;
-            };
-            outcomes.push(self.posts.sync_post_state(id, &lease, post.as_ref()).await);
+            outcomes.push(
+                self.posts
+                    .sync_post_state(id, lease.as_ref(), post.as_ref())
+                    .await,
+            );
             if new && post.is_some() {
                 outcomes.push(self.posts.publish_feed(id, true).await);
             }

@@ -222,11 +222,9 @@ impl Posts {
                 .transpose(),
             PostLookup::Empty => {
                 let read = || async {
-                    let lease = self.cache.lease_item(&post_key(post_id), post_id).await;
+                    let lease = self.lease_post(post_id).await;
                     let post = self.store.get_post(post_id).await?;
-                    if let Some(lease) = lease {
-                        self.fill_post(post_id, post.as_ref(), &lease).await;
-                    }
+                    self.fill_post(post_id, post.as_ref(), lease.as_ref()).await;
                     Ok(post)
                 };
                 let key = post_key(post_id);
@@ -378,16 +376,12 @@ impl Posts {
             }
         }
         if !missing.is_empty() {
-            let leases = futures_util::future::join_all(
-                missing
-                    .iter()
-                    .map(|id| async move { self.cache.lease_item(&post_key(id), id).await }),
-            )
-            .await;
+            let leases =
+                futures_util::future::join_all(missing.iter().map(|id| self.lease_post(id))).await;
             let found = self.store.posts_by_id(&missing, true).await?;
-            let writes = missing.iter().zip(&leases).filter_map(|(id, lease)| {
+            let writes = missing.iter().zip(&leases).map(|(id, lease)| {
                 let post = found.iter().find(|post| post.item.id == *id);
-                Some(self.fill_post(id, post, lease.as_ref()?))
+                self.fill_post(id, post, lease.as_ref())
             });
             futures_util::future::join_all(writes).await;
             for post in &found {
@@ -523,17 +517,14 @@ impl Posts {
     /// leased first, so the first reads of the new post (from the feed's page, most likely)
     /// are hits.
     pub async fn create(&self, post: &Post) -> Result<Stored<Post>, AppError> {
-        let lease = self.cache.lease_item(&post_key(&post.id), &post.id).await;
+        let lease = self.lease_post(&post.id).await;
         let stored = self.store.create_post(post).await?;
         let feed = [Record::live(post.id.clone(), Revision::at(1), "", "")];
-        let written = async {
-            match &lease {
-                Some(lease) => self.fill_post(&post.id, Some(&stored), lease).await,
-                None => WriteOutcome::Failed,
-            }
-        };
-        let (written, listed) = tokio::join!(written, self.put_feed(&feed));
-        warn_if_failed(written.min_outcome(listed), "a new post");
+        let (written, listed) = tokio::join!(
+            self.fill_post(&post.id, Some(&stored), lease.as_ref()),
+            self.put_feed(&feed)
+        );
+        written.min_outcome(listed).warn_if_failed("a new post");
         Ok(stored)
     }
 
@@ -550,10 +541,9 @@ impl Posts {
             .store
             .update_post(post_id, user_id, patch, expected, now)
             .await?;
-        warn_if_failed(
-            self.publish_post_state(post_id, &stored).await,
-            "a post's edit",
-        );
+        self.publish_post_state(post_id, &stored)
+            .await
+            .warn_if_failed("a post's edit");
         Ok(stored)
     }
 
@@ -565,7 +555,9 @@ impl Posts {
         expected: ExpectedVersion,
     ) -> Result<(), AppError> {
         self.store.delete_post(post_id, user_id, expected).await?;
-        warn_if_failed(self.publish_post_gone(post_id).await, "a post's delete");
+        self.publish_post_gone(post_id)
+            .await
+            .warn_if_failed("a post's delete");
         Ok(())
     }
 
@@ -577,7 +569,9 @@ impl Posts {
             return Err(AppError::NotFound("post"));
         }
         let stored = self.store.add_comment(comment).await?;
-        warn_if_failed(self.publish_comment(&stored).await, "a new comment");
+        self.publish_comment(&stored)
+            .await
+            .warn_if_failed("a new comment");
         Ok(stored)
     }
 
@@ -594,7 +588,9 @@ impl Posts {
             .store
             .update_comment(post_id, comment_id, user_id, text, now)
             .await?;
-        warn_if_failed(self.publish_comment(&stored).await, "a comment's edit");
+        self.publish_comment(&stored)
+            .await
+            .warn_if_failed("a comment's edit");
         Ok(stored)
     }
 
@@ -619,10 +615,9 @@ impl Posts {
         self.store
             .remove_comment(post_id, comment_id, user_id, remover, now)
             .await?;
-        warn_if_failed(
-            self.publish_comment_gone(post_id, comment_id).await,
-            "a comment's delete",
-        );
+        self.publish_comment_gone(post_id, comment_id)
+            .await
+            .warn_if_failed("a comment's delete");
         Ok(())
     }
 
@@ -644,7 +639,7 @@ impl Posts {
         &self,
         post_id: &str,
         post: Option<&Stored<Post>>,
-        lease: &Lease,
+        lease: Option<&Lease>,
     ) -> WriteOutcome {
         let Some(record) = post_record(post_id, post) else {
             return WriteOutcome::Failed;
@@ -665,8 +660,8 @@ impl Posts {
         written.min_outcome(listed)
     }
 
-    /// Leases a post's entry before a read of the post that the stream's sync writes back
-    /// ([`Posts::sync_post_state`]).
+    /// Leases a post's entry before a read of the post that is written back (a miss, a new
+    /// post, the stream's sync: [`Posts::sync_post_state`]).
     pub async fn lease_post(&self, post_id: &str) -> Option<Lease> {
         self.cache.lease_item(&post_key(post_id), post_id).await
     }
@@ -677,7 +672,7 @@ impl Posts {
     pub async fn sync_post_state(
         &self,
         post_id: &str,
-        lease: &Lease,
+        lease: Option<&Lease>,
         post: Option<&Stored<Post>>,
     ) -> WriteOutcome {
         if post.is_some() {
@@ -793,15 +788,5 @@ impl WriteOutcome {
             (WriteOutcome::NoEntry, _) | (_, WriteOutcome::NoEntry) => WriteOutcome::NoEntry,
             _ => WriteOutcome::Written,
         }
-    }
-}
-
-/// A change whose cache write failed is not lost: the stream brings it (`cache-sync`).
-fn warn_if_failed(outcome: WriteOutcome, what: &'static str) {
-    if outcome == WriteOutcome::Failed {
-        tracing::warn!(
-            change = what,
-            "cache not updated after a change; the stream sync will apply it"
-        );
     }
 }

@@ -42,6 +42,19 @@ pub enum WriteOutcome {
     Failed,
 }
 
+impl WriteOutcome {
+    /// Logs a change whose cache write failed: it is not lost, the stream brings it
+    /// (`cache-sync`).
+    pub fn warn_if_failed(self, change: &'static str) {
+        if self == WriteOutcome::Failed {
+            tracing::warn!(
+                change,
+                "cache not updated after a change; the stream sync will apply it"
+            );
+        }
+    }
+}
+
 /// What a reader holds while it reads the table for a miss: the epoch of the entry it leased
 /// (`<incarnation>.<count>`). Its write-back lands only in that entry, never in one made after
 /// a loss of it, which may have lost a change the reader's read came too early to see.
@@ -182,13 +195,17 @@ impl RedisCache {
     /// Writes back what a miss read of one item under `lease`: into the entry it leased only,
     /// the newer of the two states. A record of "the table had none" lives
     /// `NEGATIVE_CACHE_TTL_SECONDS`, any other `CACHE_TTL_SECONDS`, each jittered by ±10%.
+    /// No lease (Redis failed to give one) is a failed write, with no call to Redis.
     pub async fn fill_item(
         &self,
         key: &str,
         subject: &str,
         record: &Record,
-        lease: &Lease,
+        lease: Option<&Lease>,
     ) -> WriteOutcome {
+        let Some(lease) = lease else {
+            return WriteOutcome::Failed;
+        };
         let lines = [record.line()];
         let op = format!("fill:item:{}", lease.as_str());
         self.run(key, "item", subject, self.ttl_of(record), "-", &op, &lines)

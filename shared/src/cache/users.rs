@@ -158,8 +158,9 @@ impl RedisCache {
         self.lease_item(&user_key(email), email.as_str()).await
     }
 
-    /// Writes back what a miss read under `lease`: `entry`, into the entry it leased only.
-    pub async fn fill(&self, email: &Email, entry: &Entry, lease: &Lease) -> WriteOutcome {
+    /// Writes back what a miss read under `lease`: `entry`, into the entry it leased only (no
+    /// lease: a failed write).
+    pub async fn fill(&self, email: &Email, entry: &Entry, lease: Option<&Lease>) -> WriteOutcome {
         let Ok(record) = entry.record() else {
             return WriteOutcome::Failed;
         };
@@ -250,13 +251,11 @@ impl Users {
     async fn read_through(&self, email: &Email) -> Result<Option<User>, AppError> {
         let lease = self.cache.lease(email).await;
         let user = self.store.get_user(email).await?;
-        if let Some(lease) = lease {
-            let entry = match &user {
-                Some(user) => Entry::User(user.clone()),
-                None => Entry::Absent(Version::NONE),
-            };
-            self.cache.fill(email, &entry, &lease).await;
-        }
+        let entry = match &user {
+            Some(user) => Entry::User(user.clone()),
+            None => Entry::Absent(Version::NONE),
+        };
+        self.cache.fill(email, &entry, lease.as_ref()).await;
         Ok(user)
     }
 
@@ -272,14 +271,10 @@ impl Users {
         let email = new.user.email.clone();
         let lease = self.cache.lease(&email).await;
         let user = self.store.create_user(new).await?;
-        let entry = Entry::User(user.clone());
-        let written = match &lease {
-            Some(lease) => self.cache.fill(&email, &entry, lease).await,
-            None => WriteOutcome::Failed,
-        };
-        if written == WriteOutcome::Failed {
-            tracing::warn!("cache not updated after a registration; the stream sync will apply it");
-        }
+        self.cache
+            .fill(&email, &Entry::User(user.clone()), lease.as_ref())
+            .await
+            .warn_if_failed("a registration");
         Ok(user)
     }
 
@@ -307,12 +302,10 @@ impl Users {
     /// now, the change is not lost: the table's stream brings it to `cache-sync`, which
     /// writes it as soon as Redis takes writes again.
     async fn publish(&self, email: &Email, entry: Entry) {
-        if self.cache.put(email, &entry).await == WriteOutcome::Failed {
-            tracing::warn!(
-                revision = entry.version().revision,
-                "cache not updated after a user change; the stream sync will apply it"
-            );
-        }
+        self.cache
+            .put(email, &entry)
+            .await
+            .warn_if_failed("a user's change");
     }
 }
 

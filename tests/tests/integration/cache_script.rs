@@ -112,7 +112,9 @@ async fn an_item_keeps_its_newer_state_whatever_lands_last() {
         "a lease is a miss"
     );
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 2), &lease).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 2), Some(&lease))
+            .await,
         WriteOutcome::Written
     );
     assert_eq!(put(live("p1", 1)).await, WriteOutcome::Stale, "older");
@@ -127,7 +129,9 @@ async fn an_item_keeps_its_newer_state_whatever_lands_last() {
         "'the table had none' is older than any state"
     );
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 1), &lease).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 1), Some(&lease))
+            .await,
         WriteOutcome::Stale,
         "a write-back older than the entry"
     );
@@ -145,12 +149,16 @@ async fn an_item_keeps_its_newer_state_whatever_lands_last() {
     assert_eq!(put(live("p1", 1)).await, WriteOutcome::NoEntry);
     let lease = cache.lease_item(key, "p1").await.expect("a lease");
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 1), &lease).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 1), Some(&lease))
+            .await,
         WriteOutcome::Written
     );
     let lease = cache.lease_item(key, "p2").await.expect("a lease");
     assert_eq!(
-        cache.fill_item(key, "p2", &live("p2", 1), &lease).await,
+        cache
+            .fill_item(key, "p2", &live("p2", 1), Some(&lease))
+            .await,
         WriteOutcome::Written,
         "another subject's entry is replaced"
     );
@@ -173,7 +181,9 @@ async fn a_change_landing_in_a_lease_wins_over_the_older_read() {
         "still a placeholder: nothing served before the fill"
     );
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 2), &lease).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 2), Some(&lease))
+            .await,
         WriteOutcome::Written,
         "the placeholder becomes the entry"
     );
@@ -186,7 +196,9 @@ async fn a_change_landing_in_a_lease_wins_over_the_older_read() {
     let again = cache.lease_item(key, "p1").await.expect("a lease");
     assert_eq!(again, lease, "the entry as it is: no new placeholder");
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 1), &again).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 1), Some(&again))
+            .await,
         WriteOutcome::Stale
     );
 }
@@ -200,7 +212,9 @@ async fn a_write_back_lands_only_in_the_entry_its_reader_leased() {
     let (_server, cache, mut conn) = cache().await;
     let key = "post:v4:p1";
     let seed = cache.lease_item(key, "p1").await.expect("a lease");
-    cache.fill_item(key, "p1", &live("p1", 1), &seed).await;
+    cache
+        .fill_item(key, "p1", &live("p1", 1), Some(&seed))
+        .await;
     // The entry expires; a reader leases it again and reads version 1 from the table.
     let () = conn.del(key).await.expect("DEL");
     let reader = cache.lease_item(key, "p1").await.expect("a lease");
@@ -211,7 +225,9 @@ async fn a_write_back_lands_only_in_the_entry_its_reader_leased() {
         .await
         .expect("FLUSHALL");
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 1), &reader).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 1), Some(&reader))
+            .await,
         WriteOutcome::NoEntry,
         "no entry made of a read older than a lost change"
     );
@@ -220,12 +236,16 @@ async fn a_write_back_lands_only_in_the_entry_its_reader_leased() {
     let later = cache.lease_item(key, "p1").await.expect("a lease");
     assert_ne!(later, reader);
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 1), &reader).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 1), Some(&reader))
+            .await,
         WriteOutcome::NoEntry,
         "not the entry it leased"
     );
     assert_eq!(
-        cache.fill_item(key, "p1", &live("p1", 2), &later).await,
+        cache
+            .fill_item(key, "p1", &live("p1", 2), Some(&later))
+            .await,
         WriteOutcome::Written
     );
     assert_eq!(

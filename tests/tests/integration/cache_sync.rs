@@ -332,7 +332,7 @@ async fn a_delete_and_a_new_user_of_the_email_end_at_the_new_user_in_any_order()
         for &i in &order {
             let (what, state) = &states[i];
             let outcome = match newest {
-                None => sync.cache.fill(&parsed, state, &lease).await,
+                None => sync.cache.fill(&parsed, state, Some(&lease)).await,
                 Some(_) => sync.cache.put(&parsed, state).await,
             };
             let expected = if newest.is_some_and(|n| n > i) {
@@ -483,7 +483,7 @@ async fn the_stream_carries_no_image_and_a_delete_reaches_the_cache_through_cach
                     last.registration,
                     last.id.clone()
                 )),
-                &lease
+                Some(&lease)
             )
             .await,
         WriteOutcome::Written

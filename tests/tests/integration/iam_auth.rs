@@ -187,7 +187,7 @@ async fn round_trip(cache: &RedisCache) -> bool {
     let Some(lease) = cache.lease(&email).await else {
         return false;
     };
-    cache.fill(&email, &entry, &lease).await == WriteOutcome::Written
+    cache.fill(&email, &entry, Some(&lease)).await == WriteOutcome::Written
         && matches!(cache.lookup(&email).await, Lookup::Found(_))
 }
 
