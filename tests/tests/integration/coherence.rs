@@ -628,31 +628,25 @@ async fn a_miss_that_read_before_an_edit_cannot_bring_it_back_after_redis_lost_t
         .await;
     assert_eq!(comment.status, 201, "{}", comment.raw_body);
     let comment_id = comment.body["id"].as_str().expect("id").to_owned();
-    let get_post = || env.send(ApiRequest::get(&path).bearer(&token));
-    let get_comments = || env.send(ApiRequest::get(&format!("{path}/comments")).bearer(&token));
-    assert_eq!(get_post().await.status, 200, "the post is cached");
+    let get_post = || ApiRequest::get(&path).bearer(&token);
+    let get_comments = || ApiRequest::get(&format!("{path}/comments")).bearer(&token);
+    let get_feed = || ApiRequest::get("/posts").bearer(&token);
+    let post_key = format!("post:v4:{post_id}");
+    let comments_key = format!("comments:v4:{post_id}");
+    let race = Race {
+        env: &env,
+        proxy: &proxy,
+    };
 
     // A post: the miss's GetItem answer (version 1) waits while the edit lands and the entry
     // is lost.
-    env.redis.evict_key(&format!("post:v4:{post_id}")).await;
-    proxy.hold_answers("GetItem", 1);
-    let edit = async {
-        proxy.answers_held(1).await;
-        let res = env
-            .send(
-                ApiRequest::patch(&path)
-                    .bearer(&token)
-                    .json(json!({"caption": "v2"})),
-            )
-            .await;
-        assert_eq!(res.status, 200, "{}", res.raw_body);
-        env.redis.evict_key(&format!("post:v4:{post_id}")).await;
-        proxy.release_answers();
-    };
-    let (miss, ()) = tokio::join!(get_post(), edit);
-    assert_eq!(miss.status, 200, "{}", miss.raw_body);
+    assert_eq!(env.send(get_post()).await.status, 200, "the post is cached");
+    let edit = ApiRequest::patch(&path)
+        .bearer(&token)
+        .json(json!({"caption": "v2"}));
+    let miss = race.miss("GetItem", 1, &post_key, get_post(), edit).await;
     assert_eq!(miss.body["caption"], "v1", "the miss read before the edit");
-    let after = get_post().await;
+    let after = env.send(get_post()).await;
     assert_eq!(
         (
             after.body["caption"].as_str(),
@@ -663,30 +657,20 @@ async fn a_miss_that_read_before_an_edit_cannot_bring_it_back_after_redis_lost_t
     );
 
     // A post's first comments: the miss's Query of the comment's shard waits the same way.
-    assert_eq!(get_comments().await.status, 200, "the comments are cached");
-    env.redis.evict_key(&format!("comments:v4:{post_id}")).await;
+    assert_eq!(env.send(get_comments()).await.status, 200, "cached");
     let shard = shared::store::keys::comment_pk(&post_id, &comment_id);
-    proxy.hold_answers(&format!("Query|{shard}\""), 1);
-    let edit = async {
-        proxy.answers_held(2).await; // in all: the post's, and now this one
-        let res = env
-            .send(
-                ApiRequest::patch(&format!("{path}/comments/{comment_id}"))
-                    .bearer(&token)
-                    .json(json!({"text": "edited"})),
-            )
-            .await;
-        assert_eq!(res.status, 200, "{}", res.raw_body);
-        env.redis.evict_key(&format!("comments:v4:{post_id}")).await;
-        proxy.release_answers();
-    };
-    let (miss, ()) = tokio::join!(get_comments(), edit);
-    assert_eq!(miss.status, 200, "{}", miss.raw_body);
+    let edit = ApiRequest::patch(&format!("{path}/comments/{comment_id}"))
+        .bearer(&token)
+        .json(json!({"text": "edited"}));
+    let rule = format!("Query|{shard}\"");
+    let miss = race
+        .miss(&rule, 2, &comments_key, get_comments(), edit)
+        .await;
     assert_eq!(
         miss.body["items"][0]["text"], "first",
         "read before the edit"
     );
-    let after = get_comments().await;
+    let after = env.send(get_comments()).await;
     assert_eq!(
         after.body["items"][0]["text"], "edited",
         "a read after the edit answered: {}",
@@ -695,34 +679,55 @@ async fn a_miss_that_read_before_an_edit_cannot_bring_it_back_after_redis_lost_t
 
     // A post the feed's first page reads from the table (its entry missing) and writes back:
     // the page's BatchGetItem answer waits the same way.
-    let get_feed = || env.send(ApiRequest::get("/posts").bearer(&token));
-    assert_eq!(get_feed().await.status, 200, "the feed is cached");
+    assert_eq!(env.send(get_feed()).await.status, 200, "the feed is cached");
     tokio::time::sleep(Duration::from_millis(300)).await; // past the instance's copy of it
-    env.redis.evict_key(&format!("post:v4:{post_id}")).await;
-    proxy.hold_answers("BatchGetItem", 1);
-    let edit = async {
-        proxy.answers_held(3).await; // in all
-        let res = env
-            .send(
-                ApiRequest::patch(&path)
-                    .bearer(&token)
-                    .json(json!({"caption": "v3"})),
-            )
-            .await;
-        assert_eq!(res.status, 200, "{}", res.raw_body);
-        env.redis.evict_key(&format!("post:v4:{post_id}")).await;
-        proxy.release_answers();
-    };
-    let (page, ()) = tokio::join!(get_feed(), edit);
-    assert_eq!(page.status, 200, "{}", page.raw_body);
+    let edit = ApiRequest::patch(&path)
+        .bearer(&token)
+        .json(json!({"caption": "v3"}));
+    let page = race
+        .miss("BatchGetItem", 3, &post_key, get_feed(), edit)
+        .await;
     assert_eq!(
         page.body["items"][0]["caption"], "v2",
         "read before the edit"
     );
-    let after = get_post().await;
+    let after = env.send(get_post()).await;
     assert_eq!(
         after.body["caption"], "v3",
         "a read after the edit answered: {}",
         after.raw_body
     );
+}
+
+/// One world behind a DynamoDB proxy, for the races of a miss with an edit and a loss.
+struct Race<'a> {
+    env: &'a TestEnv,
+    proxy: &'a integration_tests::DynamoProxy,
+}
+
+impl Race<'_> {
+    /// Sends `miss` with `key`'s entry lost, so it reads the table; the proxy holds the answer
+    /// of that read (`rule`, the `held_in_all`th answer the proxy holds) while `edit` is
+    /// answered and the entry is lost again; then lets it go. Returns the miss's answer (200).
+    async fn miss(
+        &self,
+        rule: &str,
+        held_in_all: usize,
+        key: &str,
+        miss: ApiRequest,
+        edit: ApiRequest,
+    ) -> ApiResponse {
+        self.env.redis.evict_key(key).await;
+        self.proxy.hold_answers(rule, 1);
+        let edit = async {
+            self.proxy.answers_held(held_in_all).await;
+            let res = self.env.send(edit).await;
+            assert_eq!(res.status, 200, "{}", res.raw_body);
+            self.env.redis.evict_key(key).await;
+            self.proxy.release_answers();
+        };
+        let (miss, ()) = tokio::join!(self.env.send(miss), edit);
+        assert_eq!(miss.status, 200, "{}", miss.raw_body);
+        miss
+    }
 }
